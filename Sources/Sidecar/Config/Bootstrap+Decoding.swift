@@ -1,0 +1,109 @@
+import Foundation
+import Yams
+
+extension Bootstrap {
+    /// Loads a bootstrap from YAML or JSON text. `source` names the file in errors.
+    public static func load(text: String) throws -> Bootstrap {
+        guard let root = try ConfigDocument.parse(text) else {
+            throw ConfigError(path: "", line: nil, message: "the config is empty")
+        }
+        return try decode(ConfigValue(node: root, path: ""))
+    }
+
+    public static func load(file: String) throws -> Bootstrap {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigError(path: "", line: nil, message: "cannot read config file '\(file)'")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(path: "", line: nil, message: "config file '\(file)' is not UTF-8")
+        }
+        return try load(text: text)
+    }
+
+    static func decode(_ value: ConfigValue) throws -> Bootstrap {
+        let obj = try value.object()
+        try obj.unsupported([
+            "node", "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config", "layered_runtime",
+            "overload_manager", "tracing", "watchdog", "watchdogs", "hds_config", "flags_path", "stats_flush_interval",
+            "bootstrap_extensions", "fatal_actions", "default_socket_interface", "inline_headers",
+        ])
+        var admin: Admin?
+        if let a = obj.optional("admin") {
+            let ao = try a.object()
+            try ao.unsupported(["access_log", "profile_path", "socket_options", "ignore_global_conn_limit"])
+            admin = Admin(address: try SocketAddressConfig.decodeAddress(try ao.required("address")))
+            try ao.finish()
+        }
+        var listeners: [Listener] = []
+        var clusters: [Cluster] = []
+        if let sr = obj.optional("static_resources") {
+            let so = try sr.object()
+            try so.unsupported(["secrets"])
+            listeners = try so.list("listeners").map(Listener.decode)
+            clusters = try so.list("clusters").map(Cluster.decode)
+            try so.finish()
+        }
+        try obj.finish()
+        let bootstrap = Bootstrap(admin: admin, listeners: listeners, clusters: clusters)
+        try bootstrap.validate(root: obj)
+        return bootstrap
+    }
+
+    /// Cross-references: names are unique and every route names a cluster that exists.
+    private func validate(root: ConfigObject) throws {
+        var clusterNames = Set<String>()
+        for (i, c) in clusters.enumerated() where !clusterNames.insert(c.name).inserted {
+            throw ConfigError(path: "static_resources.clusters[\(i)].name", line: nil,
+                              message: "duplicate cluster name '\(c.name)'")
+        }
+        var listenerNames = Set<String>()
+        var addresses = Set<SocketAddressConfig>()
+        for (i, l) in listeners.enumerated() {
+            if !listenerNames.insert(l.name).inserted {
+                throw ConfigError(path: "static_resources.listeners[\(i)].name", line: nil,
+                                  message: "duplicate listener name '\(l.name)'")
+            }
+            if !addresses.insert(l.address).inserted {
+                throw ConfigError(path: "static_resources.listeners[\(i)].address", line: nil,
+                                  message: "listener '\(l.name)' reuses address \(l.address)")
+            }
+            try l.connectionManager.routeConfig.checkClusters(
+                clusterNames, path: "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config.route_config")
+        }
+    }
+}
+
+extension SocketAddressConfig {
+    /// Decodes an `envoy.config.core.v3.Address`; only `socket_address` over TCP is supported.
+    static func decodeAddress(_ value: ConfigValue) throws -> SocketAddressConfig {
+        let obj = try value.object()
+        try obj.unsupported(["pipe", "envoy_internal_address"])
+        let sa = try obj.required("socket_address")
+        try obj.finish()
+        return try decodeSocketAddress(sa, requireIP: true)
+    }
+
+    static func decodeSocketAddress(_ value: ConfigValue, requireIP: Bool) throws -> SocketAddressConfig {
+        let so = try value.object()
+        try so.unsupported(["named_port", "resolver_name", "ipv4_compat", "network_namespace_filepath"])
+        if let p = so.optional("protocol"), try p.string() != "TCP" {
+            throw p.error("only protocol TCP is supported")
+        }
+        let addrValue = try so.required("address")
+        let address = try addrValue.nonEmptyString()
+        if requireIP && !IPAddressText.isIP(address) {
+            throw addrValue.error("'\(address)' is not an IP address")
+        }
+        let port = Int(try so.required("port_value").int(min: 0, max: 65535))
+        try so.finish()
+        return SocketAddressConfig(address: address, port: port)
+    }
+}
+
+enum IPAddressText {
+    static func isIP(_ s: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
+    }
+}

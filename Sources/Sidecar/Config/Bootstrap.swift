@@ -1,0 +1,59 @@
+/// The Envoy v3 bootstrap, reduced to the parts Pilotfish runs.
+public struct Bootstrap: Sendable {
+    public var admin: Admin?
+    public var listeners: [Listener]
+    public var clusters: [Cluster]
+
+    public struct Admin: Sendable {
+        public var address: SocketAddressConfig
+    }
+}
+
+public struct SocketAddressConfig: Sendable, Hashable, CustomStringConvertible {
+    public var address: String
+    public var port: Int
+
+    public var description: String { address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)" }
+}
+
+public struct Listener: Sendable {
+    public var name: String
+    public var address: SocketAddressConfig
+    public var connectionManager: HTTPConnectionManagerConfig
+    public var perConnectionBufferLimitBytes: Int
+}
+
+public struct HTTPConnectionManagerConfig: Sendable {
+    public enum CodecType: String, Sendable, CaseIterable { case AUTO, HTTP1 }
+    public var statPrefix: String
+    public var codecType: CodecType
+    public var routeConfig: RouteConfiguration
+    public var httpFilters: [String]
+    public var acceptHTTP10: Bool
+    public var defaultHostForHTTP10: String?
+    public var serverName: String
+    public var useRemoteAddress: Bool
+    public var requestTimeout: ProtoDuration?
+    public var maxRequestHeadersKB: Int
+}
+
+public struct Cluster: Sendable {
+    public enum DiscoveryType: String, Sendable, CaseIterable { case STATIC, STRICT_DNS, LOGICAL_DNS }
+    public enum LBPolicy: String, Sendable, CaseIterable { case ROUND_ROBIN }
+    public enum DNSLookupFamily: String, Sendable, CaseIterable { case AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED, ALL }
+
+    public var name: String
+    public var type: DiscoveryType
+    public var connectTimeout: ProtoDuration
+    public var lbPolicy: LBPolicy
+    public var endpoints: [Endpoint]
+    public var dnsRefreshRate: ProtoDuration
+    public var dnsLookupFamily: DNSLookupFamily
+    public var perConnectionBufferLimitBytes: Int
+
+    public struct Endpoint: Sendable {
+        public var address: SocketAddressConfig
+        public var weight: UInt32
+        public var hostname: String?
+    }
+}

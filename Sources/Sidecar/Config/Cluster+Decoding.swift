@@ -1,0 +1,83 @@
+extension Cluster {
+    static func decode(_ value: ConfigValue) throws -> Cluster {
+        let obj = try value.object()
+        try obj.unsupported([
+            "health_checks", "outlier_detection", "circuit_breakers", "transport_socket", "transport_socket_matches",
+            "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
+            "common_http_protocol_options", "upstream_http_protocol_options", "protocol_selection", "lb_subset_config",
+            "common_lb_config", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
+            "round_robin_lb_config", "original_dst_lb_config", "load_balancing_policy", "cluster_type",
+            "eds_cluster_config", "upstream_connection_options", "upstream_bind_config", "max_requests_per_connection",
+            "cleanup_interval", "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
+            "use_tcp_for_dns_lookups", "respect_dns_ttl", "dns_failure_refresh_rate", "dns_jitter", "track_timeout_budgets",
+            "track_cluster_stats", "preconnect_policy", "close_connections_on_host_health_failure",
+            "ignore_health_on_host_removal", "filters", "metadata", "alt_stat_name", "lrs_server",
+            "connection_pool_per_downstream_connection", "wait_for_warm_on_init", "hosts", "upstream_config",
+        ])
+        let name = try obj.required("name").nonEmptyString()
+        var type = DiscoveryType.STATIC
+        if let t = obj.optional("type") {
+            let s = try t.string()
+            if ["EDS", "ORIGINAL_DST"].contains(s) {
+                throw t.error("cluster type \(s) is a valid Envoy value but is not supported by Pilotfish yet")
+            }
+            type = try t.enumValue(DiscoveryType.self)
+        }
+        let connectTimeout = try obj.optional("connect_timeout")?.duration() ?? .seconds(5)
+        if connectTimeout.isZero {
+            throw obj.value.error("connect_timeout must be greater than 0s")
+        }
+        var lb = LBPolicy.ROUND_ROBIN
+        if let l = obj.optional("lb_policy") {
+            let s = try l.string()
+            if ["LEAST_REQUEST", "RING_HASH", "RANDOM", "MAGLEV", "CLUSTER_PROVIDED", "LOAD_BALANCING_POLICY_CONFIG"].contains(s) {
+                throw l.error("lb_policy \(s) is a valid Envoy value but is not supported by Pilotfish yet")
+            }
+            lb = try l.enumValue(LBPolicy.self)
+        }
+        let refresh = try obj.optional("dns_refresh_rate")?.duration() ?? .seconds(5)
+        if refresh < .milliseconds(1) { throw obj.value.error("dns_refresh_rate must be at least 1ms") }
+        let family = try obj.optional("dns_lookup_family")?.enumValue(DNSLookupFamily.self) ?? .AUTO
+        let limit = try obj.optional("per_connection_buffer_limit_bytes")?.uint32() ?? 1_048_576
+        var endpoints: [Endpoint] = []
+        let la = obj.optional("load_assignment")
+        if let la {
+            endpoints = try decodeLoadAssignment(la, requireIP: type == .STATIC)
+        }
+        if type == .LOGICAL_DNS && endpoints.count != 1 {
+            throw (la ?? obj.value).error("a LOGICAL_DNS cluster needs exactly one endpoint, found \(endpoints.count)")
+        }
+        try obj.finish()
+        return Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,
+                       dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))
+    }
+
+    private static func decodeLoadAssignment(_ value: ConfigValue, requireIP: Bool) throws -> [Endpoint] {
+        let obj = try value.object()
+        try obj.unsupported(["policy", "named_endpoints"])
+        _ = try obj.optional("cluster_name")?.string()
+        var out: [Endpoint] = []
+        for group in try obj.list("endpoints") {
+            let g = try group.object()
+            try g.unsupported(["locality", "load_balancing_weight", "priority", "metadata", "proximity", "leds_cluster_locality_config"])
+            for item in try g.list("lb_endpoints") {
+                let e = try item.object()
+                try e.unsupported(["health_status", "metadata", "endpoint_name"])
+                let weight = try e.optional("load_balancing_weight")?.int(min: 1, max: Int64(UInt32.max)) ?? 1
+                let ep = try e.required("endpoint").object()
+                try ep.unsupported(["health_check_config", "additional_addresses"])
+                let hostname = try ep.optional("hostname")?.string()
+                let addr = try ep.required("address").object()
+                try addr.unsupported(["pipe", "envoy_internal_address"])
+                let sa = try SocketAddressConfig.decodeSocketAddress(try addr.required("socket_address"), requireIP: requireIP)
+                try addr.finish()
+                try ep.finish()
+                try e.finish()
+                out.append(Endpoint(address: sa, weight: UInt32(weight), hostname: hostname))
+            }
+            try g.finish()
+        }
+        try obj.finish()
+        return out
+    }
+}

@@ -1,0 +1,148 @@
+extension Listener {
+    static let hcmType =
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    static let routerType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+
+    static func decode(_ value: ConfigValue) throws -> Listener {
+        let obj = try value.object()
+        try obj.unsupported([
+            "listener_filters", "transparent", "freebind", "use_original_dst", "socket_options", "traffic_direction",
+            "filter_chain_matcher", "default_filter_chain", "listener_filters_timeout", "continue_on_listener_filters_timeout",
+            "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log", "tcp_backlog_size",
+            "bind_to_port", "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
+            "stat_prefix", "drain_type", "metadata", "ignore_global_conn_limit", "max_connections_to_accept_per_socket_event",
+            "tcp_fast_open_queue_length", "internal_listener", "listener_specifier",
+        ])
+        let name = try obj.optional("name")?.string() ?? "listener_\(value.path.split(separator: "[").last.map { String($0.dropLast()) } ?? "0")"
+        let address = try SocketAddressConfig.decodeAddress(try obj.required("address"))
+        let limit = try obj.optional("per_connection_buffer_limit_bytes")?.uint32() ?? 1_048_576
+        let chainsValue = try obj.required("filter_chains")
+        let chains = try chainsValue.array()
+        guard chains.count == 1 else {
+            throw chainsValue.error(chains.isEmpty
+                ? "a listener needs one filter chain"
+                : "several filter chains need filter_chain_match, which Pilotfish does not support yet; use one filter chain")
+        }
+        let chain = try chains[0].object()
+        try chain.unsupported(["filter_chain_match", "transport_socket", "transport_socket_connect_timeout", "metadata", "name"])
+        let filtersValue = try chain.required("filters")
+        let filters = try filtersValue.array()
+        guard filters.count == 1 else {
+            throw filtersValue.error("expected exactly one network filter, envoy.filters.network.http_connection_manager")
+        }
+        let filter = try filters[0].object()
+        let filterName = try filter.required("name").string()
+        let typed = try filter.required("typed_config")
+        let hcmObj = try typed.object()
+        let type = try hcmObj.required("@type")
+        guard try type.string() == hcmType else {
+            throw type.error("network filter type '\(try type.string())' is not supported; supported: \(hcmType)")
+        }
+        if filterName != "envoy.filters.network.http_connection_manager" && filterName != "envoy.http_connection_manager" {
+            // Envoy picks the extension by @type; the name is free text. Keep it, but it must not promise another filter.
+            if filterName.hasPrefix("envoy.filters.network.") {
+                throw filter.value.error("network filter '\(filterName)' is not supported by Pilotfish yet")
+            }
+        }
+        try filter.unsupported(["config_discovery"])
+        try filter.finish()
+        let hcm = try HTTPConnectionManagerConfig.decode(hcmObj)
+        try chain.finish()
+        try obj.finish()
+        return Listener(name: name, address: address, connectionManager: hcm,
+                        perConnectionBufferLimitBytes: Int(limit))
+    }
+}
+
+extension HTTPConnectionManagerConfig {
+    static func decode(_ obj: ConfigObject) throws -> HTTPConnectionManagerConfig {
+        try obj.unsupported([
+            "rds", "scoped_routes", "http2_protocol_options", "http3_protocol_options", "common_http_protocol_options",
+            "tracing", "access_log", "access_log_options", "add_user_agent", "xff_num_trusted_hops",
+            "skip_xff_append", "via", "generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response",
+            "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue", "upgrade_configs",
+            "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
+            "local_reply_config", "strip_matching_host_port", "strip_any_host_port", "stream_idle_timeout",
+            "request_headers_timeout", "drain_timeout", "delayed_close_timeout", "internal_address_config",
+            "server_header_transformation", "scheme_header_transformation", "max_request_headers_count",
+            "stream_error_on_invalid_http_message", "original_ip_detection_extensions", "early_header_mutation_extensions",
+            "strip_trailing_host_dot", "proxy_status_config", "typed_header_validation_config", "append_x_forwarded_port",
+            "append_local_overload", "add_proxy_protocol_connection_state", "http_services", "request_timeout",
+            "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "internal_only_headers",
+        ])
+        let statPrefix = try obj.required("stat_prefix").nonEmptyString()
+        let codec = try obj.optional("codec_type")
+        var codecType = CodecType.AUTO
+        if let codec {
+            let s = try codec.string()
+            if s == "HTTP2" || s == "HTTP3" {
+                throw codec.error("codec_type \(s) is a valid Envoy value but is not supported by Pilotfish yet")
+            }
+            codecType = try codec.enumValue(CodecType.self)
+        }
+        let route = try RouteConfiguration.decode(try obj.required("route_config"))
+        let filters = try decodeHTTPFilters(try obj.required("http_filters"))
+        var acceptHTTP10 = false
+        var defaultHost: String?
+        if let hpo = try obj.optional("http_protocol_options")?.object() {
+            try hpo.unsupported([
+                "allow_absolute_url", "header_key_format", "enable_trailers", "allow_chunked_length",
+                "override_stream_error_on_invalid_http_message", "send_fully_qualified_url", "use_balsa_parser",
+                "allow_custom_methods", "ignore_http_11_upgrade",
+            ])
+            acceptHTTP10 = try hpo.optional("accept_http_10")?.bool() ?? false
+            defaultHost = try hpo.optional("default_host_for_http_10")?.string()
+            try hpo.finish()
+        }
+        let serverName = try obj.optional("server_name")?.string() ?? "envoy"
+        let useRemote = try obj.optional("use_remote_address")?.bool() ?? false
+        if useRemote {
+            throw obj.value.error("field 'use_remote_address' is a valid Envoy field but is not supported by Pilotfish yet")
+        }
+        let maxKB = try obj.optional("max_request_headers_kb")?.int(min: 1, max: 8192) ?? 60
+        try obj.finish()
+        return HTTPConnectionManagerConfig(
+            statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters,
+            acceptHTTP10: acceptHTTP10, defaultHostForHTTP10: defaultHost, serverName: serverName,
+            useRemoteAddress: useRemote, requestTimeout: nil, maxRequestHeadersKB: Int(maxKB))
+    }
+
+    /// The router is the only HTTP filter so far, and it must be last. Unlike Envoy 1.40 we accept it
+    /// without `typed_config`, as the seed's examples write it: the intent is unambiguous.
+    private static func decodeHTTPFilters(_ value: ConfigValue) throws -> [String] {
+        let items = try value.array()
+        var names: [String] = []
+        for (i, item) in items.enumerated() {
+            let f = try item.object()
+            let name = try f.required("name").nonEmptyString()
+            var isRouter = name == "envoy.filters.http.router" || name == "envoy.router"
+            if let typed = f.optional("typed_config") {
+                let t = try typed.object()
+                let type = try t.required("@type").string()
+                if type == Listener.routerType {
+                    isRouter = true
+                    try t.unsupported([
+                        "dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options",
+                        "suppress_envoy_headers", "strict_check_headers", "respect_expected_rq_timeout",
+                        "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
+                    ])
+                    try t.finish()
+                } else {
+                    throw typed.error("HTTP filter '\(name)' (\(type)) is not supported by Pilotfish yet")
+                }
+            } else if !isRouter {
+                throw item.error("HTTP filter '\(name)' is not supported by Pilotfish yet")
+            }
+            try f.unsupported(["config_discovery", "is_optional", "disabled"])
+            try f.finish()
+            if isRouter && i != items.count - 1 {
+                throw item.error("the router filter must be the last HTTP filter")
+            }
+            names.append(isRouter ? "envoy.filters.http.router" : name)
+        }
+        guard names.last == "envoy.filters.http.router" else {
+            throw value.error("the last HTTP filter must be envoy.filters.http.router")
+        }
+        return names
+    }
+}

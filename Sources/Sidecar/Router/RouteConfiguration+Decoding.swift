@@ -1,0 +1,309 @@
+import Foundation
+
+extension RouteConfiguration {
+    /// Decodes a bare `RouteConfiguration` document (the form Envoy's router_check_tool reads).
+    public static func load(text: String) throws -> RouteConfiguration {
+        guard let node = try ConfigDocument.parse(text) else {
+            throw ConfigError(path: "", line: nil, message: "the route configuration is empty")
+        }
+        return try decode(ConfigValue(node: node, path: ""))
+    }
+
+    static func decode(_ value: ConfigValue) throws -> RouteConfiguration {
+        let obj = try value.object()
+        try obj.unsupported([
+            "vhds", "internal_only_headers", "validate_clusters", "max_direct_response_body_size_bytes",
+            "cluster_specifier_plugins", "request_mirror_policies", "ignore_port_in_host_matching",
+            "ignore_path_parameters_in_path_matching", "typed_per_filter_config", "metadata",
+            "most_specific_header_mutations_wins", "request_headers_to_add_mutations",
+        ])
+        let name = try obj.optional("name")?.string() ?? ""
+        let headers = try HeaderMutations.decode(obj)
+        let hosts = try obj.list("virtual_hosts").map(VirtualHost.decode)
+        try obj.finish()
+        var config = RouteConfiguration(name: name, virtualHosts: hosts, headers: headers)
+        try config.buildDomainIndex(value)
+        return config
+    }
+
+    private mutating func buildDomainIndex(_ value: ConfigValue) throws {
+        var seen = Set<String>()
+        for (i, vh) in virtualHosts.enumerated() {
+            for raw in vh.domains {
+                let d = raw.lowercased()
+                let at = ConfigError(path: "\(value.path.isEmpty ? "" : value.path + ".")virtual_hosts[\(i)].domains",
+                                     line: nil, message: "")
+                if d == "*" {
+                    if defaultHost != nil {
+                        var e = at
+                        e.message = "Only a single wildcard domain is permitted in route \(name); '*' is already claimed by virtual host '\(virtualHosts[defaultHost!].name)'"
+                        throw e
+                    }
+                    defaultHost = i
+                    continue
+                }
+                if !seen.insert(d).inserted {
+                    var e = at
+                    e.message = "Only unique values for domains are permitted. Duplicate entry of domain \(d)"
+                    throw e
+                }
+                if d.hasPrefix("*") {
+                    suffixDomains.append((String(d.dropFirst()), i))
+                } else if d.hasSuffix("*") {
+                    prefixDomains.append((String(d.dropLast()), i))
+                } else {
+                    exactDomains[d] = i
+                }
+            }
+        }
+        // Longest first; Envoy breaks no ties because duplicates are rejected above.
+        suffixDomains.sort { $0.suffix.utf8.count > $1.suffix.utf8.count }
+        prefixDomains.sort { $0.prefix.utf8.count > $1.prefix.utf8.count }
+    }
+
+    /// Every cluster a route names must exist, as Envoy checks for static clusters.
+    func checkClusters(_ names: Set<String>, path: String) throws {
+        for (vi, vh) in virtualHosts.enumerated() {
+            for (ri, r) in vh.routes.enumerated() {
+                guard case .forward(let f) = r.action else { continue }
+                let at = "\(path).virtual_hosts[\(vi)].routes[\(ri)].route"
+                switch f.cluster {
+                case .named(let c) where !names.contains(c):
+                    throw ConfigError(path: at + ".cluster", line: nil, message: "route refers to unknown cluster '\(c)'")
+                case .weighted(let ws, _):
+                    for (wi, w) in ws.enumerated() where !names.contains(w.name) {
+                        throw ConfigError(path: at + ".weighted_clusters.clusters[\(wi)].name", line: nil,
+                                          message: "route refers to unknown cluster '\(w.name)'")
+                    }
+                default:
+                    break
+                }
+            }
+        }
+    }
+}
+
+extension VirtualHost {
+    static func decode(_ value: ConfigValue) throws -> VirtualHost {
+        let obj = try value.object()
+        try obj.unsupported([
+            "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "include_request_attempt_count",
+            "include_attempt_count_in_response", "retry_policy", "retry_policy_typed_config", "hedge_policy",
+            "per_request_buffer_limit_bytes", "request_mirror_policies", "matcher", "metadata",
+            "include_is_timeout_retry_header", "request_body_buffer_limit",
+        ])
+        let name = try obj.required("name").nonEmptyString()
+        let domainsValue = try obj.required("domains")
+        let domains = try domainsValue.array().map { try $0.nonEmptyString() }
+        if domains.isEmpty { throw domainsValue.error("a virtual host needs at least one domain") }
+        for (i, d) in domains.enumerated() where d != "*" && d.dropFirst().dropLast().contains("*") {
+            throw ConfigValue(node: try domainsValue.array()[i].node, path: "\(domainsValue.path)[\(i)]")
+                .error("'\(d)': a wildcard may only be the first or last character")
+        }
+        let routes = try obj.list("routes").map(Route.decode)
+        let tls = try obj.optional("require_tls")?.enumValue(TLSRequirement.self) ?? .NONE
+        let headers = try HeaderMutations.decode(obj)
+        try obj.finish()
+        return VirtualHost(name: name, domains: domains, routes: routes, requireTLS: tls, headers: headers)
+    }
+}
+
+extension Route {
+    static func decode(_ value: ConfigValue) throws -> Route {
+        let obj = try value.object()
+        try obj.unsupported([
+            "metadata", "decorator", "typed_per_filter_config", "tracing", "per_request_buffer_limit_bytes",
+            "stat_prefix", "filter_action", "non_forwarding_action", "request_body_buffer_limit",
+        ])
+        let name = try obj.optional("name")?.string()
+        let match = try RouteMatch.decode(try obj.required("match"))
+        guard let (key, v) = try obj.oneOf(["route", "redirect", "direct_response"]) else { fatalError("unreachable") }
+        let action: RouteAction
+        switch key {
+        case "route": action = .forward(try ForwardAction.decode(v))
+        case "redirect": action = .redirect(try Redirect.decode(v))
+        default: action = .directResponse(try DirectResponse.decode(v))
+        }
+        let headers = try HeaderMutations.decode(obj)
+        try obj.finish()
+        return Route(name: name, match: match, action: action, headers: headers)
+    }
+}
+
+extension RouteMatch {
+    static func decode(_ value: ConfigValue) throws -> RouteMatch {
+        let obj = try value.object()
+        try obj.unsupported(["grpc", "tls_context", "dynamic_metadata", "connect_matcher", "path_match_policy", "filter_state", "cookies"])
+        guard let (key, v) = try obj.oneOf(["prefix", "path", "safe_regex", "path_separated_prefix"]) else {
+            fatalError("unreachable")
+        }
+        let rule: PathRule
+        switch key {
+        case "prefix": rule = .prefix(try v.string())
+        case "path": rule = .path(try v.string())
+        case "safe_regex": rule = .regex(try StringMatcher.decodeRegexMatcher(v))
+        default:
+            let p = try v.string()
+            if p.isEmpty || !p.hasPrefix("/") || (p.hasSuffix("/") && p != "/") || p.contains("?") || p.contains("#") {
+                throw v.error("path_separated_prefix '\(p)' must start with '/', must not end with '/', and must not contain '?' or '#'")
+            }
+            rule = .separatedPrefix(p)
+        }
+        let caseSensitive = try obj.optional("case_sensitive")?.bool() ?? true
+        let headers = try obj.list("headers").map(HeaderMatcher.decode)
+        let query = try obj.list("query_parameters").map(QueryParameterMatcher.decode)
+        var fraction: RuntimeFraction?
+        if let rf = try obj.optional("runtime_fraction")?.object() {
+            let dv = try rf.required("default_value").object()
+            let numerator = UInt64(try dv.optional("numerator")?.uint32() ?? 0)
+            var denominator: UInt64 = 100
+            if let d = dv.optional("denominator") {
+                switch try d.string() {
+                case "HUNDRED": denominator = 100
+                case "TEN_THOUSAND": denominator = 10_000
+                case "MILLION": denominator = 1_000_000
+                default: throw d.error("denominator must be HUNDRED, TEN_THOUSAND or MILLION")
+                }
+            }
+            try dv.finish()
+            let key = try rf.optional("runtime_key")?.string()
+            try rf.finish()
+            fraction = RuntimeFraction(runtimeKey: key, numerator: numerator, denominator: denominator)
+        }
+        try obj.finish()
+        return RouteMatch(path: rule, caseSensitive: caseSensitive, headers: headers, queryParameters: query,
+                          runtimeFraction: fraction)
+    }
+}
+
+extension ForwardAction {
+    static func decode(_ value: ConfigValue) throws -> ForwardAction {
+        let obj = try value.object()
+        try obj.unsupported([
+            "retry_policy", "retry_policy_typed_config", "hash_policy", "cors", "rate_limits", "request_mirror_policies",
+            "priority", "idle_timeout", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
+            "upgrade_configs", "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
+            "hedge_policy", "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
+            "metadata_match", "cluster_not_found_response_code", "include_vh_rate_limits", "early_data_policy",
+            "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "path_rewrite_policy", "host_rewrite",
+            "request_body_buffer_limit",
+        ])
+        guard let (key, v) = try obj.oneOf(["cluster", "cluster_header", "weighted_clusters"]) else { fatalError("unreachable") }
+        let choice: ClusterChoice
+        switch key {
+        case "cluster": choice = .named(try v.nonEmptyString())
+        case "cluster_header": choice = .fromHeader(try v.nonEmptyString().lowercased())
+        default: choice = try decodeWeighted(v)
+        }
+        let prefixRewrite = try obj.optional("prefix_rewrite")?.string()
+        var regexRewrite: (CompiledRegex, String)?
+        if let rr = try obj.optional("regex_rewrite")?.object() {
+            let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
+            let sub = try rr.required("substitution").string()
+            try rr.finish()
+            regexRewrite = (pattern, sub)
+        }
+        if prefixRewrite != nil && regexRewrite != nil {
+            throw value.error("prefix_rewrite and regex_rewrite cannot both be set")
+        }
+        let (hostKey, hv) = try obj.oneOf(["host_rewrite_literal", "auto_host_rewrite"], required: false) ?? ("", nil)
+        var literal: String?
+        var auto = false
+        if let hv {
+            if hostKey == "host_rewrite_literal" { literal = try hv.nonEmptyString() } else { auto = try hv.bool() }
+        }
+        let timeout = try obj.optional("timeout")?.duration() ?? .seconds(15)
+        try obj.finish()
+        return ForwardAction(cluster: choice, prefixRewrite: prefixRewrite, regexRewrite: regexRewrite,
+                             hostRewriteLiteral: literal, autoHostRewrite: auto, timeout: timeout)
+    }
+
+    private static func decodeWeighted(_ value: ConfigValue) throws -> ClusterChoice {
+        let obj = try value.object()
+        try obj.unsupported(["header_name", "random_value_specifier", "use_hash_policy", "runtime_key_prefix"])
+        var clusters: [WeightedCluster] = []
+        for item in try obj.list("clusters") {
+            let c = try item.object()
+            try c.unsupported(["cluster_header", "metadata_match", "typed_per_filter_config", "host_rewrite_literal"])
+            let name = try c.required("name").nonEmptyString()
+            let weight = UInt64(try c.optional("weight")?.uint32() ?? 0)
+            let headers = try HeaderMutations.decode(c)
+            try c.finish()
+            clusters.append(WeightedCluster(name: name, weight: weight, headers: headers))
+        }
+        let sum = clusters.reduce(0) { $0 + $1.weight }
+        if clusters.isEmpty || sum == 0 { throw value.error("weighted_clusters needs clusters with a total weight above 0") }
+        if let tw = obj.optional("total_weight") {
+            let t = UInt64(try tw.uint32())
+            if t != sum { throw tw.error("total_weight \(t) does not equal the sum of the weights, \(sum)") }
+        }
+        try obj.finish()
+        return .weighted(clusters, total: sum)
+    }
+}
+
+extension DirectResponse {
+    static func decode(_ value: ConfigValue) throws -> DirectResponse {
+        let obj = try value.object()
+        let status = Int(try obj.required("status").int(min: 200, max: 599))
+        var body: [UInt8]?
+        if let b = try obj.optional("body")?.object() {
+            try b.unsupported(["filename", "environment_variable"])
+            if let (key, v) = try b.oneOf(["inline_string", "inline_bytes"]) {
+                if key == "inline_string" {
+                    body = Array(try v.string().utf8)
+                } else {
+                    guard let d = Data(base64Encoded: try v.string()) else { throw v.error("inline_bytes is not base64") }
+                    body = Array(d)
+                }
+            }
+            try b.finish()
+        }
+        try obj.unsupported(["body_format"])
+        try obj.finish()
+        return DirectResponse(status: status, body: body)
+    }
+}
+
+extension Redirect {
+    static func decode(_ value: ConfigValue) throws -> Redirect {
+        let obj = try value.object()
+        var scheme: String?
+        if let (key, v) = try obj.oneOf(["https_redirect", "scheme_redirect"], required: false) {
+            if key == "https_redirect" {
+                if try v.bool() { scheme = "https" }
+            } else {
+                scheme = try v.nonEmptyString().lowercased()
+            }
+        }
+        let host = try obj.optional("host_redirect")?.nonEmptyString()
+        let port = try obj.optional("port_redirect").map { Int(try $0.int(min: 0, max: 65535)) }
+        var path = PathChange.none
+        if let (key, v) = try obj.oneOf(["path_redirect", "prefix_rewrite", "regex_rewrite"], required: false) {
+            switch key {
+            case "path_redirect": path = .path(try v.string())
+            case "prefix_rewrite": path = .prefix(try v.string())
+            default:
+                let rr = try v.object()
+                let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
+                let sub = try rr.required("substitution").string()
+                try rr.finish()
+                path = .regex(pattern, sub)
+            }
+        }
+        var status = 301
+        if let rc = obj.optional("response_code") {
+            switch try rc.string() {
+            case "MOVED_PERMANENTLY": status = 301
+            case "FOUND": status = 302
+            case "SEE_OTHER": status = 303
+            case "TEMPORARY_REDIRECT": status = 307
+            case "PERMANENT_REDIRECT": status = 308
+            default: throw rc.error("unknown response_code; expected MOVED_PERMANENTLY, FOUND, SEE_OTHER, TEMPORARY_REDIRECT or PERMANENT_REDIRECT")
+            }
+        }
+        let strip = try obj.optional("strip_query")?.bool() ?? false
+        try obj.finish()
+        return Redirect(scheme: scheme, host: host, port: port, path: path, status: status, stripQuery: strip)
+    }
+}

@@ -1,0 +1,100 @@
+/// `envoy.config.route.v3.RouteConfiguration`, decoded and compiled for matching.
+public struct RouteConfiguration: Sendable {
+    public var name: String
+    public var virtualHosts: [VirtualHost]
+    public var headers: HeaderMutations
+
+    /// Virtual host lookup tables, built once. Envoy's precedence: exact, then the longest `*.suffix`,
+    /// then the longest `prefix.*`, then `*`.
+    var exactDomains: [String: Int] = [:]
+    var suffixDomains: [(suffix: String, index: Int)] = []
+    var prefixDomains: [(prefix: String, index: Int)] = []
+    var defaultHost: Int?
+}
+
+public struct VirtualHost: Sendable {
+    public enum TLSRequirement: String, Sendable, CaseIterable { case NONE, EXTERNAL_ONLY, ALL }
+    public var name: String
+    public var domains: [String]
+    public var routes: [Route]
+    public var requireTLS: TLSRequirement
+    public var headers: HeaderMutations
+}
+
+public struct Route: Sendable {
+    public var name: String?
+    public var match: RouteMatch
+    public var action: RouteAction
+    public var headers: HeaderMutations
+}
+
+public struct RouteMatch: Sendable {
+    public enum PathRule: Sendable {
+        case prefix(String)
+        case path(String)
+        case regex(CompiledRegex)
+        case separatedPrefix(String)
+    }
+
+    public var path: PathRule
+    public var caseSensitive: Bool
+    public var headers: [HeaderMatcher]
+    public var queryParameters: [QueryParameterMatcher]
+    public var runtimeFraction: RuntimeFraction?
+}
+
+/// `runtime_fraction`: without a runtime layer, the default fraction decides with the request's random value.
+public struct RuntimeFraction: Sendable {
+    public var runtimeKey: String?
+    public var numerator: UInt64
+    public var denominator: UInt64
+}
+
+public enum RouteAction: Sendable {
+    case forward(ForwardAction)
+    case directResponse(DirectResponse)
+    case redirect(Redirect)
+}
+
+public struct ForwardAction: Sendable {
+    public enum ClusterChoice: Sendable {
+        case named(String)
+        case fromHeader(String)
+        case weighted([WeightedCluster], total: UInt64)
+    }
+
+    public struct WeightedCluster: Sendable {
+        public var name: String
+        public var weight: UInt64
+        public var headers: HeaderMutations
+    }
+
+    public var cluster: ClusterChoice
+    public var prefixRewrite: String?
+    public var regexRewrite: (pattern: CompiledRegex, substitution: String)?
+    public var hostRewriteLiteral: String?
+    public var autoHostRewrite: Bool
+    /// The route timeout; zero disables it. Envoy's default is 15 s.
+    public var timeout: ProtoDuration
+}
+
+public struct DirectResponse: Sendable {
+    public var status: Int
+    public var body: [UInt8]?
+}
+
+public struct Redirect: Sendable {
+    public enum PathChange: Sendable {
+        case none
+        case path(String)
+        case prefix(String)
+        case regex(CompiledRegex, String)
+    }
+
+    public var scheme: String?
+    public var host: String?
+    public var port: Int?
+    public var path: PathChange
+    public var status: Int
+    public var stripQuery: Bool
+}
