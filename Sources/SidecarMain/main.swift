@@ -1,1 +1,95 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import NIOCore
 import Sidecar
+
+/// `sidecar -c envoy.yaml`: Envoy's command line, for the flags Pilotfish has.
+struct SidecarCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sidecar",
+        abstract: "Pilotfish: a transparent service-mesh sidecar configured with Envoy v3 YAML/JSON.",
+        version: SidecarVersion.string)
+
+    @Option(name: [.customShort("c"), .customLong("config-path")], help: "Envoy v3 bootstrap file (YAML or JSON).")
+    var configPath: String?
+
+    @Option(name: .customLong("config-yaml"), help: "Bootstrap given inline as YAML.")
+    var configYAML: String?
+
+    @Option(name: .customLong("concurrency"), help: "Worker event loops (default: number of cores).")
+    var concurrency: Int?
+
+    @Option(name: [.customShort("l"), .customLong("log-level")], help: "trace, debug, info, warning, error, critical, off.")
+    var logLevel: String = "info"
+
+    @Option(name: .customLong("mode"), help: "serve (default) or validate: check the config, print the verdict, exit 0 or 1.")
+    var mode: String = "serve"
+
+    @Option(name: .customLong("drain-time-s"), help: "Seconds in-flight requests get to finish on SIGTERM/SIGINT.")
+    var drainTimeSeconds: Int = 5
+
+    @Flag(name: .customLong("disable-hot-restart"), help: "Accepted for Envoy compatibility; Pilotfish has no hot restart.")
+    var disableHotRestart = false
+
+    func validate() throws {
+        if configPath == nil && configYAML == nil { throw ValidationError("a config is required: -c PATH or --config-yaml") }
+        if let c = concurrency, c < 1 { throw ValidationError("--concurrency must be at least 1") }
+        if drainTimeSeconds < 0 { throw ValidationError("--drain-time-s must not be negative") }
+        if Log.Level(name: logLevel) == nil { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        if mode != "serve" && mode != "validate" { throw ValidationError("--mode must be serve or validate") }
+    }
+
+    func run() throws {
+        Log.level = Log.Level(name: logLevel)!
+        let source: String
+        let bootstrap: Bootstrap
+        do {
+            if let configPath {
+                guard let data = FileManager.default.contents(atPath: configPath) else {
+                    throw ConfigError(path: "", line: nil, message: "cannot read config file '\(configPath)'")
+                }
+                source = String(decoding: data, as: UTF8.self)
+            } else {
+                source = configYAML!
+            }
+            bootstrap = try Bootstrap.load(text: source)
+        } catch let e as ConfigError {
+            let file = configPath ?? "--config-yaml"
+            print("error: invalid config \(file): \(e)", to: &StandardError.stream)
+            throw ExitCode(1)
+        }
+        if mode == "validate" {
+            print("configuration '\(configPath ?? "--config-yaml")' OK")
+            return
+        }
+        let server = SidecarServer(
+            bootstrap: bootstrap, concurrency: concurrency ?? System.coreCount,
+            drainTime: .seconds(Int64(drainTimeSeconds)), configSource: source)
+        do {
+            try server.start()
+        } catch {
+            print("error: \(error)", to: &StandardError.stream)
+            throw ExitCode(1)
+        }
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { server.drainAndStop() }
+            s.resume()
+            sources.append(s)
+        }
+        try server.waitUntilStopped()
+        withExtendedLifetime(sources) {}
+    }
+}
+
+enum StandardError {
+    nonisolated(unsafe) static var stream = Stream()
+    struct Stream: TextOutputStream {
+        mutating func write(_ string: String) { FileHandle.standardError.write(Data(string.utf8)) }
+    }
+}
+
+SidecarCommand.main()

@@ -51,24 +51,24 @@ extension Bootstrap {
 
     /// Cross-references: names are unique and every route names a cluster that exists.
     private func validate(root: ConfigObject) throws {
+        let doc = root.value
         var clusterNames = Set<String>()
         for (i, c) in clusters.enumerated() where !clusterNames.insert(c.name).inserted {
-            throw ConfigError(path: "static_resources.clusters[\(i)].name", line: nil,
-                              message: "duplicate cluster name '\(c.name)'")
+            throw doc.error(at: "static_resources.clusters[\(i)].name", "duplicate cluster name '\(c.name)'")
         }
         var listenerNames = Set<String>()
         var addresses = Set<SocketAddressConfig>()
         for (i, l) in listeners.enumerated() {
             if !listenerNames.insert(l.name).inserted {
-                throw ConfigError(path: "static_resources.listeners[\(i)].name", line: nil,
-                                  message: "duplicate listener name '\(l.name)'")
+                throw doc.error(at: "static_resources.listeners[\(i)].name", "duplicate listener name '\(l.name)'")
             }
             if !addresses.insert(l.address).inserted {
-                throw ConfigError(path: "static_resources.listeners[\(i)].address", line: nil,
-                                  message: "listener '\(l.name)' reuses address \(l.address)")
+                throw doc.error(at: "static_resources.listeners[\(i)].address",
+                                "listener '\(l.name)' reuses address \(l.address)")
             }
             try l.connectionManager.routeConfig.checkClusters(
-                clusterNames, path: "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config.route_config")
+                clusterNames,
+                in: doc.locate("static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config.route_config"))
         }
     }
 }

@@ -23,9 +23,10 @@ extension Cluster {
             }
             type = try t.enumValue(DiscoveryType.self)
         }
-        let connectTimeout = try obj.optional("connect_timeout")?.duration() ?? .seconds(5)
-        if connectTimeout.isZero {
-            throw obj.value.error("connect_timeout must be greater than 0s")
+        let connectTimeoutValue = obj.optional("connect_timeout")
+        let connectTimeout = try connectTimeoutValue?.duration() ?? .seconds(5)
+        if let connectTimeoutValue, connectTimeout.isZero {
+            throw connectTimeoutValue.error("connect_timeout must be greater than 0s")
         }
         var lb = LBPolicy.ROUND_ROBIN
         if let l = obj.optional("lb_policy") {
@@ -35,8 +36,9 @@ extension Cluster {
             }
             lb = try l.enumValue(LBPolicy.self)
         }
-        let refresh = try obj.optional("dns_refresh_rate")?.duration() ?? .seconds(5)
-        if refresh < .milliseconds(1) { throw obj.value.error("dns_refresh_rate must be at least 1ms") }
+        let refreshValue = obj.optional("dns_refresh_rate")
+        let refresh = try refreshValue?.duration() ?? .seconds(5)
+        if let refreshValue, refresh < .milliseconds(1) { throw refreshValue.error("dns_refresh_rate must be at least 1ms") }
         let family = try obj.optional("dns_lookup_family")?.enumValue(DNSLookupFamily.self) ?? .AUTO
         let limit = try obj.optional("per_connection_buffer_limit_bytes")?.uint32() ?? 1_048_576
         var endpoints: [Endpoint] = []

@@ -130,6 +130,56 @@ struct ConfigValue {
         return v
     }
 
+    /// The value of field `key` of this mapping, read without marking it used. For locating errors
+    /// found after decoding (cross-references), so that they too can name a line.
+    func child(_ key: String) -> ConfigValue? {
+        guard case .mapping(let mapping) = node else { return nil }
+        for pair in mapping {
+            guard case .scalar(let k) = pair.key else { continue }
+            let name = k.string == "@type" ? k.string : ConfigObject.snakeCase(k.string)
+            if name == key { return ConfigValue(node: pair.value, path: path.isEmpty ? key : "\(path).\(key)") }
+        }
+        return nil
+    }
+
+    /// Element `index` of this list, without decoding it.
+    func element(_ index: Int) -> ConfigValue? {
+        guard case .sequence(let seq) = node, seq.indices.contains(index) else { return nil }
+        return ConfigValue(node: seq[index], path: "\(path)[\(index)]")
+    }
+
+    /// Follows a field path such as `static_resources.clusters[1].name` down from this value.
+    /// Returns the deepest value reached, so an error still gets the nearest line when the path
+    /// does not exist in the document.
+    func locate(_ relativePath: String) -> ConfigValue {
+        var current = self
+        for component in relativePath.split(separator: ".") {
+            var name = Substring(component)
+            var indices: [Int] = []
+            while name.hasSuffix("]"), let open = name.lastIndex(of: "["),
+                  let i = Int(name[name.index(after: open)..<name.index(before: name.endIndex)]) {
+                indices.insert(i, at: 0)
+                name = name[..<open]
+            }
+            if !name.isEmpty {
+                guard let next = current.child(String(name)) else { return current }
+                current = next
+            }
+            for i in indices {
+                guard let next = current.element(i) else { return current }
+                current = next
+            }
+        }
+        return current
+    }
+
+    /// An error at `relativePath` below this value, with that field's line when it is in the document.
+    func error(at relativePath: String, _ message: String) -> ConfigError {
+        let found = locate(relativePath)
+        let full = path.isEmpty ? relativePath : "\(path).\(relativePath)"
+        return ConfigError(path: full, line: found.line, message: message)
+    }
+
     private var describeScalar: String {
         if case .scalar(let s) = node { return "'\(s.string)'" }
         return kindName

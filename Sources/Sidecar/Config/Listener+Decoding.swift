@@ -95,9 +95,10 @@ extension HTTPConnectionManagerConfig {
             try hpo.finish()
         }
         let serverName = try obj.optional("server_name")?.string() ?? "envoy"
-        let useRemote = try obj.optional("use_remote_address")?.bool() ?? false
-        if useRemote {
-            throw obj.value.error("field 'use_remote_address' is a valid Envoy field but is not supported by Pilotfish yet")
+        let useRemoteValue = obj.optional("use_remote_address")
+        let useRemote = try useRemoteValue?.bool() ?? false
+        if let useRemoteValue, useRemote {
+            throw useRemoteValue.error("field 'use_remote_address' is a valid Envoy field but is not supported by Pilotfish yet")
         }
         let maxKB = try obj.optional("max_request_headers_kb")?.int(min: 1, max: 8192) ?? 60
         try obj.finish()

@@ -54,7 +54,10 @@ extension HeaderMatcher {
                 try r.finish()
                 if start >= end { throw v.error("range_match start must be below end") }
                 rule = .range(start: start, end: end)
-            case "exact_match": rule = .string(StringMatcher(kind: .exact(try v.string()), ignoreCase: false))
+            case "exact_match":
+                // Legacy exact_match: an empty value matches any value (Envoy's HeaderMatchType::Value).
+                let exact = try v.string()
+                rule = exact.isEmpty ? .present(true) : .string(StringMatcher(kind: .exact(exact), ignoreCase: false))
             case "prefix_match": rule = .string(StringMatcher(kind: .prefix(try v.nonEmptyString()), ignoreCase: false))
             case "suffix_match": rule = .string(StringMatcher(kind: .suffix(try v.nonEmptyString()), ignoreCase: false))
             case "contains_match": rule = .string(StringMatcher(kind: .contains(try v.nonEmptyString()), ignoreCase: false))

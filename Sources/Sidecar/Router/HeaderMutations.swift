@@ -32,22 +32,29 @@ public struct HeaderMutations: Sendable {
         Self.apply(remove: responseRemove, add: responseAdd, to: &headers, context: context)
     }
 
+    /// Envoy's `HeaderParser::evaluateHeaders`: removals first; then every addition is decided against the
+    /// headers as they were before this level added anything; overwrites are applied before appends.
     private static func apply(remove: [String], add: [Addition], to headers: inout HTTPHeaders, context: FormatContext) {
         for name in remove { headers.remove(name: name) }
+        guard !add.isEmpty else { return }
+        var appends: [(String, String)] = []
+        var overwrites: [(String, String)] = []
         for a in add {
             let value = a.value.render(context)
             if value.isEmpty && !a.keepEmpty { continue }
             switch a.action {
             case .APPEND_IF_EXISTS_OR_ADD:
-                headers.add(name: a.name, value: value)
+                appends.append((a.name, value))
             case .ADD_IF_ABSENT:
-                if !headers.contains(name: a.name) { headers.add(name: a.name, value: value) }
+                if !headers.contains(name: a.name) { appends.append((a.name, value)) }
             case .OVERWRITE_IF_EXISTS_OR_ADD:
-                headers.replaceOrAdd(name: a.name, value: value)
+                overwrites.append((a.name, value))
             case .OVERWRITE_IF_EXISTS:
-                if headers.contains(name: a.name) { headers.replaceOrAdd(name: a.name, value: value) }
+                if headers.contains(name: a.name) { overwrites.append((a.name, value)) }
             }
         }
+        for (name, value) in overwrites { headers.replaceOrAdd(name: name, value: value) }
+        for (name, value) in appends { headers.add(name: name, value: value) }
     }
 }
 

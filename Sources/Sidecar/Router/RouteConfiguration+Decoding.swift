@@ -14,14 +14,16 @@ extension RouteConfiguration {
         try obj.unsupported([
             "vhds", "internal_only_headers", "validate_clusters", "max_direct_response_body_size_bytes",
             "cluster_specifier_plugins", "request_mirror_policies", "ignore_port_in_host_matching",
-            "ignore_path_parameters_in_path_matching", "typed_per_filter_config", "metadata",
+            "ignore_path_parameters_in_path_matching", "typed_per_filter_config",
             "most_specific_header_mutations_wins", "request_headers_to_add_mutations",
         ])
         let name = try obj.optional("name")?.string() ?? ""
         let headers = try HeaderMutations.decode(obj)
         let hosts = try obj.list("virtual_hosts").map(VirtualHost.decode)
+        let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
         try obj.finish()
         var config = RouteConfiguration(name: name, virtualHosts: hosts, headers: headers)
+        config.metadata = metadata
         try config.buildDomainIndex(value)
         return config
     }
@@ -29,23 +31,19 @@ extension RouteConfiguration {
     private mutating func buildDomainIndex(_ value: ConfigValue) throws {
         var seen = Set<String>()
         for (i, vh) in virtualHosts.enumerated() {
-            for raw in vh.domains {
+            for (j, raw) in vh.domains.enumerated() {
                 let d = raw.lowercased()
-                let at = ConfigError(path: "\(value.path.isEmpty ? "" : value.path + ".")virtual_hosts[\(i)].domains",
-                                     line: nil, message: "")
+                let at = "virtual_hosts[\(i)].domains[\(j)]"
                 if d == "*" {
-                    if defaultHost != nil {
-                        var e = at
-                        e.message = "Only a single wildcard domain is permitted in route \(name); '*' is already claimed by virtual host '\(virtualHosts[defaultHost!].name)'"
-                        throw e
+                    if let claimed = defaultHost {
+                        throw value.error(at: at, "Only a single wildcard domain is permitted in route \(name); "
+                            + "'*' is already claimed by virtual host '\(virtualHosts[claimed].name)'")
                     }
                     defaultHost = i
                     continue
                 }
                 if !seen.insert(d).inserted {
-                    var e = at
-                    e.message = "Only unique values for domains are permitted. Duplicate entry of domain \(d)"
-                    throw e
+                    throw value.error(at: at, "Only unique values for domains are permitted. Duplicate entry of domain \(d)")
                 }
                 if d.hasPrefix("*") {
                     suffixDomains.append((String(d.dropFirst()), i))
@@ -61,19 +59,20 @@ extension RouteConfiguration {
         prefixDomains.sort { $0.prefix.utf8.count > $1.prefix.utf8.count }
     }
 
-    /// Every cluster a route names must exist, as Envoy checks for static clusters.
-    func checkClusters(_ names: Set<String>, path: String) throws {
+    /// Every cluster a route names must exist, as Envoy checks for static clusters. `value` is this route
+    /// configuration's place in the document, so the error names the field and its line.
+    func checkClusters(_ names: Set<String>, in value: ConfigValue) throws {
         for (vi, vh) in virtualHosts.enumerated() {
             for (ri, r) in vh.routes.enumerated() {
                 guard case .forward(let f) = r.action else { continue }
-                let at = "\(path).virtual_hosts[\(vi)].routes[\(ri)].route"
+                let at = "virtual_hosts[\(vi)].routes[\(ri)].route"
                 switch f.cluster {
                 case .named(let c) where !names.contains(c):
-                    throw ConfigError(path: at + ".cluster", line: nil, message: "route refers to unknown cluster '\(c)'")
+                    throw value.error(at: at + ".cluster", "route refers to unknown cluster '\(c)'")
                 case .weighted(let ws, _):
                     for (wi, w) in ws.enumerated() where !names.contains(w.name) {
-                        throw ConfigError(path: at + ".weighted_clusters.clusters[\(wi)].name", line: nil,
-                                          message: "route refers to unknown cluster '\(w.name)'")
+                        throw value.error(at: at + ".weighted_clusters.clusters[\(wi)].name",
+                                          "route refers to unknown cluster '\(w.name)'")
                     }
                 default:
                     break
@@ -89,7 +88,7 @@ extension VirtualHost {
         try obj.unsupported([
             "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "include_request_attempt_count",
             "include_attempt_count_in_response", "retry_policy", "retry_policy_typed_config", "hedge_policy",
-            "per_request_buffer_limit_bytes", "request_mirror_policies", "matcher", "metadata",
+            "per_request_buffer_limit_bytes", "request_mirror_policies", "matcher",
             "include_is_timeout_retry_header", "request_body_buffer_limit",
         ])
         let name = try obj.required("name").nonEmptyString()
@@ -103,8 +102,10 @@ extension VirtualHost {
         let routes = try obj.list("routes").map(Route.decode)
         let tls = try obj.optional("require_tls")?.enumValue(TLSRequirement.self) ?? .NONE
         let headers = try HeaderMutations.decode(obj)
+        let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
         try obj.finish()
-        return VirtualHost(name: name, domains: domains, routes: routes, requireTLS: tls, headers: headers)
+        return VirtualHost(name: name, domains: domains, routes: routes, requireTLS: tls, headers: headers,
+                           metadata: metadata)
     }
 }
 
@@ -112,7 +113,7 @@ extension Route {
     static func decode(_ value: ConfigValue) throws -> Route {
         let obj = try value.object()
         try obj.unsupported([
-            "metadata", "decorator", "typed_per_filter_config", "tracing", "per_request_buffer_limit_bytes",
+            "decorator", "typed_per_filter_config", "tracing", "per_request_buffer_limit_bytes",
             "stat_prefix", "filter_action", "non_forwarding_action", "request_body_buffer_limit",
         ])
         let name = try obj.optional("name")?.string()
@@ -125,15 +126,16 @@ extension Route {
         default: action = .directResponse(try DirectResponse.decode(v))
         }
         let headers = try HeaderMutations.decode(obj)
+        let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
         try obj.finish()
-        return Route(name: name, match: match, action: action, headers: headers)
+        return Route(name: name, match: match, action: action, headers: headers, metadata: metadata)
     }
 }
 
 extension RouteMatch {
     static func decode(_ value: ConfigValue) throws -> RouteMatch {
         let obj = try value.object()
-        try obj.unsupported(["grpc", "tls_context", "dynamic_metadata", "connect_matcher", "path_match_policy", "filter_state", "cookies"])
+        try obj.unsupported(["tls_context", "dynamic_metadata", "connect_matcher", "path_match_policy", "filter_state", "cookies"])
         guard let (key, v) = try obj.oneOf(["prefix", "path", "safe_regex", "path_separated_prefix"]) else {
             fatalError("unreachable")
         }
@@ -148,6 +150,11 @@ extension RouteMatch {
                 throw v.error("path_separated_prefix '\(p)' must start with '/', must not end with '/', and must not contain '?' or '#'")
             }
             rule = .separatedPrefix(p)
+        }
+        var grpc = false
+        if let g = try obj.optional("grpc")?.object() {
+            try g.finish()  // GrpcRouteMatchOptions has no fields.
+            grpc = true
         }
         let caseSensitive = try obj.optional("case_sensitive")?.bool() ?? true
         let headers = try obj.list("headers").map(HeaderMatcher.decode)
@@ -172,7 +179,7 @@ extension RouteMatch {
         }
         try obj.finish()
         return RouteMatch(path: rule, caseSensitive: caseSensitive, headers: headers, queryParameters: query,
-                          runtimeFraction: fraction)
+                          runtimeFraction: fraction, grpc: grpc)
     }
 }
 
@@ -195,7 +202,8 @@ extension ForwardAction {
         case "cluster_header": choice = .fromHeader(try v.nonEmptyString().lowercased())
         default: choice = try decodeWeighted(v)
         }
-        let prefixRewrite = try obj.optional("prefix_rewrite")?.string()
+        // Envoy treats an empty prefix_rewrite as unset: the path is left alone.
+        let prefixRewrite = try obj.optional("prefix_rewrite")?.string().nilIfEmpty
         var regexRewrite: (CompiledRegex, String)?
         if let rr = try obj.optional("regex_rewrite")?.object() {
             let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
@@ -277,12 +285,13 @@ extension Redirect {
             }
         }
         let host = try obj.optional("host_redirect")?.nonEmptyString()
-        let port = try obj.optional("port_redirect").map { Int(try $0.int(min: 0, max: 65535)) }
+        // Proto3 defaults mean "unset": port 0, an empty path_redirect or prefix_rewrite.
+        let port = try obj.optional("port_redirect").map { Int(try $0.int(min: 0, max: 65535)) }.flatMap { $0 == 0 ? nil : $0 }
         var path = PathChange.none
         if let (key, v) = try obj.oneOf(["path_redirect", "prefix_rewrite", "regex_rewrite"], required: false) {
             switch key {
-            case "path_redirect": path = .path(try v.string())
-            case "prefix_rewrite": path = .prefix(try v.string())
+            case "path_redirect": path = try v.string().nilIfEmpty.map { .path($0) } ?? .none
+            case "prefix_rewrite": path = try v.string().nilIfEmpty.map { .prefix($0) } ?? .none
             default:
                 let rr = try v.object()
                 let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
@@ -306,4 +315,8 @@ extension Redirect {
         try obj.finish()
         return Redirect(scheme: scheme, host: host, port: port, path: path, status: status, stripQuery: strip)
     }
+}
+
+extension String {
+    fileprivate var nilIfEmpty: String? { isEmpty ? nil : self }
 }

@@ -10,6 +10,8 @@ public struct RouteConfiguration: Sendable {
     var suffixDomains: [(suffix: String, index: Int)] = []
     var prefixDomains: [(prefix: String, index: Int)] = []
     var defaultHost: Int?
+
+    public var metadata = Metadata()
 }
 
 public struct VirtualHost: Sendable {
@@ -19,6 +21,7 @@ public struct VirtualHost: Sendable {
     public var routes: [Route]
     public var requireTLS: TLSRequirement
     public var headers: HeaderMutations
+    public var metadata = Metadata()
 }
 
 public struct Route: Sendable {
@@ -26,6 +29,8 @@ public struct Route: Sendable {
     public var match: RouteMatch
     public var action: RouteAction
     public var headers: HeaderMutations
+    /// `metadata.filter_metadata`: opaque to routing, kept for whoever reads the route (config dump, filters).
+    public var metadata = Metadata()
 }
 
 public struct RouteMatch: Sendable {
@@ -41,9 +46,12 @@ public struct RouteMatch: Sendable {
     public var headers: [HeaderMatcher]
     public var queryParameters: [QueryParameterMatcher]
     public var runtimeFraction: RuntimeFraction?
+    /// `grpc: {}`: only requests whose content-type is `application/grpc` or `application/grpc+…`.
+    public var grpc = false
 }
 
-/// `runtime_fraction`: without a runtime layer, the default fraction decides with the request's random value.
+/// `runtime_fraction`. Pilotfish has no runtime layer, so the default fraction decides with the request's
+/// random value, as Envoy does when the runtime has no value for the key.
 public struct RuntimeFraction: Sendable {
     public var runtimeKey: String?
     public var numerator: UInt64

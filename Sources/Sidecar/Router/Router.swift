@@ -12,7 +12,10 @@ public struct RouteRequest {
     public var headers: HTTPHeaders
     /// Picks weighted clusters and decides runtime fractions.
     public var randomValue: UInt64
-    /// The runtime key that is switched on, if any (used by the conformance replay's runtime mock).
+    /// `nil` in the proxy: there is no runtime layer, so every `runtime_fraction` uses its default value,
+    /// as Envoy does when the runtime has no value for the key. Non-nil: a runtime mock, as in Envoy's
+    /// router_check_tool: a `runtime_fraction` route can only match when its `runtime_key` equals this
+    /// value (`""` switches none on), and then its default fraction decides.
     public var enabledRuntimeKey: String?
 
     public init(method: String, path: String, authority: String, scheme: String = "http", isInternal: Bool = false,
@@ -44,6 +47,15 @@ public struct RouteRequest {
         }
     }
 
+    /// The first value of a header, where Envoy reads only one (`cluster_header`, content-type).
+    func firstHeader(_ name: String) -> String? {
+        switch name {
+        case ":path", ":method", ":authority", "host", ":scheme": return header(name)
+        default: return headers.first(name: name)
+        }
+    }
+
+    /// The path that path matchers see: Envoy's `PathUtil::removeQueryAndFragment`.
     var pathWithoutQuery: Substring {
         if let q = path.utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) {
             return path[..<q]
@@ -79,6 +91,15 @@ public struct ForwardTarget {
 }
 
 extension RouteConfiguration {
+    /// Where a request lands in the table, before any action is taken: Envoy's `RouteMatcher::route`.
+    enum Selection {
+        case noVirtualHost
+        /// The virtual host's `require_tls` sends the request to https before any route is tried.
+        case tlsRedirect(virtualHost: Int)
+        case noRoute(virtualHost: Int)
+        case route(virtualHost: Int, route: Int)
+    }
+
     /// Envoy's virtual host selection on the lower-cased host; the port is part of the host.
     public func virtualHostIndex(for authority: String) -> Int? {
         let host = authority.utf8.contains(where: { $0 >= 65 && $0 <= 90 }) ? authority.lowercased() : authority
@@ -93,14 +114,33 @@ extension RouteConfiguration {
         return defaultHost
     }
 
-    public func route(_ request: RouteRequest) -> RouteDecision {
-        guard let vhIndex = virtualHostIndex(for: request.authority) else { return .noRoute }
+    func select(_ request: RouteRequest) -> Selection {
+        guard let vhIndex = virtualHostIndex(for: request.authority) else { return .noVirtualHost }
         let vh = virtualHosts[vhIndex]
         if vh.requireTLS == .ALL || (vh.requireTLS == .EXTERNAL_ONLY && !request.isInternal), request.scheme != "https" {
-            let location = "https://" + request.authority + request.path
-            return .redirect(location: location, status: 301, mutations: [], virtualHost: vh.name)
+            return .tlsRedirect(virtualHost: vhIndex)
         }
-        guard let route = vh.routes.first(where: { $0.match.matches(request) }) else { return .noRoute }
+        guard let routeIndex = vh.routes.firstIndex(where: { $0.match.matches(request) }) else {
+            return .noRoute(virtualHost: vhIndex)
+        }
+        return .route(virtualHost: vhIndex, route: routeIndex)
+    }
+
+    public func route(_ request: RouteRequest) -> RouteDecision {
+        let vhIndex: Int
+        let routeIndex: Int
+        switch select(request) {
+        case .noVirtualHost, .noRoute:
+            return .noRoute
+        case .tlsRedirect(let i):
+            let location = "https://" + request.authority + request.path
+            return .redirect(location: location, status: 301, mutations: [], virtualHost: virtualHosts[i].name)
+        case .route(let v, let r):
+            vhIndex = v
+            routeIndex = r
+        }
+        let vh = virtualHosts[vhIndex]
+        let route = vh.routes[routeIndex]
         switch route.action {
         case .directResponse(let d):
             return .directResponse(d, mutations: [route.headers, vh.headers, headers], virtualHost: vh.name)
@@ -115,8 +155,9 @@ extension RouteConfiguration {
             case .named(let c):
                 cluster = c
             case .fromHeader(let h):
-                guard let c = request.header(h), !c.isEmpty else { return .noRoute }
-                cluster = c
+                // Envoy uses the first value only. A missing header still selects the route, with no cluster:
+                // the router then answers as for an unknown cluster (cluster_not_found_response_code, 503).
+                cluster = request.firstHeader(h) ?? ""
             case .weighted(let clusters, let total):
                 let x = request.randomValue % total
                 var running: UInt64 = 0
@@ -140,13 +181,13 @@ extension RouteMatch {
     func matches(_ request: RouteRequest) -> Bool {
         guard pathMatches(request) else { return false }
         if let rf = runtimeFraction {
-            if let key = rf.runtimeKey, let enabled = request.enabledRuntimeKey {
-                if key != enabled { return false }
+            if let enabled = request.enabledRuntimeKey {
+                guard !enabled.isEmpty, (rf.runtimeKey ?? "") == enabled else { return false }
             }
-            if request.randomValue % rf.denominator >= rf.numerator && !(rf.numerator == 0 && request.enabledRuntimeKey == rf.runtimeKey && rf.runtimeKey != nil) {
-                return false
-            }
+            // Envoy's ProtobufPercentHelper::evaluateFractionalPercent.
+            guard request.randomValue % rf.denominator < rf.numerator else { return false }
         }
+        if grpc && !Self.isGRPC(request) { return false }
         for h in headers where !h.matches(request.header) { return false }
         if !queryParameters.isEmpty {
             let params = QueryString.parse(request.query)
@@ -158,20 +199,30 @@ extension RouteMatch {
         return true
     }
 
+    /// Envoy's `Grpc::Common::isGrpcRequestHeaders`: content-type `application/grpc`, or `application/grpc+…`
+    /// (so `application/grpc-web` is not gRPC).
+    static func isGRPC(_ request: RouteRequest) -> Bool {
+        guard let contentType = request.firstHeader("content-type") else { return false }
+        let grpc = "application/grpc".utf8
+        let ct = contentType.utf8
+        guard ct.starts(with: grpc) else { return false }
+        let rest = ct.dropFirst(grpc.count)
+        return rest.isEmpty || rest.first == UInt8(ascii: "+")
+    }
+
     private func pathMatches(_ request: RouteRequest) -> Bool {
+        // Every path rule sees the path without query and fragment (Envoy's PathMatcher).
+        let actual = request.pathWithoutQuery
         switch path {
         case .prefix(let p):
-            // Envoy matches a prefix against the whole :path, query included.
-            if caseSensitive { return request.path.utf8.starts(with: p.utf8) }
-            return request.path.lowercased().hasPrefix(p.lowercased())
+            if caseSensitive { return actual.utf8.starts(with: p.utf8) }
+            return actual.lowercased().hasPrefix(p.lowercased())
         case .path(let p):
-            let actual = request.pathWithoutQuery
             if caseSensitive { return actual.utf8.elementsEqual(p.utf8) }
             return actual.lowercased() == p.lowercased()
         case .regex(let r):
-            return r.fullMatch(String(request.pathWithoutQuery))
+            return r.fullMatch(String(actual))
         case .separatedPrefix(let p):
-            let actual = request.pathWithoutQuery
             let head = actual.utf8.prefix(p.utf8.count)
             let same = caseSensitive ? head.elementsEqual(p.utf8) : String(Substring(head)).lowercased() == p.lowercased()
             guard same else { return false }
@@ -180,31 +231,42 @@ extension RouteMatch {
         }
     }
 
-    /// The part of the path that `prefix_rewrite` replaces.
+    /// How many leading bytes of `:path` a `prefix_rewrite` replaces: the configured prefix or path, or the
+    /// whole path (without query) for a regex route, as Envoy's `matcher()` gives it.
     func matchedPrefixLength(_ request: RouteRequest) -> Int {
         switch path {
-        case .prefix(let p), .separatedPrefix(let p): return p.utf8.count
-        case .path, .regex: return request.pathWithoutQuery.utf8.count
+        case .prefix(let p), .separatedPrefix(let p), .path(let p): return p.utf8.count
+        case .regex: return request.pathWithoutQuery.utf8.count
         }
+    }
+
+    /// Envoy's `rewritePathByPrefixOrRegex`: the rewritten `:path`, or nil when nothing is rewritten
+    /// (no rewrite configured, or a regex rewrite that yields an empty path).
+    func rewritePath(_ request: RouteRequest, prefix: String?, regex: (CompiledRegex, String)?) -> String? {
+        if let prefix {
+            let n = matchedPrefixLength(request)
+            return prefix + String(Substring(request.path.utf8.dropFirst(n)))
+        }
+        if let (pattern, substitution) = regex {
+            let pathOnly = request.pathWithoutQuery
+            let replaced = pattern.replaceAll(in: String(pathOnly), with: substitution)
+            if replaced.isEmpty { return nil }
+            return replaced + request.path[pathOnly.endIndex...]
+        }
+        return nil
     }
 }
 
 extension ForwardAction {
     func rewrittenPath(_ request: RouteRequest, match: RouteMatch) -> String {
-        if let prefixRewrite {
-            let n = match.matchedPrefixLength(request)
-            return prefixRewrite + String(Substring(request.path.utf8.dropFirst(n)))
-        }
-        if let (pattern, sub) = regexRewrite {
-            return pattern.replaceAll(in: String(request.pathWithoutQuery), with: sub) + request.query
-        }
-        return request.path
+        match.rewritePath(request, prefix: prefixRewrite, regex: regexRewrite) ?? request.path
     }
 }
 
 extension Redirect {
-    /// Envoy's redirect URL: scheme, host (with its port stripped when the scheme changes away from
-    /// that scheme's default port), and path with the query kept unless stripped.
+    /// Envoy's `Http::Utility::newUri`: scheme, host (with its port stripped when the scheme changes away from
+    /// that scheme's default port, or a new port is set), and the path after the redirect's rewrite, with the
+    /// query kept unless stripped.
     func location(for request: RouteRequest, match: RouteMatch) -> String {
         let finalScheme = scheme ?? request.scheme
         let newPort = port.map { ":\($0)" } ?? ""
@@ -229,27 +291,31 @@ extension Redirect {
                 if remove { finalHost = String(finalHost[..<hostEnd]) }
             }
         }
-        finalHost += newPort
         var finalPath: String
+        var keepsOwnQuery = false
         switch path {
         case .none:
             finalPath = request.path
-            if stripQuery { finalPath = String(request.pathWithoutQuery) }
         case .path(let p):
             if p.contains("?") {
+                // The path_redirect's own query wins and is never stripped.
                 finalPath = p
+                keepsOwnQuery = true
+            } else if let q = request.path.firstIndex(of: "?") {
+                finalPath = p + request.path[q...]
             } else {
-                finalPath = p + (stripQuery ? "" : String(request.query))
+                finalPath = p
             }
         case .prefix(let p):
-            let n = match.matchedPrefixLength(request)
-            finalPath = p + String(Substring(request.path.utf8.dropFirst(n)))
-            if stripQuery, let q = finalPath.firstIndex(of: "?") { finalPath = String(finalPath[..<q]) }
+            finalPath = match.rewritePath(request, prefix: p, regex: nil) ?? request.path
         case .regex(let pattern, let sub):
-            finalPath = pattern.replaceAll(in: String(request.pathWithoutQuery), with: sub)
-            if !stripQuery { finalPath += request.query }
+            finalPath = match.rewritePath(request, prefix: nil, regex: (pattern, sub)) ?? request.path
         }
-        return finalScheme + "://" + finalHost + finalPath
+        if !finalPath.hasPrefix("/") { finalPath = "/" + finalPath }
+        if stripQuery && !keepsOwnQuery, let q = finalPath.firstIndex(of: "?") {
+            finalPath = String(finalPath[..<q])
+        }
+        return finalScheme + "://" + finalHost + newPort + finalPath
     }
 }
 

@@ -22,6 +22,12 @@ public final class CompiledRegex: @unchecked Sendable, CustomStringConvertible {
         return anchored.firstMatch(in: s, range: NSRange(location: 0, length: ns.length)) != nil
     }
 
+    /// True when the pattern matches anywhere in the input (admin `?filter=`).
+    public func partialMatch(_ s: String) -> Bool {
+        let ns = s as NSString
+        return unanchored.firstMatch(in: s, range: NSRange(location: 0, length: ns.length)) != nil
+    }
+
     /// Replaces every match; `\1`-style references in `substitution` name capture groups, as in Envoy.
     public func replaceAll(in s: String, with substitution: String) -> String {
         let ns = s as NSString

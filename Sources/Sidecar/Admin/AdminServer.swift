@@ -1,0 +1,179 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Envoy's admin endpoints, on `admin.address` only.
+struct AdminServer {
+    let server: SidecarServer
+
+    /// Endpoints that change state: Envoy 1.40 answers GET on them with 405.
+    static let mutating: Set<String> = [
+        "/quitquitquit", "/healthcheck/fail", "/healthcheck/ok", "/reset_counters", "/drain_listeners", "/logging",
+    ]
+
+    func bind(host: String, port: Int) throws -> Channel {
+        let server = self.server
+        return try ServerBootstrap(group: server.group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(server: server))
+                }
+            }
+            .bind(host: host, port: port)
+            .wait()
+    }
+}
+
+final class AdminHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let server: SidecarServer
+    private var head: HTTPRequestHead?
+
+    init(server: SidecarServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body: break
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            handle(h, context: context)
+        }
+    }
+
+    private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let parts = head.uri.split(separator: "?", maxSplits: 1)
+        let path = String(parts.first ?? "/")
+        let query = parts.count > 1 ? QueryString.parse(parts[1]) : []
+        func param(_ n: String) -> String? { query.first { $0.name == n }?.value.removingPercentEncoding }
+        let keepAlive = head.isKeepAlive
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        func reply(_ status: HTTPResponseStatus, _ body: String, type: String = "text/plain; charset=UTF-8") {
+            let ctx = loopBound.value
+            var h = HTTPHeaders()
+            h.add(name: "content-type", value: type)
+            h.add(name: "cache-control", value: "no-cache, max-age=0")
+            h.add(name: "x-content-type-options", value: "nosniff")
+            h.add(name: "content-length", value: String(body.utf8.count))
+            h.add(name: "date", value: HTTPDate.now())
+            h.add(name: "server", value: "envoy")
+            ctx.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: head.version, status: status, headers: h))), promise: nil)
+            ctx.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ctx.channel.allocator.buffer(string: body)))), promise: nil)
+            let done = ctx.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))
+            if !keepAlive { done.whenComplete { _ in loopBound.value.close(promise: nil) } }
+        }
+
+        if Self.isMutating(path), head.method != .POST {
+            reply(.methodNotAllowed, "Method \(head.method.rawValue) not allowed, POST required.")
+            return
+        }
+        switch path {
+        case "/ready":
+            if server.isDraining { reply(.serviceUnavailable, "DRAINING\n") } else { reply(.ok, "LIVE\n") }
+        case "/stats", "/stats/prometheus":
+            let registry = server.registry
+            let filter = param("filter").flatMap { try? CompiledRegex($0) }
+            if let f = param("filter"), filter == nil {
+                reply(.badRequest, "Invalid re2 regex: \(f)\n")
+                return
+            }
+            let usedOnly = query.contains { $0.name == "usedonly" }
+            let json = param("format") == "json"
+            let prometheus = path == "/stats/prometheus" || param("format") == "prometheus"
+            server.collectStats().hop(to: context.eventLoop).whenComplete { result in
+                guard case .success(let values) = result else { reply(.internalServerError, "stats unavailable\n"); return }
+                let view = StatsView(registry: registry, values: values, filter: filter, usedOnly: usedOnly)
+                if prometheus {
+                    reply(.ok, view.prometheus())
+                } else if json {
+                    reply(.ok, view.json(), type: "application/json")
+                } else {
+                    reply(.ok, view.text())
+                }
+            }
+        case "/server_info":
+            reply(.ok, serverInfo(), type: "application/json")
+        case "/config_dump":
+            reply(.ok, ConfigDump.json(server.configSource), type: "application/json")
+        case "/listeners":
+            var out = ""
+            for (l, a) in zip(server.bootstrap.listeners, server.listenerAddresses) {
+                out += "\(l.name)::\(a.ipAddress ?? "?"):\(a.port ?? 0)\n"
+            }
+            reply(.ok, out)
+        case "/clusters":
+            reply(.ok, clustersText())
+        case "/quitquitquit":
+            reply(.ok, "OK\n")
+            server.drainAndStop()
+        case "/reset_counters":
+            server.resetCounters().hop(to: context.eventLoop).whenComplete { _ in reply(.ok, "OK\n") }
+        case "/logging":
+            if let lv = param("level") {
+                guard let level = Log.Level(name: lv) else {
+                    reply(.badRequest, "error: unknown logger level '\(lv)'\n")
+                    return
+                }
+                Log.level = level
+            }
+            reply(.ok, "active loggers:\n  pilotfish: \(Log.level)\n")
+        case "/drain_listeners":
+            server.drainAndStop()
+            reply(.ok, "OK\n")
+        case "/healthcheck/fail", "/healthcheck/ok":
+            reply(.notImplemented, "health check filter is not supported by Pilotfish yet\n")
+        default:
+            reply(.notFound, "invalid path. admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /logging\n"
+                + "  /quitquitquit\n  /ready\n  /reset_counters\n  /server_info\n  /stats\n  /stats/prometheus\n")
+        }
+    }
+
+    static func isMutating(_ path: String) -> Bool { AdminServer.mutating.contains(path) }
+
+    private func serverInfo() -> String {
+        let uptime = Int(Date().timeIntervalSince(server.startTime))
+        let state = server.isDraining ? "DRAINING" : "LIVE"
+        return """
+        {
+         "version": "pilotfish/\(SidecarVersion.string)/envoy-v3-config",
+         "state": "\(state)",
+         "hot_restart_version": "disabled",
+         "command_line_options": {
+          "concurrency": \(server.concurrency),
+          "drain_time": "\(server.drainTime.nanoseconds / 1_000_000_000)s",
+          "mode": "Serve"
+         },
+         "uptime_current_epoch": "\(uptime)s",
+         "uptime_all_epochs": "\(uptime)s"
+        }
+
+        """
+    }
+
+    private func clustersText() -> String {
+        var out = ""
+        for c in server.clusters.clusters {
+            let hosts = server.currentHosts(c.index)
+            out += "\(c.config.name)::default_priority::max_connections::1024\n"
+            for h in hosts {
+                let a = "\(h.address.ipAddress ?? "?"):\(h.address.port ?? 0)"
+                out += "\(c.config.name)::\(a)::hostname::\(h.hostname)\n"
+                out += "\(c.config.name)::\(a)::health_flags::healthy\n"
+                out += "\(c.config.name)::\(a)::weight::\(h.weight)\n"
+            }
+        }
+        return out
+    }
+}
+
+@available(*, unavailable) extension AdminHandler: Sendable {}
+
+public enum SidecarVersion {
+    public static let string = "0.1.0"
+}

@@ -1,0 +1,49 @@
+import NIOCore
+import NIOHTTP1
+
+/// Responses the proxy makes itself, in Envoy's words.
+enum LocalReply {
+    static let noRoute = (status: HTTPResponseStatus.notFound, body: "")
+    static let connectFailurePrefix = "upstream connect error or disconnect/reset before headers. "
+    static let timeout = "upstream request timeout"
+
+    static func connectFailure(_ reason: String) -> String {
+        connectFailurePrefix + "reset reason: " + reason
+    }
+
+    /// Envoy's local replies carry `content-length`, `content-type: text/plain` when there is a body, `date`, `server`.
+    static func head(status: HTTPResponseStatus, bodyLength: Int, server: String, close: Bool,
+                     extra: HTTPHeaders = HTTPHeaders()) -> HTTPResponseHead {
+        var headers = HTTPHeaders()
+        if bodyLength > 0 {
+            headers.add(name: "content-length", value: String(bodyLength))
+            headers.add(name: "content-type", value: "text/plain")
+        } else if status.code >= 200 && status.code != 204 && status.code != 304 {
+            headers.add(name: "content-length", value: "0")
+        }
+        headers.add(name: "date", value: HTTPDate.now())
+        headers.add(name: "server", value: server)
+        for (n, v) in extra { headers.add(name: n, value: v) }
+        if close { headers.add(name: "connection", value: "close") }
+        return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+    }
+}
+
+/// RFC 9110 IMF-fixdate, cached per second.
+enum HTTPDate {
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    static func now() -> String {
+        var t = time(nil)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(days[Int(tm.tm_wday)]), \(two(tm.tm_mday)) \(months[Int(tm.tm_mon)]) \(tm.tm_year + 1900) "
+            + "\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec)) GMT"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,214 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Yams
+
+/// The running proxy: one event loop per worker, the configured listeners, the admin listener.
+public final class SidecarServer: @unchecked Sendable {
+    // Mutable state is set during start() on the caller's thread and then only read, except `stopped`,
+    // which is guarded by the promise machinery.
+    public let bootstrap: Bootstrap
+    public let concurrency: Int
+    public let drainTime: TimeAmount
+    let registry = StatsRegistry()
+    let clusters: ClusterManager
+    let group: MultiThreadedEventLoopGroup
+    private(set) var workers: [(loop: EventLoop, worker: NIOLoopBound<Worker>)] = []
+    private var listenerChannels: [Channel] = []
+    private var adminChannel: Channel?
+    private var httpStats: [HTTPStats] = []
+    let startTime = Date()
+    let configSource: String?
+    private let stopPromise: EventLoopPromise<Void>
+    private let stopping = NIOLockedValueBoxBool()
+    private var dnsTasks: [RepeatedTask] = []
+    private let threadPool = NIOThreadPool(numberOfThreads: 1)
+
+    public init(bootstrap: Bootstrap, concurrency: Int, drainTime: TimeAmount = .seconds(5), configSource: String? = nil) {
+        self.bootstrap = bootstrap
+        self.concurrency = max(1, concurrency)
+        self.drainTime = drainTime
+        self.configSource = configSource
+        let registry = self.registry
+        self.clusters = ClusterManager(configs: bootstrap.clusters, registry: registry)
+        self.httpStats = bootstrap.listeners.map { HTTPStats(prefix: $0.connectionManager.statPrefix, registry: registry) }
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
+        self.stopPromise = group.next().makePromise()
+    }
+
+    /// Addresses the listeners are bound to, in config order (useful with port 0).
+    public var listenerAddresses: [SocketAddress] { listenerChannels.compactMap(\.localAddress) }
+    public var adminAddress: SocketAddress? { adminChannel?.localAddress }
+
+    public func start() throws {
+        threadPool.start()
+        let hosts = clusters.clusters.map { ClusterManager.resolve($0.config) }
+        for (i, c) in clusters.clusters.enumerated() where c.config.type != .STATIC && hosts[i].isEmpty {
+            Log.warning("cluster has no resolved hosts", [("cluster", c.config.name)])
+        }
+        let registry = self.registry
+        let clusters = self.clusters
+        for (i, loop) in group.makeIterator().enumerated() {
+            let bound = try loop.submit {
+                NIOLoopBound(Worker(eventLoop: loop, index: i, registry: registry, clusters: clusters, hosts: hosts), eventLoop: loop)
+            }.wait()
+            workers.append((loop, bound))
+        }
+        let hostname = ProcessInfo.processInfo.hostName
+        for (i, l) in bootstrap.listeners.enumerated() {
+            let runtime = ListenerRuntime(config: l, routes: l.connectionManager.routeConfig, stats: httpStats[i],
+                                          clusters: clusters, maxHeaderBytes: l.connectionManager.maxRequestHeadersKB * 1024,
+                                          hostname: hostname)
+            do {
+                listenerChannels.append(try bindListener(runtime))
+            } catch {
+                throw ServerError("cannot bind listener '\(l.name)' to \(l.address): \(error)")
+            }
+            Log.info("listener started", [("name", l.name), ("address", Self.describe(listenerChannels.last!.localAddress))])
+        }
+        if let admin = bootstrap.admin {
+            do {
+                adminChannel = try AdminServer(server: self).bind(host: admin.address.address, port: admin.address.port)
+            } catch {
+                throw ServerError("cannot bind admin to \(admin.address): \(error)")
+            }
+            Log.info("admin started", [("address", Self.describe(adminChannel!.localAddress))])
+        }
+        startDNSRefresh(initial: hosts)
+    }
+
+    private func bindListener(_ runtime: ListenerRuntime) throws -> Channel {
+        let workers = self.workers
+        let limit = runtime.config.perConnectionBufferLimitBytes
+        return try ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
+                        throw ServerError("no worker for event loop")
+                    }
+                    let ops = channel.pipeline.syncOperations
+                    try ops.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    try ops.addHandler(HTTPProxyHandler(worker: w.worker.value, listener: runtime))
+                }
+            }
+            .bind(host: runtime.config.address.address, port: runtime.config.address.port)
+            .wait()
+    }
+
+    /// Re-resolves DNS clusters every `dns_refresh_rate` and hands changed host lists to the workers.
+    private func startDNSRefresh(initial: [[UpstreamHost]]) {
+        for (i, entry) in clusters.clusters.enumerated() where entry.config.type != .STATIC {
+            let loop = group.next()
+            let last = NIOLoopBoundBox(initial[i], eventLoop: loop)
+            let pool = threadPool
+            let workers = self.workers
+            let task = loop.scheduleRepeatedAsyncTask(initialDelay: entry.config.dnsRefreshRate.timeAmount,
+                                                      delay: entry.config.dnsRefreshRate.timeAmount) { _ in
+                pool.runIfActive(eventLoop: loop) { ClusterManager.resolve(entry.config) }.map { hosts in
+                    guard hosts != last.value, !hosts.isEmpty else { return }
+                    last.value = hosts
+                    Log.debug("dns hosts changed", [("cluster", entry.config.name), ("hosts", "\(hosts.count)")])
+                    for (wi, w) in workers.enumerated() {
+                        w.loop.execute { w.worker.value.updateHosts(cluster: i, to: hosts, countMembership: wi == 0) }
+                    }
+                }.recover { _ in }
+            }
+            dnsTasks.append(task)
+        }
+    }
+
+    /// The hosts worker 0 currently balances over (admin `/clusters`).
+    func currentHosts(_ cluster: Int) -> [UpstreamHost] {
+        guard let w = workers.first else { return [] }
+        return (try? w.loop.submit { w.worker.value.hosts[cluster] }.wait()) ?? []
+    }
+
+    static func describe(_ a: SocketAddress?) -> String {
+        guard let a, let ip = a.ipAddress, let port = a.port else { return "?" }
+        if case .v6 = a { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+
+    /// Sums every worker's stats.
+    func collectStats() -> EventLoopFuture<[Int]> {
+        let futures = workers.map { w in w.loop.submit { w.worker.value.stats.snapshot() } }
+        let count = registry.count
+        return EventLoopFuture.whenAllSucceed(futures, on: group.next()).map { snaps in
+            var total = Array(repeating: 0, count: count)
+            for s in snaps { for i in 0..<count { total[i] &+= s[i] } }
+            return total
+        }
+    }
+
+    func resetCounters() -> EventLoopFuture<Void> {
+        let kinds = registry.kinds
+        let futures = workers.map { w in w.loop.submit { w.worker.value.stats.resetCounters(kinds) } }
+        return EventLoopFuture.andAllSucceed(futures, on: group.next())
+    }
+
+    public var isDraining: Bool { stopping.value }
+
+    /// Graceful stop: stop accepting, let in-flight requests finish within the drain time, then close
+    /// everything. Idempotent.
+    public func drainAndStop() {
+        guard stopping.setIfFalse() else { return }
+        Log.info("draining", [("drain_time_s", "\(drainTime.nanoseconds / 1_000_000_000)")])
+        let loop = group.next()
+        let closes = listenerChannels.map { $0.close() }
+        let drained = EventLoopFuture.andAllComplete(closes, on: loop).flatMap { [workers] in
+            EventLoopFuture.andAllComplete(workers.map { w in w.loop.flatSubmit { w.worker.value.drain() } }, on: loop)
+        }
+        let deadline = loop.scheduleTask(in: drainTime) {}
+        deadline.futureResult.whenSuccess { [weak self] in self?.finishStop() }
+        drained.whenComplete { [weak self] _ in
+            deadline.cancel()
+            self?.finishStop()
+        }
+    }
+
+    private let finished = NIOLockedValueBoxBool()
+
+    private func finishStop() {
+        guard finished.setIfFalse() else { return }
+        for t in dnsTasks { t.cancel() }
+        let loop = group.next()
+        let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()
+        adminClose.whenComplete { [stopPromise] _ in
+            Log.info("stopped")
+            stopPromise.succeed()
+        }
+    }
+
+    /// Blocks until the server has stopped, then releases its threads.
+    public func waitUntilStopped() throws {
+        try stopPromise.futureResult.wait()
+        try? threadPool.syncShutdownGracefully()
+        try group.syncShutdownGracefully()
+    }
+
+    /// Stops at once (tests).
+    public func shutdown() throws {
+        drainAndStop()
+        try waitUntilStopped()
+    }
+}
+
+struct ServerError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A set-once flag.
+final class NIOLockedValueBoxBool: @unchecked Sendable {
+    private let box = NIOLockedValueBox(false)
+    var value: Bool { box.withLockedValue { $0 } }
+    /// Sets the flag; true if this call set it.
+    func setIfFalse() -> Bool { box.withLockedValue { v in if v { return false }; v = true; return true } }
+}
+
+import NIOConcurrencyHelpers

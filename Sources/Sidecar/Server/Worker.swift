@@ -1,0 +1,71 @@
+import NIOCore
+
+/// Everything one event loop owns: its stats, its upstream connection pools, its load-balancer state.
+/// Nothing here is shared with another thread, so nothing here needs a lock.
+final class Worker {
+    let eventLoop: EventLoop
+    let stats: WorkerStats
+    let clusters: ClusterManager
+    private(set) var pools: [ConnectionPool]
+    private(set) var hosts: [[UpstreamHost]]
+    private var balancers: [SmoothRoundRobin]
+    var random = FastRandom()
+    private var connections: [ObjectIdentifier: HTTPProxyHandler] = [:]
+    private(set) var draining = false
+    private var idleWaiters: [EventLoopPromise<Void>] = []
+
+    init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, clusters: ClusterManager, hosts: [[UpstreamHost]]) {
+        self.eventLoop = eventLoop
+        self.stats = WorkerStats(count: registry.count)
+        self.clusters = clusters
+        self.pools = []
+        self.hosts = hosts
+        self.balancers = hosts.map { SmoothRoundRobin(weights: $0.map(\.weight), start: index) }
+        self.pools = clusters.clusters.map { ConnectionPool(eventLoop: eventLoop, stats: stats, cluster: $0) }
+        for (i, c) in clusters.clusters.enumerated() where index == 0 {
+            stats.add(c.stats.membershipTotal, hosts[i].count)
+            stats.add(c.stats.membershipHealthy, hosts[i].count)
+        }
+    }
+
+    func pickHost(cluster: Int) -> UpstreamHost? {
+        guard let i = balancers[cluster].pick() else { return nil }
+        return hosts[cluster][i]
+    }
+
+    /// A DNS refresh changed a cluster's hosts.
+    func updateHosts(cluster: Int, to newHosts: [UpstreamHost], countMembership: Bool) {
+        let entry = clusters.clusters[cluster]
+        if countMembership {
+            stats.add(entry.stats.membershipTotal, newHosts.count - hosts[cluster].count)
+            stats.add(entry.stats.membershipHealthy, newHosts.count - hosts[cluster].count)
+        }
+        hosts[cluster] = newHosts
+        balancers[cluster] = SmoothRoundRobin(weights: newHosts.map(\.weight))
+    }
+
+    func register(_ h: HTTPProxyHandler) { connections[ObjectIdentifier(h)] = h }
+
+    func unregister(_ h: HTTPProxyHandler) {
+        connections.removeValue(forKey: ObjectIdentifier(h))
+        if connections.isEmpty && draining {
+            let w = idleWaiters
+            idleWaiters = []
+            w.forEach { $0.succeed() }
+        }
+    }
+
+    /// Stop keep-alive: idle connections close now, busy ones after their response. The future
+    /// completes when this worker has no downstream connection left.
+    func drain() -> EventLoopFuture<Void> {
+        draining = true
+        for p in pools { p.closeIdle() }
+        for h in connections.values { h.drain() }
+        if connections.isEmpty { return eventLoop.makeSucceededVoidFuture() }
+        let p = eventLoop.makePromise(of: Void.self)
+        idleWaiters.append(p)
+        return p.futureResult
+    }
+}
+
+@available(*, unavailable) extension Worker: Sendable {}

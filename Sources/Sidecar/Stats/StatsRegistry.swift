@@ -1,0 +1,54 @@
+/// The names of every stat, fixed at start-up. Workers count into flat per-loop arrays indexed by
+/// slot, so the hot path is one add with no lock and no lookup; admin sums the arrays on read.
+public final class StatsRegistry: @unchecked Sendable {
+    // Only mutated before the server starts; read-only afterwards.
+    public enum Kind: Sendable { case counter, gauge }
+
+    public private(set) var names: [String] = []
+    public private(set) var kinds: [Kind] = []
+    /// For the Prometheus form: the stat family and its labels, e.g. ("cluster.upstream_rq_total", [("envoy_cluster_name", "c1")]).
+    public private(set) var prometheus: [(family: String, labels: [(String, String)])] = []
+    /// Slots whose value is shown only when non-zero (per-code counters Envoy creates lazily).
+    public private(set) var lazy: [Bool] = []
+
+    public init() {}
+
+    public var count: Int { names.count }
+
+    @discardableResult
+    public func register(_ name: String, _ kind: Kind, family: String? = nil, labels: [(String, String)] = [],
+                         lazy isLazy: Bool = false) -> Int {
+        names.append(name)
+        kinds.append(kind)
+        prometheus.append((family ?? name, labels))
+        lazy.append(isLazy)
+        return names.count - 1
+    }
+}
+
+/// One event loop's stat values. Owned by that loop's worker; never shared across threads.
+public final class WorkerStats {
+    let values: UnsafeMutablePointer<Int>
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        values = .allocate(capacity: max(count, 1))
+        values.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { values.deallocate() }
+
+    @inline(__always) func inc(_ slot: Int) { values[slot] &+= 1 }
+    @inline(__always) func dec(_ slot: Int) { values[slot] &-= 1 }
+    @inline(__always) func add(_ slot: Int, _ n: Int) { values[slot] &+= n }
+
+    func snapshot() -> [Int] { Array(UnsafeBufferPointer(start: values, count: count)) }
+
+    /// `/reset_counters`: gauges keep their values.
+    func resetCounters(_ kinds: [StatsRegistry.Kind]) {
+        for i in 0..<count where kinds[i] == .counter { values[i] = 0 }
+    }
+}
+
+@available(*, unavailable) extension WorkerStats: Sendable {}

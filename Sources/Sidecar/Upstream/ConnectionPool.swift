@@ -1,0 +1,93 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A worker's idle upstream connections, per cluster and host. Connections are made on the worker's
+/// own event loop, so a request never hops threads.
+final class ConnectionPool {
+    private var idle: [SocketAddress: [UpstreamConnection]] = [:]
+    let eventLoop: EventLoop
+    let stats: WorkerStats
+    let clusterStats: ClusterStats
+    let connectTimeout: TimeAmount
+    let bufferLimit: Int
+    let clusterIndex: Int
+
+    init(eventLoop: EventLoop, stats: WorkerStats, cluster: ClusterManager.Entry) {
+        self.eventLoop = eventLoop
+        self.stats = stats
+        self.clusterStats = cluster.stats
+        self.connectTimeout = cluster.config.connectTimeout.timeAmount
+        self.bufferLimit = cluster.config.perConnectionBufferLimitBytes
+        self.clusterIndex = cluster.index
+    }
+
+    /// An idle connection to `host`, if a live one is pooled.
+    func takeIdle(_ host: UpstreamHost) -> UpstreamConnection? {
+        while var list = idle[host.address], let conn = list.popLast() {
+            idle[host.address] = list
+            if conn.isActive { return conn }
+        }
+        return nil
+    }
+
+    func release(_ conn: UpstreamConnection) {
+        conn.stream = nil
+        guard conn.reusable, conn.isActive else {
+            conn.close()
+            return
+        }
+        idle[conn.host.address, default: []].append(conn)
+    }
+
+    /// Drops every idle connection (drain).
+    func closeIdle() {
+        let all = idle.values.flatMap { $0 }
+        idle.removeAll()
+        for c in all { c.close() }
+    }
+
+    func connect(_ host: UpstreamHost) -> EventLoopFuture<UpstreamConnection> {
+        let conn = UpstreamConnection(host: host, clusterIndex: clusterIndex)
+        let stats = self.stats
+        let cs = self.clusterStats
+        let limit = bufferLimit
+        let pool = self
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
+                    try channel.pipeline.syncOperations.addHandler(conn)
+                }
+            }
+            .connect(to: host.address)
+            .map { channel in
+                stats.inc(cs.cxTotal)
+                stats.inc(cs.cxActive)
+                channel.closeFuture.whenComplete { _ in
+                    stats.dec(cs.cxActive)
+                    stats.inc(cs.cxDestroy)
+                    pool.forget(conn)
+                }
+                return conn
+            }
+            .flatMapErrorThrowing { error in
+                stats.inc(cs.cxConnectFail)
+                if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
+                    stats.inc(cs.cxConnectTimeout)
+                }
+                throw error
+            }
+    }
+
+    private func forget(_ conn: UpstreamConnection) {
+        guard var list = idle[conn.host.address], let i = list.firstIndex(where: { $0 === conn }) else { return }
+        list.remove(at: i)
+        idle[conn.host.address] = list
+    }
+}
+
+@available(*, unavailable) extension ConnectionPool: Sendable {}

@@ -1,0 +1,91 @@
+import NIOCore
+import NIOHTTP1
+
+/// One HTTP/1.1 connection to an upstream host. It carries one request at a time for the stream that
+/// holds it, and goes back to its worker's pool when both directions finished cleanly.
+final class UpstreamConnection: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    let host: UpstreamHost
+    let clusterIndex: Int
+    private(set) var context: ChannelHandlerContext?
+    /// The stream using this connection; nil while pooled.
+    var stream: HTTPProxyHandler?
+    private var readPending = false
+    /// Set when the upstream said `connection: close` or the exchange ended uncleanly.
+    var reusable = true
+
+    init(host: UpstreamHost, clusterIndex: Int) {
+        self.host = host
+        self.clusterIndex = clusterIndex
+    }
+
+    var channel: Channel? { context?.channel }
+    var isActive: Bool { context?.channel.isActive ?? false }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let stream else {
+            // Bytes from an idle upstream: it broke the protocol, so drop it.
+            reusable = false
+            context.close(promise: nil)
+            return
+        }
+        stream.upstreamRead(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        stream?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { stream?.upstreamBecameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        reusable = false
+        let s = stream
+        stream = nil
+        s?.upstreamClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        reusable = false
+        context.close(promise: nil)
+    }
+
+    /// Backpressure: hold upstream reads while the downstream cannot take more.
+    func read(context: ChannelHandlerContext) {
+        if let stream, !stream.downstreamWritable {
+            readPending = true
+            return
+        }
+        context.read()
+    }
+
+    func resumeReading() {
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    func send(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() { context?.flush() }
+
+    func close() {
+        reusable = false
+        stream = nil
+        context?.close(promise: nil)
+    }
+}
+
+@available(*, unavailable) extension UpstreamConnection: Sendable {}
