@@ -29,11 +29,13 @@ struct SidecarCommand: ParsableCommand {
     @Option(name: .customLong("drain-time-s"), help: "Seconds in-flight requests get to finish on SIGTERM/SIGINT.")
     var drainTimeSeconds: Int = 5
 
+    @Flag(name: .customLong("print-default-config"), help: "Print the built-in config (used when no -c is given) and exit.")
+    var printDefaultConfig = false
+
     @Flag(name: .customLong("disable-hot-restart"), help: "Accepted for Envoy compatibility; Pilotfish has no hot restart.")
     var disableHotRestart = false
 
     func validate() throws {
-        if configPath == nil && configYAML == nil { throw ValidationError("a config is required: -c PATH or --config-yaml") }
         if let c = concurrency, c < 1 { throw ValidationError("--concurrency must be at least 1") }
         if drainTimeSeconds < 0 { throw ValidationError("--drain-time-s must not be negative") }
         if Log.Level(name: logLevel) == nil { throw ValidationError("unknown --log-level '\(logLevel)'") }
@@ -42,6 +44,10 @@ struct SidecarCommand: ParsableCommand {
 
     func run() throws {
         Log.level = Log.Level(name: logLevel)!
+        if printDefaultConfig {
+            print(DefaultConfig.yaml)
+            return
+        }
         let source: String
         let bootstrap: Bootstrap
         do {
@@ -50,12 +56,15 @@ struct SidecarCommand: ParsableCommand {
                     throw ConfigError(path: "", line: nil, message: "cannot read config file '\(configPath)'")
                 }
                 source = String(decoding: data, as: UTF8.self)
+            } else if let configYAML {
+                source = configYAML
             } else {
-                source = configYAML!
+                Log.info("no -c given: running the built-in default config (see --print-default-config)")
+                source = DefaultConfig.yaml
             }
             bootstrap = try Bootstrap.load(text: source)
         } catch let e as ConfigError {
-            let file = configPath ?? "--config-yaml"
+            let file = configPath ?? (configYAML != nil ? "--config-yaml" : "<built-in default>")
             print("error: invalid config \(file): \(e)", to: &StandardError.stream)
             throw ExitCode(1)
         }
