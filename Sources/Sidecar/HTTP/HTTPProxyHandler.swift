@@ -6,8 +6,10 @@ import NIOPosix
 /// connection of its own event loop, and streams both bodies with backpressure: downstream reads stop
 /// while the upstream cannot take more, and upstream reads stop while the downstream cannot.
 ///
-/// Requests on one connection are handled one at a time; `HTTPServerPipelineHandler` (before this
-/// handler) holds pipelined requests back until the previous response has ended.
+/// Requests on one connection are handled one at a time. Pipelined requests that arrive while a
+/// response is in flight wait in `queued` (bounded: reads stop when it is full) and are replayed in
+/// order once the response has ended. Keeping reads on between requests avoids re-arming epoll twice
+/// per request, which `HTTPServerPipelineHandler` would do.
 ///
 ///     idle ──head──▶ connecting ──connected──▶ forwarding ──response end──▶ idle
 ///       │                │                         │
@@ -50,6 +52,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     private var readPending = false
     private var draining = false
+    /// Parts of pipelined requests received while the previous response was still in flight.
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var replaying = false
+    private static let maxQueuedParts = 64
 
     init(worker: Worker, listener: ListenerRuntime) {
         self.worker = worker
@@ -83,13 +89,30 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         phase = .discarding
         pending.removeAll()
+        queued.removeAll()
         endRequestStats()
         worker.unregister(self)
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !queued.isEmpty {
+            queued.append(part)
+            return
+        }
+        if case .head = part {
+            if case .idle = phase {} else {
+                // The previous request is complete but its response is not: hold this one back.
+                queued.append(part)
+                return
+            }
+        }
+        handle(part)
+    }
+
+    private func handle(_ part: HTTPServerRequestPart) {
+        switch part {
         case .head(let head):
             receivedHead(head)
         case .body(let buffer):
@@ -129,6 +152,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Backpressure on the request body: hold downstream reads while connecting or while the upstream
     /// socket's buffer is full.
     func read(context: ChannelHandlerContext) {
+        if queued.count >= Self.maxQueuedParts {
+            readPending = true
+            return
+        }
         switch phase {
         case .connecting:
             readPending = true
@@ -514,11 +541,32 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         phase = .idle
         requestComplete = false
         if !keepAlive || draining {
+            queued.removeAll()
             context.close(promise: nil)
-        } else if readPending {
+            return
+        }
+        replayQueued()
+        if readPending, case .idle = phase {
             readPending = false
             context.read()
         }
+    }
+
+    /// Feeds held-back pipelined requests in order, until one is waiting for its response.
+    private func replayQueued() {
+        guard !replaying else { return }
+        replaying = true
+        defer { replaying = false }
+        while let next = queued.first {
+            if case .head = next, !isIdle { return }
+            queued.removeFirst()
+            handle(next)
+        }
+    }
+
+    private var isIdle: Bool {
+        if case .idle = phase { return true }
+        return false
     }
 }
 

@@ -92,7 +92,7 @@ public final class SidecarServer: @unchecked Sendable {
                         throw ServerError("no worker for event loop")
                     }
                     let ops = channel.pipeline.syncOperations
-                    try ops.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
                     try ops.addHandler(HTTPProxyHandler(worker: w.worker.value, listener: runtime))
                 }
             }
