@@ -66,9 +66,8 @@ extension Bootstrap {
                 throw doc.error(at: "static_resources.listeners[\(i)].address",
                                 "listener '\(l.name)' reuses address \(l.address)")
             }
-            try l.connectionManager.routeConfig.checkClusters(
-                clusterNames,
-                in: doc.locate("static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config.route_config"))
+            let routeConfig = "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config.route_config"
+            try l.connectionManager.routeConfig.checkClusters(clusterNames, in: doc.locate(routeConfig))
         }
     }
 }

@@ -38,7 +38,9 @@ extension Cluster {
         }
         let refreshValue = obj.optional("dns_refresh_rate")
         let refresh = try refreshValue?.duration() ?? .seconds(5)
-        if let refreshValue, refresh < .milliseconds(1) { throw refreshValue.error("dns_refresh_rate must be at least 1ms") }
+        if let refreshValue, refresh < .milliseconds(1) {
+            throw refreshValue.error("dns_refresh_rate must be at least 1ms")
+        }
         let family = try obj.optional("dns_lookup_family")?.enumValue(DNSLookupFamily.self) ?? .AUTO
         let limit = try obj.optional("per_connection_buffer_limit_bytes")?.uint32() ?? 1_048_576
         var endpoints: [Endpoint] = []

@@ -98,7 +98,8 @@ extension HTTPConnectionManagerConfig {
         let useRemoteValue = obj.optional("use_remote_address")
         let useRemote = try useRemoteValue?.bool() ?? false
         if let useRemoteValue, useRemote {
-            throw useRemoteValue.error("field 'use_remote_address' is a valid Envoy field but is not supported by Pilotfish yet")
+            throw useRemoteValue.error(
+                "field 'use_remote_address' is a valid Envoy field but is not supported by Pilotfish yet")
         }
         let maxKB = try obj.optional("max_request_headers_kb")?.int(min: 1, max: 8192) ?? 60
         try obj.finish()

@@ -13,14 +13,16 @@ public struct ProtoDuration: Sendable, Hashable, Comparable, CustomStringConvert
         guard text.hasSuffix("s") else { return nil }
         let number = text.dropLast()
         let parts = number.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isNumber), let secs = Int64(whole) else {
+        let isDigit: (Character) -> Bool = { $0.isASCII && $0.isNumber }
+        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy(isDigit), let secs = Int64(whole) else {
             return nil
         }
         var nanos: Int64 = 0
         if parts.count == 2 {
             let frac = parts[1]
-            guard !frac.isEmpty, frac.count <= 9, frac.allSatisfy(\.isNumber) else { return nil }
-            nanos = Int64(frac + String(repeating: "0", count: 9 - frac.count))!
+            guard !frac.isEmpty, frac.count <= 9, frac.allSatisfy(isDigit),
+                  let n = Int64(frac + String(repeating: "0", count: 9 - frac.count)) else { return nil }
+            nanos = n
         }
         guard secs <= 315_576_000_000 else { return nil }
         self.nanoseconds = secs * 1_000_000_000 + nanos

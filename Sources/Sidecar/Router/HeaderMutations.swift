@@ -59,7 +59,7 @@ public struct HeaderMutations: Sendable {
 }
 
 /// What a header value template can refer to.
-public struct FormatContext {
+public struct FormatContext: Sendable {
     public var downstreamRemote: String
     public var downstreamRemoteWithoutPort: String
     public var downstreamLocal: String

@@ -62,9 +62,8 @@ extension MetadataValue {
             case "false", "False", "FALSE": return .bool(false)
             default: break
             }
-            if let d = Double(s.string), s.string.first.map({ $0.isNumber || $0 == "-" || $0 == "+" || $0 == "." }) == true {
-                return .number(d)
-            }
+            let looksNumeric = s.string.first.map { $0.isNumber || $0 == "-" || $0 == "+" || $0 == "." } ?? false
+            if looksNumeric, let d = Double(s.string) { return .number(d) }
             return .string(s.string)
         case .alias:
             throw value.error("YAML aliases are not supported in metadata")

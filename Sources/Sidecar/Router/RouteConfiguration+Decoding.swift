@@ -43,7 +43,8 @@ extension RouteConfiguration {
                     continue
                 }
                 if !seen.insert(d).inserted {
-                    throw value.error(at: at, "Only unique values for domains are permitted. Duplicate entry of domain \(d)")
+                    throw value.error(
+                        at: at, "Only unique values for domains are permitted. Duplicate entry of domain \(d)")
                 }
                 if d.hasPrefix("*") {
                     suffixDomains.append((String(d.dropFirst()), i))
@@ -135,7 +136,9 @@ extension Route {
 extension RouteMatch {
     static func decode(_ value: ConfigValue) throws -> RouteMatch {
         let obj = try value.object()
-        try obj.unsupported(["tls_context", "dynamic_metadata", "connect_matcher", "path_match_policy", "filter_state", "cookies"])
+        try obj.unsupported([
+            "tls_context", "dynamic_metadata", "connect_matcher", "path_match_policy", "filter_state", "cookies",
+        ])
         guard let (key, v) = try obj.oneOf(["prefix", "path", "safe_regex", "path_separated_prefix"]) else {
             fatalError("unreachable")
         }
@@ -286,7 +289,8 @@ extension Redirect {
         }
         let host = try obj.optional("host_redirect")?.nonEmptyString()
         // Proto3 defaults mean "unset": port 0, an empty path_redirect or prefix_rewrite.
-        let port = try obj.optional("port_redirect").map { Int(try $0.int(min: 0, max: 65535)) }.flatMap { $0 == 0 ? nil : $0 }
+        let port = try obj.optional("port_redirect").map { Int(try $0.int(min: 0, max: 65535)) }
+            .flatMap { $0 == 0 ? nil : $0 }
         var path = PathChange.none
         if let (key, v) = try obj.oneOf(["path_redirect", "prefix_rewrite", "regex_rewrite"], required: false) {
             switch key {

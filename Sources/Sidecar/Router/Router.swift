@@ -31,11 +31,13 @@ public struct RouteRequest {
     }
 
     /// A header as matchers see it: pseudo-headers from the request line, repeated headers joined with ",".
+    /// Like Envoy, which keeps the HTTP/1 Host header only as `:authority`, there is no `host` header.
     func header(_ name: String) -> String? {
         switch name {
         case ":path": return path
         case ":method": return method
-        case ":authority", "host": return authority
+        case ":authority": return authority
+        case "host": return nil
         case ":scheme": return scheme
         default:
             var it = headers[name].makeIterator()

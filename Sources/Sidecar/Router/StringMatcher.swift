@@ -8,6 +8,9 @@ public final class CompiledRegex: @unchecked Sendable, CustomStringConvertible {
     private let unanchored: NSRegularExpression
 
     public init(_ pattern: String) throws {
+        if let construct = Self.nonRE2Construct(in: pattern) {
+            throw RegexSyntaxError(pattern: pattern, reason: "\(construct) is not RE2 syntax")
+        }
         self.pattern = pattern
         let icu = pattern.replacingOccurrences(of: "(?P<", with: "(?<")
         self.anchored = try NSRegularExpression(pattern: "\\A(?:\(icu))\\z")
@@ -15,6 +18,50 @@ public final class CompiledRegex: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { pattern }
+
+    struct RegexSyntaxError: Error {
+        var pattern: String
+        var reason: String
+    }
+
+    /// ICU accepts constructs that RE2, Envoy's engine, rejects; a config using them must fail here as it
+    /// fails in Envoy: backreferences, lookaround and atomic groups. (Octal escapes such as `\12`, which RE2
+    /// accepts but ICU reads as backreferences, are rejected too.)
+    static func nonRE2Construct(in pattern: String) -> String? {
+        var chars = Array(pattern)[...]
+        var inClass = false
+        while let c = chars.popFirst() {
+            switch c {
+            case "\\":
+                guard let next = chars.popFirst() else { return nil }
+                if next == "Q" {
+                    // \Q...\E is literal text.
+                    while let q = chars.popFirst() {
+                        if q == "\\", chars.first == "E" { chars.removeFirst(); break }
+                    }
+                } else if let d = next.wholeNumberValue, d > 0, next.isASCII {
+                    // RE2 has no backreferences; it reads \1…\7 followed by more octal digits as an octal
+                    // escape, which ICU would read as a backreference. Reject both rather than differ.
+                    return "the escape \\\(next) (a backreference, or an octal escape)"
+                }
+            case "[" where !inClass:
+                inClass = true
+                // A ']' right after '[' or '[^' is a literal member.
+                if chars.first == "^" { chars.removeFirst() }
+                if chars.first == "]" { chars.removeFirst() }
+            case "]" where inClass:
+                inClass = false
+            case "(" where !inClass && chars.first == "?":
+                let rest = String(chars.dropFirst().prefix(2))
+                if rest.hasPrefix("=") || rest.hasPrefix("!") { return "lookahead '(?\(rest.prefix(1))'" }
+                if rest == "<=" || rest == "<!" { return "lookbehind '(?\(rest)'" }
+                if rest.hasPrefix(">") { return "the atomic group '(?>'" }
+            default:
+                break
+            }
+        }
+        return nil
+    }
 
     /// RE2's FullMatch: the whole input must match.
     public func fullMatch(_ s: String) -> Bool {
@@ -120,6 +167,8 @@ extension StringMatcher {
         try obj.finish()
         do {
             return try CompiledRegex(pattern)
+        } catch let e as CompiledRegex.RegexSyntaxError {
+            throw rv.error("invalid regex '\(pattern)': \(e.reason)")
         } catch {
             throw rv.error("invalid regex '\(pattern)'")
         }
