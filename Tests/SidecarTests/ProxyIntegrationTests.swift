@@ -20,9 +20,13 @@ struct ProxyIntegrationTests {
             port: backend.port, routes: [#"{match: {prefix: "/service"}, route: {cluster: backend}}"#]))
         defer { proxy.shutdown() }
 
-        let response = try proxy.fetch("GET", "/service")
+        let client = try proxy.client()
+        try client.send(RawClient.request("GET", "/service", headers: ["connection: close"]))
+        let response = try client.readResponse()
         #expect(response.status == 200)
         #expect(response.bodyString == "Hello from service!")
+        #expect(response.header("connection") == "close")
+        #expect(client.waitForClose(), "connection: close was not honoured")
         #expect(backend.lastHead?.method == "GET")
         #expect(backend.lastHead?.uri == "/service")
     }
@@ -102,8 +106,12 @@ struct ProxyIntegrationTests {
         let response = try proxy.fetch("GET", "/service")
         #expect(response.status == 503)
         #expect(response.bodyString.hasPrefix(Self.connectFailurePrefix), "body: \(response.bodyString)")
-        #expect(try proxy.stat("cluster.backend.upstream_cx_connect_fail") == 1)
-        #expect(try proxy.stat("cluster.backend.upstream_rq_503") == 1)
+        let stats = try proxy.stats()
+        #expect(stats["cluster.backend.upstream_cx_connect_fail"] == "1")
+        #expect(stats["cluster.backend.upstream_rq_503"] == "1")
+        // As in Envoy, a request that never got a connection was pending, not an upstream request.
+        #expect(stats["cluster.backend.upstream_rq_pending_total"] == "1")
+        #expect(stats["cluster.backend.upstream_rq_total"] == "0")
     }
 
     // MARK: 5. Route timeout
@@ -186,6 +194,50 @@ struct ProxyIntegrationTests {
         #expect(eventually(timeout: 1) { (try? proxy.stat("cluster.backend.upstream_cx_active")) == 0 })
     }
 
+    // MARK: Gauges return to zero
+
+    @Test func activeGaugesReturnToZeroAfterEveryKindOfEnding() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let deadPort = try closedLocalPort()
+        let proxy = try ProxyHarness(yaml: ProxyConfig.yaml(
+            routes: [
+                #"{match: {prefix: "/dead"}, route: {cluster: dead}}"#,
+                #"{match: {prefix: "/"}, route: {cluster: backend, timeout: 0.3s}}"#,
+            ],
+            clusters: [("backend", backend.port), ("dead", deadPort)]))
+        defer { proxy.shutdown() }
+
+        #expect(try proxy.fetch("GET", "/service").status == 200)
+        #expect(try proxy.fetch("GET", "/slow?ms=2000").status == 504)
+        #expect(try proxy.fetch("GET", "/close").status == 503)
+        #expect(try proxy.fetch("GET", "/dead").status == 503)
+        #expect(try proxy.fetch("GET", "/status/500").status == 500)
+        let reset = try proxy.client()
+        try reset.send(RawClient.request("GET", "/reset"))
+        #expect(reset.waitForClose())
+        let gone = try proxy.client()
+        try gone.send(RawClient.request("GET", "/slow?ms=250"))
+        #expect(eventually { backend.heads.last?.uri == "/slow?ms=250" })
+        gone.close()
+
+        let gauges = [
+            "http.ingress_http.downstream_rq_active", "http.ingress_http.downstream_cx_active",
+            "cluster.backend.upstream_rq_active", "cluster.backend.upstream_rq_pending_active",
+            "cluster.dead.upstream_rq_active", "cluster.dead.upstream_rq_pending_active", "cluster.dead.upstream_cx_active",
+        ]
+        var last: [String: String] = [:]
+        let settled = eventually {
+            last = (try? proxy.stats()) ?? [:]
+            return gauges.allSatisfy { last[$0] == "0" }
+        }
+        #expect(settled, "gauges: \(gauges.map { "\($0)=\(last[$0] ?? "-")" })")
+        #expect(last["http.ingress_http.downstream_rq_total"] == "7")
+        #expect(last["cluster.backend.upstream_rq_total"] == "6")
+        #expect(last["cluster.dead.upstream_rq_total"] == "0")
+        #expect(last["cluster.dead.upstream_rq_pending_total"] == "1")
+    }
+
     // MARK: 9. HTTP/1.0
 
     @Test func http10IsRejectedWith426ByDefault() throws {
@@ -240,6 +292,102 @@ struct ProxyIntegrationTests {
         #expect(third.status == 202)
         #expect(third.bodyString == "status 202")
         #expect(backend.heads.map(\.uri) == ["/slow?ms=200", "/status/201", "/status/202"])
+    }
+
+    @Test func pipelinedMixOfLocalRepliesBodiesAndHead() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port, routes: [
+            #"{match: {path: "/direct"}, direct_response: {status: 200, body: {inline_string: "direct"}}}"#,
+            #"{match: {prefix: "/", headers: [{name: x-route, present_match: true}]}, route: {cluster: backend}}"#,
+        ]))
+        defer { proxy.shutdown() }
+
+        let client = try proxy.client()
+        let routed = ["x-route: 1"]
+        try client.send(
+            "POST /nowhere HTTP/1.1\r\nhost: example.com\r\ncontent-length: 5\r\n\r\nhello"  // 404, body discarded
+                + RawClient.request("GET", "/service", headers: routed)
+                + "POST /echo HTTP/1.1\r\nhost: example.com\r\nx-route: 1\r\ncontent-length: 3\r\n\r\nabc"
+                + RawClient.request("GET", "/direct")
+                + RawClient.request("HEAD", "/service", headers: routed)
+                + RawClient.request("GET", "/status/204", headers: routed)
+                + RawClient.request("GET", "/status/203", headers: routed))
+        let r404 = try client.readResponse()
+        #expect(r404.status == 404)
+        #expect(r404.body.isEmpty)
+        let hello = try client.readResponse()
+        #expect(hello.status == 200)
+        #expect(hello.bodyString == "Hello from service!")
+        let echo = try client.readResponse()
+        #expect(echo.status == 200)
+        #expect(echo.bodyString == "abc")
+        let direct = try client.readResponse()
+        #expect(direct.status == 200)
+        #expect(direct.bodyString == "direct")
+        let head = try client.readResponse(head: true)
+        #expect(head.status == 200)
+        #expect(head.header("content-length") == "19")
+        let noContent = try client.readResponse()
+        #expect(noContent.status == 204)
+        let last = try client.readResponse()
+        #expect(last.status == 203)
+        #expect(last.bodyString == "status 203")
+        #expect(backend.heads.map(\.uri) == ["/service", "/echo", "/service", "/status/204", "/status/203"])
+        #expect(backend.acceptedConnections == 1)
+    }
+
+    @Test func manyPipelinedRequestsInOneSend() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port))
+        defer { proxy.shutdown() }
+
+        let client = try proxy.client()
+        // More parts than the proxy queues before it stops reading.
+        let codes = (0..<150).map { 200 + $0 % 100 }.filter { $0 != 204 }
+        try client.send(codes.map { RawClient.request("GET", "/status/\($0)") }.joined())
+        for code in codes {
+            let response = try client.readResponse()
+            #expect(response.status == code)
+            #expect(response.bodyString == "status \(code)")
+            if response.status != code { break }
+        }
+        // Still in step afterwards.
+        try client.send(RawClient.request("GET", "/service"))
+        #expect(try client.readResponse().bodyString == "Hello from service!")
+        #expect(backend.requestCount == codes.count + 1)
+    }
+
+    // MARK: Upstream connection: close
+
+    @Test func upstreamConnectionCloseIsNotReused() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port))
+        defer { proxy.shutdown() }
+
+        // Pipelined, so the second request is routed the moment the first response ends, before the
+        // upstream's FIN can have been read: only honouring `connection: close` keeps it off that connection.
+        let client = try proxy.client()
+        try client.send(RawClient.request("GET", "/close-after") + RawClient.request("GET", "/service"))
+        let first = try client.readResponse()
+        #expect(first.status == 200)
+        #expect(first.bodyString == "Hello from service!")
+        #expect(first.header("connection") == nil)
+        let second = try client.readResponse()
+        #expect(second.status == 200)
+        #expect(second.bodyString == "Hello from service!")
+        #expect(backend.acceptedConnections == 2)
+
+        // Sequentially, too.
+        for _ in 0..<5 {
+            try client.send(RawClient.request("GET", "/close-after"))
+            #expect(try client.readResponse().status == 200)
+            try client.send(RawClient.request("GET", "/service"))
+            #expect(try client.readResponse().status == 200)
+        }
+        #expect(try proxy.stat("cluster.backend.upstream_rq_503") == nil)
     }
 
     // MARK: 11. Malformed requests
@@ -493,7 +641,7 @@ struct ProxyIntegrationTests {
                 try? late.send(RawClient.request("GET", "/service"))
                 if (try? late.readResponse()) == nil { newConnectionTurnedAway = true }
                 late.close()
-            } catch let error as RawClientError where error.isConnectionRefusedOrReset {
+            } catch let error as RawClientError where error.isConnectFailure {
                 newConnectionTurnedAway = true
             }
             if !newConnectionTurnedAway { usleep(20_000) }
@@ -512,6 +660,26 @@ struct ProxyIntegrationTests {
         // Stopped because the last request ended, not because the 4 s drain time ran out.
         #expect(took < 3, "stopping took \(took)s")
         #expect(backend.requestCount == 1)
+    }
+
+    @Test func drainClosesIdleKeepAliveConnectionsAtOnce() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port), drainTime: .seconds(4))
+        defer { proxy.shutdown() }
+
+        let idle = try proxy.client()
+        try idle.send(RawClient.request("GET", "/service"))
+        #expect(try idle.readResponse().status == 200)
+
+        let drainStart = Date()
+        proxy.server.drainAndStop()
+        idle.setReceiveTimeout(2)
+        #expect(idle.waitForClose(), "an idle keep-alive connection survived the drain")
+        try proxy.server.waitUntilStopped()
+        proxy.markStopped()
+        let took = Date().timeIntervalSince(drainStart)
+        #expect(took < 2, "stopping took \(took)s")
     }
 
     // MARK: 18. Direct responses and redirects

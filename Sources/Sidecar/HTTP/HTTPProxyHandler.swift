@@ -46,6 +46,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     private var upstreamStart = NIODeadline.uptimeNanoseconds(0)
     private var cluster: ClusterManager.Entry?
+    /// `cluster.upstream_rq_active` counts this request; every ending must take it back exactly once.
+    private var upstreamRequestActive = false
     private var responseMutations: [HeaderMutations] = []
     private var downstreamVersion = HTTPVersion.http1_1
     private var routeTimeout = ProtoDuration.seconds(15)
@@ -208,7 +210,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         guard requestActive else { return }
         requestActive = false
         stats.dec(listener.stats.rqActive)
-        if let cluster, case .forwarding = phase { stats.dec(cluster.stats.rqActive) }
+        endUpstreamRequest()
+    }
+
+    private func endUpstreamRequest() {
+        guard upstreamRequestActive else { return }
+        upstreamRequestActive = false
+        if let cluster { stats.dec(cluster.stats.rqActive) }
     }
 
     private func receivedHead(_ head: HTTPRequestHead) {
@@ -326,10 +334,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
                                   promise: nil)
         }
-        stats.inc(entry.stats.rqTotal)
-        stats.inc(entry.stats.rqActive)
         upstreamStart = .now()
         if let conn = worker.pools[ci].takeIdle(host) {
+            startUpstreamRequest(entry)
             attach(conn, head: upstreamHead)
             return
         }
@@ -346,6 +353,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             }
             switch result {
             case .success(let conn):
+                startUpstreamRequest(entry)
                 let parts = pending
                 pending = []
                 conn.stream = self
@@ -360,6 +368,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                 upstreamFailed(reason: Self.connectFailureReason(error))
             }
         }
+    }
+
+    /// Envoy counts `upstream_rq_total` and `upstream_rq_active` when the request gets a connection
+    /// (`attachStreamToClient`): a request whose connect fails was only pending.
+    private func startUpstreamRequest(_ entry: ClusterManager.Entry) {
+        stats.inc(entry.stats.rqTotal)
+        stats.inc(entry.stats.rqActive)
+        upstreamRequestActive = true
     }
 
     private func attach(_ conn: UpstreamConnection, head: HTTPRequestHead) {
@@ -388,6 +404,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if let cluster { stats.inc(cluster.stats.rqTimeout) }
         stats.inc(listener.stats.rqTimeout)
         if case .forwarding(let up) = phase { up.close() }
+        endUpstreamRequest()
         if responseStarted {
             context.close(promise: nil)
             return
@@ -444,7 +461,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         timer?.cancel()
         timer = nil
         guard case .forwarding(let up) = phase else { return }
-        if let cluster { stats.dec(cluster.stats.rqActive) }
+        endUpstreamRequest()
         if !requestComplete { up.reusable = false }
         worker.pools[up.clusterIndex].release(up)
         phase = .discarding
@@ -466,7 +483,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// The upstream connection closed under us.
     func upstreamClosed() {
         guard case .forwarding = phase else { return }
-        if let cluster { stats.dec(cluster.stats.rqActive) }
+        endUpstreamRequest()
         phase = .discarding
         if responseStarted {
             // Mid-response: the only honest signal left is to reset the downstream.
@@ -481,6 +498,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         timer?.cancel()
         timer = nil
         pending.removeAll()
+        endUpstreamRequest()
         if let cluster { countUpstreamStatus(503, cluster) }
         phase = .discarding
         writeLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure(reason), close: !keepAlive)

@@ -35,7 +35,13 @@ final class UpstreamConnection: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        stream.upstreamRead(unwrapInboundIn(data))
+        let part = unwrapInboundIn(data)
+        if case .head(let head) = part, !head.isKeepAlive {
+            // `connection: close` (or HTTP/1.0 without keep-alive): never hand this connection out again,
+            // even if its FIN has not been read yet when the response ends.
+            reusable = false
+        }
+        stream.upstreamRead(part)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -45,9 +45,10 @@ enum RawClientError: Error, CustomStringConvertible {
         }
     }
 
-    /// The connect was refused, or reset while it waited in a listener's backlog that then closed.
-    var isConnectionRefusedOrReset: Bool {
-        if case .connectFailed(let e) = self { return e == ECONNREFUSED || e == ECONNRESET }
+    /// No connection came about: refused, reset while it waited in a listener's backlog that then
+    /// closed, or not accepted within the timeout (EINPROGRESS).
+    var isConnectFailure: Bool {
+        if case .connectFailed = self { return true }
         return false
     }
 }

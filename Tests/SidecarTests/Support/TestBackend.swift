@@ -11,6 +11,7 @@ import NIOPosix
 /// - `/slow?ms=N`: "Hello from service!" after N milliseconds.
 /// - `/reset`: a head promising `content-length: 1000`, 10 bytes of body, then the connection closes.
 /// - `/close`: the connection closes without an answer.
+/// - `/close-after`: "Hello from service!" with `connection: close`, then the connection closes.
 /// - `/status/NNN`: status NNN with body `status NNN` (no body for 1xx, 204, 304).
 /// - anything else (`/service` included): 200 "Hello from service!".
 ///
@@ -92,6 +93,7 @@ private final class BackendHandler: ChannelInboundHandler, RemovableChannelHandl
         case slow(milliseconds: Int64)
         case reset
         case close
+        case closeAfter
         case status(Int)
     }
 
@@ -161,6 +163,9 @@ private final class BackendHandler: ChannelInboundHandler, RemovableChannelHandl
             }
         case .close:
             context.close(promise: nil)
+        case .closeAfter:
+            keepAlive = false
+            respond(context: context, status: .ok, body: TestBackend.helloBody)
         case .status(let code):
             let hasBody = code >= 200 && code != 204 && code != 304
             respond(context: context, status: HTTPResponseStatus(statusCode: code), body: hasBody ? "status \(code)" : nil)
@@ -199,6 +204,8 @@ private final class BackendHandler: ChannelInboundHandler, RemovableChannelHandl
             return .reset
         case "/close":
             return .close
+        case "/close-after":
+            return .closeAfter
         default:
             if path.hasPrefix("/status/"), let code = Int(path.dropFirst("/status/".count)), (100...599).contains(code) {
                 return .status(code)
