@@ -3,7 +3,6 @@ import NIOHTTP1
 
 /// Responses the proxy makes itself, in Envoy's words.
 enum LocalReply {
-    static let noRoute = (status: HTTPResponseStatus.notFound, body: "")
     static let connectFailurePrefix = "upstream connect error or disconnect/reset before headers. "
     static let timeout = "upstream request timeout"
 

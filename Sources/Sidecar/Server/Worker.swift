@@ -6,7 +6,7 @@ final class Worker {
     let eventLoop: EventLoop
     let stats: WorkerStats
     let clusters: ClusterManager
-    private(set) var pools: [ConnectionPool]
+    let pools: [ConnectionPool]
     private(set) var hosts: [[UpstreamHost]]
     private var balancers: [SmoothRoundRobin]
     var random = FastRandom()
@@ -16,9 +16,9 @@ final class Worker {
 
     init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, clusters: ClusterManager, hosts: [[UpstreamHost]]) {
         self.eventLoop = eventLoop
-        self.stats = WorkerStats(count: registry.count)
+        let stats = WorkerStats(count: registry.count)
+        self.stats = stats
         self.clusters = clusters
-        self.pools = []
         self.hosts = hosts
         self.balancers = hosts.map { SmoothRoundRobin(weights: $0.map(\.weight), start: index) }
         self.pools = clusters.clusters.map { ConnectionPool(eventLoop: eventLoop, stats: stats, cluster: $0) }
