@@ -6,7 +6,9 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "sidecar", targets: ["SidecarMain"]),
+        .executable(name: "sidecar-init", targets: ["Init"]),
         .library(name: "Sidecar", targets: ["Sidecar"]),
+        .library(name: "Intercept", targets: ["Intercept"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -33,6 +35,27 @@ let package = Package(
                 "Sidecar",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .systemLibrary(
+            name: "CNetfilter",
+            pkgConfig: "libnftnl libmnl",
+            providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
+        ),
+        .target(
+            name: "Intercept",
+            dependencies: ["CNetfilter"]
+        ),
+        .executableTarget(
+            name: "Init",
+            dependencies: [
+                "Intercept",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "InterceptTests",
+            dependencies: ["Intercept"],
+            resources: [.copy("Golden")]
         ),
         .testTarget(
             name: "SidecarTests",

@@ -1,0 +1,195 @@
+import Foundation
+
+/// Drives iptables-restore / ip6tables-restore (nft or legacy variant). Every change for a family is one
+/// `--noflush` restore that flushes our chains, swaps the hook rules and refills the chains; on failure the
+/// tables are put back from the `-save` output taken just before, so nothing is half-applied.
+public struct IptablesBackend {
+    public let variant: IptablesVariant
+
+    public init(variant: IptablesVariant) { self.variant = variant }
+
+    /// Picks the variant: the forced one, else the one that already has rules (nft when neither has).
+    public static func detect(_ choice: IptablesVariant.Choice) throws(CaptureError) -> IptablesVariant {
+        switch choice {
+        case .nft: return .nft
+        case .legacy: return .legacy
+        case .auto:
+            var counts: [IptablesVariant: Int] = [:]
+            for v in IptablesVariant.allCases {
+                guard CommandRunner.locate(v.command(.ipv4, "save")) != nil else { continue }
+                var n = 0
+                for family in [IptablesRuleset.Family.ipv4, .ipv6] {
+                    guard let r = try? CommandRunner.run(v.command(family, "save"), []), r.status == 0 else { continue }
+                    n += r.stdout.split(separator: "\n").filter { $0.hasPrefix("-A ") }.count
+                }
+                counts[v] = n
+            }
+            if counts.isEmpty {
+                throw CaptureError("neither iptables-nft nor iptables-legacy is installed; install iptables or use --backend nftables")
+            }
+            if let legacy = counts[.legacy], legacy > 0, legacy > (counts[.nft] ?? 0) { return .legacy }
+            return counts[.nft] != nil ? .nft : .legacy
+        }
+    }
+
+    /// Installs the rules for every family, replacing a previous installation of ours.
+    public func apply(_ rulesets: [IptablesRuleset], injectFault: Bool = false) throws(CaptureError) {
+        var done: [(IptablesRuleset.Family, [NetfilterTable: String])] = []
+        for ruleset in rulesets {
+            let before = try save(ruleset.family)
+            let input = restoreInput(installing: ruleset, over: before, injectFault: injectFault)
+            let result = try CommandRunner.run(variant.command(ruleset.family, "restore"), ["--noflush", "--wait"], input: input)
+            if result.status != 0 {
+                rollback(ruleset.family, to: before)
+                for (family, state) in done.reversed() { rollback(family, to: state) }
+                throw CaptureError(
+                    "\(variant.command(ruleset.family, "restore")) refused the rules: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); the previous rules were restored")
+            }
+            done.append((ruleset.family, before))
+        }
+    }
+
+    /// Checks that each of our chains holds the expected rules (by comment, in order) and that each hook
+    /// rule is present exactly once.
+    public func verify(_ rulesets: [IptablesRuleset]) throws(CaptureError) {
+        for ruleset in rulesets {
+            let live = try save(ruleset.family)
+            for table in ruleset.tables {
+                let lines = (live[table.table] ?? "").split(separator: "\n").map(String.init)
+                for chain in table.chains {
+                    let expected = table.rules.filter { $0.hasPrefix("-A \(chain) ") }.map(Self.comment)
+                    let got = lines.filter { $0.hasPrefix("-A \(chain) ") }.map(Self.comment)
+                    if got != expected {
+                        throw CaptureError(
+                            "verification failed: \(ruleset.family.command) -t \(table.table.rawValue) chain \(chain) holds \(got.count) rules, expected \(expected.count)")
+                    }
+                }
+                for hook in table.hooks {
+                    let n = lines.filter { Self.isHook($0, builtin: hook.builtinChain, ours: hook.ourChain) }.count
+                    if n != 1 {
+                        throw CaptureError(
+                            "verification failed: \(ruleset.family.command) -t \(table.table.rawValue) has \(n) jumps from \(hook.builtinChain) to \(hook.ourChain), expected 1")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes our chains and hook rules from every table and family. Returns how many chains went.
+    @discardableResult
+    public func remove() throws(CaptureError) -> Int {
+        var removed = 0
+        for family in [IptablesRuleset.Family.ipv4, .ipv6] {
+            guard CommandRunner.locate(variant.command(family, "restore")) != nil else { continue }
+            let before = try save(family)
+            var input = ""
+            for table in [NetfilterTable.mangle, .nat] {
+                let lines = (before[table] ?? "").split(separator: "\n").map(String.init)
+                let ours = Self.ourChains(lines)
+                let hooks = lines.filter { Self.isAnyHook($0) }
+                if ours.isEmpty && hooks.isEmpty { continue }
+                input += "*\(table.rawValue)\n"
+                for c in ours { input += ":\(c) - [0:0]\n" }
+                for h in hooks { input += "-D" + h.dropFirst(2) + "\n" }
+                for c in ours { input += "-X \(c)\n" }
+                input += "COMMIT\n"
+                removed += ours.count
+            }
+            if input.isEmpty { continue }
+            let result = try CommandRunner.run(variant.command(family, "restore"), ["--noflush", "--wait"], input: input)
+            if result.status != 0 {
+                throw CaptureError(
+                    "\(variant.command(family, "restore")) could not remove our chains: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+        }
+        return removed
+    }
+
+    /// Whether any chain of ours exists in either family.
+    public func isInstalled() throws(CaptureError) -> Bool {
+        for family in [IptablesRuleset.Family.ipv4, .ipv6] {
+            guard CommandRunner.locate(variant.command(family, "save")) != nil else { continue }
+            for (_, text) in try save(family) where !Self.ourChains(text.split(separator: "\n").map(String.init)).isEmpty {
+                return true
+            }
+        }
+        return false
+    }
+
+    // MARK: - Restore input
+
+    /// `--noflush` input for one family: per table, declare (and so flush) our new and stale chains, delete
+    /// the old hook rules, add the new hooks and rules, delete stale chains.
+    func restoreInput(installing ruleset: IptablesRuleset, over before: [NetfilterTable: String], injectFault: Bool) -> String {
+        var out = ""
+        let touched = Set(ruleset.tables.map(\.table)).union(
+            before.filter { !Self.ourChains($0.value.split(separator: "\n").map(String.init)).isEmpty }.keys)
+        let order = [NetfilterTable.mangle, .nat].filter { touched.contains($0) }
+        for (i, tableName) in order.enumerated() {
+            let lines = (before[tableName] ?? "").split(separator: "\n").map(String.init)
+            let existing = Self.ourChains(lines)
+            let wanted = ruleset.tables.first { $0.table == tableName }
+            let wantedChains = wanted?.chains ?? []
+            let stale = existing.filter { !wantedChains.contains($0) }
+            out += "*\(tableName.rawValue)\n"
+            for c in wantedChains + stale { out += ":\(c) - [0:0]\n" }
+            for h in lines where Self.isAnyHook(h) { out += "-D" + h.dropFirst(2) + "\n" }
+            if let wanted {
+                for h in wanted.hooks { out += "-A \(h.builtinChain) \(h.spec)\n" }
+                for r in wanted.rules { out += r + "\n" }
+            }
+            for c in stale { out += "-X \(c)\n" }
+            if injectFault && i == order.count - 1 {
+                out += "-A \(IptablesRuleset.chainPrefix)FAULT_INJECTED -j RETURN\n"
+            }
+            out += "COMMIT\n"
+        }
+        return out
+    }
+
+    // MARK: - Save parsing
+
+    func save(_ family: IptablesRuleset.Family) throws(CaptureError) -> [NetfilterTable: String] {
+        var out: [NetfilterTable: String] = [:]
+        for table in [NetfilterTable.mangle, .nat] {
+            let r = try CommandRunner.run(variant.command(family, "save"), ["-t", table.rawValue])
+            if r.status != 0 {
+                throw CaptureError("\(variant.command(family, "save")) -t \(table.rawValue) failed: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+            out[table] = r.stdout
+        }
+        return out
+    }
+
+    /// Puts whole tables back as they were (a restore without --noflush replaces each listed table).
+    func rollback(_ family: IptablesRuleset.Family, to state: [NetfilterTable: String]) {
+        let input = state.values.filter { $0.contains("COMMIT") }.joined()
+        guard !input.isEmpty else { return }
+        _ = try? CommandRunner.run(variant.command(family, "restore"), ["--wait"], input: input)
+    }
+
+    static func ourChains(_ lines: [String]) -> [String] {
+        lines.compactMap { line in
+            guard line.hasPrefix(":\(IptablesRuleset.chainPrefix)") else { return nil }
+            return line.dropFirst().split(separator: " ").first.map(String.init)
+        }
+    }
+
+    static func isAnyHook(_ line: String) -> Bool {
+        (line.hasPrefix("-A PREROUTING ") || line.hasPrefix("-A OUTPUT ")) && line.contains("-j \(IptablesRuleset.chainPrefix)")
+    }
+
+    static func isHook(_ line: String, builtin: String, ours: String) -> Bool {
+        line.hasPrefix("-A \(builtin) ") && (line.hasSuffix("-j \(ours)") || line.contains("-j \(ours) "))
+    }
+
+    static func comment(_ line: String) -> String {
+        guard let r = line.range(of: "--comment ") else { return "" }
+        var rest = line[r.upperBound...]
+        if rest.first == "\"" {
+            rest = rest.dropFirst()
+            return String(rest.prefix { $0 != "\"" })
+        }
+        return String(rest.prefix { $0 != " " })
+    }
+}
