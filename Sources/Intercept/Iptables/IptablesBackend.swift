@@ -18,7 +18,7 @@ public struct IptablesBackend {
             for v in IptablesVariant.allCases {
                 guard CommandRunner.locate(v.command(.ipv4, "save")) != nil else { continue }
                 var n = 0
-                for family in [IptablesRuleset.Family.ipv4, .ipv6] {
+                for family in [IptablesRuleset.Family.ipv4, .ipv6] where v.mayHaveRules(family) {
                     guard let r = try? CommandRunner.run(v.command(family, "save"), []), r.status == 0 else { continue }
                     n += r.stdout.split(separator: "\n").filter { $0.hasPrefix("-A ") }.count
                 }
@@ -79,7 +79,7 @@ public struct IptablesBackend {
     @discardableResult
     public func remove() throws(CaptureError) -> Int {
         var removed = 0
-        for family in [IptablesRuleset.Family.ipv4, .ipv6] {
+        for family in [IptablesRuleset.Family.ipv4, .ipv6] where variant.mayHaveRules(family) {
             guard CommandRunner.locate(variant.command(family, "restore")) != nil else { continue }
             let before = try save(family)
             var input = ""
@@ -101,13 +101,30 @@ public struct IptablesBackend {
                 throw CaptureError(
                     "\(variant.command(family, "restore")) could not remove our chains: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
+            if variant == .nft { try dropEmptyTables(family) }
         }
         return removed
     }
 
+    /// iptables-nft creates its `nat` and `mangle` tables on first use. Once our chains are gone, a table
+    /// left with nothing but empty built-in chains is removed, so cleanup leaves `nft list ruleset` as it
+    /// was; iptables-nft recreates such a table whenever it is next used, so no one can tell the difference.
+    func dropEmptyTables(_ family: IptablesRuleset.Family) throws(CaptureError) {
+        let builtin: Set<String> = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
+        let nfproto = UInt8(family == .ipv4 ? 2 : 10)  // NFPROTO_IPV4, NFPROTO_IPV6
+        for table in [NetfilterTable.mangle, .nat] {
+            let nft = NftablesBackend(tableName: table.rawValue, family: nfproto)
+            guard try nft.exists() else { continue }
+            let chains = try nft.listChains()
+            if chains.allSatisfy(builtin.contains), try nft.listRules().isEmpty {
+                try nft.remove()
+            }
+        }
+    }
+
     /// Whether any chain of ours exists in either family.
     public func isInstalled() throws(CaptureError) -> Bool {
-        for family in [IptablesRuleset.Family.ipv4, .ipv6] {
+        for family in [IptablesRuleset.Family.ipv4, .ipv6] where variant.mayHaveRules(family) {
             guard CommandRunner.locate(variant.command(family, "save")) != nil else { continue }
             for (_, text) in try save(family) where !Self.ourChains(text.split(separator: "\n").map(String.init)).isEmpty {
                 return true

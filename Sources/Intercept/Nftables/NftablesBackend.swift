@@ -4,9 +4,12 @@ import Glibc
 /// Installs, verifies and removes our `inet pilotfish` table over netlink. Touches nothing else.
 public struct NftablesBackend {
     public let tableName: String
+    /// NFPROTO_* of the table: ours is `inet`; iptables-nft's tables are `ip` and `ip6`.
+    public let family: UInt8
 
-    public init(tableName: String = NftablesRenderer.tableName) {
+    public init(tableName: String = NftablesRenderer.tableName, family: UInt8 = UInt8(NFPROTO_INET)) {
         self.tableName = tableName
+        self.family = family
     }
 
     /// Replaces any previous version of our table in one atomic transaction: add (so delete cannot fail),
@@ -72,7 +75,7 @@ public struct NftablesBackend {
     public func remove() throws(CaptureError) -> Bool {
         guard try exists() else { return false }
         let socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
-        let tx = NftablesTransaction(socket: socket)
+        let tx = NftablesTransaction(socket: socket, family: family)
         tx.deleteTable(tableName)
         try tx.commit()
         return true
@@ -90,10 +93,10 @@ public struct NftablesBackend {
         let filter = nftnl_rule_alloc()!
         defer { nftnl_rule_free(filter) }
         nftnl_rule_set_str(filter, UInt16(NFTNL_RULE_TABLE.rawValue), tableName)
-        nftnl_rule_set_u32(filter, UInt16(NFTNL_RULE_FAMILY.rawValue), UInt32(NFPROTO_INET))
+        nftnl_rule_set_u32(filter, UInt16(NFTNL_RULE_FAMILY.rawValue), UInt32(family))
         let length = buffer.withUnsafeMutableBytes { raw -> Int in
             let h = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETRULE.rawValue), UInt16(NFPROTO_INET),
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETRULE.rawValue), UInt16(family),
                 UInt16(pf_nlm_f_dump()), seq)!
             nftnl_rule_nlmsg_build_payload(h, filter)
             return Int(h.pointee.nlmsg_len)
@@ -121,7 +124,7 @@ public struct NftablesBackend {
         let filter = nftnl_chain_alloc()!
         defer { nftnl_chain_free(filter) }
         nftnl_chain_set_str(filter, UInt16(NFTNL_CHAIN_TABLE.rawValue), tableName)
-        nftnl_chain_set_u32(filter, UInt16(NFTNL_CHAIN_FAMILY.rawValue), UInt32(NFPROTO_INET))
+        nftnl_chain_set_u32(filter, UInt16(NFTNL_CHAIN_FAMILY.rawValue), UInt32(family))
         // The kernel filters a chain dump by table only when the table attribute is present; a missing
         // table is reported by GETTABLE, asked first.
         let tableSeq = socket.takeSeq()
@@ -130,7 +133,7 @@ public struct NftablesBackend {
         nftnl_table_set_str(t, UInt16(NFTNL_TABLE_NAME.rawValue), tableName)
         let tableLength = buffer.withUnsafeMutableBytes { raw -> Int in
             let h = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETTABLE.rawValue), UInt16(NFPROTO_INET),
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETTABLE.rawValue), UInt16(family),
                 UInt16(pf_nlm_f_ack()), tableSeq)!
             nftnl_table_nlmsg_build_payload(h, t)
             return Int(h.pointee.nlmsg_len)
@@ -140,7 +143,7 @@ public struct NftablesBackend {
 
         let length = buffer.withUnsafeMutableBytes { raw -> Int in
             let h = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETCHAIN.rawValue), UInt16(NFPROTO_INET),
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETCHAIN.rawValue), UInt16(family),
                 UInt16(pf_nlm_f_dump()), seq)!
             nftnl_chain_nlmsg_build_payload(h, filter)
             return Int(h.pointee.nlmsg_len)

@@ -9,11 +9,13 @@ final class NftablesTransaction {
     private let socket: NetlinkSocket
     private var seqDescriptions: [UInt32: String] = [:]
     private var overflowed = false
+    private let family: UInt8
 
     static let bufferSize = 4 << 20
 
-    init(socket: NetlinkSocket) {
+    init(socket: NetlinkSocket, family: UInt8 = UInt8(NFPROTO_INET)) {
         self.socket = socket
+        self.family = family
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.bufferSize, alignment: 8)
         batch = mnl_nlmsg_batch_start(buffer.baseAddress, Self.bufferSize)
         nftnl_batch_begin(mnl_nlmsg_batch_current(batch).assumingMemoryBound(to: CChar.self), socket.takeSeq())
@@ -34,15 +36,15 @@ final class NftablesTransaction {
         seqDescriptions[seq] = describe
         return nftnl_nlmsg_build_hdr(
             mnl_nlmsg_batch_current(batch).assumingMemoryBound(to: CChar.self), UInt16(type.rawValue),
-            UInt16(NFPROTO_INET), UInt16(flags | pf_nlm_f_ack()), seq)
+            UInt16(family), UInt16(flags | pf_nlm_f_ack()), seq)
     }
 
     func addTable(_ name: String) {
         let t = nftnl_table_alloc()!
         defer { nftnl_table_free(t) }
         nftnl_table_set_str(t, UInt16(NFTNL_TABLE_NAME.rawValue), name)
-        nftnl_table_set_u32(t, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(NFPROTO_INET))
-        let h = header(NFT_MSG_NEWTABLE, flags: pf_nlm_f_create(), describe: "add table inet \(name)")
+        nftnl_table_set_u32(t, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(family))
+        let h = header(NFT_MSG_NEWTABLE, flags: pf_nlm_f_create(), describe: "add table \(name)")
         nftnl_table_nlmsg_build_payload(h, t)
         next()
     }
@@ -51,8 +53,8 @@ final class NftablesTransaction {
         let t = nftnl_table_alloc()!
         defer { nftnl_table_free(t) }
         nftnl_table_set_str(t, UInt16(NFTNL_TABLE_NAME.rawValue), name)
-        nftnl_table_set_u32(t, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(NFPROTO_INET))
-        let h = header(NFT_MSG_DELTABLE, flags: 0, describe: "delete table inet \(name)")
+        nftnl_table_set_u32(t, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(family))
+        let h = header(NFT_MSG_DELTABLE, flags: 0, describe: "delete table \(name)")
         nftnl_table_nlmsg_build_payload(h, t)
         next()
     }
@@ -62,7 +64,7 @@ final class NftablesTransaction {
         defer { nftnl_chain_free(c) }
         nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_TABLE.rawValue), table)
         nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_NAME.rawValue), chain.name)
-        nftnl_chain_set_u32(c, UInt16(NFTNL_CHAIN_FAMILY.rawValue), UInt32(NFPROTO_INET))
+        nftnl_chain_set_u32(c, UInt16(NFTNL_CHAIN_FAMILY.rawValue), UInt32(family))
         if let hook = chain.hook {
             let (hooknum, priority, type): (Int32, Int32, String)
             switch hook {

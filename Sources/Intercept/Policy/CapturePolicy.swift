@@ -76,7 +76,7 @@ public struct CapturePolicy: Equatable, Sendable {
         guard !bytes.isEmpty, bytes.count <= 15 else {
             throw PolicyError("interface name '\(name)' must be 1 to 15 bytes long")
         }
-        let bad = bytes.contains { $0 <= 0x20 || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\"") || $0 >= 0x7f }
+        let bad = bytes.contains { $0 <= 0x20 || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "'") || $0 == UInt8(ascii: "\\") || $0 >= 0x7f }
         if bad || name == "." || name == ".." {
             throw PolicyError("interface name '\(name)' contains characters an interface name cannot have")
         }

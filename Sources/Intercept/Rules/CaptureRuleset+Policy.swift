@@ -91,7 +91,7 @@ extension CaptureRuleset {
             }
             outbound.append(
                 CaptureRule([.outputInterface("lo"), owner(true)], .return, "pilotfish: app traffic on loopback (not \(who))"))
-            outbound.append(CaptureRule([owner(false)], .return, "pilotfish: sidecar's own traffic (\(who))"))
+            outbound.append(CaptureRule([owner(false)], .return, "pilotfish: traffic of the sidecar itself (\(who))"))
         }
         for f in families {
             outbound.append(
