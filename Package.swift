@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(
             name: "InterceptTests",
             dependencies: ["Intercept"],
-            resources: [.copy("Golden")]
+            exclude: ["Golden"]
         ),
         .testTarget(
             name: "SidecarTests",

@@ -136,14 +136,15 @@ final class NftRule {
         }
     }
 
-    /// `ip[6] saddr|daddr [!=] prefix`, loading only the bytes the prefix covers, as nft does.
+    /// `ip[6] saddr|daddr [!=] prefix`, encoded as nft(8) encodes it, so `nft list` prints it back unchanged.
     private func address(_ c: CIDR, source: Bool, negated: Bool) {
         let v4 = c.family == .ipv4
         metaLoad(NFT_META_NFPROTO)
         cmp([UInt8(v4 ? NFPROTO_IPV4 : NFPROTO_IPV6)])
         guard c.prefixLength > 0 else { return }
         let offset: UInt32 = v4 ? (source ? 12 : 16) : (source ? 8 : 24)
-        let length = (c.prefixLength + 7) / 8
+        // Byte-aligned prefixes compare just their bytes; others load the whole address and mask it.
+        let length = c.prefixLength % 8 == 0 ? c.prefixLength / 8 : c.address.count
         payloadLoad(NFT_PAYLOAD_NETWORK_HEADER, offset: offset, length: UInt32(length))
         if c.prefixLength % 8 != 0 {
             let mask = Array(c.maskBytes.prefix(length))
