@@ -73,6 +73,11 @@ struct SidecarInit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sidecar-init",
         abstract: "Installs the traffic-capture rules of a Pilotfish pod (nftables over netlink, or iptables).",
+        discussion: """
+            Every option can also be given as an environment variable PILOTFISH_<OPTION> (for example \
+            PILOTFISH_MODE=redirect, PILOTFISH_EXCLUDE_INBOUND_PORTS=15020); a flag wins over the variable. \
+            Exit status: 0 done, 1 the system refused (message says why; nothing half-applied), 64 bad input.
+            """,
         subcommands: [Apply.self, Cleanup.self, Validate.self],
         defaultSubcommand: Apply.self)
 }
@@ -113,7 +118,7 @@ struct Validate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prove capture works: a connection as the proxy UID to a probe address must land on the inbound port with its original destination.")
     @OptionGroup var options: CaptureOptions
-    @Option(name: .customLong("probe-address"), help: "Probe destination (default 127.0.0.6:15002; nothing listens there).")
+    @Option(name: .customLong("probe-address"), help: "Probe destination; nothing may listen there.")
     var probeAddress: String = "127.0.0.6:15002"
     @Option(
         name: .customLong("outbound-probe"),
