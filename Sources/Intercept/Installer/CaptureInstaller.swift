@@ -59,6 +59,8 @@ public struct CaptureInstaller {
             routing.undo(changes)
             throw error
         }
+        // One installation of ours at a time: switching backends removes the other backend's rules.
+        let replaced = try removeOtherBackend()
         if p.mode == .redirect {
             // A previous TPROXY run's routing is ours and no longer wanted.
             try routing.remove()
@@ -68,7 +70,25 @@ public struct CaptureInstaller {
             summary += "; policy routing fwmark \(IptablesRuleset.hex(p.tproxyMark)) lookup \(p.routeTable)"
             summary += changes.isEmpty ? " (already present)" : " (added)"
         }
+        if !replaced.isEmpty { summary += "; removed the previous installation in \(replaced.joined(separator: ", "))" }
         return summary
+    }
+
+    func removeOtherBackend() throws(CaptureError) -> [String] {
+        var removed: [String] = []
+        switch settings.backend {
+        case .iptables:
+            if try NftablesBackend().remove() { removed.append("nftables table inet \(NftablesRenderer.tableName)") }
+        case .nftables:
+            for variant in IptablesVariant.allCases where CommandRunner.locate(variant.command(.ipv4, "restore")) != nil {
+                let ipt = IptablesBackend(variant: variant)
+                if try ipt.isInstalled() {
+                    let n = try ipt.remove()
+                    removed.append("\(n) iptables-\(variant.rawValue) chains")
+                }
+            }
+        }
+        return removed
     }
 
     /// Removes whatever of ours exists: the nftables table, iptables chains of either variant, routing.

@@ -42,8 +42,13 @@ public struct IptablesBackend {
             if result.status != 0 {
                 rollback(ruleset.family, to: before)
                 for (family, state) in done.reversed() { rollback(family, to: state) }
+                let stderr = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+                var hint = ""
+                if stderr.contains("No chain/target/match") && input.contains("-j TPROXY") {
+                    hint = " (if this kernel lacks xt_TPROXY/xt_socket, load them or use --mode redirect)"
+                }
                 throw CaptureError(
-                    "\(variant.command(ruleset.family, "restore")) refused the rules: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)); the previous rules were restored")
+                    "\(variant.command(ruleset.family, "restore")) refused the rules: \(stderr)\(hint); the previous rules were restored")
             }
             done.append((ruleset.family, before))
         }

@@ -19,6 +19,8 @@ public struct CaptureError: Error, CustomStringConvertible {
         switch code {
         case EPERM, EACCES:
             return "; sidecar-init needs CAP_NET_ADMIN in the pod's network namespace (run as root, or add NET_ADMIN to the init container's securityContext.capabilities)"
+        case ENETDOWN:
+            return " (the loopback interface is down; bring it up first: ip link set lo up)"
         default: return ""
         }
     }

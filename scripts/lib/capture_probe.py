@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Tiny socket helper for the sidecar-init network-namespace tests (scripts/lib/netns_init_suite.py).
+
+Run inside a namespace with `ip netns exec NS python3 capture_probe.py MODE ...`. Every mode is bounded
+in time and prints machine-readable lines on stdout (flushed at once):
+
+  listen-transparent PORT   IP_TRANSPARENT listener on 0.0.0.0:PORT (where TPROXY delivers). Prints
+                            READY, then for the one accepted connection `ORIGDST ip:port` (the accepted
+                            socket's local address, which for TPROXY is the original destination) and
+                            `PEER ip:port`.
+  listen-redirect PORT      plain listener on 0.0.0.0:PORT. Prints READY, then `ORIGDST ip:port` from
+                            getsockopt(SOL_IP, SO_ORIGINAL_DST) (or `ORIGDST none <errno>` when the
+                            connection was not NATed), `LOCAL ip:port` and `PEER ip:port`.
+  listen PORT [--bind ADDR] plain "application" listener. Prints READY, then `ACCEPTED LOCAL ip:port PEER ip:port`.
+  connect ADDR PORT [--uid U] [--gid G] [--bind ADDR]
+                            drops to gid/uid (setgroups([]), setgid, setuid) and connects. Prints
+                            `CONNECTED LOCAL ip:port` or `ERROR <errno name> <message>`; exit status 0 or 1.
+
+Listeners accept one connection, then exit 0; if none arrives within --timeout seconds they print
+TIMEOUT and exit 2.
+"""
+import argparse
+import errno
+import os
+import socket
+import struct
+import sys
+
+IP_TRANSPARENT = 19
+SO_ORIGINAL_DST = 80
+
+
+def out(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def fmt(addr):
+    return "%s:%d" % (addr[0], addr[1])
+
+
+def listener(port, bind_addr="0.0.0.0", transparent=False):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if transparent:
+        s.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+    s.bind((bind_addr, port))
+    s.listen(8)
+    return s
+
+
+def accept_one(s, timeout):
+    s.settimeout(timeout)
+    out("READY %s" % fmt(s.getsockname()))
+    try:
+        conn, peer = s.accept()
+    except socket.timeout:
+        out("TIMEOUT")
+        sys.exit(2)
+    conn.settimeout(timeout)
+    return conn, peer
+
+
+def original_dst(conn):
+    try:
+        raw = conn.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    except OSError as e:
+        return None, errno.errorcode.get(e.errno, str(e.errno))
+    # struct sockaddr_in: sa_family (host order u16), sin_port (network u16), sin_addr (4 bytes), zero[8]
+    family = struct.unpack("=H", raw[0:2])[0]
+    if family != socket.AF_INET:
+        return None, "family-%d" % family
+    port = struct.unpack("!H", raw[2:4])[0]
+    return (socket.inet_ntoa(raw[4:8]), port), None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect"])
+    ap.add_argument("args", nargs="+")
+    ap.add_argument("--uid", type=int)
+    ap.add_argument("--gid", type=int)
+    ap.add_argument("--bind", default=None)
+    ap.add_argument("--timeout", type=float, default=6.0)
+    a = ap.parse_args()
+    try:
+        if a.mode in ("listen-transparent", "listen-redirect", "listen"):
+            port = int(a.args[0])
+            s = listener(port, a.bind or "0.0.0.0", transparent=(a.mode == "listen-transparent"))
+            conn, peer = accept_one(s, a.timeout)
+            if a.mode == "listen-transparent":
+                out("ORIGDST %s" % fmt(conn.getsockname()))
+                out("PEER %s" % fmt(peer))
+            elif a.mode == "listen-redirect":
+                dst, err = original_dst(conn)
+                out("ORIGDST %s" % (fmt(dst) if dst else "none " + err))
+                out("LOCAL %s" % fmt(conn.getsockname()))
+                out("PEER %s" % fmt(peer))
+            else:
+                out("ACCEPTED LOCAL %s PEER %s" % (fmt(conn.getsockname()), fmt(peer)))
+            conn.close()
+            s.close()
+            return 0
+        # connect
+        addr, port = a.args[0], int(a.args[1])
+        if a.gid is not None or a.uid is not None:
+            os.setgroups([])
+        if a.gid is not None:
+            os.setgid(a.gid)
+        if a.uid is not None:
+            os.setuid(a.uid)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(min(a.timeout, 3.0))
+        if a.bind:
+            s.bind((a.bind, 0))
+        try:
+            s.connect((addr, port))
+        except socket.timeout:
+            out("ERROR ETIMEDOUT connect timed out")
+            return 1
+        except OSError as e:
+            out("ERROR %s %s" % (errno.errorcode.get(e.errno, str(e.errno)), e.strerror))
+            return 1
+        out("CONNECTED LOCAL %s" % fmt(s.getsockname()))
+        s.close()
+        return 0
+    except OSError as e:
+        out("ERROR %s %s" % (errno.errorcode.get(e.errno, str(e.errno)), e.strerror))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
