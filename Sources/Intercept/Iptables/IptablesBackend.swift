@@ -38,9 +38,16 @@ public struct IptablesBackend {
         for ruleset in rulesets {
             let before = try save(ruleset.family)
             let input = restoreInput(installing: ruleset, over: before, injectFault: injectFault)
-            let result = try CommandRunner.run(variant.command(ruleset.family, "restore"), ["--noflush", "--wait"], input: input)
+            // iptables-restore commits table by table; check the whole input first (`--test` parses and
+            // resolves every chain, target and match without committing), so a bad rule changes nothing.
+            let check = try CommandRunner.run(variant.command(ruleset.family, "restore"), ["--noflush", "--wait", "--test"], input: input)
+            var result = check
+            if check.status == 0 {
+                result = try CommandRunner.run(variant.command(ruleset.family, "restore"), ["--noflush", "--wait"], input: input)
+            }
             if result.status != 0 {
-                rollback(ruleset.family, to: before)
+                // Only a commit can have changed anything; put back what the failed commit may have left.
+                if check.status == 0 { rollback(ruleset.family, to: before) }
                 for (family, state) in done.reversed() { rollback(family, to: state) }
                 let stderr = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
                 var hint = ""
@@ -51,6 +58,24 @@ public struct IptablesBackend {
                     "\(variant.command(ruleset.family, "restore")) refused the rules: \(stderr)\(hint); the previous rules were restored")
             }
             done.append((ruleset.family, before))
+        }
+        // Only now that every family is in place, delete the chains of ours the new rules no longer use
+        // (flushed and unhooked above). Deleting them earlier would make a rollback re-create them.
+        for ruleset in rulesets {
+            let now = try save(ruleset.family)
+            var input = ""
+            for (table, text) in now {
+                let wanted = ruleset.tables.first { $0.table == table }?.chains ?? []
+                let stale = Self.ourChains(text.split(separator: "\n").map(String.init)).filter { !wanted.contains($0) }
+                if stale.isEmpty { continue }
+                input += "*\(table.rawValue)\n" + stale.map { "-X \($0)\n" }.joined() + "COMMIT\n"
+            }
+            if input.isEmpty { continue }
+            let result = try CommandRunner.run(variant.command(ruleset.family, "restore"), ["--noflush", "--wait"], input: input)
+            if result.status != 0 {
+                throw CaptureError(
+                    "the new rules are in place, but \(variant.command(ruleset.family, "restore")) could not delete unused chains of ours: \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
         }
     }
 
@@ -111,19 +136,22 @@ public struct IptablesBackend {
         return removed
     }
 
-    /// iptables-nft creates its `nat` and `mangle` tables on first use. Once our chains are gone, a table
-    /// left with nothing but empty built-in chains is removed, so cleanup leaves `nft list ruleset` as it
-    /// was; iptables-nft recreates such a table whenever it is next used, so no one can tell the difference.
+    /// iptables-nft creates its `nat` and `mangle` tables, and their built-in chains, on first use; a
+    /// restore of a saved table re-creates all of its built-in chains. Once our chains are gone, built-in
+    /// chains with no rules and an ACCEPT policy are removed again (and a table left with no chains), so
+    /// `nft list ruleset` ends as it began. Such chains filter nothing, and iptables-nft re-creates them
+    /// whenever they are next used, so no one else can tell the difference.
     func dropEmptyTables(_ family: IptablesRuleset.Family) throws(CaptureError) {
         let builtin: Set<String> = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
         let nfproto = UInt8(family == .ipv4 ? 2 : 10)  // NFPROTO_IPV4, NFPROTO_IPV6
         for table in [NetfilterTable.mangle, .nat] {
             let nft = NftablesBackend(tableName: table.rawValue, family: nfproto)
             guard try nft.exists() else { continue }
-            let chains = try nft.listChains()
-            if chains.allSatisfy(builtin.contains), try nft.listRules().isEmpty {
-                try nft.remove()
-            }
+            let chains = try nft.listChainDetails()
+            let busy = Set(try nft.listRules().map(\.chain))
+            let idle = chains.filter { builtin.contains($0.name) && !busy.contains($0.name) && $0.policy == 1 }  // NF_ACCEPT
+            if idle.isEmpty { continue }
+            try nft.delete(chains: idle.map(\.name), andTable: idle.count == chains.count)
         }
     }
 
@@ -141,7 +169,8 @@ public struct IptablesBackend {
     // MARK: - Restore input
 
     /// `--noflush` input for one family: per table, declare (and so flush) our new and stale chains, delete
-    /// the old hook rules, add the new hooks and rules, delete stale chains.
+    /// the old hook rules, add the new hooks and rules. Stale chains stay (empty) until `apply` has
+    /// succeeded for every family.
     func restoreInput(installing ruleset: IptablesRuleset, over before: [NetfilterTable: String], injectFault: Bool) -> String {
         var out = ""
         let touched = Set(ruleset.tables.map(\.table)).union(
@@ -160,7 +189,6 @@ public struct IptablesBackend {
                 for h in wanted.hooks { out += "-A \(h.builtinChain) \(h.spec)\n" }
                 for r in wanted.rules { out += r + "\n" }
             }
-            for c in stale { out += "-X \(c)\n" }
             if injectFault && i == order.count - 1 {
                 out += "-A \(IptablesRuleset.chainPrefix)FAULT_INJECTED -j RETURN\n"
             }
@@ -183,11 +211,38 @@ public struct IptablesBackend {
         return out
     }
 
-    /// Puts whole tables back as they were (a restore without --noflush replaces each listed table).
+    /// Puts our part of the tables back as it was before a failed apply: our chains with their saved
+    /// rules (in their saved order), our saved hook rules, nothing else of ours. Other rules and chains
+    /// are never rewritten, so even their order is kept. Falls back to restoring whole saved tables.
     func rollback(_ family: IptablesRuleset.Family, to state: [NetfilterTable: String]) {
-        let input = state.values.filter { $0.contains("COMMIT") }.joined()
-        guard !input.isEmpty else { return }
-        _ = try? CommandRunner.run(variant.command(family, "restore"), ["--wait"], input: input)
+        let restore = variant.command(family, "restore")
+        if let now = try? save(family) {
+            var input = ""
+            for table in [NetfilterTable.mangle, .nat] {
+                let before = (state[table] ?? "").split(separator: "\n").map(String.init)
+                let after = (now[table] ?? "").split(separator: "\n").map(String.init)
+                let previous = Self.ourChains(before), current = Self.ourChains(after)
+                if previous.isEmpty && current.isEmpty && !after.contains(where: Self.isAnyHook) { continue }
+                input += "*\(table.rawValue)\n"
+                for c in previous + current.filter({ !previous.contains($0) }) { input += ":\(c) - [0:0]\n" }
+                for h in after where Self.isAnyHook(h) { input += "-D" + h.dropFirst(2) + "\n" }
+                for h in before where Self.isAnyHook(h) { input += h + "\n" }
+                for r in before where r.hasPrefix("-A \(IptablesRuleset.chainPrefix)") { input += r + "\n" }
+                for c in current where !previous.contains(c) { input += "-X \(c)\n" }
+                input += "COMMIT\n"
+            }
+            if input.isEmpty || (try? CommandRunner.run(restore, ["--noflush", "--wait"], input: input))?.status == 0 {
+                if variant == .nft { try? dropEmptyTables(family) }
+                return
+            }
+        }
+        var input = ""
+        for table in [NetfilterTable.mangle, .nat] {
+            let saved = state[table] ?? ""
+            input += saved.contains("COMMIT") ? saved : "*\(table.rawValue)\nCOMMIT\n"
+        }
+        _ = try? CommandRunner.run(restore, ["--wait"], input: input)
+        if variant == .nft { try? dropEmptyTables(family) }
     }
 
     static func ourChains(_ lines: [String]) -> [String] {

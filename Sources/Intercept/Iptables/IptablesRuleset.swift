@@ -125,6 +125,7 @@ public struct IptablesRuleset: Equatable, Sendable {
             case .mark(let m): parts.append("-m mark --mark \(hex(m))")
             case .connectionMark(let m): parts.append("-m connmark --mark \(hex(m))")
             case .transparentSocket: parts.append("-m socket --transparent")
+            case .replyDirection: parts.append("-m conntrack --ctdir REPLY")
             case .family, .transport, .inputInterface, .outputInterface, .sourceAddress, .destinationAddress: break
             }
         }

@@ -133,6 +133,9 @@ final class NftRule {
                 nftnl_expr_set_u32(e, UInt16(NFTNL_EXPR_SOCKET_DREG), Self.reg1)
             }
             cmp([1])
+        case .replyDirection:
+            ctLoad(NFT_CT_DIRECTION)
+            cmp([UInt8(IP_CT_DIR_REPLY.rawValue)])
         }
     }
 

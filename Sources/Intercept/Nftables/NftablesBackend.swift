@@ -118,6 +118,28 @@ public struct NftablesBackend {
 
     /// Names of the chains in our table; throws an ENOENT error when the table does not exist.
     public func listChains() throws(CaptureError) -> [String] {
+        try listChainDetails().map(\.name)
+    }
+
+    public struct LiveChain: Equatable {
+        public var name: String
+        /// The base chain's policy (NF_ACCEPT, NF_DROP), nil for regular chains.
+        public var policy: UInt32?
+    }
+
+    /// Deletes the named chains in one transaction, and the table too when `andTable`.
+    public func delete(chains: [String], andTable: Bool) throws(CaptureError) {
+        let socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
+        let tx = NftablesTransaction(socket: socket, family: family)
+        if andTable {
+            tx.deleteTable(tableName)
+        } else {
+            for c in chains { tx.deleteChain(c, table: tableName) }
+        }
+        try tx.commit()
+    }
+
+    public func listChainDetails() throws(CaptureError) -> [LiveChain] {
         let socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
         let seq = socket.takeSeq()
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -149,7 +171,7 @@ public struct NftablesBackend {
             return Int(h.pointee.nlmsg_len)
         }
         try socket.send(buffer, count: length)
-        var out: [String] = []
+        var out: [LiveChain] = []
         try socket.receiveDump(seq: seq) { h in
             let c = nftnl_chain_alloc()!
             defer { nftnl_chain_free(c) }
@@ -157,7 +179,10 @@ public struct NftablesBackend {
             guard let table = nftnl_chain_get_str(c, UInt16(NFTNL_CHAIN_TABLE.rawValue)), String(cString: table) == tableName,
                 let name = nftnl_chain_get_str(c, UInt16(NFTNL_CHAIN_NAME.rawValue))
             else { return }
-            out.append(String(cString: name))
+            let policy =
+                nftnl_chain_is_set(c, UInt16(NFTNL_CHAIN_POLICY.rawValue))
+                ? nftnl_chain_get_u32(c, UInt16(NFTNL_CHAIN_POLICY.rawValue)) : nil
+            out.append(LiveChain(name: String(cString: name), policy: policy))
         }
         return out
     }

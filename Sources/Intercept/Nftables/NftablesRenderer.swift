@@ -65,6 +65,7 @@ extension CaptureMatch {
         case .mark(let m): return "meta mark \(hex32(m))"
         case .connectionMark(let m): return "ct mark \(hex32(m))"
         case .transparentSocket: return "socket transparent 1"
+        case .replyDirection: return "ct direction reply"
         }
     }
 }

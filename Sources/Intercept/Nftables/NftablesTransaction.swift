@@ -59,6 +59,17 @@ final class NftablesTransaction {
         next()
     }
 
+    func deleteChain(_ name: String, table: String) {
+        let c = nftnl_chain_alloc()!
+        defer { nftnl_chain_free(c) }
+        nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_TABLE.rawValue), table)
+        nftnl_chain_set_str(c, UInt16(NFTNL_CHAIN_NAME.rawValue), name)
+        nftnl_chain_set_u32(c, UInt16(NFTNL_CHAIN_FAMILY.rawValue), UInt32(family))
+        let h = header(NFT_MSG_DELCHAIN, flags: 0, describe: "delete chain \(table) \(name)")
+        nftnl_chain_nlmsg_build_payload(h, c)
+        next()
+    }
+
     func addChain(_ chain: CaptureChain, table: String) {
         let c = nftnl_chain_alloc()!
         defer { nftnl_chain_free(c) }

@@ -30,6 +30,10 @@ extension CaptureRuleset {
             inbound.append(CaptureRule([.inputInterface(name)], .return, "pilotfish: excluded interface \(name)"))
         }
         if p.mode == .tproxy {
+            // Replies to the pod's own outbound connections are not inbound connections. nft's tproxy
+            // would skip them, but iptables' TPROXY drops a packet whose socket is not transparent.
+            inbound.append(
+                CaptureRule([.replyDirection], .return, "pilotfish: replies to connections the pod opened"))
             inbound.append(
                 CaptureRule(
                     [.transport(.tcp), .transparentSocket], .divert(mark: p.tproxyMark),

@@ -87,6 +87,8 @@ public enum CaptureMatch: Equatable, Sendable {
     case connectionMark(UInt32)
     /// A local socket with IP_TRANSPARENT owns the packet (an established TPROXY connection).
     case transparentSocket
+    /// The packet travels in the reply direction of its connection (conntrack).
+    case replyDirection
 }
 
 public enum CaptureAction: Equatable, Sendable {
