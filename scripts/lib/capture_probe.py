@@ -16,6 +16,12 @@ in time and prints machine-readable lines on stdout (flushed at once):
                             drops to gid/uid (setgroups([]), setgid, setuid) and connects. Prints
                             `CONNECTED LOCAL ip:port` or `ERROR <errno name> <message>`; exit status 0 or 1.
 
+  udp-listen PORT [--bind ADDR]
+                            UDP socket on PORT. Prints READY, then for the first datagram
+                            `DATAGRAM LOCAL ip:port PEER ip:port DATA text`.
+  udp-send ADDR PORT [--uid U] [--gid G]
+                            drops to gid/uid and sends one datagram "pilotfish-probe". Prints SENT.
+
 Listeners accept one connection, then exit 0; if none arrives within --timeout seconds they print
 TIMEOUT and exit 2.
 """
@@ -76,7 +82,7 @@ def original_dst(conn):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect"])
+    ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--uid", type=int)
     ap.add_argument("--gid", type=int)
@@ -84,6 +90,29 @@ def main():
     ap.add_argument("--timeout", type=float, default=6.0)
     a = ap.parse_args()
     try:
+        if a.mode == "udp-listen":
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind((a.bind or "0.0.0.0", int(a.args[0])))
+            u.settimeout(a.timeout)
+            out("READY %s" % fmt(u.getsockname()))
+            try:
+                data, peer = u.recvfrom(2048)
+            except socket.timeout:
+                out("TIMEOUT")
+                return 2
+            out("DATAGRAM LOCAL %s PEER %s DATA %s" % (fmt(u.getsockname()), fmt(peer), data.decode(errors="replace")))
+            return 0
+        if a.mode == "udp-send":
+            if a.gid is not None or a.uid is not None:
+                os.setgroups([])
+            if a.gid is not None:
+                os.setgid(a.gid)
+            if a.uid is not None:
+                os.setuid(a.uid)
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.sendto(b"pilotfish-probe", (a.args[0], int(a.args[1])))
+            out("SENT")
+            return 0
         if a.mode in ("listen-transparent", "listen-redirect", "listen"):
             port = int(a.args[0])
             s = listener(port, a.bind or "0.0.0.0", transparent=(a.mode == "listen-transparent"))

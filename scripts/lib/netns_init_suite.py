@@ -831,6 +831,43 @@ def t_self_call(t, backend, mode):
     check(got["ACCEPTED"].startswith("LOCAL %s:8080 PEER 127.0.0.6:" % p.pod_ip), "passthrough reached %r" % got["ACCEPTED"])
 
 
+def t_loopback_app_sidecar(t, backend, mode):
+    """App and sidecar talk over 127.0.0.1 in both directions without being captured."""
+    p = t.pair()
+    t.apply(p.pod, backend, "--mode", mode)
+    outbound = (p.pod, "listen-redirect", OUTBOUND)
+    inbound = (p.pod, "listen-redirect", INBOUND)
+    admin = (p.pod, "listen", 15000)
+    got = t.flow(p.pod, "127.0.0.1", 15000, uid=APP_UID, gid=APP_UID, catch=admin, silent=[outbound, inbound],
+                 what="app to the sidecar's 127.0.0.1:15000")
+    check(got["ACCEPTED"].startswith("LOCAL 127.0.0.1:15000"), "app -> sidecar reached %r" % got["ACCEPTED"])
+    app = (p.pod, "listen", 8080)
+    got = t.flow(p.pod, "127.0.0.1", 8080, uid=PROXY_UID, gid=PROXY_UID, catch=app, silent=[outbound, inbound],
+                 what="sidecar to the app's 127.0.0.1:8080")
+    check(got["ACCEPTED"].startswith("LOCAL 127.0.0.1:8080"), "sidecar -> app reached %r" % got["ACCEPTED"])
+
+
+def t_dns_capture(t, backend):
+    """--capture-dns sends the app's DNS (UDP 53) to the DNS port; the sidecar's own DNS goes out."""
+    p = t.pair()
+    t.apply(p.pod, backend, "--mode", "redirect", "--capture-dns")
+    for uid, where, ns, port in ((APP_UID, "the DNS capture port", p.pod, 15053), (PROXY_UID, "the real server", p.client, 53)):
+        catch = t.listener(ns, "udp-listen", port)
+        other = t.listener(p.pod if ns == p.client else p.client, "udp-listen", 53 if ns == p.pod else 15053)
+        try:
+            r = t.run(p.pod, [PY, PROBE, "udp-send", p.client_ip, "53", "--uid", str(uid), "--gid", str(uid)], timeout=10)
+            check("SENT" in r.stdout, "udp-send as uid %d failed: %s" % (uid, short(r.stdout + r.stderr)))
+            catch.finish(3)
+            got = [l for l in catch.lines if l.startswith("DATAGRAM")]
+            check(got, "DNS from uid %d to %s:53 did not reach %s (:%d): %s" % (uid, p.client_ip, where, port, " / ".join(catch.lines)))
+            other.stop()
+            stray = [l for l in other.lines if l.startswith("DATAGRAM")]
+            check(not stray, "DNS from uid %d also reached the wrong listener: %s" % (uid, stray))
+        finally:
+            catch.stop()
+            other.stop()
+
+
 def t_ipv6_off(t, backend):
     ns = t.netns("pod")
     t.apply(ns, backend, "--mode", "tproxy", "--ipv6", "false")
@@ -878,7 +915,8 @@ def build_tests():
     for base, fn in (("outbound_captured_for_app", t_outbound_captured_for_app),
                      ("outbound_not_captured_for_proxy_uid", t_outbound_not_captured_for_proxy_uid),
                      ("exclusions", t_exclusions), ("validate", t_validate),
-                     ("cleanup_restores_exactly", t_cleanup_restores_exactly), ("self_call", t_self_call)):
+                     ("cleanup_restores_exactly", t_cleanup_restores_exactly), ("self_call", t_self_call),
+                     ("loopback_app_sidecar", t_loopback_app_sidecar)):
         for b in BACKENDS:
             for m in MODES:
                 add(base, fn, b, m)
@@ -891,6 +929,8 @@ def build_tests():
             add(base, fn, b)
     for b in BACKENDS:
         add("ipv6_off", t_ipv6_off, b)
+    for b in BACKENDS:
+        add("dns_capture", t_dns_capture, b)
     add("backend_switch", t_backend_switch, "nftables", "iptables", label="nftables->iptables")
     add("backend_switch", t_backend_switch, "iptables", "nftables", label="iptables->nftables")
     return tests
