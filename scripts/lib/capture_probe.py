@@ -80,6 +80,16 @@ def original_dst(conn):
     return (socket.inet_ntoa(raw[4:8]), port), None
 
 
+def drop_privileges(a):
+    """Become --gid/--uid (no supplementary groups), so the kernel stamps our sockets with them."""
+    if a.gid is not None or a.uid is not None:
+        os.setgroups([])
+    if a.gid is not None:
+        os.setgid(a.gid)
+    if a.uid is not None:
+        os.setuid(a.uid)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send"])
@@ -103,12 +113,7 @@ def main():
             out("DATAGRAM LOCAL %s PEER %s DATA %s" % (fmt(u.getsockname()), fmt(peer), data.decode(errors="replace")))
             return 0
         if a.mode == "udp-send":
-            if a.gid is not None or a.uid is not None:
-                os.setgroups([])
-            if a.gid is not None:
-                os.setgid(a.gid)
-            if a.uid is not None:
-                os.setuid(a.uid)
+            drop_privileges(a)
             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             u.sendto(b"pilotfish-probe", (a.args[0], int(a.args[1])))
             out("SENT")
@@ -132,12 +137,7 @@ def main():
             return 0
         # connect
         addr, port = a.args[0], int(a.args[1])
-        if a.gid is not None or a.uid is not None:
-            os.setgroups([])
-        if a.gid is not None:
-            os.setgid(a.gid)
-        if a.uid is not None:
-            os.setuid(a.uid)
+        drop_privileges(a)
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.settimeout(min(a.timeout, 3.0))
         if a.bind:

@@ -88,22 +88,12 @@ public struct NftablesBackend {
 
     public func listRules() throws(CaptureError) -> [LiveRule] {
         let socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
-        let seq = socket.takeSeq()
-        var buffer = [UInt8](repeating: 0, count: 4096)
         let filter = nftnl_rule_alloc()!
         defer { nftnl_rule_free(filter) }
         nftnl_rule_set_str(filter, UInt16(NFTNL_RULE_TABLE.rawValue), tableName)
         nftnl_rule_set_u32(filter, UInt16(NFTNL_RULE_FAMILY.rawValue), UInt32(family))
-        let length = buffer.withUnsafeMutableBytes { raw -> Int in
-            let h = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETRULE.rawValue), UInt16(family),
-                UInt16(pf_nlm_f_dump()), seq)!
-            nftnl_rule_nlmsg_build_payload(h, filter)
-            return Int(h.pointee.nlmsg_len)
-        }
-        try socket.send(buffer, count: length)
         var out: [LiveRule] = []
-        try socket.receiveDump(seq: seq) { h in
+        try ask(socket, NFT_MSG_GETRULE, flags: pf_nlm_f_dump(), payload: { nftnl_rule_nlmsg_build_payload($0, filter) }) { h in
             let r = nftnl_rule_alloc()!
             defer { nftnl_rule_free(r) }
             guard nftnl_rule_nlmsg_parse(h, r) >= 0 else { return }
@@ -114,6 +104,23 @@ public struct NftablesBackend {
             out.append(LiveRule(chain: String(cString: chain), comment: comment))
         }
         return out
+    }
+
+    /// Sends one nf_tables request and hands every reply of it to `each`, up to the final ack or DONE.
+    private func ask(
+        _ socket: NetlinkSocket, _ type: nf_tables_msg_types, flags: UInt32,
+        payload: (UnsafeMutablePointer<nlmsghdr>) -> Void, each: (UnsafePointer<nlmsghdr>) -> Void = { _ in }
+    ) throws(CaptureError) {
+        let seq = socket.takeSeq()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let length = buffer.withUnsafeMutableBytes { raw -> Int in
+            let h = nftnl_nlmsg_build_hdr(
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(type.rawValue), UInt16(family), UInt16(flags), seq)!
+            payload(h)
+            return Int(h.pointee.nlmsg_len)
+        }
+        try socket.send(buffer, count: length)
+        try socket.receiveDump(seq: seq) { h in each(h) }
     }
 
     /// Names of the chains in our table; throws an ENOENT error when the table does not exist.
@@ -141,38 +148,18 @@ public struct NftablesBackend {
 
     public func listChainDetails() throws(CaptureError) -> [LiveChain] {
         let socket = try NetlinkSocket(bus: NETLINK_NETFILTER)
-        let seq = socket.takeSeq()
-        var buffer = [UInt8](repeating: 0, count: 4096)
+        // A chain dump filtered by a missing table is just empty; GETTABLE reports the table missing.
+        let t = nftnl_table_alloc()!
+        defer { nftnl_table_free(t) }
+        nftnl_table_set_str(t, UInt16(NFTNL_TABLE_NAME.rawValue), tableName)
+        try ask(socket, NFT_MSG_GETTABLE, flags: pf_nlm_f_ack(), payload: { nftnl_table_nlmsg_build_payload($0, t) })
+
         let filter = nftnl_chain_alloc()!
         defer { nftnl_chain_free(filter) }
         nftnl_chain_set_str(filter, UInt16(NFTNL_CHAIN_TABLE.rawValue), tableName)
         nftnl_chain_set_u32(filter, UInt16(NFTNL_CHAIN_FAMILY.rawValue), UInt32(family))
-        // The kernel filters a chain dump by table only when the table attribute is present; a missing
-        // table is reported by GETTABLE, asked first.
-        let tableSeq = socket.takeSeq()
-        let t = nftnl_table_alloc()!
-        defer { nftnl_table_free(t) }
-        nftnl_table_set_str(t, UInt16(NFTNL_TABLE_NAME.rawValue), tableName)
-        let tableLength = buffer.withUnsafeMutableBytes { raw -> Int in
-            let h = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETTABLE.rawValue), UInt16(family),
-                UInt16(pf_nlm_f_ack()), tableSeq)!
-            nftnl_table_nlmsg_build_payload(h, t)
-            return Int(h.pointee.nlmsg_len)
-        }
-        try socket.send(buffer, count: tableLength)
-        try socket.receiveDump(seq: tableSeq) { _ in }
-
-        let length = buffer.withUnsafeMutableBytes { raw -> Int in
-            let h = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETCHAIN.rawValue), UInt16(family),
-                UInt16(pf_nlm_f_dump()), seq)!
-            nftnl_chain_nlmsg_build_payload(h, filter)
-            return Int(h.pointee.nlmsg_len)
-        }
-        try socket.send(buffer, count: length)
         var out: [LiveChain] = []
-        try socket.receiveDump(seq: seq) { h in
+        try ask(socket, NFT_MSG_GETCHAIN, flags: pf_nlm_f_dump(), payload: { nftnl_chain_nlmsg_build_payload($0, filter) }) { h in
             let c = nftnl_chain_alloc()!
             defer { nftnl_chain_free(c) }
             guard nftnl_chain_nlmsg_parse(h, c) >= 0 else { return }

@@ -40,21 +40,19 @@ final class NftablesTransaction {
     }
 
     func addTable(_ name: String) {
-        let t = nftnl_table_alloc()!
-        defer { nftnl_table_free(t) }
-        nftnl_table_set_str(t, UInt16(NFTNL_TABLE_NAME.rawValue), name)
-        nftnl_table_set_u32(t, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(family))
-        let h = header(NFT_MSG_NEWTABLE, flags: pf_nlm_f_create(), describe: "add table \(name)")
-        nftnl_table_nlmsg_build_payload(h, t)
-        next()
+        table(name, NFT_MSG_NEWTABLE, flags: pf_nlm_f_create(), describe: "add table \(name)")
     }
 
     func deleteTable(_ name: String) {
+        table(name, NFT_MSG_DELTABLE, flags: 0, describe: "delete table \(name)")
+    }
+
+    private func table(_ name: String, _ type: nf_tables_msg_types, flags: UInt32, describe: String) {
         let t = nftnl_table_alloc()!
         defer { nftnl_table_free(t) }
         nftnl_table_set_str(t, UInt16(NFTNL_TABLE_NAME.rawValue), name)
         nftnl_table_set_u32(t, UInt16(NFTNL_TABLE_FAMILY.rawValue), UInt32(family))
-        let h = header(NFT_MSG_DELTABLE, flags: 0, describe: "delete table \(name)")
+        let h = header(type, flags: flags, describe: describe)
         nftnl_table_nlmsg_build_payload(h, t)
         next()
     }
