@@ -900,6 +900,23 @@ def t_backend_switch(t, first, second):
     check(r.returncode == 0, "validate after switching backends exited %d: %s" % (r.returncode, short(r.stderr)))
 
 
+def t_iptables_variant_auto(t, existing):
+    """--iptables-variant auto uses the variant that already has rules (nft when neither has)."""
+    ns = t.netns("pod")
+    if existing:
+        t.sh(ns, ["iptables-%s" % existing, "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "7", "-j", "ACCEPT"])
+    t.apply(ns, "iptables", "--mode", "redirect")
+    expect = existing or "nft"
+    # Asking iptables-legacy when it has no tables would create them, so it is only read when it has some.
+    dumps = {"nft": t.sh(ns, ["iptables-nft-save"]),
+             "legacy": t.sh(ns, ["iptables-legacy-save"]) if existing == "legacy" else ""}
+    check("PILOTFISH_OUTBOUND" in dumps[expect], "auto did not install into iptables-%s" % expect)
+    unused = "legacy" if expect == "nft" else "nft"
+    check("PILOTFISH" not in dumps[unused], "auto also installed into iptables-%s" % unused)
+    if existing:
+        check("--dport 7" in dumps[existing], "the existing iptables-%s rule is gone" % existing)
+
+
 def build_tests():
     tests = []
 
@@ -931,6 +948,9 @@ def build_tests():
         add("ipv6_off", t_ipv6_off, b)
     for b in BACKENDS:
         add("dns_capture", t_dns_capture, b)
+    add("iptables_variant_auto", t_iptables_variant_auto, "legacy", label="legacy has rules")
+    add("iptables_variant_auto", t_iptables_variant_auto, "nft", label="nft has rules")
+    add("iptables_variant_auto", t_iptables_variant_auto, "", label="neither has rules")
     add("backend_switch", t_backend_switch, "nftables", "iptables", label="nftables->iptables")
     add("backend_switch", t_backend_switch, "iptables", "nftables", label="iptables->nftables")
     return tests
