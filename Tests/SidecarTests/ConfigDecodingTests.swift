@@ -80,7 +80,7 @@ import Testing
     @Test func routerFilterWithoutTypedConfigIsAccepted() throws {
         // Envoy 1.40 rejects this; Pilotfish accepts it because the intent is unambiguous.
         let b = try Bootstrap.load(text: Self.valid)
-        #expect(b.listeners[0].connectionManager.httpFilters == ["envoy.filters.http.router"])
+        #expect(b.listeners[0].connectionManager?.httpFilters == ["envoy.filters.http.router"])
     }
 
     @Test func routerFilterWithTypedConfigIsAccepted() throws {
@@ -92,13 +92,13 @@ import Testing
 
             """)
         let b = try Bootstrap.load(text: text)
-        #expect(b.listeners[0].connectionManager.httpFilters == ["envoy.filters.http.router"])
+        #expect(b.listeners[0].connectionManager?.httpFilters == ["envoy.filters.http.router"])
     }
 
     @Test func durationsInBothForms() throws {
         let b = try Bootstrap.load(text: Self.valid)
         #expect(b.clusters[0].connectTimeout == .milliseconds(1500))
-        guard case .forward(let f) = b.listeners[0].connectionManager.routeConfig.virtualHosts[0].routes[0].action
+        guard case .forward(let f)? = b.listeners[0].connectionManager?.routeConfig.virtualHosts[0].routes[0].action
         else {
             Issue.record("expected a forwarding route")
             return
@@ -150,10 +150,10 @@ import Testing
             }
             """
         let b = try Bootstrap.load(text: json)
-        #expect(b.listeners[0].connectionManager.statPrefix == "ingress_http")
+        #expect(b.listeners[0].connectionManager?.statPrefix == "ingress_http")
         #expect(b.clusters[0].connectTimeout == .milliseconds(250))
         #expect(b.clusters[0].endpoints[0].address.port == 8080)
-        guard case .forward(let f) = b.listeners[0].connectionManager.routeConfig.virtualHosts[0].routes[0].action
+        guard case .forward(let f)? = b.listeners[0].connectionManager?.routeConfig.virtualHosts[0].routes[0].action
         else {
             Issue.record("expected a forwarding route")
             return

@@ -66,8 +66,16 @@ extension Bootstrap {
                 throw doc.error(at: "static_resources.listeners[\(i)].address",
                                 "listener '\(l.name)' reuses address \(l.address)")
             }
-            let routeConfig = "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config.route_config"
-            try l.connectionManager.routeConfig.checkClusters(clusterNames, in: doc.locate(routeConfig))
+            let filter = "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config"
+            switch l.network {
+            case .httpConnectionManager(let hcm):
+                let originalDst = Set(clusters.filter { $0.type == .ORIGINAL_DST }.map(\.name))
+                try hcm.routeConfig.checkClusters(clusterNames, originalDst: originalDst, in: doc.locate(filter + ".route_config"))
+            case .tcpProxy(let tcp):
+                if !clusterNames.contains(tcp.cluster) {
+                    throw doc.error(at: filter + ".cluster", "tcp_proxy refers to unknown cluster '\(tcp.cluster)'")
+                }
+            }
         }
     }
 }

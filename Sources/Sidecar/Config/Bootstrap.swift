@@ -19,8 +19,35 @@ public struct SocketAddressConfig: Sendable, Hashable, CustomStringConvertible {
 public struct Listener: Sendable {
     public var name: String
     public var address: SocketAddressConfig
-    public var connectionManager: HTTPConnectionManagerConfig
+    public var network: NetworkFilter
     public var perConnectionBufferLimitBytes: Int
+    /// IP_TRANSPARENT (IPV6_TRANSPARENT): accept connections TPROXY delivers for addresses not our own.
+    public var transparent: Bool = false
+    /// IP_FREEBIND: bind before the address exists.
+    public var freebind: Bool = false
+    /// The `envoy.filters.listener.original_dst` listener filter: connections carry their original
+    /// destination (SO_ORIGINAL_DST, else the local address of a transparent socket).
+    public var originalDestination: Bool = false
+
+    /// The listener's one network filter.
+    public enum NetworkFilter: Sendable {
+        case httpConnectionManager(HTTPConnectionManagerConfig)
+        case tcpProxy(TCPProxyConfig)
+    }
+
+    /// The HTTP connection manager, when that is the listener's filter.
+    public var connectionManager: HTTPConnectionManagerConfig? {
+        if case .httpConnectionManager(let c) = network { return c }
+        return nil
+    }
+}
+
+/// `envoy.filters.network.tcp_proxy`: bytes both ways between the downstream and one upstream host.
+public struct TCPProxyConfig: Sendable {
+    public var statPrefix: String
+    public var cluster: String
+    /// Closes both sides after this long without bytes either way; nil disables (Envoy: 0s). Default 1h.
+    public var idleTimeout: ProtoDuration?
 }
 
 public struct HTTPConnectionManagerConfig: Sendable {
@@ -38,8 +65,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
 }
 
 public struct Cluster: Sendable {
-    public enum DiscoveryType: String, Sendable, CaseIterable { case STATIC, STRICT_DNS, LOGICAL_DNS }
-    public enum LBPolicy: String, Sendable, CaseIterable { case ROUND_ROBIN }
+    public enum DiscoveryType: String, Sendable, CaseIterable { case STATIC, STRICT_DNS, LOGICAL_DNS, ORIGINAL_DST }
+    public enum LBPolicy: String, Sendable, CaseIterable { case ROUND_ROBIN, CLUSTER_PROVIDED }
     public enum DNSLookupFamily: String, Sendable, CaseIterable { case AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED, ALL }
 
     public var name: String

@@ -18,7 +18,7 @@ extension Cluster {
         var type = DiscoveryType.STATIC
         if let t = obj.optional("type") {
             let s = try t.string()
-            if ["EDS", "ORIGINAL_DST"].contains(s) {
+            if ["EDS"].contains(s) {
                 throw t.error("cluster type \(s) is a valid Envoy value but is not supported by Pilotfish yet")
             }
             type = try t.enumValue(DiscoveryType.self)
@@ -31,7 +31,7 @@ extension Cluster {
         var lb = LBPolicy.ROUND_ROBIN
         if let l = obj.optional("lb_policy") {
             let s = try l.string()
-            if ["LEAST_REQUEST", "RING_HASH", "RANDOM", "MAGLEV", "CLUSTER_PROVIDED", "LOAD_BALANCING_POLICY_CONFIG"].contains(s) {
+            if ["LEAST_REQUEST", "RING_HASH", "RANDOM", "MAGLEV", "LOAD_BALANCING_POLICY_CONFIG"].contains(s) {
                 throw l.error("lb_policy \(s) is a valid Envoy value but is not supported by Pilotfish yet")
             }
             lb = try l.enumValue(LBPolicy.self)
@@ -47,6 +47,16 @@ extension Cluster {
         let la = obj.optional("load_assignment")
         if let la {
             endpoints = try decodeLoadAssignment(la, requireIP: type == .STATIC)
+        }
+        // Envoy: an ORIGINAL_DST cluster must use CLUSTER_PROVIDED and have no endpoints, and only it may.
+        if type == .ORIGINAL_DST && lb != .CLUSTER_PROVIDED {
+            throw (obj.optional("lb_policy") ?? obj.value).error("an ORIGINAL_DST cluster needs lb_policy: CLUSTER_PROVIDED")
+        }
+        if type != .ORIGINAL_DST && lb == .CLUSTER_PROVIDED {
+            throw (obj.optional("lb_policy") ?? obj.value).error("lb_policy CLUSTER_PROVIDED is only valid for a cluster of type ORIGINAL_DST")
+        }
+        if type == .ORIGINAL_DST && !endpoints.isEmpty {
+            throw (la ?? obj.value).error("an ORIGINAL_DST cluster takes its hosts from connections; it cannot have load_assignment endpoints")
         }
         if type == .LOGICAL_DNS && endpoints.count != 1 {
             throw (la ?? obj.value).error("a LOGICAL_DNS cluster needs exactly one endpoint, found \(endpoints.count)")

@@ -2,11 +2,13 @@ extension Listener {
     static let hcmType =
         "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
     static let routerType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+    static let tcpProxyType = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+    static let originalDstType = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
 
     static func decode(_ value: ConfigValue) throws -> Listener {
         let obj = try value.object()
         try obj.unsupported([
-            "listener_filters", "transparent", "freebind", "use_original_dst", "socket_options", "traffic_direction",
+            "use_original_dst", "socket_options", "traffic_direction",
             "filter_chain_matcher", "default_filter_chain", "listener_filters_timeout", "continue_on_listener_filters_timeout",
             "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log", "tcp_backlog_size",
             "bind_to_port", "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
@@ -28,29 +30,76 @@ extension Listener {
         let filtersValue = try chain.required("filters")
         let filters = try filtersValue.array()
         guard filters.count == 1 else {
-            throw filtersValue.error("expected exactly one network filter, envoy.filters.network.http_connection_manager")
+            throw filtersValue.error("expected exactly one network filter: envoy.filters.network.http_connection_manager or envoy.filters.network.tcp_proxy")
         }
         let filter = try filters[0].object()
         let filterName = try filter.required("name").string()
         let typed = try filter.required("typed_config")
-        let hcmObj = try typed.object()
-        let type = try hcmObj.required("@type")
-        guard try type.string() == hcmType else {
-            throw type.error("network filter type '\(try type.string())' is not supported; supported: \(hcmType)")
+        let typedObj = try typed.object()
+        let type = try typedObj.required("@type")
+        let network: NetworkFilter
+        switch try type.string() {
+        case hcmType:
+            network = .httpConnectionManager(try HTTPConnectionManagerConfig.decode(typedObj))
+        case tcpProxyType:
+            network = .tcpProxy(try TCPProxyConfig.decode(typedObj))
+        default:
+            throw type.error("network filter type '\(try type.string())' is not supported; supported: \(hcmType), \(tcpProxyType)")
         }
-        if filterName != "envoy.filters.network.http_connection_manager" && filterName != "envoy.http_connection_manager" {
+        let known = ["envoy.filters.network.http_connection_manager", "envoy.http_connection_manager", "envoy.filters.network.tcp_proxy", "envoy.tcp_proxy"]
+        if !known.contains(filterName) && filterName.hasPrefix("envoy.filters.network.") {
             // Envoy picks the extension by @type; the name is free text. Keep it, but it must not promise another filter.
-            if filterName.hasPrefix("envoy.filters.network.") {
-                throw filter.value.error("network filter '\(filterName)' is not supported by Pilotfish yet")
-            }
+            throw filter.value.error("network filter '\(filterName)' is not supported by Pilotfish yet")
         }
         try filter.unsupported(["config_discovery"])
         try filter.finish()
-        let hcm = try HTTPConnectionManagerConfig.decode(hcmObj)
         try chain.finish()
+        let transparent = try obj.optional("transparent")?.bool() ?? false
+        let freebind = try obj.optional("freebind")?.bool() ?? false
+        var originalDst = false
+        if let lf = obj.optional("listener_filters") {
+            for item in try lf.array() {
+                let f = try item.object()
+                let name = try f.required("name").nonEmptyString()
+                var type = ""
+                if let t = f.optional("typed_config") {
+                    let to = try t.object()
+                    type = try to.required("@type").string()
+                    if type == originalDstType { try to.unsupported(["local_redirect_address"]) }
+                    try to.finish()
+                }
+                try f.unsupported(["filter_disabled", "config_discovery"])
+                try f.finish()
+                if type == originalDstType || (type.isEmpty && name == "envoy.filters.listener.original_dst") {
+                    originalDst = true
+                } else {
+                    throw item.error("listener filter '\(name)'\(type.isEmpty ? "" : " (\(type))") is not supported by Pilotfish yet; supported: envoy.filters.listener.original_dst")
+                }
+            }
+        }
         try obj.finish()
-        return Listener(name: name, address: address, connectionManager: hcm,
-                        perConnectionBufferLimitBytes: Int(limit))
+        return Listener(name: name, address: address, network: network, perConnectionBufferLimitBytes: Int(limit),
+                        transparent: transparent, freebind: freebind, originalDestination: originalDst)
+    }
+}
+
+extension TCPProxyConfig {
+    static func decode(_ obj: ConfigObject) throws -> TCPProxyConfig {
+        try obj.unsupported([
+            "weighted_clusters", "on_demand", "metadata_match", "downstream_idle_timeout", "upstream_idle_timeout",
+            "access_log", "max_connect_attempts", "hash_policy", "tunneling_config", "max_downstream_connection_duration",
+            "access_log_flush_interval", "flush_access_log_on_connected", "access_log_options", "backoff_options",
+            "proxy_protocol_tlvs", "max_early_data_bytes",
+        ])
+        let statPrefix = try obj.required("stat_prefix").nonEmptyString()
+        let cluster = try obj.required("cluster").nonEmptyString()
+        var idle: ProtoDuration? = .seconds(3600)
+        if let v = obj.optional("idle_timeout") {
+            let d = try v.duration()
+            idle = d.isZero ? nil : d
+        }
+        try obj.finish()
+        return TCPProxyConfig(statPrefix: statPrefix, cluster: cluster, idleTimeout: idle)
     }
 }
 

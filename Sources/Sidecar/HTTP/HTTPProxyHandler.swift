@@ -230,7 +230,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         keepAlive = head.isKeepAlive && !draining
         beginRequestStats()
 
-        if head.version.major != 1 || (head.version.minor == 0 && !listener.config.connectionManager.acceptHTTP10) {
+        if head.version.major != 1 || (head.version.minor == 0 && !listener.hcm.acceptHTTP10) {
             keepAlive = false
             phase = .discarding
             writeLocalReply(status: .upgradeRequired, body: "Upgrade Required", close: true)
@@ -249,7 +249,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if hostValues.count == 1 {
             authority = String(hostValues[0])
         } else if hostValues.isEmpty && head.version.minor == 0 {
-            authority = listener.config.connectionManager.defaultHostForHTTP10 ?? ""
+            authority = listener.hcm.defaultHostForHTTP10 ?? ""
         } else {
             keepAlive = false
             phase = .discarding
@@ -442,7 +442,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         var headers = head.headers
         HopByHop.strip(&headers)
         headers.replaceOrAdd(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
-        headers.replaceOrAdd(name: "server", value: listener.config.connectionManager.serverName)
+        headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
         applyResponseMutations(&headers)
         if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
         if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
@@ -541,7 +541,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         timer?.cancel()
         timer = nil
         if close { keepAlive = false }
-        var head = LocalReply.head(status: status, bodyLength: body.count, server: listener.config.connectionManager.serverName,
+        var head = LocalReply.head(status: status, bodyLength: body.count, server: listener.hcm.serverName,
                                    close: close, extra: extra)
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
         applyResponseMutations(&head.headers)

@@ -17,7 +17,8 @@ public final class SidecarServer: @unchecked Sendable {
     private(set) var workers: [(loop: EventLoop, worker: NIOLoopBound<Worker>)] = []
     private var listenerChannels: [Channel] = []
     private var adminChannel: Channel?
-    private var httpStats: [HTTPStats] = []
+    private var httpStats: [HTTPStats?] = []
+    private var tcpStats: [TCPProxyStats?] = []
     let startTime = Date()
     let configSource: String?
     private let stopPromise: EventLoopPromise<Void>
@@ -32,7 +33,11 @@ public final class SidecarServer: @unchecked Sendable {
         self.configSource = configSource
         let registry = self.registry
         self.clusters = ClusterManager(configs: bootstrap.clusters, registry: registry)
-        self.httpStats = bootstrap.listeners.map { HTTPStats(prefix: $0.connectionManager.statPrefix, registry: registry) }
+        self.httpStats = bootstrap.listeners.map { l in l.connectionManager.map { HTTPStats(prefix: $0.statPrefix, registry: registry) } }
+        self.tcpStats = bootstrap.listeners.map { l in
+            if case .tcpProxy(let t) = l.network { return TCPProxyStats(prefix: t.statPrefix, registry: registry) }
+            return nil
+        }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
     }
@@ -57,11 +62,18 @@ public final class SidecarServer: @unchecked Sendable {
         }
         let hostname = ProcessInfo.processInfo.hostName
         for (i, l) in bootstrap.listeners.enumerated() {
-            let runtime = ListenerRuntime(config: l, routes: l.connectionManager.routeConfig, stats: httpStats[i],
-                                          clusters: clusters, maxHeaderBytes: l.connectionManager.maxRequestHeadersKB * 1024,
-                                          hostname: hostname)
             do {
-                listenerChannels.append(try bindListener(runtime))
+                switch l.network {
+                case .httpConnectionManager(let hcm):
+                    let runtime = ListenerRuntime(
+                        config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[i]!, clusters: clusters,
+                        maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname)
+                    listenerChannels.append(try bindListener(runtime))
+                case .tcpProxy(let tcp):
+                    let runtime = TCPListenerRuntime(
+                        config: l, proxy: tcp, stats: tcpStats[i]!, cluster: clusters.clusters[clusters.index(of: tcp.cluster)!])
+                    listenerChannels.append(try bindTCPListener(runtime))
+                }
             } catch {
                 throw ServerError("cannot bind listener '\(l.name)' to \(l.address): \(error)")
             }
@@ -78,12 +90,49 @@ public final class SidecarServer: @unchecked Sendable {
         startDNSRefresh(initial: hosts)
     }
 
+    /// Listen-socket options shared by every listener: backlog, reuse, and the transparent-proxy options.
+    private func serverBootstrap(_ listener: Listener) -> ServerBootstrap {
+        let v6 = listener.address.address.contains(":")
+        var b = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+        if listener.transparent {
+            // IP_TRANSPARENT (19) / IPV6_TRANSPARENT (75): needs CAP_NET_ADMIN.
+            b = b.serverChannelOption(v6 ? .socket(SocketOptionLevel(IPPROTO_IPV6), 75) : .socket(SocketOptionLevel(IPPROTO_IP), 19), value: 1)
+        }
+        if listener.freebind {
+            // IP_FREEBIND (15) / IPV6_FREEBIND (78).
+            b = b.serverChannelOption(v6 ? .socket(SocketOptionLevel(IPPROTO_IPV6), 78) : .socket(SocketOptionLevel(IPPROTO_IP), 15), value: 1)
+        }
+        return b
+    }
+
+    private func bindTCPListener(_ runtime: TCPListenerRuntime) throws -> Channel {
+        let workers = self.workers
+        let limit = runtime.config.perConnectionBufferLimitBytes
+        return try serverBootstrap(runtime.config)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
+                        throw ServerError("no worker for event loop")
+                    }
+                    let session = TCPProxySession(worker: w.worker.value, listener: runtime)
+                    let glue = TCPProxyGlue(side: .downstream, session: session)
+                    session.downstream = glue
+                    try channel.pipeline.syncOperations.addHandler(glue)
+                }
+            }
+            .bind(host: runtime.config.address.address, port: runtime.config.address.port)
+            .wait()
+    }
+
     private func bindListener(_ runtime: ListenerRuntime) throws -> Channel {
         let workers = self.workers
         let limit = runtime.config.perConnectionBufferLimitBytes
-        return try ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 1024)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+        return try serverBootstrap(runtime.config)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .childChannelInitializer { channel in

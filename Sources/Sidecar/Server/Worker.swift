@@ -10,7 +10,7 @@ final class Worker {
     private(set) var hosts: [[UpstreamHost]]
     private var balancers: [SmoothRoundRobin]
     var random = FastRandom()
-    private var connections: [ObjectIdentifier: HTTPProxyHandler] = [:]
+    private var connections: [ObjectIdentifier: any DrainableConnection] = [:]
     private(set) var draining = false
     private var idleWaiters: [EventLoopPromise<Void>] = []
 
@@ -44,9 +44,9 @@ final class Worker {
         balancers[cluster] = SmoothRoundRobin(weights: newHosts.map(\.weight))
     }
 
-    func register(_ h: HTTPProxyHandler) { connections[ObjectIdentifier(h)] = h }
+    func register(_ h: any DrainableConnection) { connections[ObjectIdentifier(h)] = h }
 
-    func unregister(_ h: HTTPProxyHandler) {
+    func unregister(_ h: any DrainableConnection) {
         connections.removeValue(forKey: ObjectIdentifier(h))
         if connections.isEmpty && draining {
             let w = idleWaiters
@@ -69,3 +69,11 @@ final class Worker {
 }
 
 @available(*, unavailable) extension Worker: Sendable {}
+
+/// A downstream connection a worker waits for when draining.
+protocol DrainableConnection: AnyObject {
+    /// Finish what is in flight, then close (HTTP: after the current response; TCP: when either side ends).
+    func drain()
+}
+
+extension HTTPProxyHandler: DrainableConnection {}

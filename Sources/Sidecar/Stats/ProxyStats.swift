@@ -34,6 +34,7 @@ public struct ClusterStats: Sendable {
     public let cxTotal, cxActive, cxConnectFail, cxConnectTimeout, cxDestroy: Int
     public let rqTotal, rqActive, rqTimeout, rqPendingTotal, rqPendingActive: Int
     public let membershipTotal, membershipHealthy: Int
+    public let cxRxBytes, cxTxBytes, cxNoneHealthy: Int
     public let rqXX: Int  // first of upstream_rq_1xx ... 5xx
     public let rqCode: Int  // slot of upstream_rq_100; code c is at rqCode + c - 100
 
@@ -54,6 +55,9 @@ public struct ClusterStats: Sendable {
         rqPendingActive = reg("upstream_rq_pending_active", .gauge)
         membershipTotal = reg("membership_total", .gauge)
         membershipHealthy = reg("membership_healthy", .gauge)
+        cxRxBytes = reg("upstream_cx_rx_bytes_total", .counter)
+        cxTxBytes = reg("upstream_cx_tx_bytes_total", .counter)
+        cxNoneHealthy = reg("upstream_cx_none_healthy", .counter)
         rqXX = r.register("cluster.\(cluster).upstream_rq_1xx", .counter, family: "cluster.upstream_rq_xx",
                           labels: [("envoy_response_code_class", "1"), label], lazy: true)
         for c in 2...5 {

@@ -1,0 +1,152 @@
+import NIOCore
+import NIOPosix
+
+/// One downstream connection of a tcp_proxy listener and its upstream connection: picks the upstream
+/// host (the original destination for ORIGINAL_DST clusters), connects on the downstream's event loop,
+/// counts Envoy's tcp and cluster stats and runs the idle timeout. The state machine decides; this runs.
+final class TCPProxySession {
+    weak var downstream: TCPProxyGlue?
+    weak var upstream: TCPProxyGlue?
+    private var machine = TCPProxyStateMachine()
+    private let worker: Worker
+    private let listener: TCPListenerRuntime
+    private var idleTimer: Scheduled<Void>?
+    private var lastActivity = NIODeadline.now()
+    private var countedActive = false
+
+    init(worker: Worker, listener: TCPListenerRuntime) {
+        self.worker = worker
+        self.listener = listener
+    }
+
+    var isProxying: Bool { machine.isProxying }
+    private var stats: WorkerStats { worker.stats }
+    private var cluster: ClusterStats { listener.cluster.stats }
+
+    /// The accepted connection is up: choose where it goes and connect there.
+    func downstreamActive(_ context: ChannelHandlerContext) {
+        stats.inc(listener.stats.cxTotal)
+        worker.register(self)
+        guard let destination = chooseDestination(context.channel) else {
+            run(machine.upstreamConnectFailed())
+            return
+        }
+        let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
+        upstream = upstreamGlue
+        let limit = listener.cluster.config.perConnectionBufferLimitBytes
+        ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(listener.cluster.config.connectTimeout.timeAmount)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(upstreamGlue) }
+            }
+            .connect(to: destination)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success:
+                    self.stats.inc(self.cluster.cxTotal)
+                    self.stats.inc(self.cluster.cxActive)
+                    self.countedActive = true
+                    self.run(self.machine.upstreamConnected())
+                case .failure(let error):
+                    self.stats.inc(self.cluster.cxConnectFail)
+                    if let e = error as? ChannelError, case .connectTimeout = e { self.stats.inc(self.cluster.cxConnectTimeout) }
+                    Log.debug("tcp_proxy upstream connect failed", [("destination", "\(destination)"), ("error", "\(error)")])
+                    self.run(self.machine.upstreamConnectFailed())
+                }
+            }
+    }
+
+    /// The upstream for this connection, or nil (counted) when there is none.
+    private func chooseDestination(_ channel: Channel) -> SocketAddress? {
+        let config = listener.cluster.config
+        if config.type == .ORIGINAL_DST {
+            guard let original = OriginalDestination.lookup(channel, listener: listener.config) else {
+                stats.inc(cluster.cxNoneHealthy)
+                return nil
+            }
+            return original
+        }
+        guard let host = worker.pickHost(cluster: listener.cluster.index) else {
+            stats.inc(cluster.cxNoneHealthy)
+            return nil
+        }
+        return host.address
+    }
+
+    func bytesRead(_ n: Int, on side: TCPProxyStateMachine.Side) {
+        lastActivity = .now()
+        switch side {
+        case .downstream:
+            stats.add(listener.stats.rxBytes, n)
+            stats.add(cluster.cxTxBytes, n)
+        case .upstream:
+            stats.add(cluster.cxRxBytes, n)
+            stats.add(listener.stats.txBytes, n)
+        }
+    }
+
+    func pausedReading(_ side: TCPProxyStateMachine.Side) {
+        if side == .downstream { stats.inc(listener.stats.pausedReading) }
+    }
+
+    func resumedReading(_ side: TCPProxyStateMachine.Side) {
+        if side == .downstream { stats.inc(listener.stats.resumedReading) }
+    }
+
+    func inputClosed(_ side: TCPProxyStateMachine.Side) { run(machine.inputClosed(side)) }
+
+    func channelInactive(_ side: TCPProxyStateMachine.Side) {
+        if side == .upstream && countedActive {
+            countedActive = false
+            stats.dec(cluster.cxActive)
+            stats.inc(cluster.cxDestroy)
+        }
+        if side == .downstream { worker.unregister(self) }
+        run(machine.channelInactive(side))
+    }
+
+    private func run(_ action: TCPProxyStateMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .startProxying:
+            armIdleTimer()
+            downstream?.resumeReading()
+            upstream?.resumeReading()
+        case .shutdownOutput(let side):
+            (side == .downstream ? downstream : upstream)?.shutdownOutput()
+        case .closeAll:
+            idleTimer?.cancel()
+            idleTimer = nil
+            downstream?.close()
+            upstream?.close()
+        }
+    }
+
+    /// One timer per connection, re-armed for the remaining time instead of on every read.
+    private func armIdleTimer() {
+        guard let idle = listener.proxy.idleTimeout?.timeAmount, let loop = downstream?.context?.eventLoop else { return }
+        let deadline = lastActivity + idle
+        idleTimer = loop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self else { return }
+            if self.lastActivity + idle > .now() {
+                self.armIdleTimer()
+            } else {
+                self.stats.inc(self.listener.stats.idleTimeout)
+                self.run(self.machine.idleTimeoutFired())
+            }
+        }
+    }
+}
+
+extension TCPProxySession: DrainableConnection {
+    /// A byte stream has no request boundary to stop at: it runs until either side ends it or the drain
+    /// time is up.
+    func drain() {}
+}
+
+@available(*, unavailable) extension TCPProxySession: Sendable {}

@@ -1,0 +1,103 @@
+/// The lifecycle of one tcp_proxy connection pair, without channels: the session feeds it events and
+/// runs the actions it returns.
+///
+///     connecting ──upstreamConnected──▶ proxying(downstream input open?, upstream input open?)
+///         │                                  │  inputClosed(side): half-close the other side's output
+///         │                                  │  both inputs closed, a side closed, idle timeout
+///         └──connect failed, downstream gone─┴─────────────────────────────▶ closed
+struct TCPProxyStateMachine {
+    enum Side: Equatable {
+        case downstream, upstream
+        var other: Side { self == .downstream ? .upstream : .downstream }
+    }
+
+    enum Action: Equatable {
+        case none
+        /// The upstream is ready: start moving bytes (resume the downstream's held read).
+        case startProxying
+        /// The peer of `side` finished sending: shut down the output towards `side`'s partner.
+        case shutdownOutput(towards: Side)
+        /// Close both channels (each close is idempotent).
+        case closeAll
+    }
+
+    private enum State: Equatable {
+        case connecting
+        case proxying(downstreamInputOpen: Bool, upstreamInputOpen: Bool)
+        case closed
+    }
+
+    private var state = State.connecting
+
+    var isProxying: Bool {
+        if case .proxying = state { return true }
+        return false
+    }
+
+    var isClosed: Bool { state == .closed }
+
+    mutating func upstreamConnected() -> Action {
+        switch state {
+        case .connecting:
+            state = .proxying(downstreamInputOpen: true, upstreamInputOpen: true)
+            return .startProxying
+        case .proxying, .closed:
+            // The downstream left while we were connecting: drop the new upstream too.
+            return .closeAll
+        }
+    }
+
+    mutating func upstreamConnectFailed() -> Action {
+        switch state {
+        case .connecting, .proxying:
+            state = .closed
+            return .closeAll
+        case .closed:
+            return .none
+        }
+    }
+
+    /// A side's peer sent FIN.
+    mutating func inputClosed(_ side: Side) -> Action {
+        switch state {
+        case .connecting:
+            // The client finished before the upstream was there; nothing to forward, so give up.
+            state = .closed
+            return .closeAll
+        case .proxying(var down, var up):
+            switch side {
+            case .downstream: down = false
+            case .upstream: up = false
+            }
+            if !down && !up {
+                state = .closed
+                return .closeAll
+            }
+            state = .proxying(downstreamInputOpen: down, upstreamInputOpen: up)
+            return .shutdownOutput(towards: side.other)
+        case .closed:
+            return .none
+        }
+    }
+
+    /// A channel closed (reset, error, or our own close).
+    mutating func channelInactive(_ side: Side) -> Action {
+        switch state {
+        case .connecting, .proxying:
+            state = .closed
+            return .closeAll
+        case .closed:
+            return .none
+        }
+    }
+
+    mutating func idleTimeoutFired() -> Action {
+        switch state {
+        case .connecting, .closed:
+            return .none
+        case .proxying:
+            state = .closed
+            return .closeAll
+        }
+    }
+}
