@@ -847,6 +847,22 @@ def t_loopback_app_sidecar(t, backend, mode):
     check(got["ACCEPTED"].startswith("LOCAL 127.0.0.1:8080"), "sidecar -> app reached %r" % got["ACCEPTED"])
 
 
+def t_fail_closed(t, backend, mode):
+    """With nothing on the capture port, a captured connection fails instead of reaching the app."""
+    p = t.pair()
+    t.apply(p.pod, backend, "--mode", mode)
+    app = t.listener(p.pod, "listen", 8080)
+    try:
+        result = t.connect(p.client, p.pod_ip, 8080)
+        app.stop()
+        reached = [l for l in app.lines if l.startswith("ACCEPTED")]
+        check(not reached, "with no sidecar the connection bypassed capture and reached the app: %s" % reached)
+        check(not result.startswith("CONNECTED"), "with no sidecar the client still connected: %r" % result)
+        check(("ECONNREFUSED" in result) or ("ETIMEDOUT" in result), "unexpected client result %r" % result)
+    finally:
+        app.stop()
+
+
 def t_dns_capture(t, backend):
     """--capture-dns sends the app's DNS (UDP 53) to the DNS port; the sidecar's own DNS goes out."""
     p = t.pair()
@@ -933,7 +949,7 @@ def build_tests():
                      ("outbound_not_captured_for_proxy_uid", t_outbound_not_captured_for_proxy_uid),
                      ("exclusions", t_exclusions), ("validate", t_validate),
                      ("cleanup_restores_exactly", t_cleanup_restores_exactly), ("self_call", t_self_call),
-                     ("loopback_app_sidecar", t_loopback_app_sidecar)):
+                     ("loopback_app_sidecar", t_loopback_app_sidecar), ("fail_closed", t_fail_closed)):
         for b in BACKENDS:
             for m in MODES:
                 add(base, fn, b, m)

@@ -137,6 +137,9 @@ public struct IptablesRuleset: Equatable, Sendable {
         case .tproxy(let port, let mark):
             parts.append("-j TPROXY --on-port \(port) --on-ip \(family == .ipv4 ? "0.0.0.0" : "::") --tproxy-mark \(hex(mark))/0xffffffff")
         case .divert: parts.append("-j \(divertChain)")
+        // REJECT is not allowed in mangle PREROUTING; TPROXY already drops when nothing listens, so this
+        // DROP only states the same intent.
+        case .refuse: parts.append("-j DROP")
         case .saveMark: parts.append("-j CONNMARK --save-mark")
         case .restoreMark: parts.append("-j CONNMARK --restore-mark")
         }

@@ -187,6 +187,11 @@ final class NftRule {
             immediate(Self.hostOrder(mark))
             metaSet(NFT_META_MARK)
             verdict(Int32(NF_ACCEPT))
+        case .refuse:
+            append("reject") { e in
+                nftnl_expr_set_u32(e, UInt16(NFTNL_EXPR_REJECT_TYPE), NFT_REJECT_TCP_RST.rawValue)
+                nftnl_expr_set_u8(e, UInt16(NFTNL_EXPR_REJECT_CODE), 0)
+            }
         case .saveMark:
             metaLoad(NFT_META_MARK)
             append("ct") { e in

@@ -78,6 +78,7 @@ extension CaptureAction {
         case .redirect(let port): return "redirect to :\(port)"
         case .tproxy(let port, let mark): return "tproxy to :\(port) meta mark set \(hex32(mark)) accept"
         case .divert(let mark): return "meta mark set \(hex32(mark)) accept"
+        case .refuse: return "reject with tcp reset"
         case .saveMark: return "ct mark set meta mark"
         case .restoreMark: return "meta mark set ct mark"
         }

@@ -47,13 +47,23 @@ extension CaptureRuleset {
         }
         let toInbound: CaptureAction =
             p.mode == .tproxy ? .tproxy(port: p.inboundPort, mark: p.tproxyMark) : .redirect(port: p.inboundPort)
+        // nft's tproxy falls through when nothing listens on the capture port; the connection must then
+        // fail rather than reach the app uncaptured. (REDIRECT to a closed port is refused by itself.)
+        let failClosed = p.mode == .tproxy
         switch p.includeInboundPorts {
         case .all:
             inbound.append(CaptureRule([.transport(.tcp)], toInbound, "pilotfish: capture inbound TCP to :\(p.inboundPort)"))
+            if failClosed {
+                inbound.append(CaptureRule([.transport(.tcp)], .refuse, "pilotfish: no sidecar on :\(p.inboundPort), refuse"))
+            }
         case .only(let ports):
             for port in ports {
                 inbound.append(
                     CaptureRule([.destinationPort(.tcp, port)], toInbound, "pilotfish: capture inbound port \(port) to :\(p.inboundPort)"))
+                if failClosed {
+                    inbound.append(
+                        CaptureRule([.destinationPort(.tcp, port)], .refuse, "pilotfish: no sidecar on :\(p.inboundPort), refuse port \(port)"))
+                }
             }
         }
         chains.append(CaptureChain(name: Self.inboundChain, hook: nil, table: inboundTable, rules: inbound))

@@ -100,6 +100,9 @@ public enum CaptureAction: Equatable, Sendable {
     case tproxy(port: UInt16, mark: UInt32)
     /// Mark the packet for the local route table and stop (packets of established TPROXY connections).
     case divert(mark: UInt32)
+    /// Answer with a TCP reset: what a captured connection gets when no sidecar listens, instead of
+    /// silently reaching the app uncaptured.
+    case refuse
     /// Copy the packet mark into the connection mark.
     case saveMark
     /// Copy the connection mark back into the packet mark (re-routes in a route chain).
