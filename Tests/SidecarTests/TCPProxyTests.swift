@@ -10,7 +10,7 @@ import Testing
         #expect(m.upstreamConnected() == .startProxying)
         #expect(m.inputClosed(.downstream) == .shutdownOutput(towards: .upstream))
         #expect(m.isProxying)
-        #expect(m.inputClosed(.upstream) == .closeAll)
+        #expect(m.inputClosed(.upstream) == .finish(flushing: .downstream))
         #expect(m.isClosed)
         #expect(m.channelInactive(.downstream) == TCPProxyStateMachine.Action.none)
     }
@@ -19,6 +19,13 @@ import Testing
         var m = TCPProxyStateMachine()
         #expect(m.channelInactive(.downstream) == .closeAll)
         #expect(m.upstreamConnected() == .closeAll)
+    }
+
+    @Test func aSideClosingFlushesTheOtherBeforeClosing() {
+        var m = TCPProxyStateMachine()
+        _ = m.upstreamConnected()
+        #expect(m.channelInactive(.upstream) == .finish(flushing: .downstream))
+        #expect(m.channelInactive(.downstream) == TCPProxyStateMachine.Action.none)
     }
 
     @Test func connectFailureClosesOnce() {

@@ -22,6 +22,13 @@ in time and prints machine-readable lines on stdout (flushed at once):
   udp-send ADDR PORT [--uid U] [--gid G]
                             drops to gid/uid and sends one datagram "pilotfish-probe". Prints SENT.
 
+  echo PORT                 echo server for several connections (until --timeout of silence): echoes each
+                            connection until EOF, then half-closes. Prints READY, then `PEER ip:port` per
+                            connection.
+  roundtrip ADDR PORT SIZE [--uid U] [--gid G]
+                            sends SIZE deterministic bytes, half-closes, reads to EOF and prints
+                            `ROUNDTRIP OK SIZE` when the echo is byte-exact (else `ROUNDTRIP MISMATCH ...`).
+
 Listeners accept one connection, then exit 0; if none arrives within --timeout seconds they print
 TIMEOUT and exit 2.
 """
@@ -31,6 +38,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 
 IP_TRANSPARENT = 19
 SO_ORIGINAL_DST = 80
@@ -92,7 +100,8 @@ def drop_privileges(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send"])
+    ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send", "echo",
+                                       "roundtrip"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--uid", type=int)
     ap.add_argument("--gid", type=int)
@@ -100,6 +109,65 @@ def main():
     ap.add_argument("--timeout", type=float, default=6.0)
     a = ap.parse_args()
     try:
+        if a.mode == "echo":
+            srv = listener(int(a.args[0]), a.bind or "0.0.0.0")
+            srv.settimeout(a.timeout)
+            out("READY %s" % fmt(srv.getsockname()))
+
+            def serve(conn):
+                conn.settimeout(a.timeout)
+                try:
+                    while True:
+                        d = conn.recv(65536)
+                        if not d:
+                            break
+                        conn.sendall(d)
+                    conn.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+            while True:
+                try:
+                    conn, peer = srv.accept()
+                except socket.timeout:
+                    return 0
+                out("PEER %s" % fmt(peer))
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        if a.mode == "roundtrip":
+            addr, port, size = a.args[0], int(a.args[1]), int(a.args[2])
+            drop_privileges(a)
+            payload = bytes((i * 131 + 17) & 0xFF for i in range(size))
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.settimeout(min(a.timeout, 5.0))
+            try:
+                c.connect((addr, port))  # numeric only: after dropping privileges no codec can be imported
+            except OSError as e:
+                out("ROUNDTRIP ERROR %s %s" % (errno.errorcode.get(e.errno, str(e.errno)), e))
+                return 1
+            c.settimeout(5.0)
+            got = bytearray()
+
+            def reader():
+                try:
+                    while True:
+                        d = c.recv(65536)
+                        if not d:
+                            break
+                        got.extend(d)
+                except OSError:
+                    pass
+            t = threading.Thread(target=reader)
+            t.start()
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            t.join(10)
+            c.close()
+            if bytes(got) == payload:
+                out("ROUNDTRIP OK %d" % size)
+                return 0
+            out("ROUNDTRIP MISMATCH sent %d got %d" % (size, len(got)))
+            return 1
         if a.mode == "udp-listen":
             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             u.bind((a.bind or "0.0.0.0", int(a.args[0])))

@@ -863,6 +863,109 @@ def t_fail_closed(t, backend, mode):
         app.stop()
 
 
+POD_TCP_SIDECAR = """\
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
+static_resources:
+  listeners:
+  - name: virtual_inbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 15006}}
+    transparent: %(transparent)s
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: inbound
+          cluster: inbound_passthrough
+  - name: virtual_outbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 15001}}
+    listener_filters:
+    - name: envoy.filters.listener.original_dst
+      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: outbound
+          cluster: outbound_passthrough
+  clusters:
+  - name: inbound_passthrough
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 1s
+    upstream_bind_config: {source_address: {address: 127.0.0.6, port_value: 0}}
+  - name: outbound_passthrough
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 1s
+"""
+
+
+def t_sidecar_tcp_passthrough(t, backend, mode):
+    """The real sidecar, as UID 1337, behind the real capture rules: raw TCP in and out of the pod goes
+    through it byte-exact (tcp_proxy to ORIGINAL_DST), and with the sidecar stopped capture fails closed."""
+    sidecar = t.suite.sidecar
+    if not sidecar:
+        raise Skip("no sidecar binary given (--sidecar PATH)")
+    p = t.pair()
+    t.apply(p.pod, backend, "--mode", mode)
+    d = tempfile.mkdtemp(prefix="pfi-%d-" % os.getpid())
+    t.tmpdirs.append(d)
+    cfg = os.path.join(d, "sidecar.yaml")
+    with open(cfg, "w") as f:
+        f.write(POD_TCP_SIDECAR % {"transparent": "true" if mode == "tproxy" else "false"})
+    os.chmod(d, 0o755)
+    os.chmod(cfg, 0o644)
+    app = t.spawn(p.pod, ["echo", "9000", "--timeout", "8"], "app echo :9000")
+    server = t.spawn(p.client, ["echo", "7000", "--timeout", "8"], "server echo :7000")
+    for proc in (app, server):
+        check(proc.wait_line("READY", 5), "%s never became ready" % proc.name)
+    # As a kubelet would run it: UID/GID 1337, only CAP_NET_ADMIN (for the transparent listener).
+    proxy = Proc(["ip", "netns", "exec", p.pod, "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups",
+                  "--inh-caps", "+net_admin", "--ambient-caps", "+net_admin", sidecar, "-c", cfg, "--concurrency", "1"],
+                 "sidecar")
+    t.procs.append(proxy)
+    ready = None
+    for _ in range(50):
+        r = t.run(p.pod, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:15000/ready"], timeout=5)
+        ready = r.stdout.strip()
+        if ready == "200":
+            break
+        if proxy.popen.poll() is not None:
+            break
+        time.sleep(0.1)
+    check(ready == "200", "sidecar not ready (%r): %s" % (ready, short(proxy.err.decode(errors="replace") if proxy.finish(0.2) is not None else "")))
+
+    size = 1 << 20
+    r = t.run(p.client, [PY, PROBE, "roundtrip", p.pod_ip, "9000", str(size)], timeout=20)
+    check("ROUNDTRIP OK" in r.stdout, "inbound client -> %s:9000: %s" % (p.pod_ip, short(r.stdout + r.stderr)))
+    r = t.run(p.pod, [PY, PROBE, "roundtrip", p.client_ip, "7000", str(size), "--uid", str(APP_UID), "--gid", str(APP_UID)], timeout=20)
+    check("ROUNDTRIP OK" in r.stdout, "outbound app -> %s:7000: %s" % (p.client_ip, short(r.stdout + r.stderr)))
+    app.wait_line("PEER", 2)
+    server.wait_line("PEER", 2)
+    check(any(l.startswith("PEER 127.0.0.6:") for l in app.lines), "the app saw %s, expected the sidecar's 127.0.0.6 passthrough" % app.lines)
+    check(any(l.startswith("PEER %s:" % p.pod_ip) for l in server.lines), "the server saw %s" % server.lines)
+    stats = t.run(p.pod, ["curl", "-s", "http://127.0.0.1:15000/stats"], timeout=5).stdout
+    for name, want in (("tcp.inbound.downstream_cx_total", 1), ("tcp.outbound.downstream_cx_total", 1),
+                       ("tcp.inbound.downstream_cx_rx_bytes_total", size), ("tcp.outbound.downstream_cx_tx_bytes_total", size),
+                       ("cluster.inbound_passthrough.upstream_cx_total", 1), ("cluster.outbound_passthrough.upstream_cx_total", 1)):
+        m = re.search(r"^%s: (\d+)$" % re.escape(name), stats, re.M)
+        check(m and int(m.group(1)) == want, "stat %s is %s, expected %d" % (name, m.group(1) if m else "missing", want))
+
+    # Capture is real: without the sidecar, captured connections fail instead of bypassing it.
+    proxy.stop()
+    r = t.run(p.client, [PY, PROBE, "roundtrip", p.pod_ip, "9000", "1024", "--timeout", "3"], timeout=20)
+    check("ROUNDTRIP OK" not in r.stdout, "with the sidecar stopped the inbound connection still went through")
+    r = t.run(p.pod, [PY, PROBE, "roundtrip", p.client_ip, "7000", "1024", "--uid", str(APP_UID), "--gid", str(APP_UID),
+                      "--timeout", "3"], timeout=20)
+    check("ROUNDTRIP OK" not in r.stdout, "with the sidecar stopped the outbound connection still went through")
+
+
 def t_dns_capture(t, backend):
     """--capture-dns sends the app's DNS (UDP 53) to the DNS port; the sidecar's own DNS goes out."""
     p = t.pair()
@@ -964,6 +1067,9 @@ def build_tests():
         add("ipv6_off", t_ipv6_off, b)
     for b in BACKENDS:
         add("dns_capture", t_dns_capture, b)
+    for b in BACKENDS:
+        for m in MODES:
+            add("sidecar_tcp_passthrough", t_sidecar_tcp_passthrough, b, m)
     add("iptables_variant_auto", t_iptables_variant_auto, "legacy", label="legacy has rules")
     add("iptables_variant_auto", t_iptables_variant_auto, "nft", label="nft has rules")
     add("iptables_variant_auto", t_iptables_variant_auto, "", label="neither has rules")
@@ -1015,6 +1121,7 @@ def our_leftovers():
 def main():
     ap = argparse.ArgumentParser(description="sidecar-init network-namespace tests")
     ap.add_argument("binary")
+    ap.add_argument("--sidecar", help="the sidecar binary, for the tests that run it behind the capture rules")
     ap.add_argument("--only", action="append", default=[], help="test name, base name, or pattern with * and ?")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each test's duration")
@@ -1056,6 +1163,7 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
 
     suite = Suite(binary, a.verbose)
+    suite.sidecar = os.path.abspath(a.sidecar) if a.sidecar else None
     passed = failed = skipped = 0
     start = time.monotonic()
     all_names = [x[0] for x in build_tests()]

@@ -65,7 +65,11 @@ public struct HTTPConnectionManagerConfig: Sendable {
 }
 
 public struct Cluster: Sendable {
-    public enum DiscoveryType: String, Sendable, CaseIterable { case STATIC, STRICT_DNS, LOGICAL_DNS, ORIGINAL_DST }
+    public enum DiscoveryType: String, Sendable, CaseIterable {
+        case STATIC, STRICT_DNS, LOGICAL_DNS, ORIGINAL_DST
+        /// Hosts come from DNS and are refreshed every `dns_refresh_rate`.
+        public var resolvesNames: Bool { self == .STRICT_DNS || self == .LOGICAL_DNS }
+    }
     public enum LBPolicy: String, Sendable, CaseIterable { case ROUND_ROBIN, CLUSTER_PROVIDED }
     public enum DNSLookupFamily: String, Sendable, CaseIterable { case AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED, ALL }
 
@@ -77,6 +81,9 @@ public struct Cluster: Sendable {
     public var dnsRefreshRate: ProtoDuration
     public var dnsLookupFamily: DNSLookupFamily
     public var perConnectionBufferLimitBytes: Int
+    /// `upstream_bind_config.source_address`: the local address upstream sockets bind to (Istio binds
+    /// inbound passthrough to 127.0.0.6 so capture rules can tell it apart).
+    public var upstreamSourceAddress: SocketAddressConfig? = nil
 
     public struct Endpoint: Sendable {
         public var address: SocketAddressConfig

@@ -7,7 +7,7 @@ extension Cluster {
             "common_http_protocol_options", "upstream_http_protocol_options", "protocol_selection", "lb_subset_config",
             "common_lb_config", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
             "round_robin_lb_config", "original_dst_lb_config", "load_balancing_policy", "cluster_type",
-            "eds_cluster_config", "upstream_connection_options", "upstream_bind_config", "max_requests_per_connection",
+            "eds_cluster_config", "upstream_connection_options", "max_requests_per_connection",
             "cleanup_interval", "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
             "use_tcp_for_dns_lookups", "respect_dns_ttl", "dns_failure_refresh_rate", "dns_jitter", "track_timeout_budgets",
             "track_cluster_stats", "preconnect_policy", "close_connections_on_host_health_failure",
@@ -61,9 +61,17 @@ extension Cluster {
         if type == .LOGICAL_DNS && endpoints.count != 1 {
             throw (la ?? obj.value).error("a LOGICAL_DNS cluster needs exactly one endpoint, found \(endpoints.count)")
         }
+        var source: SocketAddressConfig?
+        if let bind = try obj.optional("upstream_bind_config")?.object() {
+            try bind.unsupported(["freebind", "socket_options", "extra_source_addresses", "additional_source_addresses", "local_address_selector"])
+            source = try SocketAddressConfig.decodeSocketAddress(try bind.required("source_address"), requireIP: true)
+            try bind.finish()
+        }
         try obj.finish()
-        return Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,
-                       dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))
+        var cluster = Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,
+                              dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))
+        cluster.upstreamSourceAddress = source
+        return cluster
     }
 
     private static func decodeLoadAssignment(_ value: ConfigValue, requireIP: Bool) throws -> [Endpoint] {

@@ -49,7 +49,7 @@ public final class SidecarServer: @unchecked Sendable {
     public func start() throws {
         threadPool.start()
         let hosts = clusters.clusters.map { ClusterManager.resolve($0.config) }
-        for (i, c) in clusters.clusters.enumerated() where c.config.type != .STATIC && hosts[i].isEmpty {
+        for (i, c) in clusters.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {
             Log.warning("cluster has no resolved hosts", [("cluster", c.config.name)])
         }
         let registry = self.registry
@@ -87,7 +87,7 @@ public final class SidecarServer: @unchecked Sendable {
             }
             Log.info("admin started", [("address", Self.describe(adminChannel!.localAddress))])
         }
-        startDNSRefresh(initial: hosts)
+        try startDNSRefresh(initial: hosts)
     }
 
     /// Listen-socket options shared by every listener: backlog, reuse, and the transparent-proxy options.
@@ -150,10 +150,12 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     /// Re-resolves DNS clusters every `dns_refresh_rate` and hands changed host lists to the workers.
-    private func startDNSRefresh(initial: [[UpstreamHost]]) {
-        for (i, entry) in clusters.clusters.enumerated() where entry.config.type != .STATIC {
+    private func startDNSRefresh(initial: [[UpstreamHost]]) throws {
+        for (i, entry) in clusters.clusters.enumerated() where entry.config.type.resolvesNames {
             let loop = group.next()
-            let last = NIOLoopBoundBox(initial[i], eventLoop: loop)
+            // The box must be made on its loop.
+            let hosts = initial[i]
+            let last = try loop.submit { NIOLoopBoundBox(hosts, eventLoop: loop) }.wait()
             let pool = threadPool
             let workers = self.workers
             let task = loop.scheduleRepeatedAsyncTask(initialDelay: entry.config.dnsRefreshRate.timeAmount,

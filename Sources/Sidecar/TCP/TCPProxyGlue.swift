@@ -86,8 +86,23 @@ final class TCPProxyGlue: ChannelDuplexHandler {
         context.read()
     }
 
+    /// Half-closes towards this side's peer once every byte already written here has gone out: a bare
+    /// close(mode: .output) would drop writes still queued behind backpressure.
     func shutdownOutput() {
-        context?.close(mode: .output, promise: nil)
+        afterPendingWrites { $0.close(mode: .output, promise: nil) }
+    }
+
+    /// Closes once every byte already written here has gone out (the partner ended the connection).
+    func flushThenClose() {
+        afterPendingWrites { $0.close(promise: nil) }
+    }
+
+    /// Writes complete in order, so an empty write's promise completes after everything queued before it.
+    private func afterPendingWrites(_ body: @escaping (ChannelHandlerContext) -> Void) {
+        guard let context else { return }
+        let flushed = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: flushed)
+        flushed.futureResult.assumeIsolated().whenComplete { _ in body(context) }
     }
 
     func close() {

@@ -34,7 +34,13 @@ final class TCPProxySession {
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
         let limit = listener.cluster.config.perConnectionBufferLimitBytes
-        ClientBootstrap(group: context.eventLoop)
+        var bootstrap = ClientBootstrap(group: context.eventLoop)
+        if let source = listener.cluster.config.upstreamSourceAddress,
+            let address = try? SocketAddress(ipAddress: source.address, port: source.port)
+        {
+            bootstrap = bootstrap.bind(to: address)
+        }
+        bootstrap
             .connectTimeout(listener.cluster.config.connectTimeout.timeAmount)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -119,6 +125,13 @@ final class TCPProxySession {
             upstream?.resumeReading()
         case .shutdownOutput(let side):
             (side == .downstream ? downstream : upstream)?.shutdownOutput()
+        case .finish(let side):
+            idleTimer?.cancel()
+            idleTimer = nil
+            let target = side == .downstream ? downstream : upstream
+            let other = side == .downstream ? upstream : downstream
+            other?.close()
+            target?.flushThenClose()
         case .closeAll:
             idleTimer?.cancel()
             idleTimer = nil

@@ -3,7 +3,8 @@
 ///
 ///     connecting ──upstreamConnected──▶ proxying(downstream input open?, upstream input open?)
 ///         │                                  │  inputClosed(side): half-close the other side's output
-///         │                                  │  both inputs closed, a side closed, idle timeout
+///         │                                  │  last input closed, a side closed: finish (flush, close)
+///         │                                  │  idle timeout: close at once
 ///         └──connect failed, downstream gone─┴─────────────────────────────▶ closed
 struct TCPProxyStateMachine {
     enum Side: Equatable {
@@ -17,7 +18,9 @@ struct TCPProxyStateMachine {
         case startProxying
         /// The peer of `side` finished sending: shut down the output towards `side`'s partner.
         case shutdownOutput(towards: Side)
-        /// Close both channels (each close is idempotent).
+        /// Deliver what is already queued towards `side`, then close both channels (the other side ended).
+        case finish(flushing: Side)
+        /// Close both channels at once (each close is idempotent).
         case closeAll
     }
 
@@ -71,7 +74,7 @@ struct TCPProxyStateMachine {
             }
             if !down && !up {
                 state = .closed
-                return .closeAll
+                return .finish(flushing: side.other)
             }
             state = .proxying(downstreamInputOpen: down, upstreamInputOpen: up)
             return .shutdownOutput(towards: side.other)
@@ -83,9 +86,12 @@ struct TCPProxyStateMachine {
     /// A channel closed (reset, error, or our own close).
     mutating func channelInactive(_ side: Side) -> Action {
         switch state {
-        case .connecting, .proxying:
+        case .connecting:
             state = .closed
             return .closeAll
+        case .proxying:
+            state = .closed
+            return .finish(flushing: side.other)
         case .closed:
             return .none
         }

@@ -10,6 +10,7 @@ final class ConnectionPool {
     let stats: WorkerStats
     let clusterStats: ClusterStats
     let connectTimeout: TimeAmount
+    let sourceAddress: SocketAddress?
     let bufferLimit: Int
     let clusterIndex: Int
 
@@ -18,6 +19,7 @@ final class ConnectionPool {
         self.stats = stats
         self.clusterStats = cluster.stats
         self.connectTimeout = cluster.config.connectTimeout.timeAmount
+        self.sourceAddress = cluster.config.upstreamSourceAddress.flatMap { try? SocketAddress(ipAddress: $0.address, port: $0.port) }
         self.bufferLimit = cluster.config.perConnectionBufferLimitBytes
         self.clusterIndex = cluster.index
     }
@@ -53,7 +55,9 @@ final class ConnectionPool {
         let cs = self.clusterStats
         let limit = bufferLimit
         let pool = self
-        return ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
+        if let source = sourceAddress { bootstrap = bootstrap.bind(to: source) }
+        return bootstrap
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
