@@ -31,6 +31,21 @@ struct ProxyIntegrationTests {
         #expect(backend.lastHead?.uri == "/service")
     }
 
+    /// Regression: a DNS cluster's refresh state was made off its event loop and crashed start-up.
+    @Test func strictDNSClusterStartsAndProxies() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let yaml = ProxyConfig.single(port: backend.port)
+            .replacingOccurrences(of: "type: STATIC", with: "type: STRICT_DNS, dns_lookup_family: V4_ONLY, dns_refresh_rate: 0.2s")
+            .replacingOccurrences(of: "address: 127.0.0.1, port_value: \(backend.port)", with: "address: localhost, port_value: \(backend.port)")
+        #expect(yaml.contains("STRICT_DNS") && yaml.contains("address: localhost"))
+        let proxy = try ProxyHarness(yaml: yaml)
+        defer { proxy.shutdown() }
+        Thread.sleep(forTimeInterval: 0.5)  // a few refreshes
+        let response = try proxy.fetch("GET", "/")
+        #expect(response.status == 200)
+    }
+
     // MARK: 2. Connection reuse
 
     @Test func keepAliveAndPooledUpstreamReuseOneConnection() throws {
