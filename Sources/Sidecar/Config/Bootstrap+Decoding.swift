@@ -69,8 +69,7 @@ extension Bootstrap {
             let filter = "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config"
             switch l.network {
             case .httpConnectionManager(let hcm):
-                let originalDst = Set(clusters.filter { $0.type == .ORIGINAL_DST }.map(\.name))
-                try hcm.routeConfig.checkClusters(clusterNames, originalDst: originalDst, in: doc.locate(filter + ".route_config"))
+                try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))
             case .tcpProxy(let tcp):
                 if !clusterNames.contains(tcp.cluster) {
                     throw doc.error(at: filter + ".cluster", "tcp_proxy refers to unknown cluster '\(tcp.cluster)'")

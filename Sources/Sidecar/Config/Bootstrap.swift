@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The Envoy v3 bootstrap, reduced to the parts Pilotfish runs.
 public struct Bootstrap: Sendable {
     public var admin: Admin?
@@ -19,7 +21,9 @@ public struct SocketAddressConfig: Sendable, Hashable, CustomStringConvertible {
 public struct Listener: Sendable {
     public var name: String
     public var address: SocketAddressConfig
-    public var network: NetworkFilter
+    public var filterChains: [FilterChain]
+    /// Used when no filter chain matches (Envoy's `default_filter_chain`).
+    public var defaultFilterChain: FilterChain?
     public var perConnectionBufferLimitBytes: Int
     /// IP_TRANSPARENT (IPV6_TRANSPARENT): accept connections TPROXY delivers for addresses not our own.
     public var transparent: Bool = false
@@ -28,6 +32,13 @@ public struct Listener: Sendable {
     /// The `envoy.filters.listener.original_dst` listener filter: connections carry their original
     /// destination (SO_ORIGINAL_DST, else the local address of a transparent socket).
     public var originalDestination: Bool = false
+    /// The `envoy.filters.listener.http_inspector` listener filter: sniffs HTTP/1.x and h2c so filter
+    /// chains can match `application_protocols`.
+    public var httpInspector: Bool = false
+    /// How long listener filters may wait for bytes (Envoy default 15s; nil: forever), and whether a
+    /// connection that runs out of time continues with what is known instead of being closed.
+    public var listenerFiltersTimeout: ProtoDuration? = .seconds(15)
+    public var continueOnListenerFiltersTimeout: Bool = false
 
     /// The listener's one network filter.
     public enum NetworkFilter: Sendable {
@@ -35,10 +46,80 @@ public struct Listener: Sendable {
         case tcpProxy(TCPProxyConfig)
     }
 
-    /// The HTTP connection manager, when that is the listener's filter.
+    /// The first filter chain's filter (most listeners have one chain).
+    public var network: NetworkFilter { (filterChains.first ?? defaultFilterChain!).network }
+
+    /// The HTTP connection manager of the first filter chain, when it has one.
     public var connectionManager: HTTPConnectionManagerConfig? {
         if case .httpConnectionManager(let c) = network { return c }
         return nil
+    }
+
+    /// True when connections must be inspected before a filter chain can be chosen.
+    public var needsChainSelection: Bool {
+        httpInspector || filterChains.count != 1 || defaultFilterChain != nil || filterChains[0].match != FilterChainMatch()
+    }
+}
+
+public struct FilterChain: Sendable {
+    public var name: String
+    public var match: FilterChainMatch
+    public var network: Listener.NetworkFilter
+}
+
+/// The subset of Envoy's `filter_chain_match` Pilotfish selects on, in Envoy's order of precedence.
+public struct FilterChainMatch: Sendable, Equatable {
+    public var destinationPort: Int?
+    public var prefixRanges: [CIDRRange] = []
+    public var transportProtocol: String?
+    public var applicationProtocols: [String] = []
+    public var sourcePrefixRanges: [CIDRRange] = []
+    public init() {}
+}
+
+/// `envoy.config.core.v3.CidrRange`.
+public struct CIDRRange: Sendable, Equatable {
+    public let bytes: [UInt8]
+    public let prefixLength: Int
+
+    public init?(address: String, prefixLength: Int?) {
+        guard let sa = try? SocketAddress(ipAddress: address, port: 0) else { return nil }
+        let b = sa.addressBytes
+        let len = prefixLength ?? b.count * 8
+        guard len >= 0 && len <= b.count * 8 else { return nil }
+        self.bytes = b
+        self.prefixLength = len
+    }
+
+    public func contains(_ address: SocketAddress) -> Bool {
+        var b = address.addressBytes
+        // An IPv4-mapped IPv6 address matches IPv4 ranges.
+        if b.count == 16 && bytes.count == 4 && b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff {
+            b = Array(b[12...])
+        }
+        guard b.count == bytes.count else { return false }
+        var bits = prefixLength
+        for i in 0..<b.count where bits > 0 {
+            let n = min(8, bits)
+            let mask = UInt8(truncatingIfNeeded: 0xff << (8 - n))
+            if b[i] & mask != bytes[i] & mask { return false }
+            bits -= n
+        }
+        return true
+    }
+}
+
+extension SocketAddress {
+    /// The IP address bytes (4 or 16), empty for Unix sockets.
+    var addressBytes: [UInt8] {
+        switch self {
+        case .v4(let a):
+            return withUnsafeBytes(of: a.address.sin_addr) { Array($0) }
+        case .v6(let a):
+            return withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+        case .unixDomainSocket:
+            return []
+        }
     }
 }
 

@@ -4,12 +4,13 @@ extension Listener {
     static let routerType = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
     static let tcpProxyType = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
     static let originalDstType = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+    static let httpInspectorType = "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
 
     static func decode(_ value: ConfigValue) throws -> Listener {
         let obj = try value.object()
         try obj.unsupported([
             "use_original_dst", "socket_options", "traffic_direction",
-            "filter_chain_matcher", "default_filter_chain", "listener_filters_timeout", "continue_on_listener_filters_timeout",
+            "filter_chain_matcher",
             "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log", "tcp_backlog_size",
             "bind_to_port", "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
             "stat_prefix", "drain_type", "metadata", "ignore_global_conn_limit", "max_connections_to_accept_per_socket_event",
@@ -19,14 +20,78 @@ extension Listener {
         let address = try SocketAddressConfig.decodeAddress(try obj.required("address"))
         let limit = try obj.optional("per_connection_buffer_limit_bytes")?.uint32() ?? 1_048_576
         let chainsValue = try obj.required("filter_chains")
-        let chains = try chainsValue.array()
-        guard chains.count == 1 else {
-            throw chainsValue.error(chains.isEmpty
-                ? "a listener needs one filter chain"
-                : "several filter chains need filter_chain_match, which Pilotfish does not support yet; use one filter chain")
+        let chainValues = try chainsValue.array()
+        var chains: [FilterChain] = []
+        for (i, c) in chainValues.enumerated() {
+            chains.append(try FilterChain.decode(c, index: i))
         }
-        let chain = try chains[0].object()
-        try chain.unsupported(["filter_chain_match", "transport_socket", "transport_socket_connect_timeout", "metadata", "name"])
+        var defaultChain: FilterChain?
+        if let d = obj.optional("default_filter_chain") {
+            defaultChain = try FilterChain.decode(d, index: chains.count)
+            if defaultChain?.match != FilterChainMatch() {
+                throw d.error("default_filter_chain cannot have a filter_chain_match")
+            }
+        }
+        if chains.isEmpty && defaultChain == nil {
+            throw chainsValue.error("a listener needs at least one filter chain")
+        }
+        // Envoy refuses two chains with the same match: the second could never be chosen.
+        for i in chains.indices {
+            for j in chains.indices where j > i && chains[i].match == chains[j].match {
+                throw chainValues[j].error("filter chain \(j) has the same filter_chain_match as filter chain \(i)")
+            }
+        }
+        let transparent = try obj.optional("transparent")?.bool() ?? false
+        let freebind = try obj.optional("freebind")?.bool() ?? false
+        var originalDst = false
+        var httpInspector = false
+        if let lf = obj.optional("listener_filters") {
+            for item in try lf.array() {
+                let f = try item.object()
+                let name = try f.required("name").nonEmptyString()
+                var type = ""
+                if let t = f.optional("typed_config") {
+                    let to = try t.object()
+                    type = try to.required("@type").string()
+                    if type == originalDstType { try to.unsupported(["local_redirect_address"]) }
+                    if type == httpInspectorType { try to.unsupported([]) }
+                    try to.finish()
+                }
+                try f.unsupported(["filter_disabled", "config_discovery"])
+                try f.finish()
+                if type == originalDstType || (type.isEmpty && name == "envoy.filters.listener.original_dst") {
+                    originalDst = true
+                } else if type == httpInspectorType || (type.isEmpty && name == "envoy.filters.listener.http_inspector") {
+                    httpInspector = true
+                } else {
+                    throw item.error("listener filter '\(name)'\(type.isEmpty ? "" : " (\(type))") is not supported by Pilotfish yet; supported: envoy.filters.listener.original_dst, envoy.filters.listener.http_inspector")
+                }
+            }
+        }
+        let usesAppProtocols = (chains + [defaultChain].compactMap { $0 }).contains { !$0.match.applicationProtocols.isEmpty }
+        if usesAppProtocols && !httpInspector {
+            throw chainsValue.error("filter_chain_match.application_protocols needs a listener filter that detects them; add envoy.filters.listener.http_inspector")
+        }
+        var listener = Listener(
+            name: name, address: address, filterChains: chains, defaultFilterChain: defaultChain,
+            perConnectionBufferLimitBytes: Int(limit), transparent: transparent, freebind: freebind,
+            originalDestination: originalDst, httpInspector: httpInspector)
+        if let t = obj.optional("listener_filters_timeout") {
+            let d = try t.duration()
+            listener.listenerFiltersTimeout = d.isZero ? nil : d
+        }
+        listener.continueOnListenerFiltersTimeout = try obj.optional("continue_on_listener_filters_timeout")?.bool() ?? false
+        try obj.finish()
+        return listener
+    }
+}
+
+extension FilterChain {
+    static func decode(_ value: ConfigValue, index: Int) throws -> FilterChain {
+        let chain = try value.object()
+        try chain.unsupported(["transport_socket", "transport_socket_connect_timeout", "metadata"])
+        let name = try chain.optional("name")?.string() ?? "filter_chain_\(index)"
+        let match = try chain.optional("filter_chain_match").map(FilterChainMatch.decode) ?? FilterChainMatch()
         let filtersValue = try chain.required("filters")
         let filters = try filtersValue.array()
         guard filters.count == 1 else {
@@ -37,14 +102,14 @@ extension Listener {
         let typed = try filter.required("typed_config")
         let typedObj = try typed.object()
         let type = try typedObj.required("@type")
-        let network: NetworkFilter
+        let network: Listener.NetworkFilter
         switch try type.string() {
-        case hcmType:
+        case Listener.hcmType:
             network = .httpConnectionManager(try HTTPConnectionManagerConfig.decode(typedObj))
-        case tcpProxyType:
+        case Listener.tcpProxyType:
             network = .tcpProxy(try TCPProxyConfig.decode(typedObj))
         default:
-            throw type.error("network filter type '\(try type.string())' is not supported; supported: \(hcmType), \(tcpProxyType)")
+            throw type.error("network filter type '\(try type.string())' is not supported; supported: \(Listener.hcmType), \(Listener.tcpProxyType)")
         }
         let known = ["envoy.filters.network.http_connection_manager", "envoy.http_connection_manager", "envoy.filters.network.tcp_proxy", "envoy.tcp_proxy"]
         if !known.contains(filterName) && filterName.hasPrefix("envoy.filters.network.") {
@@ -54,32 +119,44 @@ extension Listener {
         try filter.unsupported(["config_discovery"])
         try filter.finish()
         try chain.finish()
-        let transparent = try obj.optional("transparent")?.bool() ?? false
-        let freebind = try obj.optional("freebind")?.bool() ?? false
-        var originalDst = false
-        if let lf = obj.optional("listener_filters") {
-            for item in try lf.array() {
-                let f = try item.object()
-                let name = try f.required("name").nonEmptyString()
-                var type = ""
-                if let t = f.optional("typed_config") {
-                    let to = try t.object()
-                    type = try to.required("@type").string()
-                    if type == originalDstType { try to.unsupported(["local_redirect_address"]) }
-                    try to.finish()
-                }
-                try f.unsupported(["filter_disabled", "config_discovery"])
-                try f.finish()
-                if type == originalDstType || (type.isEmpty && name == "envoy.filters.listener.original_dst") {
-                    originalDst = true
-                } else {
-                    throw item.error("listener filter '\(name)'\(type.isEmpty ? "" : " (\(type))") is not supported by Pilotfish yet; supported: envoy.filters.listener.original_dst")
-                }
+        return FilterChain(name: name, match: match, network: network)
+    }
+}
+
+extension FilterChainMatch {
+    static func decode(_ value: ConfigValue) throws -> FilterChainMatch {
+        let obj = try value.object()
+        try obj.unsupported(["server_names", "direct_source_prefix_ranges", "source_type", "source_ports", "address_suffix", "suffix_len"])
+        var m = FilterChainMatch()
+        if let p = obj.optional("destination_port") { m.destinationPort = Int(try p.int(min: 1, max: 65535)) }
+        m.prefixRanges = try obj.optional("prefix_ranges").map(decodeRanges) ?? []
+        m.sourcePrefixRanges = try obj.optional("source_prefix_ranges").map(decodeRanges) ?? []
+        if let t = obj.optional("transport_protocol") {
+            let s = try t.string()
+            guard s == "raw_buffer" else {
+                throw t.error("transport_protocol '\(s)' needs envoy.filters.listener.tls_inspector, which Pilotfish does not support yet; only raw_buffer is supported")
             }
+            m.transportProtocol = s
+        }
+        if let a = obj.optional("application_protocols") {
+            m.applicationProtocols = try a.array().map { try $0.nonEmptyString() }
         }
         try obj.finish()
-        return Listener(name: name, address: address, network: network, perConnectionBufferLimitBytes: Int(limit),
-                        transparent: transparent, freebind: freebind, originalDestination: originalDst)
+        return m
+    }
+
+    /// `envoy.config.core.v3.CidrRange` list: {address_prefix, prefix_len}.
+    static func decodeRanges(_ value: ConfigValue) throws -> [CIDRRange] {
+        try value.array().map { item in
+            let o = try item.object()
+            let address = try o.required("address_prefix").nonEmptyString()
+            let len = try o.optional("prefix_len")?.int(min: 0, max: 128)
+            try o.finish()
+            guard let range = CIDRRange(address: address, prefixLength: len.map(Int.init)) else {
+                throw item.error("'\(address)/\(len.map(String.init) ?? "")' is not a valid CIDR range")
+            }
+            return range
+        }
     }
 }
 

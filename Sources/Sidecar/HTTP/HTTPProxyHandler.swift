@@ -59,6 +59,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private var replaying = false
     private static let maxQueuedParts = 64
 
+    /// Where the downstream connection was going before capture (original_dst listener filter).
+    private var originalDestination: SocketAddress?
+
     init(worker: Worker, listener: ListenerRuntime) {
         self.worker = worker
         self.listener = listener
@@ -74,6 +77,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if listener.config.originalDestination || listener.config.transparent {
+            originalDestination = OriginalDestination.lookup(context.channel, listener: listener.config)
+        }
         stats.inc(listener.stats.cxTotal)
         stats.inc(listener.stats.cxActive)
         worker.register(self)
@@ -299,7 +305,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         cluster = entry
         responseMutations = target.mutations
         routeTimeout = target.timeout
-        guard let host = worker.pickHost(cluster: ci) else {
+        let picked: UpstreamHost?
+        if entry.config.type == .ORIGINAL_DST {
+            // CLUSTER_PROVIDED: the host is where this connection was going before capture.
+            picked = originalDestination.map { UpstreamHost(address: $0, hostname: $0.ipAddress ?? "", weight: 1) }
+        } else {
+            picked = worker.pickHost(cluster: ci)
+        }
+        guard let host = picked else {
             phase = .discarding
             writeLocalReply(status: .serviceUnavailable, body: "no healthy upstream", close: !keepAlive)
             return
@@ -318,7 +331,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         if let literal = target.hostRewrite {
             headers.replaceOrAdd(name: "host", value: literal)
-        } else if target.autoHostRewrite, entry.config.type != .STATIC {
+        } else if target.autoHostRewrite, entry.config.type.resolvesNames {
             headers.replaceOrAdd(name: "host", value: host.hostname)
         }
         if target.mutations.contains(where: { !$0.isEmpty }) {

@@ -62,7 +62,7 @@ extension RouteConfiguration {
 
     /// Every cluster a route names must exist, as Envoy checks for static clusters. `value` is this route
     /// configuration's place in the document, so the error names the field and its line.
-    func checkClusters(_ names: Set<String>, originalDst: Set<String> = [], in value: ConfigValue) throws {
+    func checkClusters(_ names: Set<String>, in value: ConfigValue) throws {
         for (vi, vh) in virtualHosts.enumerated() {
             for (ri, r) in vh.routes.enumerated() {
                 guard case .forward(let f) = r.action else { continue }
@@ -70,10 +70,6 @@ extension RouteConfiguration {
                 switch f.cluster {
                 case .named(let c) where !names.contains(c):
                     throw value.error(at: at + ".cluster", "route refers to unknown cluster '\(c)'")
-                case .named(let c) where originalDst.contains(c):
-                    throw value.error(
-                        at: at + ".cluster",
-                        "route refers to ORIGINAL_DST cluster '\(c)'; HTTP routes to ORIGINAL_DST clusters are not supported by Pilotfish yet (tcp_proxy is)")
                 case .weighted(let ws, _):
                     for (wi, w) in ws.enumerated() where !names.contains(w.name) {
                         throw value.error(at: at + ".weighted_clusters.clusters[\(wi)].name",

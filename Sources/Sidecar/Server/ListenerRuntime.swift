@@ -16,3 +16,18 @@ struct TCPListenerRuntime: Sendable {
     let stats: TCPProxyStats
     let cluster: ClusterManager.Entry
 }
+
+/// One filter chain, ready to take a connection.
+enum ChainRuntime: Sendable {
+    case http(ListenerRuntime)
+    case tcp(TCPListenerRuntime)
+}
+
+/// A listener whose connections are inspected before a filter chain is chosen.
+struct ChainedListenerRuntime: Sendable {
+    let config: Listener
+    let selector: FilterChainSelector
+    /// Index-aligned with `config.filterChains`, then the default chain.
+    let chains: [ChainRuntime]
+    let stats: ListenerStats
+}

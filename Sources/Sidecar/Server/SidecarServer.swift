@@ -17,8 +17,10 @@ public final class SidecarServer: @unchecked Sendable {
     private(set) var workers: [(loop: EventLoop, worker: NIOLoopBound<Worker>)] = []
     private var listenerChannels: [Channel] = []
     private var adminChannel: Channel?
-    private var httpStats: [HTTPStats?] = []
-    private var tcpStats: [TCPProxyStats?] = []
+    /// Stats are registered before start, once per stat prefix (chains may share one, as in Envoy).
+    private var httpStats: [String: HTTPStats] = [:]
+    private var tcpStats: [String: TCPProxyStats] = [:]
+    private var listenerStats: [SocketAddressConfig: ListenerStats] = [:]
     let startTime = Date()
     let configSource: String?
     private let stopPromise: EventLoopPromise<Void>
@@ -33,10 +35,18 @@ public final class SidecarServer: @unchecked Sendable {
         self.configSource = configSource
         let registry = self.registry
         self.clusters = ClusterManager(configs: bootstrap.clusters, registry: registry)
-        self.httpStats = bootstrap.listeners.map { l in l.connectionManager.map { HTTPStats(prefix: $0.statPrefix, registry: registry) } }
-        self.tcpStats = bootstrap.listeners.map { l in
-            if case .tcpProxy(let t) = l.network { return TCPProxyStats(prefix: t.statPrefix, registry: registry) }
-            return nil
+        for l in bootstrap.listeners {
+            for chain in l.filterChains + [l.defaultFilterChain].compactMap({ $0 }) {
+                switch chain.network {
+                case .httpConnectionManager(let h) where httpStats[h.statPrefix] == nil:
+                    httpStats[h.statPrefix] = HTTPStats(prefix: h.statPrefix, registry: registry)
+                case .tcpProxy(let t) where tcpStats[t.statPrefix] == nil:
+                    tcpStats[t.statPrefix] = TCPProxyStats(prefix: t.statPrefix, registry: registry)
+                default:
+                    break
+                }
+            }
+            if l.needsChainSelection { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
         }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
@@ -61,18 +71,20 @@ public final class SidecarServer: @unchecked Sendable {
             workers.append((loop, bound))
         }
         let hostname = ProcessInfo.processInfo.hostName
-        for (i, l) in bootstrap.listeners.enumerated() {
+        for l in bootstrap.listeners {
             do {
-                switch l.network {
-                case .httpConnectionManager(let hcm):
-                    let runtime = ListenerRuntime(
-                        config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[i]!, clusters: clusters,
-                        maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname)
-                    listenerChannels.append(try bindListener(runtime))
-                case .tcpProxy(let tcp):
-                    let runtime = TCPListenerRuntime(
-                        config: l, proxy: tcp, stats: tcpStats[i]!, cluster: clusters.clusters[clusters.index(of: tcp.cluster)!])
-                    listenerChannels.append(try bindTCPListener(runtime))
+                if l.needsChainSelection {
+                    let chains = (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).map { chainRuntime(l, $0.network, hostname) }
+                    let runtime = ChainedListenerRuntime(
+                        config: l,
+                        selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
+                        chains: chains, stats: listenerStats[l.address]!)
+                    listenerChannels.append(try bindChainedListener(runtime))
+                } else {
+                    switch chainRuntime(l, l.network, hostname) {
+                    case .http(let runtime): listenerChannels.append(try bindListener(runtime))
+                    case .tcp(let runtime): listenerChannels.append(try bindTCPListener(runtime))
+                    }
                 }
             } catch {
                 throw ServerError("cannot bind listener '\(l.name)' to \(l.address): \(error)")
@@ -88,6 +100,38 @@ public final class SidecarServer: @unchecked Sendable {
             Log.info("admin started", [("address", Self.describe(adminChannel!.localAddress))])
         }
         try startDNSRefresh(initial: hosts)
+    }
+
+    private func chainRuntime(_ l: Listener, _ network: Listener.NetworkFilter, _ hostname: String) -> ChainRuntime {
+        switch network {
+        case .httpConnectionManager(let hcm):
+            return .http(
+                ListenerRuntime(
+                    config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
+                    maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname))
+        case .tcpProxy(let tcp):
+            return .tcp(
+                TCPListenerRuntime(
+                    config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, cluster: clusters.clusters[clusters.index(of: tcp.cluster)!]))
+        }
+    }
+
+    private func bindChainedListener(_ runtime: ChainedListenerRuntime) throws -> Channel {
+        let workers = self.workers
+        let limit = runtime.config.perConnectionBufferLimitBytes
+        return try serverBootstrap(runtime.config)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
+                        throw ServerError("no worker for event loop")
+                    }
+                    try channel.pipeline.syncOperations.addHandler(FilterChainDispatcher(listener: runtime, worker: w.worker.value))
+                }
+            }
+            .bind(host: runtime.config.address.address, port: runtime.config.address.port)
+            .wait()
     }
 
     /// Listen-socket options shared by every listener: backlog, reuse, and the transparent-proxy options.

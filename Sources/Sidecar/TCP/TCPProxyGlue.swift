@@ -35,7 +35,12 @@ final class TCPProxyGlue: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         session.bytesRead(buffer.readableBytes, on: side)
-        partner?.context?.write(data, promise: nil)
+        guard session.isProxying, let partnerContext = partner?.context else {
+            // Bytes a listener filter read before the upstream exists (our own reads wait for it).
+            session.holdEarly(buffer)
+            return
+        }
+        partnerContext.write(data, promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

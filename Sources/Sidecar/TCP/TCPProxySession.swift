@@ -13,6 +13,8 @@ final class TCPProxySession {
     private var idleTimer: Scheduled<Void>?
     private var lastActivity = NIODeadline.now()
     private var countedActive = false
+    /// Downstream bytes that arrived before the upstream connection (replayed by a listener filter).
+    private var early: ByteBuffer?
 
     init(worker: Worker, listener: TCPListenerRuntime) {
         self.worker = worker
@@ -95,6 +97,11 @@ final class TCPProxySession {
         }
     }
 
+    func holdEarly(_ buffer: ByteBuffer) {
+        var buffer = buffer
+        if early == nil { early = buffer } else { early!.writeBuffer(&buffer) }
+    }
+
     func pausedReading(_ side: TCPProxyStateMachine.Side) {
         if side == .downstream { stats.inc(listener.stats.pausedReading) }
     }
@@ -121,6 +128,10 @@ final class TCPProxySession {
             break
         case .startProxying:
             armIdleTimer()
+            if let bytes = early, let up = upstream?.context {
+                early = nil
+                up.writeAndFlush(NIOAny(bytes), promise: nil)
+            }
             downstream?.resumeReading()
             upstream?.resumeReading()
         case .shutdownOutput(let side):

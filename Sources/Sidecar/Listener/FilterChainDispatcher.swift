@@ -1,0 +1,107 @@
+import NIOCore
+
+/// The first handler of a connection on a listener with several filter chains (or listener filters
+/// that must see data first). It runs http_inspector on the first bytes, picks the filter chain as Envoy
+/// does, installs that chain's handlers behind itself, replays what it read and steps aside.
+final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let listener: ChainedListenerRuntime
+    private let worker: Worker
+    private var buffered: ByteBuffer?
+    private var timeout: Scheduled<Void>?
+    private var decided = false
+    private var connection = FilterChainSelector.Connection()
+
+    init(listener: ChainedListenerRuntime, worker: Worker) {
+        self.listener = listener
+        self.worker = worker
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        worker.stats.inc(listener.stats.cxTotal)
+        let config = listener.config
+        connection.source = context.channel.remoteAddress
+        connection.destination =
+            (config.originalDestination || config.transparent)
+            ? OriginalDestination.lookup(context.channel, listener: config) ?? context.channel.localAddress
+            : context.channel.localAddress
+        guard config.httpInspector else {
+            decide(context: context)
+            return
+        }
+        if let t = config.listenerFiltersTimeout?.timeAmount {
+            timeout = context.eventLoop.assumeIsolated().scheduleTask(in: t) { [weak self] in
+                guard let self, !self.decided else { return }
+                if self.listener.config.continueOnListenerFiltersTimeout {
+                    self.decide(context: context)
+                } else {
+                    context.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if decided {
+            context.fireChannelRead(data)
+            return
+        }
+        if buffered == nil { buffered = bytes } else { buffered!.writeBuffer(&bytes) }
+        switch HTTPInspector.inspect(buffered!.readableBytesView) {
+        case .needMore:
+            return
+        case .notHTTP:
+            decide(context: context)
+        case .protocolName(let p):
+            connection.applicationProtocols = [p]
+            decide(context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        context.fireChannelInactive()
+    }
+
+    private func decide(context: ChannelHandlerContext) {
+        decided = true
+        timeout?.cancel()
+        timeout = nil
+        guard let index = listener.selector.select(connection) else {
+            worker.stats.inc(listener.stats.noFilterChainMatch)
+            context.close(promise: nil)
+            return
+        }
+        do {
+            let ops = context.pipeline.syncOperations
+            switch listener.chains[index] {
+            case .http(let runtime):
+                try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+                try ops.addHandler(HTTPProxyHandler(worker: worker, listener: runtime))
+            case .tcp(let runtime):
+                _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                let session = TCPProxySession(worker: worker, listener: runtime)
+                let glue = TCPProxyGlue(side: .downstream, session: session)
+                session.downstream = glue
+                try ops.addHandler(glue)
+            }
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        // The chain's handlers sit behind this one: tell them the connection is up, hand them what was
+        // read, and leave.
+        context.fireChannelActive()
+        if let b = buffered {
+            buffered = nil
+            context.fireChannelRead(wrapInboundOut(b))
+            context.fireChannelReadComplete()
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}
+
+@available(*, unavailable) extension FilterChainDispatcher: Sendable {}
