@@ -35,11 +35,41 @@ struct SidecarCommand: ParsableCommand {
     @Flag(name: .customLong("disable-hot-restart"), help: "Accepted for Envoy compatibility; Pilotfish has no hot restart.")
     var disableHotRestart = false
 
+    @Flag(
+        name: .customLong("pod-defaults"),
+        help: "Run as a pod's transparent sidecar with the built-in pod config (capture ports 15001/15006, admin 15000, readiness 15021); also PILOTFISH_POD_DEFAULTS=1.")
+    var podDefaults = false
+
+    @Option(name: .customLong("capture-mode"), help: "With --pod-defaults: tproxy or redirect, as given to sidecar-init --mode (default tproxy; also PILOTFISH_CAPTURE_MODE).")
+    var captureMode: String?
+
+    @Flag(name: .customLong("print-config"), help: "Print the config that would run (e.g. the generated pod config) and exit.")
+    var printConfig = false
+
+    var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    var usePodDefaults: Bool {
+        podDefaults || ["1", "true", "yes"].contains(environment["PILOTFISH_POD_DEFAULTS"]?.lowercased() ?? "")
+    }
+
+    var resolvedCaptureMode: PodDefaults.CaptureMode? {
+        PodDefaults.CaptureMode(rawValue: (captureMode ?? environment["PILOTFISH_CAPTURE_MODE"] ?? "tproxy").lowercased())
+    }
+
     func validate() throws {
         if let c = concurrency, c < 1 { throw ValidationError("--concurrency must be at least 1") }
         if drainTimeSeconds < 0 { throw ValidationError("--drain-time-s must not be negative") }
         if Log.Level(name: logLevel) == nil { throw ValidationError("unknown --log-level '\(logLevel)'") }
         if mode != "serve" && mode != "validate" { throw ValidationError("--mode must be serve or validate") }
+        if usePodDefaults && (configPath != nil || configYAML != nil) {
+            throw ValidationError("--pod-defaults builds the config itself; drop -c/--config-yaml (or drop --pod-defaults)")
+        }
+        if captureMode != nil && !usePodDefaults {
+            throw ValidationError("--capture-mode only applies with --pod-defaults")
+        }
+        if usePodDefaults && resolvedCaptureMode == nil {
+            throw ValidationError("unknown capture mode '\(captureMode ?? environment["PILOTFISH_CAPTURE_MODE"] ?? "")'; use tproxy or redirect (as sidecar-init --mode)")
+        }
     }
 
     func run() throws {
@@ -58,18 +88,24 @@ struct SidecarCommand: ParsableCommand {
                 source = String(decoding: data, as: UTF8.self)
             } else if let configYAML {
                 source = configYAML
+            } else if usePodDefaults {
+                source = PodDefaults.yaml(captureMode: resolvedCaptureMode!)
             } else {
                 Log.info("no -c given: running the built-in default config (see --print-default-config)")
                 source = DefaultConfig.yaml
             }
             bootstrap = try Bootstrap.load(text: source)
         } catch let e as ConfigError {
-            let file = configPath ?? (configYAML != nil ? "--config-yaml" : "<built-in default>")
+            let file = configPath ?? (configYAML != nil ? "--config-yaml" : usePodDefaults ? "<pod defaults>" : "<built-in default>")
             print("error: invalid config \(file): \(e)", to: &StandardError.stream)
             throw ExitCode(1)
         }
+        if printConfig {
+            print(source)
+            return
+        }
         if mode == "validate" {
-            print("configuration '\(configPath ?? "--config-yaml")' OK")
+            print("configuration '\(configPath ?? (configYAML != nil ? "--config-yaml" : usePodDefaults ? "<pod defaults>" : "<built-in default>"))' OK")
             return
         }
         let server = SidecarServer(

@@ -7,12 +7,19 @@ import Testing
 @Suite struct TCPProxyStateMachineTests {
     @Test func halfCloseIsForwardedAndBothFinsClose() {
         var m = TCPProxyStateMachine()
-        #expect(m.upstreamConnected() == .startProxying)
+        #expect(m.upstreamConnected() == .startProxying(downstreamAlreadyFinished: false))
         #expect(m.inputClosed(.downstream) == .shutdownOutput(towards: .upstream))
         #expect(m.isProxying)
         #expect(m.inputClosed(.upstream) == .finish(flushing: .downstream))
         #expect(m.isClosed)
         #expect(m.channelInactive(.downstream) == TCPProxyStateMachine.Action.none)
+    }
+
+    @Test func aFinReadBeforeTheUpstreamConnectedIsForwardedAfterwards() {
+        var m = TCPProxyStateMachine()
+        #expect(m.inputClosed(.downstream) == TCPProxyStateMachine.Action.none)
+        #expect(m.upstreamConnected() == .startProxying(downstreamAlreadyFinished: true))
+        #expect(m.inputClosed(.upstream) == .finish(flushing: .downstream))
     }
 
     @Test func downstreamLeavingWhileConnectingDropsTheNewUpstream() {

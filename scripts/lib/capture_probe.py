@@ -29,16 +29,24 @@ in time and prints machine-readable lines on stdout (flushed at once):
                             sends SIZE deterministic bytes, half-closes, reads to EOF and prints
                             `ROUNDTRIP OK SIZE` when the echo is byte-exact (else `ROUNDTRIP MISMATCH ...`).
 
+  http-echo PORT            HTTP/1.1 server (threads, keep-alive): answers every request 200 with a JSON body
+                            {"path", "headers", "peer"}; exits after --timeout of no requests.
+  http-get ADDR PORT PATH [--count N] [--uid U] [--gid G]
+                            N keep-alive GETs with http.client; prints `HTTP status` and `BODY json` for the
+                            first, then `DONE ok=N errors=N`.
+
 Listeners accept one connection, then exit 0; if none arrives within --timeout seconds they print
 TIMEOUT and exit 2.
 """
 import argparse
+import encodings.idna  # noqa: F401 (imported before privileges are dropped: getaddrinfo needs it)
 import errno
 import os
 import socket
 import struct
 import sys
 import threading
+import time
 
 IP_TRANSPARENT = 19
 SO_ORIGINAL_DST = 80
@@ -101,14 +109,77 @@ def drop_privileges(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send", "echo",
-                                       "roundtrip"])
+                                       "roundtrip", "http-echo", "http-get"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--uid", type=int)
     ap.add_argument("--gid", type=int)
     ap.add_argument("--bind", default=None)
     ap.add_argument("--timeout", type=float, default=6.0)
+    ap.add_argument("--count", type=int, default=1)
     a = ap.parse_args()
     try:
+        if a.mode == "http-echo":
+            import http.server
+            import json
+
+            last_request = [time.monotonic()]
+
+            class Handler(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+                # Headers and body are separate writes: without this, Nagle holds the body for the
+                # peer's delayed ACK (40 ms a request).
+                disable_nagle_algorithm = True
+
+                def do_GET(self):
+                    last_request[0] = time.monotonic()
+                    body = json.dumps({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                                       "peer": "%s:%d" % self.client_address[:2]}).encode()
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+                def log_message(self, *args):
+                    pass
+            srv = http.server.ThreadingHTTPServer((a.bind or "0.0.0.0", int(a.args[0])), Handler)
+            srv.daemon_threads = True
+            out("READY %s" % fmt(srv.server_address))
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            # Keep-alive connections carry many requests: stop after --timeout without any request.
+            while time.monotonic() - last_request[0] < a.timeout:
+                time.sleep(0.2)
+            return 0
+        if a.mode == "http-get":
+            import http.client
+            addr, port, path = a.args[0], int(a.args[1]), a.args[2]
+            drop_privileges(a)
+            ok = errors = 0
+            first_error = None
+            conn = None
+            for i in range(a.count):
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection(addr, port, timeout=5)
+                    conn.request("GET", path, headers={"host": "%s:%d" % (addr, port)})
+                    r = conn.getresponse()
+                    body = r.read()
+                    if i == 0:
+                        out("HTTP %d" % r.status)
+                        out("BODY %s" % body.decode(errors="replace"))
+                    if r.status == 200:
+                        ok += 1
+                    else:
+                        errors += 1
+                        first_error = first_error or "request %d: HTTP %d %s" % (i, r.status, body[:200])
+                except Exception as e:
+                    errors += 1
+                    if i == 0:
+                        out("ERROR %s %s" % (type(e).__name__, e))
+                    first_error = first_error or "request %d: %s %s" % (i, type(e).__name__, e)
+                    conn = None
+            out("DONE ok=%d errors=%d%s" % (ok, errors, "" if not first_error else " first: " + first_error))
+            return 0 if errors == 0 else 1
         if a.mode == "echo":
             srv = listener(int(a.args[0]), a.bind or "0.0.0.0")
             srv.settimeout(a.timeout)

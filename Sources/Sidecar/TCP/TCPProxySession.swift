@@ -126,12 +126,13 @@ final class TCPProxySession {
         switch action {
         case .none:
             break
-        case .startProxying:
+        case .startProxying(let downstreamFinished):
             armIdleTimer()
             if let bytes = early, let up = upstream?.context {
                 early = nil
                 up.writeAndFlush(NIOAny(bytes), promise: nil)
             }
+            if downstreamFinished { upstream?.shutdownOutput() }
             downstream?.resumeReading()
             upstream?.resumeReading()
         case .shutdownOutput(let side):

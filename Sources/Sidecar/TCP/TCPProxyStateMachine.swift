@@ -14,8 +14,9 @@ struct TCPProxyStateMachine {
 
     enum Action: Equatable {
         case none
-        /// The upstream is ready: start moving bytes (resume the downstream's held read).
-        case startProxying
+        /// The upstream is ready: start moving bytes (resume the downstream's held read); when the client
+        /// already finished sending (FIN read with its first bytes), pass that on once they are written.
+        case startProxying(downstreamAlreadyFinished: Bool)
         /// The peer of `side` finished sending: shut down the output towards `side`'s partner.
         case shutdownOutput(towards: Side)
         /// Deliver what is already queued towards `side`, then close both channels (the other side ended).
@@ -25,12 +26,12 @@ struct TCPProxyStateMachine {
     }
 
     private enum State: Equatable {
-        case connecting
+        case connecting(downstreamInputClosed: Bool)
         case proxying(downstreamInputOpen: Bool, upstreamInputOpen: Bool)
         case closed
     }
 
-    private var state = State.connecting
+    private var state = State.connecting(downstreamInputClosed: false)
 
     var isProxying: Bool {
         if case .proxying = state { return true }
@@ -41,9 +42,9 @@ struct TCPProxyStateMachine {
 
     mutating func upstreamConnected() -> Action {
         switch state {
-        case .connecting:
-            state = .proxying(downstreamInputOpen: true, upstreamInputOpen: true)
-            return .startProxying
+        case .connecting(let finished):
+            state = .proxying(downstreamInputOpen: !finished, upstreamInputOpen: true)
+            return .startProxying(downstreamAlreadyFinished: finished)
         case .proxying, .closed:
             // The downstream left while we were connecting: drop the new upstream too.
             return .closeAll
@@ -64,9 +65,11 @@ struct TCPProxyStateMachine {
     mutating func inputClosed(_ side: Side) -> Action {
         switch state {
         case .connecting:
-            // The client finished before the upstream was there; nothing to forward, so give up.
-            state = .closed
-            return .closeAll
+            // The client sent everything (a listener filter may already hold its bytes) before the
+            // upstream was there: forward the FIN after them once connected. Only the downstream reads
+            // while connecting.
+            state = .connecting(downstreamInputClosed: true)
+            return .none
         case .proxying(var down, var up):
             switch side {
             case .downstream: down = false
