@@ -16,9 +16,15 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
+        .systemLibrary(
+            name: "CLibcap",
+            pkgConfig: "libcap",
+            providers: [.apt(["libcap-dev"])]
+        ),
         .target(
             name: "Sidecar",
             dependencies: [
+                "CLibcap",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -112,9 +112,13 @@ struct SidecarCommand: ParsableCommand {
             bootstrap: bootstrap, concurrency: concurrency ?? System.coreCount,
             drainTime: .seconds(Int64(drainTimeSeconds)), configSource: source)
         do {
+            try Privileges.check(bootstrap)
             try server.start()
+            // Listeners are bound: nothing the proxy does from here on needs a capability.
+            try server.dropCapabilities()
         } catch {
             print("error: \(error)", to: &StandardError.stream)
+            try? server.shutdown()
             throw ExitCode(1)
         }
         var sources: [DispatchSourceSignal] = []

@@ -1010,6 +1010,15 @@ def t_two_pod_mesh(t, backend, mode):
     server_sidecar = start_sidecar(t, server, sidecar_args, "server sidecar")
     app = ["--uid", str(APP_UID), "--gid", str(APP_UID)]
 
+    # Least privilege: once listening, no thread of the sidecar keeps a capability.
+    for proc in (client_sidecar, server_sidecar):
+        for task in os.listdir("/proc/%d/task" % proc.pid):
+            with open("/proc/%d/task/%s/status" % (proc.pid, task)) as f:
+                status = f.read()
+            check("\nUid:\t1337\t" in status, "%s thread %s does not run as UID 1337" % (proc.name, task))
+            eff = re.search(r"^CapEff:\t([0-9a-f]+)$", status, re.M).group(1)
+            check(int(eff, 16) == 0, "%s thread %s still has capabilities %s" % (proc.name, task, eff))
+
     # HTTP capture: the server app sees the headers the sidecars add.
     r = t.run(client, [PY, PROBE, "http-get", server_ip, "8080", "/hello"] + app, timeout=20)
     check("HTTP 200" in r.stdout, "client app -> %s:8080: %s" % (server_ip, short(r.stdout + r.stderr)))
@@ -1042,6 +1051,29 @@ def t_two_pod_mesh(t, backend, mode):
     r = t.run(client, [PY, PROBE, "roundtrip", server_ip, "9100", "4096"] + app, timeout=30)
     check("ROUNDTRIP OK" in r.stdout, "excluded port 9100 did not bypass the stopped sidecar: %s" % short(r.stdout + r.stderr))
     client_sidecar.stop()
+
+
+def t_sidecar_needs_net_admin(t):
+    """A transparent (TPROXY) sidecar without CAP_NET_ADMIN refuses to start and says why; REDIRECT
+    mode needs no capability at all."""
+    if not t.suite.sidecar:
+        raise Skip("no sidecar binary given (--sidecar PATH)")
+    ns = t.netns("pod")
+    r = t.run(ns, ["setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups", "--inh-caps=-all",
+                   t.suite.sidecar, "--pod-defaults", "--capture-mode", "tproxy"], timeout=15)
+    check(r.returncode == 1, "exit %d without CAP_NET_ADMIN" % r.returncode)
+    check("CAP_NET_ADMIN" in r.stderr and "virtual_inbound" in r.stderr, "unclear error: %s" % short(r.stderr))
+    proxy = Proc(["ip", "netns", "exec", ns, "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups",
+                  "--inh-caps=-all", t.suite.sidecar, "--pod-defaults", "--capture-mode", "redirect", "--concurrency", "1"],
+                 "redirect-mode sidecar without capabilities")
+    t.procs.append(proxy)
+    for _ in range(50):
+        if t.run(ns, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:15000/ready"], timeout=5).stdout == "200":
+            break
+        time.sleep(0.1)
+    else:
+        raise Fail("redirect-mode sidecar without capabilities did not start: %s" % short(proxy.err.decode(errors="replace")))
+    proxy.stop()
 
 
 def t_dns_capture(t, backend):
@@ -1148,6 +1180,7 @@ def build_tests():
     for b in BACKENDS:
         for m in MODES:
             add("sidecar_tcp_passthrough", t_sidecar_tcp_passthrough, b, m)
+    add("sidecar_needs_net_admin", t_sidecar_needs_net_admin, label="tproxy refuses, redirect runs")
     for m in MODES:
         add("two_pod_mesh", t_two_pod_mesh, "nftables", m)
     add("two_pod_mesh", t_two_pod_mesh, "iptables", "tproxy")

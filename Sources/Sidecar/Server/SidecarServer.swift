@@ -26,7 +26,7 @@ public final class SidecarServer: @unchecked Sendable {
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
     private var dnsTasks: [RepeatedTask] = []
-    private let threadPool = NIOThreadPool(numberOfThreads: 1)
+    let threadPool = NIOThreadPool(numberOfThreads: 1)
 
     public init(bootstrap: Bootstrap, concurrency: Int, drainTime: TimeAmount = .seconds(5), configSource: String? = nil) {
         self.bootstrap = bootstrap
@@ -120,7 +120,7 @@ public final class SidecarServer: @unchecked Sendable {
         let workers = self.workers
         let limit = runtime.config.perConnectionBufferLimitBytes
         return try serverBootstrap(runtime.config)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -155,7 +155,7 @@ public final class SidecarServer: @unchecked Sendable {
         let workers = self.workers
         let limit = runtime.config.perConnectionBufferLimitBytes
         return try serverBootstrap(runtime.config)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .childChannelInitializer { channel in
@@ -177,7 +177,7 @@ public final class SidecarServer: @unchecked Sendable {
         let workers = self.workers
         let limit = runtime.config.perConnectionBufferLimitBytes
         return try serverBootstrap(runtime.config)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

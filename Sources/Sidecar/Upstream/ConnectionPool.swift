@@ -59,7 +59,7 @@ final class ConnectionPool {
         if let source = sourceAddress { bootstrap = bootstrap.bind(to: source) }
         return bootstrap
             .connectTimeout(connectTimeout)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
