@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Testing
+import Intercept
 @testable import Sidecar
 
 @Suite struct TCPProxyStateMachineTests {
@@ -104,6 +105,39 @@ import Testing
         }
         #expect(t.statPrefix == "passthrough" && t.cluster == "original" && t.idleTimeout == .seconds(30))
         #expect(b.clusters[0].type == .ORIGINAL_DST && b.clusters[0].lbPolicy == .CLUSTER_PROVIDED)
+    }
+
+    @Test func originalSrcListenerFilterCarriesItsMark() throws {
+        let filter = """
+                listener_filters:
+                - name: envoy.filters.listener.original_src
+                  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_src.v3.OriginalSrc, mark: 1337}
+            """
+        let b = try Bootstrap.load(text: Self.yaml(listenerExtra: filter))
+        #expect(b.listeners[0].originalSourceMark == 1337)
+        #expect(Privileges.keptAfterStart(b) == [Privileges.netAdmin])
+        #expect(Privileges.needs(b).contains { $0.name == "CAP_NET_ADMIN" })
+        let bindPort = error(Self.yaml(listenerExtra: filter.replacingOccurrences(of: "mark: 1337", with: "mark: 1337, bind_port: true")))
+        #expect(bindPort?.message.contains("bind_port") == true)
+    }
+
+    @Test func podDefaultsAgreeWithSidecarInitAndLoad() throws {
+        let capture = CapturePolicy()
+        #expect(PodDefaults.outboundPort == Int(capture.outboundPort))
+        #expect(PodDefaults.inboundPort == Int(capture.inboundPort))
+        #expect(PodDefaults.tproxyMark == Int(capture.tproxyMark))
+        #expect(Set([PodDefaults.adminPort, PodDefaults.readinessPort]) == Set(capture.proxyPorts.map(Int.init)))
+        #expect(capture.proxyUID == 1337)
+        for mode in PodDefaults.CaptureMode.allCases {
+            let b = try Bootstrap.load(text: PodDefaults.yaml(captureMode: mode))
+            let ports = Set(b.listeners.map(\.address.port))
+            #expect(ports == [PodDefaults.outboundPort, PodDefaults.inboundPort, PodDefaults.readinessPort])
+            #expect(b.admin?.address.port == PodDefaults.adminPort && b.admin?.address.address == "127.0.0.1")
+            let inbound = try #require(b.listeners.first { $0.name == "virtual_inbound" })
+            #expect(inbound.transparent == (mode == .tproxy))
+            #expect(inbound.originalSourceMark == (mode == .tproxy ? 1337 : nil))
+            #expect(inbound.originalDestination && inbound.httpInspector)
+        }
     }
 
     @Test func idleTimeoutZeroDisablesAndDefaultIsAnHour() throws {

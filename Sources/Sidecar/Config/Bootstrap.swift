@@ -38,6 +38,10 @@ public struct Listener: Sendable {
     /// How long listener filters may wait for bytes (Envoy default 15s; nil: forever), and whether a
     /// connection that runs out of time continues with what is known instead of being closed.
     public var listenerFiltersTimeout: ProtoDuration? = .seconds(15)
+    /// Envoy's `envoy.filters.listener.original_src`: upstream connections of this listener's connections
+    /// leave from the client's own address (a transparent socket) with this packet mark, so the app sees
+    /// the real client and the TPROXY rules route its replies back to the sidecar.
+    public var originalSourceMark: UInt32?
     public var continueOnListenerFiltersTimeout: Bool = false
 
     /// The listener's one network filter.

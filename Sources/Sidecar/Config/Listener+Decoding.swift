@@ -5,6 +5,7 @@ extension Listener {
     static let tcpProxyType = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
     static let originalDstType = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
     static let httpInspectorType = "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+    static let originalSrcType = "type.googleapis.com/envoy.extensions.filters.listener.original_src.v3.OriginalSrc"
 
     static func decode(_ value: ConfigValue) throws -> Listener {
         let obj = try value.object()
@@ -45,6 +46,7 @@ extension Listener {
         let freebind = try obj.optional("freebind")?.bool() ?? false
         var originalDst = false
         var httpInspector = false
+        var originalSourceMark: UInt32?
         if let lf = obj.optional("listener_filters") {
             for item in try lf.array() {
                 let f = try item.object()
@@ -54,7 +56,12 @@ extension Listener {
                     let to = try t.object()
                     type = try to.required("@type").string()
                     if type == originalDstType { try to.unsupported(["local_redirect_address"]) }
-                    if type == httpInspectorType { try to.unsupported([]) }
+                    if type == originalSrcType {
+                        if let bp = to.optional("bind_port"), try bp.bool() {
+                            throw bp.error("original_src bind_port: true is a valid Envoy value but is not supported by Pilotfish yet")
+                        }
+                        originalSourceMark = try to.optional("mark")?.uint32() ?? 0
+                    }
                     try to.finish()
                 }
                 try f.unsupported(["filter_disabled", "config_discovery"])
@@ -63,8 +70,10 @@ extension Listener {
                     originalDst = true
                 } else if type == httpInspectorType || (type.isEmpty && name == "envoy.filters.listener.http_inspector") {
                     httpInspector = true
+                } else if type == originalSrcType {
+                    // (decoded above)
                 } else {
-                    throw item.error("listener filter '\(name)'\(type.isEmpty ? "" : " (\(type))") is not supported by Pilotfish yet; supported: envoy.filters.listener.original_dst, envoy.filters.listener.http_inspector")
+                    throw item.error("listener filter '\(name)'\(type.isEmpty ? "" : " (\(type))") is not supported by Pilotfish yet; supported: envoy.filters.listener.original_dst, envoy.filters.listener.original_src, envoy.filters.listener.http_inspector")
                 }
             }
         }
@@ -81,6 +90,7 @@ extension Listener {
             listener.listenerFiltersTimeout = d.isZero ? nil : d
         }
         listener.continueOnListenerFiltersTimeout = try obj.optional("continue_on_listener_filters_timeout")?.bool() ?? false
+        listener.originalSourceMark = originalSourceMark
         try obj.finish()
         return listener
     }

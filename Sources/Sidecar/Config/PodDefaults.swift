@@ -4,8 +4,9 @@
 /// - outbound 15001: original destination; HTTP/1.x (http_inspector) through the HTTP connection manager,
 ///   anything else through tcp_proxy; both to an ORIGINAL_DST cluster, so the connection goes where the
 ///   app sent it, now seen and counted by the sidecar.
-/// - inbound 15006: the same split, delivered to the app on the port the client dialled. The sidecar
-///   connects from 127.0.0.6, the inbound passthrough address the capture rules leave alone.
+/// - inbound 15006: the same split, delivered to the app on the port the client dialled. With TPROXY the
+///   sidecar connects from the client's own address (original_src, mark 1337), so the app sees the real
+///   client; with REDIRECT it connects from 127.0.0.6, the passthrough address the rules leave alone.
 /// - admin 127.0.0.1:15000; readiness `GET /healthz/ready` on 15021.
 public enum PodDefaults {
     public static let outboundPort = 15001
@@ -13,6 +14,8 @@ public enum PodDefaults {
     public static let adminPort = 15000
     public static let readinessPort = 15021
     public static let inboundPassthroughSource = "127.0.0.6"
+    /// sidecar-init's default `--tproxy-mark`.
+    public static let tproxyMark = 1337
 
     public enum CaptureMode: String, CaseIterable, Sendable {
         case tproxy, redirect
@@ -25,8 +28,8 @@ public enum PodDefaults {
           address: {socket_address: {address: 127.0.0.1, port_value: \(adminPort)}}
         static_resources:
           listeners:
-        \(captureListener(name: "virtual_outbound", port: outboundPort, direction: "outbound", transparent: false))
-        \(captureListener(name: "virtual_inbound", port: inboundPort, direction: "inbound", transparent: captureMode == .tproxy))
+        \(captureListener(name: "virtual_outbound", port: outboundPort, direction: "outbound", transparent: false, originalSource: false))
+        \(captureListener(name: "virtual_inbound", port: inboundPort, direction: "inbound", transparent: captureMode == .tproxy, originalSource: captureMode == .tproxy))
           - name: readiness
             address: {socket_address: {address: 0.0.0.0, port_value: \(readinessPort)}}
             filter_chains:
@@ -51,12 +54,17 @@ public enum PodDefaults {
             type: ORIGINAL_DST
             lb_policy: CLUSTER_PROVIDED
             connect_timeout: 10s
-            upstream_bind_config: {source_address: {address: \(inboundPassthroughSource), port_value: 0}}
+        \(captureMode == .redirect ? "    upstream_bind_config: {source_address: {address: \(inboundPassthroughSource), port_value: 0}}" : "")
         """
     }
 
-    private static func captureListener(name: String, port: Int, direction: String, transparent: Bool) -> String {
-        """
+    private static func captureListener(name: String, port: Int, direction: String, transparent: Bool, originalSource: Bool) -> String {
+        let originalSrc = originalSource ? """
+
+                - name: envoy.filters.listener.original_src
+                  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_src.v3.OriginalSrc, mark: \(tproxyMark)}
+            """ : ""
+        return """
           - name: \(name)
             address: {socket_address: {address: 0.0.0.0, port_value: \(port)}}
             transparent: \(transparent)
@@ -64,7 +72,7 @@ public enum PodDefaults {
             - name: envoy.filters.listener.original_dst
               typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst}
             - name: envoy.filters.listener.http_inspector
-              typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector}
+              typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector}\(originalSrc)
             # Server-first protocols send nothing: give them the TCP chain instead of closing them.
             listener_filters_timeout: 1s
             continue_on_listener_filters_timeout: true

@@ -348,7 +348,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                                   promise: nil)
         }
         upstreamStart = .now()
-        if let conn = worker.pools[ci].takeIdle(host) {
+        let source = UpstreamSource.choose(listener: listener.config, downstream: context.channel, cluster: entry.config)
+        if let conn = worker.pools[ci].takeIdle(host, source: source) {
             startUpstreamRequest(entry)
             attach(conn, head: upstreamHead)
             return
@@ -357,7 +358,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         pending = [.head(upstreamHead)]
         stats.inc(entry.stats.rqPendingTotal)
         stats.inc(entry.stats.rqPendingActive)
-        worker.pools[ci].connect(host).whenComplete { [self] result in
+        worker.pools[ci].connect(host, source: source).whenComplete { [self] result in
             stats.dec(entry.stats.rqPendingActive)
             guard case .connecting = phase else {
                 // The client left, or the request timed out, while we connected.

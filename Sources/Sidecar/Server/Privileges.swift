@@ -21,6 +21,9 @@ public enum Privileges {
         for l in bootstrap.listeners where l.transparent {
             out.append(Need(capability: netAdmin, name: "CAP_NET_ADMIN", why: "listener '\(l.name)' is transparent (IP_TRANSPARENT)"))
         }
+        for l in bootstrap.listeners where l.originalSourceMark != nil {
+            out.append(Need(capability: netAdmin, name: "CAP_NET_ADMIN", why: "listener '\(l.name)' uses original_src (transparent upstream sockets, SO_MARK)"))
+        }
         let unprivilegedStart =
             (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_unprivileged_port_start", encoding: .utf8))
             .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 1024
@@ -39,23 +42,32 @@ public enum Privileges {
         }
     }
 
-    /// Drops every capability of the calling thread.
+    /// What the proxy still needs while running: CAP_NET_ADMIN when it opens original_src upstream sockets.
+    public static func keptAfterStart(_ bootstrap: Bootstrap) -> [Int32] {
+        bootstrap.listeners.contains { $0.originalSourceMark != nil } ? [netAdmin] : []
+    }
+
+    /// Keeps only `keep` on the calling thread.
     @discardableResult
-    static func dropOnThisThread() -> Bool {
-        pf_cap_keep_only(nil, 0) == 0
+    static func keepOnThisThread(_ keep: [Int32]) -> Bool {
+        keep.withUnsafeBufferPointer { pf_cap_keep_only($0.baseAddress, Int32($0.count)) == 0 }
     }
 }
 
 extension SidecarServer {
-    /// After start: no thread of the proxy keeps any capability. Capabilities are per thread, so each
-    /// event loop and the DNS thread pool drop their own, then the caller's thread.
-    public func dropCapabilities() throws {
+    /// After start: every thread of the proxy keeps only what it still needs (nothing, or CAP_NET_ADMIN
+    /// for original_src). Capabilities are per thread, so each event loop and the DNS thread pool drop
+    /// their own, then the caller's thread. Returns what was kept.
+    @discardableResult
+    public func dropCapabilities() throws -> [Int32] {
+        let keep = Privileges.keptAfterStart(bootstrap)
         var ok = true
         for w in workers {
-            ok = try w.loop.submit { Privileges.dropOnThisThread() }.wait() && ok
+            ok = try w.loop.submit { Privileges.keepOnThisThread(keep) }.wait() && ok
         }
-        ok = try threadPool.runIfActive(eventLoop: group.next()) { Privileges.dropOnThisThread() }.wait() && ok
-        ok = Privileges.dropOnThisThread() && ok
+        ok = try threadPool.runIfActive(eventLoop: group.next()) { Privileges.keepOnThisThread(keep) }.wait() && ok
+        ok = Privileges.keepOnThisThread(keep) && ok
         if !ok { throw ServerError("could not drop capabilities after start") }
+        return keep
     }
 }

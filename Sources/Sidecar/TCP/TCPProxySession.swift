@@ -36,13 +36,8 @@ final class TCPProxySession {
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
         let limit = listener.cluster.config.perConnectionBufferLimitBytes
-        var bootstrap = ClientBootstrap(group: context.eventLoop)
-        if let source = listener.cluster.config.upstreamSourceAddress,
-            let address = try? SocketAddress(ipAddress: source.address, port: source.port)
-        {
-            bootstrap = bootstrap.bind(to: address)
-        }
-        bootstrap
+        UpstreamSource.choose(listener: listener.config, downstream: context.channel, cluster: listener.cluster.config)
+            .apply(to: ClientBootstrap(group: context.eventLoop))
             .connectTimeout(listener.cluster.config.connectTimeout.timeAmount)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)

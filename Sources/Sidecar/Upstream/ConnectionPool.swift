@@ -5,12 +5,17 @@ import NIOPosix
 /// A worker's idle upstream connections, per cluster and host. Connections are made on the worker's
 /// own event loop, so a request never hops threads.
 final class ConnectionPool {
-    private var idle: [SocketAddress: [UpstreamConnection]] = [:]
+    private var idle: [Key: [UpstreamConnection]] = [:]
+
+    /// Connections are shared per host, and with original_src only among one client's connections.
+    struct Key: Hashable {
+        var host: SocketAddress
+        var source: SocketAddress?
+    }
     let eventLoop: EventLoop
     let stats: WorkerStats
     let clusterStats: ClusterStats
     let connectTimeout: TimeAmount
-    let sourceAddress: SocketAddress?
     let bufferLimit: Int
     let clusterIndex: Int
 
@@ -19,15 +24,15 @@ final class ConnectionPool {
         self.stats = stats
         self.clusterStats = cluster.stats
         self.connectTimeout = cluster.config.connectTimeout.timeAmount
-        self.sourceAddress = cluster.config.upstreamSourceAddress.flatMap { try? SocketAddress(ipAddress: $0.address, port: $0.port) }
         self.bufferLimit = cluster.config.perConnectionBufferLimitBytes
         self.clusterIndex = cluster.index
     }
 
     /// An idle connection to `host`, if a live one is pooled.
-    func takeIdle(_ host: UpstreamHost) -> UpstreamConnection? {
-        while var list = idle[host.address], let conn = list.popLast() {
-            idle[host.address] = list
+    func takeIdle(_ host: UpstreamHost, source: UpstreamSource) -> UpstreamConnection? {
+        let key = Key(host: host.address, source: source.poolKey)
+        while var list = idle[key], let conn = list.popLast() {
+            idle[key] = list
             if conn.isActive { return conn }
         }
         return nil
@@ -39,7 +44,7 @@ final class ConnectionPool {
             conn.close()
             return
         }
-        idle[conn.host.address, default: []].append(conn)
+        idle[conn.poolKey, default: []].append(conn)
     }
 
     /// Drops every idle connection (drain).
@@ -49,15 +54,13 @@ final class ConnectionPool {
         for c in all { c.close() }
     }
 
-    func connect(_ host: UpstreamHost) -> EventLoopFuture<UpstreamConnection> {
-        let conn = UpstreamConnection(host: host, clusterIndex: clusterIndex)
+    func connect(_ host: UpstreamHost, source: UpstreamSource) -> EventLoopFuture<UpstreamConnection> {
+        let conn = UpstreamConnection(host: host, clusterIndex: clusterIndex, poolKey: Key(host: host.address, source: source.poolKey))
         let stats = self.stats
         let cs = self.clusterStats
         let limit = bufferLimit
         let pool = self
-        var bootstrap = ClientBootstrap(group: eventLoop)
-        if let source = sourceAddress { bootstrap = bootstrap.bind(to: source) }
-        return bootstrap
+        return source.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
@@ -88,9 +91,9 @@ final class ConnectionPool {
     }
 
     private func forget(_ conn: UpstreamConnection) {
-        guard var list = idle[conn.host.address], let i = list.firstIndex(where: { $0 === conn }) else { return }
+        guard var list = idle[conn.poolKey], let i = list.firstIndex(where: { $0 === conn }) else { return }
         list.remove(at: i)
-        idle[conn.host.address] = list
+        idle[conn.poolKey] = list
     }
 }
 

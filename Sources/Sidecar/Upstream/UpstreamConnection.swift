@@ -17,9 +17,12 @@ final class UpstreamConnection: ChannelDuplexHandler {
     /// Set when the upstream said `connection: close` or the exchange ended uncleanly.
     var reusable = true
 
-    init(host: UpstreamHost, clusterIndex: Int) {
+    let poolKey: ConnectionPool.Key
+
+    init(host: UpstreamHost, clusterIndex: Int, poolKey: ConnectionPool.Key) {
         self.host = host
         self.clusterIndex = clusterIndex
+        self.poolKey = poolKey
     }
 
     var channel: Channel? { context?.channel }
