@@ -1058,6 +1058,31 @@ def t_two_pod_mesh(t, backend, mode):
     client_sidecar.stop()
 
 
+def t_pod_calls_its_own_service(t, mode):
+    """A pod calls its own service VIP. The other namespace plays the node (kube-proxy): DNAT of the VIP
+    to the pod and masquerade for the hairpin. The app's connection goes out through its sidecar and
+    comes back in through the same sidecar to the app."""
+    if not t.suite.sidecar:
+        raise Skip("no sidecar binary given (--sidecar PATH)")
+    p = t.pair()
+    node, pod, pod_ip = p.client, p.pod, p.pod_ip
+    vip = "198.19.%d.100" % t.k
+    t.sh(node, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    t.sh(node, ["nft", "-f", "-"], input=(
+        "table ip kubeproxy {\n"
+        " chain pre { type nat hook prerouting priority dstnat; ip daddr %s tcp dport 80 dnat to %s:8080; }\n"
+        " chain post { type nat hook postrouting priority srcnat; ip saddr %s ip daddr %s masquerade; }\n"
+        "}\n") % (vip, pod_ip, pod_ip, pod_ip))
+    t.apply(pod, "nftables", "--mode", mode)
+    web = t.spawn(pod, ["http-echo", "8080", "--timeout", "20"], "app http :8080")
+    check(web.wait_line("READY", 5), "app never became ready")
+    start_sidecar(t, pod, ["--pod-defaults", "--capture-mode", mode, "--concurrency", "1"], "sidecar")
+    r = t.run(pod, [PY, PROBE, "http-get", vip, "80", "/self", "--uid", str(APP_UID), "--gid", str(APP_UID)], timeout=20)
+    check("HTTP 200" in r.stdout and '"path": "/self"' in r.stdout, "pod calling its own service %s:80: %s" % (vip, short(r.stdout + r.stderr)))
+    check(stat_value(t, pod, "http.outbound_http.downstream_rq_total") == 1, "the self-call did not go out through the pod's sidecar")
+    check(stat_value(t, pod, "http.inbound_http.downstream_rq_total") == 1, "the self-call did not come back in through the pod's sidecar")
+
+
 def t_sidecar_needs_net_admin(t):
     """A transparent (TPROXY) sidecar without CAP_NET_ADMIN refuses to start and says why; REDIRECT
     mode needs no capability at all."""
@@ -1186,6 +1211,8 @@ def build_tests():
         for m in MODES:
             add("sidecar_tcp_passthrough", t_sidecar_tcp_passthrough, b, m)
     add("sidecar_needs_net_admin", t_sidecar_needs_net_admin, label="tproxy refuses, redirect runs")
+    for m in MODES:
+        add("pod_calls_its_own_service", t_pod_calls_its_own_service, m)
     for m in MODES:
         add("two_pod_mesh", t_two_pod_mesh, "nftables", m)
     add("two_pod_mesh", t_two_pod_mesh, "iptables", "tproxy")
