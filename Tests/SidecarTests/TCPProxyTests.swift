@@ -140,6 +140,11 @@ import Intercept
         }
     }
 
+    @Test func useOriginalDstAndVirtualListenersLoad() throws {
+        let b = try Bootstrap.load(text: Self.yaml(listenerExtra: "    use_original_dst: true\n    bind_to_port: false"))
+        #expect(b.listeners[0].useOriginalDst && !b.listeners[0].bindToPort && b.listeners[0].needsChainSelection)
+    }
+
     @Test func idleTimeoutZeroDisablesAndDefaultIsAnHour() throws {
         let off = try Bootstrap.load(text: Self.yaml(filter: "          idle_timeout: 0s"))
         guard case .tcpProxy(let t) = off.listeners[0].network else { return }

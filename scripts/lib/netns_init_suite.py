@@ -1058,6 +1058,60 @@ def t_two_pod_mesh(t, backend, mode):
     client_sidecar.stop()
 
 
+HANDOFF_SIDECAR = """\
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
+static_resources:
+  listeners:
+  - name: virtual_outbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 15001}}
+    use_original_dst: true
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: passthrough, cluster: passthrough}
+  - name: port_%(port)d
+    address: {socket_address: {address: 0.0.0.0, port_value: %(port)d}}
+    bind_to_port: false
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: port_%(port)d
+          route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, direct_response: {status: 200, body: {inline_string: "handed off to port_%(port)d"}}}]}]}
+          http_filters: [{name: envoy.filters.http.router}]
+  clusters:
+  - {name: passthrough, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, connect_timeout: 1s}
+"""
+
+
+def t_use_original_dst_handoff(t):
+    """Envoy's virtual-listener pattern: 15001 with use_original_dst hands a captured connection to the
+    bind_to_port: false listener of its original port; other ports fall through to its own passthrough."""
+    if not t.suite.sidecar:
+        raise Skip("no sidecar binary given (--sidecar PATH)")
+    p = t.pair()
+    t.apply(p.pod, "nftables", "--mode", "redirect")
+    d = tempfile.mkdtemp(prefix="pfi-%d-" % os.getpid())
+    t.tmpdirs.append(d)
+    os.chmod(d, 0o755)
+    cfg = os.path.join(d, "handoff.yaml")
+    with open(cfg, "w") as f:
+        f.write(HANDOFF_SIDECAR % {"port": 7000})
+    os.chmod(cfg, 0o644)
+    echo = t.spawn(p.client, ["echo", "7001", "--timeout", "20"], "server echo :7001")
+    check(echo.wait_line("READY", 5), "echo never became ready")
+    start_sidecar(t, p.pod, ["-c", cfg, "--concurrency", "1"], "sidecar")
+    app = ["--uid", str(APP_UID), "--gid", str(APP_UID)]
+    r = t.run(p.pod, [PY, PROBE, "http-get", p.client_ip, "7000", "/x"] + app, timeout=20)
+    check("HTTP 200" in r.stdout and "handed off to port_7000" in r.stdout, "port 7000 was not handed off: %s" % short(r.stdout + r.stderr))
+    r = t.run(p.pod, [PY, PROBE, "roundtrip", p.client_ip, "7001", "65536"] + app, timeout=20)
+    check("ROUNDTRIP OK" in r.stdout, "port 7001 did not pass through: %s" % short(r.stdout + r.stderr))
+    check(stat_value(t, p.pod, "http.port_7000.downstream_rq_total") == 1, "no request counted on the virtual listener")
+    check(stat_value(t, p.pod, "tcp.passthrough.downstream_cx_total") == 1, "the passthrough did not count exactly the 7001 connection")
+
+
 def t_pod_calls_its_own_service(t, mode):
     """A pod calls its own service VIP. The other namespace plays the node (kube-proxy): DNAT of the VIP
     to the pod and masquerade for the hairpin. The app's connection goes out through its sidecar and
@@ -1213,6 +1267,7 @@ def build_tests():
     add("sidecar_needs_net_admin", t_sidecar_needs_net_admin, label="tproxy refuses, redirect runs")
     for m in MODES:
         add("pod_calls_its_own_service", t_pod_calls_its_own_service, m)
+    add("use_original_dst_handoff", t_use_original_dst_handoff, label="redirect")
     for m in MODES:
         add("two_pod_mesh", t_two_pod_mesh, "nftables", m)
     add("two_pod_mesh", t_two_pod_mesh, "iptables", "tproxy")

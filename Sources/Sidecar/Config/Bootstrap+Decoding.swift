@@ -62,7 +62,7 @@ extension Bootstrap {
             if !listenerNames.insert(l.name).inserted {
                 throw doc.error(at: "static_resources.listeners[\(i)].name", "duplicate listener name '\(l.name)'")
             }
-            if !addresses.insert(l.address).inserted {
+            if !addresses.insert(l.address).inserted && l.bindToPort {
                 throw doc.error(at: "static_resources.listeners[\(i)].address",
                                 "listener '\(l.name)' reuses address \(l.address)")
             }

@@ -42,6 +42,11 @@ public struct Listener: Sendable {
     /// leave from the client's own address (a transparent socket) with this packet mark, so the app sees
     /// the real client and the TPROXY rules route its replies back to the sidecar.
     public var originalSourceMark: UInt32?
+    /// `use_original_dst`: hand each connection to the listener whose address is the connection's original
+    /// destination (exact, then the wildcard address on that port), if there is one.
+    public var useOriginalDst: Bool = false
+    /// `bind_to_port: false`: a virtual listener that only receives connections handed off to it.
+    public var bindToPort: Bool = true
     public var continueOnListenerFiltersTimeout: Bool = false
 
     /// The listener's one network filter.
@@ -61,7 +66,8 @@ public struct Listener: Sendable {
 
     /// True when connections must be inspected before a filter chain can be chosen.
     public var needsChainSelection: Bool {
-        httpInspector || filterChains.count != 1 || defaultFilterChain != nil || filterChains[0].match != FilterChainMatch()
+        useOriginalDst || httpInspector || filterChains.count != 1 || defaultFilterChain != nil
+            || filterChains[0].match != FilterChainMatch()
     }
 }
 

@@ -10,10 +10,10 @@ extension Listener {
     static func decode(_ value: ConfigValue) throws -> Listener {
         let obj = try value.object()
         try obj.unsupported([
-            "use_original_dst", "socket_options", "traffic_direction",
+            "socket_options", "traffic_direction",
             "filter_chain_matcher",
             "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log", "tcp_backlog_size",
-            "bind_to_port", "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
+            "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
             "stat_prefix", "drain_type", "metadata", "ignore_global_conn_limit", "max_connections_to_accept_per_socket_event",
             "tcp_fast_open_queue_length", "internal_listener", "listener_specifier",
         ])
@@ -91,6 +91,8 @@ extension Listener {
         }
         listener.continueOnListenerFiltersTimeout = try obj.optional("continue_on_listener_filters_timeout")?.bool() ?? false
         listener.originalSourceMark = originalSourceMark
+        listener.useOriginalDst = try obj.optional("use_original_dst")?.bool() ?? false
+        listener.bindToPort = try obj.optional("bind_to_port")?.bool() ?? true
         try obj.finish()
         return listener
     }

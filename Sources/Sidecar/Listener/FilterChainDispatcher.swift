@@ -7,7 +7,7 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private let listener: ChainedListenerRuntime
+    private var listener: ChainedListenerRuntime
     private let worker: Worker
     private var buffered: ByteBuffer?
     private var timeout: Scheduled<Void>?
@@ -21,12 +21,18 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
 
     func channelActive(context: ChannelHandlerContext) {
         worker.stats.inc(listener.stats.cxTotal)
-        let config = listener.config
+        var config = listener.config
         connection.source = context.channel.remoteAddress
         connection.destination =
-            (config.originalDestination || config.transparent)
+            (config.originalDestination || config.transparent || config.useOriginalDst)
             ? OriginalDestination.lookup(context.channel, listener: config) ?? context.channel.localAddress
             : context.channel.localAddress
+        if config.useOriginalDst, let destination = connection.destination, let target = listener.handoffTarget(for: destination) {
+            // Envoy's use_original_dst: the listener of the original destination takes the connection.
+            listener = target
+            config = target.config
+            worker.stats.inc(target.stats.cxTotal)
+        }
         guard config.httpInspector else {
             decide(context: context)
             return

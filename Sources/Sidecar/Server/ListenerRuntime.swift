@@ -1,3 +1,5 @@
+import NIOCore
+
 /// An HTTP listener's immutable settings as its connections use them.
 struct ListenerRuntime: Sendable {
     let config: Listener
@@ -30,4 +32,14 @@ struct ChainedListenerRuntime: Sendable {
     /// Index-aligned with `config.filterChains`, then the default chain.
     let chains: [ChainRuntime]
     let stats: ListenerStats
+    /// For `use_original_dst`: the other listeners, by address, a connection may be handed to.
+    var handoff: [SocketAddressConfig: ChainedListenerRuntime] = [:]
+
+    /// The listener for a connection originally going to `destination`: exact address, then the
+    /// wildcard address of its family on that port.
+    func handoffTarget(for destination: SocketAddress) -> ChainedListenerRuntime? {
+        guard let ip = destination.ipAddress, let port = destination.port else { return nil }
+        let wildcard = destination.protocol == .inet6 ? "::" : "0.0.0.0"
+        return handoff[SocketAddressConfig(address: ip, port: port)] ?? handoff[SocketAddressConfig(address: wildcard, port: port)]
+    }
 }

@@ -46,7 +46,7 @@ public final class SidecarServer: @unchecked Sendable {
                     break
                 }
             }
-            if l.needsChainSelection { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
+            if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
         }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
@@ -71,15 +71,25 @@ public final class SidecarServer: @unchecked Sendable {
             workers.append((loop, bound))
         }
         let hostname = ProcessInfo.processInfo.hostName
-        for l in bootstrap.listeners {
+        // Every listener as a chained runtime, for use_original_dst hand-offs.
+        var chained: [ChainedListenerRuntime] = bootstrap.listeners.map { l in
+            ChainedListenerRuntime(
+                config: l,
+                selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
+                chains: (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).map { chainRuntime(l, $0.network, hostname) },
+                stats: listenerStats[l.address]!)
+        }
+        for i in chained.indices where chained[i].config.useOriginalDst {
+            for (j, other) in chained.enumerated() where j != i { chained[i].handoff[other.config.address] = other }
+        }
+        for (i, l) in bootstrap.listeners.enumerated() {
+            guard l.bindToPort else {
+                Log.info("virtual listener (bind_to_port: false)", [("name", l.name), ("address", "\(l.address)")])
+                continue
+            }
             do {
                 if l.needsChainSelection {
-                    let chains = (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).map { chainRuntime(l, $0.network, hostname) }
-                    let runtime = ChainedListenerRuntime(
-                        config: l,
-                        selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
-                        chains: chains, stats: listenerStats[l.address]!)
-                    listenerChannels.append(try bindChainedListener(runtime))
+                    listenerChannels.append(try bindChainedListener(chained[i]))
                 } else {
                     switch chainRuntime(l, l.network, hostname) {
                     case .http(let runtime): listenerChannels.append(try bindListener(runtime))
