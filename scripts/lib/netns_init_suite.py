@@ -1048,6 +1048,16 @@ def t_two_pod_mesh(t, backend, mode):
     r = t.run(client, [PY, PROBE, "http-get", server_ip, "8080", "/load", "--count", "10000"] + app, timeout=180)
     check("DONE ok=10000 errors=0" in r.stdout, "10,000 requests through both sidecars: %s" % short(r.stdout + r.stderr))
 
+    # ORIGINAL_DST hosts are cleaned up: once unused for cleanup_interval (5 s), the pooled connections
+    # to them are closed.
+    for _ in range(60):
+        active = [stat_value(t, client, "cluster.outbound_passthrough.upstream_cx_active"),
+                  stat_value(t, server, "cluster.inbound_passthrough.upstream_cx_active")]
+        if active == [0, 0]:
+            break
+        time.sleep(0.25)
+    check(active == [0, 0], "idle ORIGINAL_DST connections were not cleaned up after 15 s: %s" % active)
+
     # Exclusions: the excluded port bypasses the server sidecar (still works with it gone, below).
     # Capture is real: with the server sidecar stopped, captured connections fail.
     server_sidecar.stop()

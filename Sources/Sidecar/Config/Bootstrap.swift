@@ -175,6 +175,8 @@ public struct Cluster: Sendable {
     /// `upstream_bind_config.source_address`: the local address upstream sockets bind to (Istio binds
     /// inbound passthrough to 127.0.0.6 so capture rules can tell it apart).
     public var upstreamSourceAddress: SocketAddressConfig? = nil
+    /// ORIGINAL_DST: how long an unused host (and its idle connections) is kept. Envoy's default 5s.
+    public var cleanupInterval: ProtoDuration = .seconds(5)
 
     public struct Endpoint: Sendable {
         public var address: SocketAddressConfig

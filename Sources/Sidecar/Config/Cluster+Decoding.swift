@@ -8,7 +8,7 @@ extension Cluster {
             "common_lb_config", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
             "round_robin_lb_config", "original_dst_lb_config", "load_balancing_policy", "cluster_type",
             "eds_cluster_config", "upstream_connection_options", "max_requests_per_connection",
-            "cleanup_interval", "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
+            "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
             "use_tcp_for_dns_lookups", "respect_dns_ttl", "dns_failure_refresh_rate", "dns_jitter", "track_timeout_budgets",
             "track_cluster_stats", "preconnect_policy", "close_connections_on_host_health_failure",
             "ignore_health_on_host_removal", "filters", "metadata", "alt_stat_name", "lrs_server",
@@ -67,10 +67,16 @@ extension Cluster {
             source = try SocketAddressConfig.decodeSocketAddress(try bind.required("source_address"), requireIP: true)
             try bind.finish()
         }
+        let cleanupValue = obj.optional("cleanup_interval")
+        let cleanup = try cleanupValue?.duration() ?? .seconds(5)
+        if let cleanupValue, cleanup < .milliseconds(1) {
+            throw cleanupValue.error("cleanup_interval must be at least 1ms")
+        }
         try obj.finish()
         var cluster = Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,
                               dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))
         cluster.upstreamSourceAddress = source
+        cluster.cleanupInterval = cleanup
         return cluster
     }
 

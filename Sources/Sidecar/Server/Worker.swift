@@ -26,6 +26,18 @@ final class Worker {
             stats.add(c.stats.membershipTotal, hosts[i].count)
             stats.add(c.stats.membershipHealthy, hosts[i].count)
         }
+        for (i, entry) in clusters.clusters.enumerated() where entry.config.type == .ORIGINAL_DST {
+            scheduleSweep(pools[i], every: entry.config.cleanupInterval.timeAmount)
+        }
+    }
+
+    /// ORIGINAL_DST clusters: close idle connections to destinations no longer used (cleanup_interval).
+    private func scheduleSweep(_ pool: ConnectionPool, every interval: TimeAmount) {
+        eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self, weak pool] in
+            guard let self, let pool, !self.draining else { return }
+            pool.sweepIdle(olderThan: .now() - interval)
+            self.scheduleSweep(pool, every: interval)
+        }
     }
 
     func pickHost(cluster: Int) -> UpstreamHost? {

@@ -44,7 +44,19 @@ final class ConnectionPool {
             conn.close()
             return
         }
+        conn.idleSince = .now()
         idle[conn.poolKey, default: []].append(conn)
+    }
+
+    /// ORIGINAL_DST hosts exist only while used (Envoy's `cleanup_interval`): idle connections that sat
+    /// unused since the previous sweep are closed, so a pod that talked to many destinations does not
+    /// keep a connection to each of them.
+    func sweepIdle(olderThan cutoff: NIODeadline) {
+        for (key, list) in idle {
+            let (stale, fresh) = (list.filter { $0.idleSince < cutoff }, list.filter { $0.idleSince >= cutoff })
+            idle[key] = fresh.isEmpty ? nil : fresh
+            for c in stale { c.close() }
+        }
     }
 
     /// Drops every idle connection (drain).

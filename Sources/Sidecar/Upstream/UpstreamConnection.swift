@@ -18,6 +18,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
     var reusable = true
 
     let poolKey: ConnectionPool.Key
+    /// When it last went back to the pool.
+    var idleSince = NIODeadline.now()
 
     init(host: UpstreamHost, clusterIndex: Int, poolKey: ConnectionPool.Key) {
         self.host = host
