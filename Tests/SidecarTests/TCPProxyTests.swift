@@ -158,11 +158,11 @@ import Intercept
         let e = error(
             Self.yaml(listenerExtra: """
                     listener_filters:
-                    - name: envoy.filters.listener.tls_inspector
-                      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}
+                    - name: envoy.filters.listener.proxy_protocol
+                      typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol}
                 """))
         #expect(e?.path == "static_resources.listeners[0].listener_filters[0]")
-        #expect(e?.message.contains("tls_inspector") == true && e?.message.contains("not supported by Pilotfish yet") == true)
+        #expect(e?.message.contains("proxy_protocol") == true && e?.message.contains("not supported by Pilotfish yet") == true)
     }
 
     @Test func unsupportedTCPProxyFieldIsNamed() {

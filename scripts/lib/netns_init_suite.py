@@ -1000,9 +1000,10 @@ def t_two_pod_mesh(t, backend, mode):
     client_ip, server_ip = p.client_ip, p.pod_ip
     t.apply(client, backend, "--mode", mode)
     t.apply(server, backend, "--mode", mode, "--exclude-inbound-ports", "9100")
-    web = t.spawn(server, ["http-echo", "8080", "--timeout", "30"], "server app http :8080")
-    echo = t.spawn(server, ["echo", "9000", "--timeout", "30"], "server app echo :9000")
-    excluded = t.spawn(server, ["echo", "9100", "--timeout", "30"], "server app echo :9100 (excluded)")
+    # The apps stop after --timeout seconds without a new connection; the test uses 9100 last.
+    web = t.spawn(server, ["http-echo", "8080", "--timeout", "120"], "server app http :8080")
+    echo = t.spawn(server, ["echo", "9000", "--timeout", "120"], "server app echo :9000")
+    excluded = t.spawn(server, ["echo", "9100", "--timeout", "120"], "server app echo :9100 (excluded)")
     for proc in (web, echo, excluded):
         check(proc.wait_line("READY", 5), "%s never became ready" % proc.name)
     sidecar_args = ["--pod-defaults", "--capture-mode", mode, "--concurrency", "1"]

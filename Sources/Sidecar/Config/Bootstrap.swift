@@ -35,6 +35,9 @@ public struct Listener: Sendable {
     /// The `envoy.filters.listener.http_inspector` listener filter: sniffs HTTP/1.x and h2c so filter
     /// chains can match `application_protocols`.
     public var httpInspector: Bool = false
+    /// The `envoy.filters.listener.tls_inspector` listener filter: reads the ClientHello's SNI and ALPN so
+    /// chains can match `server_names`, `transport_protocol: tls` and `application_protocols`.
+    public var tlsInspector: Bool = false
     /// How long listener filters may wait for bytes (Envoy default 15s; nil: forever), and whether a
     /// connection that runs out of time continues with what is known instead of being closed.
     public var listenerFiltersTimeout: ProtoDuration? = .seconds(15)
@@ -66,7 +69,7 @@ public struct Listener: Sendable {
 
     /// True when connections must be inspected before a filter chain can be chosen.
     public var needsChainSelection: Bool {
-        useOriginalDst || httpInspector || filterChains.count != 1 || defaultFilterChain != nil
+        useOriginalDst || httpInspector || tlsInspector || filterChains.count != 1 || defaultFilterChain != nil
             || filterChains[0].match != FilterChainMatch()
     }
 }
@@ -81,6 +84,8 @@ public struct FilterChain: Sendable {
 public struct FilterChainMatch: Sendable, Equatable {
     public var destinationPort: Int?
     public var prefixRanges: [CIDRRange] = []
+    /// SNI names: exact, or `*.suffix` wildcards (the longest suffix wins).
+    public var serverNames: [String] = []
     public var transportProtocol: String?
     public var applicationProtocols: [String] = []
     public var sourcePrefixRanges: [CIDRRange] = []

@@ -5,6 +5,7 @@ extension Listener {
     static let tcpProxyType = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
     static let originalDstType = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
     static let httpInspectorType = "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+    static let tlsInspectorType = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
     static let originalSrcType = "type.googleapis.com/envoy.extensions.filters.listener.original_src.v3.OriginalSrc"
 
     static func decode(_ value: ConfigValue) throws -> Listener {
@@ -47,6 +48,7 @@ extension Listener {
         var originalDst = false
         var httpInspector = false
         var originalSourceMark: UInt32?
+        var tlsInspector = false
         if let lf = obj.optional("listener_filters") {
             for item in try lf.array() {
                 let f = try item.object()
@@ -70,16 +72,22 @@ extension Listener {
                     originalDst = true
                 } else if type == httpInspectorType || (type.isEmpty && name == "envoy.filters.listener.http_inspector") {
                     httpInspector = true
+                } else if type == tlsInspectorType || (type.isEmpty && name == "envoy.filters.listener.tls_inspector") {
+                    tlsInspector = true
                 } else if type == originalSrcType {
                     // (decoded above)
                 } else {
-                    throw item.error("listener filter '\(name)'\(type.isEmpty ? "" : " (\(type))") is not supported by Pilotfish yet; supported: envoy.filters.listener.original_dst, envoy.filters.listener.original_src, envoy.filters.listener.http_inspector")
+                    throw item.error("listener filter '\(name)'\(type.isEmpty ? "" : " (\(type))") is not supported by Pilotfish yet; supported: envoy.filters.listener.original_dst, envoy.filters.listener.original_src, envoy.filters.listener.http_inspector, envoy.filters.listener.tls_inspector")
                 }
             }
         }
         let usesAppProtocols = (chains + [defaultChain].compactMap { $0 }).contains { !$0.match.applicationProtocols.isEmpty }
-        if usesAppProtocols && !httpInspector {
-            throw chainsValue.error("filter_chain_match.application_protocols needs a listener filter that detects them; add envoy.filters.listener.http_inspector")
+        if usesAppProtocols && !httpInspector && !tlsInspector {
+            throw chainsValue.error("filter_chain_match.application_protocols needs a listener filter that detects them; add envoy.filters.listener.http_inspector or tls_inspector")
+        }
+        let usesTLSMatch = chains.contains { !$0.match.serverNames.isEmpty || $0.match.transportProtocol == "tls" }
+        if usesTLSMatch && !tlsInspector {
+            throw chainsValue.error("filter_chain_match.server_names and transport_protocol: tls need envoy.filters.listener.tls_inspector")
         }
         var listener = Listener(
             name: name, address: address, filterChains: chains, defaultFilterChain: defaultChain,
@@ -91,6 +99,7 @@ extension Listener {
         }
         listener.continueOnListenerFiltersTimeout = try obj.optional("continue_on_listener_filters_timeout")?.bool() ?? false
         listener.originalSourceMark = originalSourceMark
+        listener.tlsInspector = tlsInspector
         listener.useOriginalDst = try obj.optional("use_original_dst")?.bool() ?? false
         listener.bindToPort = try obj.optional("bind_to_port")?.bool() ?? true
         try obj.finish()
@@ -138,17 +147,20 @@ extension FilterChain {
 extension FilterChainMatch {
     static func decode(_ value: ConfigValue) throws -> FilterChainMatch {
         let obj = try value.object()
-        try obj.unsupported(["server_names", "direct_source_prefix_ranges", "source_type", "source_ports", "address_suffix", "suffix_len"])
+        try obj.unsupported(["direct_source_prefix_ranges", "source_type", "source_ports", "address_suffix", "suffix_len"])
         var m = FilterChainMatch()
         if let p = obj.optional("destination_port") { m.destinationPort = Int(try p.int(min: 1, max: 65535)) }
         m.prefixRanges = try obj.optional("prefix_ranges").map(decodeRanges) ?? []
         m.sourcePrefixRanges = try obj.optional("source_prefix_ranges").map(decodeRanges) ?? []
         if let t = obj.optional("transport_protocol") {
             let s = try t.string()
-            guard s == "raw_buffer" else {
-                throw t.error("transport_protocol '\(s)' needs envoy.filters.listener.tls_inspector, which Pilotfish does not support yet; only raw_buffer is supported")
+            guard s == "raw_buffer" || s == "tls" else {
+                throw t.error("transport_protocol '\(s)' is not supported; use raw_buffer or tls")
             }
             m.transportProtocol = s
+        }
+        if let names = obj.optional("server_names") {
+            m.serverNames = try names.array().map { try $0.nonEmptyString().lowercased() }
         }
         if let a = obj.optional("application_protocols") {
             m.applicationProtocols = try a.array().map { try $0.nonEmptyString() }

@@ -33,7 +33,7 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             config = target.config
             worker.stats.inc(target.stats.cxTotal)
         }
-        guard config.httpInspector else {
+        guard config.httpInspector || config.tlsInspector else {
             decide(context: context)
             return
         }
@@ -56,7 +56,26 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             return
         }
         if buffered == nil { buffered = bytes } else { buffered!.writeBuffer(&bytes) }
-        switch HTTPInspector.inspect(buffered!.readableBytesView) {
+        let view = buffered!.readableBytesView
+        if listener.config.tlsInspector {
+            switch TLSInspector.inspect(view) {
+            case .needMore:
+                return
+            case .tls(let name, let alpn):
+                connection.transportProtocol = "tls"
+                connection.serverName = name
+                connection.applicationProtocols = alpn
+                decide(context: context)
+                return
+            case .notTLS:
+                break
+            }
+        }
+        guard listener.config.httpInspector else {
+            decide(context: context)
+            return
+        }
+        switch HTTPInspector.inspect(view) {
         case .needMore:
             return
         case .notHTTP:

@@ -1,7 +1,7 @@
 import NIOCore
 
 /// Envoy's filter chain selection: criteria in order of precedence (destination port, destination IP,
-/// transport protocol, application protocols, source IP). At each step the chains that match the
+/// server name, transport protocol, application protocols, source IP). At each step the chains that match the
 /// connection most specifically stay; only when none does, the chains that leave the criterion open
 /// stay. Whatever is left first wins; with nothing left, the default chain (if any).
 struct FilterChainSelector: Sendable {
@@ -11,6 +11,7 @@ struct FilterChainSelector: Sendable {
     struct Connection {
         var destination: SocketAddress?
         var source: SocketAddress?
+        var serverName: String?
         var transportProtocol = "raw_buffer"
         var applicationProtocols: [String] = []
     }
@@ -22,6 +23,7 @@ struct FilterChainSelector: Sendable {
         let byPort = candidates.filter { chains[$0].destinationPort != nil && chains[$0].destinationPort == port }
         candidates = byPort.isEmpty ? candidates.filter { chains[$0].destinationPort == nil } : byPort
         candidates = narrow(candidates, by: \.prefixRanges, address: c.destination)
+        candidates = narrowByServerName(candidates, c.serverName)
         let byTransport = candidates.filter { chains[$0].transportProtocol == c.transportProtocol }
         candidates = byTransport.isEmpty ? candidates.filter { chains[$0].transportProtocol == nil } : byTransport
         let byApp = candidates.filter { i in chains[i].applicationProtocols.contains { c.applicationProtocols.contains($0) } }
@@ -29,6 +31,28 @@ struct FilterChainSelector: Sendable {
         candidates = narrow(candidates, by: \.sourcePrefixRanges, address: c.source)
         if let first = candidates.first { return first }
         return hasDefault ? chains.count : nil
+    }
+
+    /// Exact server name first, then the longest matching `*.suffix`, else the chains without names.
+    private func narrowByServerName(_ candidates: [Int], _ name: String?) -> [Int] {
+        if let name {
+            let exact = candidates.filter { chains[$0].serverNames.contains(name) }
+            if !exact.isEmpty { return exact }
+            var best = 0
+            var bestChains: [Int] = []
+            for i in candidates {
+                for pattern in chains[i].serverNames where pattern.hasPrefix("*.") && name.hasSuffix(pattern.dropFirst()) {
+                    if pattern.count > best {
+                        best = pattern.count
+                        bestChains = [i]
+                    } else if pattern.count == best {
+                        bestChains.append(i)
+                    }
+                }
+            }
+            if !bestChains.isEmpty { return bestChains }
+        }
+        return candidates.filter { chains[$0].serverNames.isEmpty }
     }
 
     /// Keeps the chains whose ranges hold the address with the longest prefix, else those without ranges.
