@@ -926,21 +926,7 @@ def t_sidecar_tcp_passthrough(t, backend, mode):
     server = t.spawn(p.client, ["echo", "7000", "--timeout", "8"], "server echo :7000")
     for proc in (app, server):
         check(proc.wait_line("READY", 5), "%s never became ready" % proc.name)
-    # As a kubelet would run it: UID/GID 1337, only CAP_NET_ADMIN (for the transparent listener).
-    proxy = Proc(["ip", "netns", "exec", p.pod, "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups",
-                  "--inh-caps", "+net_admin", "--ambient-caps", "+net_admin", sidecar, "-c", cfg, "--concurrency", "1"],
-                 "sidecar")
-    t.procs.append(proxy)
-    ready = None
-    for _ in range(50):
-        r = t.run(p.pod, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:15000/ready"], timeout=5)
-        ready = r.stdout.strip()
-        if ready == "200":
-            break
-        if proxy.popen.poll() is not None:
-            break
-        time.sleep(0.1)
-    check(ready == "200", "sidecar not ready (%r): %s" % (ready, short(proxy.err.decode(errors="replace") if proxy.finish(0.2) is not None else "")))
+    proxy = start_sidecar(t, p.pod, ["-c", cfg, "--concurrency", "1"], "sidecar")
 
     size = 1 << 20
     r = t.run(p.client, [PY, PROBE, "roundtrip", p.pod_ip, "9000", str(size)], timeout=20)

@@ -127,21 +127,9 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     private func bindChainedListener(_ runtime: ChainedListenerRuntime) throws -> Channel {
-        let workers = self.workers
-        let limit = runtime.config.perConnectionBufferLimitBytes
-        return try serverBootstrap(runtime.config)
-            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
-                        throw ServerError("no worker for event loop")
-                    }
-                    try channel.pipeline.syncOperations.addHandler(FilterChainDispatcher(listener: runtime, worker: w.worker.value))
-                }
-            }
-            .bind(host: runtime.config.address.address, port: runtime.config.address.port)
-            .wait()
+        try bind(runtime.config, halfClosure: false) { channel, worker in
+            try channel.pipeline.syncOperations.addHandler(FilterChainDispatcher(listener: runtime, worker: worker))
+        }
     }
 
     /// Listen-socket options shared by every listener: backlog, reuse, and the transparent-proxy options.
@@ -162,44 +150,41 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     private func bindTCPListener(_ runtime: TCPListenerRuntime) throws -> Channel {
-        let workers = self.workers
-        let limit = runtime.config.perConnectionBufferLimitBytes
-        return try serverBootstrap(runtime.config)
-            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
-                        throw ServerError("no worker for event loop")
-                    }
-                    let session = TCPProxySession(worker: w.worker.value, listener: runtime)
-                    let glue = TCPProxyGlue(side: .downstream, session: session)
-                    session.downstream = glue
-                    try channel.pipeline.syncOperations.addHandler(glue)
-                }
-            }
-            .bind(host: runtime.config.address.address, port: runtime.config.address.port)
-            .wait()
+        try bind(runtime.config, halfClosure: true) { channel, worker in
+            let session = TCPProxySession(worker: worker, listener: runtime)
+            let glue = TCPProxyGlue(side: .downstream, session: session)
+            session.downstream = glue
+            try channel.pipeline.syncOperations.addHandler(glue)
+        }
     }
 
     private func bindListener(_ runtime: ListenerRuntime) throws -> Channel {
+        try bind(runtime.config, halfClosure: false) { channel, worker in
+            let ops = channel.pipeline.syncOperations
+            try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+            try ops.addHandler(HTTPProxyHandler(worker: worker, listener: runtime))
+        }
+    }
+
+    /// Binds a listener whose accepted connections are set up by `install` on their event loop's worker.
+    private func bind(
+        _ listener: Listener, halfClosure: Bool, install: @escaping @Sendable (Channel, Worker) throws -> Void
+    ) throws -> Channel {
         let workers = self.workers
-        let limit = runtime.config.perConnectionBufferLimitBytes
-        return try serverBootstrap(runtime.config)
+        let limit = listener.perConnectionBufferLimitBytes
+        return try serverBootstrap(listener)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: halfClosure)
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
                         throw ServerError("no worker for event loop")
                     }
-                    let ops = channel.pipeline.syncOperations
-                    try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-                    try ops.addHandler(HTTPProxyHandler(worker: w.worker.value, listener: runtime))
+                    try install(channel, w.worker.value)
                 }
             }
-            .bind(host: runtime.config.address.address, port: runtime.config.address.port)
+            .bind(host: listener.address.address, port: listener.address.port)
             .wait()
     }
 
