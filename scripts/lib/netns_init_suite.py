@@ -1078,6 +1078,17 @@ static_resources:
           stat_prefix: port_%(port)d
           route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, direct_response: {status: 200, body: {inline_string: "handed off to port_%(port)d"}}}]}]}
           http_filters: [{name: envoy.filters.http.router}]
+  - name: port_%(http_port)d
+    address: {socket_address: {address: 0.0.0.0, port_value: %(http_port)d}}
+    bind_to_port: false
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: port_%(http_port)d
+          route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: passthrough}}]}]}
+          http_filters: [{name: envoy.filters.http.router}]
   clusters:
   - {name: passthrough, type: ORIGINAL_DST, lb_policy: CLUSTER_PROVIDED, connect_timeout: 1s}
 """
@@ -1095,10 +1106,12 @@ def t_use_original_dst_handoff(t):
     os.chmod(d, 0o755)
     cfg = os.path.join(d, "handoff.yaml")
     with open(cfg, "w") as f:
-        f.write(HANDOFF_SIDECAR % {"port": 7000})
+        f.write(HANDOFF_SIDECAR % {"port": 7000, "http_port": 7002})
     os.chmod(cfg, 0o644)
     echo = t.spawn(p.client, ["echo", "7001", "--timeout", "20"], "server echo :7001")
     check(echo.wait_line("READY", 5), "echo never became ready")
+    web = t.spawn(p.client, ["http-echo", "7002", "--timeout", "20"], "server http :7002")
+    check(web.wait_line("READY", 5), "http server never became ready")
     start_sidecar(t, p.pod, ["-c", cfg, "--concurrency", "1"], "sidecar")
     app = ["--uid", str(APP_UID), "--gid", str(APP_UID)]
     r = t.run(p.pod, [PY, PROBE, "http-get", p.client_ip, "7000", "/x"] + app, timeout=20)
@@ -1106,6 +1119,10 @@ def t_use_original_dst_handoff(t):
     r = t.run(p.pod, [PY, PROBE, "roundtrip", p.client_ip, "7001", "65536"] + app, timeout=20)
     check("ROUNDTRIP OK" in r.stdout, "port 7001 did not pass through: %s" % short(r.stdout + r.stderr))
     check(stat_value(t, p.pod, "http.port_7000.downstream_rq_total") == 1, "no request counted on the virtual listener")
+    # A virtual HTTP listener routing to ORIGINAL_DST goes where the app was going.
+    r = t.run(p.pod, [PY, PROBE, "http-get", p.client_ip, "7002", "/via-handoff"] + app, timeout=20)
+    check("HTTP 200" in r.stdout and '"path": "/via-handoff"' in r.stdout and "x-request-id" in r.stdout,
+          "port 7002 was not proxied to its original destination: %s" % short(r.stdout + r.stderr))
     check(stat_value(t, p.pod, "tcp.passthrough.downstream_cx_total") == 1, "the passthrough did not count exactly the 7001 connection")
 
 

@@ -62,9 +62,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Where the downstream connection was going before capture (original_dst listener filter).
     private var originalDestination: SocketAddress?
 
-    init(worker: Worker, listener: ListenerRuntime) {
+    /// `originalDestination`: what a listener filter already found (e.g. before a use_original_dst hand-off).
+    init(worker: Worker, listener: ListenerRuntime, originalDestination: SocketAddress? = nil) {
         self.worker = worker
         self.listener = listener
+        self.originalDestination = originalDestination
     }
 
     private var stats: WorkerStats { worker.stats }
@@ -77,7 +79,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if listener.config.originalDestination || listener.config.transparent {
+        if originalDestination == nil && (listener.config.originalDestination || listener.config.transparent) {
             originalDestination = OriginalDestination.lookup(context.channel, listener: listener.config)
         }
         stats.inc(listener.stats.cxTotal)
@@ -348,7 +350,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                                   promise: nil)
         }
         upstreamStart = .now()
-        let source = UpstreamSource.choose(listener: listener.config, downstream: context.channel, cluster: entry.config)
+        let source =
+            listener.config.originalSourceMark == nil
+            ? worker.pools[ci].clusterSource
+            : UpstreamSource.choose(listener: listener.config, downstream: context.channel, cluster: entry.config)
         if let conn = worker.pools[ci].takeIdle(host, source: source) {
             startUpstreamRequest(entry)
             attach(conn, head: upstreamHead)

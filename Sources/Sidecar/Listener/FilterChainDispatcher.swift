@@ -13,6 +13,8 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
     private var timeout: Scheduled<Void>?
     private var decided = false
     private var connection = FilterChainSelector.Connection()
+    /// The connection came through use_original_dst: its destination is the original one.
+    private var handedOff = false
 
     init(listener: ChainedListenerRuntime, worker: Worker) {
         self.listener = listener
@@ -31,6 +33,7 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             // Envoy's use_original_dst: the listener of the original destination takes the connection.
             listener = target
             config = target.config
+            handedOff = true
             worker.stats.inc(target.stats.cxTotal)
         }
         guard config.httpInspector || config.tlsInspector else {
@@ -105,7 +108,9 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             switch listener.chains[index] {
             case .http(let runtime):
                 try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-                try ops.addHandler(HTTPProxyHandler(worker: worker, listener: runtime))
+                let known = listener.config.originalDestination || listener.config.transparent || listener.config.useOriginalDst
+                    || handedOff
+                try ops.addHandler(HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: known ? connection.destination : nil))
             case .tcp(let runtime):
                 _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
                 let session = TCPProxySession(worker: worker, listener: runtime)

@@ -18,6 +18,8 @@ final class ConnectionPool {
     let connectTimeout: TimeAmount
     let bufferLimit: Int
     let clusterIndex: Int
+    /// The cluster's own upstream source (upstream_bind_config), resolved once.
+    let clusterSource: UpstreamSource
 
     init(eventLoop: EventLoop, stats: WorkerStats, cluster: ClusterManager.Entry) {
         self.eventLoop = eventLoop
@@ -26,6 +28,9 @@ final class ConnectionPool {
         self.connectTimeout = cluster.config.connectTimeout.timeAmount
         self.bufferLimit = cluster.config.perConnectionBufferLimitBytes
         self.clusterIndex = cluster.index
+        self.clusterSource =
+            cluster.config.upstreamSourceAddress.flatMap { try? SocketAddress(ipAddress: $0.address, port: $0.port) }
+            .map(UpstreamSource.address) ?? .any
     }
 
     /// An idle connection to `host`, if a live one is pooled.
