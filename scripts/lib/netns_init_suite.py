@@ -915,13 +915,7 @@ def t_sidecar_tcp_passthrough(t, backend, mode):
         raise Skip("no sidecar binary given (--sidecar PATH)")
     p = t.pair()
     t.apply(p.pod, backend, "--mode", mode)
-    d = tempfile.mkdtemp(prefix="pfi-%d-" % os.getpid())
-    t.tmpdirs.append(d)
-    cfg = os.path.join(d, "sidecar.yaml")
-    with open(cfg, "w") as f:
-        f.write(POD_TCP_SIDECAR % {"transparent": "true" if mode == "tproxy" else "false"})
-    os.chmod(d, 0o755)
-    os.chmod(cfg, 0o644)
+    cfg = write_config(t, "sidecar.yaml", POD_TCP_SIDECAR % {"transparent": "true" if mode == "tproxy" else "false"})
     app = t.spawn(p.pod, ["echo", "9000", "--timeout", "8"], "app echo :9000")
     server = t.spawn(p.client, ["echo", "7000", "--timeout", "8"], "server echo :7000")
     for proc in (app, server):
@@ -951,6 +945,18 @@ def t_sidecar_tcp_passthrough(t, backend, mode):
     r = t.run(p.pod, [PY, PROBE, "roundtrip", p.client_ip, "7000", "1024", "--uid", str(APP_UID), "--gid", str(APP_UID),
                       "--timeout", "3"], timeout=20)
     check("ROUNDTRIP OK" not in r.stdout, "with the sidecar stopped the outbound connection still went through")
+
+
+def write_config(t, name, text):
+    """A config file the sidecar (UID 1337) can read, in a temp dir the test removes."""
+    d = tempfile.mkdtemp(prefix="pfi-%d-" % os.getpid())
+    t.tmpdirs.append(d)
+    os.chmod(d, 0o755)
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
 
 
 def start_sidecar(t, ns, args, name):
@@ -1101,13 +1107,7 @@ def t_use_original_dst_handoff(t):
         raise Skip("no sidecar binary given (--sidecar PATH)")
     p = t.pair()
     t.apply(p.pod, "nftables", "--mode", "redirect")
-    d = tempfile.mkdtemp(prefix="pfi-%d-" % os.getpid())
-    t.tmpdirs.append(d)
-    os.chmod(d, 0o755)
-    cfg = os.path.join(d, "handoff.yaml")
-    with open(cfg, "w") as f:
-        f.write(HANDOFF_SIDECAR % {"port": 7000, "http_port": 7002})
-    os.chmod(cfg, 0o644)
+    cfg = write_config(t, "handoff.yaml", HANDOFF_SIDECAR % {"port": 7000, "http_port": 7002})
     echo = t.spawn(p.client, ["echo", "7001", "--timeout", "20"], "server echo :7001")
     check(echo.wait_line("READY", 5), "echo never became ready")
     web = t.spawn(p.client, ["http-echo", "7002", "--timeout", "20"], "server http :7002")

@@ -350,10 +350,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                                   promise: nil)
         }
         upstreamStart = .now()
-        let source =
-            listener.config.originalSourceMark == nil
-            ? worker.pools[ci].clusterSource
-            : UpstreamSource.choose(listener: listener.config, downstream: context.channel, cluster: entry.config)
+        let source = UpstreamSource.choose(
+            listener: listener.config, downstream: context.channel, clusterSource: worker.pools[ci].clusterSource)
         if let conn = worker.pools[ci].takeIdle(host, source: source) {
             startUpstreamRequest(entry)
             attach(conn, head: upstreamHead)

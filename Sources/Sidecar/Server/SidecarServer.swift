@@ -91,7 +91,7 @@ public final class SidecarServer: @unchecked Sendable {
                 if l.needsChainSelection {
                     listenerChannels.append(try bindChainedListener(chained[i]))
                 } else {
-                    switch chainRuntime(l, l.network, hostname) {
+                    switch chained[i].chains[0] {
                     case .http(let runtime): listenerChannels.append(try bindListener(runtime))
                     case .tcp(let runtime): listenerChannels.append(try bindTCPListener(runtime))
                     }

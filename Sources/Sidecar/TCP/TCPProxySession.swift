@@ -36,7 +36,8 @@ final class TCPProxySession {
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
         let limit = listener.cluster.config.perConnectionBufferLimitBytes
-        UpstreamSource.choose(listener: listener.config, downstream: context.channel, cluster: listener.cluster.config)
+        UpstreamSource.choose(
+            listener: listener.config, downstream: context.channel, clusterSource: worker.pools[listener.cluster.index].clusterSource)
             .apply(to: ClientBootstrap(group: context.eventLoop))
             .connectTimeout(listener.cluster.config.connectTimeout.timeAmount)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)

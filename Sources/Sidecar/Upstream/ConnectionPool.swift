@@ -28,9 +28,7 @@ final class ConnectionPool {
         self.connectTimeout = cluster.config.connectTimeout.timeAmount
         self.bufferLimit = cluster.config.perConnectionBufferLimitBytes
         self.clusterIndex = cluster.index
-        self.clusterSource =
-            cluster.config.upstreamSourceAddress.flatMap { try? SocketAddress(ipAddress: $0.address, port: $0.port) }
-            .map(UpstreamSource.address) ?? .any
+        self.clusterSource = UpstreamSource(cluster: cluster.config)
     }
 
     /// An idle connection to `host`, if a live one is pooled.

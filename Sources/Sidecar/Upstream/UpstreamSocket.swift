@@ -11,17 +11,23 @@ enum UpstreamSource: Hashable {
 
     static let soMark: Int32 = 36  // SO_MARK
 
-    /// The source for one downstream connection of `listener` to a cluster configured as `cluster`.
-    static func choose(listener: Listener, downstream: Channel, cluster: Cluster) -> UpstreamSource {
+    /// The cluster's own source (`upstream_bind_config`), resolved once per pool.
+    init(cluster: Cluster) {
+        if let s = cluster.upstreamSourceAddress, let a = try? SocketAddress(ipAddress: s.address, port: s.port) {
+            self = .address(a)
+        } else {
+            self = .any
+        }
+    }
+
+    /// The source for one downstream connection of `listener`: original_src wins over the cluster's.
+    static func choose(listener: Listener, downstream: Channel, clusterSource: UpstreamSource) -> UpstreamSource {
         if let mark = listener.originalSourceMark, let remote = downstream.remoteAddress, let ip = remote.ipAddress,
             let client = try? SocketAddress(ipAddress: ip, port: 0)
         {
             return .originalSource(client, mark: mark)
         }
-        if let s = cluster.upstreamSourceAddress, let a = try? SocketAddress(ipAddress: s.address, port: s.port) {
-            return .address(a)
-        }
-        return .any
+        return clusterSource
     }
 
     func apply(to bootstrap: ClientBootstrap) -> ClientBootstrap {
