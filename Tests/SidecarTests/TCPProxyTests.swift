@@ -140,6 +140,29 @@ import Intercept
         }
     }
 
+    @Test func twoChainsWithTheSameMatchAreRefused() {
+        let chain = """
+                - filter_chain_match: {destination_port: 8080}
+                  filters:
+                  - name: envoy.filters.network.tcp_proxy
+                    typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: p, cluster: original}
+
+            """
+        let text = Self.yaml().replacingOccurrences(of: "    filter_chains:\n", with: "    filter_chains:\n" + chain + chain)
+        #expect(text.contains("destination_port: 8080"))
+        let e = error(text)
+        #expect(e?.message.contains("same filter_chain_match") == true)
+    }
+
+    @Test func lowPortsNeedBindServiceWhereTheKernelSaysSo() throws {
+        let start = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_unprivileged_port_start", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 1024
+        let b = try Bootstrap.load(text: Self.yaml().replacingOccurrences(of: "port_value: 0", with: "port_value: 80"))
+        let needs = Privileges.needs(b).map(\.name)
+        #expect(needs.contains("CAP_NET_BIND_SERVICE") == (start > 80))
+        #expect(!Privileges.needs(try Bootstrap.load(text: Self.yaml())).contains { $0.name == "CAP_NET_BIND_SERVICE" })
+    }
+
     @Test func useOriginalDstAndVirtualListenersLoad() throws {
         let b = try Bootstrap.load(text: Self.yaml(listenerExtra: "    use_original_dst: true\n    bind_to_port: false"))
         #expect(b.listeners[0].useOriginalDst && !b.listeners[0].bindToPort && b.listeners[0].needsChainSelection)
