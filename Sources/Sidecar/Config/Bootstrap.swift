@@ -158,6 +158,9 @@ public struct HTTPConnectionManagerConfig: Sendable {
     public var useRemoteAddress: Bool
     public var requestTimeout: ProtoDuration?
     public var maxRequestHeadersKB: Int
+    /// `stream_idle_timeout` (default 5 min; zero disables): a request with no activity for this long
+    /// is ended (408 before the response started, else reset).
+    public var streamIdleTimeout: ProtoDuration = .seconds(300)
 }
 
 public struct Cluster: Sendable {
@@ -166,13 +169,27 @@ public struct Cluster: Sendable {
         /// Hosts come from DNS and are refreshed every `dns_refresh_rate`.
         public var resolvesNames: Bool { self == .STRICT_DNS || self == .LOGICAL_DNS }
     }
-    public enum LBPolicy: String, Sendable, CaseIterable { case ROUND_ROBIN, CLUSTER_PROVIDED }
+    public enum LBPolicy: String, Sendable, CaseIterable {
+        case ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV, CLUSTER_PROVIDED
+    }
     public enum DNSLookupFamily: String, Sendable, CaseIterable { case AUTO, V4_ONLY, V6_ONLY, V4_PREFERRED, ALL }
 
     public var name: String
     public var type: DiscoveryType
     public var connectTimeout: ProtoDuration
-    public var lbPolicy: LBPolicy
+    public var lbPolicy: LBPolicy {
+        get { loadBalancing.policy }
+        set { loadBalancing.policy = newValue }
+    }
+    public var loadBalancing = LoadBalancingConfig()
+    public var healthChecks: [HealthCheckConfig] = []
+    /// nil: no outlier detection (Envoy's default).
+    public var outlierDetection: OutlierDetectionConfig?
+    /// Always one entry per priority, DEFAULT first, defaults filled in.
+    public var circuitBreakers: [CircuitBreakerThresholds] = CircuitBreakerThresholds.Priority.allCases.map {
+        CircuitBreakerThresholds(priority: $0)
+    }
+    public var httpProtocolOptions = UpstreamHTTPProtocolOptions()
     public var endpoints: [Endpoint]
     public var dnsRefreshRate: ProtoDuration
     public var dnsLookupFamily: DNSLookupFamily
@@ -187,5 +204,18 @@ public struct Cluster: Sendable {
         public var address: SocketAddressConfig
         public var weight: UInt32
         public var hostname: String?
+    }
+
+    public init(name: String, type: DiscoveryType, connectTimeout: ProtoDuration, lbPolicy: LBPolicy,
+                endpoints: [Endpoint], dnsRefreshRate: ProtoDuration, dnsLookupFamily: DNSLookupFamily,
+                perConnectionBufferLimitBytes: Int) {
+        self.name = name
+        self.type = type
+        self.connectTimeout = connectTimeout
+        self.endpoints = endpoints
+        self.dnsRefreshRate = dnsRefreshRate
+        self.dnsLookupFamily = dnsLookupFamily
+        self.perConnectionBufferLimitBytes = perConnectionBufferLimitBytes
+        self.loadBalancing.policy = lbPolicy
     }
 }

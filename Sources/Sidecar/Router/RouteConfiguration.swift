@@ -22,6 +22,15 @@ public struct VirtualHost: Sendable {
     public var requireTLS: TLSRequirement
     public var headers: HeaderMutations
     public var metadata = Metadata()
+    /// `retry_policy`: used by routes that have none of their own.
+    public var retryPolicy: RetryPolicyConfig?
+    /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
+    public var includeRequestAttemptCount = false
+    /// `include_attempt_count_in_response`: send `x-envoy-attempt-count` downstream.
+    public var includeAttemptCountInResponse = false
+    /// `per_request_buffer_limit_bytes`: how much request body is kept for retries (default: the
+    /// listener's connection buffer limit).
+    public var perRequestBufferLimitBytes: Int?
 }
 
 public struct Route: Sendable {
@@ -31,6 +40,8 @@ public struct Route: Sendable {
     public var headers: HeaderMutations
     /// `metadata.filter_metadata`: opaque to routing, kept for whoever reads the route (config dump, filters).
     public var metadata = Metadata()
+    /// `per_request_buffer_limit_bytes` (overrides the virtual host's).
+    public var perRequestBufferLimitBytes: Int?
 }
 
 public struct RouteMatch: Sendable {
@@ -84,6 +95,14 @@ public struct ForwardAction: Sendable {
     public var autoHostRewrite: Bool
     /// The route timeout; zero disables it. Envoy's default is 15 s.
     public var timeout: ProtoDuration
+    /// `retry_policy` (overrides the virtual host's).
+    public var retryPolicy: RetryPolicyConfig?
+    /// `hash_policy`, for RING_HASH and MAGLEV clusters.
+    public var hashPolicies: [HashPolicy] = []
+    /// `priority`: which circuit-breaker thresholds apply.
+    public var priority: CircuitBreakerThresholds.Priority = .DEFAULT
+    /// `idle_timeout`: overrides the connection manager's `stream_idle_timeout`.
+    public var idleTimeout: ProtoDuration?
 }
 
 public struct DirectResponse: Sendable {
