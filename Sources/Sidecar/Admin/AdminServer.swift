@@ -156,16 +156,32 @@ final class AdminHandler: ChannelInboundHandler {
         """
     }
 
+    /// Envoy's `/clusters` text: circuit-breaker limits per priority, then per host its counters and flags.
     private func clustersText() -> String {
         var out = ""
         for c in server.clusters.clusters {
-            let hosts = server.currentHosts(c.index)
-            out += "\(c.config.name)::default_priority::max_connections::1024\n"
-            for h in hosts {
-                let a = "\(h.address.ipAddress ?? "?"):\(h.address.port ?? 0)"
-                out += "\(c.config.name)::\(a)::hostname::\(h.hostname)\n"
-                out += "\(c.config.name)::\(a)::health_flags::healthy\n"
-                out += "\(c.config.name)::\(a)::weight::\(h.weight)\n"
+            let name = c.config.name
+            out += "\(name)::observability_name::\(name)\n"
+            for t in c.config.circuitBreakers {
+                let p = t.priority == .DEFAULT ? "default_priority" : "high_priority"
+                out += "\(name)::\(p)::max_connections::\(t.maxConnections)\n"
+                out += "\(name)::\(p)::max_pending_requests::\(t.maxPendingRequests)\n"
+                out += "\(name)::\(p)::max_requests::\(t.maxRequests)\n"
+                out += "\(name)::\(p)::max_retries::\(t.maxRetries)\n"
+            }
+            out += "\(name)::added_via_api::false\n"
+            for r in server.hostReport(c.index) {
+                let a = "\(name)::\(r.host.description)"
+                out += "\(a)::cx_active::\(r.cxActive)\n"
+                out += "\(a)::rq_active::\(r.rqActive)\n"
+                out += "\(a)::rq_error::\(r.rqError)\n"
+                out += "\(a)::rq_success::\(r.rqSuccess)\n"
+                out += "\(a)::rq_timeout::\(r.rqTimeout)\n"
+                out += "\(a)::rq_total::\(r.rqTotal)\n"
+                out += "\(a)::hostname::\(r.host.hostname)\n"
+                out += "\(a)::health_flags::\(r.healthFlags)\n"
+                out += "\(a)::weight::\(r.host.weight)\n"
+                out += "\(a)::priority::0\n"
             }
         }
         return out

@@ -11,56 +11,62 @@ import NIOPosix
 /// order once the response has ended. Keeping reads on between requests avoids re-arming epoll twice
 /// per request, which `HTTPServerPipelineHandler` would do.
 ///
+/// A request whose route has a retry policy keeps its body (up to the buffer limit) so that a failed attempt
+/// can be replayed on another host after a back-off; see `HTTPProxyHandler+Upstream.swift`.
+///
 ///     idle ──head──▶ connecting ──connected──▶ forwarding ──response end──▶ idle
-///       │                │                         │
-///       └─local reply────┴──connect failure────────┴──timeout/upstream reset──▶ discarding ──request end──▶ idle
+///       │              ▲    │                     │
+///       │              │    └──connect failure────┤ retriable failure
+///       │              └────── backoff ◀──────────┘
+///       └─local reply / not retried / timeout──▶ discarding ──request end──▶ idle
 final class HTTPProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private enum Phase {
+    enum Phase {
         /// Between requests.
         case idle
         /// Waiting for an upstream connection; request parts wait in `pending`.
         case connecting
         /// An upstream connection carries the request.
         case forwarding(UpstreamConnection)
+        /// A failed attempt will be retried when the back-off timer fires.
+        case backoff
         /// The response is decided (or sent); the rest of the request body is dropped.
         case discarding
     }
 
-    private let worker: Worker
-    private let listener: ListenerRuntime
-    private var context: ChannelHandlerContext!
-    private var phase = Phase.idle
+    let worker: Worker
+    let listener: ListenerRuntime
+    var context: ChannelHandlerContext!
+    var phase = Phase.idle
 
     // The request in flight.
-    private var keepAlive = true
-    private var requestComplete = false
-    private var responseStarted = false
-    private var responseComplete = false
-    private var ignoringInformational = false
-    private var requestActive = false
-    private var pending: [HTTPClientRequestPart] = []
-    private var timer: Scheduled<Void>?
-    private var upstreamStart = NIODeadline.uptimeNanoseconds(0)
-    private var cluster: ClusterManager.Entry?
-    /// `cluster.upstream_rq_active` counts this request; every ending must take it back exactly once.
-    private var upstreamRequestActive = false
-    private var responseMutations: [HeaderMutations] = []
-    private var downstreamVersion = HTTPVersion.http1_1
-    private var routeTimeout = ProtoDuration.seconds(15)
+    var keepAlive = true
+    var requestComplete = false
+    var responseStarted = false
+    var responseComplete = false
+    var ignoringInformational = false
+    var requestActive = false
+    var timer: Scheduled<Void>?
+    var upstreamStart = NIODeadline.uptimeNanoseconds(0)
+    var cluster: ClusterManager.Entry?
+    var responseMutations: [HeaderMutations] = []
+    var downstreamVersion = HTTPVersion.http1_1
+    var routeTimeout = ProtoDuration.seconds(15)
+    /// The request being forwarded, its attempts and retry state.
+    var upstream: UpstreamRequest?
 
-    private var readPending = false
-    private var draining = false
+    var readPending = false
+    var draining = false
     /// Parts of pipelined requests received while the previous response was still in flight.
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var replaying = false
     private static let maxQueuedParts = 64
 
     /// Where the downstream connection was going before capture (original_dst listener filter).
-    private var originalDestination: SocketAddress?
+    var originalDestination: SocketAddress?
 
     /// `originalDestination`: what a listener filter already found (e.g. before a use_original_dst hand-off).
     init(worker: Worker, listener: ListenerRuntime, originalDestination: SocketAddress? = nil) {
@@ -69,7 +75,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         self.originalDestination = originalDestination
     }
 
-    private var stats: WorkerStats { worker.stats }
+    var stats: WorkerStats { worker.stats }
     var downstreamWritable: Bool { context.channel.isWritable }
 
     // MARK: Channel events
@@ -93,12 +99,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stats.inc(listener.stats.cxDestroy)
         timer?.cancel()
         timer = nil
-        if case .forwarding(let up) = phase {
-            // The client went away: cancel its upstream request.
-            up.close()
-        }
+        // The client went away: cancel its upstream request.
+        abandonUpstream(closeConnection: true)
         phase = .discarding
-        pending.removeAll()
         queued.removeAll()
         endRequestStats()
         worker.unregister(self)
@@ -127,20 +130,17 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             receivedHead(head)
         case .body(let buffer):
             switch phase {
-            case .connecting: pending.append(.body(.byteBuffer(buffer)))
-            case .forwarding(let up): up.send(.body(.byteBuffer(buffer)))
+            case .connecting, .forwarding, .backoff: requestBody(.body(.byteBuffer(buffer)), bytes: buffer.readableBytes)
             case .idle, .discarding: break
             }
         case .end(let trailers):
             requestComplete = true
             switch phase {
-            case .connecting:
-                pending.append(.end(trailers))
+            case .connecting, .forwarding, .backoff:
+                requestBody(.end(trailers), bytes: 0)
+                if case .forwarding(let up) = phase { up.flush() }
                 startTimer()
-            case .forwarding(let up):
-                up.send(.end(trailers))
-                up.flush()
-                startTimer()
+                startPerTryTimer()
             case .discarding:
                 if responseComplete { finishRequest() }
             case .idle:
@@ -167,7 +167,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         switch phase {
-        case .connecting:
+        case .connecting, .backoff:
             readPending = true
             return
         case .forwarding(let up) where !up.isWritable:
@@ -182,7 +182,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stats.inc(listener.stats.cxProtocolError)
         if !responseStarted, let parse = error as? HTTPParserError {
             let status: HTTPResponseStatus = parse == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
-            if case .forwarding(let up) = phase { up.close() }
+            abandonUpstream(closeConnection: true)
             phase = .discarding
             if !requestActive { beginRequestStats() }
             writeLocalReply(status: status, body: status.reasonPhrase, close: true)
@@ -218,16 +218,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         guard requestActive else { return }
         requestActive = false
         stats.dec(listener.stats.rqActive)
-        endUpstreamRequest()
+        abandonUpstream(closeConnection: true)
     }
 
-    private func endUpstreamRequest() {
-        guard upstreamRequestActive else { return }
-        upstreamRequestActive = false
-        if let cluster { stats.dec(cluster.stats.rqActive) }
-    }
-
-    private func receivedHead(_ head: HTTPRequestHead) {
+    func receivedHead(_ head: HTTPRequestHead) {
         requestComplete = false
         responseStarted = false
         responseComplete = false
@@ -296,234 +290,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    private func forward(_ head: HTTPRequestHead, target: ForwardTarget, request: RouteRequest) {
-        guard let ci = listener.clusters.index(of: target.cluster) else {
-            // cluster_header named a cluster that does not exist: Envoy's cluster_not_found_response_code.
-            phase = .discarding
-            writeLocalReply(status: .serviceUnavailable, body: "", close: !keepAlive)
-            return
-        }
-        let entry = listener.clusters.clusters[ci]
-        cluster = entry
-        responseMutations = target.mutations
-        routeTimeout = target.timeout
-        let picked: UpstreamHost?
-        if entry.config.type == .ORIGINAL_DST {
-            // CLUSTER_PROVIDED: the host is where this connection was going before capture.
-            picked = originalDestination.map { UpstreamHost(address: $0, hostname: $0.ipAddress ?? "", weight: 1) }
-        } else {
-            picked = worker.pickHost(cluster: ci)
-        }
-        guard let host = picked else {
-            phase = .discarding
-            writeLocalReply(status: .serviceUnavailable, body: "no healthy upstream", close: !keepAlive)
-            return
-        }
-
-        var headers = head.headers
-        let expectContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
-        if expectContinue { headers.remove(name: "expect") }
-        HopByHop.strip(&headers)
-        if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: "http") }
-        if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: worker.random.uuid()) }
-        if target.timeout.isZero {
-            headers.remove(name: "x-envoy-expected-rq-timeout-ms")
-        } else {
-            headers.replaceOrAdd(name: "x-envoy-expected-rq-timeout-ms", value: String(target.timeout.milliseconds))
-        }
-        if let literal = target.hostRewrite {
-            headers.replaceOrAdd(name: "host", value: literal)
-        } else if target.autoHostRewrite, entry.config.type.resolvesNames {
-            headers.replaceOrAdd(name: "host", value: host.hostname)
-        }
-        if target.mutations.contains(where: { !$0.isEmpty }) {
-            let ctx = formatContext()
-            for m in target.mutations { m.applyRequest(to: &headers, context: ctx) }
-        }
-        if head.version.minor == 0 && !headers.contains(name: "host") {
-            headers.add(name: "host", value: request.authority)
-        }
-        let upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers)
-
-        if expectContinue {
-            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
-                                  promise: nil)
-        }
-        upstreamStart = .now()
-        let source = UpstreamSource.choose(
-            listener: listener.config, downstream: context.channel, clusterSource: worker.pools[ci].clusterSource)
-        if let conn = worker.pools[ci].takeIdle(host, source: source) {
-            startUpstreamRequest(entry)
-            attach(conn, head: upstreamHead)
-            return
-        }
-        phase = .connecting
-        pending = [.head(upstreamHead)]
-        stats.inc(entry.stats.rqPendingTotal)
-        stats.inc(entry.stats.rqPendingActive)
-        worker.pools[ci].connect(host, source: source).whenComplete { [self] result in
-            stats.dec(entry.stats.rqPendingActive)
-            guard case .connecting = phase else {
-                // The client left, or the request timed out, while we connected.
-                if case .success(let conn) = result { worker.pools[ci].release(conn) }
-                return
-            }
-            switch result {
-            case .success(let conn):
-                startUpstreamRequest(entry)
-                let parts = pending
-                pending = []
-                conn.stream = self
-                phase = .forwarding(conn)
-                for p in parts { conn.send(p) }
-                conn.flush()
-                if readPending && conn.isWritable {
-                    readPending = false
-                    context.read()
-                }
-            case .failure(let error):
-                upstreamFailed(reason: Self.connectFailureReason(error))
-            }
-        }
-    }
-
-    /// Envoy counts `upstream_rq_total` and `upstream_rq_active` when the request gets a connection
-    /// (`attachStreamToClient`): a request whose connect fails was only pending.
-    private func startUpstreamRequest(_ entry: ClusterManager.Entry) {
-        stats.inc(entry.stats.rqTotal)
-        stats.inc(entry.stats.rqActive)
-        upstreamRequestActive = true
-    }
-
-    private func attach(_ conn: UpstreamConnection, head: HTTPRequestHead) {
-        conn.stream = self
-        phase = .forwarding(conn)
-        conn.send(.head(head))
-        conn.flush()
-    }
-
-    private static func connectFailureReason(_ error: Error) -> String {
-        if case ChannelError.connectTimeout = error as? ChannelError ?? .ioOnClosedChannel {
-            return "connection timeout"
-        }
-        return "remote connection failure"
-    }
-
-    private func startTimer() {
-        guard !routeTimeout.isZero, timer == nil, !responseComplete else { return }
-        timer = context.eventLoop.scheduleTask(in: routeTimeout.timeAmount) { [self] in
-            timer = nil
-            routeTimedOut()
-        }
-    }
-
-    private func routeTimedOut() {
-        if let cluster { stats.inc(cluster.stats.rqTimeout) }
-        stats.inc(listener.stats.rqTimeout)
-        if case .forwarding(let up) = phase { up.close() }
-        endUpstreamRequest()
-        if responseStarted {
-            context.close(promise: nil)
-            return
-        }
-        if let cluster { countUpstreamStatus(504, cluster) }
-        phase = .discarding
-        writeLocalReply(status: .gatewayTimeout, body: LocalReply.timeout, close: !keepAlive)
-    }
-
-    // MARK: Upstream events
-
-    func upstreamRead(_ part: HTTPClientResponsePart) {
-        switch part {
-        case .head(let head):
-            if head.status.code < 200 && head.status.code != 101 {
-                ignoringInformational = true
-                return
-            }
-            respond(head)
-        case .body(let buffer):
-            if ignoringInformational { return }
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        case .end(let trailers):
-            if ignoringInformational {
-                ignoringInformational = false
-                return
-            }
-            upstreamResponseEnded(trailers)
-        }
-    }
-
-    private func respond(_ head: HTTPResponseHead) {
-        responseStarted = true
-        let elapsedMs = (NIODeadline.now() - upstreamStart).nanoseconds / 1_000_000
-        var headers = head.headers
-        HopByHop.strip(&headers)
-        headers.replaceOrAdd(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
-        headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
-        applyResponseMutations(&headers)
-        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
-        if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
-        stats.inc(listener.stats.responseClass(Int(head.status.code)))
-        let out = HTTPResponseHead(version: downstreamVersion, status: head.status, headers: headers)
-        context.write(wrapOutboundOut(.head(out)), promise: nil)
-    }
-
-    private func countUpstreamStatus(_ code: Int, _ cluster: ClusterManager.Entry) {
-        stats.inc(cluster.stats.responseClass(code))
-        if let slot = cluster.stats.code(code) { stats.inc(slot) }
-    }
-
-    private func upstreamResponseEnded(_ trailers: HTTPHeaders?) {
-        responseComplete = true
-        timer?.cancel()
-        timer = nil
-        guard case .forwarding(let up) = phase else { return }
-        endUpstreamRequest()
-        if !requestComplete { up.reusable = false }
-        worker.pools[up.clusterIndex].release(up)
-        phase = .discarding
-        context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-        if requestComplete { finishRequest() }
-    }
-
-    func upstreamReadComplete() {
-        context.flush()
-    }
-
-    func upstreamBecameWritable() {
-        if readPending {
-            readPending = false
-            context.read()
-        }
-    }
-
-    /// The upstream connection closed under us.
-    func upstreamClosed() {
-        guard case .forwarding = phase else { return }
-        endUpstreamRequest()
-        phase = .discarding
-        if responseStarted {
-            // Mid-response: the only honest signal left is to reset the downstream.
-            timer?.cancel()
-            context.close(promise: nil)
-            return
-        }
-        upstreamFailed(reason: "connection termination")
-    }
-
-    private func upstreamFailed(reason: String) {
-        timer?.cancel()
-        timer = nil
-        pending.removeAll()
-        endUpstreamRequest()
-        if let cluster { countUpstreamStatus(503, cluster) }
-        phase = .discarding
-        writeLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure(reason), close: !keepAlive)
-    }
-
     // MARK: Responses
 
-    private func formatContext() -> FormatContext {
+    func formatContext() -> FormatContext {
         let remote = context.channel.remoteAddress
         let local = context.channel.localAddress
         return FormatContext(
@@ -535,23 +304,23 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             hostname: listener.hostname)
     }
 
-    private static func addressWithPort(_ a: SocketAddress) -> String {
+    static func addressWithPort(_ a: SocketAddress) -> String {
         guard let ip = a.ipAddress, let port = a.port else { return "" }
         if case .v6 = a { return "[\(ip)]:\(port)" }
         return "\(ip):\(port)"
     }
 
-    private func applyResponseMutations(_ headers: inout HTTPHeaders) {
+    func applyResponseMutations(_ headers: inout HTTPHeaders) {
         guard responseMutations.contains(where: { !$0.isEmpty }) else { return }
         let ctx = formatContext()
         for m in responseMutations { m.applyResponse(to: &headers, context: ctx) }
     }
 
-    private func writeLocalReply(status: HTTPResponseStatus, body: String, close: Bool, extra: HTTPHeaders = HTTPHeaders()) {
+    func writeLocalReply(status: HTTPResponseStatus, body: String, close: Bool, extra: HTTPHeaders = HTTPHeaders()) {
         writeLocalReply(status: status, body: Array(body.utf8), close: close, extra: extra)
     }
 
-    private func writeLocalReply(status: HTTPResponseStatus, body: [UInt8], close: Bool,
+    func writeLocalReply(status: HTTPResponseStatus, body: [UInt8], close: Bool,
                                  extra: HTTPHeaders = HTTPHeaders(), isHead: Bool = false) {
         responseStarted = true
         responseComplete = true
@@ -571,7 +340,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if requestComplete || close { finishRequest() }
     }
 
-    private func finishRequest() {
+    func finishRequest() {
         endRequestStats()
         phase = .idle
         requestComplete = false

@@ -26,6 +26,8 @@ public final class SidecarServer: @unchecked Sendable {
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
     private var dnsTasks: [RepeatedTask] = []
+    /// One active health checker per health-checked cluster (index = cluster index), on its own loop.
+    private(set) var healthCheckers: [Int: (loop: EventLoop, checker: NIOLoopBound<ActiveHealthChecker>)] = [:]
     let threadPool = NIOThreadPool(numberOfThreads: 1)
 
     public init(bootstrap: Bootstrap, concurrency: Int, drainTime: TimeAmount = .seconds(5), configSource: String? = nil) {
@@ -109,7 +111,41 @@ public final class SidecarServer: @unchecked Sendable {
             }
             Log.info("admin started", [("address", Self.describe(adminChannel!.localAddress))])
         }
+        try startHealthChecks(initial: hosts)
         try startDNSRefresh(initial: hosts)
+    }
+
+    /// Starts each cluster's health checker. Verdicts go to every worker, which stop or resume using the host.
+    private func startHealthChecks(initial: [[UpstreamHost]]) throws {
+        let workers = self.workers
+        for (i, entry) in clusters.clusters.enumerated() {
+            guard let config = entry.config.healthChecks.first, let hcStats = entry.healthCheckStats else { continue }
+            let loop = workers[i % workers.count].loop
+            let worker = workers[i % workers.count].worker
+            let traffic = entry.traffic
+            let hosts = initial[i]
+            let checker = try loop.submit {
+                let c = ActiveHealthChecker(
+                    eventLoop: loop, clusterName: entry.config.name, config: config, hosts: hosts, stats: hcStats,
+                    workerStats: worker.value.stats, clusterHasTraffic: { traffic.load(ordering: .relaxed) },
+                    onTransition: { _, _ in })
+                return NIOLoopBound(c, eventLoop: loop)
+            }.wait()
+            try loop.submit {
+                let c = checker.value
+                c.onTransition = { [weak c] index, healthy in
+                    guard let c, index < c.hosts.count else { return }
+                    let address = c.hosts[index].address
+                    Log.info(healthy ? "host passes health checks" : "host fails health checks",
+                             [("cluster", entry.config.name), ("host", c.hosts[index].description)])
+                    for w in workers {
+                        w.loop.execute { w.worker.value.locals[i].setHealthCheck(address: address, passes: healthy) }
+                    }
+                }
+                c.start()
+            }.wait()
+            healthCheckers[i] = (loop, checker)
+        }
     }
 
     private func chainRuntime(_ l: Listener, _ network: Listener.NetworkFilter, _ hostname: String) -> ChainRuntime {
@@ -197,14 +233,18 @@ public final class SidecarServer: @unchecked Sendable {
             let last = try loop.submit { NIOLoopBoundBox(hosts, eventLoop: loop) }.wait()
             let pool = threadPool
             let workers = self.workers
+            let checkers = self.healthCheckers
             let task = loop.scheduleRepeatedAsyncTask(initialDelay: entry.config.dnsRefreshRate.timeAmount,
                                                       delay: entry.config.dnsRefreshRate.timeAmount) { _ in
                 pool.runIfActive(eventLoop: loop) { ClusterManager.resolve(entry.config) }.map { hosts in
                     guard hosts != last.value, !hosts.isEmpty else { return }
                     last.value = hosts
                     Log.debug("dns hosts changed", [("cluster", entry.config.name), ("hosts", "\(hosts.count)")])
-                    for (wi, w) in workers.enumerated() {
-                        w.loop.execute { w.worker.value.updateHosts(cluster: i, to: hosts, countMembership: wi == 0) }
+                    for w in workers {
+                        w.loop.execute { w.worker.value.locals[i].replaceHosts(hosts) }
+                    }
+                    if let hc = checkers[i] {
+                        hc.loop.execute { hc.checker.value.replaceHosts(hosts) }
                     }
                 }.recover { _ in }
             }
@@ -212,10 +252,18 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    /// The hosts worker 0 currently balances over (admin `/clusters`).
-    func currentHosts(_ cluster: Int) -> [UpstreamHost] {
-        guard let w = workers.first else { return [] }
-        return (try? w.loop.submit { w.worker.value.hosts[cluster] }.wait()) ?? []
+    /// Each host of a cluster with its health flags and request counts summed over workers (admin `/clusters`).
+    func hostReport(_ cluster: Int) -> [HostReport] {
+        var merged: [HostReport] = []
+        for w in workers {
+            let part = (try? w.loop.submit { w.worker.value.hostReport(cluster: cluster) }.wait()) ?? []
+            if merged.isEmpty { merged = part; continue }
+            for r in part {
+                guard let j = merged.firstIndex(where: { $0.host == r.host }) else { continue }
+                merged[j].add(r)
+            }
+        }
+        return merged
     }
 
     static func describe(_ a: SocketAddress?) -> String {
@@ -266,6 +314,7 @@ public final class SidecarServer: @unchecked Sendable {
     private func finishStop() {
         guard finished.setIfFalse() else { return }
         for t in dnsTasks { t.cancel() }
+        for hc in healthCheckers.values { hc.loop.execute { hc.checker.value.stop() } }
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()
         adminClose.whenComplete { [stopPromise] _ in

@@ -7,8 +7,8 @@ final class Worker {
     let stats: WorkerStats
     let clusters: ClusterManager
     let pools: [ConnectionPool]
-    private(set) var hosts: [[UpstreamHost]]
-    private var balancers: [SmoothRoundRobin]
+    /// This worker's view of each cluster: hosts, health, balancer (index = cluster index).
+    let locals: [ThreadLocalCluster]
     var random = FastRandom()
     private var connections: [ObjectIdentifier: any DrainableConnection] = [:]
     private(set) var draining = false
@@ -19,15 +19,29 @@ final class Worker {
         let stats = WorkerStats(count: registry.count)
         self.stats = stats
         self.clusters = clusters
-        self.hosts = hosts
-        self.balancers = hosts.map { SmoothRoundRobin(weights: $0.map(\.weight), start: index) }
-        self.pools = clusters.clusters.map { ConnectionPool(eventLoop: eventLoop, stats: stats, cluster: $0) }
-        for (i, c) in clusters.clusters.enumerated() where index == 0 {
-            stats.add(c.stats.membershipTotal, hosts[i].count)
-            stats.add(c.stats.membershipHealthy, hosts[i].count)
+        self.locals = clusters.clusters.map {
+            ThreadLocalCluster(entry: $0, hosts: hosts[$0.index], workerIndex: index, stats: stats,
+                               outlierStats: $0.outlierStats)
         }
-        for (i, entry) in clusters.clusters.enumerated() where entry.config.type == .ORIGINAL_DST {
-            scheduleSweep(pools[i], every: entry.config.cleanupInterval.timeAmount)
+        self.pools = clusters.clusters.map { ConnectionPool(eventLoop: eventLoop, stats: stats, cluster: $0) }
+        for (i, entry) in clusters.clusters.enumerated() {
+            if entry.config.type == .ORIGINAL_DST {
+                scheduleSweep(pools[i], every: entry.config.cleanupInterval.timeAmount)
+            } else {
+                scheduleSweep(pools[i], every: pools[i].idleSweepInterval)
+            }
+            if let od = entry.config.outlierDetection {
+                scheduleOutlierInterval(locals[i], every: od.interval.timeAmount)
+            }
+        }
+    }
+
+    /// Outlier detection's periodic pass: un-ejections, success-rate and failure-percentage detection.
+    private func scheduleOutlierInterval(_ local: ThreadLocalCluster, every interval: TimeAmount) {
+        eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self, weak local] in
+            guard let self, let local, !self.draining else { return }
+            local.outlierIntervalElapsed(random: &self.random)
+            self.scheduleOutlierInterval(local, every: interval)
         }
     }
 
@@ -40,20 +54,23 @@ final class Worker {
         }
     }
 
+    /// A host for a connection that has no request to hash (tcp_proxy).
     func pickHost(cluster: Int) -> UpstreamHost? {
-        guard let i = balancers[cluster].pick() else { return nil }
-        return hosts[cluster][i]
+        guard let i = locals[cluster].choose(hash: nil, random: &random) else { return nil }
+        return locals[cluster].hosts[i]
     }
 
-    /// A DNS refresh changed a cluster's hosts.
-    func updateHosts(cluster: Int, to newHosts: [UpstreamHost], countMembership: Bool) {
-        let entry = clusters.clusters[cluster]
-        if countMembership {
-            stats.add(entry.stats.membershipTotal, newHosts.count - hosts[cluster].count)
-            stats.add(entry.stats.membershipHealthy, newHosts.count - hosts[cluster].count)
+    /// This worker's part of admin `/clusters` for one cluster.
+    func hostReport(cluster: Int) -> [HostReport] {
+        let local = locals[cluster]
+        return local.hosts.indices.map { i in
+            let c = local.hostCounters[i]
+            return HostReport(
+                host: local.hosts[i], healthFlags: local.healthFlags(i),
+                cxActive: pools[cluster].activeConnections(to: local.hosts[i].address),
+                rqActive: local.activeRequests[i], rqTotal: c.rqTotal, rqSuccess: c.rqSuccess, rqError: c.rqError,
+                rqTimeout: c.rqTimeout)
         }
-        hosts[cluster] = newHosts
-        balancers[cluster] = SmoothRoundRobin(weights: newHosts.map(\.weight))
     }
 
     func register(_ h: any DrainableConnection) { connections[ObjectIdentifier(h)] = h }
@@ -81,6 +98,24 @@ final class Worker {
 }
 
 @available(*, unavailable) extension Worker: Sendable {}
+
+/// One host's line block in admin `/clusters`.
+struct HostReport: Sendable {
+    var host: UpstreamHost
+    /// Worker 0's view (health checks are the same everywhere; outlier ejections are per worker).
+    var healthFlags: String
+    var cxActive, rqActive, rqTotal, rqSuccess, rqError, rqTimeout: Int
+
+    mutating func add(_ o: HostReport) {
+        cxActive += o.cxActive
+        rqActive += o.rqActive
+        rqTotal += o.rqTotal
+        rqSuccess += o.rqSuccess
+        rqError += o.rqError
+        rqTimeout += o.rqTimeout
+        if healthFlags == "healthy" { healthFlags = o.healthFlags }
+    }
+}
 
 /// A downstream connection a worker waits for when draining.
 protocol DrainableConnection: AnyObject {

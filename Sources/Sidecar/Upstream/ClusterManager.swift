@@ -1,3 +1,4 @@
+import Atomics
 import Foundation
 import NIOCore
 import NIOPosix
@@ -9,6 +10,12 @@ public final class ClusterManager: Sendable {
         public let config: Cluster
         public let stats: ClusterStats
         public let index: Int
+        /// Circuit-breaker counts, shared by every worker (limits are cluster-wide, as in Envoy).
+        let resources: ClusterResources
+        let outlierStats: OutlierDetectionStats?
+        let healthCheckStats: HealthCheckStats?
+        /// Set by the first upstream connection: health checks then leave `no_traffic_interval`.
+        let traffic = ManagedAtomic(false)
     }
 
     public let clusters: [Entry]
@@ -18,7 +25,13 @@ public final class ClusterManager: Sendable {
         var list: [Entry] = []
         var names: [String: Int] = [:]
         for (i, c) in configs.enumerated() {
-            list.append(Entry(config: c, stats: ClusterStats(cluster: c.name, registry: registry), index: i))
+            let resources = ClusterResources(thresholds: c.circuitBreakers)
+            list.append(Entry(
+                config: c, stats: ClusterStats(cluster: c.name, registry: registry), index: i, resources: resources,
+                outlierStats: c.outlierDetection.map { _ in OutlierDetectionStats(cluster: c.name, registry: registry) },
+                healthCheckStats: c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry)))
+            CircuitBreakerStats.register(cluster: c.name, thresholds: c.circuitBreakers, resources: resources,
+                                         registry: registry)
             names[c.name] = i
         }
         clusters = list

@@ -1,25 +1,60 @@
+import Atomics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// A worker's idle upstream connections, per cluster and host. Connections are made on the worker's
+/// A worker's upstream HTTP/1.1 connections for one cluster, per host. Connections are made on the worker's
 /// own event loop, so a request never hops threads.
+///
+/// Like Envoy's HTTP/1 pool, a request that finds no idle connection either opens one (if the cluster's
+/// `max_connections` allows) or waits for one to come back (if `max_pending_requests` allows); otherwise it
+/// overflows. Connections are closed when idle past `idle_timeout`, older than `max_connection_duration`, or
+/// after `max_requests_per_connection` requests.
 final class ConnectionPool {
     private var idle: [Key: [UpstreamConnection]] = [:]
+    /// Open connections per host, for admin `/clusters`.
+    private var open: [SocketAddress: Int] = [:]
+    /// Requests waiting for a connection to their host, oldest first.
+    private var waiters: [Waiter] = []
+    private var nextWaiterID = 0
 
     /// Connections are shared per host, and with original_src only among one client's connections.
     struct Key: Hashable {
         var host: SocketAddress
         var source: SocketAddress?
     }
+
+    private struct Waiter {
+        var id: Int
+        var host: UpstreamHost
+        var source: UpstreamSource
+        var priority: CircuitBreakerThresholds.Priority
+        var promise: EventLoopPromise<UpstreamConnection>
+    }
+
+    /// How a request gets its connection.
+    enum Acquisition {
+        case ready(UpstreamConnection)
+        /// Connecting, or queued for a connection to come back; `waiter` cancels a queued request.
+        case pending(EventLoopFuture<UpstreamConnection>, waiter: Int?)
+        /// `max_pending_requests` reached (upstream_rq_pending_overflow).
+        case overflow
+    }
+
     let eventLoop: EventLoop
     let stats: WorkerStats
     let clusterStats: ClusterStats
     let connectTimeout: TimeAmount
     let bufferLimit: Int
     let clusterIndex: Int
+    let resources: ClusterResources
+    /// Set once the cluster carried traffic (health checks switch from no_traffic_interval).
+    let traffic: ManagedAtomic<Bool>
+    let options: UpstreamHTTPProtocolOptions
     /// The cluster's own upstream source (upstream_bind_config), resolved once.
     let clusterSource: UpstreamSource
+    /// How often idle connections are checked against idle_timeout / max_connection_duration.
+    let idleSweepInterval: TimeAmount
 
     init(eventLoop: EventLoop, stats: WorkerStats, cluster: ClusterManager.Entry) {
         self.eventLoop = eventLoop
@@ -28,37 +63,109 @@ final class ConnectionPool {
         self.connectTimeout = cluster.config.connectTimeout.timeAmount
         self.bufferLimit = cluster.config.perConnectionBufferLimitBytes
         self.clusterIndex = cluster.index
+        self.resources = cluster.resources
+        self.traffic = cluster.traffic
+        self.options = cluster.config.httpProtocolOptions
         self.clusterSource = UpstreamSource(cluster: cluster.config)
+        var limits = [options.idleTimeout, options.maxConnectionDuration ?? .seconds(3600)].filter { !$0.isZero }
+        if limits.isEmpty { limits = [.seconds(3600)] }
+        let shortest = limits.min()!.nanoseconds
+        self.idleSweepInterval = .nanoseconds(max(shortest / 4, 50_000_000))
     }
 
-    /// An idle connection to `host`, if a live one is pooled.
-    func takeIdle(_ host: UpstreamHost, source: UpstreamSource) -> UpstreamConnection? {
+    /// A connection for one request to `host`: an idle one, a new one, or a place in the queue.
+    func acquire(_ host: UpstreamHost, source: UpstreamSource, priority: CircuitBreakerThresholds.Priority) -> Acquisition {
+        if let conn = takeIdle(host, source: source) { return .ready(conn) }
+        guard resources.tryAcquire(.pendingRequests, priority) else {
+            stats.inc(clusterStats.rqPendingOverflow)
+            return .overflow
+        }
+        stats.inc(clusterStats.rqPendingTotal)
+        stats.inc(clusterStats.rqPendingActive)
+        let future: EventLoopFuture<UpstreamConnection>
+        var waiterID: Int?
+        if resources.tryAcquire(.connections, priority) {
+            future = connect(host, source: source, priority: priority)
+        } else {
+            // max_connections reached: wait for a connection to this host to be released or for room to open one.
+            stats.inc(clusterStats.cxOverflow)
+            let promise = eventLoop.makePromise(of: UpstreamConnection.self)
+            nextWaiterID += 1
+            waiterID = nextWaiterID
+            waiters.append(Waiter(id: nextWaiterID, host: host, source: source, priority: priority, promise: promise))
+            future = promise.futureResult
+        }
+        let stats = self.stats, cs = clusterStats, resources = self.resources
+        future.whenComplete { _ in
+            stats.dec(cs.rqPendingActive)
+            resources.release(.pendingRequests, priority)
+        }
+        return .pending(future, waiter: waiterID)
+    }
+
+    /// The request left the queue before getting a connection (timeout, client gone).
+    func cancelWaiter(_ id: Int) {
+        guard let i = waiters.firstIndex(where: { $0.id == id }) else { return }
+        let w = waiters.remove(at: i)
+        w.promise.fail(ChannelError.ioOnClosedChannel)
+    }
+
+    private func takeIdle(_ host: UpstreamHost, source: UpstreamSource) -> UpstreamConnection? {
         let key = Key(host: host.address, source: source.poolKey)
         while var list = idle[key], let conn = list.popLast() {
-            idle[key] = list
+            idle[key] = list.isEmpty ? nil : list
             if conn.isActive { return conn }
         }
         return nil
     }
 
+    /// A request is done with `conn`: it goes to a queued request for the same host, back to the idle list,
+    /// or is closed (not reusable, too old, or used up).
     func release(_ conn: UpstreamConnection) {
         conn.stream = nil
+        conn.requests += 1
         guard conn.reusable, conn.isActive else {
             conn.close()
+            return
+        }
+        if let max = options.maxRequestsPerConnection, conn.requests >= max {
+            conn.close()
+            return
+        }
+        if let maxAge = options.maxConnectionDuration, NIODeadline.now() - conn.connectedAt >= maxAge.timeAmount {
+            stats.inc(clusterStats.cxMaxDurationReached)
+            conn.close()
+            return
+        }
+        if let i = waiters.firstIndex(where: { Key(host: $0.host.address, source: $0.source.poolKey) == conn.poolKey }) {
+            let w = waiters.remove(at: i)
+            w.promise.succeed(conn)
             return
         }
         conn.idleSince = .now()
         idle[conn.poolKey, default: []].append(conn)
     }
 
-    /// ORIGINAL_DST hosts exist only while used (Envoy's `cleanup_interval`): idle connections that sat
-    /// unused since the previous sweep are closed, so a pod that talked to many destinations does not
-    /// keep a connection to each of them.
+    /// Closes idle connections unused since `cutoff` (ORIGINAL_DST `cleanup_interval`, else `idle_timeout`),
+    /// and those past `max_connection_duration`.
     func sweepIdle(olderThan cutoff: NIODeadline) {
+        let now = NIODeadline.now()
+        let idleCutoff = options.idleTimeout.isZero ? cutoff : max(cutoff, now - options.idleTimeout.timeAmount)
+        let ageCutoff = options.maxConnectionDuration.map { now - $0.timeAmount }
         for (key, list) in idle {
-            let (stale, fresh) = (list.filter { $0.idleSince < cutoff }, list.filter { $0.idleSince >= cutoff })
-            idle[key] = fresh.isEmpty ? nil : fresh
-            for c in stale { c.close() }
+            var keep: [UpstreamConnection] = []
+            for c in list {
+                if let ageCutoff, c.connectedAt <= ageCutoff {
+                    stats.inc(clusterStats.cxMaxDurationReached)
+                    c.close()
+                } else if c.idleSince < idleCutoff {
+                    stats.inc(clusterStats.cxIdleTimeout)
+                    c.close()
+                } else {
+                    keep.append(c)
+                }
+            }
+            idle[key] = keep.isEmpty ? nil : keep
         }
     }
 
@@ -69,12 +176,14 @@ final class ConnectionPool {
         for c in all { c.close() }
     }
 
-    func connect(_ host: UpstreamHost, source: UpstreamSource) -> EventLoopFuture<UpstreamConnection> {
-        let conn = UpstreamConnection(host: host, clusterIndex: clusterIndex, poolKey: Key(host: host.address, source: source.poolKey))
+    private func connect(_ host: UpstreamHost, source: UpstreamSource,
+                         priority: CircuitBreakerThresholds.Priority) -> EventLoopFuture<UpstreamConnection> {
+        let conn = UpstreamConnection(host: host, clusterIndex: clusterIndex,
+                                      poolKey: Key(host: host.address, source: source.poolKey))
         let stats = self.stats
         let cs = self.clusterStats
         let limit = bufferLimit
-        let pool = self
+        let resources = self.resources
         return source.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -86,29 +195,48 @@ final class ConnectionPool {
                 }
             }
             .connect(to: host.address)
-            .map { channel in
+            .map { [self] channel in
                 stats.inc(cs.cxTotal)
                 stats.inc(cs.cxActive)
-                channel.closeFuture.whenComplete { _ in
+                traffic.store(true, ordering: .relaxed)
+                open[host.address, default: 0] += 1
+                conn.connectedAt = .now()
+                channel.closeFuture.whenComplete { [self] _ in
+                    open[host.address, default: 1] -= 1
                     stats.dec(cs.cxActive)
                     stats.inc(cs.cxDestroy)
-                    pool.forget(conn)
+                    resources.release(.connections, priority)
+                    forget(conn)
+                    serveWaiter()
                 }
                 return conn
             }
-            .flatMapErrorThrowing { error in
+            .flatMapErrorThrowing { [self] error in
                 stats.inc(cs.cxConnectFail)
                 if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
                     stats.inc(cs.cxConnectTimeout)
                 }
+                resources.release(.connections, priority)
+                serveWaiter()
                 throw error
             }
+    }
+
+    func activeConnections(to address: SocketAddress) -> Int { open[address] ?? 0 }
+
+    /// A connection slot opened: the oldest queued request opens its connection now.
+    private func serveWaiter() {
+        guard !waiters.isEmpty else { return }
+        let w = waiters[0]
+        guard resources.tryAcquire(.connections, w.priority) else { return }
+        waiters.removeFirst()
+        connect(w.host, source: w.source, priority: w.priority).cascade(to: w.promise)
     }
 
     private func forget(_ conn: UpstreamConnection) {
         guard var list = idle[conn.poolKey], let i = list.firstIndex(where: { $0 === conn }) else { return }
         list.remove(at: i)
-        idle[conn.poolKey] = list
+        idle[conn.poolKey] = list.isEmpty ? nil : list
     }
 }
 

@@ -20,6 +20,9 @@ final class UpstreamConnection: ChannelDuplexHandler {
     let poolKey: ConnectionPool.Key
     /// When it last went back to the pool.
     var idleSince = NIODeadline.now()
+    /// When it connected (max_connection_duration) and how many requests it finished.
+    var connectedAt = NIODeadline.now()
+    var requests = 0
 
     init(host: UpstreamHost, clusterIndex: Int, poolKey: ConnectionPool.Key) {
         self.host = host

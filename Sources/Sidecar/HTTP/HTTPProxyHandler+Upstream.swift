@@ -1,0 +1,472 @@
+import NIOCore
+import NIOHTTP1
+
+/// The upstream half of a forwarded request: choosing a host, getting a connection within the circuit
+/// breakers, attempts and their timeouts, retries with back-off, and feeding outlier detection.
+///
+/// Envoy's rules kept here: the route timeout starts when the downstream request is complete and covers every
+/// attempt (a global timeout is never retried); the per-try timeout starts when an attempt has both its
+/// connection and the whole request; once any byte of a response went downstream there is no retry; a 503
+/// answered because of circuit-breaker overflow carries `x-envoy-overloaded: true` and is not retried.
+extension HTTPProxyHandler {
+    func forward(_ head: HTTPRequestHead, target: ForwardTarget, request: RouteRequest) {
+        guard let ci = listener.clusters.index(of: target.cluster) else {
+            // cluster_header named a cluster that does not exist: Envoy's cluster_not_found_response_code.
+            phase = .discarding
+            writeLocalReply(status: .serviceUnavailable, body: "", close: !keepAlive)
+            return
+        }
+        let entry = listener.clusters.clusters[ci]
+        cluster = entry
+        responseMutations = target.mutations
+        routeTimeout = target.timeout
+
+        var headers = head.headers
+        let expectContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
+        if expectContinue { headers.remove(name: "expect") }
+        HopByHop.strip(&headers)
+        let trusted = RetryHeaders.trusted(headers)
+        let retry = RetryState(route: target.retryPolicy, requestHeaders: headers, honorRequestHeaders: trusted)
+        if !trusted { RetryHeaders.strip(&headers) }
+        if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: "http") }
+        if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: worker.random.uuid()) }
+        if target.timeout.isZero {
+            headers.remove(name: "x-envoy-expected-rq-timeout-ms")
+        } else {
+            let expected = retry?.policy.perTryTimeout.map { min($0, target.timeout) } ?? target.timeout
+            headers.replaceOrAdd(name: "x-envoy-expected-rq-timeout-ms", value: String(expected.milliseconds))
+        }
+        if let literal = target.hostRewrite {
+            headers.replaceOrAdd(name: "host", value: literal)
+        }
+        if target.mutations.contains(where: { !$0.isEmpty }) {
+            let ctx = formatContext()
+            for m in target.mutations { m.applyRequest(to: &headers, context: ctx) }
+        }
+        if head.version.minor == 0 && !headers.contains(name: "host") {
+            headers.add(name: "host", value: request.authority)
+        }
+        if expectContinue {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))),
+                                  promise: nil)
+        }
+        var hash: UInt64?
+        if entry.config.lbPolicy == .RING_HASH || entry.config.lbPolicy == .MAGLEV {
+            hash = RequestHash.compute(target.hashPolicies, headers: head.headers, path: head.uri,
+                                       source: context.channel.remoteAddress)
+        }
+        let source = UpstreamSource.choose(
+            listener: listener.config, downstream: context.channel, clusterSource: worker.pools[ci].clusterSource)
+        let limit = target.perRequestBufferLimitBytes ?? listener.config.perConnectionBufferLimitBytes
+        upstream = UpstreamRequest(
+            clusterIndex: ci, entry: entry, target: target,
+            head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers),
+            hash: hash, source: source, retry: retry, bufferLimit: limit)
+        upstreamStart = .now()
+        startAttempt()
+    }
+
+    // MARK: Attempts
+
+    /// Picks a host and gets a connection for the next attempt.
+    private func startAttempt() {
+        guard var up = upstream else { return }
+        let entry = up.entry
+        up.attempt += 1
+        up.attemptID += 1
+        up.sent = 0
+        let local = worker.locals[up.clusterIndex]
+        if entry.config.type == .ORIGINAL_DST {
+            // CLUSTER_PROVIDED: the host is where this connection was going before capture.
+            up.host = originalDestination.map { UpstreamHost(address: $0, hostname: $0.ipAddress ?? "", weight: 1) }
+            up.hostIndex = nil
+        } else {
+            let avoid = up.retry?.policy.avoidPreviousHosts ?? false
+            let tried = up.tried
+            let maxAttempts = avoid ? max(1, up.retry?.policy.hostSelectionRetryMaxAttempts ?? 1) : 1
+            up.hostIndex = local.choose(hash: up.hash, random: &worker.random, maxAttempts: maxAttempts,
+                                        reject: { avoid && tried.contains($0) })
+            up.host = up.hostIndex.map { local.hosts[$0] }
+        }
+        guard let host = up.host else {
+            upstream = up
+            stats.inc(entry.stats.cxNoneHealthy)
+            finishWithLocalReply(status: .serviceUnavailable, body: "no healthy upstream")
+            return
+        }
+        if let i = up.hostIndex { up.tried.append(i) }
+        if up.target.autoHostRewrite, entry.config.type.resolvesNames {
+            up.head.headers.replaceOrAdd(name: "host", value: host.hostname)
+        }
+        upstream = up
+        switch worker.pools[up.clusterIndex].acquire(host, source: up.source, priority: up.priority) {
+        case .ready(let conn):
+            attach(conn)
+        case .overflow:
+            overflowed()
+        case .pending(let future, let waiter):
+            upstream?.waiter = waiter
+            phase = .connecting
+            let id = up.attemptID
+            future.whenComplete { [self] result in
+                guard let current = upstream, current.attemptID == id, case .connecting = phase else {
+                    // The attempt was abandoned (client gone, timeout) while it waited.
+                    if case .success(let conn) = result { worker.pools[conn.clusterIndex].release(conn) }
+                    return
+                }
+                upstream?.waiter = nil
+                switch result {
+                case .success(let conn):
+                    attach(conn)
+                case .failure(let error):
+                    if let i = current.hostIndex { worker.locals[current.clusterIndex].record(i, .connectFailed, random: &worker.random) }
+                    attemptFailed(.connectFailure, reason: Self.connectFailureReason(error))
+                }
+            }
+        }
+    }
+
+    /// The attempt has its connection: send the head and everything of the body received so far.
+    private func attach(_ conn: UpstreamConnection) {
+        guard var up = upstream else { return }
+        guard up.entry.resources.tryAcquire(.requests, up.priority) else {
+            // max_requests: Envoy fails the stream with an overflow (counted as a pending overflow).
+            worker.pools[up.clusterIndex].release(conn)
+            stats.inc(up.entry.stats.rqPendingOverflow)
+            overflowed()
+            return
+        }
+        up.attached = true
+        stats.inc(up.entry.stats.rqTotal)
+        stats.inc(up.entry.stats.rqActive)
+        if let i = up.hostIndex { worker.locals[up.clusterIndex].requestStarted(i) }
+        conn.stream = self
+        phase = .forwarding(conn)
+        var head = up.head
+        if up.target.includeRequestAttemptCount {
+            head.headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempt))
+        }
+        conn.send(.head(head))
+        for p in up.parts[up.sent...] { conn.send(p) }
+        up.sent = up.parts.count
+        if !up.keepsBody {
+            up.parts.removeAll(keepingCapacity: true)
+            up.sent = 0
+        }
+        up.lastUpstreamActivity = .now()
+        upstream = up
+        conn.flush()
+        startPerTryTimer()
+        if readPending && conn.isWritable {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// A request body part from downstream: sent to the attempt in progress, kept for retries while allowed.
+    func requestBody(_ part: HTTPClientRequestPart, bytes: Int) {
+        guard var up = upstream else { return }
+        up.parts.append(part)
+        up.bufferedBytes += bytes
+        if up.keepsBody && up.bufferedBytes > up.bufferLimit {
+            // Past per_request_buffer_limit_bytes the request can no longer be replayed: it is not retried.
+            up.retry = nil
+        }
+        if case .forwarding(let conn) = phase {
+            for p in up.parts[up.sent...] { conn.send(p) }
+            up.sent = up.parts.count
+        }
+        if !up.keepsBody && up.sent == up.parts.count {
+            up.parts.removeAll(keepingCapacity: true)
+            up.sent = 0
+        }
+        upstream = up
+    }
+
+    /// Ends the current attempt's bookkeeping (not the request).
+    private func endAttempt() {
+        guard var up = upstream else { return }
+        up.perTryTimer?.cancel()
+        up.perTryTimer = nil
+        up.perTryDeadline = nil
+        if let w = up.waiter {
+            worker.pools[up.clusterIndex].cancelWaiter(w)
+            up.waiter = nil
+        }
+        if up.attached {
+            up.attached = false
+            stats.dec(up.entry.stats.rqActive)
+            up.entry.resources.release(.requests, up.priority)
+            if let i = up.hostIndex { worker.locals[up.clusterIndex].requestEnded(i) }
+        }
+        upstream = up
+    }
+
+    /// Drops the request's upstream side entirely (client gone, route timeout, local reply).
+    func abandonUpstream(closeConnection: Bool) {
+        guard var up = upstream else { return }
+        if case .forwarding(let conn) = phase, closeConnection { conn.close() }
+        endAttempt()
+        up = upstream!
+        up.backoffTimer?.cancel()
+        up.backoffTimer = nil
+        if up.holdsRetry {
+            up.holdsRetry = false
+            up.entry.resources.release(.retries, up.priority)
+        }
+        upstream = nil
+    }
+
+    /// An attempt failed before any response went downstream: retry it, or answer the client.
+    private func attemptFailed(_ outcome: RetryState.Outcome, reason: String) {
+        if case .forwarding(let conn) = phase { conn.close() }
+        endAttempt()
+        // nil: a retry is scheduled.
+        guard decideRetry(outcome) != nil else { return }
+        switch outcome {
+        case .perTryTimeout:
+            if let cluster { countUpstreamStatus(504, cluster) }
+            finishWithLocalReply(status: .gatewayTimeout, body: LocalReply.timeout)
+        case .connectFailure, .reset, .overflow, .response:
+            if let cluster { countUpstreamStatus(503, cluster) }
+            finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure(reason))
+        }
+    }
+
+    /// Asks the retry policy about a failed attempt. Returns nil when a retry was scheduled, else the decision
+    /// that leaves the outcome to the client (counted).
+    private func decideRetry(_ outcome: RetryState.Outcome) -> RetryState.Decision? {
+        guard var up = upstream, var retry = up.retry else { return .done }
+        let resources = up.entry.resources
+        let priority = up.priority
+        let decision = retry.decide(outcome, retryAllowed: { resources.tryAcquire(.retries, priority) },
+                                    random: &worker.random)
+        up.retry = retry
+        upstream = up
+        switch decision {
+        case .done:
+            return decision
+        case .limitExceeded:
+            stats.inc(up.entry.stats.rqRetryLimitExceeded)
+            return decision
+        case .budgetExhausted:
+            stats.inc(up.entry.stats.rqRetryOverflow)
+            return decision
+        case .retry(let backOff):
+            stats.inc(up.entry.stats.rqRetry)
+            stats.inc(up.entry.stats.rqRetryBackoffExponential)
+            up.holdsRetry = true
+            phase = .backoff
+            let id = up.attemptID
+            up.backoffTimer = context.eventLoop.scheduleTask(in: .nanoseconds(backOff)) { [self] in
+                guard var current = upstream, current.attemptID == id, case .backoff = phase else { return }
+                current.backoffTimer = nil
+                if current.holdsRetry {
+                    current.holdsRetry = false
+                    current.entry.resources.release(.retries, current.priority)
+                }
+                upstream = current
+                startAttempt()
+            }
+            upstream = up
+            return nil
+        }
+    }
+
+    /// Circuit-breaker overflow: 503 with `x-envoy-overloaded`, never retried.
+    private func overflowed() {
+        endAttempt()
+        if let cluster { countUpstreamStatus(503, cluster) }
+        var extra = HTTPHeaders()
+        extra.add(name: "x-envoy-overloaded", value: "true")
+        finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure("overflow"), extra: extra)
+    }
+
+    private func finishWithLocalReply(status: HTTPResponseStatus, body: String, extra: HTTPHeaders = HTTPHeaders()) {
+        abandonUpstream(closeConnection: true)
+        phase = .discarding
+        writeLocalReply(status: status, body: body, close: !keepAlive, extra: extra)
+    }
+
+    static func connectFailureReason(_ error: Error) -> String {
+        if case ChannelError.connectTimeout = error as? ChannelError ?? .ioOnClosedChannel {
+            return "connection timeout"
+        }
+        return "remote connection failure"
+    }
+
+    // MARK: Timeouts
+
+    /// The route timeout: from the end of the downstream request, across every attempt.
+    func startTimer() {
+        guard !routeTimeout.isZero, timer == nil, !responseComplete else { return }
+        timer = context.eventLoop.scheduleTask(in: routeTimeout.timeAmount) { [self] in
+            timer = nil
+            routeTimedOut()
+        }
+    }
+
+    private func routeTimedOut() {
+        if let cluster { stats.inc(cluster.stats.rqTimeout) }
+        stats.inc(listener.stats.rqTimeout)
+        if let up = upstream, case .forwarding = phase, let i = up.hostIndex {
+            worker.locals[up.clusterIndex].record(i, .timeout, random: &worker.random)
+        }
+        abandonUpstream(closeConnection: true)
+        if responseStarted {
+            context.close(promise: nil)
+            return
+        }
+        if let cluster { countUpstreamStatus(504, cluster) }
+        phase = .discarding
+        writeLocalReply(status: .gatewayTimeout, body: LocalReply.timeout, close: !keepAlive)
+    }
+
+    /// The per-try timeout (from when the attempt has its connection and the whole request) and the per-try
+    /// idle timeout (reset by every upstream read) share one timer that re-arms lazily.
+    func startPerTryTimer() {
+        guard var up = upstream, let policy = up.retry?.policy ?? up.target.retryPolicy,
+              case .forwarding = phase, up.perTryTimer == nil else { return }
+        let now = NIODeadline.now()
+        if up.perTryDeadline == nil, requestComplete, let t = policy.perTryTimeout, !t.isZero {
+            up.perTryDeadline = now + t.timeAmount
+        }
+        up.perTryIdle = policy.perTryIdleTimeout.flatMap { $0.isZero ? nil : $0.timeAmount }
+        var next: NIODeadline?
+        if let d = up.perTryDeadline { next = d }
+        if let idle = up.perTryIdle {
+            let d = up.lastUpstreamActivity + idle
+            next = next.map { min($0, d) } ?? d
+        }
+        guard let fire = next else { upstream = up; return }
+        let id = up.attemptID
+        up.perTryTimer = context.eventLoop.scheduleTask(deadline: fire) { [self] in
+            guard var current = upstream, current.attemptID == id else { return }
+            current.perTryTimer = nil
+            upstream = current
+            perTryTimerFired()
+        }
+        upstream = up
+    }
+
+    private func perTryTimerFired() {
+        guard let up = upstream, case .forwarding = phase, !responseStarted else { return }
+        let now = NIODeadline.now()
+        let timedOut = up.perTryDeadline.map { now >= $0 } ?? false
+        let idledOut = up.perTryIdle.map { now >= up.lastUpstreamActivity + $0 } ?? false
+        guard timedOut || idledOut else {
+            startPerTryTimer()
+            return
+        }
+        stats.inc(timedOut ? up.entry.stats.rqPerTryTimeout : up.entry.stats.rqPerTryIdleTimeout)
+        if let i = up.hostIndex { worker.locals[up.clusterIndex].record(i, .timeout, random: &worker.random) }
+        attemptFailed(.perTryTimeout, reason: "timeout")
+    }
+
+    // MARK: Upstream events
+
+    func upstreamRead(_ part: HTTPClientResponsePart) {
+        upstream?.lastUpstreamActivity = .now()
+        switch part {
+        case .head(let head):
+            if head.status.code < 200 && head.status.code != 101 {
+                ignoringInformational = true
+                return
+            }
+            receivedResponseHead(head)
+        case .body(let buffer):
+            if ignoringInformational || !responseStarted { return }
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        case .end(let trailers):
+            if ignoringInformational {
+                ignoringInformational = false
+                return
+            }
+            guard responseStarted else { return }
+            upstreamResponseEnded(trailers)
+        }
+    }
+
+    private func receivedResponseHead(_ head: HTTPResponseHead) {
+        guard let up = upstream else { return }
+        let code = Int(head.status.code)
+        if let i = up.hostIndex { worker.locals[up.clusterIndex].record(i, .httpStatus(code), random: &worker.random) }
+        if up.retry != nil, case .forwarding(let conn) = phase {
+            switch decideRetry(.response(status: code, headers: head.headers)) {
+            case nil:
+                // Retrying: this attempt's answer is dropped with its connection.
+                conn.close()
+                endAttempt()
+                if let cluster { countUpstreamStatus(code, cluster) }
+                return
+            case .done?:
+                if upstream?.retry?.retried ?? false, code < 500 { stats.inc(up.entry.stats.rqRetrySuccess) }
+            case .limitExceeded?, .budgetExhausted?, .retry?:
+                break
+            }
+        }
+        respond(head)
+    }
+
+    private func respond(_ head: HTTPResponseHead) {
+        responseStarted = true
+        upstream?.perTryTimer?.cancel()
+        upstream?.perTryTimer = nil
+        let elapsedMs = (NIODeadline.now() - upstreamStart).nanoseconds / 1_000_000
+        var headers = head.headers
+        HopByHop.strip(&headers)
+        headers.replaceOrAdd(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
+        headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
+        if let up = upstream, up.target.includeAttemptCountInResponse {
+            headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempt))
+        }
+        applyResponseMutations(&headers)
+        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
+        if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
+        stats.inc(listener.stats.responseClass(Int(head.status.code)))
+        let out = HTTPResponseHead(version: downstreamVersion, status: head.status, headers: headers)
+        context.write(wrapOutboundOut(.head(out)), promise: nil)
+    }
+
+    private func upstreamResponseEnded(_ trailers: HTTPHeaders?) {
+        responseComplete = true
+        timer?.cancel()
+        timer = nil
+        guard case .forwarding(let conn) = phase else { return }
+        endAttempt()
+        upstream = nil
+        if !requestComplete { conn.reusable = false }
+        worker.pools[conn.clusterIndex].release(conn)
+        phase = .discarding
+        context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        if requestComplete { finishRequest() }
+    }
+
+    func upstreamReadComplete() {
+        context.flush()
+    }
+
+    func upstreamBecameWritable() {
+        if readPending {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// The upstream connection closed under us.
+    func upstreamClosed() {
+        guard case .forwarding = phase else { return }
+        if responseStarted {
+            // Mid-response: the only honest signal left is to reset the downstream.
+            abandonUpstream(closeConnection: false)
+            phase = .discarding
+            timer?.cancel()
+            context.close(promise: nil)
+            return
+        }
+        if let up = upstream, let i = up.hostIndex {
+            worker.locals[up.clusterIndex].record(i, .reset, random: &worker.random)
+        }
+        attemptFailed(.reset, reason: "connection termination")
+    }
+}

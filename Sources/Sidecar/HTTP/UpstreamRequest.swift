@@ -1,0 +1,59 @@
+import NIOCore
+import NIOHTTP1
+
+/// What a downstream request needs while it is forwarded: where it goes, what was sent, what has been tried.
+/// One per request in flight; attempts (the first try and each retry) reuse it.
+struct UpstreamRequest {
+    let clusterIndex: Int
+    let entry: ClusterManager.Entry
+    let target: ForwardTarget
+    /// The head as it leaves, without the per-attempt `x-envoy-attempt-count`.
+    var head: HTTPRequestHead
+    let priority: CircuitBreakerThresholds.Priority
+    let hash: UInt64?
+    let source: UpstreamSource
+    /// nil when the request is not retried (no policy, or its body outgrew the buffer limit).
+    var retry: RetryState?
+    /// Body parts not yet sent to the current attempt, and (while retries are possible) every part so far.
+    var parts: [HTTPClientRequestPart] = []
+    /// How many of `parts` the current attempt has been sent.
+    var sent = 0
+    var bufferedBytes = 0
+    let bufferLimit: Int
+
+    // The current attempt.
+    var attempt = 0
+    /// Index of the host in the thread-local cluster (nil for ORIGINAL_DST destinations).
+    var hostIndex: Int?
+    var host: UpstreamHost?
+    /// Hosts already tried (previous_hosts predicate).
+    var tried: [Int] = []
+    /// Ignores connection results of attempts that were abandoned.
+    var attemptID = 0
+    var waiter: Int?
+    /// The attempt holds a connection and counts in `upstream_rq_active` and the `max_requests` breaker.
+    var attached = false
+    var perTryTimer: Scheduled<Void>?
+    var perTryDeadline: NIODeadline?
+    var perTryIdle: TimeAmount?
+    var lastUpstreamActivity = NIODeadline.now()
+    var backoffTimer: Scheduled<Void>?
+    /// A scheduled retry holds one unit of the `max_retries` breaker until it starts.
+    var holdsRetry = false
+
+    init(clusterIndex: Int, entry: ClusterManager.Entry, target: ForwardTarget, head: HTTPRequestHead, hash: UInt64?,
+         source: UpstreamSource, retry: RetryState?, bufferLimit: Int) {
+        self.clusterIndex = clusterIndex
+        self.entry = entry
+        self.target = target
+        self.head = head
+        self.priority = target.priority
+        self.hash = hash
+        self.source = source
+        self.retry = retry
+        self.bufferLimit = bufferLimit
+    }
+
+    /// Body parts are kept only while a retry could need them again.
+    var keepsBody: Bool { retry != nil }
+}
