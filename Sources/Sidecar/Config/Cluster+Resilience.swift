@@ -70,8 +70,11 @@ public struct OutlierDetectionConfig: Sendable {
     public var baseEjectionTime: ProtoDuration = .seconds(30)
     public var maxEjectionTime: ProtoDuration = .seconds(300)
     public var maxEjectionTimeJitter: ProtoDuration = .seconds(0)
-    /// Percent of hosts that may be ejected at once (default 10); at least one host always may be.
+    /// Percent of hosts that may be ejected at once (default 10). Envoy 1.40 lets one host be ejected past
+    /// this cap only with `alwaysEjectOneHost`: with the defaults, 3 hosts and 10 % eject none.
     public var maxEjectionPercent: Int = 10
+    /// `always_eject_one_host` (default false): one host may always be ejected, whatever the percentage.
+    public var alwaysEjectOneHost: Bool = false
     public var enforcingConsecutive5xx: Int = 100
     public var enforcingConsecutiveGatewayFailure: Int = 0
     public var enforcingConsecutiveLocalOriginFailure: Int = 100
