@@ -260,10 +260,10 @@ import Testing
 
     @Test func unsupportedClusterFieldNamesItsPath() {
         let text = Self.variant(
-            "    type: STATIC\n", "    type: STATIC\n    outlier_detection: { consecutive_5xx: 3 }\n")
+            "    type: STATIC\n", "    type: STATIC\n    lb_subset_config: { fallback_policy: ANY_ENDPOINT }\n")
         let e = Self.loadError(text)
-        #expect(e?.path == "static_resources.clusters[0].outlier_detection")
-        #expect(e?.line == Self.line(of: "outlier_detection", in: text))
+        #expect(e?.path == "static_resources.clusters[0].lb_subset_config")
+        #expect(e?.line == Self.line(of: "lb_subset_config", in: text))
         #expect(e?.message.contains("not supported by Pilotfish yet") == true)
     }
 

@@ -2,17 +2,16 @@ extension Cluster {
     static func decode(_ value: ConfigValue) throws -> Cluster {
         let obj = try value.object()
         try obj.unsupported([
-            "health_checks", "outlier_detection", "circuit_breakers", "transport_socket", "transport_socket_matches",
-            "typed_extension_protocol_options", "http2_protocol_options", "http_protocol_options",
-            "common_http_protocol_options", "upstream_http_protocol_options", "protocol_selection", "lb_subset_config",
-            "common_lb_config", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config",
-            "round_robin_lb_config", "original_dst_lb_config", "load_balancing_policy", "cluster_type",
-            "eds_cluster_config", "upstream_connection_options", "max_requests_per_connection",
-            "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
+            "transport_socket", "transport_socket_matches", "transport_socket_matcher", "http2_protocol_options",
+            "http_protocol_options", "upstream_http_protocol_options", "protocol_selection", "lb_subset_config",
+            "original_dst_lb_config", "load_balancing_policy", "cluster_type", "eds_cluster_config",
+            "upstream_connection_options", "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
             "use_tcp_for_dns_lookups", "respect_dns_ttl", "dns_failure_refresh_rate", "dns_jitter", "track_timeout_budgets",
             "track_cluster_stats", "preconnect_policy", "close_connections_on_host_health_failure",
             "ignore_health_on_host_removal", "filters", "metadata", "alt_stat_name", "lrs_server",
-            "connection_pool_per_downstream_connection", "wait_for_warm_on_init", "hosts", "upstream_config",
+            "lrs_report_endpoint_metrics", "connection_pool_per_downstream_connection", "wait_for_warm_on_init",
+            "hosts", "upstream_config", "stats_matcher", "per_connection_buffer_high_watermark_timeout",
+            "queuing_policies",
         ])
         let name = try obj.required("name").nonEmptyString()
         var type = DiscoveryType.STATIC
@@ -31,11 +30,16 @@ extension Cluster {
         var lb = LBPolicy.ROUND_ROBIN
         if let l = obj.optional("lb_policy") {
             let s = try l.string()
-            if ["LEAST_REQUEST", "RING_HASH", "RANDOM", "MAGLEV", "LOAD_BALANCING_POLICY_CONFIG"].contains(s) {
+            if s == "LOAD_BALANCING_POLICY_CONFIG" {
                 throw l.error("lb_policy \(s) is a valid Envoy value but is not supported by Pilotfish yet")
             }
             lb = try l.enumValue(LBPolicy.self)
         }
+        let loadBalancing = try LoadBalancingConfig.decode(obj, policy: lb)
+        let healthChecks = try obj.optional("health_checks").map(HealthCheckConfig.decodeList) ?? []
+        let outlierDetection = try obj.optional("outlier_detection").map(OutlierDetectionConfig.decode)
+        let circuitBreakers = try obj.optional("circuit_breakers").map(CircuitBreakerThresholds.decodeCircuitBreakers)
+        let httpProtocolOptions = try UpstreamHTTPProtocolOptions.decode(obj)
         let refreshValue = obj.optional("dns_refresh_rate")
         let refresh = try refreshValue?.duration() ?? .seconds(5)
         if let refreshValue, refresh < .milliseconds(1) {
@@ -77,6 +81,11 @@ extension Cluster {
                               dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))
         cluster.upstreamSourceAddress = source
         cluster.cleanupInterval = cleanup
+        cluster.loadBalancing = loadBalancing
+        cluster.healthChecks = healthChecks
+        cluster.outlierDetection = outlierDetection
+        if let circuitBreakers { cluster.circuitBreakers = circuitBreakers }
+        cluster.httpProtocolOptions = httpProtocolOptions
         return cluster
     }
 

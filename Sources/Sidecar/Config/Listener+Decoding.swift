@@ -212,7 +212,7 @@ extension HTTPConnectionManagerConfig {
             "skip_xff_append", "via", "generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response",
             "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue", "upgrade_configs",
             "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
-            "local_reply_config", "strip_matching_host_port", "strip_any_host_port", "stream_idle_timeout",
+            "local_reply_config", "strip_matching_host_port", "strip_any_host_port",
             "request_headers_timeout", "drain_timeout", "delayed_close_timeout", "internal_address_config",
             "server_header_transformation", "scheme_header_transformation", "max_request_headers_count",
             "stream_error_on_invalid_http_message", "original_ip_detection_extensions", "early_header_mutation_extensions",
@@ -252,11 +252,14 @@ extension HTTPConnectionManagerConfig {
                 "field 'use_remote_address' is a valid Envoy field but is not supported by Pilotfish yet")
         }
         let maxKB = try obj.optional("max_request_headers_kb")?.int(min: 1, max: 8192) ?? 60
+        // Zero disables it, as in Envoy.
+        let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
         try obj.finish()
         return HTTPConnectionManagerConfig(
             statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters,
             acceptHTTP10: acceptHTTP10, defaultHostForHTTP10: defaultHost, serverName: serverName,
-            useRemoteAddress: useRemote, requestTimeout: nil, maxRequestHeadersKB: Int(maxKB))
+            useRemoteAddress: useRemote, requestTimeout: nil, maxRequestHeadersKB: Int(maxKB),
+            streamIdleTimeout: streamIdleTimeout)
     }
 
     /// The router is the only HTTP filter so far, and it must be last. Unlike Envoy 1.40 we accept it

@@ -87,10 +87,9 @@ extension VirtualHost {
     static func decode(_ value: ConfigValue) throws -> VirtualHost {
         let obj = try value.object()
         try obj.unsupported([
-            "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "include_request_attempt_count",
-            "include_attempt_count_in_response", "retry_policy", "retry_policy_typed_config", "hedge_policy",
-            "per_request_buffer_limit_bytes", "request_mirror_policies", "matcher",
-            "include_is_timeout_retry_header", "request_body_buffer_limit",
+            "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "retry_policy_typed_config",
+            "hedge_policy", "request_mirror_policies", "matcher", "include_is_timeout_retry_header",
+            "request_body_buffer_limit", "route_specifiers",
         ])
         let name = try obj.required("name").nonEmptyString()
         let domainsValue = try obj.required("domains")
@@ -104,9 +103,14 @@ extension VirtualHost {
         let tls = try obj.optional("require_tls")?.enumValue(TLSRequirement.self) ?? .NONE
         let headers = try HeaderMutations.decode(obj)
         let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
+        var vh = VirtualHost(name: name, domains: domains, routes: routes, requireTLS: tls, headers: headers,
+                             metadata: metadata)
+        vh.retryPolicy = try obj.optional("retry_policy").map(RetryPolicyConfig.decode)
+        vh.includeRequestAttemptCount = try obj.optional("include_request_attempt_count")?.bool() ?? false
+        vh.includeAttemptCountInResponse = try obj.optional("include_attempt_count_in_response")?.bool() ?? false
+        vh.perRequestBufferLimitBytes = try obj.optional("per_request_buffer_limit_bytes")?.uint32Int()
         try obj.finish()
-        return VirtualHost(name: name, domains: domains, routes: routes, requireTLS: tls, headers: headers,
-                           metadata: metadata)
+        return vh
     }
 }
 
@@ -114,8 +118,8 @@ extension Route {
     static func decode(_ value: ConfigValue) throws -> Route {
         let obj = try value.object()
         try obj.unsupported([
-            "decorator", "typed_per_filter_config", "tracing", "per_request_buffer_limit_bytes",
-            "stat_prefix", "filter_action", "non_forwarding_action", "request_body_buffer_limit",
+            "decorator", "typed_per_filter_config", "tracing", "stat_prefix", "filter_action",
+            "non_forwarding_action", "request_body_buffer_limit", "route_specifiers",
         ])
         let name = try obj.optional("name")?.string()
         let match = try RouteMatch.decode(try obj.required("match"))
@@ -128,8 +132,10 @@ extension Route {
         }
         let headers = try HeaderMutations.decode(obj)
         let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
+        let bufferLimit = try obj.optional("per_request_buffer_limit_bytes")?.uint32Int()
         try obj.finish()
-        return Route(name: name, match: match, action: action, headers: headers, metadata: metadata)
+        return Route(name: name, match: match, action: action, headers: headers, metadata: metadata,
+                     perRequestBufferLimitBytes: bufferLimit)
     }
 }
 
@@ -190,8 +196,8 @@ extension ForwardAction {
     static func decode(_ value: ConfigValue) throws -> ForwardAction {
         let obj = try value.object()
         try obj.unsupported([
-            "retry_policy", "retry_policy_typed_config", "hash_policy", "cors", "rate_limits", "request_mirror_policies",
-            "priority", "idle_timeout", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
+            "retry_policy_typed_config", "cors", "rate_limits", "request_mirror_policies", "flush_timeout",
+            "path_rewrite", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
             "upgrade_configs", "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
             "hedge_policy", "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
             "metadata_match", "cluster_not_found_response_code", "include_vh_rate_limits", "early_data_policy",
@@ -224,9 +230,15 @@ extension ForwardAction {
             if hostKey == "host_rewrite_literal" { literal = try hv.nonEmptyString() } else { auto = try hv.bool() }
         }
         let timeout = try obj.optional("timeout")?.duration() ?? .seconds(15)
+        var action = ForwardAction(cluster: choice, prefixRewrite: prefixRewrite, regexRewrite: regexRewrite,
+                                   hostRewriteLiteral: literal, autoHostRewrite: auto, timeout: timeout)
+        action.retryPolicy = try obj.optional("retry_policy").map(RetryPolicyConfig.decode)
+        action.hashPolicies = try obj.list("hash_policy").compactMap(HashPolicy.decode)
+        action.priority = try obj.optional("priority")?.enumValue(CircuitBreakerThresholds.Priority.self) ?? .DEFAULT
+        // Zero is kept: it disables the stream idle timeout for this route.
+        action.idleTimeout = try obj.optional("idle_timeout")?.duration()
         try obj.finish()
-        return ForwardAction(cluster: choice, prefixRewrite: prefixRewrite, regexRewrite: regexRewrite,
-                             hostRewriteLiteral: literal, autoHostRewrite: auto, timeout: timeout)
+        return action
     }
 
     private static func decodeWeighted(_ value: ConfigValue) throws -> ClusterChoice {

@@ -90,6 +90,21 @@ public struct ForwardTarget {
     public var virtualHost: String
     /// Most specific first: weighted cluster, route, virtual host, route configuration.
     public var mutations: [HeaderMutations]
+    /// The route's `retry_policy`, else the virtual host's (Envoy does not merge the two); nil: no retries.
+    public var retryPolicy: RetryPolicyConfig? = nil
+    /// The route's `hash_policy`, for RING_HASH and MAGLEV clusters.
+    public var hashPolicies: [HashPolicy] = []
+    /// The route's `priority`: which circuit-breaker thresholds the request counts against.
+    public var priority: CircuitBreakerThresholds.Priority = .DEFAULT
+    /// The route's `idle_timeout`, overriding the connection manager's `stream_idle_timeout`; zero disables.
+    public var idleTimeout: ProtoDuration? = nil
+    /// The virtual host's `include_request_attempt_count` (`x-envoy-attempt-count` upstream) and
+    /// `include_attempt_count_in_response` (the same header downstream).
+    public var includeRequestAttemptCount = false
+    public var includeAttemptCountInResponse = false
+    /// The route's `per_request_buffer_limit_bytes`, else the virtual host's: how much request body may be
+    /// kept for retries. Nil: the listener's connection buffer limit.
+    public var perRequestBufferLimitBytes: Int? = nil
 }
 
 extension RouteConfiguration {
@@ -174,7 +189,11 @@ extension RouteConfiguration {
             return .forward(ForwardTarget(
                 cluster: cluster, path: f.rewrittenPath(request, match: route.match),
                 hostRewrite: f.hostRewriteLiteral, autoHostRewrite: f.autoHostRewrite, timeout: f.timeout,
-                routeName: route.name, virtualHost: vh.name, mutations: mutations))
+                routeName: route.name, virtualHost: vh.name, mutations: mutations,
+                retryPolicy: f.retryPolicy ?? vh.retryPolicy, hashPolicies: f.hashPolicies, priority: f.priority,
+                idleTimeout: f.idleTimeout, includeRequestAttemptCount: vh.includeRequestAttemptCount,
+                includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
+                perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes))
         }
     }
 }
