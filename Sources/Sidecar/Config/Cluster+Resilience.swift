@@ -93,9 +93,6 @@ public struct OutlierDetectionConfig: Sendable {
     public var splitExternalLocalOriginErrors: Bool = false
     /// An ejected host that passes an active health check is brought back at once (default true).
     public var successfulActiveHealthCheckUnejectHost: Bool = true
-    /// `always_eject_one_host` (default false): one host may be ejected even when `max_ejection_percent`
-    /// of the cluster rounds down to none.
-    public var alwaysEjectOneHost: Bool = false
 
     public init() {}
 }

@@ -27,7 +27,7 @@ public final class SidecarServer: @unchecked Sendable {
     private let stopping = NIOLockedValueBoxBool()
     private var dnsTasks: [RepeatedTask] = []
     /// One active health checker per health-checked cluster (index = cluster index), on its own loop.
-    private(set) var healthCheckers: [Int: (loop: EventLoop, checker: NIOLoopBound<ActiveHealthChecker>)] = [:]
+    private(set) var healthCheckers: [Int: ActiveHealthChecker] = [:]
     let threadPool = NIOThreadPool(numberOfThreads: 1)
 
     public init(bootstrap: Bootstrap, concurrency: Int, drainTime: TimeAmount = .seconds(5), configSource: String? = nil) {
@@ -120,31 +120,28 @@ public final class SidecarServer: @unchecked Sendable {
         let workers = self.workers
         for (i, entry) in clusters.clusters.enumerated() {
             guard let config = entry.config.healthChecks.first, let hcStats = entry.healthCheckStats else { continue }
-            let loop = workers[i % workers.count].loop
-            let worker = workers[i % workers.count].worker
+            let home = workers[i % workers.count]
             let traffic = entry.traffic
             let hosts = initial[i]
-            let checker = try loop.submit {
+            let name = entry.config.name
+            let checker = try home.loop.submit {
+                let box = HealthCheckerBox()
                 let c = ActiveHealthChecker(
-                    eventLoop: loop, clusterName: entry.config.name, config: config, hosts: hosts, stats: hcStats,
-                    workerStats: worker.value.stats, clusterHasTraffic: { traffic.load(ordering: .relaxed) },
-                    onTransition: { _, _ in })
-                return NIOLoopBound(c, eventLoop: loop)
-            }.wait()
-            try loop.submit {
-                let c = checker.value
-                c.onTransition = { [weak c] index, healthy in
-                    guard let c, index < c.hosts.count else { return }
-                    let address = c.hosts[index].address
-                    Log.info(healthy ? "host passes health checks" : "host fails health checks",
-                             [("cluster", entry.config.name), ("host", c.hosts[index].description)])
-                    for w in workers {
-                        w.loop.execute { w.worker.value.locals[i].setHealthCheck(address: address, passes: healthy) }
-                    }
-                }
+                    eventLoop: home.loop, clusterName: name, config: config, hosts: hosts, stats: hcStats,
+                    workerStats: home.worker.value.stats, clusterHasTraffic: { traffic.load(ordering: .relaxed) },
+                    onTransition: { index, healthy in
+                        guard let host = box.checker?.host(at: index) else { return }
+                        Log.info(healthy ? "host passes health checks" : "host fails health checks",
+                                 [("cluster", name), ("host", host.description)])
+                        for w in workers {
+                            w.loop.execute { w.worker.value.locals[i].setHealthCheck(address: host.address, passes: healthy) }
+                        }
+                    })
+                box.checker = c
                 c.start()
+                return c
             }.wait()
-            healthCheckers[i] = (loop, checker)
+            healthCheckers[i] = checker
         }
     }
 
@@ -243,9 +240,7 @@ public final class SidecarServer: @unchecked Sendable {
                     for w in workers {
                         w.loop.execute { w.worker.value.locals[i].replaceHosts(hosts) }
                     }
-                    if let hc = checkers[i] {
-                        hc.loop.execute { hc.checker.value.replaceHosts(hosts) }
-                    }
+                    checkers[i]?.replaceHosts(hosts)
                 }.recover { _ in }
             }
             dnsTasks.append(task)
@@ -314,7 +309,7 @@ public final class SidecarServer: @unchecked Sendable {
     private func finishStop() {
         guard finished.setIfFalse() else { return }
         for t in dnsTasks { t.cancel() }
-        for hc in healthCheckers.values { hc.loop.execute { hc.checker.value.stop() } }
+        for hc in healthCheckers.values { hc.stop() }
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()
         adminClose.whenComplete { [stopPromise] _ in
@@ -335,6 +330,11 @@ public final class SidecarServer: @unchecked Sendable {
         drainAndStop()
         try waitUntilStopped()
     }
+}
+
+/// Lets a health checker's transition callback find the checker it belongs to.
+private final class HealthCheckerBox: @unchecked Sendable {
+    weak var checker: ActiveHealthChecker?
 }
 
 struct ServerError: Error, CustomStringConvertible {

@@ -104,6 +104,11 @@ final class ActiveHealthChecker: @unchecked Sendable {
     /// The current per-host view, in host order: `true` where the host passes active checks.
     var healthy: [Bool] { published.withLockedValue { $0.map { !$0.failedActiveHC } } }
 
+    /// The host a transition's index names; on `eventLoop` only.
+    func host(at index: Int) -> UpstreamHost? {
+        index < sessions.count ? sessions[index].host : nil
+    }
+
     /// The current per-host flags, in host order (admin `/clusters` `health_flags`).
     var hostFlags: [HostFlags] { published.withLockedValue { $0 } }
 
