@@ -9,6 +9,8 @@ public final class ClusterManager: Sendable {
         public let config: Cluster
         public let stats: ClusterStats
         public let index: Int
+        /// The cluster's circuit breakers, shared by all workers.
+        let resources: ClusterResources
     }
 
     public let clusters: [Entry]
@@ -18,7 +20,10 @@ public final class ClusterManager: Sendable {
         var list: [Entry] = []
         var names: [String: Int] = [:]
         for (i, c) in configs.enumerated() {
-            list.append(Entry(config: c, stats: ClusterStats(cluster: c.name, registry: registry), index: i))
+            let stats = ClusterStats(cluster: c.name, registry: registry)
+            let resources = ClusterResources(thresholds: c.circuitBreakers)
+            _ = CircuitBreakerStats(cluster: c.name, resources: resources, registry: registry)
+            list.append(Entry(config: c, stats: stats, index: i, resources: resources))
             names[c.name] = i
         }
         clusters = list
