@@ -5,6 +5,14 @@ struct StatsView {
     let filter: CompiledRegex?
     let usedOnly: Bool
 
+    /// `values` are the workers' sums; computed gauges are read here, once per rendering.
+    init(registry: StatsRegistry, values: [Int], filter: CompiledRegex?, usedOnly: Bool) {
+        self.registry = registry
+        self.values = registry.resolvingComputed(values)
+        self.filter = filter
+        self.usedOnly = usedOnly
+    }
+
     private var visible: [Int] {
         (0..<registry.count).filter { i in
             if registry.lazy[i] && values[i] == 0 { return false }

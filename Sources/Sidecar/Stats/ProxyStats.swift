@@ -35,6 +35,12 @@ public struct ClusterStats: Sendable {
     public let rqTotal, rqActive, rqTimeout, rqPendingTotal, rqPendingActive: Int
     public let membershipTotal, membershipHealthy: Int
     public let cxRxBytes, cxTxBytes, cxNoneHealthy: Int
+    /// Circuit-breaker overflows; which breaker feeds which counter is noted on `ClusterResources`.
+    public let cxOverflow, rqPendingOverflow, rqActiveOverflow, rqRetryOverflow: Int
+    /// `RetryState` decisions: see its doc comment for when each is counted.
+    public let rqRetry, rqRetrySuccess, rqRetryLimitExceeded, rqRetryBackoffExponential: Int
+    public let rqPerTryTimeout, rqPerTryIdleTimeout, rqRxReset, rqTxReset, rqMaxDurationReached: Int
+    public let cxMaxDurationReached, cxIdleTimeout, lbHealthyPanic: Int
     public let rqXX: Int  // first of upstream_rq_1xx ... 5xx
     public let rqCode: Int  // slot of upstream_rq_100; code c is at rqCode + c - 100
 
@@ -58,6 +64,22 @@ public struct ClusterStats: Sendable {
         cxRxBytes = reg("upstream_cx_rx_bytes_total", .counter)
         cxTxBytes = reg("upstream_cx_tx_bytes_total", .counter)
         cxNoneHealthy = reg("upstream_cx_none_healthy", .counter)
+        cxOverflow = reg("upstream_cx_overflow", .counter)
+        rqPendingOverflow = reg("upstream_rq_pending_overflow", .counter)
+        rqActiveOverflow = reg("upstream_rq_active_overflow", .counter)
+        rqRetryOverflow = reg("upstream_rq_retry_overflow", .counter)
+        rqRetry = reg("upstream_rq_retry", .counter)
+        rqRetrySuccess = reg("upstream_rq_retry_success", .counter)
+        rqRetryLimitExceeded = reg("upstream_rq_retry_limit_exceeded", .counter)
+        rqRetryBackoffExponential = reg("upstream_rq_retry_backoff_exponential", .counter)
+        rqPerTryTimeout = reg("upstream_rq_per_try_timeout", .counter)
+        rqPerTryIdleTimeout = reg("upstream_rq_per_try_idle_timeout", .counter)
+        rqRxReset = reg("upstream_rq_rx_reset", .counter)
+        rqTxReset = reg("upstream_rq_tx_reset", .counter)
+        rqMaxDurationReached = reg("upstream_rq_max_duration_reached", .counter)
+        cxMaxDurationReached = reg("upstream_cx_max_duration_reached", .counter)
+        cxIdleTimeout = reg("upstream_cx_idle_timeout", .counter)
+        lbHealthyPanic = reg("lb_healthy_panic", .counter)
         rqXX = r.register("cluster.\(cluster).upstream_rq_1xx", .counter, family: "cluster.upstream_rq_xx",
                           labels: [("envoy_response_code_class", "1"), label], lazy: true)
         for c in 2...5 {

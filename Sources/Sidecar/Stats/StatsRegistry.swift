@@ -11,6 +11,10 @@ public final class StatsRegistry: @unchecked Sendable {
     /// Slots whose value is shown only when non-zero (per-code counters Envoy creates lazily).
     public private(set) var lazy: [Bool] = []
 
+    /// Gauges read when stats are shown instead of counted by workers, by slot: values that live in shared
+    /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
+    public private(set) var computed: [Int: @Sendable () -> Int] = [:]
+
     public init() {}
 
     public var count: Int { names.count }
@@ -23,6 +27,24 @@ public final class StatsRegistry: @unchecked Sendable {
         prometheus.append((family ?? name, labels))
         lazy.append(isLazy)
         return names.count - 1
+    }
+
+    /// Registers a gauge whose value `read` supplies when stats are shown; admin renders it like any other
+    /// gauge (text, JSON, Prometheus, `filter`, `usedonly`).
+    @discardableResult
+    public func registerComputed(_ name: String, family: String? = nil, labels: [(String, String)] = [],
+                                 _ read: @escaping @Sendable () -> Int) -> Int {
+        let slot = register(name, .gauge, family: family, labels: labels)
+        computed[slot] = read
+        return slot
+    }
+
+    /// The workers' summed values with every computed gauge read now: the values admin shows.
+    public func resolvingComputed(_ values: [Int]) -> [Int] {
+        guard !computed.isEmpty else { return values }
+        var out = values
+        for (slot, read) in computed where slot < out.count { out[slot] = read() }
+        return out
     }
 }
 

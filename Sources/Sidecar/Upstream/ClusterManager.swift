@@ -25,13 +25,13 @@ public final class ClusterManager: Sendable {
         var list: [Entry] = []
         var names: [String: Int] = [:]
         for (i, c) in configs.enumerated() {
+            let stats = ClusterStats(cluster: c.name, registry: registry)
             let resources = ClusterResources(thresholds: c.circuitBreakers)
+            _ = CircuitBreakerStats(cluster: c.name, resources: resources, registry: registry)
             list.append(Entry(
-                config: c, stats: ClusterStats(cluster: c.name, registry: registry), index: i, resources: resources,
+                config: c, stats: stats, index: i, resources: resources,
                 outlierStats: c.outlierDetection.map { _ in OutlierDetectionStats(cluster: c.name, registry: registry) },
                 healthCheckStats: c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry)))
-            CircuitBreakerStats.register(cluster: c.name, thresholds: c.circuitBreakers, resources: resources,
-                                         registry: registry)
             names[c.name] = i
         }
         clusters = list
