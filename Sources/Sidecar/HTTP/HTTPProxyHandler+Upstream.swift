@@ -25,9 +25,8 @@ extension HTTPProxyHandler {
         let expectContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
         if expectContinue { headers.remove(name: "expect") }
         HopByHop.strip(&headers)
-        let trusted = RetryHeaders.trusted(headers)
-        let retry = RetryState(route: target.retryPolicy, requestHeaders: headers, honorRequestHeaders: trusted)
-        if !trusted { RetryHeaders.strip(&headers) }
+        let retry = RetryState(route: target.retryPolicy, requestHeaders: headers, honorRequestHeaders: false)
+        RetryHeaders.strip(&headers)
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: "http") }
         if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: worker.random.uuid()) }
         if target.timeout.isZero {
@@ -130,9 +129,9 @@ extension HTTPProxyHandler {
     private func attach(_ conn: UpstreamConnection) {
         guard var up = upstream else { return }
         guard up.entry.resources.tryAcquire(.requests, up.priority) else {
-            // max_requests: Envoy fails the stream with an overflow (counted as a pending overflow).
+            // max_requests: Envoy 1.38+ fails the stream with an overflow counted in upstream_rq_active_overflow.
             worker.pools[up.clusterIndex].release(conn)
-            stats.inc(up.entry.stats.rqPendingOverflow)
+            stats.inc(up.entry.stats.rqActiveOverflow)
             overflowed()
             return
         }
@@ -286,6 +285,11 @@ extension HTTPProxyHandler {
         abandonUpstream(closeConnection: true)
         phase = .discarding
         writeLocalReply(status: status, body: body, close: !keepAlive, extra: extra)
+    }
+
+    func countUpstreamStatus(_ code: Int, _ cluster: ClusterManager.Entry) {
+        stats.inc(cluster.stats.responseClass(code))
+        if let slot = cluster.stats.code(code) { stats.inc(slot) }
     }
 
     static func connectFailureReason(_ error: Error) -> String {

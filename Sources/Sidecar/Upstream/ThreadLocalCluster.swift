@@ -85,7 +85,7 @@ final class ThreadLocalCluster {
         switch result {
         case .httpStatus(let code) where code < 500: hostCounters[host].rqSuccess += 1
         case .timeout: hostCounters[host].rqTimeout += 1; hostCounters[host].rqError += 1
-        case .localOriginSuccess: break
+        case .localOriginSuccess, .localOriginSuccessFinal: break
         case .httpStatus, .connectFailed, .reset: hostCounters[host].rqError += 1
         }
         guard outlier != nil else { return }
