@@ -36,7 +36,8 @@ final class ThreadLocalCluster {
         self.activeRequests = Array(repeating: 0, count: hosts.count)
         self.hostCounters = Array(repeating: HostCounters(), count: hosts.count)
         self.healthyCount = 0
-        self.balancer = LoadBalancer(config: entry.config.loadBalancing, hosts: hosts, healthy: [], workerIndex: workerIndex)
+        self.balancer = LoadBalancer(config: entry.config.loadBalancing, hosts: hosts,
+                                     healthy: Array(repeating: true, count: hosts.count), workerIndex: workerIndex)
         if publishesMembership { stats.add(entry.stats.membershipTotal, hosts.count) }
         rebuild()
     }
