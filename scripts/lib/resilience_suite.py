@@ -1315,7 +1315,21 @@ def scenario_retry_headers_internal(t):
     """The same headers once internal_address_config lists 10.0.0.0/8 and 127.0.0.0/8: with
     use_remote_address false a single-address XFF inside them makes the request internal (no XFF, an
     outside address, or two addresses do not); with use_remote_address true the peer (127.0.0.1)
-    decides, and only when the request has no XFF at all."""
+    decides, and only when the request has no XFF at all.
+
+    Pilotfish does not support internal_address_config (nor use_remote_address: true) yet, so against the
+    sidecar this checks that such a config is refused, naming the field, instead of silently treating
+    requests as external."""
+    if t.suite.proxy == "sidecar":
+        path = os.path.join(t.dir, "internal.yaml")
+        with open(path, "w") as f:
+            f.write(to_yaml(bootstrap(free_port(), free_port(), clusters=[cluster([free_port()])],
+                                      hcm=INTERNAL_10_127)) + "\n")
+        r = subprocess.run([t.suite.bin, "--mode", "validate", "-c", path], capture_output=True, text=True,
+                           timeout=30)
+        check(r.returncode == 1 and "internal_address_config" in r.stderr and "not supported" in r.stderr,
+              "sidecar accepted or misreported internal_address_config: rc %d, %r" % (r.returncode, r.stderr[-300:]))
+        return "sidecar refuses internal_address_config (unsupported) with an error naming it"
     retry_header_runs(
         t,
         [

@@ -108,7 +108,9 @@ final class AdminHandler: ChannelInboundHandler {
             }
             reply(.ok, out)
         case "/clusters":
-            reply(.ok, clustersText())
+            server.hostReports().hop(to: context.eventLoop).whenComplete { result in
+                reply(.ok, self.clustersText((try? result.get()) ?? []))
+            }
         case "/quitquitquit":
             reply(.ok, "OK\n")
             server.drainAndStop()
@@ -157,11 +159,17 @@ final class AdminHandler: ChannelInboundHandler {
     }
 
     /// Envoy's `/clusters` text: circuit-breaker limits per priority, then per host its counters and flags.
-    private func clustersText() -> String {
+    private func clustersText(_ reports: [[HostReport]]) -> String {
         var out = ""
         for c in server.clusters.clusters {
             let name = c.config.name
             out += "\(name)::observability_name::\(name)\n"
+            if c.config.outlierDetection != nil {
+                for key in ["success_rate_average", "success_rate_ejection_threshold",
+                            "local_origin_success_rate_average", "local_origin_success_rate_ejection_threshold"] {
+                    out += "\(name)::outlier::\(key)::-1\n"
+                }
+            }
             for t in c.config.circuitBreakers {
                 let p = t.priority == .DEFAULT ? "default_priority" : "high_priority"
                 out += "\(name)::\(p)::max_connections::\(t.maxConnections)\n"
@@ -170,21 +178,33 @@ final class AdminHandler: ChannelInboundHandler {
                 out += "\(name)::\(p)::max_retries::\(t.maxRetries)\n"
             }
             out += "\(name)::added_via_api::false\n"
-            for r in server.hostReport(c.index) {
+            for r in c.index < reports.count ? reports[c.index] : [] {
                 let a = "\(name)::\(r.host.description)"
+                // Envoy shows a hostname only when the endpoint has one (DNS name or endpoint.hostname).
+                let hostname = r.host.hostname == r.host.address.ipAddress ? "" : r.host.hostname
                 out += "\(a)::cx_active::\(r.cxActive)\n"
+                out += "\(a)::cx_connect_fail::\(r.cxConnectFail)\n"
+                out += "\(a)::cx_total::\(r.cxTotal)\n"
                 out += "\(a)::rq_active::\(r.rqActive)\n"
                 out += "\(a)::rq_error::\(r.rqError)\n"
+                out += "\(a)::rq_pending_active::0\n"
                 out += "\(a)::rq_success::\(r.rqSuccess)\n"
                 out += "\(a)::rq_timeout::\(r.rqTimeout)\n"
                 out += "\(a)::rq_total::\(r.rqTotal)\n"
-                out += "\(a)::hostname::\(r.host.hostname)\n"
+                out += "\(a)::hostname::\(hostname)\n"
                 out += "\(a)::health_flags::\(r.healthFlags)\n"
                 out += "\(a)::weight::\(r.host.weight)\n"
+                out += "\(a)::region::\n\(a)::zone::\n\(a)::sub_zone::\n\(a)::canary::false\n"
                 out += "\(a)::priority::0\n"
+                out += "\(a)::success_rate::\(Self.rate(r.successRate))\n"
+                out += "\(a)::local_origin_success_rate::\(Self.rate(r.localOriginSuccessRate))\n"
             }
         }
         return out
+    }
+
+    private static func rate(_ v: Double) -> String {
+        v < 0 ? "-1" : String(format: "%g", v)
     }
 }
 

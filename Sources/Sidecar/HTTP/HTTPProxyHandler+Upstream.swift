@@ -288,6 +288,7 @@ extension HTTPProxyHandler {
     }
 
     func countUpstreamStatus(_ code: Int, _ cluster: ClusterManager.Entry) {
+        stats.inc(cluster.stats.rqCompleted)
         stats.inc(cluster.stats.responseClass(code))
         if let slot = cluster.stats.code(code) { stats.inc(slot) }
     }

@@ -247,18 +247,25 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    /// Each host of a cluster with its health flags and request counts summed over workers (admin `/clusters`).
-    func hostReport(_ cluster: Int) -> [HostReport] {
-        var merged: [HostReport] = []
-        for w in workers {
-            let part = (try? w.loop.submit { w.worker.value.hostReport(cluster: cluster) }.wait()) ?? []
-            if merged.isEmpty { merged = part; continue }
-            for r in part {
-                guard let j = merged.firstIndex(where: { $0.host == r.host }) else { continue }
-                merged[j].add(r)
-            }
+    /// Each cluster's hosts with their health flags and request counts summed over workers (admin `/clusters`).
+    /// Asked of every worker on its own loop; never waits on a loop.
+    func hostReports() -> EventLoopFuture<[[HostReport]]> {
+        let count = clusters.clusters.count
+        let futures = workers.map { w in
+            w.loop.submit { (0..<count).map { w.worker.value.hostReport(cluster: $0) } }
         }
-        return merged
+        return EventLoopFuture.whenAllSucceed(futures, on: group.next()).map { perWorker in
+            var merged = perWorker.first ?? []
+            for part in perWorker.dropFirst() {
+                for (c, hosts) in part.enumerated() {
+                    for r in hosts {
+                        guard let j = merged[c].firstIndex(where: { $0.host == r.host }) else { continue }
+                        merged[c][j].add(r)
+                    }
+                }
+            }
+            return merged
+        }
     }
 
     static func describe(_ a: SocketAddress?) -> String {

@@ -65,9 +65,12 @@ final class Worker {
         let local = locals[cluster]
         return local.hosts.indices.map { i in
             let c = local.hostCounters[i]
+            let cx = pools[cluster].perHost[local.hosts[i].address] ?? ConnectionPool.HostConnections()
             return HostReport(
                 host: local.hosts[i], healthFlags: local.healthFlags(i),
-                cxActive: pools[cluster].activeConnections(to: local.hosts[i].address),
+                successRate: local.outlier?.successRate(i, origin: .external) ?? -1,
+                localOriginSuccessRate: local.outlier?.successRate(i, origin: .localOrigin) ?? -1,
+                cxActive: cx.active, cxTotal: cx.total, cxConnectFail: cx.connectFail,
                 rqActive: local.activeRequests[i], rqTotal: c.rqTotal, rqSuccess: c.rqSuccess, rqError: c.rqError,
                 rqTimeout: c.rqTimeout)
         }
@@ -104,10 +107,15 @@ struct HostReport: Sendable {
     var host: UpstreamHost
     /// Worker 0's view (health checks are the same everywhere; outlier ejections are per worker).
     var healthFlags: String
-    var cxActive, rqActive, rqTotal, rqSuccess, rqError, rqTimeout: Int
+    /// Worker 0's outlier-detection success rates (-1: not computed).
+    var successRate: Double
+    var localOriginSuccessRate: Double
+    var cxActive, cxTotal, cxConnectFail, rqActive, rqTotal, rqSuccess, rqError, rqTimeout: Int
 
     mutating func add(_ o: HostReport) {
         cxActive += o.cxActive
+        cxTotal += o.cxTotal
+        cxConnectFail += o.cxConnectFail
         rqActive += o.rqActive
         rqTotal += o.rqTotal
         rqSuccess += o.rqSuccess

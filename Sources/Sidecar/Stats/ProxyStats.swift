@@ -41,6 +41,8 @@ public struct ClusterStats: Sendable {
     public let rqRetry, rqRetrySuccess, rqRetryLimitExceeded, rqRetryBackoffExponential: Int
     public let rqPerTryTimeout, rqPerTryIdleTimeout, rqRxReset, rqTxReset, rqMaxDurationReached: Int
     public let cxMaxDurationReached, cxIdleTimeout, lbHealthyPanic: Int
+    /// `upstream_rq_completed`: every upstream answer charged to the cluster, local overflow replies included.
+    public let rqCompleted: Int
     public let rqXX: Int  // first of upstream_rq_1xx ... 5xx
     public let rqCode: Int  // slot of upstream_rq_100; code c is at rqCode + c - 100
 
@@ -67,6 +69,7 @@ public struct ClusterStats: Sendable {
         cxOverflow = reg("upstream_cx_overflow", .counter)
         rqPendingOverflow = reg("upstream_rq_pending_overflow", .counter)
         rqActiveOverflow = reg("upstream_rq_active_overflow", .counter)
+        rqCompleted = reg("upstream_rq_completed", .counter)
         rqRetryOverflow = reg("upstream_rq_retry_overflow", .counter)
         rqRetry = reg("upstream_rq_retry", .counter)
         rqRetrySuccess = reg("upstream_rq_retry_success", .counter)

@@ -12,8 +12,9 @@ import NIOPosix
 /// after `max_requests_per_connection` requests.
 final class ConnectionPool {
     private var idle: [Key: [UpstreamConnection]] = [:]
-    /// Open connections per host, for admin `/clusters`.
-    private var open: [SocketAddress: Int] = [:]
+    /// Connection counts per host, for admin `/clusters`.
+    struct HostConnections { var active = 0, total = 0, connectFail = 0 }
+    private(set) var perHost: [SocketAddress: HostConnections] = [:]
     /// Requests waiting for a connection to their host, oldest first.
     private var waiters: [Waiter] = []
     private var nextWaiterID = 0
@@ -199,10 +200,11 @@ final class ConnectionPool {
                 stats.inc(cs.cxTotal)
                 stats.inc(cs.cxActive)
                 traffic.store(true, ordering: .relaxed)
-                open[host.address, default: 0] += 1
+                perHost[host.address, default: HostConnections()].active += 1
+                perHost[host.address, default: HostConnections()].total += 1
                 conn.connectedAt = .now()
                 channel.closeFuture.whenComplete { [self] _ in
-                    open[host.address, default: 1] -= 1
+                    perHost[host.address, default: HostConnections()].active -= 1
                     stats.dec(cs.cxActive)
                     stats.inc(cs.cxDestroy)
                     resources.release(.connections, priority)
@@ -213,6 +215,7 @@ final class ConnectionPool {
             }
             .flatMapErrorThrowing { [self] error in
                 stats.inc(cs.cxConnectFail)
+                perHost[host.address, default: HostConnections()].connectFail += 1
                 if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
                     stats.inc(cs.cxConnectTimeout)
                 }
@@ -221,8 +224,6 @@ final class ConnectionPool {
                 throw error
             }
     }
-
-    func activeConnections(to address: SocketAddress) -> Int { open[address] ?? 0 }
 
     /// A connection slot opened: the oldest queued request opens its connection now.
     private func serveWaiter() {
