@@ -1219,6 +1219,23 @@ def scenario_route_timeout(t):
     return "504 'upstream request timeout' after %.2f s; upstream_rq_timeout 1" % took
 
 
+def scenario_stream_idle_timeout(t):
+    """A route idle_timeout shorter than the route timeout, in front of a host that never answers: the
+    connection manager ends the idle stream with 504 "stream timeout" (the request was complete, so
+    Envoy's maybeRequestTimeoutCode gives 504, not 408) and counts downstream_rq_idle_timeout."""
+    b = t.backends(1)
+    b.mode("b0", "stall")
+    p = t.proxy(clusters=[cluster(b.ports)], route={"timeout": "10s", "idle_timeout": "0.3s"})
+    r = one(p.listener)
+    took = r.t1 - r.t0
+    check(r.status == 504 and r.body == "stream timeout", "got %s" % r.describe())
+    check(0.29 <= took <= 1.5, "504 after %.2f s" % took)
+    n = p.stat("http.ingress.downstream_rq_idle_timeout")
+    check(n == 1, "downstream_rq_idle_timeout %d" % n)
+    check(p.stat("upstream_rq_timeout") == 0, "upstream_rq_timeout %d" % p.stat("upstream_rq_timeout"))
+    return "504 'stream timeout' after %.2f s; downstream_rq_idle_timeout 1" % took
+
+
 def scenario_per_try_timeout(t):
     b = t.backends(2)
     b.mode("b0", "stall")
@@ -1428,6 +1445,7 @@ SCENARIOS = [
     ("backend_killed", scenario_backend_killed),
     ("retry_overflow", scenario_retry_overflow),
     ("route_timeout", scenario_route_timeout),
+    ("stream_idle_timeout", scenario_stream_idle_timeout),
     ("per_try_timeout", scenario_per_try_timeout),
     ("connect_failure", scenario_connect_failure),
     ("retry_headers", scenario_retry_headers),

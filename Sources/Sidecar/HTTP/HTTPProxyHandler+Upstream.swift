@@ -20,6 +20,7 @@ extension HTTPProxyHandler {
         cluster = entry
         responseMutations = target.mutations
         routeTimeout = target.timeout
+        if let idle = target.idleTimeout { setStreamIdleTimeout(idle) }
 
         var headers = head.headers
         let expectContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
@@ -371,7 +372,9 @@ extension HTTPProxyHandler {
     // MARK: Upstream events
 
     func upstreamRead(_ part: HTTPClientResponsePart) {
-        upstream?.lastUpstreamActivity = .now()
+        let now = NIODeadline.now()
+        upstream?.lastUpstreamActivity = now
+        lastStreamActivity = now
         switch part {
         case .head(let head):
             if head.status.code < 200 && head.status.code != 101 {

@@ -57,6 +57,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var routeTimeout = ProtoDuration.seconds(15)
     /// The request being forwarded, its attempts and retry state.
     var upstream: UpstreamRequest?
+    /// `stream_idle_timeout` (or the route's `idle_timeout`) of the request in flight; nil: disabled.
+    var streamIdleTimeout: TimeAmount?
+    var lastStreamActivity = NIODeadline.now()
+    /// One lazily re-armed timer per connection, so a request does not schedule one of its own.
+    var idleTimer: Scheduled<Void>?
+    var idleTimerDeadline = NIODeadline.distantFuture
 
     var readPending = false
     var draining = false
@@ -99,6 +105,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stats.inc(listener.stats.cxDestroy)
         timer?.cancel()
         timer = nil
+        idleTimer?.cancel()
+        idleTimer = nil
         // The client went away: cancel its upstream request.
         abandonUpstream(closeConnection: true)
         phase = .discarding
@@ -110,6 +118,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
+        if streamIdleTimeout != nil { lastStreamActivity = .now() }
         if !queued.isEmpty {
             queued.append(part)
             return
@@ -231,6 +240,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         downstreamVersion = head.version
         keepAlive = head.isKeepAlive && !draining
         beginRequestStats()
+        setStreamIdleTimeout(listener.hcm.streamIdleTimeout)
 
         if head.version.major != 1 || (head.version.minor == 0 && !listener.hcm.acceptHTTP10) {
             keepAlive = false
@@ -288,6 +298,52 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case .forward(let target):
             forward(head, target: target, request: request)
         }
+    }
+
+    // MARK: Stream idle timeout
+
+    /// Envoy's `stream_idle_timeout` / route `idle_timeout`: a request with no activity in either direction
+    /// for this long is ended: before the response started with "stream timeout", 504 once the whole request
+    /// was received and 408 while it was still arriving (Envoy's `maybeRequestTimeoutCode`); a reset after.
+    /// Zero disables it.
+    func setStreamIdleTimeout(_ timeout: ProtoDuration) {
+        streamIdleTimeout = timeout.isZero ? nil : timeout.timeAmount
+        lastStreamActivity = .now()
+        armIdleTimer()
+    }
+
+    private func armIdleTimer() {
+        guard let timeout = streamIdleTimeout else { return }
+        let deadline = lastStreamActivity + timeout
+        if idleTimer != nil {
+            // An armed timer that fires no later than needed re-checks then; a route's shorter idle_timeout
+            // moves it earlier.
+            if idleTimerDeadline <= deadline { return }
+            idleTimer?.cancel()
+        }
+        idleTimerDeadline = deadline
+        idleTimer = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
+            idleTimer = nil
+            idleTimerFired()
+        }
+    }
+
+    private func idleTimerFired() {
+        guard requestActive, !responseComplete || !requestComplete, let timeout = streamIdleTimeout else { return }
+        if NIODeadline.now() < lastStreamActivity + timeout {
+            armIdleTimer()
+            return
+        }
+        stats.inc(listener.stats.rqIdleTimeout)
+        abandonUpstream(closeConnection: true)
+        if responseStarted {
+            context.close(promise: nil)
+            return
+        }
+        let status: HTTPResponseStatus = requestComplete ? .gatewayTimeout : .requestTimeout
+        if !requestComplete { keepAlive = false }
+        phase = .discarding
+        writeLocalReply(status: status, body: "stream timeout", close: !keepAlive)
     }
 
     // MARK: Responses

@@ -3,6 +3,8 @@ public struct HTTPStats: Sendable {
     public let rqTotal, rqActive, cxTotal, cxActive, noRoute, directResponse: Int
     public let rqXX: Int  // first of downstream_rq_1xx ... 5xx
     public let cxDestroy, rqTimeout, cxProtocolError: Int
+    /// `downstream_rq_idle_timeout`: requests ended by stream_idle_timeout / route idle_timeout.
+    public let rqIdleTimeout: Int
 
     init(prefix: String, registry r: StatsRegistry) {
         let label = ("envoy_http_conn_manager_prefix", prefix)
@@ -24,6 +26,7 @@ public struct HTTPStats: Sendable {
         cxDestroy = reg("downstream_cx_destroy", .counter)
         rqTimeout = reg("downstream_rq_timeout", .counter)
         cxProtocolError = reg("downstream_cx_protocol_error", .counter)
+        rqIdleTimeout = reg("downstream_rq_idle_timeout", .counter)
     }
 
     func responseClass(_ status: Int) -> Int { rqXX + min(max(status / 100, 1), 5) - 1 }
