@@ -26,7 +26,10 @@ extension HTTPProxyHandler {
         let expectContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
         if expectContinue { headers.remove(name: "expect") }
         HopByHop.strip(&headers)
-        let retry = RetryState(route: target.retryPolicy, requestHeaders: headers, honorRequestHeaders: false)
+        // Request headers are never honoured (see RetryHeaders), so only a route policy makes retries.
+        let retry = target.retryPolicy.flatMap {
+            RetryState(route: $0, requestHeaders: headers, honorRequestHeaders: false)
+        }
         RetryHeaders.strip(&headers)
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: "http") }
         if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: worker.random.uuid()) }
@@ -94,7 +97,7 @@ extension HTTPProxyHandler {
             finishWithLocalReply(status: .serviceUnavailable, body: "no healthy upstream")
             return
         }
-        if let i = up.hostIndex { up.tried.append(i) }
+        if let i = up.hostIndex, up.retry?.policy.avoidPreviousHosts ?? false { up.tried.append(i) }
         if up.target.autoHostRewrite, entry.config.type.resolvesNames {
             up.head.headers.replaceOrAdd(name: "host", value: host.hostname)
         }
@@ -165,7 +168,13 @@ extension HTTPProxyHandler {
 
     /// A request body part from downstream: sent to the attempt in progress, kept for retries while allowed.
     func requestBody(_ part: HTTPClientRequestPart, bytes: Int) {
-        guard var up = upstream else { return }
+        guard upstream != nil else { return }
+        if case .forwarding(let conn) = phase, !upstream!.keepsBody, upstream!.parts.isEmpty {
+            // Not retried: straight through, nothing kept.
+            conn.send(part)
+            return
+        }
+        var up = upstream!
         up.parts.append(part)
         up.bufferedBytes += bytes
         if up.keepsBody && up.bufferedBytes > up.bufferLimit {

@@ -14,7 +14,22 @@ enum RetryHeaders {
         "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms", "x-envoy-hedge-on-per-try-timeout",
     ]
 
+    private static let prefix = Array("x-envoy-".utf8)
+
+    /// Case-insensitive `x-envoy-` prefix test without allocating.
+    static func hasEnvoyPrefix(_ name: String) -> Bool {
+        var i = 0
+        for b in name.utf8 {
+            if i == prefix.count { return true }
+            if b | 0x20 != prefix[i] { return false }
+            i += 1
+        }
+        return false
+    }
+
     static func strip(_ headers: inout HTTPHeaders) {
+        // One pass to see whether there is anything to do: most requests carry no x-envoy-* header.
+        guard headers.contains(where: { hasEnvoyPrefix($0.name) }) else { return }
         for n in names where headers.contains(name: n) { headers.remove(name: n) }
     }
 }
