@@ -1,3 +1,4 @@
+import Foundation
 import NIOHTTP1
 import Testing
 
@@ -888,5 +889,40 @@ import Testing
         let e = #expect(throws: ConfigError.self) { try Bootstrap.load(text: text) }
         #expect(e?.path == ConfigDecodingTests.hcmPath + ".stream_idle_timeout")
         #expect(e?.line == Self.line(of: "stream_idle_timeout", in: text))
+    }
+}
+
+/// The resilience examples in examples/resilience/ (the seed's 4.1, 4.7 and 4.8 settings) load as written.
+@Suite struct ResilienceExamplesTests {
+    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../examples/resilience").standardized
+
+    @Test func seedRetryExampleLoadsWithItsPredicateWithoutTypedConfig() throws {
+        let b = try Bootstrap.load(text: try String(contentsOf: Self.dir.appendingPathComponent("retry.yaml"), encoding: .utf8))
+        guard case .httpConnectionManager(let hcm) = b.listeners[0].filterChains[0].network,
+              case .forward(let f) = hcm.routeConfig.virtualHosts[0].routes[0].action,
+              let policy = f.retryPolicy else {
+            Issue.record("no retry policy on the route")
+            return
+        }
+        #expect(policy.retryOn == [.fiveXX, .gatewayError, .connectFailure, .refusedStream])
+        #expect(policy.numRetries == 3)
+        #expect(policy.perTryTimeout == .seconds(2))
+        #expect(policy.avoidPreviousHosts)
+        #expect(policy.hostSelectionRetryMaxAttempts == 3)
+    }
+
+    @Test func seedCircuitBreakerExampleSetsBothPriorities() throws {
+        let b = try Bootstrap.load(text: try String(contentsOf: Self.dir.appendingPathComponent("circuit-breakers.yaml"), encoding: .utf8))
+        let t = b.clusters[0].circuitBreakers
+        #expect(t.map(\.priority) == [.DEFAULT, .HIGH])
+        #expect(t[0].maxConnections == 1000 && t[0].maxPendingRequests == 1000 && t[0].maxRequests == 1000 && t[0].maxRetries == 3)
+        #expect(t[1].maxConnections == 2000 && t[1].maxRetries == 5)
+    }
+
+    @Test func seedWeightedExampleKeepsItsWeights() throws {
+        let b = try Bootstrap.load(text: try String(contentsOf: Self.dir.appendingPathComponent("weighted.yaml"), encoding: .utf8))
+        #expect(b.clusters[0].endpoints.map(\.weight) == [5, 2, 3])
+        #expect(b.clusters[0].lbPolicy == .ROUND_ROBIN)
     }
 }
