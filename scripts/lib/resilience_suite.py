@@ -1239,6 +1239,30 @@ def scenario_stream_idle_timeout(t):
     return "504 'stream timeout' after %.2f s; downstream_rq_idle_timeout 1" % took
 
 
+def scenario_upstream_connection_limits(t):
+    """common_http_protocol_options on the cluster: an upstream connection idle for idle_timeout is closed
+    (upstream_cx_idle_timeout), and one older than max_connection_duration is replaced between requests
+    (upstream_cx_max_duration_reached); the client never sees a failure."""
+    b = t.backends(1)
+    p = t.proxy(clusters=[cluster(b.ports, common_http_protocol_options={"idle_timeout": "0.5s"})])
+    r = one(p.listener)
+    check(r.ok, "first request: %s" % r.describe())
+    check(wait_for(lambda: p.stat("upstream_cx_idle_timeout") == 1, 3), "upstream_cx_idle_timeout %d after 3 s"
+          % p.stat("upstream_cx_idle_timeout"))
+    check(p.stat("upstream_cx_active") == 0, "upstream_cx_active %d" % p.stat("upstream_cx_active"))
+    p.restart(dict(clusters=[cluster(b.ports, common_http_protocol_options={"max_connection_duration": "0.5s"})]))
+    results = []
+    for i in range(12):
+        results.append(one(p.listener, rid="md-%d" % i))
+        time.sleep(0.15)
+    check(all(r.ok for r in results), failures(results))
+    s = p.stats()
+    total, reached = p.stat("upstream_cx_total", s), p.stat("upstream_cx_max_duration_reached", s)
+    check(total >= 2 and reached >= 1, "upstream_cx_total %d, upstream_cx_max_duration_reached %d" % (total, reached))
+    return "idle connection closed after idle_timeout; %d connections over 1.8 s with max_connection_duration " \
+        "0.5s (max_duration_reached %d)" % (total, reached)
+
+
 def scenario_per_try_timeout(t):
     b = t.backends(2)
     b.mode("b0", "stall")
@@ -1449,6 +1473,7 @@ SCENARIOS = [
     ("retry_overflow", scenario_retry_overflow),
     ("route_timeout", scenario_route_timeout),
     ("stream_idle_timeout", scenario_stream_idle_timeout),
+    ("upstream_connection_limits", scenario_upstream_connection_limits),
     ("per_try_timeout", scenario_per_try_timeout),
     ("connect_failure", scenario_connect_failure),
     ("retry_headers", scenario_retry_headers),

@@ -26,9 +26,9 @@ final class Worker {
         self.pools = clusters.clusters.map { ConnectionPool(eventLoop: eventLoop, stats: stats, cluster: $0) }
         for (i, entry) in clusters.clusters.enumerated() {
             if entry.config.type == .ORIGINAL_DST {
-                scheduleSweep(pools[i], every: entry.config.cleanupInterval.timeAmount)
+                scheduleSweep(pools[i], every: entry.config.cleanupInterval.timeAmount, unusedFor: true)
             } else {
-                scheduleSweep(pools[i], every: pools[i].idleSweepInterval)
+                scheduleSweep(pools[i], every: pools[i].idleSweepInterval, unusedFor: false)
             }
             if let od = entry.config.outlierDetection {
                 scheduleOutlierInterval(locals[i], every: od.interval.timeAmount)
@@ -45,12 +45,13 @@ final class Worker {
         }
     }
 
-    /// ORIGINAL_DST clusters: close idle connections to destinations no longer used (cleanup_interval).
-    private func scheduleSweep(_ pool: ConnectionPool, every interval: TimeAmount) {
+    /// Periodic pool sweep. `unusedFor`: ORIGINAL_DST `cleanup_interval`, where a connection unused for a
+    /// whole interval goes; otherwise only `idle_timeout` and `max_connection_duration` decide.
+    private func scheduleSweep(_ pool: ConnectionPool, every interval: TimeAmount, unusedFor: Bool) {
         eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self, weak pool] in
             guard let self, let pool, !self.draining else { return }
-            pool.sweepIdle(olderThan: .now() - interval)
-            self.scheduleSweep(pool, every: interval)
+            pool.sweepIdle(olderThan: unusedFor ? .now() - interval : .distantPast)
+            self.scheduleSweep(pool, every: interval, unusedFor: unusedFor)
         }
     }
 
