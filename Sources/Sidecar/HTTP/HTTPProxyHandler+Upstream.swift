@@ -73,7 +73,7 @@ extension HTTPProxyHandler {
 
     /// Picks a host and gets a connection for the next attempt.
     private func startAttempt() {
-        guard var up = upstream else { return }
+        guard let up = upstream else { return }
         let entry = up.entry
         up.attempt += 1
         up.attemptID += 1
@@ -131,7 +131,7 @@ extension HTTPProxyHandler {
 
     /// The attempt has its connection: send the head and everything of the body received so far.
     private func attach(_ conn: UpstreamConnection) {
-        guard var up = upstream else { return }
+        guard let up = upstream else { return }
         guard up.entry.resources.tryAcquire(.requests, up.priority) else {
             // max_requests: Envoy 1.38+ fails the stream with an overflow counted in upstream_rq_active_overflow.
             worker.pools[up.clusterIndex].release(conn)
@@ -156,7 +156,7 @@ extension HTTPProxyHandler {
             up.parts.removeAll(keepingCapacity: true)
             up.sent = 0
         }
-        up.lastUpstreamActivity = .now()
+        if up.target.retryPolicy?.perTryIdleTimeout != nil { up.lastUpstreamActivity = .now() }
         upstream = up
         conn.flush()
         startPerTryTimer()
@@ -174,7 +174,7 @@ extension HTTPProxyHandler {
             conn.send(part)
             return
         }
-        var up = upstream!
+        let up = upstream!
         up.parts.append(part)
         up.bufferedBytes += bytes
         if up.keepsBody && up.bufferedBytes > up.bufferLimit {
@@ -194,7 +194,7 @@ extension HTTPProxyHandler {
 
     /// Ends the current attempt's bookkeeping (not the request).
     private func endAttempt() {
-        guard var up = upstream else { return }
+        guard let up = upstream else { return }
         up.perTryTimer?.cancel()
         up.perTryTimer = nil
         up.perTryDeadline = nil
@@ -213,10 +213,9 @@ extension HTTPProxyHandler {
 
     /// Drops the request's upstream side entirely (client gone, route timeout, local reply).
     func abandonUpstream(closeConnection: Bool) {
-        guard var up = upstream else { return }
+        guard let up = upstream else { return }
         if case .forwarding(let conn) = phase, closeConnection { conn.close() }
         endAttempt()
-        up = upstream!
         up.backoffTimer?.cancel()
         up.backoffTimer = nil
         if up.holdsRetry {
@@ -245,7 +244,7 @@ extension HTTPProxyHandler {
     /// Asks the retry policy about a failed attempt. Returns nil when a retry was scheduled, else the decision
     /// that leaves the outcome to the client (counted).
     private func decideRetry(_ outcome: RetryState.Outcome) -> RetryState.Decision? {
-        guard var up = upstream, var retry = up.retry else { return .done }
+        guard let up = upstream, var retry = up.retry else { return .done }
         let resources = up.entry.resources
         let priority = up.priority
         let decision = retry.decide(outcome, retryAllowed: { resources.tryAcquire(.retries, priority) },
@@ -268,7 +267,7 @@ extension HTTPProxyHandler {
             phase = .backoff
             let id = up.attemptID
             up.backoffTimer = context.eventLoop.scheduleTask(in: .nanoseconds(backOff)) { [self] in
-                guard var current = upstream, current.attemptID == id, case .backoff = phase else { return }
+                guard let current = upstream, current.attemptID == id, case .backoff = phase else { return }
                 current.backoffTimer = nil
                 if current.holdsRetry {
                     current.holdsRetry = false
@@ -340,7 +339,7 @@ extension HTTPProxyHandler {
     /// The per-try timeout (from when the attempt has its connection and the whole request) and the per-try
     /// idle timeout (reset by every upstream read) share one timer that re-arms lazily.
     func startPerTryTimer() {
-        guard var up = upstream, let policy = up.retry?.policy ?? up.target.retryPolicy,
+        guard let up = upstream, let policy = up.retry?.policy ?? up.target.retryPolicy,
               case .forwarding = phase, up.perTryTimer == nil else { return }
         let now = NIODeadline.now()
         if up.perTryDeadline == nil, requestComplete, let t = policy.perTryTimeout, !t.isZero {
@@ -356,7 +355,7 @@ extension HTTPProxyHandler {
         guard let fire = next else { upstream = up; return }
         let id = up.attemptID
         up.perTryTimer = context.eventLoop.scheduleTask(deadline: fire) { [self] in
-            guard var current = upstream, current.attemptID == id else { return }
+            guard let current = upstream, current.attemptID == id else { return }
             current.perTryTimer = nil
             upstream = current
             perTryTimerFired()
@@ -381,9 +380,8 @@ extension HTTPProxyHandler {
     // MARK: Upstream events
 
     func upstreamRead(_ part: HTTPClientResponsePart) {
-        let now = NIODeadline.now()
-        upstream?.lastUpstreamActivity = now
-        lastStreamActivity = now
+        streamActivity &+= 1
+        if let up = upstream, up.perTryIdle != nil { up.lastUpstreamActivity = .now() }
         switch part {
         case .head(let head):
             if head.status.code < 200 && head.status.code != 101 {

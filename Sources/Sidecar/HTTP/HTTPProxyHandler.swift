@@ -59,10 +59,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var upstream: UpstreamRequest?
     /// `stream_idle_timeout` (or the route's `idle_timeout`) of the request in flight; nil: disabled.
     var streamIdleTimeout: TimeAmount?
-    var lastStreamActivity = NIODeadline.now()
-    /// One lazily re-armed timer per connection, so a request does not schedule one of its own.
+    /// Bumped by every read in either direction. Reading the clock per read costs a syscall where the
+    /// clock source has no vDSO, so idleness is judged by this counter at quarter-timeout ticks instead.
+    var streamActivity: UInt32 = 0
+    /// One timer per connection ticking every quarter of the idle timeout while a request is active.
     var idleTimer: Scheduled<Void>?
-    var idleTimerDeadline = NIODeadline.distantFuture
+    var idleTick = TimeAmount.zero
+    var idleQuietTicks = 0
+    var idleActivitySeen: UInt32 = 0
 
     var readPending = false
     var draining = false
@@ -118,7 +122,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if streamIdleTimeout != nil { lastStreamActivity = .now() }
+        streamActivity &+= 1
         if !queued.isEmpty {
             queued.append(part)
             return
@@ -306,23 +310,25 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// for this long is ended: before the response started with "stream timeout", 504 once the whole request
     /// was received and 408 while it was still arriving (Envoy's `maybeRequestTimeoutCode`); a reset after.
     /// Zero disables it.
+    /// The stream counts as idle once four consecutive quarter-timeout ticks saw no read, so it ends between
+    /// 1 and 1.25 times the timeout after the last activity.
     func setStreamIdleTimeout(_ timeout: ProtoDuration) {
         streamIdleTimeout = timeout.isZero ? nil : timeout.timeAmount
-        lastStreamActivity = .now()
+        idleQuietTicks = 0
+        idleActivitySeen = streamActivity
+        guard let timeout = streamIdleTimeout else { return }
+        let tick = TimeAmount.nanoseconds(max(timeout.nanoseconds / 4, 1_000_000))
+        if idleTimer != nil {
+            // A route's shorter idle_timeout needs a faster tick; a longer one keeps the armed tick.
+            if idleTick <= tick { return }
+            idleTimer?.cancel()
+        }
+        idleTick = tick
         armIdleTimer()
     }
 
     private func armIdleTimer() {
-        guard let timeout = streamIdleTimeout else { return }
-        let deadline = lastStreamActivity + timeout
-        if idleTimer != nil {
-            // An armed timer that fires no later than needed re-checks then; a route's shorter idle_timeout
-            // moves it earlier.
-            if idleTimerDeadline <= deadline { return }
-            idleTimer?.cancel()
-        }
-        idleTimerDeadline = deadline
-        idleTimer = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
+        idleTimer = context.eventLoop.scheduleTask(in: idleTick) { [self] in
             idleTimer = nil
             idleTimerFired()
         }
@@ -330,7 +336,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     private func idleTimerFired() {
         guard requestActive, !responseComplete || !requestComplete, let timeout = streamIdleTimeout else { return }
-        if NIODeadline.now() < lastStreamActivity + timeout {
+        if streamActivity != idleActivitySeen {
+            idleActivitySeen = streamActivity
+            idleQuietTicks = 0
+        } else {
+            idleQuietTicks += 1
+        }
+        if idleQuietTicks * Int(idleTick.nanoseconds) < Int(timeout.nanoseconds) {
             armIdleTimer()
             return
         }

@@ -2,8 +2,9 @@ import NIOCore
 import NIOHTTP1
 
 /// What a downstream request needs while it is forwarded: where it goes, what was sent, what has been tried.
-/// One per request in flight; attempts (the first try and each retry) reuse it.
-struct UpstreamRequest {
+/// One per request in flight; attempts (the first try and each retry) reuse it. A class: it is large and
+/// updated from many callbacks, and copying it (as a struct) showed up as memmove in profiles.
+final class UpstreamRequest {
     let clusterIndex: Int
     let entry: ClusterManager.Entry
     let target: ForwardTarget
@@ -36,7 +37,7 @@ struct UpstreamRequest {
     var perTryTimer: Scheduled<Void>?
     var perTryDeadline: NIODeadline?
     var perTryIdle: TimeAmount?
-    var lastUpstreamActivity = NIODeadline.now()
+    var lastUpstreamActivity = NIODeadline.uptimeNanoseconds(0)
     var backoffTimer: Scheduled<Void>?
     /// A scheduled retry holds one unit of the `max_retries` breaker until it starts.
     var holdsRetry = false
@@ -57,3 +58,4 @@ struct UpstreamRequest {
     /// Body parts are kept only while a retry could need them again.
     var keepsBody: Bool { retry != nil }
 }
+@available(*, unavailable) extension UpstreamRequest: Sendable {}
