@@ -112,7 +112,8 @@ extension HTTPProxyHandler {
             phase = .connecting
             let id = up.attemptID
             future.whenComplete { [self] result in
-                guard let current = upstream, current.attemptID == id, case .connecting = phase else {
+                // The same request (not a later one on this connection) and the same attempt.
+                guard let current = upstream, current === up, current.attemptID == id, case .connecting = phase else {
                     // The attempt was abandoned (client gone, timeout) while it waited.
                     if case .success(let conn) = result { worker.pools[conn.clusterIndex].release(conn) }
                     return
@@ -267,7 +268,7 @@ extension HTTPProxyHandler {
             phase = .backoff
             let id = up.attemptID
             up.backoffTimer = context.eventLoop.scheduleTask(in: .nanoseconds(backOff)) { [self] in
-                guard let current = upstream, current.attemptID == id, case .backoff = phase else { return }
+                guard let current = upstream, current === up, current.attemptID == id, case .backoff = phase else { return }
                 current.backoffTimer = nil
                 if current.holdsRetry {
                     current.holdsRetry = false
@@ -355,7 +356,7 @@ extension HTTPProxyHandler {
         guard let fire = next else { upstream = up; return }
         let id = up.attemptID
         up.perTryTimer = context.eventLoop.scheduleTask(deadline: fire) { [self] in
-            guard let current = upstream, current.attemptID == id else { return }
+            guard let current = upstream, current === up, current.attemptID == id else { return }
             current.perTryTimer = nil
             upstream = current
             perTryTimerFired()
