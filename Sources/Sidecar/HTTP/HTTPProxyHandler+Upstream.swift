@@ -30,13 +30,17 @@ extension HTTPProxyHandler {
         let retry = target.retryPolicy.flatMap {
             RetryState(route: $0, requestHeaders: headers, honorRequestHeaders: false)
         }
+        // Envoy's FilterUtility::finalTimeout: the per-try timeout applies with or without a retry state.
+        let perTryTimeout = RetryState.perTryTimeout(
+            route: target.retryPolicy, requestHeaders: headers, honorRequestHeaders: false,
+            globalTimeout: target.timeout)
         RetryHeaders.strip(&headers)
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: "http") }
         if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: worker.random.uuid()) }
         if target.timeout.isZero {
             headers.remove(name: "x-envoy-expected-rq-timeout-ms")
         } else {
-            let expected = retry?.policy.perTryTimeout.map { min($0, target.timeout) } ?? target.timeout
+            let expected = perTryTimeout ?? target.timeout
             headers.replaceOrAdd(name: "x-envoy-expected-rq-timeout-ms", value: String(expected.milliseconds))
         }
         if let literal = target.hostRewrite {
@@ -65,6 +69,7 @@ extension HTTPProxyHandler {
             clusterIndex: ci, entry: entry, target: target,
             head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers),
             hash: hash, source: source, retry: retry, bufferLimit: limit)
+        upstream?.perTryTimeout = perTryTimeout
         upstreamStart = .now()
         startAttempt()
     }
@@ -340,10 +345,10 @@ extension HTTPProxyHandler {
     /// The per-try timeout (from when the attempt has its connection and the whole request) and the per-try
     /// idle timeout (reset by every upstream read) share one timer that re-arms lazily.
     func startPerTryTimer() {
-        guard let up = upstream, let policy = up.retry?.policy ?? up.target.retryPolicy,
+        guard let up = upstream, let policy = up.target.retryPolicy,
               case .forwarding = phase, up.perTryTimer == nil else { return }
         let now = NIODeadline.now()
-        if up.perTryDeadline == nil, requestComplete, let t = policy.perTryTimeout, !t.isZero {
+        if up.perTryDeadline == nil, requestComplete, let t = up.perTryTimeout {
             up.perTryDeadline = now + t.timeAmount
         }
         up.perTryIdle = policy.perTryIdleTimeout.flatMap { $0.isZero ? nil : $0.timeAmount }

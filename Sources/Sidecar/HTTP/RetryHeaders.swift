@@ -8,10 +8,10 @@ import NIOHTTP1
 /// so every request is external: these headers are removed before the request is forwarded
 /// (`cleanInternalHeaders`), and a client cannot make the mesh retry on its behalf.
 enum RetryHeaders {
-    static let names = [
-        "x-envoy-retry-on", "x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-retriable-status-codes",
-        "x-envoy-retriable-header-names", "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
-        "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms", "x-envoy-hedge-on-per-try-timeout",
+    /// The router's own headers (`RetryState.consumedRequestHeaders`) and the other timeout headers
+    /// `cleanInternalHeaders` removes from external requests.
+    static let names = RetryState.consumedRequestHeaders + [
+        "x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms",
     ]
 
     private static let prefix = Array("x-envoy-".utf8)

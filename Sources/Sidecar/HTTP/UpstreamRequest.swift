@@ -34,6 +34,8 @@ final class UpstreamRequest {
     var waiter: Int?
     /// The attempt holds a connection and counts in `upstream_rq_active` and the `max_requests` breaker.
     var attached = false
+    /// The effective per-try timeout (`RetryState.perTryTimeout`), nil: none.
+    var perTryTimeout: ProtoDuration?
     var perTryTimer: Scheduled<Void>?
     var perTryDeadline: NIODeadline?
     var perTryIdle: TimeAmount?
