@@ -1241,8 +1241,9 @@ def scenario_stream_idle_timeout(t):
 
 def scenario_upstream_connection_limits(t):
     """common_http_protocol_options on the cluster: an upstream connection idle for idle_timeout is closed
-    (upstream_cx_idle_timeout), and one older than max_connection_duration is replaced between requests
-    (upstream_cx_max_duration_reached); the client never sees a failure."""
+    (upstream_cx_idle_timeout), one older than max_connection_duration is replaced between requests
+    (upstream_cx_max_duration_reached), and one that carried max_requests_per_connection requests is
+    replaced; the client never sees a failure."""
     b = t.backends(1)
     p = t.proxy(clusters=[cluster(b.ports, common_http_protocol_options={"idle_timeout": "0.5s"})])
     r = one(p.listener)
@@ -1259,8 +1260,14 @@ def scenario_upstream_connection_limits(t):
     s = p.stats()
     total, reached = p.stat("upstream_cx_total", s), p.stat("upstream_cx_max_duration_reached", s)
     check(total >= 2 and reached >= 1, "upstream_cx_total %d, upstream_cx_max_duration_reached %d" % (total, reached))
+    p.restart(dict(clusters=[cluster(b.ports, common_http_protocol_options={"max_requests_per_connection": 2})]))
+    results = [one(p.listener, rid="mr-%d" % i) for i in range(6)]
+    check(all(r.ok for r in results), failures(results))
+    per_conn = p.stat("upstream_cx_total")
+    check(per_conn == 3, "6 requests with max_requests_per_connection 2 used %d upstream connections" % per_conn)
     return "idle connection closed after idle_timeout; %d connections over 1.8 s with max_connection_duration " \
-        "0.5s (max_duration_reached %d)" % (total, reached)
+        "0.5s (max_duration_reached %d); 6 requests over 3 connections with max_requests_per_connection 2" % (
+            total, reached)
 
 
 def scenario_per_try_timeout(t):
