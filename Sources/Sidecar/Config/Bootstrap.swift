@@ -78,6 +78,8 @@ public struct FilterChain: Sendable {
     public var name: String
     public var match: FilterChainMatch
     public var network: Listener.NetworkFilter
+    /// `transport_socket` envoy.transport_sockets.tls (DownstreamTlsContext); nil for plaintext.
+    public var tls: TLSContextConfig? = nil
 }
 
 /// The subset of Envoy's `filter_chain_match` Pilotfish selects on, in Envoy's order of precedence.
@@ -199,6 +201,8 @@ public struct Cluster: Sendable {
     public var upstreamSourceAddress: SocketAddressConfig? = nil
     /// ORIGINAL_DST: how long an unused host (and its idle connections) is kept. Envoy's default 5s.
     public var cleanupInterval: ProtoDuration = .seconds(5)
+    /// `transport_socket` envoy.transport_sockets.tls (UpstreamTlsContext); nil for plaintext.
+    public var tls: TLSContextConfig? = nil
 
     public struct Endpoint: Sendable {
         public var address: SocketAddressConfig

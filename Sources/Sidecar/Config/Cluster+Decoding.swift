@@ -2,7 +2,7 @@ extension Cluster {
     static func decode(_ value: ConfigValue) throws -> Cluster {
         let obj = try value.object()
         try obj.unsupported([
-            "transport_socket", "transport_socket_matches", "transport_socket_matcher", "http2_protocol_options",
+            "transport_socket_matches", "transport_socket_matcher", "http2_protocol_options",
             "http_protocol_options", "upstream_http_protocol_options", "protocol_selection", "lb_subset_config",
             "original_dst_lb_config", "load_balancing_policy", "cluster_type", "eds_cluster_config",
             "upstream_connection_options", "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
@@ -76,6 +76,7 @@ extension Cluster {
         if let cleanupValue, cleanup < .milliseconds(1) {
             throw cleanupValue.error("cleanup_interval must be at least 1ms")
         }
+        let tls = try obj.optional("transport_socket").flatMap { try TLSContextConfig.decodeTransportSocket($0, side: .upstream) }
         try obj.finish()
         var cluster = Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,
                               dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))
@@ -86,6 +87,7 @@ extension Cluster {
         cluster.outlierDetection = outlierDetection
         if let circuitBreakers { cluster.circuitBreakers = circuitBreakers }
         cluster.httpProtocolOptions = httpProtocolOptions
+        cluster.tls = tls
         return cluster
     }
 

@@ -110,7 +110,7 @@ extension Listener {
 extension FilterChain {
     static func decode(_ value: ConfigValue, index: Int) throws -> FilterChain {
         let chain = try value.object()
-        try chain.unsupported(["transport_socket", "transport_socket_connect_timeout", "metadata"])
+        try chain.unsupported(["transport_socket_connect_timeout", "metadata"])
         let name = try chain.optional("name")?.string() ?? "filter_chain_\(index)"
         let match = try chain.optional("filter_chain_match").map(FilterChainMatch.decode) ?? FilterChainMatch()
         let filtersValue = try chain.required("filters")
@@ -139,8 +139,15 @@ extension FilterChain {
         }
         try filter.unsupported(["config_discovery"])
         try filter.finish()
+        var result = FilterChain(name: name, match: match, network: network)
+        if let ts = chain.optional("transport_socket") {
+            result.tls = try TLSContextConfig.decodeTransportSocket(ts, side: .downstream)
+            if let tls = result.tls, case .httpConnectionManager = network, tls.alpnProtocols.contains(where: { $0 != "http/1.1" && $0 != "http/1.0" }) {
+                throw ts.error(at: "typed_config.common_tls_context.alpn_protocols", "only http/1.1 and http/1.0 can be negotiated for an HTTP connection manager: Pilotfish does not serve HTTP/2 yet")
+            }
+        }
         try chain.finish()
-        return FilterChain(name: name, match: match, network: network)
+        return result
     }
 }
 

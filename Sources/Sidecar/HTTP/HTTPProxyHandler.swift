@@ -77,6 +77,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Where the downstream connection was going before capture (original_dst listener filter).
     var originalDestination: SocketAddress?
+    /// What the TLS handshake established about the client; nil for plaintext.
+    var security: ConnectionSecurity?
 
     /// `originalDestination`: what a listener filter already found (e.g. before a use_original_dst hand-off).
     init(worker: Worker, listener: ListenerRuntime, originalDestination: SocketAddress? = nil) {
@@ -278,7 +280,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             writeLocalReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
-        let scheme = head.headers.first(name: "x-forwarded-proto") ?? "http"
+        let scheme = head.headers.first(name: "x-forwarded-proto") ?? (security != nil ? "https" : "http")
         let request = RouteRequest(
             method: head.method.rawValue, path: head.uri, authority: authority, scheme: scheme,
             isInternal: false, headers: head.headers, randomValue: worker.random.next())

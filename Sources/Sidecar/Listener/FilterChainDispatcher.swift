@@ -104,20 +104,15 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             return
         }
         do {
-            let ops = context.pipeline.syncOperations
-            switch listener.chains[index] {
-            case .http(let runtime):
-                try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-                let known = listener.config.originalDestination || listener.config.transparent || listener.config.useOriginalDst
-                    || handedOff
-                try ops.addHandler(HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: known ? connection.destination : nil))
-            case .tcp(let runtime):
+            let chain = listener.chains[index]
+            let known = listener.config.originalDestination || listener.config.transparent || listener.config.useOriginalDst
+                || handedOff
+            if case .tcp = chain, chain.tls == nil {
                 _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                let session = TCPProxySession(worker: worker, listener: runtime)
-                let glue = TCPProxyGlue(side: .downstream, session: session)
-                session.downstream = glue
-                try ops.addHandler(glue)
             }
+            try ChainInstaller.install(chain, on: context.pipeline.syncOperations, worker: worker,
+                                       originalDestination: known ? connection.destination : nil,
+                                       serverName: connection.serverName)
         } catch {
             context.close(promise: nil)
             return

@@ -9,6 +9,8 @@ struct ListenerRuntime: Sendable {
     let clusters: ClusterManager
     let maxHeaderBytes: Int
     let hostname: String
+    /// DownstreamTlsContext of this filter chain.
+    var tls: TransportTLS? = nil
 }
 
 /// A tcp_proxy listener's immutable settings.
@@ -17,12 +19,21 @@ struct TCPListenerRuntime: Sendable {
     let proxy: TCPProxyConfig
     let stats: TCPProxyStats
     let cluster: ClusterManager.Entry
+    /// DownstreamTlsContext of this filter chain.
+    var tls: TransportTLS? = nil
 }
 
 /// One filter chain, ready to take a connection.
 enum ChainRuntime: Sendable {
     case http(ListenerRuntime)
     case tcp(TCPListenerRuntime)
+
+    var tls: TransportTLS? {
+        switch self {
+        case .http(let r): return r.tls
+        case .tcp(let r): return r.tls
+        }
+    }
 }
 
 /// A listener whose connections are inspected before a filter chain is chosen.

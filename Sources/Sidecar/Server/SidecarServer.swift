@@ -21,6 +21,9 @@ public final class SidecarServer: @unchecked Sendable {
     private var httpStats: [String: HTTPStats] = [:]
     private var tcpStats: [String: TCPProxyStats] = [:]
     private var listenerStats: [SocketAddressConfig: ListenerStats] = [:]
+    /// DownstreamTlsContext per listener index, then chain index (the default chain last).
+    private var chainTLS: [Int: [Int: TransportTLS]] = [:]
+    private var secretWatcher: SecretWatcher?
     let startTime = Date()
     let configSource: String?
     private let stopPromise: EventLoopPromise<Void>
@@ -50,15 +53,52 @@ public final class SidecarServer: @unchecked Sendable {
             }
             if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
         }
+        var listenerTLSStats: [SocketAddressConfig: TLSStats] = [:]
+        for (li, l) in bootstrap.listeners.enumerated() {
+            for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
+                guard let tls = chain.tls else { continue }
+                let name = "\(l.address.address)_\(l.address.port)"
+                let stats = listenerTLSStats[l.address] ?? TLSStats(
+                    scope: "listener.\(name)", familyPrefix: "listener", label: ("envoy_listener_address", name), registry: registry)
+                listenerTLSStats[l.address] = stats
+                let provider = TLSContextProvider(config: tls, owner: "listener '\(l.name)' filter chain '\(chain.name)'")
+                chainTLS[li, default: [:]][ci] = TransportTLS(provider: provider, stats: stats)
+            }
+        }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
+        // Registered here, with every other stat, before workers size their stat arrays.
+        let watched = tlsProviders.filter { !$0.secretReferences.isEmpty }
+        if !watched.isEmpty {
+            secretWatcher = SecretWatcher(providers: watched, registry: registry, eventLoop: group.next())
+        }
     }
 
     /// Addresses the listeners are bound to, in config order (useful with port 0).
     public var listenerAddresses: [SocketAddress] { listenerChannels.compactMap(\.localAddress) }
     public var adminAddress: SocketAddress? { adminChannel?.localAddress }
 
+    /// Every TLS context of the config, unloaded (filter chains, then clusters).
+    var tlsProviders: [TLSContextProvider] {
+        chainTLS.keys.sorted().flatMap { li in chainTLS[li]!.keys.sorted().map { chainTLS[li]![$0]!.provider } }
+            + clusters.clusters.compactMap { $0.tls?.provider }
+    }
+
+    /// Reads every certificate, key and CA file the config names (also what `--mode validate` checks), so
+    /// a missing or mismatched file stops the start with an error naming it.
+    public func loadTLS() throws {
+        for p in tlsProviders {
+            do {
+                try p.load()
+            } catch {
+                throw ServerError("\(p.owner): \(error)")
+            }
+        }
+    }
+
     public func start() throws {
+        secretWatcher?.prime()
+        try loadTLS()
         threadPool.start()
         let hosts = clusters.clusters.map { ClusterManager.resolve($0.config) }
         for (i, c) in clusters.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {
@@ -74,11 +114,13 @@ public final class SidecarServer: @unchecked Sendable {
         }
         let hostname = ProcessInfo.processInfo.hostName
         // Every listener as a chained runtime, for use_original_dst hand-offs.
-        var chained: [ChainedListenerRuntime] = bootstrap.listeners.map { l in
+        var chained: [ChainedListenerRuntime] = bootstrap.listeners.enumerated().map { li, l in
             ChainedListenerRuntime(
                 config: l,
                 selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
-                chains: (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).map { chainRuntime(l, $0.network, hostname) },
+                chains: (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).enumerated().map {
+                    chainRuntime(l, $0.element.network, hostname, tls: chainTLS[li]?[$0.offset])
+                },
                 stats: listenerStats[l.address]!)
         }
         for i in chained.indices where chained[i].config.useOriginalDst {
@@ -113,6 +155,7 @@ public final class SidecarServer: @unchecked Sendable {
         }
         try startHealthChecks(initial: hosts)
         try startDNSRefresh(initial: hosts)
+        secretWatcher?.start()
     }
 
     /// Starts each cluster's health checker. Verdicts go to every worker, which stop or resume using the host.
@@ -145,17 +188,19 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    private func chainRuntime(_ l: Listener, _ network: Listener.NetworkFilter, _ hostname: String) -> ChainRuntime {
+    private func chainRuntime(_ l: Listener, _ network: Listener.NetworkFilter, _ hostname: String,
+                              tls: TransportTLS?) -> ChainRuntime {
         switch network {
         case .httpConnectionManager(let hcm):
             return .http(
                 ListenerRuntime(
                     config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
-                    maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname))
+                    maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls))
         case .tcpProxy(let tcp):
             return .tcp(
                 TCPListenerRuntime(
-                    config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, cluster: clusters.clusters[clusters.index(of: tcp.cluster)!]))
+                    config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, cluster: clusters.clusters[clusters.index(of: tcp.cluster)!],
+                    tls: tls))
         }
     }
 
@@ -183,19 +228,17 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     private func bindTCPListener(_ runtime: TCPListenerRuntime) throws -> Channel {
-        try bind(runtime.config, halfClosure: true) { channel, worker in
-            let session = TCPProxySession(worker: worker, listener: runtime)
-            let glue = TCPProxyGlue(side: .downstream, session: session)
-            session.downstream = glue
-            try channel.pipeline.syncOperations.addHandler(glue)
+        // TLS ends a half-closed stream with close_notify: half-closure stays a plaintext feature.
+        try bind(runtime.config, halfClosure: runtime.tls == nil) { channel, worker in
+            try ChainInstaller.install(.tcp(runtime), on: channel.pipeline.syncOperations, worker: worker,
+                                       originalDestination: nil, serverName: nil)
         }
     }
 
     private func bindListener(_ runtime: ListenerRuntime) throws -> Channel {
         try bind(runtime.config, halfClosure: false) { channel, worker in
-            let ops = channel.pipeline.syncOperations
-            try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-            try ops.addHandler(HTTPProxyHandler(worker: worker, listener: runtime))
+            try ChainInstaller.install(.http(runtime), on: channel.pipeline.syncOperations, worker: worker,
+                                       originalDestination: nil, serverName: nil)
         }
     }
 
@@ -316,6 +359,7 @@ public final class SidecarServer: @unchecked Sendable {
     private func finishStop() {
         guard finished.setIfFalse() else { return }
         for t in dnsTasks { t.cancel() }
+        secretWatcher?.stop()
         for hc in healthCheckers.values { hc.stop() }
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()

@@ -32,9 +32,9 @@ public final class StatsRegistry: @unchecked Sendable {
     /// Registers a gauge whose value `read` supplies when stats are shown; admin renders it like any other
     /// gauge (text, JSON, Prometheus, `filter`, `usedonly`).
     @discardableResult
-    public func registerComputed(_ name: String, family: String? = nil, labels: [(String, String)] = [],
+    public func registerComputed(_ name: String, kind: Kind = .gauge, family: String? = nil, labels: [(String, String)] = [],
                                  _ read: @escaping @Sendable () -> Int) -> Int {
-        let slot = register(name, .gauge, family: family, labels: labels)
+        let slot = register(name, kind, family: family, labels: labels)
         computed[slot] = read
         return slot
     }

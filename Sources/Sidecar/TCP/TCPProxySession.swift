@@ -15,6 +15,8 @@ final class TCPProxySession {
     private var countedActive = false
     /// Downstream bytes that arrived before the upstream connection (replayed by a listener filter).
     private var early: ByteBuffer?
+    /// What the TLS handshake established about the client; nil for plaintext.
+    var security: ConnectionSecurity?
 
     init(worker: Worker, listener: TCPListenerRuntime) {
         self.worker = worker
@@ -36,17 +38,36 @@ final class TCPProxySession {
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
         let limit = listener.cluster.config.perConnectionBufferLimitBytes
+        let tls = listener.cluster.tls
+        let handshake = tls.map {
+            UpstreamTLSHandshake(snapshot: $0.provider.snapshot, stats: $0.stats, workerStats: stats,
+                                 cluster: listener.cluster.config.name,
+                                 timeout: listener.cluster.config.connectTimeout.timeAmount, eventLoop: context.eventLoop)
+        }
+        let sni = tls?.provider.config.sni
         UpstreamSource.choose(
             listener: listener.config, downstream: context.channel, clusterSource: worker.pools[listener.cluster.index].clusterSource)
             .apply(to: ClientBootstrap(group: context.eventLoop))
             .connectTimeout(listener.cluster.config.connectTimeout.timeAmount)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            // TLS ends a half-closed stream with close_notify: half-closure stays a plaintext feature.
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: tls == nil)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(upstreamGlue) }
+                channel.eventLoop.makeCompletedFuture {
+                    let ops = channel.pipeline.syncOperations
+                    if let handshake {
+                        try ops.addHandler(handshake.makeTLSHandler(serverName: sni, eventLoop: channel.eventLoop))
+                        try ops.addHandler(handshake)
+                    }
+                    try ops.addHandler(upstreamGlue)
+                }
             }
             .connect(to: destination)
+            .flatMap { channel in
+                guard let handshake else { return channel.eventLoop.makeSucceededVoidFuture() }
+                return handshake.promise.futureResult
+            }
             .assumeIsolated()
             .whenComplete { result in
                 switch result {

@@ -16,6 +16,8 @@ public final class ClusterManager: Sendable {
         let healthCheckStats: HealthCheckStats?
         /// Set by the first upstream connection: health checks then leave `no_traffic_interval`.
         let traffic = ManagedAtomic(false)
+        /// UpstreamTlsContext: connections are TLS, checked and counted under `cluster.<name>.ssl.*`.
+        let tls: TransportTLS?
     }
 
     public let clusters: [Entry]
@@ -31,7 +33,13 @@ public final class ClusterManager: Sendable {
             list.append(Entry(
                 config: c, stats: stats, index: i, resources: resources,
                 outlierStats: c.outlierDetection.map { _ in OutlierDetectionStats(cluster: c.name, registry: registry) },
-                healthCheckStats: c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry)))
+                healthCheckStats: c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry),
+                tls: c.tls.map {
+                    TransportTLS(
+                        provider: TLSContextProvider(config: $0, owner: "cluster '\(c.name)'"),
+                        stats: TLSStats(scope: "cluster.\(c.name)", familyPrefix: "cluster",
+                                        label: ("envoy_cluster_name", c.name), registry: registry))
+                }))
             names[c.name] = i
         }
         clusters = list

@@ -56,6 +56,9 @@ final class ConnectionPool {
     let clusterSource: UpstreamSource
     /// How often idle connections are checked against idle_timeout / max_connection_duration.
     let idleSweepInterval: TimeAmount
+    /// UpstreamTlsContext: a connection is handed out only after its handshake.
+    let tls: TransportTLS?
+    let clusterName: String
 
     init(eventLoop: EventLoop, stats: WorkerStats, cluster: ClusterManager.Entry) {
         self.eventLoop = eventLoop
@@ -68,6 +71,8 @@ final class ConnectionPool {
         self.traffic = cluster.traffic
         self.options = cluster.config.httpProtocolOptions
         self.clusterSource = UpstreamSource(cluster: cluster.config)
+        self.tls = cluster.tls
+        self.clusterName = cluster.config.name
         var limits = [options.idleTimeout, options.maxConnectionDuration ?? .seconds(3600)].filter { !$0.isZero }
         if limits.isEmpty { limits = [.seconds(3600)] }
         let shortest = limits.min()!.nanoseconds
@@ -185,17 +190,32 @@ final class ConnectionPool {
         let cs = self.clusterStats
         let limit = bufferLimit
         let resources = self.resources
+        let handshake = tls.map {
+            UpstreamTLSHandshake(snapshot: $0.provider.snapshot, stats: $0.stats, workerStats: stats, cluster: clusterName,
+                                 timeout: connectTimeout, eventLoop: eventLoop)
+        }
+        let sni = tls?.provider.config.sni
         return source.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
-                    try channel.pipeline.syncOperations.addHandler(conn)
+                    let ops = channel.pipeline.syncOperations
+                    if let handshake {
+                        try ops.addHandler(handshake.makeTLSHandler(serverName: sni, eventLoop: channel.eventLoop))
+                        try ops.addHandler(handshake)
+                    }
+                    try ops.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
+                    try ops.addHandler(conn)
                 }
             }
             .connect(to: host.address)
+            .assumeIsolated()
+            .flatMap { channel in
+                guard let handshake else { return channel.eventLoop.makeSucceededFuture(channel) }
+                return handshake.promise.futureResult.map { channel }
+            }
             .map { [self] channel in
                 stats.inc(cs.cxTotal)
                 stats.inc(cs.cxActive)
@@ -223,6 +243,7 @@ final class ConnectionPool {
                 serveWaiter()
                 throw error
             }
+            .nonisolated()
     }
 
     /// A connection slot opened: the oldest queued request opens its connection now.

@@ -1,0 +1,39 @@
+import NIOCore
+
+/// Puts a filter chain's handlers on a connection's pipeline: directly for plaintext, or behind the TLS
+/// handler and `DownstreamTLSHandshake` (which adds them once the handshake established the peer).
+enum ChainInstaller {
+    static func install(_ chain: ChainRuntime, on ops: ChannelPipeline.SynchronousOperations, worker: Worker,
+                        originalDestination: SocketAddress?, serverName: String?) throws {
+        guard let tls = chain.tls else {
+            try addTerminal(chain, on: ops, worker: worker, originalDestination: originalDestination, security: nil)
+            return
+        }
+        let snapshot = tls.provider.snapshot
+        let gate = DownstreamTLSHandshake(
+            snapshot: snapshot, requireClientCertificate: tls.provider.config.requireClientCertificate,
+            stats: tls.stats, worker: worker, owner: tls.provider.owner, requestedServerName: serverName
+        ) { ops, security in
+            try addTerminal(chain, on: ops, worker: worker, originalDestination: originalDestination, security: security)
+        }
+        try ops.addHandler(gate.makeTLSHandler())
+        try ops.addHandler(gate)
+    }
+
+    private static func addTerminal(_ chain: ChainRuntime, on ops: ChannelPipeline.SynchronousOperations, worker: Worker,
+                                    originalDestination: SocketAddress?, security: ConnectionSecurity?) throws {
+        switch chain {
+        case .http(let runtime):
+            try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+            let handler = HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: originalDestination)
+            handler.security = security
+            try ops.addHandler(handler)
+        case .tcp(let runtime):
+            let session = TCPProxySession(worker: worker, listener: runtime)
+            session.security = security
+            let glue = TCPProxyGlue(side: .downstream, session: session)
+            session.downstream = glue
+            try ops.addHandler(glue)
+        }
+    }
+}

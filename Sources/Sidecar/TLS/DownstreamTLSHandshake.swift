@@ -1,0 +1,130 @@
+import Foundation
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Sits behind the server-side `NIOSSLServerHandler` of a TLS filter chain until the handshake is done.
+/// It holds the chain's own handlers back (they are installed only once the peer is known, so tcp_proxy
+/// does not connect upstream and RBAC does not decide before the identity exists), validates the client's
+/// certificate through `PeerCertificateValidator`, counts Envoy's `ssl.*` stats, logs every refusal with
+/// its reason, and then installs the chain, hands it the connection and leaves.
+final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    /// Adds the chain's handlers behind this one, given what the handshake established.
+    typealias Install = (ChannelPipeline.SynchronousOperations, ConnectionSecurity) throws -> Void
+
+    private let snapshot: TLSContextProvider.Snapshot
+    private let stats: TLSStats
+    private let worker: Worker
+    private let owner: String
+    private let requestedServerName: String?
+    private let install: Install
+    private let requireClientCertificate: Bool
+    /// Filled by the verification callback, which runs inside the handshake.
+    private var verified: ConnectionSecurity?
+    private var failure: PeerCertificateValidator.Failure?
+    private var done = false
+
+    init(snapshot: TLSContextProvider.Snapshot, requireClientCertificate: Bool, stats: TLSStats, worker: Worker,
+         owner: String, requestedServerName: String?, install: @escaping Install) {
+        self.snapshot = snapshot
+        self.requireClientCertificate = requireClientCertificate
+        self.stats = stats
+        self.worker = worker
+        self.owner = owner
+        self.requestedServerName = requestedServerName
+        self.install = install
+    }
+
+    /// The TLS handler for this connection, its verification wired to this gate.
+    func makeTLSHandler() -> NIOSSLServerHandler {
+        guard let validator = snapshot.validator else { return NIOSSLServerHandler(context: snapshot.context) }
+        let loopBound = NIOLoopBound(self, eventLoop: worker.eventLoop)
+        return NIOSSLServerHandler(context: snapshot.context, customVerificationCallback: { certificates, promise in
+            let gate = loopBound.value
+            var ders: [[UInt8]] = []
+            ders.reserveCapacity(certificates.count)
+            for c in certificates { if let d = try? c.toDERBytes() { ders.append(d) } }
+            switch validator.validate(chain: ders, now: Date()) {
+            case .success(let security):
+                gate.verified = security
+                promise.succeed(.certificateVerified)
+            case .failure(let f):
+                gate.failure = f
+                promise.succeed(.failed)
+            }
+        })
+    }
+
+    // The chain is not installed yet: the connection becomes active for it after the handshake.
+    func channelActive(context: ChannelHandlerContext) {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let e = event as? TLSUserEvent, case .handshakeCompleted(let negotiated) = e, !done else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        done = true
+        worker.stats.inc(stats.handshake)
+        var security = verified ?? ConnectionSecurity()
+        if verified == nil { worker.stats.inc(stats.noCertificate) }
+        security.requestedServerName = requestedServerName
+        security.negotiatedProtocol = negotiated
+        do {
+            try install(context.pipeline.syncOperations, security)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelActive()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard !done else {
+            context.fireErrorCaught(error)
+            return
+        }
+        done = true
+        worker.stats.inc(stats.connectionError)
+        let reason: String
+        if let failure {
+            worker.stats.inc(stats.slot(for: failure))
+            reason = failure.description
+        } else if requireClientCertificate, "\(error)".contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") {
+            worker.stats.inc(stats.failVerifyNoCert)
+            reason = PeerCertificateValidator.Failure.noCertificate.description
+        } else {
+            reason = Self.describe(error)
+        }
+        Log.warning("TLS handshake refused", [
+            ("reason", reason), ("peer", SidecarServer.describe(context.channel.remoteAddress)), ("where", owner),
+        ])
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        context.fireChannelInactive()
+    }
+
+    /// BoringSSL's reason (`HTTP_REQUEST`, `NO_SHARED_CIPHER`, ...) without NIOSSL's wrapping, explained.
+    static func describe(_ error: Error) -> String {
+        let text = "\(error)"
+        let reasons = text.split(separator: ":").compactMap { part -> String? in
+            let word = part.split(separator: " ").first.map(String.init) ?? ""
+            return word.count > 3 && word.allSatisfy({ $0.isUppercase || $0 == "_" || $0.isNumber }) ? word : nil
+        }
+        guard let reason = reasons.last else { return text }
+        switch reason {
+        case "HTTP_REQUEST", "WRONG_VERSION_NUMBER": return "not TLS: plaintext on a TLS port (\(reason))"
+        case "NO_SHARED_CIPHER": return "no cipher suite in common (NO_SHARED_CIPHER)"
+        case "UNSUPPORTED_PROTOCOL": return "TLS version outside tls_params (UNSUPPORTED_PROTOCOL)"
+        case "PEER_DID_NOT_RETURN_A_CERTIFICATE": return "peer did not present a certificate"
+        default: return reason
+        }
+    }
+}
+
+@available(*, unavailable) extension DownstreamTLSHandshake: Sendable {}

@@ -1,0 +1,30 @@
+/// Envoy's `ssl.*` counters of a listener (`listener.<address>.ssl.*`) or a cluster (`cluster.<name>.ssl.*`).
+struct TLSStats: Sendable {
+    let connectionError, handshake, sessionReused, noCertificate: Int
+    let failVerifyNoCert, failVerifyError, failVerifySAN, failVerifyCertHash: Int
+
+    /// `scope` is "listener.0.0.0.0_443" or "cluster.backend"; `family`/`label` as the scope's other stats.
+    init(scope: String, familyPrefix: String, label: (String, String), registry r: StatsRegistry) {
+        func reg(_ s: String) -> Int {
+            r.register("\(scope).ssl.\(s)", .counter, family: "\(familyPrefix).ssl.\(s)", labels: [label])
+        }
+        connectionError = reg("connection_error")
+        handshake = reg("handshake")
+        sessionReused = reg("session_reused")
+        noCertificate = reg("no_certificate")
+        failVerifyNoCert = reg("fail_verify_no_cert")
+        failVerifyError = reg("fail_verify_error")
+        failVerifySAN = reg("fail_verify_san")
+        failVerifyCertHash = reg("fail_verify_cert_hash")
+    }
+
+    /// The counter a failed peer validation goes to.
+    func slot(for failure: PeerCertificateValidator.Failure) -> Int {
+        switch failure {
+        case .noCertificate: return failVerifyNoCert
+        case .sanMismatch: return failVerifySAN
+        case .unparsable, .expired, .notYetValid, .untrusted, .invalidIssuer, .unhandledCriticalExtension:
+            return failVerifyError
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Behind the client-side `NIOSSLClientHandler` of an upstream connection: an upstream connection is
+/// usable only once its handshake is done, as in Envoy, where `connect_timeout` covers the handshake too.
+/// It validates the server's certificate (SANs included), counts `cluster.<name>.ssl.*` and fails the
+/// connection attempt with the reason, which becomes the connect failure the router reports.
+final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    struct Failed: Error, CustomStringConvertible {
+        var reason: String
+        var description: String { "TLS handshake with the upstream failed: \(reason)" }
+    }
+
+    let promise: EventLoopPromise<Void>
+    private let snapshot: TLSContextProvider.Snapshot
+    private let stats: TLSStats
+    private let workerStats: WorkerStats
+    private let cluster: String
+    private let timeout: TimeAmount
+    private var timer: Scheduled<Void>?
+    private var failure: PeerCertificateValidator.Failure?
+    private var done = false
+
+    init(snapshot: TLSContextProvider.Snapshot, stats: TLSStats, workerStats: WorkerStats, cluster: String,
+         timeout: TimeAmount, eventLoop: EventLoop) {
+        self.snapshot = snapshot
+        self.stats = stats
+        self.workerStats = workerStats
+        self.cluster = cluster
+        self.timeout = timeout
+        self.promise = eventLoop.makePromise()
+    }
+
+    /// The handshake must finish within connect_timeout too.
+    func channelActive(context: ChannelHandlerContext) {
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+            guard let self, !self.done else { return }
+            self.fail(context, reason: "handshake not finished within connect_timeout")
+        }
+        context.fireChannelActive()
+    }
+
+    /// The TLS handler for this connection, its verification wired to this handler.
+    func makeTLSHandler(serverName: String?, eventLoop: EventLoop) throws -> NIOSSLClientHandler {
+        guard let validator = snapshot.validator else {
+            return try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName)
+        }
+        let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
+        return try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName, customVerificationCallback: {
+            certificates, result in
+            let me = loopBound.value
+            var ders: [[UInt8]] = []
+            for c in certificates { if let d = try? c.toDERBytes() { ders.append(d) } }
+            switch validator.validate(chain: ders, now: Date()) {
+            case .success:
+                result.succeed(.certificateVerified)
+            case .failure(let f):
+                me.failure = f
+                result.succeed(.failed)
+            }
+        })
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? TLSUserEvent, case .handshakeCompleted = e, !done {
+            done = true
+            timer?.cancel()
+            workerStats.inc(stats.handshake)
+            promise.succeed(())
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard !done else {
+            context.fireErrorCaught(error)
+            return
+        }
+        fail(context, reason: failure?.description ?? DownstreamTLSHandshake.describe(error))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !done { fail(context, reason: "connection closed during the handshake") }
+        context.fireChannelInactive()
+    }
+
+    private func fail(_ context: ChannelHandlerContext, reason: String) {
+        done = true
+        timer?.cancel()
+        workerStats.inc(stats.connectionError)
+        if let failure { workerStats.inc(stats.slot(for: failure)) }
+        Log.warning("upstream TLS handshake failed", [
+            ("reason", reason), ("cluster", cluster), ("upstream", SidecarServer.describe(context.channel.remoteAddress)),
+        ])
+        promise.fail(Failed(reason: reason))
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable) extension UpstreamTLSHandshake: Sendable {}
