@@ -43,6 +43,18 @@ struct SidecarCommand: ParsableCommand {
     @Option(name: .customLong("capture-mode"), help: "With --pod-defaults: tproxy or redirect, as given to sidecar-init --mode (default tproxy; also PILOTFISH_CAPTURE_MODE).")
     var captureMode: String?
 
+    @Option(name: .customLong("mtls"), help: "With --pod-defaults: STRICT, PERMISSIVE or DISABLE (default; also PILOTFISH_MTLS). Mutual TLS between sidecars with the pod's identity.")
+    var mtls: String?
+
+    @Option(name: .customLong("identity-dir"), help: "With --mtls: tls.crt, tls.key and ca.crt from `sidecar certs workload` (default /etc/pilotfish/identity; also PILOTFISH_IDENTITY_DIR).")
+    var identityDir: String?
+
+    @Option(name: .customLong("mesh-cidrs"), help: "With --mtls: comma-separated destinations that have a sidecar; outbound connections to them originate mTLS (also PILOTFISH_MESH_CIDRS).")
+    var meshCIDRs: String?
+
+    @Option(name: .customLong("secret-dir"), help: "With --mtls: where the SDS files naming the identity files are written (default /run/pilotfish; also PILOTFISH_SECRET_DIR).")
+    var secretDir: String?
+
     @Flag(name: .customLong("print-config"), help: "Print the config that would run (e.g. the generated pod config) and exit.")
     var printConfig = false
 
@@ -63,6 +75,9 @@ struct SidecarCommand: ParsableCommand {
         if mode != "serve" && mode != "validate" { throw ValidationError("--mode must be serve or validate") }
         if usePodDefaults && (configPath != nil || configYAML != nil) {
             throw ValidationError("--pod-defaults builds the config itself; drop -c/--config-yaml (or drop --pod-defaults)")
+        }
+        if (mtls != nil || identityDir != nil || meshCIDRs != nil || secretDir != nil) && !usePodDefaults {
+            throw ValidationError("--mtls, --identity-dir, --mesh-cidrs and --secret-dir only apply with --pod-defaults")
         }
         if captureMode != nil && !usePodDefaults {
             throw ValidationError("--capture-mode only applies with --pod-defaults")
@@ -89,7 +104,17 @@ struct SidecarCommand: ParsableCommand {
             } else if let configYAML {
                 source = configYAML
             } else if usePodDefaults {
-                source = PodDefaults.yaml(captureMode: resolvedCaptureMode!)
+                let mesh: PodDefaults.MeshTLS?
+                do {
+                    mesh = try PodDefaults.MeshTLS.resolve(
+                        mode: mtls, identityDirectory: identityDir, meshCIDRs: meshCIDRs, secretDirectory: secretDir,
+                        environment: environment)
+                    try mesh?.writeSecretFiles()
+                } catch {
+                    print("error: \(error)", to: &StandardError.stream)
+                    throw ExitCode(1)
+                }
+                source = PodDefaults.yaml(captureMode: resolvedCaptureMode!, mesh: mesh)
             } else {
                 Log.info("no -c given: running the built-in default config (see --print-default-config)")
                 source = DefaultConfig.yaml
@@ -105,6 +130,12 @@ struct SidecarCommand: ParsableCommand {
             return
         }
         if mode == "validate" {
+            do {
+                try SidecarServer.checkTLSFiles(bootstrap)
+            } catch {
+                print("error: invalid config: \(error)", to: &StandardError.stream)
+                throw ExitCode(1)
+            }
             print("configuration '\(configPath ?? (configYAML != nil ? "--config-yaml" : usePodDefaults ? "<pod defaults>" : "<built-in default>"))' OK")
             return
         }

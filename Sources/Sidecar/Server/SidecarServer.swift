@@ -96,6 +96,22 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
+    /// `--mode validate`: reads every certificate, key and CA file the config names, without starting anything.
+    public static func checkTLSFiles(_ bootstrap: Bootstrap) throws {
+        for l in bootstrap.listeners {
+            for chain in l.filterChains + [l.defaultFilterChain].compactMap({ $0 }) {
+                guard let tls = chain.tls else { continue }
+                let p = TLSContextProvider(config: tls, owner: "listener '\(l.name)' filter chain '\(chain.name)'")
+                do { try p.load() } catch { throw ServerError("\(p.owner): \(error)") }
+            }
+        }
+        for c in bootstrap.clusters {
+            guard let tls = c.tls else { continue }
+            let p = TLSContextProvider(config: tls, owner: "cluster '\(c.name)'")
+            do { try p.load() } catch { throw ServerError("\(p.owner): \(error)") }
+        }
+    }
+
     public func start() throws {
         secretWatcher?.prime()
         try loadTLS()
