@@ -31,6 +31,9 @@ in time and prints machine-readable lines on stdout (flushed at once):
 
   http-echo PORT            HTTP/1.1 server (threads, keep-alive): answers every request 200 with a JSON body
                             {"path", "headers", "peer"}; exits after --timeout of no requests.
+  tls-get ADDR PORT PATH --ca F [--cert F --key F] [--uid U] [--gid G]
+                            one GET over TLS (ALPN http/1.1, the server's certificate checked against --ca);
+                            prints `HTTP status`, `NO RESPONSE` or `TLS ERROR reason`.
   http-get ADDR PORT PATH [--count N] [--uid U] [--gid G]
                             N keep-alive GETs with http.client; prints `HTTP status` and `BODY json` for the
                             first, then `DONE ok=N errors=N`.
@@ -109,13 +112,16 @@ def drop_privileges(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send", "echo",
-                                       "roundtrip", "http-echo", "http-get"])
+                                       "roundtrip", "http-echo", "http-get", "tls-get"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--uid", type=int)
     ap.add_argument("--gid", type=int)
     ap.add_argument("--bind", default=None)
     ap.add_argument("--timeout", type=float, default=6.0)
     ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--ca")
     a = ap.parse_args()
     try:
         if a.mode == "http-echo":
@@ -150,6 +156,31 @@ def main():
             while time.monotonic() - last_request[0] < a.timeout:
                 time.sleep(0.2)
             return 0
+        if a.mode == "tls-get":
+            import ssl
+            addr, port, path = a.args[0], int(a.args[1]), a.args[2]
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.load_verify_locations(a.ca)
+            if a.cert:
+                ctx.load_cert_chain(a.cert, a.key)
+            ctx.set_alpn_protocols(["http/1.1"])
+            drop_privileges(a)
+            try:
+                raw = socket.create_connection((addr, port), timeout=min(a.timeout, 5.0))
+                c = ctx.wrap_socket(raw)
+                c.sendall(("GET %s HTTP/1.1\r\nhost: %s\r\nconnection: close\r\n\r\n" % (path, addr)).encode())
+                data = b""
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    data += d
+                out("HTTP %s" % data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "NO RESPONSE")
+                return 0
+            except (OSError, ssl.SSLError) as e:
+                out("TLS ERROR %s" % e)
+                return 1
         if a.mode == "http-get":
             import http.client
             addr, port, path = a.args[0], int(a.args[1]), a.args[2]

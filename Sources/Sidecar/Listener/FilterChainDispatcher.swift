@@ -107,7 +107,7 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             let chain = listener.chains[index]
             let known = listener.config.originalDestination || listener.config.transparent || listener.config.useOriginalDst
                 || handedOff
-            if case .tcp = chain, chain.tls == nil {
+            if case .tcp = chain {
                 _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             }
             try ChainInstaller.install(chain, on: context.pipeline.syncOperations, worker: worker,

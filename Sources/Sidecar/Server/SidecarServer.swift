@@ -244,8 +244,9 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     private func bindTCPListener(_ runtime: TCPListenerRuntime) throws -> Channel {
-        // TLS ends a half-closed stream with close_notify: half-closure stays a plaintext feature.
-        try bind(runtime.config, halfClosure: runtime.tls == nil) { channel, worker in
+        // NIOSSL turns a peer's close_notify into inputClosed and our output close into close_notify when the
+        // channel allows half-closure, so TLS streams half-close like plaintext ones.
+        try bind(runtime.config, halfClosure: true) { channel, worker in
             try ChainInstaller.install(.tcp(runtime), on: channel.pipeline.syncOperations, worker: worker,
                                        originalDestination: nil, serverName: nil)
         }

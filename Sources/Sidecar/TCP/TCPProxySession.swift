@@ -49,8 +49,7 @@ final class TCPProxySession {
             listener: listener.config, downstream: context.channel, clusterSource: worker.pools[listener.cluster.index].clusterSource)
             .apply(to: ClientBootstrap(group: context.eventLoop))
             .connectTimeout(listener.cluster.config.connectTimeout.timeAmount)
-            // TLS ends a half-closed stream with close_notify: half-closure stays a plaintext feature.
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: tls == nil)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
             .channelInitializer { channel in
