@@ -90,6 +90,9 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
         done = true
         worker.stats.inc(stats.connectionError)
         let reason: String
+        // A refusal (bad certificate, plaintext, no common version or cipher) is logged; a client that just
+        // went away mid-handshake is only counted.
+        var refused = true
         if let failure {
             worker.stats.inc(stats.slot(for: failure))
             reason = failure.description
@@ -98,8 +101,9 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
             reason = PeerCertificateValidator.Failure.noCertificate.description
         } else {
             reason = Self.describe(error)
+            refused = reason != "\(error)"
         }
-        Log.warning("TLS handshake refused", [
+        (refused ? Log.warning : Log.debug)("TLS handshake refused", [
             ("reason", reason), ("peer", SidecarServer.describe(context.channel.remoteAddress)), ("where", owner),
         ])
         context.close(promise: nil)
