@@ -35,6 +35,8 @@ extension HTTPProxyHandler {
             route: target.retryPolicy, requestHeaders: headers, honorRequestHeaders: false,
             globalTimeout: target.timeout)
         RetryHeaders.strip(&headers)
+        // forward_client_cert_details defaults to SANITIZE: a client never gets to assert a certificate.
+        headers.remove(name: "x-forwarded-client-cert")
         if !headers.contains(name: "x-forwarded-proto") {
             headers.add(name: "x-forwarded-proto", value: security != nil ? "https" : "http")
         }
@@ -313,6 +315,10 @@ extension HTTPProxyHandler {
     static func connectFailureReason(_ error: Error) -> String {
         if case ChannelError.connectTimeout = error as? ChannelError ?? .ioOnClosedChannel {
             return "connection timeout"
+        }
+        if let tls = error as? UpstreamTLSHandshake.Failed {
+            // Envoy adds the transport's reason the same way.
+            return "remote connection failure, transport failure reason: TLS_error:|\(tls.reason):TLS_error_end"
         }
         return "remote connection failure"
     }
