@@ -9,7 +9,10 @@ struct SidecarCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sidecar",
         abstract: "Pilotfish: a transparent service-mesh sidecar configured with Envoy v3 YAML/JSON.",
-        version: SidecarVersion.string)
+        discussion:
+            "Without a subcommand, runs the proxy (Envoy's command line); `sidecar certs` issues mesh identities.",
+        version: SidecarVersion.string,
+        subcommands: [CertsCommand.self])
 
     @Option(name: [.customShort("c"), .customLong("config-path")], help: "Envoy v3 bootstrap file (YAML or JSON).")
     var configPath: String?
@@ -68,7 +71,9 @@ struct SidecarCommand: ParsableCommand {
         PodDefaults.CaptureMode(rawValue: (captureMode ?? environment["PILOTFISH_CAPTURE_MODE"] ?? "tproxy").lowercased())
     }
 
-    func validate() throws {
+    /// Checked in `run()` rather than `validate()`: ArgumentParser validates every command on the path, so a
+    /// `validate()` here would also judge `sidecar certs …` by the serve flags' environment variables.
+    func validateServeOptions() throws {
         if let c = concurrency, c < 1 { throw ValidationError("--concurrency must be at least 1") }
         if drainTimeSeconds < 0 { throw ValidationError("--drain-time-s must not be negative") }
         if Log.Level(name: logLevel) == nil { throw ValidationError("unknown --log-level '\(logLevel)'") }
@@ -88,6 +93,7 @@ struct SidecarCommand: ParsableCommand {
     }
 
     func run() throws {
+        try validateServeOptions()
         Log.level = Log.Level(name: logLevel)!
         if printDefaultConfig {
             print(DefaultConfig.yaml)
