@@ -322,8 +322,16 @@ def leftovers(tmp_prefix):
     return left
 
 
-def main(label, description, scenarios, tmp_tag, suite_class=Suite, context_class=ScenarioContext,
-         scenario_limit=120, argv=None):
+def main(
+    label,
+    description,
+    scenarios,
+    tmp_tag,
+    suite_class=Suite,
+    context_class=ScenarioContext,
+    scenario_limit=120,
+    argv=None,
+):
     """Parses `--proxy envoy|sidecar --bin PATH [NAME|--only NAME]... [--list] [-v]`, runs the selected
     scenarios (functions of a context returning a one-line observation or raising Fail) and prints the results.
     Names may use * and ? wildcards. Returns the exit status."""
