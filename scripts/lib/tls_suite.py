@@ -25,7 +25,7 @@ directory, pass or fail; the PKI directory is removed after the last scenario. O
 
 Scenarios (--list; each docstring says what Envoy 1.40 does): termination, alpn, ssl_sni, mtls_accept, mtls_reject,
 tls_params, upstream_tls, upstream_tls_reject, strict, permissive, config_missing_file, config_key_mismatch,
-sds_rotation, sds_ca_rotation, rbac_network, rbac_http. About 10 s against Envoy, most of it sds_rotation's load.
+sds_rotation, sds_bad_rotation, sds_ca_rotation, rbac_network, rbac_http. About 10 s against Envoy, most of it sds_rotation's load.
 """
 
 import json
@@ -683,19 +683,17 @@ def scenario_config_key_mismatch(t):
     return "exit %d; %s" % (rc, short(last_line(err), 200))
 
 
-def scenario_sds_rotation(t):
-    """The server certificate from SDS (path_config_source + watched_directory, the secret's files referenced by
-    filename) in a Kubernetes-style directory; the certificate is rotated by an atomic ..data swap under load
-    (4 threads with a new TLS connection per request and one keep-alive connection, ~6 s): no request fails, new
-    handshakes present the new certificate within 2 s, the keep-alive connection keeps working on its old
-    session. Envoy 1.40 counts server_ssl_socket_factory.ssl_context_update_by_sds."""
-    pki = t.pki
+def sds_server(t):
+    """A proxy whose TLS listener takes its certificate from SDS: path_config_source + watched_directory on a
+    Kubernetes-style secret directory whose Secret references tls.crt / tls.key by filename. Returns the proxy, the
+    listener port, the SecretDir and `files(cred, key=None)`, the directory's contents for a certificate (and a key,
+    by default the certificate's own)."""
     echo = t.echo()
     secret_dir = os.path.join(t.dir, "server-secret")
 
-    def files(cred):
-        with open(cred.key) as f:
-            key = f.read()
+    def files(cred, key=None):
+        with open((key or cred).key) as f:
+            key_pem = f.read()
         secret = {
             "name": "server_cert",
             "tls_certificate": {
@@ -703,20 +701,27 @@ def scenario_sds_rotation(t):
                 "private_key": {"filename": os.path.join(secret_dir, "tls.key")},
             },
         }
-        return {"sds.yaml": sds_file(secret), "tls.crt": cred.pem(), "tls.key": key}
+        return {"sds.yaml": sds_file(secret), "tls.crt": cred.pem(), "tls.key": key_pem}
 
-    secrets = SecretDir(secret_dir, files(pki.server))
+    secrets = SecretDir(secret_dir, files(t.pki.server))
     port, admin = free_ports(2)
     transport = downstream_tls(
         None, tls_certificate_sds_secret_configs=[sds_ref("server_cert", secret_dir, "sds.yaml")]
     )
     p = t.proxy(
-        [listener("sds", port, [chain([hcm("ingress")], transport)])],
-        [cluster("svc", echo.port)],
-        admin,
-        [port],
-        node=True,
+        [listener("sds", port, [chain([hcm("ingress")], transport)])], [cluster("svc", echo.port)], admin, [port], True
     )
+    return p, port, secrets, files
+
+
+def scenario_sds_rotation(t):
+    """The server certificate from SDS (path_config_source + watched_directory, the secret's files referenced by
+    filename) in a Kubernetes-style directory; the certificate is rotated by an atomic ..data swap under load
+    (4 threads with a new TLS connection per request and one keep-alive connection, ~6 s): no request fails, new
+    handshakes present the new certificate within 2 s, the keep-alive connection keeps working on its old
+    session. Envoy 1.40 counts server_ssl_socket_factory.ssl_context_update_by_sds."""
+    pki = t.pki
+    p, port, secrets, files = sds_server(t)
     first = tls_request(pki, port, "/before")
     check(
         first.status == 200 and first.peer_fp == pki.server.fp,
@@ -773,6 +778,43 @@ def scenario_sds_rotation(t):
     return (
         "%d+%d requests, 0 failed; new certificate %.0f ms after the swap (last old one %+.0f ms); keep-alive "
         "kept its connection" % (len(fresh), len(ka), first_new * 1000, last_old * 1000)
+    )
+
+
+def scenario_sds_bad_rotation(t):
+    """A rotation to a key that does not match the certificate is refused: the old certificate keeps being served,
+    Envoy 1.40 logs 'Failed to reload certificates: Failed to load private key from <inline>, Cause: ...
+    KEY_VALUES_MISMATCH' and counts sds.server_cert.key_rotation_failed (twice: the SDS file's and the certificate
+    files' watches both fire on the one rename); a later good rotation is picked up."""
+    pki = t.pki
+    p, port, secrets, files = sds_server(t)
+
+    def served():
+        return tls_request(pki, port, "/").peer_fp
+
+    check(served() == pki.server.fp, "the first certificate is not served")
+    secrets.swap(files(pki.server_v2, key=pki.client))
+    failed = "sds.server_cert.key_rotation_failed"
+    rejected = wait_for(lambda: p.stats().get(failed, 0) >= 1, 2.0)
+    check(rejected, "%s did not move within 2 s of the swap to a mismatched key" % failed)
+    for _ in range(5):
+        check(served() == pki.server.fp, "after the bad rotation the old certificate is no longer served")
+    after_bad = p.stats()
+    update = lstat(port, "server_ssl_socket_factory.ssl_context_update_by_sds")
+    check(after_bad.get(update, 0) == 1, "%s is %d after a refused rotation" % (update, after_bad.get(update, 0)))
+    if t.suite.proxy == "envoy":
+        want = "Failed to reload certificates: Failed to load private key from <inline>, Cause: "
+        check(want in p.proc.stderr_text() and "KEY_VALUES_MISMATCH" in p.proc.stderr_text(), "Envoy's warning changed")
+    _, swapped = secrets.swap(files(pki.server_v2))
+    got = wait_for(lambda: served() == pki.server_v2.fp, 2.0, 0.02)
+    check(got, "the good rotation after a bad one was not served within 2 s")
+    t.note(
+        "after the bad swap: %s %d, %s %d; good swap served after %.0f ms"
+        % (failed, after_bad.get(failed, 0), update, after_bad.get(update, 0), (time.monotonic() - swapped) * 1000)
+    )
+    return "mismatched key refused (old certificate kept, %s %d), next good rotation served" % (
+        failed,
+        after_bad.get(failed, 0),
     )
 
 
@@ -964,6 +1006,7 @@ SCENARIOS = [
     ("config_missing_file", scenario_config_missing_file),
     ("config_key_mismatch", scenario_config_key_mismatch),
     ("sds_rotation", scenario_sds_rotation),
+    ("sds_bad_rotation", scenario_sds_bad_rotation),
     ("sds_ca_rotation", scenario_sds_ca_rotation),
     ("rbac_network", scenario_rbac_network),
     ("rbac_http", scenario_rbac_http),
