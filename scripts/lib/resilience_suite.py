@@ -24,112 +24,41 @@ says what Envoy 1.40 does that the issue text did not foresee). The whole suite 
 --only NAME selects scenarios by name or by a pattern with * and ? wildcards; it may be repeated.
 """
 
-import argparse
 import http.client
 import json
 import os
-import re
 import select
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+from suite_common import (
+    Fail,
+    ScenarioContext,
+    Suite,
+    admin_get,
+    admin_stats,
+    check,
+    free_port,
+    http_call,
+    main as run_suite,
+    short,
+    sockaddr,
+    to_yaml,
+    wait_for,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKEND = os.path.join(HERE, "chaos_backend.py")
 PY = sys.executable or "python3"
 
 CLUSTER = "svc"
-START_TIMEOUT = 15  # seconds for a proxy to answer /ready and accept on its listener
 REQUEST_TIMEOUT = 8  # seconds any single client request may take
 SCENARIO_LIMIT = 120  # seconds a whole scenario may take before it is failed (a watchdog, via SIGALRM)
 
 
-class Fail(Exception):
-    pass
-
-
-class Interrupted(BaseException):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def short(text, limit=400):
-    text = " ".join(text.strip().split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(pred, timeout, step=0.05):
-    """Polls `pred` until it returns a truthy value (returned) or `timeout` seconds pass (None)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(step)
-
-
-# ---- YAML -------------------------------------------------------------------------------------------
-PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-
-
-def scalar(v):
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return json.dumps(str(v))  # a JSON string is a valid YAML double-quoted scalar
-
-
-def to_yaml(obj, indent=0):
-    """Block-style YAML for dicts, lists and scalars (every string double-quoted)."""
-    pad = " " * indent
-    lines = []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            key = k if PLAIN_KEY.match(k) else json.dumps(k)
-            if isinstance(v, (dict, list)) and v:
-                lines.append("%s%s:" % (pad, key))
-                lines.append(to_yaml(v, indent + 2))
-            else:
-                lines.append("%s%s: %s" % (pad, key, "{}" if v == {} else "[]" if v == [] else scalar(v)))
-    elif isinstance(obj, list):
-        for v in obj:
-            if isinstance(v, (dict, list)) and v:
-                inner = to_yaml(v, indent + 2)
-                lines.append(pad + "- " + inner[indent + 2 :])
-            else:
-                lines.append("%s- %s" % (pad, "{}" if v == {} else "[]" if v == [] else scalar(v)))
-    else:
-        lines.append(pad + scalar(obj))
-    return "\n".join(lines)
-
-
 # ---- config -----------------------------------------------------------------------------------------
-def sockaddr(port):
-    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
-
-
 PREVIOUS_HOSTS = {
     "name": "envoy.retry_host_predicates.previous_hosts",
     "typed_config": {
@@ -197,62 +126,6 @@ def bootstrap(listener_port, admin_port, clusters, route=None, vhost=None, hcm=N
 
 
 # ---- processes ----------------------------------------------------------------------------------------
-class Proc:
-    """A process started by a scenario; output goes to files in the scenario's directory; stopped by PID."""
-
-    def __init__(self, argv, name, workdir, stdout_pipe=False):
-        self.name = name
-        self.err_path = os.path.join(workdir, "%s.stderr" % name)
-        self.out_path = os.path.join(workdir, "%s.stdout" % name)
-        self.err_file = open(self.err_path, "wb")
-        self.out_file = None if stdout_pipe else open(self.out_path, "wb")
-        self.popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if stdout_pipe else self.out_file,
-            stderr=self.err_file,
-            start_new_session=True,
-        )
-        self.pid = self.popen.pid
-
-    def alive(self):
-        return self.popen.poll() is None
-
-    def stderr_tail(self, limit=600):
-        try:
-            with open(self.err_path, "rb") as f:
-                data = f.read().decode(errors="replace")
-        except OSError:
-            return ""
-        return short(data[-4000:], limit)
-
-    def stop(self, sig=signal.SIGKILL):
-        if self.popen.poll() is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-        try:
-            self.popen.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        if self.popen.stdout is not None:
-            self.popen.stdout.close()
-        for f in (self.err_file, self.out_file):
-            if f is not None:
-                f.close()
-
-
-def http_call(port, method, path, timeout=3.0, headers=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, r.read().decode(errors="replace")
-    finally:
-        conn.close()
-
-
 class Backends:
     """The chaos_backend.py process: backends b0..bN-1 and their control port."""
 
@@ -296,51 +169,10 @@ class Proxy:
         self.start(config)
 
     def start(self, config):
-        t = self.t
         self.listener = free_port()
         self.admin = free_port()
         doc = bootstrap(self.listener, self.admin, **config)
-        t.proxy_runs += 1
-        path = os.path.join(t.dir, "proxy-%d.yaml" % t.proxy_runs)
-        with open(path, "w") as f:
-            f.write(to_yaml(doc) + "\n")
-        self.config_path = path
-        suite = t.suite
-        if suite.proxy == "envoy":
-            suite.base_id += 1
-            argv = [
-                suite.bin,
-                "--disable-hot-restart",
-                "--concurrency",
-                "1",
-                "-c",
-                path,
-                "--log-level",
-                "warn",
-                "--base-id",
-                str(suite.base_id),
-            ]
-        else:
-            argv = [suite.bin, "-c", path, "--concurrency", "1", "--log-level", "warn"]
-        self.proc = t.spawn(argv, "proxy-%d" % t.proxy_runs)
-
-        def up():
-            if not self.proc.alive():
-                raise Fail(
-                    "%s exited with status %s on %s: %s"
-                    % (suite.proxy, self.proc.popen.returncode, os.path.basename(path), self.proc.stderr_tail())
-                )
-            try:
-                status, _ = http_call(self.admin, "GET", "/ready", timeout=1)
-                if status != 200:
-                    return False
-                socket.create_connection(("127.0.0.1", self.listener), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        if not wait_for(up, START_TIMEOUT, 0.05):
-            raise Fail("%s not ready within %ds: %s" % (suite.proxy, START_TIMEOUT, self.proc.stderr_tail()))
+        self.proc, self.config_path = self.t.launch_proxy(doc, self.admin, [self.listener])
 
     def restart(self, config):
         self.stop()
@@ -351,17 +183,10 @@ class Proxy:
             self.proc.stop()
 
     def admin_get(self, path):
-        status, body = http_call(self.admin, "GET", path, timeout=5)
-        check(status == 200, "admin %s: %d %s" % (path, status, short(body)))
-        return body
+        return admin_get(self.admin, path)
 
     def stats(self):
-        out = {}
-        for line in self.admin_get("/stats").splitlines():
-            name, sep, value = line.rpartition(": ")
-            if sep and value.strip().lstrip("-").isdigit():
-                out[name] = int(value)
-        return out
+        return admin_stats(self.admin)
 
     def stat(self, name, stats=None):
         """`cluster.svc.<name>` (or a full name starting with cluster./http./listener.), 0 when absent."""
@@ -1491,29 +1316,8 @@ SCENARIOS = [
 
 
 # ---- runner --------------------------------------------------------------------------------------------
-class Suite:
-    def __init__(self, proxy, binary, verbose):
-        self.proxy = proxy
-        self.bin = binary
-        self.verbose = verbose
-        self.base_id = (os.getpid() % 40000) * 100  # Envoy --base-id: unique per run and per proxy start
-
-
-class T:
-    """Per-scenario context: its processes and directory; `close()` stops and removes them."""
-
-    def __init__(self, suite, name):
-        self.suite = suite
-        self.name = name
-        self.dir = tempfile.mkdtemp(prefix="pfr-%d-%s-" % (os.getpid(), name))
-        self.procs = []
-        self.notes = []
-        self.proxy_runs = 0
-
-    def spawn(self, argv, name, stdout_pipe=False):
-        p = Proc(argv, name, self.dir, stdout_pipe)
-        self.procs.append(p)
-        return p
+class T(ScenarioContext):
+    """Per-scenario context (suite_common.ScenarioContext) with this suite's backends and proxy."""
 
     def backends(self, count):
         return Backends(self, count)
@@ -1521,124 +1325,16 @@ class T:
     def proxy(self, **config):
         return Proxy(self, config)
 
-    def note(self, text):
-        self.notes.append(text)
-
-    def close(self):
-        problems = []
-        for p in self.procs:
-            p.stop()
-            if p.popen.poll() is None:
-                problems.append("process %d (%s) did not exit" % (p.pid, p.name))
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return problems
-
-
-def selects(pattern, name):
-    if pattern == name:
-        return True
-    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, name) is not None
-
-
-def our_leftovers():
-    left = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/status" % pid) as f:
-                status = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
-        except OSError:
-            continue
-        if status.get("PPid", "").strip() == str(os.getpid()) and status.get("State", "").strip()[:1] != "Z":
-            left.append("process %s (%s)" % (pid, status.get("Name", "?").strip()))
-    prefix = "pfr-%d-" % os.getpid()
-    left += ["directory " + d for d in os.listdir(tempfile.gettempdir()) if d.startswith(prefix)]
-    return left
-
-
-def main():
-    ap = argparse.ArgumentParser(description="upstream-resilience end-to-end tests")
-    ap.add_argument("--proxy", choices=("envoy", "sidecar"), default="sidecar")
-    ap.add_argument("--bin", required=True, help="the proxy binary")
-    ap.add_argument("--only", action="append", default=[], help="scenario name or pattern with * and ?")
-    ap.add_argument("--list", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print durations and observations")
-    a = ap.parse_args()
-
-    scenarios = SCENARIOS
-    if a.only:
-        scenarios = [s for s in SCENARIOS if any(selects(o, s[0]) for o in a.only)]
-        if not scenarios:
-            print("resilience: no scenario matches %s" % a.only, file=sys.stderr)
-            return 2
-    if a.list:
-        for name, _ in scenarios:
-            print(name)
-        return 0
-    binary = shutil.which(a.bin) or a.bin
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        print("resilience: proxy binary not found or not executable: %s" % a.bin, file=sys.stderr)
-        return 1
-    binary = os.path.abspath(binary)
-
-    def on_signal(signum, frame):
-        raise Interrupted()
-
-    def on_alarm(signum, frame):
-        raise Fail("scenario still running after %d s" % SCENARIO_LIMIT)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-
-    suite = Suite(a.proxy, binary, a.verbose)
-    passed = failed = 0
-    start = time.monotonic()
-    interrupted = False
-    for name, fn in scenarios:
-        t = T(suite, name)
-        t0 = time.monotonic()
-        status, reason = "PASS", ""
-        try:
-            signal.alarm(SCENARIO_LIMIT)
-            reason = fn(t) or ""
-        except Fail as e:
-            status, reason = "FAIL", str(e)
-        except Interrupted:
-            status, reason, interrupted = "FAIL", "interrupted", True
-        except Exception as e:  # a bug in the scenario itself still must not leak anything
-            status, reason = "FAIL", "%s: %s" % (type(e).__name__, e)
-        finally:
-            signal.alarm(0)
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            try:
-                problems = t.close()
-            finally:
-                try:
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-                except Interrupted:
-                    interrupted = True
-        if problems:
-            status = "FAIL"
-            reason = (reason + "; " if reason else "") + "cleanup: " + "; ".join(problems)
-        took = " (%.1fs)" % (time.monotonic() - t0) if a.verbose else ""
-        print("%s %s%s%s" % (status, name, ": " + reason if reason else "", took), flush=True)
-        if a.verbose:
-            for n in t.notes:
-                print("    note: %s" % n, flush=True)
-        passed += status == "PASS"
-        failed += status == "FAIL"
-        if interrupted:
-            break
-    leftovers = our_leftovers()
-    if leftovers:
-        print("FAIL leftovers: still present after the scenarios: %s" % ", ".join(leftovers), flush=True)
-        failed += 1
-    if a.verbose:
-        print("resilience: took %.1fs against %s" % (time.monotonic() - start, a.proxy))
-    print("resilience: %d passed, %d failed, 0 skipped" % (passed, failed), flush=True)
-    return 1 if failed or interrupted else 0
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        run_suite(
+            "resilience",
+            "upstream-resilience end-to-end tests",
+            SCENARIOS,
+            "pfr",
+            suite_class=Suite,
+            context_class=T,
+            scenario_limit=SCENARIO_LIMIT,
+        )
+    )
