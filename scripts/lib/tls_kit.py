@@ -358,9 +358,30 @@ def show(d, strip=""):
     return ", ".join("%s +%d" % (k[len(strip) :] if k.startswith(strip) else k, v) for k, v in sorted(d.items()))
 
 
+# Where the sidecar knowingly differs from Envoy 1.40 (README, "mTLS": what is not there), and only there:
+# - swift-nio-ssl does not expose the negotiated cipher, curve or the peer's signature algorithm, so the sidecar
+#   has no ssl.ciphers.*, ssl.curves.* or ssl.sigalgs.* counters;
+# - its certificate verification runs in swift-nio-ssl's custom verification callback, which cannot choose the
+#   TLS alert: every refused chain gets certificate_unknown, where Envoy sends unknown_ca / certificate_expired.
+SIDECAR_MISSING_STATS = ("ssl.ciphers.", "ssl.curves.", "ssl.sigalgs.")
+SIDECAR_CHAIN_ALERT = "SSLError SSLV3_ALERT_CERTIFICATE_UNKNOWN"
+PROXY_KIND = {"name": "envoy"}
+
+
+def alert_matches(got, envoy_alert):
+    """The alert a refused client reads: Envoy's exactly; for the sidecar certificate_unknown stands in for
+    the chain-verification alerts (see SIDECAR_CHAIN_ALERT)."""
+    if got == envoy_alert:
+        return True
+    chain_alerts = ("SSLError TLSV1_ALERT_UNKNOWN_CA", "SSLError SSLV3_ALERT_CERTIFICATE_EXPIRED")
+    return PROXY_KIND["name"] == "sidecar" and envoy_alert in chain_alerts and got == SIDECAR_CHAIN_ALERT
+
+
 def expect_delta(d, expected, strip, what):
     """Every name in `expected` (relative to `strip`) changed by exactly that amount."""
     for name, want in expected.items():
+        if PROXY_KIND["name"] == "sidecar" and name.startswith(SIDECAR_MISSING_STATS):
+            continue
         got = d.get(strip + name, 0)
         check(
             got == want,

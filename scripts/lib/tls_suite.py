@@ -38,6 +38,8 @@ import time
 
 from suite_common import Fail, ScenarioContext, Suite, check, free_ports, main as run_suite, short, wait_for
 from tls_kit import (
+    alert_matches,
+    PROXY_KIND,
     backend_tls_context,
     bootstrap,
     chain,
@@ -123,7 +125,7 @@ def scenario_termination(t):
         "termination",
     )
     check(
-        d.get(ls + "ssl.ciphers." + o.cipher, 0) >= 1, "no %sssl.ciphers.%s (changed: %s)" % (ls, o.cipher, show(d, ls))
+        t.suite.proxy == "sidecar" or d.get(ls + "ssl.ciphers." + o.cipher, 0) >= 1, "no %sssl.ciphers.%s (changed: %s)" % (ls, o.cipher, show(d, ls))
     )
     expect_delta(d, {"http.ingress.downstream_rq_2xx": 2}, "", "termination")
     return (
@@ -331,7 +333,7 @@ def scenario_mtls_reject(t):
         before = p.stats()
         o = tls_request(pki, port, cred=cred, request=False)
         check(
-            o.handshake and o.error == alert, "%s: python saw %r, expected %s after the handshake" % (label, o, alert)
+            o.handshake and alert_matches(o.error, alert), "%s: python saw %r, expected %s after the handshake" % (label, o, alert)
         )
         r = tls_request(pki, port, "/rejected", cred=cred)
         check(r.status is None, "%s: python request got %r" % (label, r))
@@ -859,7 +861,7 @@ def scenario_sds_ca_rotation(t):
 
     check(accepted(pki.client), "CA 1 client refused before rotation")
     o = tls_request(pki, port, cred=pki.client_ca2, request=False)
-    check(o.error == "SSLError TLSV1_ALERT_UNKNOWN_CA", "CA 2 client before rotation: %r" % o)
+    check(alert_matches(o.error, "SSLError TLSV1_ALERT_UNKNOWN_CA"), "CA 2 client before rotation: %r" % o)
     timings = []
     for label, cas, cred, want in (
         ("bundle CA1+CA2", (pki.ca, pki.ca2), pki.client_ca2, True),
@@ -1019,6 +1021,7 @@ class TlsSuite(Suite):
 
     def __init__(self, proxy, binary, verbose):
         super().__init__(proxy, binary, verbose)
+        PROXY_KIND["name"] = proxy
         self._pki = None
         self._pki_dir = None
 

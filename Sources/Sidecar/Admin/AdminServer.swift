@@ -138,6 +138,19 @@ final class AdminHandler: ChannelInboundHandler {
 
     static func isMutating(_ path: String) -> Bool { AdminServer.mutating.contains(path) }
 
+    static func jsonEscape(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out
+    }
+
     private func serverInfo() -> String {
         let uptime = Int(Date().timeIntervalSince(server.startTime))
         let state = server.isDraining ? "DRAINING" : "LIVE"
@@ -149,7 +162,9 @@ final class AdminHandler: ChannelInboundHandler {
          "command_line_options": {
           "concurrency": \(server.concurrency),
           "drain_time": "\(server.drainTime.nanoseconds / 1_000_000_000)s",
-          "mode": "Serve"
+          "mode": "Serve",
+          "service_node": "\(Self.jsonEscape(server.bootstrap.nodeID ?? ""))",
+          "service_cluster": "\(Self.jsonEscape(server.bootstrap.nodeCluster ?? ""))"
          },
          "uptime_current_epoch": "\(uptime)s",
          "uptime_all_epochs": "\(uptime)s"

@@ -23,7 +23,7 @@ extension Bootstrap {
     static func decode(_ value: ConfigValue) throws -> Bootstrap {
         let obj = try value.object()
         try obj.unsupported([
-            "node", "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config", "layered_runtime",
+            "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config", "layered_runtime",
             "overload_manager", "tracing", "watchdog", "watchdogs", "hds_config", "flags_path", "stats_flush_interval",
             "bootstrap_extensions", "fatal_actions", "default_socket_interface", "inline_headers",
         ])
@@ -43,8 +43,21 @@ extension Bootstrap {
             clusters = try so.list("clusters").map(Cluster.decode)
             try so.finish()
         }
+        var nodeID: String?, nodeCluster: String?
+        if let n = obj.optional("node") {
+            let no = try n.object()
+            try no.unsupported([
+                "metadata", "dynamic_parameters", "locality", "user_agent_name", "user_agent_version",
+                "user_agent_build_version", "extensions", "client_features", "listening_addresses",
+            ])
+            nodeID = try no.optional("id")?.string()
+            nodeCluster = try no.optional("cluster")?.string()
+            try no.finish()
+        }
         try obj.finish()
-        let bootstrap = Bootstrap(admin: admin, listeners: listeners, clusters: clusters)
+        var bootstrap = Bootstrap(admin: admin, listeners: listeners, clusters: clusters)
+        bootstrap.nodeID = nodeID
+        bootstrap.nodeCluster = nodeCluster
         try bootstrap.validate(root: obj)
         return bootstrap
     }

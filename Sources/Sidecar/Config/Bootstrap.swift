@@ -5,6 +5,9 @@ public struct Bootstrap: Sendable {
     public var admin: Admin?
     public var listeners: [Listener]
     public var clusters: [Cluster]
+    /// `node.id` / `node.cluster`: who this proxy is (Envoy shows them in /server_info; SDS needs them set).
+    public var nodeID: String? = nil
+    public var nodeCluster: String? = nil
 
     public struct Admin: Sendable {
         public var address: SocketAddressConfig

@@ -316,10 +316,6 @@ extension HTTPProxyHandler {
         if case ChannelError.connectTimeout = error as? ChannelError ?? .ioOnClosedChannel {
             return "connection timeout"
         }
-        if let tls = error as? UpstreamTLSHandshake.Failed {
-            // Envoy adds the transport's reason the same way.
-            return "remote connection failure, transport failure reason: TLS_error:|\(tls.reason):TLS_error_end"
-        }
         return "remote connection failure"
     }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import Glibc
 
 /// The first handler of a connection on a listener with several filter chains (or listener filters
 /// that must see data first). It runs http_inspector on the first bytes, picks the filter chain as Envoy
@@ -100,6 +101,10 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
         timeout = nil
         guard let index = listener.selector.select(connection) else {
             worker.stats.inc(listener.stats.noFilterChainMatch)
+            // Envoy resets such a connection (RST, not FIN): the client sees it was refused.
+            if let provider = context.channel as? SocketOptionProvider {
+                _ = provider.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+            }
             context.close(promise: nil)
             return
         }

@@ -68,6 +68,29 @@ public final class SidecarServer: @unchecked Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
         // Registered here, with every other stat, before workers size their stat arrays.
+        var sdsScopes: [(String, String, (String, String), [TLSContextProvider])] = []
+        for (li, chains) in chainTLS.sorted(by: { $0.key < $1.key }) {
+            let l = bootstrap.listeners[li]
+            let name = "\(l.address.address)_\(l.address.port)"
+            let sds = chains.values.map(\.provider).filter { !$0.secretReferences.isEmpty }
+            if !sds.isEmpty, !sdsScopes.contains(where: { $0.0 == "listener.\(name)" }) {
+                let all = chainTLS.filter { bootstrap.listeners[$0.key].address == l.address }.values
+                    .flatMap { $0.values.map(\.provider) }.filter { !$0.secretReferences.isEmpty }
+                sdsScopes.append(("listener.\(name)", "listener.server_ssl_socket_factory", ("envoy_listener_address", name), all))
+            }
+        }
+        for c in clusters.clusters {
+            if let p = c.tls?.provider, !p.secretReferences.isEmpty {
+                sdsScopes.append(("cluster.\(c.config.name)", "cluster.client_ssl_socket_factory", ("envoy_cluster_name", c.config.name), [p]))
+            }
+        }
+        for (scope, family, label, providers) in sdsScopes {
+            let factory = scope.hasPrefix("listener.") ? "server_ssl_socket_factory" : "client_ssl_socket_factory"
+            registry.registerComputed("\(scope).\(factory).ssl_context_update_by_sds", kind: .counter,
+                                      family: "\(family).ssl_context_update_by_sds", labels: [label]) {
+                providers.reduce(0) { $0 + $1.loads.value }
+            }
+        }
         let watched = tlsProviders.filter { !$0.secretReferences.isEmpty }
         if !watched.isEmpty {
             secretWatcher = SecretWatcher(providers: watched, registry: registry, eventLoop: group.next())
@@ -115,6 +138,7 @@ public final class SidecarServer: @unchecked Sendable {
     public func start() throws {
         secretWatcher?.prime()
         try loadTLS()
+        secretWatcher?.initialLoadSucceeded()
         threadPool.start()
         let hosts = clusters.clusters.map { ClusterManager.resolve($0.config) }
         for (i, c) in clusters.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {

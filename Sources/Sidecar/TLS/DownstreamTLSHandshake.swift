@@ -26,6 +26,8 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
     private var verified: ConnectionSecurity?
     private var failure: PeerCertificateValidator.Failure?
     private var done = false
+    /// Asked for the negotiated version once the handshake is done.
+    private weak var tlsHandler: NIOSSLHandler?
 
     init(snapshot: TLSContextProvider.Snapshot, requireClientCertificate: Bool, stats: TLSStats, worker: Worker,
          owner: String, requestedServerName: String?, install: @escaping Install) {
@@ -40,9 +42,13 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
 
     /// The TLS handler for this connection, its verification wired to this gate.
     func makeTLSHandler() -> NIOSSLServerHandler {
-        guard let validator = snapshot.validator else { return NIOSSLServerHandler(context: snapshot.context) }
+        guard let validator = snapshot.validator else {
+            let h = NIOSSLServerHandler(context: snapshot.context)
+            tlsHandler = h
+            return h
+        }
         let loopBound = NIOLoopBound(self, eventLoop: worker.eventLoop)
-        return NIOSSLServerHandler(context: snapshot.context, customVerificationCallback: { certificates, promise in
+        let h = NIOSSLServerHandler(context: snapshot.context, customVerificationCallback: { certificates, promise in
             let gate = loopBound.value
             var ders: [[UInt8]] = []
             ders.reserveCapacity(certificates.count)
@@ -56,6 +62,8 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
                 promise.succeed(.failed)
             }
         })
+        tlsHandler = h
+        return h
     }
 
     // The chain is not installed yet: the connection becomes active for it after the handshake.
@@ -68,6 +76,7 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
         }
         done = true
         worker.stats.inc(stats.handshake)
+        if let slot = stats.slot(for: tlsHandler?.tlsVersion) { worker.stats.inc(slot) }
         var security = verified ?? ConnectionSecurity()
         if verified == nil { worker.stats.inc(stats.noCertificate) }
         security.requestedServerName = requestedServerName
@@ -88,7 +97,6 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         done = true
-        worker.stats.inc(stats.connectionError)
         let reason: String
         // A refusal (bad certificate, plaintext, no common version or cipher) is logged; a client that just
         // went away mid-handshake is only counted.
@@ -100,6 +108,8 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
             worker.stats.inc(stats.failVerifyNoCert)
             reason = PeerCertificateValidator.Failure.noCertificate.description
         } else {
+            // Envoy counts connection_error only for failures that are not a certificate verdict.
+            worker.stats.inc(stats.connectionError)
             reason = Self.describe(error)
             refused = reason != "\(error)"
         }

@@ -16,7 +16,7 @@ final class SecretWatcher: Sendable {
         let reference: SDSSecretReference
         let providers: [TLSContextProvider]
         let success: ManagedCounter
-        let rejected: ManagedCounter
+        let rotationFailed: ManagedCounter
     }
 
     private let watched: [Watched]
@@ -39,12 +39,12 @@ final class SecretWatcher: Sendable {
         watched = order.map { r in
             // Envoy's `sds.<secret name>.*` counters; one set per name.
             let first = seenNames.insert(r.name).inserted
-            let success = ManagedCounter(), rejected = ManagedCounter()
+            let success = ManagedCounter(), rotationFailed = ManagedCounter()
             if first {
                 registry.registerComputed("sds.\(r.name).update_success", kind: .counter) { success.value }
-                registry.registerComputed("sds.\(r.name).update_rejected", kind: .counter) { rejected.value }
+                registry.registerComputed("sds.\(r.name).key_rotation_failed", kind: .counter) { rotationFailed.value }
             }
-            return Watched(reference: r, providers: byRef[r]!, success: success, rejected: rejected)
+            return Watched(reference: r, providers: byRef[r]!, success: success, rotationFailed: rotationFailed)
         }
         self.eventLoop = eventLoop
         self.interval = interval
@@ -57,6 +57,11 @@ final class SecretWatcher: Sendable {
         var initial: [SDSSecretReference: (loaded: [FileState], refused: [FileState]?)] = [:]
         for w in watched { initial[w.reference] = (Self.fileStates(w.reference), nil) }
         state.withLockedValue { $0 = initial }
+    }
+
+    /// The first load succeeded: Envoy counts it as the secret's first update.
+    func initialLoadSucceeded() {
+        for w in watched { w.success.increment() }
     }
 
     func start() {
@@ -84,7 +89,7 @@ final class SecretWatcher: Sendable {
                 ])
             } catch {
                 state.withLockedValue { $0[w.reference]!.refused = now }
-                w.rejected.increment()
+                w.rotationFailed.increment()
                 Log.warning("secret update refused; keeping the current one", [
                     ("secret", w.reference.name), ("file", w.reference.path), ("reason", "\(error)"),
                 ])

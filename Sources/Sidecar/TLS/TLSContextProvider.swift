@@ -26,6 +26,8 @@ final class TLSContextProvider: Sendable {
     /// "listener <name> filter chain <name>" or "cluster <name>", for logs.
     let owner: String
     private let current = NIOLockedValueBox<Snapshot?>(nil)
+    /// Successful loads (the first one included): Envoy's `ssl_context_update_by_sds` for SDS contexts.
+    let loads = ManagedCounter()
 
     /// Reads nothing yet: `load()` does, when the server starts (or `--mode validate` checks the files).
     init(config: TLSContextConfig, owner: String) {
@@ -44,6 +46,7 @@ final class TLSContextProvider: Sendable {
     func load() throws -> Snapshot {
         let s = try Self.build(config, owner: owner)
         current.withLockedValue { $0 = s }
+        loads.increment()
         return s
     }
 
@@ -79,8 +82,9 @@ final class TLSContextProvider: Sendable {
                 tls.privateKey = .privateKey(id.key)
             }
             tls.certificateVerification = m.validates ? .noHostnameVerification : .none
+            // Envoy's client defaults: TLS 1.2 only (1.3 when tls_maximum_protocol_version says so).
             tls.minimumTLSVersion = Self.version(config.params.minimumVersion) ?? .tlsv12
-            tls.maximumTLSVersion = Self.version(config.params.maximumVersion) ?? .tlsv13
+            tls.maximumTLSVersion = Self.version(config.params.maximumVersion) ?? .tlsv12
         }
         if !m.trustedCAsNIO.isEmpty {
             // Used for the CA names a server sends; the chain itself is checked by PeerCertificateValidator.

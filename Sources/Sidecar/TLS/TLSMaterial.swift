@@ -44,6 +44,7 @@ struct TLSMaterial {
             break
         case .inline(let v):
             try m.apply(v)
+            try m.requireTrustedCA()
         case .sds(let ref, let defaults):
             let secret = try SecretFile.load(ref)
             guard case .validation(let v) = secret else {
@@ -52,6 +53,7 @@ struct TLSMaterial {
             // combined_validation_context: the static part's SAN matchers, the secret's CA (and its matchers).
             try m.apply(defaults)
             try m.apply(v)
+            try m.requireTrustedCA()
         }
         return m
     }
@@ -69,6 +71,9 @@ struct TLSMaterial {
             }
             if trustedCAs.isEmpty { throw LoadError(description: "trusted_ca \(ca.description) holds no certificate") }
         }
+    }
+
+    private func requireTrustedCA() throws {
         if trustedCAs.isEmpty {
             throw LoadError(description: "a validation context needs trusted_ca (Pilotfish does not use the system roots)")
         }

@@ -1,7 +1,11 @@
+import NIOSSL
+
 /// Envoy's `ssl.*` counters of a listener (`listener.<address>.ssl.*`) or a cluster (`cluster.<name>.ssl.*`).
 struct TLSStats: Sendable {
     let connectionError, handshake, sessionReused, noCertificate: Int
     let failVerifyNoCert, failVerifyError, failVerifySAN, failVerifyCertHash: Int
+    /// `ssl.versions.<version>`, shown once non-zero (Envoy creates them on first use).
+    let versionTLS10, versionTLS11, versionTLS12, versionTLS13: Int
 
     /// `scope` is "listener.0.0.0.0_443" or "cluster.backend"; `family`/`label` as the scope's other stats.
     init(scope: String, familyPrefix: String, label: (String, String), registry r: StatsRegistry) {
@@ -16,6 +20,24 @@ struct TLSStats: Sendable {
         failVerifyError = reg("fail_verify_error")
         failVerifySAN = reg("fail_verify_san")
         failVerifyCertHash = reg("fail_verify_cert_hash")
+        func version(_ v: String) -> Int {
+            r.register("\(scope).ssl.versions.\(v)", .counter, family: "\(familyPrefix).ssl.versions.\(v)", labels: [label], lazy: true)
+        }
+        versionTLS10 = version("TLSv1")
+        versionTLS11 = version("TLSv1.1")
+        versionTLS12 = version("TLSv1.2")
+        versionTLS13 = version("TLSv1.3")
+    }
+
+    /// The counter of a negotiated version.
+    func slot(for version: TLSVersion?) -> Int? {
+        switch version {
+        case .tlsv1?: return versionTLS10
+        case .tlsv11?: return versionTLS11
+        case .tlsv12?: return versionTLS12
+        case .tlsv13?: return versionTLS13
+        case nil: return nil
+        }
     }
 
     /// The counter a failed peer validation goes to.

@@ -25,6 +25,7 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
     private var timer: Scheduled<Void>?
     private var failure: PeerCertificateValidator.Failure?
     private var done = false
+    private weak var tlsHandler: NIOSSLHandler?
 
     init(snapshot: TLSContextProvider.Snapshot, stats: TLSStats, workerStats: WorkerStats, cluster: String,
          timeout: TimeAmount, eventLoop: EventLoop) {
@@ -48,10 +49,12 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
     /// The TLS handler for this connection, its verification wired to this handler.
     func makeTLSHandler(serverName: String?, eventLoop: EventLoop) throws -> NIOSSLClientHandler {
         guard let validator = snapshot.validator else {
-            return try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName)
+            let h = try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName)
+            tlsHandler = h
+            return h
         }
         let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
-        return try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName, customVerificationCallback: {
+        let h = try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName, customVerificationCallback: {
             certificates, result in
             let me = loopBound.value
             var ders: [[UInt8]] = []
@@ -64,6 +67,8 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
                 result.succeed(.failed)
             }
         })
+        tlsHandler = h
+        return h
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -71,6 +76,7 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
             done = true
             timer?.cancel()
             workerStats.inc(stats.handshake)
+            if let slot = stats.slot(for: tlsHandler?.tlsVersion) { workerStats.inc(slot) }
             promise.succeed(())
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             return
@@ -94,8 +100,7 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
     private func fail(_ context: ChannelHandlerContext, reason: String) {
         done = true
         timer?.cancel()
-        workerStats.inc(stats.connectionError)
-        if let failure { workerStats.inc(stats.slot(for: failure)) }
+        if let failure { workerStats.inc(stats.slot(for: failure)) } else { workerStats.inc(stats.connectionError) }
         Log.warning("upstream TLS handshake failed", [
             ("reason", reason), ("cluster", cluster), ("upstream", SidecarServer.describe(context.channel.remoteAddress)),
         ])
