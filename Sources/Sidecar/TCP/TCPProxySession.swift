@@ -56,18 +56,23 @@ final class TCPProxySession {
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
                     if let handshake {
+                        // The glue holds reads until the session proxies, which would stall the handshake:
+                        // it joins once the handshake is done.
                         try ops.addHandler(handshake.makeTLSHandler(serverName: sni, eventLoop: channel.eventLoop))
                         try ops.addHandler(handshake)
+                    } else {
+                        try ops.addHandler(upstreamGlue)
                     }
-                    try ops.addHandler(upstreamGlue)
                 }
             }
             .connect(to: destination)
+            .assumeIsolated()
             .flatMap { channel in
                 guard let handshake else { return channel.eventLoop.makeSucceededVoidFuture() }
-                return handshake.promise.futureResult
+                return handshake.promise.futureResult.assumeIsolated().flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler(upstreamGlue)
+                }.nonisolated()
             }
-            .assumeIsolated()
             .whenComplete { result in
                 switch result {
                 case .success:
