@@ -68,26 +68,27 @@ public final class SidecarServer: @unchecked Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
         // Registered here, with every other stat, before workers size their stat arrays.
-        var sdsScopes: [(String, String, (String, String), [TLSContextProvider])] = []
-        for (li, chains) in chainTLS.sorted(by: { $0.key < $1.key }) {
-            let l = bootstrap.listeners[li]
-            let name = "\(l.address.address)_\(l.address.port)"
-            let sds = chains.values.map(\.provider).filter { !$0.secretReferences.isEmpty }
-            if !sds.isEmpty, !sdsScopes.contains(where: { $0.0 == "listener.\(name)" }) {
-                let all = chainTLS.filter { bootstrap.listeners[$0.key].address == l.address }.values
-                    .flatMap { $0.values.map(\.provider) }.filter { !$0.secretReferences.isEmpty }
-                sdsScopes.append(("listener.\(name)", "listener.server_ssl_socket_factory", ("envoy_listener_address", name), all))
-            }
+        // Envoy's `ssl_context_update_by_sds`, per listener address and per cluster, for contexts fed by SDS.
+        var listenerSDS: [SocketAddressConfig: [TLSContextProvider]] = [:]
+        for (li, chains) in chainTLS {
+            listenerSDS[bootstrap.listeners[li].address, default: []] += chains.values.map(\.provider)
+        }
+        var sdsScopes: [(scope: String, factory: String, label: (String, String), providers: [TLSContextProvider])] = []
+        for (address, providers) in listenerSDS.sorted(by: { "\($0.key)" < "\($1.key)" }) {
+            let name = "\(address.address)_\(address.port)"
+            sdsScopes.append(("listener.\(name)", "server_ssl_socket_factory", ("envoy_listener_address", name), providers))
         }
         for c in clusters.clusters {
-            if let p = c.tls?.provider, !p.secretReferences.isEmpty {
-                sdsScopes.append(("cluster.\(c.config.name)", "cluster.client_ssl_socket_factory", ("envoy_cluster_name", c.config.name), [p]))
+            if let p = c.tls?.provider {
+                sdsScopes.append(("cluster.\(c.config.name)", "client_ssl_socket_factory", ("envoy_cluster_name", c.config.name), [p]))
             }
         }
-        for (scope, family, label, providers) in sdsScopes {
-            let factory = scope.hasPrefix("listener.") ? "server_ssl_socket_factory" : "client_ssl_socket_factory"
-            registry.registerComputed("\(scope).\(factory).ssl_context_update_by_sds", kind: .counter,
-                                      family: "\(family).ssl_context_update_by_sds", labels: [label]) {
+        for entry in sdsScopes {
+            let providers = entry.providers.filter { !$0.secretReferences.isEmpty }
+            guard !providers.isEmpty else { continue }
+            let kind = entry.scope.hasPrefix("listener.") ? "listener" : "cluster"
+            registry.registerComputed("\(entry.scope).\(entry.factory).ssl_context_update_by_sds", kind: .counter,
+                                      family: "\(kind).\(entry.factory).ssl_context_update_by_sds", labels: [entry.label]) {
                 providers.reduce(0) { $0 + $1.loads.value }
             }
         }
