@@ -42,6 +42,14 @@ import Intercept
         #expect(m.upstreamConnectFailed() == TCPProxyStateMachine.Action.none)
     }
 
+    @Test func aConnectionRBACDeniesIsRefusedAndNeverConnected() {
+        var m = TCPProxyStateMachine()
+        #expect(m.accessDenied() == .refuseDownstream)
+        #expect(m.isClosed)
+        #expect(m.upstreamConnected() == .closeAll)
+        #expect(m.channelInactive(.downstream) == TCPProxyStateMachine.Action.none)
+    }
+
     @Test func idleTimeoutOnlyWhileProxying() {
         var m = TCPProxyStateMachine()
         #expect(m.idleTimeoutFired() == TCPProxyStateMachine.Action.none)

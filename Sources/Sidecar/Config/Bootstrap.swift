@@ -80,9 +80,13 @@ public struct Listener: Sendable {
 public struct FilterChain: Sendable {
     public var name: String
     public var match: FilterChainMatch
+    /// The terminal network filter.
     public var network: Listener.NetworkFilter
     /// `transport_socket` envoy.transport_sockets.tls (DownstreamTlsContext); nil for plaintext.
     public var tls: TLSContextConfig? = nil
+    /// `envoy.filters.network.rbac` filters before the terminal one, in order: each connection is checked
+    /// against them before the terminal filter sees it.
+    public var networkRBAC: [RBACFilterConfig] = []
 }
 
 /// The subset of Envoy's `filter_chain_match` Pilotfish selects on, in Envoy's order of precedence.
@@ -157,6 +161,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     public var codecType: CodecType
     public var routeConfig: RouteConfiguration
     public var httpFilters: [String]
+    /// `envoy.filters.http.rbac` filters (all before the router), in order.
+    public var httpRBAC: [RBACFilterConfig] = []
     public var acceptHTTP10: Bool
     public var defaultHostForHTTP10: String?
     public var serverName: String

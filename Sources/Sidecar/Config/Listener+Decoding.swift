@@ -115,39 +115,78 @@ extension FilterChain {
         let match = try chain.optional("filter_chain_match").map(FilterChainMatch.decode) ?? FilterChainMatch()
         let filtersValue = try chain.required("filters")
         let filters = try filtersValue.array()
-        guard filters.count == 1 else {
-            throw filtersValue.error("expected exactly one network filter: envoy.filters.network.http_connection_manager or envoy.filters.network.tcp_proxy")
+        guard !filters.isEmpty else {
+            throw filtersValue.error("a filter chain needs a terminal network filter: "
+                + "envoy.filters.network.http_connection_manager or envoy.filters.network.tcp_proxy")
         }
-        let filter = try filters[0].object()
-        let filterName = try filter.required("name").string()
-        let typed = try filter.required("typed_config")
-        let typedObj = try typed.object()
-        let type = try typedObj.required("@type")
-        let network: Listener.NetworkFilter
-        switch try type.string() {
-        case Listener.hcmType:
-            network = .httpConnectionManager(try HTTPConnectionManagerConfig.decode(typedObj))
-        case Listener.tcpProxyType:
-            network = .tcpProxy(try TCPProxyConfig.decode(typedObj))
-        default:
-            throw type.error("network filter type '\(try type.string())' is not supported; supported: \(Listener.hcmType), \(Listener.tcpProxyType)")
+        // Zero or more envoy.filters.network.rbac, then exactly one terminal filter, as Envoy requires the
+        // terminal filter to be last.
+        var rbac: [RBACFilterConfig] = []
+        var terminal: Listener.NetworkFilter?
+        for (i, item) in filters.enumerated() {
+            let isLast = i == filters.count - 1
+            switch try decodeNetworkFilter(item) {
+            case .rbac(let config, let name):
+                if isLast {
+                    throw item.error("non-terminal filter '\(name)' (envoy.filters.network.rbac) is the last filter "
+                        + "in the chain; end it with envoy.filters.network.http_connection_manager or tcp_proxy")
+                }
+                rbac.append(config)
+            case .terminal(let network, let name):
+                if !isLast {
+                    throw item.error("terminal filter '\(name)' must be the last filter in a network filter chain")
+                }
+                terminal = network
+            }
         }
-        let known = ["envoy.filters.network.http_connection_manager", "envoy.http_connection_manager", "envoy.filters.network.tcp_proxy", "envoy.tcp_proxy"]
-        if !known.contains(filterName) && filterName.hasPrefix("envoy.filters.network.") {
-            // Envoy picks the extension by @type; the name is free text. Keep it, but it must not promise another filter.
-            throw filter.value.error("network filter '\(filterName)' is not supported by Pilotfish yet")
-        }
-        try filter.unsupported(["config_discovery"])
-        try filter.finish()
-        var result = FilterChain(name: name, match: match, network: network)
+        guard let terminal else { fatalError("unreachable: the last filter is terminal or decoding threw") }
+        var result = FilterChain(name: name, match: match, network: terminal, networkRBAC: rbac)
         if let ts = chain.optional("transport_socket") {
             result.tls = try TLSContextConfig.decodeTransportSocket(ts, side: .downstream)
-            if let tls = result.tls, case .httpConnectionManager = network, tls.alpnProtocols.contains(where: { $0 != "http/1.1" && $0 != "http/1.0" }) {
+            if let tls = result.tls, case .httpConnectionManager = terminal, tls.alpnProtocols.contains(where: { $0 != "http/1.1" && $0 != "http/1.0" }) {
                 throw ts.error(at: "typed_config.common_tls_context.alpn_protocols", "only http/1.1 and http/1.0 can be negotiated for an HTTP connection manager: Pilotfish does not serve HTTP/2 yet")
             }
         }
         try chain.finish()
         return result
+    }
+
+    private enum DecodedNetworkFilter {
+        case rbac(RBACFilterConfig, name: String)
+        case terminal(Listener.NetworkFilter, name: String)
+    }
+
+    /// One entry of `filters`: Envoy picks the extension by `@type`; the name is free text, but it must not
+    /// promise another `envoy.filters.network.*` filter.
+    private static func decodeNetworkFilter(_ item: ConfigValue) throws -> DecodedNetworkFilter {
+        let filter = try item.object()
+        let filterName = try filter.required("name").string()
+        let typedObj = try filter.required("typed_config").object()
+        let type = try typedObj.required("@type")
+        let decoded: DecodedNetworkFilter
+        let names: [String]
+        switch try type.string() {
+        case Listener.hcmType:
+            let hcm = try HTTPConnectionManagerConfig.decode(typedObj)
+            decoded = .terminal(.httpConnectionManager(hcm), name: filterName)
+            names = ["envoy.filters.network.http_connection_manager", "envoy.http_connection_manager"]
+        case Listener.tcpProxyType:
+            decoded = .terminal(.tcpProxy(try TCPProxyConfig.decode(typedObj)), name: filterName)
+            names = ["envoy.filters.network.tcp_proxy", "envoy.tcp_proxy"]
+        case RBACFilterConfig.networkType:
+            decoded = .rbac(try RBACFilterConfig.decodeNetwork(typedObj), name: filterName)
+            names = ["envoy.filters.network.rbac"]
+        default:
+            throw type.error("network filter type '\(try type.string())' is not supported; supported: "
+                + "\(Listener.hcmType), \(Listener.tcpProxyType), \(RBACFilterConfig.networkType)")
+        }
+        if !names.contains(filterName) && filterName.hasPrefix("envoy.filters.network.") {
+            throw filter.value.error(
+                "network filter '\(filterName)' does not match its typed_config \(try type.string())")
+        }
+        try filter.unsupported(["config_discovery"])
+        try filter.finish()
+        return decoded
     }
 }
 
@@ -238,7 +277,7 @@ extension HTTPConnectionManagerConfig {
             codecType = try codec.enumValue(CodecType.self)
         }
         let route = try RouteConfiguration.decode(try obj.required("route_config"))
-        let filters = try decodeHTTPFilters(try obj.required("http_filters"))
+        let (filters, rbac) = try decodeHTTPFilters(try obj.required("http_filters"))
         var acceptHTTP10 = false
         var defaultHost: String?
         if let hpo = try obj.optional("http_protocol_options")?.object() {
@@ -263,17 +302,18 @@ extension HTTPConnectionManagerConfig {
         let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
         try obj.finish()
         return HTTPConnectionManagerConfig(
-            statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters,
+            statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters, httpRBAC: rbac,
             acceptHTTP10: acceptHTTP10, defaultHostForHTTP10: defaultHost, serverName: serverName,
             useRemoteAddress: useRemote, requestTimeout: nil, maxRequestHeadersKB: Int(maxKB),
             streamIdleTimeout: streamIdleTimeout)
     }
 
-    /// The router is the only HTTP filter so far, and it must be last. Unlike Envoy 1.40 we accept it
-    /// without `typed_config`, as the seed's examples write it: the intent is unambiguous.
-    private static func decodeHTTPFilters(_ value: ConfigValue) throws -> [String] {
+    /// `envoy.filters.http.rbac` filters, then the router, which must be last. Unlike Envoy 1.40 we accept
+    /// the router without `typed_config`, as the seed's examples write it: the intent is unambiguous.
+    private static func decodeHTTPFilters(_ value: ConfigValue) throws -> ([String], [RBACFilterConfig]) {
         let items = try value.array()
         var names: [String] = []
+        var rbac: [RBACFilterConfig] = []
         for (i, item) in items.enumerated() {
             let f = try item.object()
             let name = try f.required("name").nonEmptyString()
@@ -289,11 +329,15 @@ extension HTTPConnectionManagerConfig {
                         "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
                     ])
                     try t.finish()
+                } else if type == RBACFilterConfig.httpType {
+                    isRouter = false
+                    rbac.append(try RBACFilterConfig.decodeHTTP(t))
                 } else {
-                    throw typed.error("HTTP filter '\(name)' (\(type)) is not supported by Pilotfish yet")
+                    throw typed.error("HTTP filter '\(name)' (\(type)) is not supported by Pilotfish yet; supported: "
+                        + "\(RBACFilterConfig.httpType), \(Listener.routerType)")
                 }
             } else if !isRouter {
-                throw item.error("HTTP filter '\(name)' is not supported by Pilotfish yet")
+                throw item.error("HTTP filter '\(name)' is not supported by Pilotfish yet, or needs a typed_config")
             }
             try f.unsupported(["config_discovery", "is_optional", "disabled"])
             try f.finish()
@@ -305,6 +349,6 @@ extension HTTPConnectionManagerConfig {
         guard names.last == "envoy.filters.http.router" else {
             throw value.error("the last HTTP filter must be envoy.filters.http.router")
         }
-        return names
+        return (names, rbac)
     }
 }

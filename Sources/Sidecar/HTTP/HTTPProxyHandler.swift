@@ -77,8 +77,17 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Where the downstream connection was going before capture (original_dst listener filter).
     var originalDestination: SocketAddress?
-    /// What the TLS handshake established about the client; nil for plaintext.
+    /// What the downstream's TLS handshake established; nil for plaintext. RBAC reads it when the connection
+    /// becomes active and for each request, so it must be set before the connection is active.
     var security: ConnectionSecurity?
+    /// The SNI tls_inspector read, for RBAC's `requested_server_name`.
+    var requestedServerName: String?
+    /// Envoy's downstream local address (the original destination when restored), looked up once when the
+    /// connection starts and only for chains with RBAC filters.
+    var rbacDestination: SocketAddress?
+    /// A network RBAC filter refused the connection: it is closing and nothing it sent is handled (bytes a
+    /// listener filter already read are replayed to this handler after the refusal).
+    private var accessDenied = false
 
     /// `originalDestination`: what a listener filter already found (e.g. before a use_original_dst hand-off).
     init(worker: Worker, listener: ListenerRuntime, originalDestination: SocketAddress? = nil) {
@@ -103,6 +112,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stats.inc(listener.stats.cxTotal)
         stats.inc(listener.stats.cxActive)
         worker.register(self)
+        if !listener.networkRBAC.isEmpty || !listener.httpRBAC.isEmpty {
+            rbacDestination = RBACRequest.downstreamLocalAddress(
+                context.channel, listener: listener.config, known: originalDestination)
+        }
+        if !listener.networkRBAC.isEmpty && !networkRBACAllows() {
+            accessDenied = true
+            RefusedConnection.install(on: context.channel)
+            return
+        }
         context.fireChannelActive()
     }
 
@@ -123,6 +141,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if accessDenied { return }
         let part = unwrapInboundIn(data)
         streamActivity &+= 1
         if !queued.isEmpty {
@@ -194,6 +213,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if accessDenied {
+            context.close(promise: nil)
+            return
+        }
         stats.inc(listener.stats.cxProtocolError)
         if !responseStarted, let parse = error as? HTTPParserError {
             let status: HTTPResponseStatus = parse == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
@@ -237,6 +260,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func receivedHead(_ head: HTTPRequestHead) {
+        var head = head
         requestComplete = false
         responseStarted = false
         responseComplete = false
@@ -280,11 +304,23 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             writeLocalReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
+        if !listener.httpRBAC.isEmpty && !head.headers.contains(name: "x-request-id") {
+            // Envoy's connection manager generates the id before any HTTP filter runs, so RBAC sees one;
+            // the upstream gets this same id.
+            head.headers.add(name: "x-request-id", value: worker.random.uuid())
+        }
         let scheme = head.headers.first(name: "x-forwarded-proto") ?? (security != nil ? "https" : "http")
         let request = RouteRequest(
             method: head.method.rawValue, path: head.uri, authority: authority, scheme: scheme,
             isInternal: false, headers: head.headers, randomValue: worker.random.next())
-        switch listener.routes.route(request) {
+        // The route is chosen first only for the response headers a denial carries; RBAC runs before the
+        // router acts on it (404, direct response, redirect, forward), as HTTP filters do in Envoy.
+        let route = listener.routes.route(request)
+        if !listener.httpRBAC.isEmpty && !httpRBACAllows(request) {
+            rejectDeniedRequest(head, route: route)
+            return
+        }
+        switch route {
         case .noRoute:
             stats.inc(listener.stats.noRoute)
             phase = .discarding

@@ -6,7 +6,8 @@ enum ChainInstaller {
     static func install(_ chain: ChainRuntime, on ops: ChannelPipeline.SynchronousOperations, worker: Worker,
                         originalDestination: SocketAddress?, serverName: String?) throws {
         guard let tls = chain.tls else {
-            try addTerminal(chain, on: ops, worker: worker, originalDestination: originalDestination, security: nil)
+            try addTerminal(chain, on: ops, worker: worker, originalDestination: originalDestination, security: nil,
+                            serverName: serverName)
             return
         }
         let snapshot = tls.provider.snapshot
@@ -14,23 +15,29 @@ enum ChainInstaller {
             snapshot: snapshot, requireClientCertificate: tls.provider.config.requireClientCertificate,
             stats: tls.stats, worker: worker, owner: tls.provider.owner, requestedServerName: serverName
         ) { ops, security in
-            try addTerminal(chain, on: ops, worker: worker, originalDestination: originalDestination, security: security)
+            try addTerminal(chain, on: ops, worker: worker, originalDestination: originalDestination, security: security,
+                            serverName: serverName)
         }
         try ops.addHandler(gate.makeTLSHandler())
         try ops.addHandler(gate)
     }
 
+    /// `serverName`: the SNI tls_inspector read (RBAC's `requested_server_name`), nil when none.
     private static func addTerminal(_ chain: ChainRuntime, on ops: ChannelPipeline.SynchronousOperations, worker: Worker,
-                                    originalDestination: SocketAddress?, security: ConnectionSecurity?) throws {
+                                    originalDestination: SocketAddress?, security: ConnectionSecurity?,
+                                    serverName: String?) throws {
         switch chain {
         case .http(let runtime):
             try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
             let handler = HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: originalDestination)
             handler.security = security
+            handler.requestedServerName = serverName
             try ops.addHandler(handler)
         case .tcp(let runtime):
             let session = TCPProxySession(worker: worker, listener: runtime)
             session.security = security
+            session.requestedServerName = serverName
+            session.originalDestination = originalDestination
             let glue = TCPProxyGlue(side: .downstream, session: session)
             session.downstream = glue
             try ops.addHandler(glue)

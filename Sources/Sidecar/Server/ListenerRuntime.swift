@@ -11,6 +11,12 @@ struct ListenerRuntime: Sendable {
     let hostname: String
     /// DownstreamTlsContext of this filter chain.
     var tls: TransportTLS? = nil
+    /// The chain's `envoy.filters.network.rbac` filters, checked when a connection starts.
+    var networkRBAC: [RBACFilter] = []
+    /// The connection manager's `envoy.filters.http.rbac` filters, checked for each request before routing.
+    var httpRBAC: [RBACFilter] = []
+    /// Some HTTP RBAC principal reads the `x-forwarded-for` remote address.
+    var httpRBACUsesRemoteIP = false
 }
 
 /// A tcp_proxy listener's immutable settings.
@@ -21,6 +27,8 @@ struct TCPListenerRuntime: Sendable {
     let cluster: ClusterManager.Entry
     /// DownstreamTlsContext of this filter chain.
     var tls: TransportTLS? = nil
+    /// The chain's `envoy.filters.network.rbac` filters, checked before the upstream is connected.
+    var networkRBAC: [RBACFilter] = []
 }
 
 /// One filter chain, ready to take a connection.

@@ -24,6 +24,7 @@ public final class SidecarServer: @unchecked Sendable {
     /// DownstreamTlsContext per listener index, then chain index (the default chain last).
     private var chainTLS: [Int: [Int: TransportTLS]] = [:]
     private var secretWatcher: SecretWatcher?
+    private var rbacStats: [RBACStats.Scope: RBACStats] = [:]
     let startTime = Date()
     let configSource: String?
     private let stopPromise: EventLoopPromise<Void>
@@ -49,6 +50,13 @@ public final class SidecarServer: @unchecked Sendable {
                     tcpStats[t.statPrefix] = TCPProxyStats(prefix: t.statPrefix, registry: registry)
                 default:
                     break
+                }
+                var rbacScopes = chain.networkRBAC.map { $0.statsScope(connectionManagerPrefix: nil) }
+                if case .httpConnectionManager(let h) = chain.network {
+                    rbacScopes += h.httpRBAC.map { $0.statsScope(connectionManagerPrefix: h.statPrefix) }
+                }
+                for scope in rbacScopes where rbacStats[scope] == nil {
+                    rbacStats[scope] = RBACStats(scope, registry: registry)
                 }
             }
             if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
@@ -160,7 +168,7 @@ public final class SidecarServer: @unchecked Sendable {
                 config: l,
                 selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
                 chains: (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).enumerated().map {
-                    chainRuntime(l, $0.element.network, hostname, tls: chainTLS[li]?[$0.offset])
+                    chainRuntime(l, $0.element, hostname, tls: chainTLS[li]?[$0.offset])
                 },
                 stats: listenerStats[l.address]!)
         }
@@ -229,19 +237,29 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    private func chainRuntime(_ l: Listener, _ network: Listener.NetworkFilter, _ hostname: String,
-                              tls: TransportTLS?) -> ChainRuntime {
-        switch network {
+    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, tls: TransportTLS?)
+        -> ChainRuntime
+    {
+        let networkRBAC = chain.networkRBAC.map {
+            RBACFilter($0, stats: rbacStats[$0.statsScope(connectionManagerPrefix: nil)]!)
+        }
+        switch chain.network {
         case .httpConnectionManager(let hcm):
-            return .http(
-                ListenerRuntime(
-                    config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
-                    maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls))
+            var runtime = ListenerRuntime(
+                config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
+                maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls)
+            runtime.networkRBAC = networkRBAC
+            runtime.httpRBAC = hcm.httpRBAC.map {
+                RBACFilter($0, stats: rbacStats[$0.statsScope(connectionManagerPrefix: hcm.statPrefix)]!)
+            }
+            runtime.httpRBACUsesRemoteIP = runtime.httpRBAC.contains { $0.usesRemoteIP }
+            return .http(runtime)
         case .tcpProxy(let tcp):
-            return .tcp(
-                TCPListenerRuntime(
-                    config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, cluster: clusters.clusters[clusters.index(of: tcp.cluster)!],
-                    tls: tls))
+            var runtime = TCPListenerRuntime(
+                config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!,
+                cluster: clusters.clusters[clusters.index(of: tcp.cluster)!], tls: tls)
+            runtime.networkRBAC = networkRBAC
+            return .tcp(runtime)
         }
     }
 

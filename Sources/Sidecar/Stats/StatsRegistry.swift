@@ -15,6 +15,9 @@ public final class StatsRegistry: @unchecked Sendable {
     /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
     public private(set) var computed: [Int: @Sendable () -> Int] = [:]
 
+    /// Slots by name, for `registerOnce`.
+    private var slotsByName: [String: Int] = [:]
+
     public init() {}
 
     public var count: Int { names.count }
@@ -26,7 +29,18 @@ public final class StatsRegistry: @unchecked Sendable {
         kinds.append(kind)
         prometheus.append((family ?? name, labels))
         lazy.append(isLazy)
+        slotsByName[name] = names.count - 1
         return names.count - 1
+    }
+
+    /// The slot already registered under `name`, else a new one: for stats that several filters may name
+    /// alike and then share, as they do in Envoy's store (RBAC filters with the same prefixes).
+    @discardableResult
+    public func registerOnce(_ name: String, _ kind: Kind, family: String? = nil, labels: [(String, String)] = [])
+        -> Int
+    {
+        if let slot = slotsByName[name] { return slot }
+        return register(name, kind, family: family, labels: labels)
     }
 
     /// Registers a gauge whose value `read` supplies when stats are shown; admin renders it like any other

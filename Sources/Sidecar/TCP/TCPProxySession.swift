@@ -15,8 +15,13 @@ final class TCPProxySession {
     private var countedActive = false
     /// Downstream bytes that arrived before the upstream connection (replayed by a listener filter).
     private var early: ByteBuffer?
-    /// What the TLS handshake established about the client; nil for plaintext.
+    /// What the downstream's TLS handshake established; nil for plaintext. Read when the connection becomes
+    /// active, so it must be set before then.
     var security: ConnectionSecurity?
+    /// The SNI tls_inspector read, for RBAC's `requested_server_name`.
+    var requestedServerName: String?
+    /// The original destination a listener filter already found (FilterChainDispatcher).
+    var originalDestination: SocketAddress?
 
     init(worker: Worker, listener: TCPListenerRuntime) {
         self.worker = worker
@@ -31,6 +36,10 @@ final class TCPProxySession {
     func downstreamActive(_ context: ChannelHandlerContext) {
         stats.inc(listener.stats.cxTotal)
         worker.register(self)
+        if !listener.networkRBAC.isEmpty && !networkRBACAllows(context.channel) {
+            run(machine.accessDenied())
+            return
+        }
         guard let destination = chooseDestination(context.channel) else {
             run(machine.upstreamConnectFailed())
             return
@@ -87,6 +96,18 @@ final class TCPProxySession {
                     self.run(self.machine.upstreamConnectFailed())
                 }
             }
+    }
+
+    /// The chain's network RBAC filters, decided once as the connection starts and before any upstream
+    /// connection exists. Envoy decides on the first bytes (or FIN) from the client, after tcp_proxy has
+    /// already connected upstream; the inputs (addresses, TLS peer, SNI) are the same, so is the decision.
+    private func networkRBACAllows(_ channel: Channel) -> Bool {
+        let request = RBACRequest(
+            source: channel.remoteAddress,
+            destination: RBACRequest.downstreamLocalAddress(
+                channel, listener: listener.config, known: originalDestination),
+            security: security, requestedServerName: requestedServerName)
+        return RBACFilter.allow(listener.networkRBAC, request, counting: stats)
     }
 
     /// The upstream for this connection, or nil (counted) when there is none.
@@ -170,6 +191,8 @@ final class TCPProxySession {
             idleTimer = nil
             downstream?.close()
             upstream?.close()
+        case .refuseDownstream:
+            if let channel = downstream?.context?.channel { RefusedConnection.install(on: channel) }
         }
     }
 

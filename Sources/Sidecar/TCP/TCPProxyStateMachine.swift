@@ -6,6 +6,7 @@
 ///         │                                  │  last input closed, a side closed: finish (flush, close)
 ///         │                                  │  idle timeout: close at once
 ///         └──connect failed, downstream gone─┴─────────────────────────────▶ closed
+///            or access denied (network RBAC: no upstream, the downstream is refused)
 struct TCPProxyStateMachine {
     enum Side: Equatable {
         case downstream, upstream
@@ -23,6 +24,8 @@ struct TCPProxyStateMachine {
         case finish(flushing: Side)
         /// Close both channels at once (each close is idempotent).
         case closeAll
+        /// End the downstream as a refused connection (`RefusedConnection`); there is no upstream.
+        case refuseDownstream
     }
 
     private enum State: Equatable {
@@ -48,6 +51,17 @@ struct TCPProxyStateMachine {
         case .proxying, .closed:
             // The downstream left while we were connecting: drop the new upstream too.
             return .closeAll
+        }
+    }
+
+    /// A network RBAC filter denied the connection before any upstream connection was made.
+    mutating func accessDenied() -> Action {
+        switch state {
+        case .connecting:
+            state = .closed
+            return .refuseDownstream
+        case .proxying, .closed:
+            return .none
         }
     }
 

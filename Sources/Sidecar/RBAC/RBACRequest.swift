@@ -1,0 +1,56 @@
+import NIOCore
+import NIOHTTP1
+
+/// What RBAC decides on: one downstream connection and, for the HTTP filter, one request. Built once per
+/// connection (network filter) or request (HTTP filter) and only when a chain has RBAC filters.
+struct RBACRequest {
+    /// The connection's peer: `source_ip` and `direct_remote_ip`.
+    var source: IPAddress?
+    /// `remote_ip`: the peer, or for HTTP the address `x-forwarded-for` names (see `forwardedFor`).
+    var remote: IPAddress?
+    /// The downstream local address (the original destination when a listener filter restored it).
+    var destination: IPAddress?
+    var destinationPort: Int?
+    /// nil: plaintext (Envoy's `connection.ssl() == nullptr`).
+    var security: ConnectionSecurity?
+    /// The SNI tls_inspector read, "" when none was: Envoy's `requestedServerName()`, which a TLS transport
+    /// socket alone does not set (checked on Envoy 1.40).
+    var requestedServerName: String
+    /// The request, for the HTTP filter; nil for the network filter, where header and path rules never match.
+    var http: RouteRequest?
+
+    init(source: SocketAddress?, destination: SocketAddress?, security: ConnectionSecurity?,
+         requestedServerName: String?, http: RouteRequest? = nil) {
+        self.source = source.flatMap(IPAddress.init)
+        self.remote = self.source
+        self.destination = destination.flatMap(IPAddress.init)
+        self.destinationPort = destination?.port
+        self.security = security
+        self.requestedServerName = requestedServerName ?? ""
+        self.http = http
+    }
+
+    /// Envoy's downstream local address: the original destination when the listener restores it
+    /// (original_dst, transparent, use_original_dst), else the socket's own. `known`: already looked up.
+    static func downstreamLocalAddress(_ channel: Channel, listener: Listener, known: SocketAddress?)
+        -> SocketAddress?
+    {
+        if let known { return known }
+        if listener.originalDestination || listener.transparent || listener.useOriginalDst {
+            return OriginalDestination.lookup(channel, listener: listener) ?? channel.localAddress
+        }
+        return channel.localAddress
+    }
+
+    func matchesHeader(_ matcher: HeaderMatcher) -> Bool {
+        guard let http else { return false }
+        return matcher.matches { Self.header($0, of: http) }
+    }
+
+    /// Envoy's `PathMatcher`: the path without query and fragment.
+    func matchesPath(_ matcher: StringMatcher) -> Bool {
+        guard let http else { return false }
+        let path = http.pathWithoutQuery
+        return matcher.matches(path.endIndex == http.path.endIndex ? http.path : String(path))
+    }
+}
