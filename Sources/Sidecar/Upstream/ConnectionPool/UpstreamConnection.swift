@@ -35,6 +35,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    /// Breaks the handler <-> context cycle, or every closed upstream connection stayed in memory.
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let stream else {
