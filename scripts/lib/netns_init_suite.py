@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from suite_common import Fail, Interrupted, check, short
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "capture_probe.py")
 PY = sys.executable or "python3"
@@ -49,26 +51,8 @@ IPTABLES_SAVES = [
 ]
 
 
-class Fail(Exception):
-    pass
-
-
 class Skip(Exception):
     pass
-
-
-class Interrupted(BaseException):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Fail(msg)
-
-
-def short(text, limit=400):
-    text = " ".join(text.strip().split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def clean_env(extra=None):

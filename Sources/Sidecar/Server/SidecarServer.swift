@@ -69,7 +69,7 @@ public final class SidecarServer: @unchecked Sendable {
                 let stats = listenerTLSStats[l.address] ?? TLSStats(
                     scope: "listener.\(name)", familyPrefix: "listener", label: ("envoy_listener_address", name), registry: registry)
                 listenerTLSStats[l.address] = stats
-                let provider = TLSContextProvider(config: tls, owner: "listener '\(l.name)' filter chain '\(chain.name)'")
+                let provider = TLSContextProvider(tls, listener: l, chain: chain)
                 chainTLS[li, default: [:]][ci] = TransportTLS(provider: provider, stats: stats)
             }
         }
@@ -116,31 +116,33 @@ public final class SidecarServer: @unchecked Sendable {
             + clusters.clusters.compactMap { $0.tls?.provider }
     }
 
-    /// Reads every certificate, key and CA file the config names (also what `--mode validate` checks), so
-    /// a missing or mismatched file stops the start with an error naming it.
+    /// Reads every certificate, key and CA file the config names, so a missing or mismatched file stops the
+    /// start with an error naming it.
     public func loadTLS() throws {
-        for p in tlsProviders {
+        try Self.load(tlsProviders)
+    }
+
+    /// `--mode validate`: reads every certificate, key and CA file the config names, without starting anything.
+    public static func checkTLSFiles(_ bootstrap: Bootstrap) throws {
+        var providers: [TLSContextProvider] = []
+        for l in bootstrap.listeners {
+            for chain in l.filterChains + [l.defaultFilterChain].compactMap({ $0 }) {
+                if let tls = chain.tls { providers.append(TLSContextProvider(tls, listener: l, chain: chain)) }
+            }
+        }
+        for c in bootstrap.clusters {
+            if let tls = c.tls { providers.append(TLSContextProvider(tls, cluster: c)) }
+        }
+        try load(providers)
+    }
+
+    private static func load(_ providers: [TLSContextProvider]) throws {
+        for p in providers {
             do {
                 try p.load()
             } catch {
                 throw ServerError("\(p.owner): \(error)")
             }
-        }
-    }
-
-    /// `--mode validate`: reads every certificate, key and CA file the config names, without starting anything.
-    public static func checkTLSFiles(_ bootstrap: Bootstrap) throws {
-        for l in bootstrap.listeners {
-            for chain in l.filterChains + [l.defaultFilterChain].compactMap({ $0 }) {
-                guard let tls = chain.tls else { continue }
-                let p = TLSContextProvider(config: tls, owner: "listener '\(l.name)' filter chain '\(chain.name)'")
-                do { try p.load() } catch { throw ServerError("\(p.owner): \(error)") }
-            }
-        }
-        for c in bootstrap.clusters {
-            guard let tls = c.tls else { continue }
-            let p = TLSContextProvider(config: tls, owner: "cluster '\(c.name)'")
-            do { try p.load() } catch { throw ServerError("\(p.owner): \(error)") }
         }
     }
 

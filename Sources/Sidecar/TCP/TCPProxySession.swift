@@ -47,13 +47,7 @@ final class TCPProxySession {
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
         let limit = listener.cluster.config.perConnectionBufferLimitBytes
-        let tls = listener.cluster.tls
-        let handshake = tls.map {
-            UpstreamTLSHandshake(snapshot: $0.provider.snapshot, stats: $0.stats, workerStats: stats,
-                                 cluster: listener.cluster.config.name,
-                                 timeout: listener.cluster.config.connectTimeout.timeAmount, eventLoop: context.eventLoop)
-        }
-        let sni = tls?.provider.config.sni
+        let handshake = UpstreamTLSHandshake(cluster: listener.cluster, workerStats: stats, eventLoop: context.eventLoop)
         UpstreamSource.choose(
             listener: listener.config, downstream: context.channel, clusterSource: worker.pools[listener.cluster.index].clusterSource)
             .apply(to: ClientBootstrap(group: context.eventLoop))
@@ -67,8 +61,7 @@ final class TCPProxySession {
                     if let handshake {
                         // The glue holds reads until the session proxies, which would stall the handshake:
                         // it joins once the handshake is done.
-                        try ops.addHandler(handshake.makeTLSHandler(serverName: sni, eventLoop: channel.eventLoop))
-                        try ops.addHandler(handshake)
+                        try handshake.install(on: ops, eventLoop: channel.eventLoop)
                     } else {
                         try ops.addHandler(upstreamGlue)
                     }

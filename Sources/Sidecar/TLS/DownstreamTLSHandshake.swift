@@ -50,10 +50,7 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
         let loopBound = NIOLoopBound(self, eventLoop: worker.eventLoop)
         let h = NIOSSLServerHandler(context: snapshot.context, customVerificationCallback: { certificates, promise in
             let gate = loopBound.value
-            var ders: [[UInt8]] = []
-            ders.reserveCapacity(certificates.count)
-            for c in certificates { if let d = try? c.toDERBytes() { ders.append(d) } }
-            switch validator.validate(chain: ders, now: Date()) {
+            switch validator.validate(presented: certificates, now: Date()) {
             case .success(let security):
                 gate.verified = security
                 promise.succeed(.certificateVerified)

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import SwiftASN1
 import X509
 
@@ -56,6 +57,21 @@ struct PeerCertificateValidator: Sendable {
         .X509ExtensionID.subjectAlternativeName, .X509ExtensionID.subjectKeyIdentifier,
         .X509ExtensionID.authorityKeyIdentifier,
     ]
+
+    /// Validates the chain as the TLS handshake presents it (leaf first). A certificate that cannot be
+    /// re-encoded fails the chain rather than being skipped, which would shift the leaf.
+    func validate(presented certificates: [NIOSSLCertificate], now: Date) -> Result<ConnectionSecurity, Failure> {
+        var ders: [[UInt8]] = []
+        ders.reserveCapacity(certificates.count)
+        for c in certificates {
+            do {
+                ders.append(try c.toDERBytes())
+            } catch {
+                return .failure(.unparsable("\(error)"))
+            }
+        }
+        return validate(chain: ders, now: now)
+    }
 
     /// Validates `chain` (DER, leaf first, as presented) at `now`. Returns what the handshake established.
     func validate(chain: [[UInt8]], now: Date) -> Result<ConnectionSecurity, Failure> {

@@ -25,6 +25,9 @@ final class SecretWatcher: Sendable {
     /// Per secret: the file states the current context was built from, and the last state refused.
     private let state: NIOLockedValueBox<[SDSSecretReference: (loaded: [FileState], refused: [FileState]?)]>
     private let task = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// Per secret: the files its SDS file named when that file was last read, and the SDS file's state
+    /// then; the YAML is parsed again only when the SDS file itself changed.
+    private let named = NIOLockedValueBox<[SDSSecretReference: (sds: FileState, files: [String])]>([:])
 
     init(providers: [TLSContextProvider], registry: StatsRegistry, eventLoop: EventLoop, interval: TimeAmount = .milliseconds(500)) {
         var byRef: [SDSSecretReference: [TLSContextProvider]] = [:]
@@ -55,7 +58,7 @@ final class SecretWatcher: Sendable {
     /// they load is seen by the first look.
     func prime() {
         var initial: [SDSSecretReference: (loaded: [FileState], refused: [FileState]?)] = [:]
-        for w in watched { initial[w.reference] = (Self.fileStates(w.reference), nil) }
+        for w in watched { initial[w.reference] = (fileStates(w.reference), nil) }
         state.withLockedValue { $0 = initial }
     }
 
@@ -76,13 +79,14 @@ final class SecretWatcher: Sendable {
     /// One look at every secret's files.
     func check() {
         for w in watched {
-            let now = Self.fileStates(w.reference)
+            let now = fileStates(w.reference)
             guard let previous = state.withLockedValue({ $0[w.reference] }) else { continue }
             guard now != previous.loaded, now != previous.refused else { continue }
             do {
                 var serial: String?
                 for p in w.providers { serial = try p.load().certificateSerial ?? serial }
-                state.withLockedValue { $0[w.reference] = (Self.fileStates(w.reference), nil) }
+                // A change made while loading differs from `now` and is loaded at the next look.
+                state.withLockedValue { $0[w.reference] = (now, nil) }
                 w.success.increment()
                 Log.info("secret rotated", [
                     ("secret", w.reference.name), ("file", w.reference.path), ("serial", serial ?? "-"),
@@ -104,18 +108,30 @@ final class SecretWatcher: Sendable {
         var exists = false
     }
 
-    /// The SDS file and every file its secret names.
-    static func fileStates(_ ref: SDSSecretReference) -> [FileState] {
-        var paths = [ref.path]
-        if let secret = try? SecretFile.load(ref) {
-            switch secret {
-            case .certificate(let c):
-                for source in [c.certificateChain, c.privateKey] { if case .file(let p) = source { paths.append(p) } }
-            case .validation(let v):
-                if case .file(let p)? = v.trustedCA { paths.append(p) }
-            }
+    /// The states of the SDS file and of every file its secret names.
+    func fileStates(_ ref: SDSSecretReference) -> [FileState] {
+        let sds = Self.fileState(ref.path)
+        let files: [String]
+        if let cached = named.withLockedValue({ $0[ref] }), cached.sds == sds {
+            files = cached.files
+        } else {
+            files = Self.namedFiles(ref)
+            named.withLockedValue { $0[ref] = (sds, files) }
         }
-        return paths.map(fileState)
+        return [sds] + files.map(Self.fileState)
+    }
+
+    /// The certificate, key and CA files the SDS file names (none while it cannot be read).
+    static func namedFiles(_ ref: SDSSecretReference) -> [String] {
+        guard let secret = try? SecretFile.load(ref) else { return [] }
+        var paths: [String] = []
+        switch secret {
+        case .certificate(let c):
+            for source in [c.certificateChain, c.privateKey] { if case .file(let p) = source { paths.append(p) } }
+        case .validation(let v):
+            if case .file(let p)? = v.trustedCA { paths.append(p) }
+        }
+        return paths
     }
 
     static func fileState(_ path: String) -> FileState {

@@ -35,6 +35,16 @@ final class TLSContextProvider: Sendable {
         self.owner = owner
     }
 
+    /// A filter chain's DownstreamTlsContext.
+    convenience init(_ config: TLSContextConfig, listener: Listener, chain: FilterChain) {
+        self.init(config: config, owner: "listener '\(listener.name)' filter chain '\(chain.name)'")
+    }
+
+    /// A cluster's UpstreamTlsContext.
+    convenience init(_ config: TLSContextConfig, cluster: Cluster) {
+        self.init(config: config, owner: "cluster '\(cluster.name)'")
+    }
+
     /// The context new connections use. The server loads every provider before it accepts a connection.
     var snapshot: Snapshot {
         guard let s = current.withLockedValue({ $0 }) else { preconditionFailure("\(owner): TLS context used before load()") }

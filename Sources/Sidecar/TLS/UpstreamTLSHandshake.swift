@@ -22,19 +22,29 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
     private let workerStats: WorkerStats
     private let cluster: String
     private let timeout: TimeAmount
+    private let serverName: String?
     private var timer: Scheduled<Void>?
     private var failure: PeerCertificateValidator.Failure?
     private var done = false
     private weak var tlsHandler: NIOSSLHandler?
 
-    init(snapshot: TLSContextProvider.Snapshot, stats: TLSStats, workerStats: WorkerStats, cluster: String,
-         timeout: TimeAmount, eventLoop: EventLoop) {
-        self.snapshot = snapshot
-        self.stats = stats
+    /// The handshake of one new connection to `cluster`, or nil for a plaintext cluster. It takes the
+    /// cluster's current TLS context, so a rotation applies to the next connection.
+    init?(cluster: ClusterManager.Entry, workerStats: WorkerStats, eventLoop: EventLoop) {
+        guard let tls = cluster.tls else { return nil }
+        self.snapshot = tls.provider.snapshot
+        self.stats = tls.stats
         self.workerStats = workerStats
-        self.cluster = cluster
-        self.timeout = timeout
+        self.cluster = cluster.config.name
+        self.timeout = cluster.config.connectTimeout.timeAmount
+        self.serverName = tls.provider.config.sni
         self.promise = eventLoop.makePromise()
+    }
+
+    /// Puts the TLS handler and this handler on a new connection's pipeline.
+    func install(on ops: ChannelPipeline.SynchronousOperations, eventLoop: EventLoop) throws {
+        try ops.addHandler(makeTLSHandler(eventLoop: eventLoop))
+        try ops.addHandler(self)
     }
 
     /// The handshake must finish within connect_timeout too.
@@ -47,7 +57,7 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
     }
 
     /// The TLS handler for this connection, its verification wired to this handler.
-    func makeTLSHandler(serverName: String?, eventLoop: EventLoop) throws -> NIOSSLClientHandler {
+    private func makeTLSHandler(eventLoop: EventLoop) throws -> NIOSSLClientHandler {
         guard let validator = snapshot.validator else {
             let h = try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName)
             tlsHandler = h
@@ -57,9 +67,7 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
         let h = try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName, customVerificationCallback: {
             certificates, result in
             let me = loopBound.value
-            var ders: [[UInt8]] = []
-            for c in certificates { if let d = try? c.toDERBytes() { ders.append(d) } }
-            switch validator.validate(chain: ders, now: Date()) {
+            switch validator.validate(presented: certificates, now: Date()) {
             case .success:
                 result.succeed(.certificateVerified)
             case .failure(let f):

@@ -36,7 +36,7 @@ public final class ClusterManager: Sendable {
                 healthCheckStats: c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry),
                 tls: c.tls.map {
                     TransportTLS(
-                        provider: TLSContextProvider(config: $0, owner: "cluster '\(c.name)'"),
+                        provider: TLSContextProvider($0, cluster: c),
                         stats: TLSStats(scope: "cluster.\(c.name)", familyPrefix: "cluster",
                                         label: ("envoy_cluster_name", c.name), registry: registry))
                 }))

@@ -56,9 +56,8 @@ final class ConnectionPool {
     let clusterSource: UpstreamSource
     /// How often idle connections are checked against idle_timeout / max_connection_duration.
     let idleSweepInterval: TimeAmount
-    /// UpstreamTlsContext: a connection is handed out only after its handshake.
-    let tls: TransportTLS?
-    let clusterName: String
+    /// The cluster, for its UpstreamTlsContext: a connection is handed out only after its handshake.
+    private let cluster: ClusterManager.Entry
 
     init(eventLoop: EventLoop, stats: WorkerStats, cluster: ClusterManager.Entry) {
         self.eventLoop = eventLoop
@@ -71,8 +70,7 @@ final class ConnectionPool {
         self.traffic = cluster.traffic
         self.options = cluster.config.httpProtocolOptions
         self.clusterSource = UpstreamSource(cluster: cluster.config)
-        self.tls = cluster.tls
-        self.clusterName = cluster.config.name
+        self.cluster = cluster
         var limits = [options.idleTimeout, options.maxConnectionDuration ?? .seconds(3600)].filter { !$0.isZero }
         if limits.isEmpty { limits = [.seconds(3600)] }
         let shortest = limits.min()!.nanoseconds
@@ -190,11 +188,7 @@ final class ConnectionPool {
         let cs = self.clusterStats
         let limit = bufferLimit
         let resources = self.resources
-        let handshake = tls.map {
-            UpstreamTLSHandshake(snapshot: $0.provider.snapshot, stats: $0.stats, workerStats: stats, cluster: clusterName,
-                                 timeout: connectTimeout, eventLoop: eventLoop)
-        }
-        let sni = tls?.provider.config.sni
+        let handshake = UpstreamTLSHandshake(cluster: cluster, workerStats: stats, eventLoop: eventLoop)
         return source.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -202,10 +196,7 @@ final class ConnectionPool {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
-                    if let handshake {
-                        try ops.addHandler(handshake.makeTLSHandler(serverName: sni, eventLoop: channel.eventLoop))
-                        try ops.addHandler(handshake)
-                    }
+                    try handshake?.install(on: ops, eventLoop: channel.eventLoop)
                     try ops.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
                     try ops.addHandler(conn)
                 }
