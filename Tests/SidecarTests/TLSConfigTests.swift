@@ -133,6 +133,20 @@ import X509
         }
     }
 
+    /// Envoy needs `node` for SDS; we take `id` and `cluster` and show them in /server_info as Envoy does.
+    @Test func nodeIsShownInServerInfo() throws {
+        let yaml = "node: {id: \"sidecar~198.18.0.2~cart.shop\", cluster: cart}\n" + ProxyConfig.single(port: 9)
+        let proxy = try ProxyHarness(yaml: yaml)
+        defer { proxy.shutdown() }
+        let info = try proxy.admin("GET", "/server_info")
+        let json = try JSONSerialization.jsonObject(with: Data(info.body)) as? [String: Any]
+        let options = json?["command_line_options"] as? [String: Any]
+        #expect(options?["service_node"] as? String == "sidecar~198.18.0.2~cart.shop")
+        #expect(options?["service_cluster"] as? String == "cart")
+        // Fields of node we do not use are refused by name.
+        #expect(throws: ConfigError.self) { try Bootstrap.load(text: "node: {id: a, locality: {zone: z}}\n" + ProxyConfig.single(port: 9)) }
+    }
+
     @Test func sdsFileRotationSwapsOnlyConsistentPairs() throws {
         let f = try Files()
         let root = try pki.ca("root")

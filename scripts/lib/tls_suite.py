@@ -558,6 +558,8 @@ def scenario_strict(t):
     check(status is None, "plaintext to STRICT: got %s" % status)
     c = curl(t, port, "/plain", scheme="http")
     check(c.rc != 0 and c.code == "000", "curl plaintext to STRICT: %r" % c)
+    # A reset, not an orderly close (which curl reports as exit 52, empty reply).
+    check(c.rc == 56 and "reset" in c.err.lower(), "curl plaintext to STRICT was not reset: %r" % c)
     o = tls_request(pki, port, "/mtls", cred=pki.client)
     check(o.status == 200, "mTLS to STRICT: %r" % o)
     d = delta(before, p.stats())
