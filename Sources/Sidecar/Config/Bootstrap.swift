@@ -160,9 +160,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     public var statPrefix: String
     public var codecType: CodecType
     public var routeConfig: RouteConfiguration
-    public var httpFilters: [String]
-    /// `envoy.filters.http.rbac` filters (all before the router), in order.
-    public var httpRBAC: [RBACFilterConfig] = []
+    /// `http_filters`, in order; the router is last.
+    public var httpFilters: [HTTPFilterEntry]
     public var acceptHTTP10: Bool
     public var defaultHostForHTTP10: String?
     public var serverName: String
@@ -172,6 +171,9 @@ public struct HTTPConnectionManagerConfig: Sendable {
     /// `stream_idle_timeout` (default 5 min; zero disables): a request with no activity for this long
     /// is ended (408 before the response started, else reset).
     public var streamIdleTimeout: ProtoDuration = .seconds(300)
+
+    /// The `envoy.filters.http.rbac` filters' configs, in order.
+    var httpRBAC: [RBACFilterConfig] { httpFilters.compactMap { $0.config as? RBACFilterConfig } }
 }
 
 public struct Cluster: Sendable {

@@ -277,7 +277,7 @@ extension HTTPConnectionManagerConfig {
             codecType = try codec.enumValue(CodecType.self)
         }
         let route = try RouteConfiguration.decode(try obj.required("route_config"))
-        let (filters, rbac) = try decodeHTTPFilters(try obj.required("http_filters"))
+        let filters = try HTTPFilterRegistry.decodeChain(try obj.required("http_filters"))
         var acceptHTTP10 = false
         var defaultHost: String?
         if let hpo = try obj.optional("http_protocol_options")?.object() {
@@ -302,53 +302,9 @@ extension HTTPConnectionManagerConfig {
         let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
         try obj.finish()
         return HTTPConnectionManagerConfig(
-            statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters, httpRBAC: rbac,
+            statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters,
             acceptHTTP10: acceptHTTP10, defaultHostForHTTP10: defaultHost, serverName: serverName,
             useRemoteAddress: useRemote, requestTimeout: nil, maxRequestHeadersKB: Int(maxKB),
             streamIdleTimeout: streamIdleTimeout)
-    }
-
-    /// `envoy.filters.http.rbac` filters, then the router, which must be last. Unlike Envoy 1.40 we accept
-    /// the router without `typed_config`, as the seed's examples write it: the intent is unambiguous.
-    private static func decodeHTTPFilters(_ value: ConfigValue) throws -> ([String], [RBACFilterConfig]) {
-        let items = try value.array()
-        var names: [String] = []
-        var rbac: [RBACFilterConfig] = []
-        for (i, item) in items.enumerated() {
-            let f = try item.object()
-            let name = try f.required("name").nonEmptyString()
-            var isRouter = name == "envoy.filters.http.router" || name == "envoy.router"
-            if let typed = f.optional("typed_config") {
-                let t = try typed.object()
-                let type = try t.required("@type").string()
-                if type == Listener.routerType {
-                    isRouter = true
-                    try t.unsupported([
-                        "dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options",
-                        "suppress_envoy_headers", "strict_check_headers", "respect_expected_rq_timeout",
-                        "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
-                    ])
-                    try t.finish()
-                } else if type == RBACFilterConfig.httpType {
-                    isRouter = false
-                    rbac.append(try RBACFilterConfig.decodeHTTP(t))
-                } else {
-                    throw typed.error("HTTP filter '\(name)' (\(type)) is not supported by Pilotfish yet; supported: "
-                        + "\(RBACFilterConfig.httpType), \(Listener.routerType)")
-                }
-            } else if !isRouter {
-                throw item.error("HTTP filter '\(name)' is not supported by Pilotfish yet, or needs a typed_config")
-            }
-            try f.unsupported(["config_discovery", "is_optional", "disabled"])
-            try f.finish()
-            if isRouter && i != items.count - 1 {
-                throw item.error("the router filter must be the last HTTP filter")
-            }
-            names.append(isRouter ? "envoy.filters.http.router" : name)
-        }
-        guard names.last == "envoy.filters.http.router" else {
-            throw value.error("the last HTTP filter must be envoy.filters.http.router")
-        }
-        return (names, rbac)
     }
 }

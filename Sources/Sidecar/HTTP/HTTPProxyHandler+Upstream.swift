@@ -12,8 +12,7 @@ extension HTTPProxyHandler {
     func forward(_ head: HTTPRequestHead, target: ForwardTarget, request: RouteRequest) {
         guard let ci = listener.clusters.index(of: target.cluster) else {
             // cluster_header named a cluster that does not exist: Envoy's cluster_not_found_response_code.
-            phase = .discarding
-            writeLocalReply(status: .serviceUnavailable, body: "", close: !keepAlive)
+            stream.sendLocalReply(status: .serviceUnavailable, body: "", closeConnection: false)
             return
         }
         let entry = listener.clusters.clusters[ci]
@@ -301,9 +300,7 @@ extension HTTPProxyHandler {
     }
 
     private func finishWithLocalReply(status: HTTPResponseStatus, body: String, extra: HTTPHeaders = HTTPHeaders()) {
-        abandonUpstream(closeConnection: true)
-        phase = .discarding
-        writeLocalReply(status: status, body: body, close: !keepAlive, extra: extra)
+        stream.sendLocalReply(status: status, body: body, headers: extra, closeConnection: false)
     }
 
     func countUpstreamStatus(_ code: Int, _ cluster: ClusterManager.Entry) {
@@ -342,8 +339,7 @@ extension HTTPProxyHandler {
             return
         }
         if let cluster { countUpstreamStatus(504, cluster) }
-        phase = .discarding
-        writeLocalReply(status: .gatewayTimeout, body: LocalReply.timeout, close: !keepAlive)
+        stream.sendLocalReply(status: .gatewayTimeout, body: LocalReply.timeout, closeConnection: false)
     }
 
     /// The per-try timeout (from when the attempt has its connection and the whole request) and the per-try
@@ -401,7 +397,7 @@ extension HTTPProxyHandler {
             receivedResponseHead(head)
         case .body(let buffer):
             if ignoringInformational || !responseStarted { return }
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            stream.encodeData(buffer, endStream: false)
         case .end(let trailers):
             if ignoringInformational {
                 ignoringInformational = false
@@ -446,15 +442,12 @@ extension HTTPProxyHandler {
             headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempt))
         }
         applyResponseMutations(&headers)
-        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
         if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
-        stats.inc(listener.stats.responseClass(Int(head.status.code)))
-        let out = HTTPResponseHead(version: downstreamVersion, status: head.status, headers: headers)
-        context.write(wrapOutboundOut(.head(out)), promise: nil)
+        stream.encodeHeaders(HTTPResponseHead(version: head.version, status: head.status, headers: headers),
+                             endStream: false)
     }
 
     private func upstreamResponseEnded(_ trailers: HTTPHeaders?) {
-        responseComplete = true
         timer?.cancel()
         timer = nil
         guard case .forwarding(let conn) = phase else { return }
@@ -463,8 +456,24 @@ extension HTTPProxyHandler {
         if !requestComplete { conn.reusable = false }
         worker.pools[conn.clusterIndex].release(conn)
         phase = .discarding
-        context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-        if requestComplete { finishRequest() }
+        if let trailers, !trailers.isEmpty {
+            stream.encodeTrailers(trailers)
+        } else {
+            stream.encodeData(ByteBuffer(), endStream: true)
+        }
+    }
+
+    /// The router saw the end of the request (after every HTTP filter passed it on).
+    func routerRequestEnded(_ trailers: HTTPHeaders?) {
+        switch phase {
+        case .connecting, .forwarding, .backoff:
+            requestBody(.end(trailers), bytes: 0)
+            if case .forwarding(let up) = phase { up.flush() }
+            startTimer()
+            startPerTryTimer()
+        case .idle, .decoding, .discarding:
+            break
+        }
     }
 
     func upstreamReadComplete() {

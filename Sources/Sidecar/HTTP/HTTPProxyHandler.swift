@@ -27,6 +27,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     enum Phase {
         /// Between requests.
         case idle
+        /// The request's HTTP filters run; the router has not acted on it yet (a filter may hold it, e.g. a
+        /// fault delay).
+        case decoding
         /// Waiting for an upstream connection; request parts wait in `pending`.
         case connecting
         /// An upstream connection carries the request.
@@ -70,6 +73,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     var readPending = false
     var draining = false
+    /// The response in flight is the last on this connection (a local reply that must close it).
+    var closeAfterResponse = false
+    /// The request's trip through the listener's `http_filters`; reused for every request of the connection.
+    lazy var stream = HTTPFilterStream(codec: self, worker: worker, router: RouterFilter(connection: self))
+    lazy var connectionFilterState = ConnectionFilterState()
     /// Parts of pipelined requests received while the previous response was still in flight.
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var replaying = false
@@ -120,7 +128,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stats.inc(listener.stats.cxTotal)
         stats.inc(listener.stats.cxActive)
         worker.register(self)
-        if !listener.networkRBAC.isEmpty || !listener.httpRBAC.isEmpty {
+        if !listener.networkRBAC.isEmpty || listener.filtersReadConnection {
             rbacDestination = RBACRequest.downstreamLocalAddress(
                 context.channel, listener: listener.config, known: originalDestination)
         }
@@ -142,6 +150,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // The client went away: cancel its upstream request.
         abandonUpstream(closeConnection: true)
         phase = .discarding
+        stream.end()
         queued.removeAll()
         endRequestStats()
         worker.unregister(self)
@@ -172,17 +181,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             receivedHead(head)
         case .body(let buffer):
             switch phase {
-            case .connecting, .forwarding, .backoff: requestBody(.body(.byteBuffer(buffer)), bytes: buffer.readableBytes)
+            case .decoding, .connecting, .forwarding, .backoff: stream.decodeData(buffer, endStream: false)
             case .idle, .discarding: break
             }
         case .end(let trailers):
             requestComplete = true
             switch phase {
-            case .connecting, .forwarding, .backoff:
-                requestBody(.end(trailers), bytes: 0)
-                if case .forwarding(let up) = phase { up.flush() }
-                startTimer()
-                startPerTryTimer()
+            case .decoding, .connecting, .forwarding, .backoff:
+                if let trailers { stream.decodeTrailers(trailers) } else { stream.decodeData(ByteBuffer(), endStream: true) }
             case .discarding:
                 if responseComplete { finishRequest() }
             case .idle:
@@ -212,6 +218,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case .connecting, .backoff:
             readPending = true
             return
+        case .decoding where stream.decodeHeld:
+            readPending = true
+            return
         case .forwarding(let up) where !up.isWritable:
             readPending = true
             return
@@ -230,8 +239,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             let status: HTTPResponseStatus = parse == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
             abandonUpstream(closeConnection: true)
             phase = .discarding
+            stream.end()
             if !requestActive { beginRequestStats() }
-            writeLocalReply(status: status, body: status.reasonPhrase, close: true)
+            writeCodecReply(status: status, body: status.reasonPhrase, close: true)
             return
         }
         context.close(promise: nil)
@@ -267,12 +277,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         abandonUpstream(closeConnection: true)
     }
 
+    /// The connection manager's part of a new request: the checks the codec owns, then the route, then the
+    /// request's HTTP filters (the router last).
     func receivedHead(_ head: HTTPRequestHead) {
         var head = head
         requestComplete = false
         responseStarted = false
         responseComplete = false
         ignoringInformational = false
+        closeAfterResponse = false
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version
@@ -283,7 +296,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if head.version.major != 1 || (head.version.minor == 0 && !listener.hcm.acceptHTTP10) {
             keepAlive = false
             phase = .discarding
-            writeLocalReply(status: .upgradeRequired, body: "Upgrade Required", close: true)
+            writeCodecReply(status: .upgradeRequired, body: "Upgrade Required", close: true)
             return
         }
         var headerBytes = head.uri.utf8.count
@@ -291,7 +304,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if headerBytes > listener.maxHeaderBytes {
             keepAlive = false
             phase = .discarding
-            writeLocalReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large", close: true)
+            writeCodecReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large", close: true)
             return
         }
         let hostValues = head.headers[canonicalForm: "host"]
@@ -303,51 +316,36 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         } else {
             keepAlive = false
             phase = .discarding
-            writeLocalReply(status: .badRequest, body: "Bad Request", close: true)
+            writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
         if authority.isEmpty && head.version.minor == 1 {
             keepAlive = false
             phase = .discarding
-            writeLocalReply(status: .badRequest, body: "Bad Request", close: true)
+            writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
-        if !listener.httpRBAC.isEmpty && !head.headers.contains(name: "x-request-id") {
-            // Envoy's connection manager generates the id before any HTTP filter runs, so RBAC sees one;
-            // the upstream gets this same id.
+        if listener.httpFilters.count > 1 && !head.headers.contains(name: "x-request-id") {
+            // Envoy's connection manager generates the id before any HTTP filter runs, so filters see one;
+            // the upstream gets this same id. (With the router alone, the router adds it.)
             head.headers.add(name: "x-request-id", value: worker.random.uuid())
         }
         let scheme = head.headers.first(name: "x-forwarded-proto") ?? (security != nil ? "https" : "http")
         let request = RouteRequest(
             method: head.method.rawValue, path: head.uri, authority: authority, scheme: scheme,
             isInternal: false, headers: head.headers, randomValue: worker.random.next())
-        // The route is chosen first only for the response headers a denial carries; RBAC runs before the
-        // router acts on it (404, direct response, redirect, forward), as HTTP filters do in Envoy.
-        let route = listener.routes.route(request)
-        if !listener.httpRBAC.isEmpty && !httpRBACAllows(request) {
-            rejectDeniedRequest(head, route: route)
-            return
-        }
+        // The route is chosen before the filters run, as Envoy's connection manager caches it for them: filters
+        // read its per-filter config, and local replies carry its response header mutations.
+        let (route, perFilter) = listener.routes.resolve(request)
         switch route {
-        case .noRoute:
-            stats.inc(listener.stats.noRoute)
-            phase = .discarding
-            writeLocalReply(status: .notFound, body: "", close: !keepAlive)
-        case .directResponse(let d, let mutations, _):
-            stats.inc(listener.stats.directResponse)
-            phase = .discarding
-            responseMutations = mutations
-            writeLocalReply(status: HTTPResponseStatus(statusCode: d.status), body: d.body ?? [], close: !keepAlive,
-                            isHead: head.method == .HEAD)
-        case .redirect(let location, let status, let mutations, _):
-            phase = .discarding
-            responseMutations = mutations
-            var extra = HTTPHeaders()
-            extra.add(name: "location", value: location)
-            writeLocalReply(status: HTTPResponseStatus(statusCode: status), body: "", close: !keepAlive, extra: extra)
-        case .forward(let target):
-            forward(head, target: target, request: request)
+        case .noRoute: responseMutations = []
+        case .forward(let target): responseMutations = target.mutations
+        case .directResponse(_, let mutations, _), .redirect(_, _, let mutations, _): responseMutations = mutations
         }
+        phase = .decoding
+        stream.begin(factories: listener.httpFilters, request: request, route: route, perFilterConfig: perFilter,
+                     isHead: head.method == .HEAD, hasBody: Self.hasRequestBody(head))
+        stream.decodeHeaders(head, endStream: false)
     }
 
     // MARK: Stream idle timeout
@@ -400,8 +398,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         let status: HTTPResponseStatus = requestComplete ? .gatewayTimeout : .requestTimeout
         if !requestComplete { keepAlive = false }
-        phase = .discarding
-        writeLocalReply(status: status, body: "stream timeout", close: !keepAlive)
+        if stream.active {
+            stream.sendLocalReply(status: status, body: "stream timeout", closeConnection: !keepAlive)
+        } else {
+            phase = .discarding
+            writeCodecReply(status: status, body: "stream timeout", close: !keepAlive)
+        }
     }
 
     // MARK: Responses
@@ -430,31 +432,28 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         for m in responseMutations { m.applyResponse(to: &headers, context: ctx) }
     }
 
-    func writeLocalReply(status: HTTPResponseStatus, body: String, close: Bool, extra: HTTPHeaders = HTTPHeaders()) {
-        writeLocalReply(status: status, body: Array(body.utf8), close: close, extra: extra)
-    }
-
-    func writeLocalReply(status: HTTPResponseStatus, body: [UInt8], close: Bool,
-                                 extra: HTTPHeaders = HTTPHeaders(), isHead: Bool = false) {
+    /// A reply the codec sends on its own, outside any stream's filters: the request could not become a stream
+    /// (426, 431, 400 for a malformed request).
+    func writeCodecReply(status: HTTPResponseStatus, body: String, close: Bool) {
         responseStarted = true
         responseComplete = true
         timer?.cancel()
         timer = nil
         if close { keepAlive = false }
-        var head = LocalReply.head(status: status, bodyLength: body.count, server: listener.hcm.serverName,
-                                   close: close, extra: extra)
+        var head = LocalReply.head(status: status, bodyLength: body.utf8.count, server: listener.hcm.serverName,
+                                   close: close)
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
-        applyResponseMutations(&head.headers)
         stats.inc(listener.stats.responseClass(Int(status.code)))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !body.isEmpty && !isHead {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        if !body.isEmpty {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         if requestComplete || close { finishRequest() }
     }
 
     func finishRequest() {
+        stream.end()
         endRequestStats()
         phase = .idle
         requestComplete = false

@@ -14,16 +14,18 @@ extension RouteConfiguration {
         try obj.unsupported([
             "vhds", "internal_only_headers", "validate_clusters", "max_direct_response_body_size_bytes",
             "cluster_specifier_plugins", "request_mirror_policies", "ignore_port_in_host_matching",
-            "ignore_path_parameters_in_path_matching", "typed_per_filter_config",
+            "ignore_path_parameters_in_path_matching",
             "most_specific_header_mutations_wins", "request_headers_to_add_mutations",
         ])
         let name = try obj.optional("name")?.string() ?? ""
         let headers = try HeaderMutations.decode(obj)
         let hosts = try obj.list("virtual_hosts").map(VirtualHost.decode)
         let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
+        let perFilter = try HTTPFilterRegistry.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
         try obj.finish()
         var config = RouteConfiguration(name: name, virtualHosts: hosts, headers: headers)
         config.metadata = metadata
+        config.typedPerFilterConfig = perFilter
         try config.buildDomainIndex(value)
         return config
     }
@@ -87,7 +89,7 @@ extension VirtualHost {
     static func decode(_ value: ConfigValue) throws -> VirtualHost {
         let obj = try value.object()
         try obj.unsupported([
-            "virtual_clusters", "rate_limits", "cors", "typed_per_filter_config", "retry_policy_typed_config",
+            "virtual_clusters", "rate_limits", "cors", "retry_policy_typed_config",
             "hedge_policy", "request_mirror_policies", "matcher", "include_is_timeout_retry_header",
             "request_body_buffer_limit", "route_specifiers",
         ])
@@ -109,6 +111,7 @@ extension VirtualHost {
         vh.includeRequestAttemptCount = try obj.optional("include_request_attempt_count")?.bool() ?? false
         vh.includeAttemptCountInResponse = try obj.optional("include_attempt_count_in_response")?.bool() ?? false
         vh.perRequestBufferLimitBytes = try obj.optional("per_request_buffer_limit_bytes")?.uint32Int()
+        vh.typedPerFilterConfig = try HTTPFilterRegistry.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
         try obj.finish()
         return vh
     }
@@ -118,7 +121,7 @@ extension Route {
     static func decode(_ value: ConfigValue) throws -> Route {
         let obj = try value.object()
         try obj.unsupported([
-            "decorator", "typed_per_filter_config", "tracing", "stat_prefix", "filter_action",
+            "decorator", "tracing", "stat_prefix", "filter_action",
             "non_forwarding_action", "request_body_buffer_limit", "route_specifiers",
         ])
         let name = try obj.optional("name")?.string()
@@ -133,9 +136,12 @@ extension Route {
         let headers = try HeaderMutations.decode(obj)
         let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
         let bufferLimit = try obj.optional("per_request_buffer_limit_bytes")?.uint32Int()
+        let perFilter = try HTTPFilterRegistry.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
         try obj.finish()
-        return Route(name: name, match: match, action: action, headers: headers, metadata: metadata,
-                     perRequestBufferLimitBytes: bufferLimit)
+        var route = Route(name: name, match: match, action: action, headers: headers, metadata: metadata,
+                          perRequestBufferLimitBytes: bufferLimit)
+        route.typedPerFilterConfig = perFilter
+        return route
     }
 }
 

@@ -12,6 +12,8 @@ public struct RouteConfiguration: Sendable {
     var defaultHost: Int?
 
     public var metadata = Metadata()
+    /// `typed_per_filter_config`, by HTTP filter name.
+    public var typedPerFilterConfig: [String: PerRouteFilterConfig] = [:]
 }
 
 public struct VirtualHost: Sendable {
@@ -22,6 +24,8 @@ public struct VirtualHost: Sendable {
     public var requireTLS: TLSRequirement
     public var headers: HeaderMutations
     public var metadata = Metadata()
+    /// `typed_per_filter_config`, by HTTP filter name.
+    public var typedPerFilterConfig: [String: PerRouteFilterConfig] = [:]
     /// `retry_policy`: used by routes that have none of their own.
     public var retryPolicy: RetryPolicyConfig?
     /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
@@ -40,6 +44,8 @@ public struct Route: Sendable {
     public var headers: HeaderMutations
     /// `metadata.filter_metadata`: opaque to routing, kept for whoever reads the route (config dump, filters).
     public var metadata = Metadata()
+    /// `typed_per_filter_config`, by HTTP filter name.
+    public var typedPerFilterConfig: [String: PerRouteFilterConfig] = [:]
     /// `per_request_buffer_limit_bytes` (overrides the virtual host's).
     public var perRequestBufferLimitBytes: Int?
 }

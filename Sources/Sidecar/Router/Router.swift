@@ -144,20 +144,39 @@ extension RouteConfiguration {
     }
 
     public func route(_ request: RouteRequest) -> RouteDecision {
+        resolve(request).decision
+    }
+
+    /// The route decision and the `typed_per_filter_config` that applies to the request: the chosen route's,
+    /// its virtual host's and the route configuration's (only those that were matched).
+    public func resolve(_ request: RouteRequest) -> (decision: RouteDecision, perFilter: PerFilterConfigs) {
+        var perFilter = PerFilterConfigs()
+        perFilter.routeConfiguration = typedPerFilterConfig
         let vhIndex: Int
         let routeIndex: Int
         switch select(request) {
-        case .noVirtualHost, .noRoute:
-            return .noRoute
+        case .noVirtualHost:
+            return (.noRoute, perFilter)
+        case .noRoute(let i):
+            perFilter.virtualHost = virtualHosts[i].typedPerFilterConfig
+            return (.noRoute, perFilter)
         case .tlsRedirect(let i):
+            perFilter.virtualHost = virtualHosts[i].typedPerFilterConfig
             let location = "https://" + request.authority + request.path
-            return .redirect(location: location, status: 301, mutations: [], virtualHost: virtualHosts[i].name)
+            return (.redirect(location: location, status: 301, mutations: [], virtualHost: virtualHosts[i].name),
+                    perFilter)
         case .route(let v, let r):
             vhIndex = v
             routeIndex = r
         }
         let vh = virtualHosts[vhIndex]
         let route = vh.routes[routeIndex]
+        perFilter.virtualHost = vh.typedPerFilterConfig
+        perFilter.route = route.typedPerFilterConfig
+        return (decide(request, vh: vh, route: route), perFilter)
+    }
+
+    private func decide(_ request: RouteRequest, vh: VirtualHost, route: Route) -> RouteDecision {
         switch route.action {
         case .directResponse(let d):
             return .directResponse(d, mutations: [route.headers, vh.headers, headers], virtualHost: vh.name)

@@ -13,10 +13,10 @@ struct ListenerRuntime: Sendable {
     var tls: TransportTLS? = nil
     /// The chain's `envoy.filters.network.rbac` filters, checked when a connection starts.
     var networkRBAC: [RBACFilter] = []
-    /// The connection manager's `envoy.filters.http.rbac` filters, checked for each request before routing.
-    var httpRBAC: [RBACFilter] = []
-    /// Some HTTP RBAC principal reads the `x-forwarded-for` remote address.
-    var httpRBACUsesRemoteIP = false
+    /// The connection manager's `http_filters`, ready to make each stream's filters (the router last).
+    var httpFilters: [any HTTPFilterFactory] = []
+    /// Some HTTP filter reads the connection's addresses or TLS peer (RBAC): looked up once per connection.
+    var filtersReadConnection = false
 }
 
 /// A tcp_proxy listener's immutable settings.

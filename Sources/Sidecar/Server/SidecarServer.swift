@@ -25,6 +25,8 @@ public final class SidecarServer: @unchecked Sendable {
     private var chainTLS: [Int: [Int: TransportTLS]] = [:]
     private var secretWatcher: SecretWatcher?
     private var rbacStats: [RBACStats.Scope: RBACStats] = [:]
+    /// Each HTTP filter chain's filter factories (their stats registered), by listener and chain index.
+    private var httpFilterFactories: [Int: [Int: [any HTTPFilterFactory]]] = [:]
     let startTime = Date()
     let configSource: String?
     private let stopPromise: EventLoopPromise<Void>
@@ -51,15 +53,21 @@ public final class SidecarServer: @unchecked Sendable {
                 default:
                     break
                 }
-                var rbacScopes = chain.networkRBAC.map { $0.statsScope(connectionManagerPrefix: nil) }
-                if case .httpConnectionManager(let h) = chain.network {
-                    rbacScopes += h.httpRBAC.map { $0.statsScope(connectionManagerPrefix: h.statPrefix) }
-                }
+                let rbacScopes = chain.networkRBAC.map { $0.statsScope(connectionManagerPrefix: nil) }
                 for scope in rbacScopes where rbacStats[scope] == nil {
                     rbacStats[scope] = RBACStats(scope, registry: registry)
                 }
             }
             if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
+        }
+        for (li, l) in bootstrap.listeners.enumerated() {
+            for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
+                guard case .httpConnectionManager(let h) = chain.network else { continue }
+                httpFilterFactories[li, default: [:]][ci] = h.httpFilters.map {
+                    $0.config.makeFactory(
+                        HTTPFilterBuildContext(registry: registry, statPrefix: h.statPrefix, filterName: $0.name))
+                }
+            }
         }
         var listenerTLSStats: [SocketAddressConfig: TLSStats] = [:]
         for (li, l) in bootstrap.listeners.enumerated() {
@@ -170,7 +178,8 @@ public final class SidecarServer: @unchecked Sendable {
                 config: l,
                 selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
                 chains: (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).enumerated().map {
-                    chainRuntime(l, $0.element, hostname, tls: chainTLS[li]?[$0.offset])
+                    chainRuntime(l, $0.element, hostname, tls: chainTLS[li]?[$0.offset],
+                                 httpFilters: httpFilterFactories[li]?[$0.offset] ?? [])
                 },
                 stats: listenerStats[l.address]!)
         }
@@ -239,8 +248,8 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, tls: TransportTLS?)
-        -> ChainRuntime
+    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, tls: TransportTLS?,
+                              httpFilters factories: [any HTTPFilterFactory]) -> ChainRuntime
     {
         let networkRBAC = chain.networkRBAC.map {
             RBACFilter($0, stats: rbacStats[$0.statsScope(connectionManagerPrefix: nil)]!)
@@ -251,10 +260,8 @@ public final class SidecarServer: @unchecked Sendable {
                 config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
                 maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls)
             runtime.networkRBAC = networkRBAC
-            runtime.httpRBAC = hcm.httpRBAC.map {
-                RBACFilter($0, stats: rbacStats[$0.statsScope(connectionManagerPrefix: hcm.statPrefix)]!)
-            }
-            runtime.httpRBACUsesRemoteIP = runtime.httpRBAC.contains { $0.usesRemoteIP }
+            runtime.httpFilters = factories
+            runtime.filtersReadConnection = hcm.httpFilters.contains { $0.config is RBACFilterConfig }
             return .http(runtime)
         case .tcpProxy(let tcp):
             var runtime = TCPListenerRuntime(

@@ -133,3 +133,4 @@ protocol DrainableConnection: AnyObject {
 }
 
 extension HTTPProxyHandler: DrainableConnection {}
+extension HTTPProxyHandler: UpstreamResponseReceiver {}

@@ -12,7 +12,7 @@ final class UpstreamConnection: ChannelDuplexHandler {
     let clusterIndex: Int
     private(set) var context: ChannelHandlerContext?
     /// The stream using this connection; nil while pooled.
-    var stream: HTTPProxyHandler?
+    var stream: (any UpstreamResponseReceiver)?
     private var readPending = false
     /// Set when the upstream said `connection: close` or the exchange ended uncleanly.
     var reusable = true

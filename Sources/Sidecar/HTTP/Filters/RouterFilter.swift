@@ -1,0 +1,79 @@
+import NIOCore
+import NIOHTTP1
+
+/// `envoy.filters.http.router`, the last filter of every chain: it acts on the route the connection manager chose
+/// for the request (no route: 404; direct response; redirect) or forwards it upstream. The forwarding itself
+/// (host choice, connection pool, circuit breakers, attempts, retries and timeouts) is the connection's
+/// upstream side (`HTTPProxyHandler+Upstream.swift`); this filter is where the chain hands the request to it.
+final class RouterFilter: HTTPStreamFilter {
+    static let name = "envoy.filters.http.router"
+    static let typeURL = Listener.routerType
+    static let registration = HTTPFilterRegistration(
+        typeURL: typeURL, name: name, decode: { try RouterConfig.decode($0) })
+
+    unowned let connection: HTTPProxyHandler
+
+    init(connection: HTTPProxyHandler) {
+        self.connection = connection
+    }
+
+    func decodeHeaders(_ head: inout HTTPRequestHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
+        let listener = connection.listener
+        switch stream.route {
+        case .noRoute:
+            stream.stats.inc(listener.stats.noRoute)
+            stream.sendLocalReply(status: .notFound, body: "", closeConnection: false)
+        case .directResponse(let d, let mutations, _):
+            stream.stats.inc(listener.stats.directResponse)
+            connection.responseMutations = mutations
+            stream.sendLocalReply(status: HTTPResponseStatus(statusCode: d.status),
+                                  body: d.body.map { String(decoding: $0, as: UTF8.self) } ?? "",
+                                  closeConnection: false)
+        case .redirect(let location, let status, let mutations, _):
+            connection.responseMutations = mutations
+            var extra = HTTPHeaders()
+            extra.add(name: "location", value: location)
+            stream.sendLocalReply(status: HTTPResponseStatus(statusCode: status), body: "", headers: extra,
+                                  closeConnection: false)
+        case .forward(let target):
+            connection.forward(head, target: target, request: stream.request)
+            if endStream && !stream.localReplySent { connection.routerRequestEnded(nil) }
+        }
+        // The router is the end of the chain: `continue` lets the stream pass what follows straight to it.
+        return .continue
+    }
+
+    func decodeData(_ data: inout ByteBuffer, endStream: Bool, stream: HTTPFilterStream) -> FilterDataStatus {
+        if data.readableBytes > 0 { connection.requestBody(.body(.byteBuffer(data)), bytes: data.readableBytes) }
+        if endStream { connection.routerRequestEnded(nil) }
+        return .continue
+    }
+
+    func decodeTrailers(_ trailers: inout HTTPHeaders, stream: HTTPFilterStream) -> FilterTrailersStatus {
+        connection.routerRequestEnded(trailers)
+        return .continue
+    }
+}
+
+/// A router entry in `http_filters` for each stream: the connection's own router.
+struct RouterFactory: HTTPFilterFactory {
+    let name: String
+    func makeFilter(stream: HTTPFilterStream) -> any HTTPStreamFilter { stream.router }
+}
+
+/// `envoy.extensions.filters.http.router.v3.Router`: nothing of it is configurable in Pilotfish yet.
+struct RouterConfig: HTTPFilterConfig {
+    static func decode(_ t: ConfigObject) throws -> RouterConfig {
+        try t.unsupported([
+            "dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options",
+            "suppress_envoy_headers", "strict_check_headers", "respect_expected_rq_timeout",
+            "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
+        ])
+        try t.finish()
+        return RouterConfig()
+    }
+
+    func makeFactory(_ context: HTTPFilterBuildContext) -> any HTTPFilterFactory {
+        RouterFactory(name: context.filterName)
+    }
+}

@@ -1,0 +1,517 @@
+import NIOCore
+import NIOHTTP1
+
+/// The connection side of a stream: where the last encoder's output goes and what a filter may learn about the
+/// downstream connection. The HTTP/1 connection handler implements it (an HTTP/2 stream will too).
+protocol HTTPStreamCodec: AnyObject {
+    var eventLoop: EventLoop { get }
+    /// The downstream connection as filters see it.
+    var downstream: DownstreamInfo { get }
+    /// Connection-scoped state of filters (e.g. local_rate_limit_per_downstream_connection buckets).
+    var connectionFilterState: ConnectionFilterState { get }
+    /// The response leaves: the codec adds what the connection manager owns (`server`, `connection: close`) and
+    /// counts it.
+    func encodeResponseHead(_ head: HTTPResponseHead)
+    func encodeResponseBody(_ buffer: ByteBuffer)
+    func encodeResponseEnd(_ trailers: HTTPHeaders?)
+    /// A filter answers the request itself: the router stops (if it started) and the rest of the request
+    /// body is dropped. `closeConnection`: the connection ends after this response.
+    func localReplyWillStart(closeConnection: Bool)
+    /// The head of a local reply with the connection manager's headers and the route's response mutations.
+    func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead
+    /// The stream cannot be answered any more (the response started): reset the downstream.
+    func resetStream()
+    /// Decoding was held by a filter and goes on: reads may resume.
+    func decodingResumed()
+}
+
+/// What filters may know about the downstream connection.
+struct DownstreamInfo {
+    var remoteAddress: SocketAddress?
+    /// Envoy's downstream local address: the original destination when one was restored.
+    var localAddress: SocketAddress?
+    var security: ConnectionSecurity?
+    var requestedServerName: String?
+}
+
+/// Per-connection state filters keep across the streams of one connection, keyed by the filter factory.
+final class ConnectionFilterState {
+    private var values: [ObjectIdentifier: AnyObject] = [:]
+
+    func value<T: AnyObject>(for key: AnyObject, make: () -> T) -> T {
+        let id = ObjectIdentifier(key)
+        if let v = values[id] as? T { return v }
+        let v = make()
+        values[id] = v
+        return v
+    }
+}
+
+/// One request's trip through the connection manager's `http_filters`: Envoy's FilterManager, and the callbacks
+/// a filter gets (`StreamDecoderFilterCallbacks` / `StreamEncoderFilterCallbacks`).
+///
+/// Decoding runs the filters in order and ends in the router (the last filter); encoding runs them in reverse and
+/// ends in the codec. A filter that returns `stopIteration` holds its direction at itself: later parts of the
+/// request (or response) wait in this stream, in order, until `continueDecoding()` / `continueEncoding()`.
+/// A filter may answer with `sendLocalReply`, which ends decoding and sends the reply through every encoder.
+///
+/// One instance per connection, reused for each request (its arrays keep their capacity): starting a stream
+/// allocates nothing for stateless filters.
+final class HTTPFilterStream {
+    unowned let codec: HTTPStreamCodec
+    let worker: Worker
+    /// The connection's router, the last filter of every stream.
+    let router: any HTTPStreamFilter
+    private(set) var filters: [any HTTPStreamFilter] = []
+
+    // The request as routing saw it, and the route it chose.
+    private(set) var request = RouteRequest(method: "", path: "", authority: "")
+    private(set) var route: RouteDecision = .noRoute
+    private(set) var perFilterConfig = PerFilterConfigs()
+    /// The request method was HEAD: local replies carry no body.
+    private(set) var isHeadRequest = false
+    /// The downstream request has a body (Content-Length > 0 or chunked).
+    private(set) var requestHasBody = false
+    /// Bumped per stream: timers a filter scheduled for an earlier stream do nothing.
+    private(set) var streamID: UInt64 = 0
+    private var scheduled: [Scheduled<Void>] = []
+    private var endHandlers: [() -> Void] = []
+
+    private var decoder = Direction<HTTPRequestHead>()
+    private var encoder = Direction<HTTPResponseHead>()
+    /// A local reply was sent: decoding is over and the router never saw (or no longer sees) the request.
+    private(set) var localReplySent = false
+    /// Response headers left the last encoder.
+    private(set) var responseStarted = false
+    private(set) var active = false
+
+    init(codec: HTTPStreamCodec, worker: Worker, router: any HTTPStreamFilter) {
+        self.codec = codec
+        self.worker = worker
+        self.router = router
+    }
+
+    var eventLoop: EventLoop { codec.eventLoop }
+    var downstream: DownstreamInfo { codec.downstream }
+    var stats: WorkerStats { worker.stats }
+    var connectionFilterState: ConnectionFilterState { codec.connectionFilterState }
+
+    /// Decoding is held by a filter: the connection should stop reading (backpressure).
+    var decodeHeld: Bool { active && decoder.stopped }
+
+    // MARK: Lifecycle
+
+    /// Starts a stream through `factories`, the listener's `http_filters` (the router last).
+    func begin(factories: [any HTTPFilterFactory], request: RouteRequest, route: RouteDecision,
+               perFilterConfig: PerFilterConfigs, isHead: Bool, hasBody: Bool) {
+        streamID &+= 1
+        filters.removeAll(keepingCapacity: true)
+        for f in factories { filters.append(f.makeFilter(stream: self)) }
+        self.request = request
+        self.route = route
+        self.perFilterConfig = perFilterConfig
+        isHeadRequest = isHead
+        requestHasBody = hasBody
+        decoder = Direction()
+        encoder = Direction()
+        localReplySent = false
+        responseStarted = false
+        active = true
+    }
+
+    /// The stream is over (response sent, or the connection went away): filters let go, timers stop.
+    func end() {
+        guard active else { return }
+        active = false
+        for t in scheduled { t.cancel() }
+        scheduled.removeAll(keepingCapacity: true)
+        for f in filters { f.onStreamComplete(stream: self) }
+        if !endHandlers.isEmpty {
+            let handlers = endHandlers
+            endHandlers.removeAll(keepingCapacity: true)
+            for h in handlers { h() }
+        }
+        filters.removeAll(keepingCapacity: true)
+        decoder = Direction()
+        encoder = Direction()
+    }
+
+    /// The most specific `typed_per_filter_config` for the filter named `name` (route, then virtual host, then
+    /// route configuration), as its filter decoded it.
+    func perRouteConfig<T>(_ name: String, as type: T.Type) -> T? {
+        perFilterConfig.lookup(name)?.config as? T
+    }
+
+    /// Whether the most specific `typed_per_filter_config` entry for `name` disables the filter on this route
+    /// (`envoy.config.route.v3.FilterConfig` with `disabled: true`).
+    func filterDisabled(_ name: String) -> Bool { perFilterConfig.lookup(name)?.disabled ?? false }
+
+    /// Runs `body` when this stream ends, however it ends: for shared filters that took something for one
+    /// stream (an active fault).
+    func onEnd(_ body: @escaping () -> Void) {
+        endHandlers.append(body)
+    }
+
+    /// Runs `body` after `delay` on the stream's event loop, unless the stream has ended by then.
+    func schedule(in delay: TimeAmount, _ body: @escaping () -> Void) {
+        let id = streamID
+        let task = eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: delay) { [self] in
+            guard active, streamID == id else { return }
+            body()
+        }
+        scheduled.append(task)
+    }
+
+    // MARK: Decoding (request)
+
+    func decodeHeaders(_ head: HTTPRequestHead, endStream: Bool) {
+        decoder.head = head
+        decoder.headersEndStream = endStream
+        decoder.ended = endStream
+        runDecodeHeaders(from: 0)
+    }
+
+    func decodeData(_ data: ByteBuffer, endStream: Bool) {
+        guard active, !localReplySent else { return }
+        if endStream { decoder.ended = true }
+        if !decoder.headersPassed {
+            decoder.hold(data)
+            return
+        }
+        var start = 0
+        if decoder.stopped {
+            // The filter holding the request sees each new chunk, together with what it buffered.
+            decoder.stopped = false
+            start = decoder.index
+        }
+        runDecodeData(resumeAt: start, data: data, endStream: endStream)
+    }
+
+    func decodeTrailers(_ trailers: HTTPHeaders) {
+        guard active, !localReplySent else { return }
+        decoder.ended = true
+        decoder.trailers = trailers
+        if !decoder.headersPassed || decoder.stopped { return }
+        runDecodeTrailers(from: 0)
+    }
+
+    /// A filter that stopped decoding lets the request go on from the filter after it.
+    func continueDecoding() {
+        guard active, !localReplySent, decoder.stopped else { return }
+        decoder.stopped = false
+        let next = decoder.index + 1
+        if !decoder.headersPassed {
+            runDecodeHeaders(from: next)
+        } else {
+            runDecodeData(resumeAt: next, data: nil, endStream: decoder.ended && decoder.trailers == nil)
+        }
+        if active && !decoder.stopped { codec.decodingResumed() }
+    }
+
+    private func runDecodeHeaders(from start: Int) {
+        var i = start
+        while i < filters.count {
+            // Moved out while the filter runs: it may call back into this stream (a local reply).
+            var head = decoder.head.take()!
+            let status = filters[i].decodeHeaders(&head, endStream: decoder.headersEndStream, stream: self)
+            if localReplySent || !active { return }
+            decoder.head = head
+            switch status {
+            case .continue:
+                i += 1
+            case .stopIteration:
+                decoder.stopped = true
+                decoder.index = i
+                return
+            }
+        }
+        decoder.headersPassed = true
+        decoder.head = nil
+        // Whatever arrived while the headers were held follows them from the first filter.
+        if !decoder.headersEndStream {
+            runDecodeData(resumeAt: 0, data: nil, endStream: decoder.ended && decoder.trailers == nil)
+        }
+    }
+
+    /// Passes held data (and `data`) through the filters from `resumeAt`.
+    private func runDecodeData(resumeAt start: Int, data: ByteBuffer?, endStream: Bool) {
+        var chunk: ByteBuffer
+        if var held = decoder.buffer {
+            decoder.buffer = nil
+            if var more = data { held.writeBuffer(&more) }
+            chunk = held
+        } else if let data {
+            chunk = data
+        } else if endStream {
+            chunk = ByteBuffer()
+        } else {
+            if decoder.trailers != nil && decoder.ended { runDecodeTrailers(from: 0) }
+            return
+        }
+        var i = start
+        while i < filters.count {
+            let status = filters[i].decodeData(&chunk, endStream: endStream, stream: self)
+            if localReplySent || !active { return }
+            switch status {
+            case .continue:
+                i += 1
+            case .stopIterationAndBuffer:
+                decoder.stopped = true
+                decoder.index = i
+                decoder.buffer = chunk
+                return
+            case .stopIterationNoBuffer:
+                decoder.stopped = true
+                decoder.index = i
+                return
+            }
+        }
+        if decoder.trailers != nil && decoder.ended { runDecodeTrailers(from: 0) }
+    }
+
+    private func runDecodeTrailers(from start: Int) {
+        guard var trailers = decoder.trailers else { return }
+        var i = start
+        while i < filters.count {
+            let status = filters[i].decodeTrailers(&trailers, stream: self)
+            if localReplySent || !active { return }
+            if case .stopIteration = status {
+                decoder.trailers = trailers
+                decoder.stopped = true
+                decoder.index = i
+                return
+            }
+            i += 1
+        }
+        decoder.trailers = nil
+    }
+
+    // MARK: Encoding (response)
+
+    /// Response headers from the router (or a local reply), through the encoders in reverse order.
+    func encodeHeaders(_ head: HTTPResponseHead, endStream: Bool) {
+        encoder.head = head
+        encoder.headersEndStream = endStream
+        encoder.ended = endStream
+        runEncodeHeaders(from: filters.count - 2)
+    }
+
+    func encodeData(_ data: ByteBuffer, endStream: Bool) {
+        guard active else { return }
+        if endStream { encoder.ended = true }
+        if !encoder.headersPassed {
+            encoder.hold(data)
+            return
+        }
+        var start = filters.count - 2
+        if encoder.stopped {
+            encoder.stopped = false
+            start = encoder.index
+        }
+        runEncodeData(resumeAt: start, data: data, endStream: endStream)
+    }
+
+    func encodeTrailers(_ trailers: HTTPHeaders) {
+        guard active else { return }
+        encoder.ended = true
+        encoder.trailers = trailers
+        if !encoder.headersPassed || encoder.stopped { return }
+        runEncodeTrailers(from: filters.count - 2)
+    }
+
+    /// An encoder that stopped lets the response go on from the filter before it.
+    func continueEncoding() {
+        guard active, encoder.stopped else { return }
+        encoder.stopped = false
+        let next = encoder.index - 1
+        if !encoder.headersPassed {
+            runEncodeHeaders(from: next)
+        } else {
+            runEncodeData(resumeAt: next, data: nil, endStream: encoder.ended && encoder.trailers == nil)
+        }
+    }
+
+    private func runEncodeHeaders(from start: Int) {
+        var i = start
+        while i >= 0 {
+            var head = encoder.head.take()!
+            let status = filters[i].encodeHeaders(&head, endStream: encoder.headersEndStream, stream: self)
+            if !active { return }
+            encoder.head = head
+            switch status {
+            case .continue:
+                i -= 1
+            case .stopIteration:
+                encoder.stopped = true
+                encoder.index = i
+                return
+            }
+        }
+        encoder.headersPassed = true
+        responseStarted = true
+        let head = encoder.head!
+        encoder.head = nil
+        codec.encodeResponseHead(head)
+        if encoder.headersEndStream {
+            codec.encodeResponseEnd(nil)
+            return
+        }
+        runEncodeData(resumeAt: filters.count - 2, data: nil, endStream: encoder.ended && encoder.trailers == nil)
+    }
+
+    private func runEncodeData(resumeAt start: Int, data: ByteBuffer?, endStream: Bool) {
+        var chunk: ByteBuffer
+        if var held = encoder.buffer {
+            encoder.buffer = nil
+            if var more = data { held.writeBuffer(&more) }
+            chunk = held
+        } else if let data {
+            chunk = data
+        } else if endStream {
+            chunk = ByteBuffer()
+        } else {
+            if encoder.trailers != nil && encoder.ended { runEncodeTrailers(from: filters.count - 2) }
+            return
+        }
+        var i = start
+        while i >= 0 {
+            let status = filters[i].encodeData(&chunk, endStream: endStream, stream: self)
+            if !active { return }
+            switch status {
+            case .continue:
+                i -= 1
+            case .stopIterationAndBuffer:
+                encoder.stopped = true
+                encoder.index = i
+                encoder.buffer = chunk
+                return
+            case .stopIterationNoBuffer:
+                encoder.stopped = true
+                encoder.index = i
+                return
+            }
+        }
+        if chunk.readableBytes > 0 { codec.encodeResponseBody(chunk) }
+        if endStream {
+            codec.encodeResponseEnd(nil)
+        } else if encoder.trailers != nil && encoder.ended {
+            runEncodeTrailers(from: filters.count - 2)
+        }
+    }
+
+    private func runEncodeTrailers(from start: Int) {
+        guard var trailers = encoder.trailers else { return }
+        var i = start
+        while i >= 0 {
+            if case .stopIteration = filters[i].encodeTrailers(&trailers, stream: self) {
+                encoder.trailers = trailers
+                encoder.stopped = true
+                encoder.index = i
+                return
+            }
+            if !active { return }
+            i -= 1
+        }
+        encoder.trailers = nil
+        codec.encodeResponseEnd(trailers)
+    }
+
+    // MARK: Local replies
+
+    /// Answers the request from a filter: Envoy's `sendLocalReply`. The reply passes through every encoder. Once
+    /// the response has started nothing can be sent any more, and the stream is reset instead.
+    ///
+    /// `closeConnection`: nil lets the stream decide as Envoy's HTTP/1 codec does: a response that ends before
+    /// its request closes the connection.
+    func sendLocalReply(status: HTTPResponseStatus, body: String, headers extra: HTTPHeaders = HTTPHeaders(),
+                        closeConnection: Bool? = nil) {
+        guard active else { return }
+        if responseStarted {
+            codec.resetStream()
+            return
+        }
+        localReplySent = true
+        decoder.stopped = false
+        decoder.buffer = nil
+        decoder.head = nil
+        let close = closeConnection ?? (requestHasBody && !decoder.ended)
+        codec.localReplyWillStart(closeConnection: close)
+        let bytes = Array(body.utf8)
+        let head = codec.localReplyHead(status: status, bodyLength: bytes.count, extra: extra)
+        let withBody = !bytes.isEmpty && !isHeadRequest
+        encodeHeaders(head, endStream: !withBody)
+        if withBody, active {
+            var buffer = ByteBufferAllocator().buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            encodeData(buffer, endStream: true)
+        }
+    }
+
+    /// A local reply carrying a gRPC status. A gRPC request gets it as Envoy sends one: a trailers-only response
+    /// (200, `content-type: application/grpc`, `grpc-status`, `grpc-message`); any other request gets the HTTP
+    /// status Envoy maps the gRPC status to, with `message` as the body.
+    func sendGRPCLocalReply(status code: Int, message: String) {
+        guard RouteMatch.isGRPC(request) else {
+            sendLocalReply(status: HTTPResponseStatus(statusCode: GRPCStatus.httpStatus(code)), body: message)
+            return
+        }
+        var extra = HTTPHeaders()
+        extra.add(name: "content-type", value: "application/grpc")
+        extra.add(name: "grpc-status", value: String(code))
+        extra.add(name: "grpc-message", value: message)
+        sendLocalReply(status: .ok, body: "", headers: extra)
+    }
+}
+
+@available(*, unavailable) extension HTTPFilterStream: Sendable {}
+
+/// gRPC status codes as HTTP sees them (Envoy's `Grpc::Utility::grpcToHttpStatus`).
+enum GRPCStatus {
+    static func httpStatus(_ code: Int) -> Int {
+        switch code {
+        case 0: return 200
+        case 1: return 499
+        case 2: return 500
+        case 3: return 400
+        case 4: return 504
+        case 5: return 404
+        case 6: return 409
+        case 7: return 403
+        case 8: return 429
+        case 9: return 400
+        case 10: return 409
+        case 11: return 400
+        case 12: return 501
+        case 13: return 500
+        case 14: return 503
+        case 15: return 500
+        case 16: return 401
+        default: return 500
+        }
+    }
+}
+
+/// Iteration state of one direction of a stream.
+private struct Direction<Head> {
+    /// Held headers (until every filter passed them).
+    var head: Head?
+    var headersEndStream = false
+    var headersPassed = false
+    /// A filter holds this direction at `index`.
+    var stopped = false
+    var index = 0
+    /// Data held while stopped (or buffered by a filter).
+    var buffer: ByteBuffer?
+    var trailers: HTTPHeaders?
+    /// The end of this direction was received.
+    var ended = false
+
+    mutating func hold(_ data: ByteBuffer) {
+        if buffer == nil {
+            buffer = data
+        } else {
+            var d = data
+            buffer!.writeBuffer(&d)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import NIOCore
+import NIOHTTP1
+
+/// The HTTP/1 connection as its streams' codec: where the last encoder's output is written, with what the
+/// connection manager adds to every response (`server`, `connection: close`, `downstream_rq_Nxx`).
+extension HTTPProxyHandler: HTTPStreamCodec {
+    var eventLoop: EventLoop { context.eventLoop }
+
+    var downstream: DownstreamInfo {
+        DownstreamInfo(remoteAddress: context.channel.remoteAddress, localAddress: rbacDestination,
+                       security: security, requestedServerName: requestedServerName)
+    }
+
+    func encodeResponseHead(_ head: HTTPResponseHead) {
+        responseStarted = true
+        var head = head
+        head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
+        head.headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
+        if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
+        stats.inc(listener.stats.responseClass(Int(head.status.code)))
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    func encodeResponseBody(_ buffer: ByteBuffer) {
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    func encodeResponseEnd(_ trailers: HTTPHeaders?) {
+        responseComplete = true
+        timer?.cancel()
+        timer = nil
+        context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+        if requestComplete || closeAfterResponse { finishRequest() }
+    }
+
+    func localReplyWillStart(closeConnection: Bool) {
+        abandonUpstream(closeConnection: true)
+        phase = .discarding
+        timer?.cancel()
+        timer = nil
+        if closeConnection { keepAlive = false }
+        // A reply to a request whose connection is not kept alive ends the connection without waiting for the
+        // rest of the request.
+        closeAfterResponse = !keepAlive
+    }
+
+    func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead {
+        var head = LocalReply.head(status: status, bodyLength: bodyLength, server: listener.hcm.serverName,
+                                   close: false, extra: extra)
+        applyResponseMutations(&head.headers)
+        return head
+    }
+
+    func resetStream() {
+        abandonUpstream(closeConnection: true)
+        phase = .discarding
+        context.close(promise: nil)
+    }
+
+    func decodingResumed() {
+        guard readPending else { return }
+        readPending = false
+        read(context: context)
+    }
+}
