@@ -19,6 +19,8 @@ protocol HTTPStreamCodec: AnyObject {
     func localReplyWillStart(closeConnection: Bool)
     /// The head of a local reply with the connection manager's headers and the route's response mutations.
     func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead
+    /// What `%…%` header-value commands read (`*_headers_to_add`).
+    func formatContext() -> FormatContext
     /// The stream cannot be answered any more (the response started): reset the downstream.
     func resetStream()
     /// Decoding was held by a filter and goes on: reads may resume.

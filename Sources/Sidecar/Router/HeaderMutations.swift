@@ -145,6 +145,11 @@ extension HeaderMutations {
         return m
     }
 
+    /// A list of `HeaderValueOption`s (filters' `*_headers_to_add`).
+    static func decodeAdditions(_ value: ConfigValue?) throws -> [Addition] {
+        try value?.array().map(decodeAddition) ?? []
+    }
+
     private static func checkRemovable(_ v: ConfigValue) throws -> String {
         let name = try v.nonEmptyString().lowercased()
         if name.hasPrefix(":") || name == "host" {

@@ -67,6 +67,16 @@ public final class SidecarServer: @unchecked Sendable {
                     $0.config.makeFactory(
                         HTTPFilterBuildContext(registry: registry, statPrefix: h.statPrefix, filterName: $0.name))
                 }
+                // Per-route filter configs with counters of their own (local_ratelimit) register them now too.
+                let rc = h.routeConfig
+                let maps = [rc.typedPerFilterConfig] + rc.virtualHosts.flatMap {
+                    [$0.typedPerFilterConfig] + $0.routes.map(\.typedPerFilterConfig)
+                }
+                for map in maps {
+                    for (_, entry) in map.sorted(by: { $0.key < $1.key }) {
+                        (entry.config as? StartupRegistering)?.registerStats(registry)
+                    }
+                }
             }
         }
         var listenerTLSStats: [SocketAddressConfig: TLSStats] = [:]

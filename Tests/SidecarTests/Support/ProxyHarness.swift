@@ -12,9 +12,13 @@ enum ProxyConfig {
 
     /// `routes` are YAML flow mappings (one per route), `clusters` name → loopback port, `hcmExtra` extra
     /// HttpConnectionManager fields as flow `key: value` lines.
+    /// `httpFilters`: entries before the router, each a YAML flow mapping.
     static func yaml(routes: [String] = [catchAll], clusters: [(name: String, port: Int)],
-                     hcmExtra: [String] = [], connectTimeout: String = "1s") -> String {
+                     hcmExtra: [String] = [], connectTimeout: String = "1s", httpFilters: [String] = [],
+                     virtualHostExtra: [String] = []) -> String {
         let hcm = hcmExtra.map { "          \($0)\n" }.joined()
+        let filters = httpFilters.map { "          - \($0)\n" }.joined()
+        let vhExtra = virtualHostExtra.map { "              \($0)\n" }.joined()
         let clusterLines = clusters.map { c in
             "  - {name: \(c.name), connect_timeout: \(connectTimeout), type: STATIC, lb_policy: ROUND_ROBIN, "
                 + "load_assignment: {cluster_name: \(c.name), endpoints: [{lb_endpoints: [{endpoint: {address: "
@@ -42,7 +46,11 @@ enum ProxyConfig {
                     - name: local_service
                       domains: ["*"]
                       routes: [\(routes.joined(separator: ", "))]
+
+        """ + vhExtra + """
                   http_filters:
+
+        """ + filters + """
                   - name: envoy.filters.http.router
                     typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
           clusters:

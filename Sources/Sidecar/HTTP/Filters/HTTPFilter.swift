@@ -86,3 +86,8 @@ struct HTTPFilterBuildContext {
 protocol HTTPFilterConfig: Sendable {
     func makeFactory(_ context: HTTPFilterBuildContext) -> any HTTPFilterFactory
 }
+
+/// A per-route filter config that registers stats before the workers start (the registry is fixed then).
+protocol StartupRegistering {
+    func registerStats(_ registry: StatsRegistry)
+}

@@ -21,7 +21,7 @@ enum HTTPFilterRegistry {
     static let filters: [HTTPFilterRegistration] = [
         RBACHTTPFilter.registration,
         FaultFilter.registration,
-        // LocalRateLimitFilter.registration,
+        LocalRateLimitFilter.registration,
         RouterFilter.registration,
     ]
 

@@ -1,0 +1,84 @@
+import NIOCore
+import NIOHTTP1
+
+/// `envoy.filters.http.local_ratelimit`: a token bucket per filter (or per route, or per downstream connection)
+/// that every worker takes from. A request is counted `enabled` when `filter_enabled` selects it; it passes (`ok`)
+/// when it gets a token; otherwise it is `rate_limited`, and when `filter_enforced` selects it too, `enforced`
+/// and answered with a local reply (429 `local_rate_limited` by default, with `response_headers_to_add`).
+/// `enable_x_ratelimit_headers: DRAFT_VERSION_03` adds `x-ratelimit-limit/remaining/reset` to responses.
+final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendable {
+    // Immutable; shared by every worker.
+    static let typeURL = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+    static let registration = HTTPFilterRegistration(
+        typeURL: typeURL, name: "envoy.filters.http.local_ratelimit",
+        decode: { try LocalRateLimitConfig.decode($0) },
+        perRoute: [(typeURL, { @Sendable (o: ConfigObject) throws -> any Sendable in
+            try LocalRateLimitConfig.decode(o)
+        })])
+
+    static let limitedBody = "local_rate_limited"
+
+    let name: String
+    let config: LocalRateLimitConfig
+
+    init(name: String, config: LocalRateLimitConfig) {
+        self.name = name
+        self.config = config
+    }
+
+    func makeFilter(stream: HTTPFilterStream) -> any HTTPStreamFilter { self }
+
+    /// The route's config, else the filter's; nil when the route disables the filter.
+    private func settings(_ stream: HTTPFilterStream) -> LocalRateLimitConfig? {
+        if let perRoute = stream.perRouteConfig(name, as: LocalRateLimitConfig.self) { return perRoute }
+        return stream.filterDisabled(name) ? nil : config
+    }
+
+    /// The bucket a request of this stream takes from: the config's, or this connection's own copy of it.
+    private func bucket(_ c: LocalRateLimitConfig, _ stream: HTTPFilterStream) -> SharedTokenBucket? {
+        guard let shared = c.bucket else { return nil }
+        guard c.perConnection else { return shared }
+        return stream.connectionFilterState.value(for: shared) {
+            SharedTokenBucket(shared.bucket, start: NIODeadline.now().uptimeNanoseconds)
+        }
+    }
+
+    func decodeHeaders(_ head: inout HTTPRequestHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
+        guard let c = settings(stream), c.filterEnabled.evaluate(stream.worker.random.next()) else { return .continue }
+        let stats = stream.stats
+        stats.inc(c.stats.enabled)
+        let now = NIODeadline.now().uptimeNanoseconds
+        if bucket(c, stream)?.tryTake(now: now) ?? true {
+            stats.inc(c.stats.ok)
+            return .continue
+        }
+        stats.inc(c.stats.rateLimited)
+        guard c.filterEnforced.evaluate(stream.worker.random.next()) else {
+            if !c.requestHeadersToAddWhenNotEnforced.isEmpty {
+                var m = HeaderMutations()
+                m.requestAdd = c.requestHeadersToAddWhenNotEnforced
+                m.applyRequest(to: &head.headers, context: stream.codec.formatContext())
+            }
+            return .continue
+        }
+        stats.inc(c.stats.enforced)
+        var extra = HTTPHeaders()
+        if !c.responseHeadersToAdd.isEmpty {
+            var m = HeaderMutations()
+            m.responseAdd = c.responseHeadersToAdd
+            m.applyResponse(to: &extra, context: stream.codec.formatContext())
+        }
+        stream.sendLocalReply(status: HTTPResponseStatus(statusCode: c.status), body: Self.limitedBody,
+                              headers: extra)
+        return .stopIteration
+    }
+
+    func encodeHeaders(_ head: inout HTTPResponseHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
+        guard let c = settings(stream), c.xRateLimitHeaders, let b = bucket(c, stream) else { return .continue }
+        let now = NIODeadline.now().uptimeNanoseconds
+        head.headers.replaceOrAdd(name: "x-ratelimit-limit", value: String(b.bucket.maxTokens))
+        head.headers.replaceOrAdd(name: "x-ratelimit-remaining", value: String(b.remaining(now: now)))
+        head.headers.replaceOrAdd(name: "x-ratelimit-reset", value: String(b.secondsUntilNextFill(now: now)))
+        return .continue
+    }
+}
