@@ -10,9 +10,10 @@ struct SidecarCommand: ParsableCommand {
         commandName: "sidecar",
         abstract: "Pilotfish: a transparent service-mesh sidecar configured with Envoy v3 YAML/JSON.",
         discussion:
-            "Without a subcommand, runs the proxy (Envoy's command line); `sidecar certs` issues mesh identities.",
+            "Without a subcommand, runs the proxy (Envoy's command line); `sidecar certs` issues mesh identities; "
+            + "`sidecar route-check` tests a route table as Envoy's router_check_tool does.",
         version: SidecarVersion.string,
-        subcommands: [CertsCommand.self])
+        subcommands: [CertsCommand.self, RouteCheckCommand.self])
 
     @Option(name: [.customShort("c"), .customLong("config-path")], help: "Envoy v3 bootstrap file (YAML or JSON).")
     var configPath: String?
@@ -178,4 +179,11 @@ enum StandardError {
     }
 }
 
-SidecarCommand.main()
+// route-check takes router_check_tool's `-c/--config-path`, which the proxy command defines too, and
+// ArgumentParser gives a flag both define to the parent command; so route-check is parsed on its own.
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == RouteCheckCommand.configuration.commandName {
+    RouteCheckCommand.main(Array(arguments.dropFirst()))
+} else {
+    SidecarCommand.main()
+}

@@ -251,10 +251,10 @@ import Testing
     @Test func validEnvoyFieldThatIsNotSupportedYet() {
         let text = Self.variant(
             "domains: [\"*\"]\n",
-            "domains: [\"*\"]\n              virtual_clusters: [{ name: vc, headers: [{ name: \":method\" }] }]\n")
+            "domains: [\"*\"]\n              hedge_policy: { hedge_on_per_try_timeout: true }\n")
         let e = Self.loadError(text)
-        #expect(e?.path == Self.hcmPath + ".route_config.virtual_hosts[0].virtual_clusters")
-        #expect(e?.line == Self.line(of: "virtual_clusters:", in: text))
+        #expect(e?.path == Self.hcmPath + ".route_config.virtual_hosts[0].hedge_policy")
+        #expect(e?.line == Self.line(of: "hedge_policy:", in: text))
         #expect(e?.message.contains("not supported by Pilotfish yet") == true)
     }
 

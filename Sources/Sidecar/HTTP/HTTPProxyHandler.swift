@@ -330,6 +330,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             // the upstream gets this same id. (With the router alone, the router adds it.)
             head.headers.add(name: "x-request-id", value: worker.random.uuid())
         }
+        // internal_only_headers: every request is external (no internal_address_config), so they go before any
+        // filter sees the request, as in Envoy's connection manager.
+        for name in listener.routes.internalOnlyHeaders { head.headers.remove(name: name) }
         let scheme = head.headers.first(name: "x-forwarded-proto") ?? (security != nil ? "https" : "http")
         let request = RouteRequest(
             method: head.method.rawValue, path: head.uri, authority: authority, scheme: scheme,

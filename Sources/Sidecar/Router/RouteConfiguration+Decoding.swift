@@ -12,7 +12,7 @@ extension RouteConfiguration {
     static func decode(_ value: ConfigValue) throws -> RouteConfiguration {
         let obj = try value.object()
         try obj.unsupported([
-            "vhds", "internal_only_headers", "validate_clusters", "max_direct_response_body_size_bytes",
+            "vhds", "validate_clusters", "max_direct_response_body_size_bytes",
             "cluster_specifier_plugins", "request_mirror_policies", "ignore_port_in_host_matching",
             "ignore_path_parameters_in_path_matching",
             "most_specific_header_mutations_wins", "request_headers_to_add_mutations",
@@ -22,10 +22,12 @@ extension RouteConfiguration {
         let hosts = try obj.list("virtual_hosts").map(VirtualHost.decode)
         let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
         let perFilter = try HTTPFilterRegistry.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
+        let internalOnly = try obj.list("internal_only_headers").compactMap(decodeInternalOnlyHeader)
         try obj.finish()
         var config = RouteConfiguration(name: name, virtualHosts: hosts, headers: headers)
         config.metadata = metadata
         config.typedPerFilterConfig = perFilter
+        config.internalOnlyHeaders = internalOnly
         try config.buildDomainIndex(value)
         return config
     }
@@ -89,7 +91,7 @@ extension VirtualHost {
     static func decode(_ value: ConfigValue) throws -> VirtualHost {
         let obj = try value.object()
         try obj.unsupported([
-            "virtual_clusters", "rate_limits", "cors", "retry_policy_typed_config",
+            "rate_limits", "cors", "retry_policy_typed_config",
             "hedge_policy", "request_mirror_policies", "matcher", "include_is_timeout_retry_header",
             "request_body_buffer_limit", "route_specifiers",
         ])
@@ -112,6 +114,7 @@ extension VirtualHost {
         vh.includeAttemptCountInResponse = try obj.optional("include_attempt_count_in_response")?.bool() ?? false
         vh.perRequestBufferLimitBytes = try obj.optional("per_request_buffer_limit_bytes")?.uint32Int()
         vh.typedPerFilterConfig = try HTTPFilterRegistry.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
+        vh.virtualClusters = try obj.list("virtual_clusters").map(VirtualCluster.decode)
         try obj.finish()
         return vh
     }
@@ -149,7 +152,7 @@ extension RouteMatch {
     static func decode(_ value: ConfigValue) throws -> RouteMatch {
         let obj = try value.object()
         try obj.unsupported([
-            "tls_context", "dynamic_metadata", "connect_matcher", "path_match_policy", "filter_state", "cookies",
+            "tls_context", "connect_matcher", "path_match_policy", "filter_state", "cookies",
         ])
         guard let (key, v) = try obj.oneOf(["prefix", "path", "safe_regex", "path_separated_prefix"]) else {
             fatalError("unreachable")
@@ -192,9 +195,10 @@ extension RouteMatch {
             try rf.finish()
             fraction = RuntimeFraction(runtimeKey: key, numerator: numerator, denominator: denominator)
         }
+        let dynamicMetadata = try obj.list("dynamic_metadata").map(MetadataMatcher.decode)
         try obj.finish()
         return RouteMatch(path: rule, caseSensitive: caseSensitive, headers: headers, queryParameters: query,
-                          runtimeFraction: fraction, grpc: grpc)
+                          runtimeFraction: fraction, grpc: grpc, dynamicMetadata: dynamicMetadata)
     }
 }
 
@@ -249,7 +253,10 @@ extension ForwardAction {
 
     private static func decodeWeighted(_ value: ConfigValue) throws -> ClusterChoice {
         let obj = try value.object()
-        try obj.unsupported(["header_name", "random_value_specifier", "use_hash_policy", "runtime_key_prefix"])
+        try obj.unsupported(["header_name", "random_value_specifier", "use_hash_policy"])
+        // Runtime overrides of the weights (`<prefix>.<cluster>`): Pilotfish has no runtime, so the configured
+        // weights stand, as in Envoy when the runtime has no value for those keys.
+        _ = try obj.optional("runtime_key_prefix")?.string()
         var clusters: [WeightedCluster] = []
         for item in try obj.list("clusters") {
             let c = try item.object()

@@ -14,6 +14,11 @@ public struct RouteConfiguration: Sendable {
     public var metadata = Metadata()
     /// `typed_per_filter_config`, by HTTP filter name.
     public var typedPerFilterConfig: [String: PerRouteFilterConfig] = [:]
+
+    /// `internal_only_headers`, lower-cased: removed from every request that is not internal before it is
+    /// routed, as Envoy's connection manager does. Pseudo-headers and `host` are left out: in Envoy, removing
+    /// them by these names touches nothing.
+    public var internalOnlyHeaders: [String] = []
 }
 
 public struct VirtualHost: Sendable {
@@ -35,6 +40,8 @@ public struct VirtualHost: Sendable {
     /// `per_request_buffer_limit_bytes`: how much request body is kept for retries (default: the
     /// listener's connection buffer limit).
     public var perRequestBufferLimitBytes: Int?
+    /// `virtual_clusters`: named classes of requests (statistics only; see `virtualClusterName`).
+    public var virtualClusters: [VirtualCluster] = []
 }
 
 public struct Route: Sendable {
@@ -65,6 +72,8 @@ public struct RouteMatch: Sendable {
     public var runtimeFraction: RuntimeFraction?
     /// `grpc: {}`: only requests whose content-type is `application/grpc` or `application/grpc+…`.
     public var grpc = false
+    /// `dynamic_metadata`: all must match the request's dynamic metadata.
+    public var dynamicMetadata: [MetadataMatcher] = []
 }
 
 /// `runtime_fraction`. Pilotfish has no runtime layer, so the default fraction decides with the request's

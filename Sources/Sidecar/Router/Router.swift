@@ -17,9 +17,13 @@ public struct RouteRequest {
     /// router_check_tool: a `runtime_fraction` route can only match when its `runtime_key` equals this
     /// value (`""` switches none on), and then its default fraction decides.
     public var enabledRuntimeKey: String?
+    /// The stream's dynamic metadata, for `dynamic_metadata` route matchers. The proxy has no filter that
+    /// sets any, so there it is empty.
+    public var dynamicMetadata: Metadata
 
     public init(method: String, path: String, authority: String, scheme: String = "http", isInternal: Bool = false,
-                headers: HTTPHeaders = HTTPHeaders(), randomValue: UInt64 = 0, enabledRuntimeKey: String? = nil) {
+                headers: HTTPHeaders = HTTPHeaders(), randomValue: UInt64 = 0, enabledRuntimeKey: String? = nil,
+                dynamicMetadata: Metadata = Metadata()) {
         self.method = method
         self.path = path
         self.authority = authority
@@ -28,6 +32,7 @@ public struct RouteRequest {
         self.headers = headers
         self.randomValue = randomValue
         self.enabledRuntimeKey = enabledRuntimeKey
+        self.dynamicMetadata = dynamicMetadata
     }
 
     /// A header as matchers see it: pseudo-headers from the request line, repeated headers joined with ",".
@@ -131,6 +136,7 @@ extension RouteConfiguration {
         return defaultHost
     }
 
+    /// `request` must be as `requestAsRouted` returns it.
     func select(_ request: RouteRequest) -> Selection {
         guard let vhIndex = virtualHostIndex(for: request.authority) else { return .noVirtualHost }
         let vh = virtualHosts[vhIndex]
@@ -149,7 +155,8 @@ extension RouteConfiguration {
 
     /// The route decision and the `typed_per_filter_config` that applies to the request: the chosen route's,
     /// its virtual host's and the route configuration's (only those that were matched).
-    public func resolve(_ request: RouteRequest) -> (decision: RouteDecision, perFilter: PerFilterConfigs) {
+    public func resolve(_ original: RouteRequest) -> (decision: RouteDecision, perFilter: PerFilterConfigs) {
+        let request = requestAsRouted(original)
         var perFilter = PerFilterConfigs()
         perFilter.routeConfiguration = typedPerFilterConfig
         let vhIndex: Int
@@ -195,15 +202,13 @@ extension RouteConfiguration {
                 // the router then answers as for an unknown cluster (cluster_not_found_response_code, 503).
                 cluster = request.firstHeader(h) ?? ""
             case .weighted(let clusters, let total):
-                let x = request.randomValue % total
-                var running: UInt64 = 0
-                var chosen = clusters[clusters.count - 1]
-                for c in clusters {
-                    running += c.weight
-                    if running > x { chosen = c; break }
-                }
+                let chosen = clusters[ForwardAction.weightedIndex(clusters, total: total, random: request.randomValue)]
                 cluster = chosen.name
                 mutations.insert(chosen.headers, at: 0)
+            }
+            // Removed before anything is added: the connection manager strips them before the router runs.
+            if !request.isInternal && !internalOnlyHeaders.isEmpty {
+                mutations.insert(HeaderMutations(requestRemove: internalOnlyHeaders), at: 0)
             }
             return .forward(ForwardTarget(
                 cluster: cluster, path: f.rewrittenPath(request, match: route.match),
@@ -228,6 +233,7 @@ extension RouteMatch {
             guard request.randomValue % rf.denominator < rf.numerator else { return false }
         }
         if grpc && !Self.isGRPC(request) { return false }
+        for m in dynamicMetadata where !m.matches(request.dynamicMetadata) { return false }
         for h in headers where !h.matches(request.header) { return false }
         if !queryParameters.isEmpty {
             let params = QueryString.parse(request.query)
@@ -298,6 +304,18 @@ extension RouteMatch {
 }
 
 extension ForwardAction {
+    /// Envoy's weighted cluster choice: `random % total`, then the first cluster whose running weight
+    /// exceeds it.
+    static func weightedIndex(_ clusters: [WeightedCluster], total: UInt64, random: UInt64) -> Int {
+        let x = random % total
+        var running: UInt64 = 0
+        for (i, c) in clusters.enumerated() {
+            running += c.weight
+            if running > x { return i }
+        }
+        return clusters.count - 1
+    }
+
     func rewrittenPath(_ request: RouteRequest, match: RouteMatch) -> String {
         match.rewritePath(request, prefix: prefixRewrite, regex: regexRewrite) ?? request.path
     }
