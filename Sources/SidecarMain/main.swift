@@ -129,7 +129,13 @@ struct SidecarCommand: ParsableCommand {
             bootstrap = try Bootstrap.load(text: source)
         } catch let e as ConfigError {
             let file = configPath ?? (configYAML != nil ? "--config-yaml" : usePodDefaults ? "<pod defaults>" : "<built-in default>")
-            print("error: invalid config \(file): \(e)", to: &StandardError.stream)
+            // Every problem found, one a line, sorted by line: a fix-and-retry loop per error is slow.
+            for problem in e.all {
+                print("error: invalid config \(file): \(problem)", to: &StandardError.stream)
+            }
+            if e.all.count > 1 {
+                print("\(e.all.count) errors in config \(file)", to: &StandardError.stream)
+            }
             throw ExitCode(1)
         }
         if printConfig {

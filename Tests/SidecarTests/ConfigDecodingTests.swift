@@ -385,10 +385,12 @@ import Testing
     }
 
     @Test func missingRequiredField() {
-        let text = Self.variant("  - name: service\n", "  - type_was_here: 1\n")
+        // A known field in place of the name: an unknown one would be reported instead (ConfigErrorTests).
+        let text = Self.variant("  - name: service\n", "  - dns_refresh_rate: 5s\n")
         let e = Self.loadError(text)
         #expect(e?.path == "static_resources.clusters[0]")
         #expect(e?.line == 22)
+        #expect(e?.message == "missing required field 'name'")
     }
 
     @Test func duplicateClusterName() {

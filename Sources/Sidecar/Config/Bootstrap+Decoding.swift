@@ -2,12 +2,17 @@ import Foundation
 import Yams
 
 extension Bootstrap {
-    /// Loads a bootstrap from YAML or JSON text. `source` names the file in errors.
+    /// The lists whose elements stand on their own: after an error in one, decoding goes on without it, so that
+    /// one load reports the errors of all of them (see `ConfigSession`).
+    static let recoverableLists: Set<String> = ["listeners", "clusters", "virtual_hosts", "routes"]
+
+    /// Loads a bootstrap from YAML or JSON text. On failure the `ConfigError` is the first problem by line and
+    /// carries every other one found in `others`.
     public static func load(text: String) throws -> Bootstrap {
         guard let root = try ConfigDocument.parse(text) else {
             throw ConfigError(path: "", line: nil, message: "the config is empty")
         }
-        return try decode(ConfigValue(node: root, path: ""))
+        return try ConfigSession.decode(root, recovering: recoverableLists, Self.decode)
     }
 
     public static func load(file: String) throws -> Bootstrap {
@@ -69,6 +74,20 @@ extension Bootstrap {
         for (i, c) in clusters.enumerated() where !clusterNames.insert(c.name).inserted {
             throw doc.error(at: "static_resources.clusters[\(i)].name", "duplicate cluster name '\(c.name)'")
         }
+        // A cluster left out after an error of its own (see `ConfigSession.decode`) still counts for references,
+        // so that its error is not followed by one for every route to it; if it has no name to count, references
+        // are not checked at all.
+        var checkReferences = true
+        if let session = doc.session, !session.excluded.isEmpty,
+           case .sequence(let raw)? = doc.child("static_resources")?.child("clusters")?.node {
+            for (i, node) in raw.enumerated() where session.isExcluded("static_resources.clusters[\(i)]") {
+                if let name = try? ConfigValue(node: node, path: "").child("name")?.string() {
+                    clusterNames.insert(name)
+                } else {
+                    checkReferences = false
+                }
+            }
+        }
         var listenerNames = Set<String>()
         var addresses = Set<SocketAddressConfig>()
         for (i, l) in listeners.enumerated() {
@@ -80,6 +99,7 @@ extension Bootstrap {
                                 "listener '\(l.name)' reuses address \(l.address)")
             }
             let filter = "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config"
+            guard checkReferences else { continue }
             switch l.network {
             case .httpConnectionManager(let hcm):
                 try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))

@@ -24,11 +24,21 @@ enum ConfigDocument {
 struct ConfigValue {
     let node: Node
     let path: String
+    /// The decoding pass this value was read in; nil for a value made on its own (then `object()` starts one).
+    var session: ConfigSession? = nil
 
     var line: Int? { node.mark?.line }
 
+    /// An error about this value. While mappings around it are still being decoded, their unknown fields are
+    /// reported instead (see `ConfigSession`): they are the likelier cause.
     func error(_ message: String) -> ConfigError {
-        ConfigError(path: path, line: line, message: message)
+        let error = ConfigError(path: path, line: line, message: message)
+        return session?.resolve(error) ?? error
+    }
+
+    /// A value below this one, read in the same pass.
+    func descendant(_ node: Node, path: String) -> ConfigValue {
+        ConfigValue(node: node, path: path, session: session)
     }
 
     var isNull: Bool {
@@ -49,12 +59,22 @@ struct ConfigValue {
 
     func object() throws -> ConfigObject {
         guard case .mapping(let mapping) = node else { throw error("expected a mapping, found \(kindName)") }
-        return try ConfigObject(self, mapping)
+        var value = self
+        let session = value.session ?? ConfigSession()
+        value.session = session
+        let object = try ConfigObject(value, mapping)
+        session.register(object)
+        return object
     }
 
     func array() throws -> [ConfigValue] {
         guard case .sequence(let seq) = node else { throw error("expected a list, found \(kindName)") }
-        return seq.enumerated().map { ConfigValue(node: $0.element, path: "\(path)[\($0.offset)]") }
+        return seq.enumerated().compactMap { i, element in
+            let elementPath = "\(path)[\(i)]"
+            // An element an earlier pass found an error in (see `ConfigSession.decode`).
+            if session?.isExcluded(elementPath) == true { return nil }
+            return descendant(element, path: elementPath)
+        }
     }
 
     /// A mapping whose keys are user data (metadata namespaces, map fields), in document order.
@@ -62,9 +82,9 @@ struct ConfigValue {
         guard case .mapping(let mapping) = node else { throw error("expected a mapping, found \(kindName)") }
         return try mapping.map { pair in
             guard case .scalar(let k) = pair.key else {
-                throw ConfigValue(node: pair.key, path: path).error("mapping keys must be scalars")
+                throw ConfigError(path: path, line: pair.key.mark?.line, message: "mapping keys must be scalars")
             }
-            return (k.string, ConfigValue(node: pair.value, path: "\(path).\(k.string)"))
+            return (k.string, descendant(pair.value, path: "\(path).\(k.string)"))
         }
     }
 
@@ -137,21 +157,34 @@ struct ConfigValue {
         for pair in mapping {
             guard case .scalar(let k) = pair.key else { continue }
             let name = k.string == "@type" ? k.string : ConfigObject.snakeCase(k.string)
-            if name == key { return ConfigValue(node: pair.value, path: path.isEmpty ? key : "\(path).\(key)") }
+            if name == key { return descendant(pair.value, path: path.isEmpty ? key : "\(path).\(key)") }
         }
         return nil
     }
 
-    /// Element `index` of this list, without decoding it.
+    /// Element `index` of this list as decoding saw it, without decoding it: elements `array()` left out (see
+    /// `ConfigSession.decode`) are not counted, so that an index into a decoded array finds its element.
     func element(_ index: Int) -> ConfigValue? {
-        guard case .sequence(let seq) = node, seq.indices.contains(index) else { return nil }
-        return ConfigValue(node: seq[index], path: "\(path)[\(index)]")
+        guard case .sequence(let seq) = node else { return nil }
+        var kept = 0
+        for (i, element) in seq.enumerated() {
+            let elementPath = "\(path)[\(i)]"
+            if session?.isExcluded(elementPath) == true { continue }
+            if kept == index { return descendant(element, path: elementPath) }
+            kept += 1
+        }
+        return nil
     }
 
     /// Follows a field path such as `static_resources.clusters[1].name` down from this value.
     /// Returns the deepest value reached, so an error still gets the nearest line when the path
     /// does not exist in the document.
     func locate(_ relativePath: String) -> ConfigValue {
+        locateFully(relativePath).value
+    }
+
+    /// `locate`, and whether the whole path was found.
+    private func locateFully(_ relativePath: String) -> (value: ConfigValue, complete: Bool) {
         var current = self
         for component in relativePath.split(separator: ".") {
             var name = Substring(component)
@@ -162,21 +195,22 @@ struct ConfigValue {
                 name = name[..<open]
             }
             if !name.isEmpty {
-                guard let next = current.child(String(name)) else { return current }
+                guard let next = current.child(String(name)) else { return (current, false) }
                 current = next
             }
             for i in indices {
-                guard let next = current.element(i) else { return current }
+                guard let next = current.element(i) else { return (current, false) }
                 current = next
             }
         }
-        return current
+        return (current, true)
     }
 
     /// An error at `relativePath` below this value, with that field's line when it is in the document.
+    /// `relativePath`'s indices count decoded elements (see `element`); the error names the document's.
     func error(at relativePath: String, _ message: String) -> ConfigError {
-        let found = locate(relativePath)
-        let full = path.isEmpty ? relativePath : "\(path).\(relativePath)"
+        let (found, complete) = locateFully(relativePath)
+        let full = complete ? found.path : path.isEmpty ? relativePath : "\(path).\(relativePath)"
         return ConfigError(path: full, line: found.line, message: message)
     }
 
@@ -190,8 +224,12 @@ struct ConfigValue {
 /// rather than silently ignored.
 final class ConfigObject {
     let value: ConfigValue
-    private var fields: [(key: String, node: Node)] = []
+    private var fields: [(key: String, node: Node, keyLine: Int?)] = []
     private var used: Set<String> = []
+    /// Fields asked about with `has`, which does not consume them.
+    private var mentioned: Set<String> = []
+    /// Set once `finish()` has found nothing left over.
+    private(set) var isFinished = false
 
     var path: String { value.path }
 
@@ -199,13 +237,13 @@ final class ConfigObject {
         self.value = value
         for pair in mapping {
             guard case .scalar(let k) = pair.key else {
-                throw ConfigValue(node: pair.key, path: value.path).error("field names must be strings")
+                throw ConfigError(path: value.path, line: pair.key.mark?.line, message: "field names must be strings")
             }
             let name = k.string == "@type" ? k.string : Self.snakeCase(k.string)
             if fields.contains(where: { $0.key == name }) {
-                throw ConfigValue(node: pair.key, path: childPath(name)).error("duplicate field '\(k.string)'")
+                throw ConfigError(path: childPath(name), line: pair.key.mark?.line, message: "duplicate field '\(k.string)'")
             }
-            fields.append((name, pair.value))
+            fields.append((name, pair.value, pair.key.mark?.line))
         }
     }
 
@@ -226,13 +264,14 @@ final class ConfigObject {
     func childPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
     func has(_ key: String) -> Bool {
-        fields.contains { $0.key == key && !ConfigValue(node: $0.node, path: "").isNull }
+        mentioned.insert(key)
+        return fields.contains { $0.key == key && !ConfigValue(node: $0.node, path: "").isNull }
     }
 
     func optional(_ key: String) -> ConfigValue? {
         used.insert(key)
         guard let f = fields.first(where: { $0.key == key }) else { return nil }
-        let v = ConfigValue(node: f.node, path: childPath(key))
+        let v = value.descendant(f.node, path: childPath(key))
         return v.isNull ? nil : v
     }
 
@@ -266,10 +305,52 @@ final class ConfigObject {
         }
     }
 
-    /// Reports the first field that no decoder consumed.
+    /// Reports every field that no decoder consumed (and the unknown fields of the mappings around this one
+    /// that are still being decoded, since their decoding stops here too).
     func finish() throws {
-        for f in fields where !used.contains(f.key) {
-            throw ConfigValue(node: f.node, path: childPath(f.key)).error("unknown field '\(f.key)'")
+        if let session = value.session, session.recordsFieldGaps, knownFields == nil {
+            session.fieldGaps.append("\(path.isEmpty ? "<root>" : path): \(used.union(mentioned).sorted())")
         }
+        let leftOver = fields.filter { !used.contains($0.key) }
+        guard !leftOver.isEmpty else {
+            isFinished = true
+            return
+        }
+        let known = knownFields ?? used.union(mentioned)
+        let errors = leftOver.map { unknownFieldError($0.key, line: $0.keyLine, known: known) }
+        let around = value.session?.unknownFields(around: path, besides: self) ?? []
+        throw ConfigError(collecting: errors + around)
+    }
+
+    // MARK: Unknown fields
+
+    /// The `@type` of an `Any` mapping.
+    private var typeURL: String? {
+        guard let f = fields.first(where: { $0.key == "@type" }), case .scalar(let s) = f.node else { return nil }
+        return s.string
+    }
+
+    /// The fields of the message(s) this mapping can be, judging by the fields its decoder has asked for so far,
+    /// plus those; nil when no message in `ConfigFields` fits.
+    var knownFields: Set<String>? {
+        let queried = used.union(mentioned)
+        return ConfigFields.known(queried: queried, type: typeURL)?.union(queried)
+    }
+
+    /// Errors for the fields of this mapping that its message does not have; none when the message is not
+    /// known (then `finish()` still reports what is left over).
+    func unknownFieldErrors() -> [ConfigError] {
+        guard let known = knownFields else { return [] }
+        return fields.filter { !known.contains($0.key) }.map { unknownFieldError($0.key, line: $0.keyLine, known: known) }
+    }
+
+    /// "unknown field 'prefx'; did you mean 'prefix'?", suggesting a known field the mapping does not have.
+    private func unknownFieldError(_ key: String, line: Int?, known: Set<String>) -> ConfigError {
+        let present = Set(fields.map(\.key))
+        var message = "unknown field '\(key)'"
+        if let suggestion = ConfigFields.closest(to: key, among: known.subtracting(present)) {
+            message += "; did you mean '\(suggestion)'?"
+        }
+        return ConfigError(path: childPath(key), line: line, message: message)
     }
 }
