@@ -43,7 +43,37 @@ enum ConfigFields {
         request_headers_to_add request_headers_to_remove response_headers_to_add response_headers_to_remove
         """
 
-    static let messages: [Message] = [
+    /// Every message: the core ones below, then each HTTP filter's own (declared with its registration).
+    static let messages: [Message] = coreMessages + HTTPFilterRegistry.filters.flatMap(\.fields) + [
+        Message("envoy.config.route.v3.FilterConfig", type: HTTPFilterRegistry.routeFilterConfigType,
+                "config is_optional disabled"),
+        // MetadataMatcher.swift
+        Message("envoy.type.matcher.v3.MetadataMatcher", "filter path value invert"),
+        Message("envoy.type.matcher.v3.MetadataMatcher.PathSegment", "key"),
+        Message("envoy.type.matcher.v3.ValueMatcher", """
+            null_match double_match string_match bool_match present_match list_match or_match
+            """),
+        Message("envoy.type.matcher.v3.DoubleMatcher", "range exact"),
+        Message("envoy.type.v3.DoubleRange", "start end"),
+        Message("envoy.type.matcher.v3.ListMatcher", "one_of"),
+        Message("envoy.type.matcher.v3.OrMatcher", "value_matchers"),
+        // RouteCheck/RouteCheckTestFile.swift: Envoy's router_check_tool test file (validation.proto).
+        Message("envoy.RouterCheckToolSchema.Validation", "tests runtime"),
+        Message("envoy.RouterCheckToolSchema.ValidationItem", "test_name input validate"),
+        Message("envoy.RouterCheckToolSchema.ValidationInput", """
+            authority path method random_value ssl internal runtime additional_request_headers
+            additional_response_headers dynamic_metadata
+            """),
+        Message("envoy.RouterCheckToolSchema.DynamicMetadata", "metadata_namespace typed_value value allow_overwrite"),
+        Message("envoy.RouterCheckToolSchema.ValidationAssert", """
+            cluster_name virtual_cluster_name virtual_host_name host_rewrite path_rewrite path_redirect code_redirect
+            request_header_fields response_header_fields request_header_matches response_header_matches timeout
+            route_metadata
+            """),
+        Message("envoy.RouterCheckToolSchema.MetadataAssert", "namespace key value"),
+    ]
+
+    static let coreMessages: [Message] = [
         // Bootstrap+Decoding.swift
         Message("envoy.config.bootstrap.v3.Bootstrap", """
             dynamic_resources cluster_manager stats_sinks stats_config layered_runtime overload_manager tracing

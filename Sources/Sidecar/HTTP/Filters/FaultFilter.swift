@@ -16,7 +16,17 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
     static let registration = HTTPFilterRegistration(
         typeURL: typeURL, name: "envoy.filters.http.fault",
         decode: { try FaultConfig.decode($0) },
-        perRoute: [(typeURL, { @Sendable (o: ConfigObject) throws -> any Sendable in try FaultConfig.decode(o) })])
+        perRoute: [(typeURL, { @Sendable (o: ConfigObject) throws -> any Sendable in try FaultConfig.decode(o) })],
+        fields: [
+            .init("envoy.extensions.filters.http.fault.v3.HTTPFault", type: typeURL, """
+                delay abort upstream_cluster headers downstream_nodes max_active_faults response_rate_limit
+                delay_percent_runtime abort_percent_runtime delay_duration_runtime abort_http_status_runtime
+                max_active_faults_runtime response_rate_limit_percent_runtime abort_grpc_status_runtime
+                disable_downstream_cluster_stats filter_metadata
+                """),
+            .init("envoy.extensions.filters.common.fault.v3.FaultDelay", "fixed_delay header_delay percentage"),
+            .init("envoy.extensions.filters.http.fault.v3.FaultAbort", "http_status grpc_status header_abort percentage"),
+        ])
 
     static let abortBody = "fault filter abort"
 

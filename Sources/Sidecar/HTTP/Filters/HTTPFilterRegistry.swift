@@ -6,6 +6,9 @@ struct HTTPFilterRegistration: Sendable {
     let decode: @Sendable (ConfigObject) throws -> any HTTPFilterConfig
     /// The `@type`s a route's `typed_per_filter_config` may give this filter, and how to decode each.
     var perRoute: [(typeURL: String, decode: @Sendable (ConfigObject) throws -> any Sendable)] = []
+    /// The fields of the messages this filter's decoders read (see `ConfigFields`): a typo in its config is then
+    /// named before anything else is said about the mapping.
+    var fields: [ConfigFields.Message] = []
 }
 
 /// A decoded `http_filters` entry.

@@ -9,7 +9,8 @@ final class RBACHTTPFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Send
     static let registration = HTTPFilterRegistration(
         typeURL: RBACFilterConfig.httpType, name: "envoy.filters.http.rbac",
         decode: { try RBACFilterConfig.decodeHTTP($0) },
-        perRoute: [(perRouteType, { @Sendable (o: ConfigObject) throws -> any Sendable in try RBACPerRoute.decode(o) })])
+        perRoute: [(perRouteType, { @Sendable (o: ConfigObject) throws -> any Sendable in try RBACPerRoute.decode(o) })],
+        fields: [.init("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", type: perRouteType, "rbac")])
 
     static let perRouteType = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
     static let accessDeniedBody = "RBAC: access denied"

@@ -14,7 +14,18 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
         decode: { try LocalRateLimitConfig.decode($0) },
         perRoute: [(typeURL, { @Sendable (o: ConfigObject) throws -> any Sendable in
             try LocalRateLimitConfig.decode(o)
-        })])
+        })],
+        fields: [
+            .init("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit", type: typeURL, """
+                stat_prefix status token_bucket filter_enabled filter_enforced request_headers_to_add_when_not_enforced
+                response_headers_to_add descriptors stage local_rate_limit_per_downstream_connection
+                local_cluster_rate_limit enable_x_ratelimit_headers vh_rate_limits always_consume_default_token_bucket
+                rate_limited_as_resource_exhausted rate_limits max_dynamic_descriptors
+                local_rate_limit_per_downstream_connection_enabled_runtime
+                """),
+            .init("envoy.type.v3.TokenBucket", "max_tokens tokens_per_fill fill_interval"),
+            .init("envoy.type.v3.HttpStatus", "code"),
+        ])
 
     static let limitedBody = "local_rate_limited"
 
