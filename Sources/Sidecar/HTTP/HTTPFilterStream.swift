@@ -425,8 +425,25 @@ final class HTTPFilterStream {
     ///
     /// `closeConnection`: nil lets the stream decide as Envoy's HTTP/1 codec does: a response that ends before
     /// its request closes the connection.
+    ///
+    /// A gRPC request (content-type `application/grpc`) gets every local reply as gRPC does errors: a trailers-only
+    /// response, 200 with `grpc-status` (`grpcStatus`, else the HTTP status mapped as Envoy maps it) and
+    /// `grpc-message` (the body), and no body.
     func sendLocalReply(status: HTTPResponseStatus, body: String, headers extra: HTTPHeaders = HTTPHeaders(),
-                        closeConnection: Bool? = nil) {
+                        grpcStatus: Int? = nil, closeConnection: Bool? = nil) {
+        if RouteMatch.isGRPC(request) {
+            var grpc = extra
+            grpc.add(name: "content-type", value: "application/grpc")
+            grpc.add(name: "grpc-status", value: String(grpcStatus ?? GRPCStatus.fromHTTP(Int(status.code))))
+            if !body.isEmpty { grpc.add(name: "grpc-message", value: GRPCStatus.percentEncode(body)) }
+            sendPlainLocalReply(status: .ok, body: "", headers: grpc, closeConnection: closeConnection)
+            return
+        }
+        sendPlainLocalReply(status: status, body: body, headers: extra, closeConnection: closeConnection)
+    }
+
+    private func sendPlainLocalReply(status: HTTPResponseStatus, body: String, headers extra: HTTPHeaders,
+                                     closeConnection: Bool?) {
         guard active else { return }
         if responseStarted {
             codec.resetStream()
@@ -448,48 +465,42 @@ final class HTTPFilterStream {
             encodeData(buffer, endStream: true)
         }
     }
-
-    /// A local reply carrying a gRPC status. A gRPC request gets it as Envoy sends one: a trailers-only response
-    /// (200, `content-type: application/grpc`, `grpc-status`, `grpc-message`); any other request gets the HTTP
-    /// status Envoy maps the gRPC status to, with `message` as the body.
-    func sendGRPCLocalReply(status code: Int, message: String) {
-        guard RouteMatch.isGRPC(request) else {
-            sendLocalReply(status: HTTPResponseStatus(statusCode: GRPCStatus.httpStatus(code)), body: message)
-            return
-        }
-        var extra = HTTPHeaders()
-        extra.add(name: "content-type", value: "application/grpc")
-        extra.add(name: "grpc-status", value: String(code))
-        extra.add(name: "grpc-message", value: message)
-        sendLocalReply(status: .ok, body: "", headers: extra)
-    }
 }
 
 @available(*, unavailable) extension HTTPFilterStream: Sendable {}
 
-/// gRPC status codes as HTTP sees them (Envoy's `Grpc::Utility::grpcToHttpStatus`).
+extension String {
+    fileprivate func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
+
+/// gRPC statuses for local replies (Envoy's `Grpc::Utility`).
 enum GRPCStatus {
-    static func httpStatus(_ code: Int) -> Int {
-        switch code {
-        case 0: return 200
-        case 1: return 499
-        case 2: return 500
-        case 3: return 400
-        case 4: return 504
-        case 5: return 404
-        case 6: return 409
-        case 7: return 403
-        case 8: return 429
-        case 9: return 400
-        case 10: return 409
-        case 11: return 400
-        case 12: return 501
-        case 13: return 500
-        case 14: return 503
-        case 15: return 500
-        case 16: return 401
-        default: return 500
+    /// `httpToGrpcStatus`.
+    static func fromHTTP(_ status: Int) -> Int {
+        switch status {
+        case 400: return 13
+        case 401: return 16
+        case 403: return 7
+        case 404: return 12
+        case 429, 502, 503, 504: return 14
+        default: return 2
         }
+    }
+
+    /// gRPC's percent-encoding of `grpc-message`: bytes outside printable ASCII, and '%', as %XX.
+    static func percentEncode(_ message: String) -> String {
+        guard message.utf8.contains(where: { $0 < 0x20 || $0 > 0x7e || $0 == 0x25 }) else { return message }
+        var out = ""
+        for b in message.utf8 {
+            if b < 0x20 || b > 0x7e || b == 0x25 {
+                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(2)
+            } else {
+                out.unicodeScalars.append(UnicodeScalar(b))
+            }
+        }
+        return out
     }
 }
 

@@ -15,6 +15,8 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         responseStarted = true
         var head = head
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
+        // Envoy's connection manager adds these after every encoder (so they follow what filters added).
+        if !head.headers.contains(name: "date") { head.headers.add(name: "date", value: HTTPDate.now()) }
         head.headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
         stats.inc(listener.stats.responseClass(Int(head.status.code)))
@@ -44,9 +46,10 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         closeAfterResponse = !keepAlive
     }
 
+    /// Envoy's order: the filter's own headers first, then the body's; `date` and `server` come at the codec.
     func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead {
-        var head = LocalReply.head(status: status, bodyLength: bodyLength, server: listener.hcm.serverName,
-                                   close: false, extra: extra)
+        var head = HTTPResponseHead(version: .http1_1, status: status, headers: extra)
+        LocalReply.addBodyHeaders(&head.headers, status: status, bodyLength: bodyLength)
         applyResponseMutations(&head.headers)
         return head
     }

@@ -14,17 +14,24 @@ enum LocalReply {
     static func head(status: HTTPResponseStatus, bodyLength: Int, server: String, close: Bool,
                      extra: HTTPHeaders = HTTPHeaders()) -> HTTPResponseHead {
         var headers = HTTPHeaders()
+        addBodyHeaders(&headers, status: status, bodyLength: bodyLength)
+        headers.add(name: "date", value: HTTPDate.now())
+        headers.add(name: "server", value: server)
+        for (n, v) in extra { headers.add(name: n, value: v) }
+        if close { headers.add(name: "connection", value: "close") }
+        return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+    }
+}
+
+extension LocalReply {
+    /// `content-length` and, with a body, `content-type: text/plain`, as Envoy's local replies carry them.
+    static func addBodyHeaders(_ headers: inout HTTPHeaders, status: HTTPResponseStatus, bodyLength: Int) {
         if bodyLength > 0 {
             headers.add(name: "content-length", value: String(bodyLength))
             headers.add(name: "content-type", value: "text/plain")
         } else if status.code >= 200 && status.code != 204 && status.code != 304 {
             headers.add(name: "content-length", value: "0")
         }
-        headers.add(name: "date", value: HTTPDate.now())
-        headers.add(name: "server", value: server)
-        for (n, v) in extra { headers.add(name: n, value: v) }
-        if close { headers.add(name: "connection", value: "close") }
-        return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
     }
 }
 

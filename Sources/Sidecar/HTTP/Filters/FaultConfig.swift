@@ -47,7 +47,7 @@ struct FaultConfig: Sendable {
             guard delayPercentage.evaluate(random) else { return nil }
             duration = ms
         case .header:
-            guard let v = requestHeaders.first(name: Self.delayHeader), let ms = UInt64(v) else { return nil }
+            guard let v = requestHeaders.first(name: Self.delayHeader), let ms = UInt64(v), ms > 0 else { return nil }
             guard Self.headerPercentage(requestHeaders, Self.delayPercentageHeader, delayPercentage).evaluate(random)
             else { return nil }
             duration = ms

@@ -93,7 +93,9 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
         case .http(let status):
             stream.sendLocalReply(status: HTTPResponseStatus(statusCode: status), body: Self.abortBody)
         case .grpc(let code):
-            stream.sendGRPCLocalReply(status: code, message: Self.abortBody)
+            // A gRPC request gets the status as a trailers-only reply; any other request gets 200 with the body,
+            // as Envoy 1.40 answers it.
+            stream.sendLocalReply(status: .ok, body: Self.abortBody, grpcStatus: code)
         }
         return true
     }

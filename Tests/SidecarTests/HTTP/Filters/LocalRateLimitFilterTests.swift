@@ -71,7 +71,8 @@ import Testing
         let first = try proxy.fetch("GET", "/x")
         #expect(first.header("x-ratelimit-limit") == "2")
         #expect(first.header("x-ratelimit-remaining") == "1")
-        #expect(first.header("x-ratelimit-reset").flatMap(Int.init).map { $0 >= 1 && $0 <= 60 } == true)
+        // Envoy 1.40: 0 while a whole token is left.
+        #expect(first.header("x-ratelimit-reset") == "0")
         _ = try proxy.fetch("GET", "/x")
         let limited = try proxy.fetch("GET", "/x")
         #expect(limited.status == 429)
@@ -104,7 +105,8 @@ import Testing
         for _ in 0..<2 {
             let c = try proxy.client()
             try c.send(RawClient.request("GET", "/a"))
-            #expect(try c.readResponse().status == 200)
+            let first = try c.readResponse()
+            #expect(first.status == 200, "\(first.status) \(first.bodyString)")
             try c.send(RawClient.request("GET", "/b"))
             #expect(try c.readResponse().status == 429)
             c.close()

@@ -13,7 +13,12 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
         typeURL: typeURL, name: "envoy.filters.http.local_ratelimit",
         decode: { try LocalRateLimitConfig.decode($0) },
         perRoute: [(typeURL, { @Sendable (o: ConfigObject) throws -> any Sendable in
-            try LocalRateLimitConfig.decode(o)
+            let config = try LocalRateLimitConfig.decode(o)
+            guard config.bucket != nil else {
+                throw o.value.error("token_bucket is required in a per-route LocalRateLimit (Envoy: local rate limit "
+                    + "token bucket must be set for per filter configs)")
+            }
+            return config
         })],
         fields: [
             .init("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit", type: typeURL, """
@@ -58,8 +63,9 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
         guard let c = settings(stream), c.filterEnabled.evaluate(stream.worker.random.next()) else { return .continue }
         let stats = stream.stats
         stats.inc(c.stats.enabled)
-        let now = NIODeadline.now().uptimeNanoseconds
-        if bucket(c, stream)?.tryTake(now: now) ?? true {
+        // The clock is read after the bucket exists: a per-connection bucket made now starts full now.
+        let b = bucket(c, stream)
+        if b?.tryTake(now: NIODeadline.now().uptimeNanoseconds) ?? true {
             stats.inc(c.stats.ok)
             return .continue
         }
@@ -87,9 +93,9 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
     func encodeHeaders(_ head: inout HTTPResponseHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
         guard let c = settings(stream), c.xRateLimitHeaders, let b = bucket(c, stream) else { return .continue }
         let now = NIODeadline.now().uptimeNanoseconds
-        head.headers.replaceOrAdd(name: "x-ratelimit-limit", value: String(b.bucket.maxTokens))
+        head.headers.replaceOrAdd(name: "x-ratelimit-limit", value: String(b.maxTokens))
         head.headers.replaceOrAdd(name: "x-ratelimit-remaining", value: String(b.remaining(now: now)))
-        head.headers.replaceOrAdd(name: "x-ratelimit-reset", value: String(b.secondsUntilNextFill(now: now)))
+        head.headers.replaceOrAdd(name: "x-ratelimit-reset", value: String(b.secondsUntilNextToken(now: now)))
         return .continue
     }
 }

@@ -1,93 +1,80 @@
 import Atomics
 
-/// Envoy's local rate limit token bucket: it starts full (`max_tokens`), and every `fill_interval` it gains
-/// `tokens_per_fill`, never above `max_tokens`; a request takes one token or is limited. Fills happen at whole
-/// intervals since the bucket was made, so over a window T at most max_tokens + tokens_per_fill · ⌈T / interval⌉
-/// requests pass.
+/// Envoy 1.40's local rate limit token bucket (its atomic, time-based bucket): tokens flow in continuously at
+/// r = `tokens_per_fill` / `fill_interval`, never above `max_tokens`; the bucket starts full, and a request takes one
+/// token or is limited. So over a window T at most max_tokens + r·T requests pass, and a steady load under r is never
+/// limited.
 ///
-/// A pure value over an injected clock (nanoseconds since the bucket's start): `SharedTokenBucket` keeps its state
-/// in one atomic word so every worker takes from the same bucket without a lock.
+/// The whole state is one number: the time at which the bucket would have been empty (`emptyAt`, seconds). The
+/// tokens at `now` are min(max_tokens, (now − emptyAt) · r). A pure value over an injected clock; `SharedTokenBucket`
+/// keeps `emptyAt` in one atomic word, so every worker takes from the same bucket without a lock.
 struct TokenBucket: Equatable {
-    let maxTokens: UInt32
-    let tokensPerFill: UInt32
-    let fillIntervalNanoseconds: Int64
+    let maxTokens: Double
+    /// Tokens per second.
+    let rate: Double
 
-    /// The bucket's state: the whole intervals that had elapsed when it was last updated, and its tokens.
-    struct State: Equatable {
-        var fills: UInt32
-        var tokens: UInt32
-
-        var packed: UInt64 { UInt64(fills) << 32 | UInt64(tokens) }
-        init(fills: UInt32, tokens: UInt32) {
-            self.fills = fills
-            self.tokens = tokens
-        }
-        init(packed: UInt64) {
-            fills = UInt32(truncatingIfNeeded: packed >> 32)
-            tokens = UInt32(truncatingIfNeeded: packed)
-        }
+    init(maxTokens: UInt32, tokensPerFill: UInt32, fillIntervalNanoseconds: Int64) {
+        self.maxTokens = Double(maxTokens)
+        rate = Double(tokensPerFill) / (Double(fillIntervalNanoseconds) / 1e9)
     }
 
-    var initialState: State { State(fills: 0, tokens: maxTokens) }
+    /// `emptyAt` for a full bucket at `now`.
+    func fullState(now: Double) -> Double { now - maxTokens / rate }
 
-    /// The state at `now`, with the fills since `state` added.
-    func refilled(_ state: State, now: Int64) -> State {
-        let elapsed = UInt32(clamping: max(now, 0) / fillIntervalNanoseconds)
-        guard elapsed > state.fills else { return state }
-        let added = UInt64(elapsed - state.fills) * UInt64(tokensPerFill)
-        let tokens = UInt32(min(UInt64(maxTokens), UInt64(state.tokens) + added))
-        return State(fills: elapsed, tokens: tokens)
+    func tokens(_ emptyAt: Double, now: Double) -> Double { min(maxTokens, max(0, (now - emptyAt) * rate)) }
+
+    /// Takes one token at `now`: the new `emptyAt`, and whether the request may pass.
+    func take(_ emptyAt: Double, now: Double) -> (Double, allowed: Bool) {
+        let available = tokens(emptyAt, now: now)
+        guard available >= 1 else { return (emptyAt, false) }
+        return (now - (available - 1) / rate, true)
     }
 
-    /// Takes one token at `now`: the new state, and whether the request may pass.
-    func take(_ state: State, now: Int64) -> (State, allowed: Bool) {
-        var s = refilled(state, now: now)
-        guard s.tokens > 0 else { return (s, false) }
-        s.tokens -= 1
-        return (s, true)
-    }
-
-    /// Nanoseconds from `now` to the next fill (for `x-ratelimit-reset`).
-    func untilNextFill(now: Int64) -> Int64 {
-        let n = max(now, 0)
-        return fillIntervalNanoseconds - n % fillIntervalNanoseconds
+    /// Seconds until the next whole token (0 while one is there): Envoy's `x-ratelimit-reset`, rounded up.
+    func secondsUntilNextToken(_ emptyAt: Double, now: Double) -> Double {
+        let available = tokens(emptyAt, now: now)
+        return available >= 1 ? 0 : (1 - available) / rate
     }
 }
 
-/// A token bucket every worker takes from: the state lives in one atomic word, updated by compare-and-swap.
+/// A token bucket every worker takes from: `emptyAt` lives in one atomic word, updated by compare-and-swap.
 final class SharedTokenBucket: Sendable {
     let bucket: TokenBucket
-    private let state: ManagedAtomic<UInt64>
-    /// The bucket's time zero, on the uptime clock.
+    private let emptyAt: ManagedAtomic<UInt64>
+    /// The bucket's time zero, on the uptime clock (nanoseconds).
     private let start: UInt64
 
     init(_ bucket: TokenBucket, start: UInt64) {
         self.bucket = bucket
         self.start = start
-        state = ManagedAtomic(bucket.initialState.packed)
+        emptyAt = ManagedAtomic(bucket.fullState(now: 0).bitPattern)
     }
 
-    private func elapsed(_ now: UInt64) -> Int64 { Int64(bitPattern: now &- start) }
+    private func seconds(_ now: UInt64) -> Double { Double(Int64(bitPattern: now &- start)) / 1e9 }
 
     func tryTake(now: UInt64) -> Bool {
-        let t = elapsed(now)
-        var current = state.load(ordering: .relaxed)
+        let t = seconds(now)
+        var current = emptyAt.load(ordering: .relaxed)
         while true {
-            let (next, allowed) = bucket.take(TokenBucket.State(packed: current), now: t)
-            if next.packed == current { return allowed }
-            let (exchanged, original) = state.compareExchange(
-                expected: current, desired: next.packed, ordering: .relaxed)
-            if exchanged { return allowed }
+            let (next, allowed) = bucket.take(Double(bitPattern: current), now: t)
+            guard allowed else { return false }
+            let (exchanged, original) = emptyAt.compareExchange(
+                expected: current, desired: next.bitPattern, ordering: .relaxed)
+            if exchanged { return true }
             current = original
         }
     }
 
-    func remaining(now: UInt64) -> UInt32 {
-        bucket.refilled(TokenBucket.State(packed: state.load(ordering: .relaxed)), now: elapsed(now)).tokens
+    /// Whole tokens left.
+    func remaining(now: UInt64) -> Int {
+        Int(bucket.tokens(Double(bitPattern: emptyAt.load(ordering: .relaxed)), now: seconds(now)))
     }
 
-    func secondsUntilNextFill(now: UInt64) -> Int64 {
-        let ns = bucket.untilNextFill(now: elapsed(now))
-        return (ns + 999_999_999) / 1_000_000_000
+    /// Whole seconds until the next token, rounded up; 0 while a token is there.
+    func secondsUntilNextToken(now: UInt64) -> Int {
+        let s = bucket.secondsUntilNextToken(Double(bitPattern: emptyAt.load(ordering: .relaxed)), now: seconds(now))
+        return Int(s.rounded(.up))
     }
+
+    var maxTokens: Int { Int(bucket.maxTokens) }
 }
