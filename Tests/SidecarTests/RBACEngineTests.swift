@@ -161,7 +161,7 @@ import Testing
 
     @Test func remoteIPFollowsXForwardedForButSourceAndDirectRemoteDoNot() {
         var r = Self.request(source: "127.0.0.1", path: "/", headers: [("x-forwarded-for", "10.1.2.3")])
-        if let forwarded = RBACRequest.forwardedFor(r.http!.headers) { r.remote = forwarded }
+        r.remote = ConnectionManagerHeaders().remoteAddress(r.http!.headers, peer: r.source)
         #expect(RBACPrincipal.remoteIP(Self.range("10.0.0.0", 8)).matches(r))
         #expect(!RBACPrincipal.sourceIP(Self.range("10.0.0.0", 8)).matches(r))
         #expect(!RBACPrincipal.directRemoteIP(Self.range("10.0.0.0", 8)).matches(r))
@@ -182,7 +182,7 @@ import Testing
     func theLastForwardedForAddressIsTheRemoteAddress(values: [String], expected: String?) {
         var headers = HTTPHeaders()
         for v in values { headers.add(name: "x-forwarded-for", value: v) }
-        #expect(RBACRequest.forwardedFor(headers) == expected.flatMap { IPAddress(parsing: $0) })
+        #expect(ConnectionManagerHeaders().remoteAddress(headers, peer: nil) == expected.flatMap { IPAddress(parsing: $0) })
     }
 
     @Test func destinationPortsAndRanges() {

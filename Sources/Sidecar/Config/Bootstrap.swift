@@ -54,6 +54,10 @@ public struct Listener: Sendable {
     /// `bind_to_port: false`: a virtual listener that only receives connections handed off to it.
     public var bindToPort: Bool = true
     public var continueOnListenerFiltersTimeout: Bool = false
+    /// `traffic_direction`: which side of the pod the listener serves. Envoy uses it for tracing and for
+    /// Istio's stats; Pilotfish records it (admin /config_dump shows the config as given).
+    public var trafficDirection: TrafficDirection = .UNSPECIFIED
+    public enum TrafficDirection: String, Sendable, CaseIterable { case UNSPECIFIED, INBOUND, OUTBOUND }
 
     /// The listener's one network filter.
     public enum NetworkFilter: Sendable {
@@ -171,9 +175,25 @@ public struct HTTPConnectionManagerConfig: Sendable {
     /// `stream_idle_timeout` (default 5 min; zero disables): a request with no activity for this long
     /// is ended (408 before the response started, else reset).
     public var streamIdleTimeout: ProtoDuration = .seconds(300)
+    /// What the connection manager does to request and response headers (XFF, request id, via, ...).
+    var requestHeaders = ConnectionManagerHeaders()
+    /// `add_user_agent`: filled in with the node's cluster and id at start-up.
+    var addUserAgent = false
+    /// `common_http_protocol_options` for downstream connections.
+    var commonProtocolOptions = DownstreamHTTPProtocolOptions()
 
     /// The `envoy.filters.http.rbac` filters' configs, in order.
     var httpRBAC: [RBACFilterConfig] { httpFilters.compactMap { $0.config as? RBACFilterConfig } }
+}
+
+/// The connection manager's `common_http_protocol_options` (downstream connections).
+public struct DownstreamHTTPProtocolOptions: Sendable {
+    /// A connection with no request for this long is closed (Envoy's default: 1 hour).
+    public var idleTimeout: ProtoDuration? = .seconds(3600)
+    /// A connection this old gets `connection: close` on its next response, or is closed when idle.
+    public var maxConnectionDuration: ProtoDuration?
+    /// The Nth request of a connection is its last (`connection: close`).
+    public var maxRequestsPerConnection: Int?
 }
 
 public struct Cluster: Sendable {

@@ -11,7 +11,7 @@ extension Listener {
     static func decode(_ value: ConfigValue) throws -> Listener {
         let obj = try value.object()
         try obj.unsupported([
-            "socket_options", "traffic_direction",
+            "socket_options",
             "filter_chain_matcher",
             "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log", "tcp_backlog_size",
             "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
@@ -102,6 +102,7 @@ extension Listener {
         listener.tlsInspector = tlsInspector
         listener.useOriginalDst = try obj.optional("use_original_dst")?.bool() ?? false
         listener.bindToPort = try obj.optional("bind_to_port")?.bool() ?? true
+        if let d = obj.optional("traffic_direction") { listener.trafficDirection = try d.enumValue(Listener.TrafficDirection.self) }
         try obj.finish()
         return listener
     }
@@ -253,9 +254,8 @@ extension TCPProxyConfig {
 extension HTTPConnectionManagerConfig {
     static func decode(_ obj: ConfigObject) throws -> HTTPConnectionManagerConfig {
         try obj.unsupported([
-            "rds", "scoped_routes", "http2_protocol_options", "http3_protocol_options", "common_http_protocol_options",
-            "tracing", "access_log", "access_log_options", "add_user_agent", "xff_num_trusted_hops",
-            "skip_xff_append", "via", "generate_request_id", "preserve_external_request_id", "always_set_request_id_in_response",
+            "rds", "scoped_routes", "http2_protocol_options", "http3_protocol_options",
+            "tracing", "access_log", "access_log_options",
             "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue", "upgrade_configs",
             "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
             "local_reply_config", "strip_matching_host_port", "strip_any_host_port",
@@ -263,7 +263,7 @@ extension HTTPConnectionManagerConfig {
             "server_header_transformation", "scheme_header_transformation", "max_request_headers_count",
             "stream_error_on_invalid_http_message", "original_ip_detection_extensions", "early_header_mutation_extensions",
             "strip_trailing_host_dot", "proxy_status_config", "typed_header_validation_config", "append_x_forwarded_port",
-            "append_local_overload", "add_proxy_protocol_connection_state", "http_services", "request_timeout",
+            "append_local_overload", "add_proxy_protocol_connection_state", "http_services",
             "represent_ipv4_remote_address_as_ipv4_mapped_ipv6", "internal_only_headers",
         ])
         let statPrefix = try obj.required("stat_prefix").nonEmptyString()
@@ -291,20 +291,52 @@ extension HTTPConnectionManagerConfig {
             try hpo.finish()
         }
         let serverName = try obj.optional("server_name")?.string() ?? "envoy"
-        let useRemoteValue = obj.optional("use_remote_address")
-        let useRemote = try useRemoteValue?.bool() ?? false
-        if let useRemoteValue, useRemote {
-            throw useRemoteValue.error(
-                "field 'use_remote_address' is a valid Envoy field but is not supported by Pilotfish yet")
+        var headers = ConnectionManagerHeaders()
+        headers.useRemoteAddress = try obj.optional("use_remote_address")?.bool() ?? false
+        headers.xffNumTrustedHops = Int(try obj.optional("xff_num_trusted_hops")?.uint32() ?? 0)
+        headers.skipXFFAppend = try obj.optional("skip_xff_append")?.bool() ?? false
+        headers.generateRequestID = try obj.optional("generate_request_id")?.bool() ?? true
+        headers.preserveExternalRequestID = try obj.optional("preserve_external_request_id")?.bool() ?? false
+        headers.alwaysSetRequestIDInResponse = try obj.optional("always_set_request_id_in_response")?.bool() ?? false
+        let addUserAgent = try obj.optional("add_user_agent")?.bool() ?? false
+        headers.via = try obj.optional("via")?.nonEmptyString()
+        var common = DownstreamHTTPProtocolOptions()
+        if let c = try obj.optional("common_http_protocol_options")?.object() {
+            try c.unsupported([
+                "headers_with_underscores_action", "max_headers_count", "max_stream_duration",
+                "max_response_headers_kb", "max_connection_duration_jitter",
+            ])
+            if let v = c.optional("idle_timeout") {
+                let d = try v.duration()
+                common.idleTimeout = d.isZero ? nil : d
+            }
+            if let v = c.optional("max_connection_duration") {
+                let d = try v.duration()
+                common.maxConnectionDuration = d.isZero ? nil : d
+            }
+            if let v = c.optional("max_requests_per_connection") {
+                let n = try v.uint32Int()
+                common.maxRequestsPerConnection = n == 0 ? nil : n
+            }
+            try c.finish()
+        }
+        var requestTimeout: ProtoDuration?
+        if let v = obj.optional("request_timeout") {
+            let d = try v.duration()
+            requestTimeout = d.isZero ? nil : d
         }
         let maxKB = try obj.optional("max_request_headers_kb")?.int(min: 1, max: 8192) ?? 60
         // Zero disables it, as in Envoy.
         let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
         try obj.finish()
-        return HTTPConnectionManagerConfig(
+        var config = HTTPConnectionManagerConfig(
             statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters,
             acceptHTTP10: acceptHTTP10, defaultHostForHTTP10: defaultHost, serverName: serverName,
-            useRemoteAddress: useRemote, requestTimeout: nil, maxRequestHeadersKB: Int(maxKB),
+            useRemoteAddress: headers.useRemoteAddress, requestTimeout: requestTimeout, maxRequestHeadersKB: Int(maxKB),
             streamIdleTimeout: streamIdleTimeout)
+        config.requestHeaders = headers
+        config.addUserAgent = addUserAgent
+        config.commonProtocolOptions = common
+        return config
     }
 }

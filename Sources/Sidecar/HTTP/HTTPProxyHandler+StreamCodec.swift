@@ -18,9 +18,18 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         // Envoy's connection manager adds these after every encoder (so they follow what filters added).
         if !head.headers.contains(name: "date") { head.headers.add(name: "date", value: HTTPDate.now()) }
         head.headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
+        let rules = listener.requestHeaders
+        if rules.alwaysSetRequestIDInResponse || rules.via != nil {
+            rules.mutateResponse(&head.headers, requestID: stream.request.headers.first(name: "x-request-id"))
+        }
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
         stats.inc(listener.stats.responseClass(Int(head.status.code)))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    func clientAddress(_ headers: HTTPHeaders) -> IPAddress? {
+        let peer = context.channel.remoteAddress?.ipAddress.flatMap { IPAddress(parsing: $0) }
+        return listener.requestHeaders.remoteAddress(headers, peer: peer)
     }
 
     func encodeResponseBody(_ buffer: ByteBuffer) {

@@ -39,7 +39,6 @@ extension HTTPProxyHandler {
         if !headers.contains(name: "x-forwarded-proto") {
             headers.add(name: "x-forwarded-proto", value: security != nil ? "https" : "http")
         }
-        if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: worker.random.uuid()) }
         if target.timeout.isZero {
             headers.remove(name: "x-envoy-expected-rq-timeout-ms")
         } else {

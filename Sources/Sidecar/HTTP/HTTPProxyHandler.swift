@@ -75,6 +75,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var draining = false
     /// The response in flight is the last on this connection (a local reply that must close it).
     var closeAfterResponse = false
+    /// Requests this connection has carried (max_requests_per_connection), and when it was accepted.
+    var requestsOnConnection = 0
+    var connectedAt = NIODeadline.uptimeNanoseconds(0)
+    /// `request_timeout`: the whole request must arrive within it.
+    var requestTimer: Scheduled<Void>?
+    /// The connection idle timeout's quarter ticks (common_http_protocol_options.idle_timeout).
+    var connectionIdleTimer: Scheduled<Void>?
+    var connectionIdleQuietTicks = 0
+    var connectionIdleSeen = 0
     /// The request's trip through the listener's `http_filters`; reused for every request of the connection.
     lazy var stream = HTTPFilterStream(codec: self, worker: worker, router: RouterFilter(connection: self))
     lazy var connectionFilterState = ConnectionFilterState()
@@ -127,6 +136,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         stats.inc(listener.stats.cxTotal)
         stats.inc(listener.stats.cxActive)
+        connectedAt = .now()
+        armConnectionIdleTimer()
         worker.register(self)
         if !listener.networkRBAC.isEmpty || listener.filtersReadConnection {
             rbacDestination = RBACRequest.downstreamLocalAddress(
@@ -147,6 +158,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         timer = nil
         idleTimer?.cancel()
         idleTimer = nil
+        requestTimer?.cancel()
+        requestTimer = nil
+        connectionIdleTimer?.cancel()
+        connectionIdleTimer = nil
         // The client went away: cancel its upstream request.
         abandonUpstream(closeConnection: true)
         phase = .discarding
@@ -186,6 +201,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             }
         case .end(let trailers):
             requestComplete = true
+            if let t = requestTimer {
+                t.cancel()
+                requestTimer = nil
+            }
             switch phase {
             case .decoding, .connecting, .forwarding, .backoff:
                 if let trailers { stream.decodeTrailers(trailers) } else { stream.decodeData(ByteBuffer(), endStream: true) }
@@ -290,7 +309,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         responseMutations = []
         downstreamVersion = head.version
         keepAlive = head.isKeepAlive && !draining
+        requestsOnConnection += 1
+        let common = listener.hcm.commonProtocolOptions
+        if let max = common.maxRequestsPerConnection, requestsOnConnection >= max { keepAlive = false }
+        if let limit = common.maxConnectionDuration, NIODeadline.now() - connectedAt >= limit.timeAmount {
+            keepAlive = false
+        }
         beginRequestStats()
+        if let timeout = listener.hcm.requestTimeout { startRequestTimer(timeout) }
         setStreamIdleTimeout(listener.hcm.streamIdleTimeout)
 
         if head.version.major != 1 || (head.version.minor == 0 && !listener.hcm.acceptHTTP10) {
@@ -325,11 +351,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
-        if listener.httpFilters.count > 1 && !head.headers.contains(name: "x-request-id") {
-            // Envoy's connection manager generates the id before any HTTP filter runs, so filters see one;
-            // the upstream gets this same id. (With the router alone, the router adds it.)
-            head.headers.add(name: "x-request-id", value: worker.random.uuid())
-        }
+        // The connection manager's header rules (x-forwarded-for, x-request-id, sanitising, via) run before any
+        // filter, as in Envoy, so filters see what the upstream will.
+        listener.requestHeaders.mutateRequest(
+            &head.headers, peer: listener.requestHeaders.useRemoteAddress ? context.channel.remoteAddress : nil,
+            random: &worker.random)
         // internal_only_headers: every request is external (no internal_address_config), so they go before any
         // filter sees the request, as in Envoy's connection manager.
         for name in listener.routes.internalOnlyHeaders { head.headers.remove(name: name) }
@@ -456,6 +482,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func finishRequest() {
+        requestTimer?.cancel()
+        requestTimer = nil
         stream.end()
         endRequestStats()
         phase = .idle

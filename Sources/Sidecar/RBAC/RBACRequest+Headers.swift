@@ -63,18 +63,4 @@ extension RBACRequest {
         }
         return true
     }
-
-    /// Envoy's `getLastAddressFromXFF` with no trusted hops: the text after the last comma of
-    /// `x-forwarded-for`, trimmed, when it is an IP address.
-    static func forwardedFor(_ headers: HTTPHeaders) -> IPAddress? {
-        guard let last = headers["x-forwarded-for"].last else { return nil }
-        var text = Substring(last)
-        if let comma = text.lastIndex(of: ","), text.index(after: comma) < text.endIndex {
-            text = text[text.index(after: comma)...]
-        }
-        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        while let c = text.first, blank(c) { text = text.dropFirst() }
-        while let c = text.last, blank(c) { text = text.dropLast() }
-        return IPAddress(parsing: String(text))
-    }
 }

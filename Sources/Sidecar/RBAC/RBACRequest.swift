@@ -6,7 +6,7 @@ import NIOHTTP1
 struct RBACRequest {
     /// The connection's peer: `source_ip` and `direct_remote_ip`.
     var source: IPAddress?
-    /// `remote_ip`: the peer, or for HTTP the address `x-forwarded-for` names (see `forwardedFor`).
+    /// `remote_ip`: the peer, or for HTTP the address `x-forwarded-for` names (see `ConnectionManagerHeaders.remoteAddress`).
     var remote: IPAddress?
     /// The downstream local address (the original destination when a listener filter restored it).
     var destination: IPAddress?

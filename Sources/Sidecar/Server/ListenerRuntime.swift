@@ -17,6 +17,8 @@ struct ListenerRuntime: Sendable {
     var httpFilters: [any HTTPFilterFactory] = []
     /// Some HTTP filter reads the connection's addresses or TLS peer (RBAC): looked up once per connection.
     var filtersReadConnection = false
+    /// The connection manager's request/response header rules, with the node's identity filled in.
+    var requestHeaders = ConnectionManagerHeaders()
 }
 
 /// A tcp_proxy listener's immutable settings.

@@ -258,6 +258,9 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
+    /// What a loopback peer is appended to `x-forwarded-for` as (Envoy's local address), looked up once.
+    static let localAddress = ConnectionManagerHeaders.hostLocalAddress()
+
     private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, tls: TransportTLS?,
                               httpFilters factories: [any HTTPFilterFactory]) -> ChainRuntime
     {
@@ -271,6 +274,13 @@ public final class SidecarServer: @unchecked Sendable {
                 maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls)
             runtime.networkRBAC = networkRBAC
             runtime.httpFilters = factories
+            var headers = hcm.requestHeaders
+            if hcm.addUserAgent {
+                headers.userAgent = bootstrap.nodeCluster ?? ""
+                headers.nodeID = bootstrap.nodeID ?? ""
+            }
+            if headers.useRemoteAddress { headers.localAddress = Self.localAddress }
+            runtime.requestHeaders = headers
             runtime.filtersReadConnection = hcm.httpFilters.contains { $0.config is RBACFilterConfig }
             return .http(runtime)
         case .tcpProxy(let tcp):

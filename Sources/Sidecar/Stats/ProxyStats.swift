@@ -5,6 +5,9 @@ public struct HTTPStats: Sendable {
     public let cxDestroy, rqTimeout, cxProtocolError: Int
     /// `downstream_rq_idle_timeout`: requests ended by stream_idle_timeout / route idle_timeout.
     public let rqIdleTimeout: Int
+    /// `downstream_cx_idle_timeout` / `downstream_cx_max_duration_reached`: connections closed by the connection
+    /// manager's common_http_protocol_options.
+    public let cxIdleTimeout, cxMaxDurationReached: Int
 
     init(prefix: String, registry r: StatsRegistry) {
         let label = ("envoy_http_conn_manager_prefix", prefix)
@@ -27,6 +30,8 @@ public struct HTTPStats: Sendable {
         rqTimeout = reg("downstream_rq_timeout", .counter)
         cxProtocolError = reg("downstream_cx_protocol_error", .counter)
         rqIdleTimeout = reg("downstream_rq_idle_timeout", .counter)
+        cxIdleTimeout = reg("downstream_cx_idle_timeout", .counter)
+        cxMaxDurationReached = reg("downstream_cx_max_duration_reached", .counter)
     }
 
     func responseClass(_ status: Int) -> Int { rqXX + min(max(status / 100, 1), 5) - 1 }

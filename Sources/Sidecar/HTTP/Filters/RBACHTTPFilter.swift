@@ -42,9 +42,7 @@ final class RBACHTTPFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Send
         var request = RBACRequest(
             source: info.remoteAddress, destination: info.localAddress, security: info.security,
             requestedServerName: info.requestedServerName, http: stream.request)
-        if rules.usesRemoteIP, let forwarded = RBACRequest.forwardedFor(stream.request.headers) {
-            request.remote = forwarded
-        }
+        if rules.usesRemoteIP { request.remote = stream.codec.clientAddress(stream.request.headers) }
         if rules.allows(request, counting: stream.stats) { return .continue }
         stream.sendLocalReply(status: .forbidden, body: Self.accessDeniedBody)
         return .stopIteration
