@@ -16,8 +16,11 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         var head = head
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
         head.headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
+        // Envoy's drain close: while admin has failed the health check, every response ends its connection.
+        if worker.server.healthCheckFailed { keepAlive = false }
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
-        stats.inc(listener.stats.responseClass(Int(head.status.code)))
+        // Health checks are not counted by response class (Envoy's chargeStats skips them).
+        if !stream.isHealthCheck { stats.inc(listener.stats.responseClass(Int(head.status.code))) }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 

@@ -22,6 +22,7 @@ enum HTTPFilterRegistry {
         RBACHTTPFilter.registration,
         FaultFilter.registration,
         LocalRateLimitFilter.registration,
+        HealthCheckFilter.registration,
         RouterFilter.registration,
     ]
 
