@@ -10,6 +10,7 @@ struct AdminServer {
     /// Endpoints that change state: Envoy 1.40 answers GET on them with 405.
     static let mutating: Set<String> = [
         "/quitquitquit", "/healthcheck/fail", "/healthcheck/ok", "/reset_counters", "/drain_listeners", "/logging",
+        "/runtime_modify",
     ]
 
     func bind(host: String, port: Int) throws -> Channel {
@@ -33,18 +34,33 @@ final class AdminHandler: ChannelInboundHandler {
 
     private let server: SidecarServer
     private var head: HTTPRequestHead?
+    /// The request body, kept (up to `maxBody`) for endpoints that take form values (`/runtime_modify`).
+    private var body = ByteBuffer()
+    private static let maxBody = 64 * 1024
 
     init(server: SidecarServer) { self.server = server }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let h): head = h
-        case .body: break
+        case .head(let h):
+            head = h
+            body.clear()
+        case .body(var b):
+            if body.readableBytes + b.readableBytes <= Self.maxBody { body.writeBuffer(&b) }
         case .end:
             guard let h = head else { return }
             head = nil
             handle(h, context: context)
         }
+    }
+
+    /// Form values of a `application/x-www-form-urlencoded` body, as Envoy's admin reads them when the query
+    /// string has none.
+    private func formValues(_ head: HTTPRequestHead) -> [(name: String, value: String)] {
+        guard let type = head.headers.first(name: "content-type"),
+              type.lowercased().hasPrefix("application/x-www-form-urlencoded"),
+              let text = body.getString(at: body.readerIndex, length: body.readableBytes) else { return [] }
+        return QueryString.parse(Substring(text))
     }
 
     private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -75,7 +91,12 @@ final class AdminHandler: ChannelInboundHandler {
         }
         switch path {
         case "/ready":
-            if server.isDraining { reply(.serviceUnavailable, "DRAINING\n") } else { reply(.ok, "LIVE\n") }
+            // Envoy: DRAINING (503) while the health check is failed, as when draining.
+            if server.isDraining || server.context.healthCheckFailed {
+                reply(.serviceUnavailable, "DRAINING\n")
+            } else {
+                reply(.ok, "LIVE\n")
+            }
         case "/stats", "/stats/prometheus":
             let registry = server.registry
             let filter = param("filter").flatMap { try? CompiledRegex($0) }
@@ -129,10 +150,32 @@ final class AdminHandler: ChannelInboundHandler {
             server.drainAndStop()
             reply(.ok, "OK\n")
         case "/healthcheck/fail", "/healthcheck/ok":
-            reply(.notImplemented, "health check filter is not supported by Pilotfish yet\n")
+            // Every worker sees the flag at once (one atomic): health_check filters answer 503 and every HTTP/1
+            // response closes its connection while it is set.
+            server.context.failHealthCheck(path == "/healthcheck/fail")
+            reply(.ok, "OK\n")
+        case "/runtime":
+            reply(.ok, server.context.runtime.json(), type: "application/json")
+        case "/runtime_modify":
+            var values = query
+            if values.isEmpty { values = formValues(head) }
+            guard !values.isEmpty else {
+                reply(.badRequest, "usage: /runtime_modify?key1=value1&key2=value2&keyN=valueN\n"
+                    + "       or send the parameters as form values\n"
+                    + "use an empty value to remove a previously added override\n")
+                return
+            }
+            let decoded = values.map { (key: $0.name.removingPercentEncoding ?? $0.name,
+                                        value: $0.value.removingPercentEncoding ?? $0.value) }
+            guard server.context.runtime.mergeAdminValues(decoded) else {
+                reply(.serviceUnavailable, "No admin layer specified")
+                return
+            }
+            reply(.ok, "OK\n")
         default:
-            reply(.notFound, "invalid path. admin commands are:\n  /clusters\n  /config_dump\n  /listeners\n  /logging\n"
-                + "  /quitquitquit\n  /ready\n  /reset_counters\n  /server_info\n  /stats\n  /stats/prometheus\n")
+            reply(.notFound, "invalid path. admin commands are:\n  /clusters\n  /config_dump\n  /healthcheck/fail\n"
+                + "  /healthcheck/ok\n  /listeners\n  /logging\n  /quitquitquit\n  /ready\n  /reset_counters\n"
+                + "  /runtime\n  /runtime_modify\n  /server_info\n  /stats\n  /stats/prometheus\n")
         }
     }
 
@@ -153,7 +196,7 @@ final class AdminHandler: ChannelInboundHandler {
 
     private func serverInfo() -> String {
         let uptime = Int(Date().timeIntervalSince(server.startTime))
-        let state = server.isDraining ? "DRAINING" : "LIVE"
+        let state = server.isDraining || server.context.healthCheckFailed ? "DRAINING" : "LIVE"
         return """
         {
          "version": "pilotfish/\(SidecarVersion.string)/envoy-v3-config",

@@ -28,7 +28,7 @@ extension Bootstrap {
     static func decode(_ value: ConfigValue) throws -> Bootstrap {
         let obj = try value.object()
         try obj.unsupported([
-            "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config", "layered_runtime",
+            "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config",
             "overload_manager", "tracing", "watchdog", "watchdogs", "hds_config", "flags_path", "stats_flush_interval",
             "bootstrap_extensions", "fatal_actions", "default_socket_interface", "inline_headers",
         ])
@@ -59,10 +59,12 @@ extension Bootstrap {
             nodeCluster = try no.optional("cluster")?.string()
             try no.finish()
         }
+        let layeredRuntime = try obj.optional("layered_runtime").map(LayeredRuntimeConfig.decode)
         try obj.finish()
         var bootstrap = Bootstrap(admin: admin, listeners: listeners, clusters: clusters)
         bootstrap.nodeID = nodeID
         bootstrap.nodeCluster = nodeCluster
+        bootstrap.layeredRuntime = layeredRuntime
         try bootstrap.validate(root: obj)
         return bootstrap
     }

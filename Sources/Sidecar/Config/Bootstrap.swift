@@ -8,6 +8,8 @@ public struct Bootstrap: Sendable {
     /// `node.id` / `node.cluster`: who this proxy is (Envoy shows them in /server_info; SDS needs them set).
     public var nodeID: String? = nil
     public var nodeCluster: String? = nil
+    /// `layered_runtime` (nil: none, as Envoy then runs with no runtime layers).
+    public var layeredRuntime: LayeredRuntimeConfig? = nil
 
     public struct Admin: Sendable {
         public var address: SocketAddressConfig

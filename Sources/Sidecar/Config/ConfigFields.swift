@@ -47,6 +47,9 @@ enum ConfigFields {
     static let messages: [Message] = coreMessages + HTTPFilterRegistry.filters.flatMap(\.fields) + [
         Message("envoy.config.route.v3.FilterConfig", type: HTTPFilterRegistry.routeFilterConfigType,
                 "config is_optional disabled"),
+        // Runtime/Runtime.swift
+        Message("envoy.config.bootstrap.v3.LayeredRuntime", "layers"),
+        Message("envoy.config.bootstrap.v3.RuntimeLayer", "name static_layer disk_layer admin_layer rtds_layer"),
         // MetadataMatcher.swift
         Message("envoy.type.matcher.v3.MetadataMatcher", "filter path value invert"),
         Message("envoy.type.matcher.v3.MetadataMatcher.PathSegment", "key"),

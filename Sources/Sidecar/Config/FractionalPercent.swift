@@ -27,13 +27,13 @@ public struct FractionalPercent: Sendable, Equatable {
         return FractionalPercent(numerator: numerator, denominator: denominator)
     }
 
-    /// `envoy.config.core.v3.RuntimeFractionalPercent`: its `default_value` (Pilotfish has no runtime layer to
-    /// override it with, so a `runtime_key` only names the value).
-    static func decodeRuntime(_ value: ConfigValue) throws -> FractionalPercent {
+    /// `envoy.config.core.v3.RuntimeFractionalPercent`: its `default_value`, and the `runtime_key` whose value
+    /// overrides it (see `RuntimeFractionalPercent.evaluate`).
+    static func decodeRuntime(_ value: ConfigValue) throws -> RuntimeFractionalPercent {
         let obj = try value.object()
         let v = try FractionalPercent.decode(try obj.required("default_value"))
-        _ = try obj.optional("runtime_key")?.string()
+        let key = try obj.optional("runtime_key")?.string()
         try obj.finish()
-        return v
+        return RuntimeFractionalPercent(defaultValue: v, runtimeKey: key)
     }
 }

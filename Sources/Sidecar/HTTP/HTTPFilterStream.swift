@@ -77,6 +77,9 @@ final class HTTPFilterStream {
     private(set) var isHeadRequest = false
     /// The downstream request has a body (Content-Length > 0 or chunked).
     private(set) var requestHasBody = false
+    /// A filter took this request for a health check (Envoy's `streamInfo().healthCheck(true)`): the connection
+    /// manager leaves it out of `downstream_rq_Nxx`.
+    var isHealthCheck = false
     /// Bumped per stream: timers a filter scheduled for an earlier stream do nothing.
     private(set) var streamID: UInt64 = 0
     private var scheduled: [Scheduled<Void>] = []
@@ -117,6 +120,7 @@ final class HTTPFilterStream {
         self.perFilterConfig = perFilterConfig
         isHeadRequest = isHead
         requestHasBody = hasBody
+        isHealthCheck = false
         decoder = Direction()
         encoder = Direction()
         localReplySent = false

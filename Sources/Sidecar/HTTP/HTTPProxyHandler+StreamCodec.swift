@@ -22,8 +22,11 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         if rules.alwaysSetRequestIDInResponse || rules.via != nil {
             rules.mutateResponse(&head.headers, requestID: stream.request.headers.first(name: "x-request-id"))
         }
+        // Envoy's drain close: while admin has failed the health check, every response ends its connection.
+        if worker.server.healthCheckFailed { keepAlive = false }
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
-        stats.inc(listener.stats.responseClass(Int(head.status.code)))
+        // Health checks are not counted by response class (Envoy's chargeStats skips them).
+        if !stream.isHealthCheck { stats.inc(listener.stats.responseClass(Int(head.status.code))) }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 

@@ -19,6 +19,9 @@ public struct RouteConfiguration: Sendable {
     /// routed, as Envoy's connection manager does. Pseudo-headers and `host` are left out: in Envoy, removing
     /// them by these names touches nothing.
     public var internalOnlyHeaders: [String] = []
+    /// The server's runtime, which `runtime_fraction` keys read (set when a server runs this table; nil: every
+    /// key is absent and the default fractions decide).
+    var runtime: Runtime? = nil
 }
 
 public struct VirtualHost: Sendable {
@@ -76,8 +79,9 @@ public struct RouteMatch: Sendable {
     public var dynamicMetadata: [MetadataMatcher] = []
 }
 
-/// `runtime_fraction`. Pilotfish has no runtime layer, so the default fraction decides with the request's
-/// random value, as Envoy does when the runtime has no value for the key.
+/// `runtime_fraction`: the runtime key's value (a FractionalPercent, or an integer percentage) decides with the
+/// request's random value, and the default fraction when the runtime has no usable value for the key (Envoy's
+/// `featureEnabled`).
 public struct RuntimeFraction: Sendable {
     public var runtimeKey: String?
     public var numerator: UInt64

@@ -12,10 +12,10 @@ public struct RouteRequest {
     public var headers: HTTPHeaders
     /// Picks weighted clusters and decides runtime fractions.
     public var randomValue: UInt64
-    /// `nil` in the proxy: there is no runtime layer, so every `runtime_fraction` uses its default value,
-    /// as Envoy does when the runtime has no value for the key. Non-nil: a runtime mock, as in Envoy's
-    /// router_check_tool: a `runtime_fraction` route can only match when its `runtime_key` equals this
-    /// value (`""` switches none on), and then its default fraction decides.
+    /// `nil` in the proxy: `runtime_fraction` reads the route table's runtime (its default value when the
+    /// runtime has no value for the key). Non-nil: a runtime mock, as in Envoy's router_check_tool: a
+    /// `runtime_fraction` route can only match when its `runtime_key` equals this value (`""` switches none on),
+    /// and then its default fraction decides.
     public var enabledRuntimeKey: String?
     /// The stream's dynamic metadata, for `dynamic_metadata` route matchers. The proxy has no filter that
     /// sets any, so there it is empty.
@@ -143,7 +143,7 @@ extension RouteConfiguration {
         if vh.requireTLS == .ALL || (vh.requireTLS == .EXTERNAL_ONLY && !request.isInternal), request.scheme != "https" {
             return .tlsRedirect(virtualHost: vhIndex)
         }
-        guard let routeIndex = vh.routes.firstIndex(where: { $0.match.matches(request) }) else {
+        guard let routeIndex = vh.routes.firstIndex(where: { $0.match.matches(request, runtime: runtime) }) else {
             return .noRoute(virtualHost: vhIndex)
         }
         return .route(virtualHost: vhIndex, route: routeIndex)
@@ -223,14 +223,21 @@ extension RouteConfiguration {
 }
 
 extension RouteMatch {
-    func matches(_ request: RouteRequest) -> Bool {
+    func matches(_ request: RouteRequest, runtime: Runtime? = nil) -> Bool {
         guard pathMatches(request) else { return false }
         if let rf = runtimeFraction {
             if let enabled = request.enabledRuntimeKey {
                 guard !enabled.isEmpty, (rf.runtimeKey ?? "") == enabled else { return false }
             }
-            // Envoy's ProtobufPercentHelper::evaluateFractionalPercent.
-            guard request.randomValue % rf.denominator < rf.numerator else { return false }
+            let defaultValue = FractionalPercent(numerator: rf.numerator, denominator: rf.denominator)
+            if request.enabledRuntimeKey == nil, let runtime {
+                // Envoy's `evaluateRuntimeMatch`: snapshot().featureEnabled(runtime_key, default_value, random).
+                guard runtime.snapshot.featureEnabled(rf.runtimeKey, default: defaultValue, random: request.randomValue)
+                else { return false }
+            } else {
+                // Envoy's ProtobufPercentHelper::evaluateFractionalPercent.
+                guard request.randomValue % rf.denominator < rf.numerator else { return false }
+            }
         }
         if grpc && !Self.isGRPC(request) { return false }
         for m in dynamicMetadata where !m.matches(request.dynamicMetadata) { return false }

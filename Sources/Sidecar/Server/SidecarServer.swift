@@ -35,6 +35,8 @@ public final class SidecarServer: @unchecked Sendable {
     /// One active health checker per health-checked cluster (index = cluster index), on its own loop.
     private(set) var healthCheckers: [Int: ActiveHealthChecker] = [:]
     let threadPool = NIOThreadPool(numberOfThreads: 1)
+    /// The runtime and the health-check-failed flag, shared with workers, filters and admin.
+    let context: ServerContext
 
     public init(bootstrap: Bootstrap, concurrency: Int, drainTime: TimeAmount = .seconds(5), configSource: String? = nil) {
         self.bootstrap = bootstrap
@@ -42,6 +44,9 @@ public final class SidecarServer: @unchecked Sendable {
         self.drainTime = drainTime
         self.configSource = configSource
         let registry = self.registry
+        let context = ServerContext(runtime: Runtime(bootstrap.layeredRuntime ?? LayeredRuntimeConfig()),
+                                    localClusterName: bootstrap.nodeCluster ?? "")
+        self.context = context
         self.clusters = ClusterManager(configs: bootstrap.clusters, registry: registry)
         for l in bootstrap.listeners {
             for chain in l.filterChains + [l.defaultFilterChain].compactMap({ $0 }) {
@@ -64,8 +69,8 @@ public final class SidecarServer: @unchecked Sendable {
             for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
                 guard case .httpConnectionManager(let h) = chain.network else { continue }
                 httpFilterFactories[li, default: [:]][ci] = h.httpFilters.map {
-                    $0.config.makeFactory(
-                        HTTPFilterBuildContext(registry: registry, statPrefix: h.statPrefix, filterName: $0.name))
+                    $0.config.makeFactory(HTTPFilterBuildContext(
+                        registry: registry, statPrefix: h.statPrefix, filterName: $0.name, server: context))
                 }
                 // Per-route filter configs with counters of their own (local_ratelimit) register them now too.
                 let rc = h.routeConfig
@@ -94,6 +99,16 @@ public final class SidecarServer: @unchecked Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
         // Registered here, with every other stat, before workers size their stat arrays.
+        context.runtime.registerStats(registry)
+        // Envoy's `server.live` follows /healthcheck/fail at once; `server.state` (0 LIVE, 1 DRAINING) is refreshed
+        // at each stats flush in Envoy (every 5s), here whenever it is read.
+        let stopping = self.stopping
+        registry.registerComputed("server.live", family: "server.live") {
+            context.healthCheckFailed || stopping.value ? 0 : 1
+        }
+        registry.registerComputed("server.state", family: "server.state") {
+            context.healthCheckFailed || stopping.value ? 1 : 0
+        }
         // Envoy's `ssl_context_update_by_sds`, per listener address and per cluster, for contexts fed by SDS.
         var listenerSDS: [SocketAddressConfig: [TLSContextProvider]] = [:]
         for (li, chains) in chainTLS {
@@ -175,9 +190,11 @@ public final class SidecarServer: @unchecked Sendable {
         }
         let registry = self.registry
         let clusters = self.clusters
+        let context = self.context
         for (i, loop) in group.makeIterator().enumerated() {
             let bound = try loop.submit {
-                NIOLoopBound(Worker(eventLoop: loop, index: i, registry: registry, clusters: clusters, hosts: hosts), eventLoop: loop)
+                NIOLoopBound(Worker(eventLoop: loop, index: i, registry: registry, clusters: clusters, hosts: hosts,
+                                    server: context), eventLoop: loop)
             }.wait()
             workers.append((loop, bound))
         }
@@ -269,8 +286,10 @@ public final class SidecarServer: @unchecked Sendable {
         }
         switch chain.network {
         case .httpConnectionManager(let hcm):
+            var routes = hcm.routeConfig
+            routes.runtime = context.runtime
             var runtime = ListenerRuntime(
-                config: l, hcm: hcm, routes: hcm.routeConfig, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
+                config: l, hcm: hcm, routes: routes, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
                 maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls)
             runtime.networkRBAC = networkRBAC
             runtime.httpFilters = factories

@@ -9,13 +9,17 @@ final class Worker {
     let pools: [ConnectionPool]
     /// This worker's view of each cluster: hosts, health, balancer (index = cluster index).
     let locals: [ThreadLocalCluster]
+    /// The server's runtime and health-check state, shared by every worker.
+    let server: ServerContext
     var random = FastRandom()
     private var connections: [ObjectIdentifier: any DrainableConnection] = [:]
     private(set) var draining = false
     private var idleWaiters: [EventLoopPromise<Void>] = []
 
-    init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, clusters: ClusterManager, hosts: [[UpstreamHost]]) {
+    init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, clusters: ClusterManager, hosts: [[UpstreamHost]],
+         server: ServerContext = ServerContext()) {
         self.eventLoop = eventLoop
+        self.server = server
         let stats = WorkerStats(count: registry.count)
         self.stats = stats
         self.clusters = clusters

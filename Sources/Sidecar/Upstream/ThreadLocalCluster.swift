@@ -20,7 +20,8 @@ final class ThreadLocalCluster {
     private let outlierStats: OutlierDetectionStats?
     /// Whether this worker publishes the cluster's membership gauges (only one worker does).
     private let publishesMembership: Bool
-    private var healthyCount: Int
+    /// Hosts usable now (this worker's `membership_healthy`).
+    private(set) var healthyCount: Int
 
     init(entry: ClusterManager.Entry, hosts: [UpstreamHost], workerIndex: Int, stats: WorkerStats,
          outlierStats: OutlierDetectionStats?) {

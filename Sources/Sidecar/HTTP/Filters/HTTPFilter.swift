@@ -80,6 +80,8 @@ struct HTTPFilterBuildContext {
     let statPrefix: String
     /// The filter's name in `http_filters`.
     let filterName: String
+    /// The server's runtime, health-check state and identity.
+    var server = ServerContext()
 }
 
 /// A decoded `http_filters` entry's typed_config.

@@ -25,6 +25,7 @@ enum HTTPFilterRegistry {
         RBACHTTPFilter.registration,
         FaultFilter.registration,
         LocalRateLimitFilter.registration,
+        HealthCheckFilter.registration,
         RouterFilter.registration,
     ]
 

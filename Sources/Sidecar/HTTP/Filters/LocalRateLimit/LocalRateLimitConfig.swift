@@ -9,8 +9,9 @@ struct LocalRateLimitConfig: Sendable {
     /// Without a token bucket nothing is limited (Envoy's filter then only counts `enabled` and `ok`).
     var bucket: SharedTokenBucket?
     var status: Int = 429
-    var filterEnabled = FractionalPercent.zero
-    var filterEnforced = FractionalPercent.zero
+    /// Evaluated through the server's runtime: a `runtime_key` with a value overrides the default.
+    var filterEnabled = RuntimeFractionalPercent.zero
+    var filterEnforced = RuntimeFractionalPercent.zero
     var responseHeadersToAdd: [HeaderMutations.Addition] = []
     var requestHeadersToAddWhenNotEnforced: [HeaderMutations.Addition] = []
     var perConnection = false
@@ -87,7 +88,7 @@ final class LocalRateLimitStats: @unchecked Sendable {
 extension LocalRateLimitConfig: HTTPFilterConfig, StartupRegistering {
     func makeFactory(_ context: HTTPFilterBuildContext) -> any HTTPFilterFactory {
         registerStats(context.registry)
-        return LocalRateLimitFilter(name: context.filterName, config: self)
+        return LocalRateLimitFilter(name: context.filterName, config: self, runtime: context.server.runtime)
     }
 
     func registerStats(_ registry: StatsRegistry) {

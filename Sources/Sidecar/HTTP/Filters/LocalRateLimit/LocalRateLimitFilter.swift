@@ -36,10 +36,13 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
 
     let name: String
     let config: LocalRateLimitConfig
+    /// What `filter_enabled` / `filter_enforced` runtime keys read (route configs included).
+    let runtime: Runtime?
 
-    init(name: String, config: LocalRateLimitConfig) {
+    init(name: String, config: LocalRateLimitConfig, runtime: Runtime? = nil) {
         self.name = name
         self.config = config
+        self.runtime = runtime
     }
 
     func makeFilter(stream: HTTPFilterStream) -> any HTTPStreamFilter { self }
@@ -60,7 +63,7 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
     }
 
     func decodeHeaders(_ head: inout HTTPRequestHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
-        guard let c = settings(stream), c.filterEnabled.evaluate(stream.worker.random.next()) else { return .continue }
+        guard let c = settings(stream), c.filterEnabled.evaluate(runtime, random: stream.worker.random.next()) else { return .continue }
         let stats = stream.stats
         stats.inc(c.stats.enabled)
         // The clock is read after the bucket exists: a per-connection bucket made now starts full now.
@@ -70,7 +73,7 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
             return .continue
         }
         stats.inc(c.stats.rateLimited)
-        guard c.filterEnforced.evaluate(stream.worker.random.next()) else {
+        guard c.filterEnforced.evaluate(runtime, random: stream.worker.random.next()) else {
             if !c.requestHeadersToAddWhenNotEnforced.isEmpty {
                 var m = HeaderMutations()
                 m.requestAdd = c.requestHeadersToAddWhenNotEnforced
