@@ -438,6 +438,7 @@ public final class SidecarServer: @unchecked Sendable {
 
     func resetCounters() -> EventLoopFuture<Void> {
         let kinds = registry.kinds
+        registry.dynamic.reset()
         let futures = workers.map { w in w.loop.submit { w.worker.value.stats.resetCounters(kinds) } }
         return EventLoopFuture.andAllSucceed(futures, on: group.next())
     }

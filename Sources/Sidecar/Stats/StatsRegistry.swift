@@ -15,6 +15,9 @@ public final class StatsRegistry: @unchecked Sendable {
     /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
     public private(set) var computed: [Int: @Sendable () -> Int] = [:]
 
+    /// Counters named at run time (created when first counted).
+    public let dynamic = DynamicStats()
+
     /// Slots by name, for `registerOnce`.
     private var slotsByName: [String: Int] = [:]
 

@@ -22,6 +22,7 @@ struct FaultConfig: Sendable {
     var upstreamCluster: String?
     var headers: [HeaderMatcher] = []
     var maxActiveFaults: Int?
+    var disableDownstreamClusterStats = false
 
     static let delayHeader = "x-envoy-fault-delay-request"
     static let delayPercentageHeader = "x-envoy-fault-delay-request-percentage"
@@ -95,7 +96,7 @@ struct FaultConfig: Sendable {
         try obj.unsupported([
             "response_rate_limit", "downstream_nodes", "delay_percent_runtime", "abort_percent_runtime",
             "delay_duration_runtime", "abort_http_status_runtime", "max_active_faults_runtime",
-            "response_rate_limit_percent_runtime", "abort_grpc_status_runtime", "disable_downstream_cluster_stats",
+            "response_rate_limit_percent_runtime", "abort_grpc_status_runtime",
             "filter_metadata",
         ])
         var c = FaultConfig()
@@ -129,6 +130,7 @@ struct FaultConfig: Sendable {
         c.upstreamCluster = try obj.optional("upstream_cluster")?.string()
         c.headers = try obj.list("headers").map(HeaderMatcher.decode)
         if let m = obj.optional("max_active_faults") { c.maxActiveFaults = Int(try m.uint32()) }
+        c.disableDownstreamClusterStats = try obj.optional("disable_downstream_cluster_stats")?.bool() ?? false
         try obj.finish()
         return c
     }

@@ -53,6 +53,7 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
         if let delay = settings.delayDuration(headers, random: stream.worker.random.next()) {
             guard takeActiveFault(settings, stream) else { return .continue }
             stream.stats.inc(stats.delaysInjected)
+            countDownstreamCluster("delays_injected", settings, headers)
             stream.schedule(in: .milliseconds(Int64(delay))) { [self] in
                 // Delays can be followed by aborts (the abort percentage is drawn again).
                 if !abortIfEnabled(settings, headers, stream) { stream.continueDecoding() }
@@ -65,6 +66,18 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
             return .stopIteration
         }
         return .continue
+    }
+
+    /// Envoy also counts a fault under the caller's service cluster (`x-envoy-downstream-service-cluster`):
+    /// `http.<prefix>.fault.<cluster>.<counter>`, created when first counted, unless
+    /// `disable_downstream_cluster_stats`.
+    private func countDownstreamCluster(_ counter: String, _ settings: FaultConfig, _ headers: HTTPHeaders) {
+        guard !settings.disableDownstreamClusterStats,
+              let cluster = headers.first(name: "x-envoy-downstream-service-cluster"), !cluster.isEmpty
+        else { return }
+        stats.dynamic.add(
+            "http.\(stats.statPrefix).fault.\(cluster).\(counter)", family: "http.fault.\(counter)",
+            labels: [("envoy_fault_downstream_cluster", cluster), ("envoy_http_conn_manager_prefix", stats.statPrefix)])
     }
 
     /// Envoy's `tryIncActiveFaults`: a request is charged once; over `max_active_faults` it gets no fault.
@@ -89,6 +102,7 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
                                       skipPercentage: alreadyDecided)
         guard let abort = decision else { return false }
         stream.stats.inc(stats.abortsInjected)
+        countDownstreamCluster("aborts_injected", settings, headers)
         switch abort {
         case .http(let status):
             stream.sendLocalReply(status: HTTPResponseStatus(statusCode: status), body: Self.abortBody)
@@ -104,9 +118,13 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
 /// The fault filter's counters and gauge: `http.<stat_prefix>.fault.*`.
 struct FaultStats: Sendable {
     let abortsInjected, delaysInjected, faultsOverflow, responseRateLimitInjected: Int
+    let statPrefix: String
+    let dynamic: DynamicStats
 
     init(statPrefix: String, registry r: StatsRegistry, active: ManagedAtomic<Int>) {
         let label = ("envoy_http_conn_manager_prefix", statPrefix)
+        self.statPrefix = statPrefix
+        dynamic = r.dynamic
         func reg(_ s: String) -> Int {
             r.registerOnce("http.\(statPrefix).fault.\(s)", .counter, family: "http.fault.\(s)", labels: [label])
         }
