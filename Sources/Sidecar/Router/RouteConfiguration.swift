@@ -35,6 +35,8 @@ public struct VirtualHost: Sendable {
     /// `per_request_buffer_limit_bytes`: how much request body is kept for retries (default: the
     /// listener's connection buffer limit).
     public var perRequestBufferLimitBytes: Int?
+    /// The deprecated `cors` field: the CORS filter's policy when no `typed_per_filter_config` gives one.
+    var cors: CORSPolicy?
 }
 
 public struct Route: Sendable {
@@ -109,6 +111,8 @@ public struct ForwardAction: Sendable {
     public var priority: CircuitBreakerThresholds.Priority = .DEFAULT
     /// `idle_timeout`: overrides the connection manager's `stream_idle_timeout`.
     public var idleTimeout: ProtoDuration?
+    /// The deprecated `cors` field (more specific than the virtual host's).
+    var cors: CORSPolicy?
 }
 
 public struct DirectResponse: Sendable {

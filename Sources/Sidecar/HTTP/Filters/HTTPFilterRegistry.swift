@@ -22,6 +22,8 @@ enum HTTPFilterRegistry {
         RBACHTTPFilter.registration,
         FaultFilter.registration,
         LocalRateLimitFilter.registration,
+        CORSFilter.registration,
+        CSRFFilter.registration,
         RouterFilter.registration,
     ]
 
