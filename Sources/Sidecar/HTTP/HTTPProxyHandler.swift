@@ -366,11 +366,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // The route is chosen before the filters run, as Envoy's connection manager caches it for them: filters
         // read its per-filter config, and local replies carry its response header mutations.
         let (route, perFilter) = listener.routes.resolve(request)
-        switch route {
-        case .noRoute: responseMutations = []
-        case .forward(let target): responseMutations = target.mutations
-        case .directResponse(_, let mutations, _), .redirect(_, _, let mutations, _): responseMutations = mutations
-        }
+        // A filter's local reply carries the route's response headers only on a forwarding route (Envoy has a
+        // route entry only there); the router puts a direct response's or redirect's own on its reply.
+        if case .forward(let target) = route { responseMutations = target.mutations } else { responseMutations = [] }
         phase = .decoding
         stream.begin(factories: listener.httpFilters, request: request, route: route, perFilterConfig: perFilter,
                      isHead: head.method == .HEAD, hasBody: Self.hasRequestBody(head))

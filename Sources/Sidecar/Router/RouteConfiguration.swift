@@ -45,6 +45,8 @@ public struct VirtualHost: Sendable {
     public var perRequestBufferLimitBytes: Int?
     /// `virtual_clusters`: named classes of requests (statistics only; see `virtualClusterName`).
     public var virtualClusters: [VirtualCluster] = []
+    /// The deprecated `cors` field: the CORS filter's policy when no `typed_per_filter_config` gives one.
+    var cors: CORSPolicy?
 }
 
 public struct Route: Sendable {
@@ -122,6 +124,8 @@ public struct ForwardAction: Sendable {
     public var priority: CircuitBreakerThresholds.Priority = .DEFAULT
     /// `idle_timeout`: overrides the connection manager's `stream_idle_timeout`.
     public var idleTimeout: ProtoDuration?
+    /// The deprecated `cors` field (more specific than the virtual host's).
+    var cors: CORSPolicy?
 }
 
 public struct DirectResponse: Sendable {

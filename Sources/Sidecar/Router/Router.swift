@@ -110,6 +110,9 @@ public struct ForwardTarget {
     /// The route's `per_request_buffer_limit_bytes`, else the virtual host's: how much request body may be
     /// kept for retries. Nil: the listener's connection buffer limit.
     public var perRequestBufferLimitBytes: Int? = nil
+    /// The deprecated `cors` policies of the route action and virtual host, for the CORS filter.
+    var routeCORS: CORSPolicy? = nil
+    var virtualHostCORS: CORSPolicy? = nil
 }
 
 extension RouteConfiguration {
@@ -217,7 +220,8 @@ extension RouteConfiguration {
                 retryPolicy: f.retryPolicy ?? vh.retryPolicy, hashPolicies: f.hashPolicies, priority: f.priority,
                 idleTimeout: f.idleTimeout, includeRequestAttemptCount: vh.includeRequestAttemptCount,
                 includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
-                perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes))
+                perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
+                routeCORS: f.cors, virtualHostCORS: vh.cors))
         }
     }
 }

@@ -210,6 +210,7 @@ struct RuntimeFractionalPercent: Sendable, Equatable {
     var runtimeKey: String?
 
     static let zero = RuntimeFractionalPercent(defaultValue: .zero, runtimeKey: nil)
+    static let hundred = RuntimeFractionalPercent(defaultValue: .hundred, runtimeKey: nil)
 
     /// Whether the fraction selects this request; `random` is the request's draw.
     func evaluate(_ runtime: Runtime?, random: UInt64) -> Bool {

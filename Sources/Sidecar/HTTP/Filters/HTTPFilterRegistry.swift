@@ -26,6 +26,8 @@ enum HTTPFilterRegistry {
         FaultFilter.registration,
         LocalRateLimitFilter.registration,
         HealthCheckFilter.registration,
+        CORSFilter.registration,
+        CSRFFilter.registration,
         RouterFilter.registration,
     ]
 
