@@ -206,8 +206,9 @@ import Testing
     @Test(arguments: [
         ("enforcement_type: CONTINUOUS", "enforcement_type"),
         ("delay_deny: 1s", "delay_deny"),
-        ("matcher: {}", "matcher"),
-        ("shadow_matcher: {}", "shadow_matcher"),
+        // The matcher form's LOG action (RBACMatcherTests has the rest of the matcher form).
+        ("matcher: {on_no_match: {action: {name: a, typed_config: {\"@type\": type.googleapis.com/envoy.config.rbac.v3.Action, name: p, action: LOG}}}}",
+         "matcher.on_no_match.action.typed_config.action"),
         ("rules: {action: LOG}", "rules.action"),
         ("rules: {audit_logging_options: {}}", "rules.audit_logging_options"),
         ("rules: {policies: {p: {permissions: [{any: true}], principals: [{any: true}], condition: {}}}}",
@@ -227,7 +228,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ("matcher: {}", "matcher"),
+        ("shadow_matcher: {on_no_match: {action: {name: a, typed_config: {\"@type\": type.googleapis.com/envoy.config.rbac.v3.Action, name: p, action: LOG}}}}",
+         "shadow_matcher.on_no_match.action.typed_config.action"),
         ("track_per_rule_stats: true", "track_per_rule_stats"),
         ("rules: {policies: {p: {permissions: [{any: true}], principals: [{sourced_metadata: {}}]}}}",
          "rules.policies.p.principals[0].sourced_metadata"),

@@ -268,6 +268,25 @@ enum ConfigFields {
         Message("envoy.config.rbac.v3.Principal.Authenticated", "principal_name"),
         Message("envoy.type.v3.Int32Range", "start end"),
         Message("envoy.type.matcher.v3.PathMatcher", "path"),
+        // RBAC/Matcher/*+Decoding.swift: the RBAC filters' `matcher` / `shadow_matcher`
+        Message("xds.type.matcher.v3.Matcher", "matcher_list matcher_tree on_no_match"),
+        Message("xds.type.matcher.v3.Matcher.MatcherList", "matchers"),
+        Message("xds.type.matcher.v3.Matcher.MatcherList.FieldMatcher", "predicate on_match"),
+        Message("xds.type.matcher.v3.Matcher.MatcherList.Predicate",
+                "single_predicate or_matcher and_matcher not_matcher"),
+        Message("xds.type.matcher.v3.Matcher.MatcherList.Predicate.SinglePredicate", "input value_match custom_match"),
+        Message("xds.type.matcher.v3.Matcher.MatcherList.Predicate.PredicateList", "predicate"),
+        Message("xds.type.matcher.v3.Matcher.OnMatch", "matcher action keep_matching"),
+        Message("xds.type.matcher.v3.Matcher.MatcherTree", "input exact_match_map prefix_match_map custom_match"),
+        Message("xds.type.matcher.v3.Matcher.MatcherTree.MatchMap", "map"),
+        Message("xds.core.v3.TypedExtensionConfig", "name typed_config"),
+        Message("envoy.config.rbac.v3.Action", type: "type.googleapis.com/" + RBACMatchAction.typeName,
+                "@type name action"),
+        Message("envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                type: "type.googleapis.com/" + RBACMatchInput.headerInput, "@type header_name"),
+        Message("envoy.extensions.matching.input_matchers.ip.v3.Ip",
+                type: "type.googleapis.com/" + RBACInputMatcher.ipType, "@type cidr_ranges stat_prefix"),
+    ] + RBACMatchInput.simple.keys.sorted().map { Message($0, type: "type.googleapis.com/" + $0, "@type") } + [
 
         // TLSConfig+Decoding.swift, SecretFile.swift
         Message("envoy.config.core.v3.TransportSocket", "config_discovery name typed_config"),

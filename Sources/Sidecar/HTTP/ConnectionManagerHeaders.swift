@@ -79,19 +79,24 @@ struct ConnectionManagerHeaders: Sendable {
     }
 
     /// The address the request comes from as Envoy decides it (RBAC's `remote_ip`), from the headers as
-    /// `mutateRequest` left them: the peer itself with `use_remote_address` and no trusted hop; otherwise the
-    /// `x-forwarded-for` entry `xff_num_trusted_hops` to the left of the last one a client or hop wrote; the peer
-    /// when there is no such valid entry.
+    /// `mutateRequest` left them: the `x-forwarded-for` entry (see `forwardedAddress`), else the peer.
     func remoteAddress(_ headers: HTTPHeaders, peer: IPAddress?) -> IPAddress? {
-        if useRemoteAddress && xffNumTrustedHops == 0 { return peer }
+        forwardedAddress(headers) ?? peer
+    }
+
+    /// The client address `x-forwarded-for` gives: the entry `xff_num_trusted_hops` to the left of the last one a
+    /// client or hop wrote; nil when the peer itself is the client (`use_remote_address` with no trusted hop) or
+    /// there is no such valid entry.
+    func forwardedAddress(_ headers: HTTPHeaders) -> IPAddress? {
+        if useRemoteAddress && xffNumTrustedHops == 0 { return nil }
         var entries: [Substring] = []
         for value in headers["x-forwarded-for"] { entries += value.split(separator: ",", omittingEmptySubsequences: false) }
         let fromRight = xffNumTrustedHops + (useRemoteAddress && skipXFFAppend ? 0 : 1)
-        guard fromRight >= 1, entries.count >= fromRight else { return peer }
+        guard fromRight >= 1, entries.count >= fromRight else { return nil }
         var text = entries[entries.count - fromRight]
         while text.first == " " || text.first == "\t" { text = text.dropFirst() }
         while text.last == " " || text.last == "\t" { text = text.dropLast() }
-        return IPAddress(parsing: String(text)) ?? peer
+        return IPAddress(parsing: String(text))
     }
 
     static func appendVia(_ headers: inout HTTPHeaders, _ via: String) {

@@ -19,9 +19,9 @@ protocol HTTPStreamCodec: AnyObject {
     func localReplyWillStart(closeConnection: Bool)
     /// The head of a local reply with the connection manager's headers and the route's response mutations.
     func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead
-    /// The address the request comes from as the connection manager decides it (`x-forwarded-for`,
-    /// `xff_num_trusted_hops`, `use_remote_address`): RBAC's `remote_ip`.
-    func clientAddress(_ headers: HTTPHeaders) -> IPAddress?
+    /// The client address the connection manager takes from `x-forwarded-for` (`xff_num_trusted_hops`,
+    /// `use_remote_address`); nil: the peer is the client. RBAC's `remote_ip`.
+    func forwardedClientAddress(_ headers: HTTPHeaders) -> IPAddress?
     /// What `%…%` header-value commands read (`*_headers_to_add`).
     func formatContext() -> FormatContext
     /// The stream cannot be answered any more (the response started): reset the downstream.

@@ -30,9 +30,8 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
-    func clientAddress(_ headers: HTTPHeaders) -> IPAddress? {
-        let peer = context.channel.remoteAddress?.ipAddress.flatMap { IPAddress(parsing: $0) }
-        return listener.requestHeaders.remoteAddress(headers, peer: peer)
+    func forwardedClientAddress(_ headers: HTTPHeaders) -> IPAddress? {
+        listener.requestHeaders.forwardedAddress(headers)
     }
 
     func encodeResponseBody(_ buffer: ByteBuffer) {

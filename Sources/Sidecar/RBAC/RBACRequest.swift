@@ -6,8 +6,12 @@ import NIOHTTP1
 struct RBACRequest {
     /// The connection's peer: `source_ip` and `direct_remote_ip`.
     var source: IPAddress?
-    /// `remote_ip`: the peer, or for HTTP the address `x-forwarded-for` names (see `ConnectionManagerHeaders.remoteAddress`).
+    /// The peer's port (the matcher form's `DirectSourceIPInput` has none; `SourcePortInput` reads `remotePort`).
+    var sourcePort: Int?
+    /// `remote_ip`: the peer, or for HTTP the address `x-forwarded-for` names (see `ConnectionManagerHeaders.forwardedAddress`).
     var remote: IPAddress?
+    /// The port of `remote`: 0 when it is the `x-forwarded-for` address, as Envoy reports it (checked on 1.40).
+    var remotePort: Int?
     /// The downstream local address (the original destination when a listener filter restored it).
     var destination: IPAddress?
     var destinationPort: Int?
@@ -22,7 +26,9 @@ struct RBACRequest {
     init(source: SocketAddress?, destination: SocketAddress?, security: ConnectionSecurity?,
          requestedServerName: String?, http: RouteRequest? = nil) {
         self.source = source.flatMap(IPAddress.init)
+        self.sourcePort = source?.port
         self.remote = self.source
+        self.remotePort = self.sourcePort
         self.destination = destination.flatMap(IPAddress.init)
         self.destinationPort = destination?.port
         self.security = security
@@ -40,6 +46,13 @@ struct RBACRequest {
             return OriginalDestination.lookup(channel, listener: listener) ?? channel.localAddress
         }
         return channel.localAddress
+    }
+
+    /// The HTTP filter's remote address when `x-forwarded-for` names one: Envoy's downstream remote address
+    /// then has that IP and port 0.
+    mutating func useForwardedFor(_ address: IPAddress) {
+        remote = address
+        remotePort = 0
     }
 
     func matchesHeader(_ matcher: HeaderMatcher) -> Bool {

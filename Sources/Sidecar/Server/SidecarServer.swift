@@ -62,6 +62,7 @@ public final class SidecarServer: @unchecked Sendable {
                 for scope in rbacScopes where rbacStats[scope] == nil {
                     rbacStats[scope] = RBACStats(scope, registry: registry)
                 }
+                for rbac in chain.networkRBAC { rbac.registerStats(registry) }
             }
             if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
         }
@@ -282,7 +283,7 @@ public final class SidecarServer: @unchecked Sendable {
                               httpFilters factories: [any HTTPFilterFactory]) -> ChainRuntime
     {
         let networkRBAC = chain.networkRBAC.map {
-            RBACFilter($0, stats: rbacStats[$0.statsScope(connectionManagerPrefix: nil)]!)
+            RBACFilter($0, stats: rbacStats[$0.statsScope(connectionManagerPrefix: nil)]!, registry: registry)
         }
         switch chain.network {
         case .httpConnectionManager(let hcm):

@@ -46,6 +46,9 @@ public final class StatsRegistry: @unchecked Sendable {
         return register(name, kind, family: family, labels: labels)
     }
 
+    /// The slot registered under `name`, if any (a lookup, safe while workers run).
+    public func slot(named name: String) -> Int? { slotsByName[name] }
+
     /// Registers a gauge whose value `read` supplies when stats are shown; admin renders it like any other
     /// gauge (text, JSON, Prometheus, `filter`, `usedonly`).
     @discardableResult

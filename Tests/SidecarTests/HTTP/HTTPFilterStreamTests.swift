@@ -36,7 +36,7 @@ import Testing
             FormatContext(downstreamRemote: "", downstreamRemoteWithoutPort: "", downstreamLocal: "",
                           downstreamLocalWithoutPort: "", proto: "HTTP/1.1", hostname: "")
         }
-        func clientAddress(_ headers: HTTPHeaders) -> IPAddress? { nil }
+        func forwardedClientAddress(_ headers: HTTPHeaders) -> IPAddress? { nil }
         func resetStream() { reset = true }
         func decodingResumed() { resumed += 1 }
     }

@@ -34,7 +34,7 @@ final class RBACHTTPFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Send
         if let perRoute = stream.perRouteConfig(name, as: RBACPerRoute.self) {
             // Envoy keeps the filter's counters and takes the route's rules.
             guard let override = perRoute.rbac else { return .continue }
-            rules = RBACFilter(override, stats: filter.stats)
+            rules = RBACFilter(override, stats: filter.stats, registry: registry)
         } else if stream.filterDisabled(name) {
             return .continue
         }
@@ -42,7 +42,9 @@ final class RBACHTTPFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Send
         var request = RBACRequest(
             source: info.remoteAddress, destination: info.localAddress, security: info.security,
             requestedServerName: info.requestedServerName, http: stream.request)
-        if rules.usesRemoteIP { request.remote = stream.codec.clientAddress(stream.request.headers) }
+        if rules.usesRemoteIP, let forwarded = stream.codec.forwardedClientAddress(stream.request.headers) {
+            request.useForwardedFor(forwarded)
+        }
         if rules.allows(request, counting: stream.stats) { return .continue }
         stream.sendLocalReply(status: .forbidden, body: Self.accessDeniedBody)
         return .stopIteration
@@ -51,7 +53,7 @@ final class RBACHTTPFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Send
 
 /// `envoy.extensions.filters.http.rbac.v3.RBACPerRoute` as decoded: an RBAC config of its own, or none (the
 /// filter is off for the route).
-struct RBACPerRoute: Sendable {
+struct RBACPerRoute: Sendable, StartupRegistering {
     var rbac: RBACFilterConfig?
 
     static func decode(_ obj: ConfigObject) throws -> RBACPerRoute {
@@ -60,12 +62,17 @@ struct RBACPerRoute: Sendable {
         try obj.finish()
         return out
     }
+    /// The route's own `Ip` matchers count under their stat prefixes; they are registered before any request.
+    func registerStats(_ registry: StatsRegistry) {
+        rbac?.registerStats(registry)
+    }
 }
 
 extension RBACFilterConfig: HTTPFilterConfig {
     func makeFactory(_ context: HTTPFilterBuildContext) -> any HTTPFilterFactory {
         let stats = RBACStats(statsScope(connectionManagerPrefix: context.statPrefix), registry: context.registry)
-        return RBACHTTPFilter(name: context.filterName, filter: RBACFilter(self, stats: stats),
+        registerStats(context.registry)
+        return RBACHTTPFilter(name: context.filterName, filter: RBACFilter(self, stats: stats, registry: context.registry),
                               registry: context.registry, statPrefix: context.statPrefix)
     }
 }
