@@ -22,6 +22,8 @@ enum HTTPFilterRegistry {
         RBACHTTPFilter.registration,
         FaultFilter.registration,
         LocalRateLimitFilter.registration,
+        CompressorFilter.registration,
+        DecompressorFilter.registration,
         RouterFilter.registration,
     ]
 
