@@ -26,10 +26,17 @@ let package = Package(
             pkgConfig: "libcap",
             providers: [.apt(["libcap-dev"])]
         ),
+        // zlib, brotli and zstd for the compressor and decompressor HTTP filters.
+        .systemLibrary(
+            name: "CCompression",
+            pkgConfig: "zlib libbrotlienc libbrotlidec libzstd",
+            providers: [.apt(["zlib1g-dev", "libbrotli-dev", "libzstd-dev"])]
+        ),
         .target(
             name: "Sidecar",
             dependencies: [
                 "CLibcap",
+                "CCompression",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -79,6 +86,7 @@ let package = Package(
             name: "SidecarTests",
             dependencies: [
                 "Sidecar",
+                "CCompression",
                 "Intercept",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -282,7 +282,9 @@ final class HTTPFilterStream {
         guard var trailers = decoder.trailers else { return }
         var i = start
         while i < filters.count {
+            decoder.trailersAt = i
             let status = filters[i].decodeTrailers(&trailers, stream: self)
+            decoder.trailersAt = -1
             if localReplySent || !active { return }
             if case .stopIteration = status {
                 decoder.trailers = trailers
@@ -412,7 +414,10 @@ final class HTTPFilterStream {
         guard var trailers = encoder.trailers else { return }
         var i = start
         while i >= 0 {
-            if case .stopIteration = filters[i].encodeTrailers(&trailers, stream: self) {
+            encoder.trailersAt = i
+            let status = filters[i].encodeTrailers(&trailers, stream: self)
+            encoder.trailersAt = -1
+            if case .stopIteration = status {
                 encoder.trailers = trailers
                 encoder.stopped = true
                 encoder.index = i
@@ -423,6 +428,35 @@ final class HTTPFilterStream {
         }
         encoder.trailers = nil
         codec.encodeResponseEnd(trailers)
+    }
+
+    /// Envoy's `addDecodedData` from `decodeTrailers`: body bytes a filter adds before the request trailers (a
+    /// compressor's last bytes) go through the filters after it, to the router. Only valid while that filter's
+    /// `decodeTrailers` runs; the filters they pass cannot hold them.
+    func addDecodedData(_ data: ByteBuffer) {
+        guard active, !localReplySent, decoder.trailersAt >= 0, data.readableBytes > 0 else { return }
+        var chunk = data
+        var i = decoder.trailersAt + 1
+        while i < filters.count {
+            _ = filters[i].decodeData(&chunk, endStream: false, stream: self)
+            if localReplySent || !active { return }
+            i += 1
+        }
+    }
+
+    /// Envoy's `addEncodedData` from `encodeTrailers`: body bytes a filter adds before the response trailers (a
+    /// compressor's last bytes) go through the encoders after it, to the codec. Only valid while that filter's
+    /// `encodeTrailers` runs; the encoders they pass cannot hold them.
+    func addEncodedData(_ data: ByteBuffer) {
+        guard active, encoder.trailersAt >= 0, data.readableBytes > 0 else { return }
+        var chunk = data
+        var i = encoder.trailersAt - 1
+        while i >= 0 {
+            _ = filters[i].encodeData(&chunk, endStream: false, stream: self)
+            if !active { return }
+            i -= 1
+        }
+        if chunk.readableBytes > 0 { codec.encodeResponseBody(chunk) }
     }
 
     // MARK: Local replies
@@ -525,6 +559,8 @@ private struct Direction<Head> {
     var trailers: HTTPHeaders?
     /// The end of this direction was received.
     var ended = false
+    /// The filter whose `decodeTrailers`/`encodeTrailers` runs (for `addDecodedData`/`addEncodedData`), or -1.
+    var trailersAt = -1
 
     mutating func hold(_ data: ByteBuffer) {
         if buffer == nil {

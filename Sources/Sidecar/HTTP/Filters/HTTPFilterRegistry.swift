@@ -28,6 +28,8 @@ enum HTTPFilterRegistry {
         HealthCheckFilter.registration,
         CORSFilter.registration,
         CSRFFilter.registration,
+        CompressorFilter.registration,
+        DecompressorFilter.registration,
         RouterFilter.registration,
     ]
 
