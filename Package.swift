@@ -26,10 +26,14 @@ let package = Package(
             pkgConfig: "libcap",
             providers: [.apt(["libcap-dev"])]
         ),
+        // What the sidecar and sidecar-init share: the capture defaults and the original-destination lookup.
+        // Glibc only, no dependencies.
+        .target(name: "MeshCapture"),
         .target(
             name: "Sidecar",
             dependencies: [
                 "CLibcap",
+                "MeshCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -61,14 +65,19 @@ let package = Package(
         ),
         .target(
             name: "Intercept",
-            dependencies: ["CNetfilter"]
+            dependencies: ["CNetfilter", "MeshCapture"]
         ),
         .executableTarget(
             name: "Init",
             dependencies: [
                 "Intercept",
+                "MeshCapture",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .testTarget(
+            name: "MeshCaptureTests",
+            dependencies: ["MeshCapture"]
         ),
         .testTarget(
             name: "InterceptTests",
@@ -80,6 +89,7 @@ let package = Package(
             dependencies: [
                 "Sidecar",
                 "Intercept",
+                "MeshCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
