@@ -32,11 +32,15 @@ let package = Package(
             pkgConfig: "zlib libbrotlienc libbrotlidec libzstd",
             providers: [.apt(["zlib1g-dev", "libbrotli-dev", "libzstd-dev"])]
         ),
+        // What the sidecar and sidecar-init share: the capture defaults and the original-destination lookup.
+        // Glibc only, no dependencies.
+        .target(name: "MeshCapture"),
         .target(
             name: "Sidecar",
             dependencies: [
                 "CLibcap",
                 "CCompression",
+                "MeshCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -68,14 +72,19 @@ let package = Package(
         ),
         .target(
             name: "Intercept",
-            dependencies: ["CNetfilter"]
+            dependencies: ["CNetfilter", "MeshCapture"]
         ),
         .executableTarget(
             name: "Init",
             dependencies: [
                 "Intercept",
+                "MeshCapture",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .testTarget(
+            name: "MeshCaptureTests",
+            dependencies: ["MeshCapture"]
         ),
         .testTarget(
             name: "InterceptTests",
@@ -88,6 +97,7 @@ let package = Package(
                 "Sidecar",
                 "CCompression",
                 "Intercept",
+                "MeshCapture",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Intercept
+import MeshCapture
 
 /// Options shared by every subcommand. Unset options fall back to `PILOTFISH_<FLAG>` environment
 /// variables, then to the defaults shown.
@@ -9,13 +10,13 @@ struct CaptureOptions: ParsableArguments {
     var mode: String?
     @Option(help: "Rule backend: nftables (over netlink) or iptables (default nftables).")
     var backend: String?
-    @Option(name: [.customLong("inbound-port"), .customShort("z")], help: "Inbound capture port (default 15006).")
+    @Option(name: [.customLong("inbound-port"), .customShort("z")], help: "Inbound capture port (default \(CaptureDefaults.inboundPort)).")
     var inboundPort: String?
-    @Option(name: [.customLong("outbound-port"), .customShort("p")], help: "Outbound capture port (default 15001).")
+    @Option(name: [.customLong("outbound-port"), .customShort("p")], help: "Outbound capture port (default \(CaptureDefaults.outboundPort)).")
     var outboundPort: String?
-    @Option(name: [.customLong("proxy-uid"), .customShort("u")], help: "UID of the sidecar, never captured (default 1337).")
+    @Option(name: [.customLong("proxy-uid"), .customShort("u")], help: "UID of the sidecar, never captured (default \(CaptureDefaults.proxyUID)).")
     var proxyUID: String?
-    @Option(name: [.customLong("proxy-gid"), .customShort("g")], help: "GID of the sidecar, never captured (default 1337).")
+    @Option(name: [.customLong("proxy-gid"), .customShort("g")], help: "GID of the sidecar, never captured (default \(CaptureDefaults.proxyGID)).")
     var proxyGID: String?
     @Option(
         name: [.customLong("include-inbound-ports"), .customShort("b")],
@@ -33,11 +34,11 @@ struct CaptureOptions: ParsableArguments {
     var excludeOutboundCIDRs: String?
     @Option(name: .customLong("exclude-interfaces"), help: "Interfaces whose traffic is never captured.")
     var excludeInterfaces: String?
-    @Option(name: .customLong("proxy-ports"), help: "The sidecar's own ports, never captured inbound (default 15000,15021).")
+    @Option(name: .customLong("proxy-ports"), help: "The sidecar's own ports, never captured inbound (default \(CaptureDefaults.proxyPorts.map(String.init).joined(separator: ","))).")
     var proxyPorts: String?
-    @Option(name: .customLong("tproxy-mark"), help: "Packet mark for TPROXY (default 1337).")
+    @Option(name: .customLong("tproxy-mark"), help: "Packet mark for TPROXY (default \(CaptureDefaults.tproxyMark)).")
     var tproxyMark: String?
-    @Option(name: .customLong("route-table"), help: "Route table for TPROXY policy routing (default 133).")
+    @Option(name: .customLong("route-table"), help: "Route table for TPROXY policy routing (default \(CaptureDefaults.routeTable)).")
     var routeTable: String?
     @Option(name: .customLong("ipv6"), help: "Capture IPv6 too: true or false (default true).")
     var ipv6: String?

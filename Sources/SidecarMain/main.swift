@@ -41,7 +41,7 @@ struct SidecarCommand: ParsableCommand {
 
     @Flag(
         name: .customLong("pod-defaults"),
-        help: "Run as a pod's transparent sidecar with the built-in pod config (capture ports 15001/15006, admin 15000, readiness 15021); also PILOTFISH_POD_DEFAULTS=1.")
+        help: "Run as a pod's transparent sidecar with the built-in pod config (capture ports \(PodDefaults.outboundPort)/\(PodDefaults.inboundPort), admin \(PodDefaults.adminPort), readiness \(PodDefaults.readinessPort)); also PILOTFISH_POD_DEFAULTS=1.")
     var podDefaults = false
 
     @Option(name: .customLong("capture-mode"), help: "With --pod-defaults: tproxy or redirect, as given to sidecar-init --mode (default tproxy; also PILOTFISH_CAPTURE_MODE).")

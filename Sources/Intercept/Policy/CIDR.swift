@@ -1,3 +1,5 @@
+import MeshCapture
+
 /// An IPv4 or IPv6 network in prefix notation. A bare address means a single host (/32 or /128).
 public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     public enum Family: Sendable { case ipv4, ipv6 }
@@ -42,8 +44,8 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     public static let ipv4Loopback = CIDR(uncheckedAddress: [127, 0, 0, 1], prefixLength: 32)
     public static let ipv6Loopback = CIDR(uncheckedAddress: Array(repeating: 0, count: 15) + [1], prefixLength: 128)
     /// The source address of the sidecar's inbound passthrough connections (Istio's choice).
-    public static let ipv4InboundPassthrough = CIDR(uncheckedAddress: [127, 0, 0, 6], prefixLength: 32)
-    public static let ipv6InboundPassthrough = CIDR(uncheckedAddress: Array(repeating: 0, count: 15) + [6], prefixLength: 128)
+    public static let ipv4InboundPassthrough = CIDR(uncheckedAddress: InboundPassthrough.ipv4, prefixLength: 32)
+    public static let ipv6InboundPassthrough = CIDR(uncheckedAddress: InboundPassthrough.ipv6, prefixLength: 128)
 
     public var isHost: Bool { prefixLength == address.count * 8 }
 

@@ -1,14 +1,16 @@
+import MeshCapture
+
 /// Everything `sidecar-init` needs to decide which packets go to the sidecar: a plain value, validated once
 /// and rendered into nftables or iptables rules without touching the system.
 public struct CapturePolicy: Equatable, Sendable {
     public var mode: CaptureMode = .tproxy
     /// Where inbound connections are captured to (Istio's 15006).
-    public var inboundPort: UInt16 = 15006
+    public var inboundPort: UInt16 = CaptureDefaults.inboundPort
     /// Where outbound connections are captured to (Istio's 15001).
-    public var outboundPort: UInt16 = 15001
+    public var outboundPort: UInt16 = CaptureDefaults.outboundPort
     /// Traffic of this user and group is the sidecar's own and is never captured.
-    public var proxyUID: UInt32 = 1337
-    public var proxyGID: UInt32 = 1337
+    public var proxyUID: UInt32 = CaptureDefaults.proxyUID
+    public var proxyGID: UInt32 = CaptureDefaults.proxyGID
     public var includeInboundPorts: PortSelection = .all
     public var excludeInboundPorts: [UInt16] = []
     public var excludeOutboundPorts: [UInt16] = []
@@ -17,10 +19,10 @@ public struct CapturePolicy: Equatable, Sendable {
     public var excludeOutboundCIDRs: [CIDR] = []
     public var excludeInterfaces: [String] = []
     /// The sidecar's own ports (admin, readiness), never captured inbound.
-    public var proxyPorts: [UInt16] = [15000, 15021]
+    public var proxyPorts: [UInt16] = CaptureDefaults.proxyPorts
     /// Packet mark of TPROXY-delivered and original-source connections, and its routing table.
-    public var tproxyMark: UInt32 = 1337
-    public var routeTable: UInt32 = 133
+    public var tproxyMark: UInt32 = CaptureDefaults.tproxyMark
+    public var routeTable: UInt32 = CaptureDefaults.routeTable
     public var ipv6: Bool = true
     /// When set, DNS (UDP and TCP port 53) from the app is redirected to this port.
     public var dnsCapturePort: UInt16? = nil
@@ -67,7 +69,7 @@ public struct CapturePolicy: Equatable, Sendable {
             throw PolicyError("--tproxy-mark must not be 0: unmarked packets carry 0")
         }
         if routeTable == 0 || routeTable == 253 || routeTable == 254 || routeTable == 255 {
-            throw PolicyError("--route-table \(routeTable) is reserved by the kernel (0 unspec, 253 default, 254 main, 255 local); choose another, e.g. 133")
+            throw PolicyError("--route-table \(routeTable) is reserved by the kernel (0 unspec, 253 default, 254 main, 255 local); choose another, e.g. \(CaptureDefaults.routeTable)")
         }
     }
 

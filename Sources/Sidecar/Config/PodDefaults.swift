@@ -1,3 +1,5 @@
+import MeshCapture
+
 /// The zero-config sidecar of a pod (`sidecar --pod-defaults`): Envoy v3 YAML for the ports
 /// `sidecar-init` captures to by default, so the two agree without any file.
 ///
@@ -8,14 +10,17 @@
 ///   sidecar connects from the client's own address (original_src, mark 1337), so the app sees the real
 ///   client; with REDIRECT it connects from 127.0.0.6, the passthrough address the rules leave alone.
 /// - admin 127.0.0.1:15000; readiness `GET /healthz/ready` on 15021.
+///
+/// The ports, mark and passthrough address are MeshCapture's `CaptureDefaults` and `InboundPassthrough`,
+/// the same values `sidecar-init` (Intercept's `CapturePolicy`) defaults to.
 public enum PodDefaults {
-    public static let outboundPort = 15001
-    public static let inboundPort = 15006
-    public static let adminPort = 15000
-    public static let readinessPort = 15021
-    public static let inboundPassthroughSource = "127.0.0.6"
+    public static let outboundPort = Int(CaptureDefaults.outboundPort)
+    public static let inboundPort = Int(CaptureDefaults.inboundPort)
+    public static let adminPort = Int(CaptureDefaults.adminPort)
+    public static let readinessPort = Int(CaptureDefaults.readinessPort)
+    public static let inboundPassthroughSource = InboundPassthrough.ipv4Text
     /// sidecar-init's default `--tproxy-mark`.
-    public static let tproxyMark = 1337
+    public static let tproxyMark = Int(CaptureDefaults.tproxyMark)
 
     public enum CaptureMode: String, CaseIterable, Sendable {
         case tproxy, redirect

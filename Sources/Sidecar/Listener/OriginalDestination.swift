@@ -1,5 +1,5 @@
+import MeshCapture
 import NIOCore
-import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -7,34 +7,38 @@ import Glibc
 
 /// Where an accepted connection was going before capture, as Envoy's original_dst listener filter finds
 /// it: SO_ORIGINAL_DST (IP6T_SO_ORIGINAL_DST) from conntrack after a REDIRECT, else the socket's local
-/// address (a TPROXY'd connection keeps its destination).
+/// address (a TPROXY'd connection keeps its destination). The conntrack lookup is MeshCapture's
+/// `OriginalDestinationLookup`, shared with sidecar-init; this adapts it to the channel and SocketAddress.
 enum OriginalDestination {
-    static let soOriginalDst: Int32 = 80
-
+    /// Must run on the channel's event loop (the socket is read synchronously).
     static func lookup(_ channel: Channel, listener: Listener) -> SocketAddress? {
         guard let local = channel.localAddress else { return nil }
-        var found: SocketAddress?
-        if let provider = channel as? SocketOptionProvider {
-            switch local {
-            case .v4:
-                let f: EventLoopFuture<sockaddr_in> = provider.unsafeGetSocketOption(
-                    level: SocketOptionLevel(IPPROTO_IP), name: SocketOptionName(soOriginalDst))
-                // On the channel's own loop the option is read synchronously: the future is already complete.
-                f.assumeIsolated().whenSuccess { found = SocketAddress($0, host: "") }
-            case .v6:
-                let f: EventLoopFuture<sockaddr_in6> = provider.unsafeGetSocketOption(
-                    level: SocketOptionLevel(IPPROTO_IPV6), name: SocketOptionName(soOriginalDst))
-                f.assumeIsolated().whenSuccess { found = SocketAddress($0, host: "") }
-            case .unixDomainSocket:
-                return nil
-            }
+        let family: Int32
+        switch local {
+        case .v4: family = AF_INET
+        case .v6: family = AF_INET6
+        case .unixDomainSocket: return nil
         }
-        let original = found ?? local
+        // Channels without a socket (e.g. embedded ones) have no conntrack entry: their local address it is.
+        let conntrack = try? channel.pipeline.syncOperations.withUnsafeTransportIfAvailable(of: NIOBSDSocket.Handle.self) {
+            OriginalDestinationLookup.conntrack(socket: $0, family: family)
+        }
+        let original = conntrack.flatMap { $0 }.map { SocketAddress($0) } ?? local
         // A connection made straight to the listener (not captured) has itself as destination; proxying
         // it there would loop, so there is no original destination.
         if original.port == listener.address.port && original == local {
             return nil
         }
         return original
+    }
+}
+
+extension SocketAddress {
+    /// NIO's address for a kernel one, without a host name (as NIO's own socket option reads give it).
+    init(_ address: IPSocketAddress) {
+        switch address {
+        case .v4(let sin): self.init(sin, host: "")
+        case .v6(let sin6): self.init(sin6, host: "")
+        }
     }
 }
