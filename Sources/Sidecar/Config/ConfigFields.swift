@@ -47,6 +47,17 @@ enum ConfigFields {
     static let messages: [Message] = coreMessages + HTTPFilterRegistry.filters.flatMap(\.fields) + [
         Message("envoy.config.route.v3.FilterConfig", type: HTTPFilterRegistry.routeFilterConfigType,
                 "config is_optional disabled"),
+        // Router/RateLimitPolicy.swift
+        Message("envoy.config.route.v3.RateLimit", "stage disable_key actions limit hits_addend apply_on_stream_done"),
+        Message("envoy.config.route.v3.RateLimit.Action", """
+            source_cluster destination_cluster request_headers remote_address generic_key header_value_match
+            dynamic_metadata metadata extension masked_remote_address query_parameter_value_match query_parameters
+            """),
+        Message("envoy.config.route.v3.RateLimit.Action.RequestHeaders", "header_name descriptor_key skip_if_absent"),
+        Message("envoy.config.route.v3.RateLimit.Action.GenericKey", "descriptor_value descriptor_key"),
+        Message("envoy.config.route.v3.RateLimit.Action.HeaderValueMatch", """
+            descriptor_value descriptor_key expect_match headers
+            """),
         // Runtime/Runtime.swift
         Message("envoy.config.bootstrap.v3.LayeredRuntime", "layers"),
         Message("envoy.config.bootstrap.v3.RuntimeLayer", "name static_layer disk_layer admin_layer rtds_layer"),

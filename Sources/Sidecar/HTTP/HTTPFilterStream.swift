@@ -11,7 +11,8 @@ protocol HTTPStreamCodec: AnyObject {
     var connectionFilterState: ConnectionFilterState { get }
     /// The response leaves: the codec adds what the connection manager owns (`server`, `connection: close`) and
     /// counts it.
-    func encodeResponseHead(_ head: HTTPResponseHead)
+    /// `endStream`: the response has no body (the codec frames it with `content-length: 0`).
+    func encodeResponseHead(_ head: HTTPResponseHead, endStream: Bool)
     func encodeResponseBody(_ buffer: ByteBuffer)
     func encodeResponseEnd(_ trailers: HTTPHeaders?)
     /// A filter answers the request itself: the router stops (if it started) and the rest of the request
@@ -362,7 +363,7 @@ final class HTTPFilterStream {
         responseStarted = true
         let head = encoder.head!
         encoder.head = nil
-        codec.encodeResponseHead(head)
+        codec.encodeResponseHead(head, endStream: encoder.headersEndStream)
         if encoder.headersEndStream {
             codec.encodeResponseEnd(nil)
             return
@@ -460,6 +461,24 @@ final class HTTPFilterStream {
     }
 
     // MARK: Local replies
+
+    /// A filter answers the request with response headers of its own and no body (Envoy's
+    /// `encodeHeaders(…, end_stream = true)` from a decoder filter, e.g. a CORS preflight): decoding ends as for a
+    /// local reply, and the headers pass through every encoder, but nothing of a local reply is added (no route
+    /// response headers, no body). `closeConnection`: nil closes when the request still had a body to send.
+    func respond(_ head: HTTPResponseHead, closeConnection: Bool? = nil) {
+        guard active else { return }
+        if responseStarted {
+            codec.resetStream()
+            return
+        }
+        localReplySent = true
+        decoder.stopped = false
+        decoder.buffer = nil
+        decoder.head = nil
+        codec.localReplyWillStart(closeConnection: closeConnection ?? (requestHasBody && !decoder.ended))
+        encodeHeaders(head, endStream: true)
+    }
 
     /// Answers the request from a filter: Envoy's `sendLocalReply`. The reply passes through every encoder. Once
     /// the response has started nothing can be sent any more, and the stream is reset instead.

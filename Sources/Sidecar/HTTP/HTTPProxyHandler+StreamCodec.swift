@@ -11,19 +11,25 @@ extension HTTPProxyHandler: HTTPStreamCodec {
                        security: security, requestedServerName: requestedServerName)
     }
 
-    func encodeResponseHead(_ head: HTTPResponseHead) {
+    func encodeResponseHead(_ head: HTTPResponseHead, endStream: Bool) {
         responseStarted = true
         var head = head
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
-        // Envoy's connection manager adds these after every encoder (so they follow what filters added).
+        // Envoy's connection manager adds these after every encoder (so they follow what filters added); an
+        // upstream response already had its `server` replaced by the router.
         if !head.headers.contains(name: "date") { head.headers.add(name: "date", value: HTTPDate.now()) }
-        head.headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
+        if !head.headers.contains(name: "server") { head.headers.add(name: "server", value: listener.hcm.serverName) }
         let rules = listener.requestHeaders
         if rules.alwaysSetRequestIDInResponse || rules.via != nil {
             rules.mutateResponse(&head.headers, requestID: stream.request.headers.first(name: "x-request-id"))
         }
         // Envoy's drain close: while admin has failed the health check, every response ends its connection.
         if worker.server.healthCheckFailed { keepAlive = false }
+        if endStream, head.status.code >= 200, head.status.code != 204, head.status.code != 304,
+           !head.headers.contains(name: "content-length") {
+            // A response without a body: Envoy's HTTP/1 codec frames it with content-length 0, last.
+            head.headers.add(name: "content-length", value: "0")
+        }
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
         // Health checks are not counted by response class (Envoy's chargeStats skips them).
         if !stream.isHealthCheck { stats.inc(listener.stats.responseClass(Int(head.status.code))) }

@@ -91,7 +91,7 @@ extension VirtualHost {
     static func decode(_ value: ConfigValue) throws -> VirtualHost {
         let obj = try value.object()
         try obj.unsupported([
-            "rate_limits", "retry_policy_typed_config",
+            "retry_policy_typed_config",
             "hedge_policy", "request_mirror_policies", "matcher", "include_is_timeout_retry_header",
             "request_body_buffer_limit", "route_specifiers",
         ])
@@ -115,6 +115,7 @@ extension VirtualHost {
         vh.perRequestBufferLimitBytes = try obj.optional("per_request_buffer_limit_bytes")?.uint32Int()
         vh.typedPerFilterConfig = try HTTPFilterRegistry.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
         vh.virtualClusters = try obj.list("virtual_clusters").map(VirtualCluster.decode)
+        vh.rateLimits = try obj.list("rate_limits").map(RateLimitPolicy.decode)
         // Deprecated in Envoy (which warns) but still honoured by its CORS filter: kept for it.
         vh.cors = try obj.optional("cors").map(CORSPolicy.decode)
         try obj.finish()
@@ -208,7 +209,7 @@ extension ForwardAction {
     static func decode(_ value: ConfigValue) throws -> ForwardAction {
         let obj = try value.object()
         try obj.unsupported([
-            "retry_policy_typed_config", "rate_limits", "request_mirror_policies", "flush_timeout",
+            "retry_policy_typed_config", "request_mirror_policies", "flush_timeout",
             "path_rewrite", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
             "upgrade_configs", "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
             "hedge_policy", "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
@@ -251,6 +252,7 @@ extension ForwardAction {
         action.idleTimeout = try obj.optional("idle_timeout")?.duration()
         // Deprecated in Envoy (which warns) but still honoured by its CORS filter: kept for it.
         action.cors = try obj.optional("cors").map(CORSPolicy.decode)
+        action.rateLimits = try obj.list("rate_limits").map(RateLimitPolicy.decode)
         try obj.finish()
         return action
     }

@@ -45,6 +45,8 @@ public struct VirtualHost: Sendable {
     public var perRequestBufferLimitBytes: Int?
     /// `virtual_clusters`: named classes of requests (statistics only; see `virtualClusterName`).
     public var virtualClusters: [VirtualCluster] = []
+    /// `rate_limits` (used by rate limit filters as their `vh_rate_limits` says).
+    public var rateLimits: [RateLimitPolicy] = []
     /// The deprecated `cors` field: the CORS filter's policy when no `typed_per_filter_config` gives one.
     var cors: CORSPolicy?
 }
@@ -126,6 +128,8 @@ public struct ForwardAction: Sendable {
     public var idleTimeout: ProtoDuration?
     /// The deprecated `cors` field (more specific than the virtual host's).
     var cors: CORSPolicy?
+    /// `rate_limits`: the descriptors rate limit filters match.
+    public var rateLimits: [RateLimitPolicy] = []
 }
 
 public struct DirectResponse: Sendable {

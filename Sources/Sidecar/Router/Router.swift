@@ -113,6 +113,9 @@ public struct ForwardTarget {
     /// The deprecated `cors` policies of the route action and virtual host, for the CORS filter.
     var routeCORS: CORSPolicy? = nil
     var virtualHostCORS: CORSPolicy? = nil
+    /// The route's and the virtual host's `rate_limits`.
+    public var rateLimits: [RateLimitPolicy] = []
+    public var virtualHostRateLimits: [RateLimitPolicy] = []
 }
 
 extension RouteConfiguration {
@@ -221,7 +224,8 @@ extension RouteConfiguration {
                 idleTimeout: f.idleTimeout, includeRequestAttemptCount: vh.includeRequestAttemptCount,
                 includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
                 perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
-                routeCORS: f.cors, virtualHostCORS: vh.cors))
+                routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
+                virtualHostRateLimits: vh.rateLimits))
         }
     }
 }

@@ -20,7 +20,7 @@ import Testing
         var eventLoop: EventLoop { loop }
         var downstream: DownstreamInfo { DownstreamInfo() }
         let connectionFilterState = ConnectionFilterState()
-        func encodeResponseHead(_ head: HTTPResponseHead) {
+        func encodeResponseHead(_ head: HTTPResponseHead, endStream: Bool) {
             heads.append(head)
             events.append("codec:head \(head.status.code)")
         }

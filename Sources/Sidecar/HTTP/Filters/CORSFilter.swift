@@ -89,10 +89,8 @@ final class CORSFilter: HTTPFilterFactory, @unchecked Sendable {
             // connection when a request body is still to come.
             var headers = HTTPHeaders()
             for (n, v) in preflight { headers.add(name: n, value: v) }
-            headers.add(name: "date", value: HTTPDate.now())
-            headers.add(name: "content-length", value: "0")
-            stream.codec.localReplyWillStart(closeConnection: stream.requestHasBody)
-            stream.encodeHeaders(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers), endStream: true)
+            stream.respond(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers),
+                           closeConnection: stream.requestHasBody)
             return .stopIteration
         }
 

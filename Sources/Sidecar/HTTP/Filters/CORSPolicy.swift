@@ -182,9 +182,9 @@ struct CORSEvaluation {
     /// `access-control-allow-origin` (replacing the upstream's), `-allow-credentials` and `-expose-headers`.
     func applyResponseHeaders(_ chain: CORSPolicyChain, to headers: inout HTTPHeaders) {
         guard isCORSRequest, let origin = latchedOrigin else { return }
-        headers.replaceOrAdd(name: "access-control-allow-origin", value: origin)
-        if chain.allowCredentials { headers.replaceOrAdd(name: "access-control-allow-credentials", value: "true") }
+        headers.setKeepingPosition(name: "access-control-allow-origin", value: origin)
+        if chain.allowCredentials { headers.setKeepingPosition(name: "access-control-allow-credentials", value: "true") }
         let expose = chain.exposeHeaders
-        if !expose.isEmpty { headers.replaceOrAdd(name: "access-control-expose-headers", value: expose) }
+        if !expose.isEmpty { headers.setKeepingPosition(name: "access-control-expose-headers", value: expose) }
     }
 }

@@ -1,7 +1,8 @@
 import NIOHTTP1
 
-/// `envoy.extensions.filters.http.fault.v3.HTTPFault`, as the fault filter and its per-route override use it.
-struct FaultConfig: Sendable {
+/// `envoy.extensions.filters.http.fault.v3.HTTPFault`, as the fault filter and its per-route override use it. A
+/// class, read through a reference on every request; written only while it is decoded.
+final class FaultConfig: @unchecked Sendable {
     enum Delay: Sendable {
         case fixed(milliseconds: UInt64)
         /// `header_delay`: the duration comes from `x-envoy-fault-delay-request`.
@@ -99,7 +100,7 @@ struct FaultConfig: Sendable {
             "response_rate_limit_percent_runtime", "abort_grpc_status_runtime",
             "filter_metadata",
         ])
-        var c = FaultConfig()
+        let c = FaultConfig()
         if let d = try obj.optional("delay")?.object() {
             guard let (key, v) = try d.oneOf(["fixed_delay", "header_delay"]) else { fatalError("unreachable") }
             if key == "fixed_delay" {

@@ -18,13 +18,12 @@ final class RouterFilter: HTTPStreamFilter {
     }
 
     func decodeHeaders(_ head: inout HTTPRequestHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
-        let listener = connection.listener
         switch stream.route {
         case .noRoute:
-            stream.stats.inc(listener.stats.noRoute)
+            stream.stats.inc(connection.listener.stats.noRoute)
             stream.sendLocalReply(status: .notFound, body: "", closeConnection: false)
         case .directResponse(let d, let mutations, _):
-            stream.stats.inc(listener.stats.directResponse)
+            stream.stats.inc(connection.listener.stats.directResponse)
             connection.responseMutations = mutations
             stream.sendLocalReply(status: HTTPResponseStatus(statusCode: d.status),
                                   body: d.body.map { String(decoding: $0, as: UTF8.self) } ?? "",

@@ -28,6 +28,8 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
                 rate_limited_as_resource_exhausted rate_limits max_dynamic_descriptors
                 local_rate_limit_per_downstream_connection_enabled_runtime
                 """),
+            .init("envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor", "entries token_bucket"),
+            .init("envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry", "key value"),
             .init("envoy.type.v3.TokenBucket", "max_tokens tokens_per_fill fill_interval"),
             .init("envoy.type.v3.HttpStatus", "code"),
         ])
@@ -53,22 +55,44 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
         return stream.filterDisabled(name) ? nil : config
     }
 
-    /// The bucket a request of this stream takes from: the config's, or this connection's own copy of it.
-    private func bucket(_ c: LocalRateLimitConfig, _ stream: HTTPFilterStream) -> SharedTokenBucket? {
-        guard let shared = c.bucket else { return nil }
+    /// The bucket a request of this stream takes from: `shared`, or this connection's own copy of it.
+    private func bucket(_ shared: SharedTokenBucket, _ c: LocalRateLimitConfig, _ stream: HTTPFilterStream)
+        -> SharedTokenBucket
+    {
         guard c.perConnection else { return shared }
         return stream.connectionFilterState.value(for: shared) {
             SharedTokenBucket(shared.bucket, start: NIODeadline.now().uptimeNanoseconds)
         }
     }
 
+    /// The buckets this request takes from, descriptor buckets first, and whether the default one is among them
+    /// (Envoy: a descriptor match consumes from the default too when `always_consume_default_token_bucket`).
+    private func buckets(_ c: LocalRateLimitConfig, _ stream: HTTPFilterStream) -> [SharedTokenBucket] {
+        var out = c.matchedDescriptorBuckets(stream).map { bucket($0, c, stream) }
+        if let shared = c.bucket, out.isEmpty || c.alwaysConsumeDefault { out.append(bucket(shared, c, stream)) }
+        return out
+    }
+
     func decodeHeaders(_ head: inout HTTPRequestHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
         guard let c = settings(stream), c.filterEnabled.evaluate(runtime, random: stream.worker.random.next()) else { return .continue }
         let stats = stream.stats
         stats.inc(c.stats.enabled)
-        // The clock is read after the bucket exists: a per-connection bucket made now starts full now.
-        let b = bucket(c, stream)
-        if b?.tryTake(now: NIODeadline.now().uptimeNanoseconds) ?? true {
+        // The clock is read after the buckets exist: a per-connection bucket made now starts full now.
+        let allowed: Bool
+        if c.descriptors.isEmpty {
+            // The common case, without an array per request.
+            if let shared = c.bucket {
+                let b = bucket(shared, c, stream)
+                allowed = b.tryTake(now: NIODeadline.now().uptimeNanoseconds)
+            } else {
+                allowed = true
+            }
+        } else {
+            let takers = buckets(c, stream)
+            let now = NIODeadline.now().uptimeNanoseconds
+            allowed = takers.allSatisfy { $0.tryTake(now: now) }
+        }
+        if allowed {
             stats.inc(c.stats.ok)
             return .continue
         }
@@ -94,7 +118,9 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
     }
 
     func encodeHeaders(_ head: inout HTTPResponseHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
-        guard let c = settings(stream), c.xRateLimitHeaders, let b = bucket(c, stream) else { return .continue }
+        guard let c = settings(stream), c.xRateLimitHeaders else { return .continue }
+        guard let b = c.descriptors.isEmpty ? c.bucket.map({ bucket($0, c, stream) }) : buckets(c, stream).first
+        else { return .continue }
         let now = NIODeadline.now().uptimeNanoseconds
         head.headers.replaceOrAdd(name: "x-ratelimit-limit", value: String(b.maxTokens))
         head.headers.replaceOrAdd(name: "x-ratelimit-remaining", value: String(b.remaining(now: now)))
