@@ -58,6 +58,11 @@ enum ConfigFields {
         Message("envoy.config.route.v3.RateLimit.Action.HeaderValueMatch", """
             descriptor_value descriptor_key expect_match headers
             """),
+        // Router/MirrorPolicy.swift
+        Message("envoy.config.route.v3.RouteAction.RequestMirrorPolicy", """
+            cluster cluster_header runtime_fraction trace_sampled disable_shadow_host_suffix_append
+            request_headers_mutations host_rewrite_literal
+            """),
         // Runtime/Runtime.swift
         Message("envoy.config.bootstrap.v3.LayeredRuntime", "layers"),
         Message("envoy.config.bootstrap.v3.RuntimeLayer", "name static_layer disk_layer admin_layer rtds_layer"),

@@ -54,6 +54,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
 
     func localReplyWillStart(closeConnection: Bool) {
         abandonUpstream(closeConnection: true)
+        if !shadows.isEmpty { releaseShadows() }
         phase = .discarding
         timer?.cancel()
         timer = nil

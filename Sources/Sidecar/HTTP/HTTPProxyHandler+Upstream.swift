@@ -73,7 +73,48 @@ extension HTTPProxyHandler {
             hash: hash, source: source, retry: retry, bufferLimit: limit)
         upstream?.perTryTimeout = perTryTimeout
         upstreamStart = .now()
+        if !target.mirrorPolicies.isEmpty { startShadows(target, headers: headers, method: head.method, limit: limit) }
         startAttempt()
+    }
+
+    // MARK: Shadowing (request_mirror_policies)
+
+    /// A copy of the request for each mirror policy that selects it, with `-shadow` added to its host.
+    private func startShadows(_ target: ForwardTarget, headers: HTTPHeaders, method: HTTPMethod, limit: Int) {
+        let runtime = worker.server.runtime
+        for policy in target.mirrorPolicies where policy.fraction.evaluate(runtime, random: worker.random.next()) {
+            guard let mi = listener.clusters.index(of: policy.cluster) else { continue }
+            var shadowHeaders = headers
+            if !policy.keepHost, let host = shadowHeaders.first(name: "host") {
+                shadowHeaders.replaceOrAdd(name: "host", value: MirrorPolicy.shadowHost(host))
+            }
+            // Envoy sends the copy through its async client, which marks it internal and appends its own address
+            // to x-forwarded-for (observed on Envoy 1.40).
+            shadowHeaders.replaceOrAdd(name: "x-envoy-internal", value: "true")
+            let xff = shadowHeaders.first(name: "x-forwarded-for").map { $0 + "," } ?? ""
+            shadowHeaders.replaceOrAdd(name: "x-forwarded-for", value: xff + SidecarServer.localAddress)
+            let source = UpstreamSource.choose(
+                listener: listener.config, downstream: context.channel, clusterSource: worker.pools[mi].clusterSource)
+            if let shadow = ShadowRequest(
+                worker: worker, clusterIndex: mi,
+                head: HTTPRequestHead(version: .http1_1, method: method, uri: target.path, headers: shadowHeaders),
+                source: source, priority: target.priority, bufferLimit: limit, random: &worker.random)
+            {
+                shadows.append(shadow)
+            }
+        }
+    }
+
+    /// The mirrored copies get every part of the request the router gets.
+    func mirror(_ part: HTTPClientRequestPart, bytes: Int) {
+        for s in shadows { s.send(part, bytes: bytes) }
+    }
+
+    /// The request is over for the router: copies still waiting for its body are abandoned, complete ones finish
+    /// on their own.
+    func releaseShadows() {
+        for s in shadows { s.abandonIfIncomplete() }
+        shadows.removeAll()
     }
 
     // MARK: Attempts
@@ -464,6 +505,10 @@ extension HTTPProxyHandler {
 
     /// The router saw the end of the request (after every HTTP filter passed it on).
     func routerRequestEnded(_ trailers: HTTPHeaders?) {
+        if !shadows.isEmpty {
+            mirror(.end(trailers), bytes: 0)
+            shadows.removeAll()
+        }
         switch phase {
         case .connecting, .forwarding, .backoff:
             requestBody(.end(trailers), bytes: 0)

@@ -84,6 +84,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var connectionIdleTimer: Scheduled<Void>?
     var connectionIdleQuietTicks = 0
     var connectionIdleSeen = 0
+    /// Mirrored copies of the request in flight (request_mirror_policies) that still take its body.
+    var shadows: [ShadowRequest] = []
     /// The request's trip through the listener's `http_filters`; reused for every request of the connection.
     lazy var stream = HTTPFilterStream(codec: self, worker: worker, router: RouterFilter(connection: self))
     lazy var connectionFilterState = ConnectionFilterState()
@@ -165,6 +167,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // The client went away: cancel its upstream request.
         abandonUpstream(closeConnection: true)
         phase = .discarding
+        releaseShadows()
         stream.end()
         queued.removeAll()
         endRequestStats()
@@ -480,6 +483,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func finishRequest() {
+        if !shadows.isEmpty { releaseShadows() }
         requestTimer?.cancel()
         requestTimer = nil
         stream.end()

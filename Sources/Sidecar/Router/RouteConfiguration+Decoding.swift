@@ -82,6 +82,10 @@ extension RouteConfiguration {
                 default:
                     break
                 }
+                for (mi, m) in f.mirrorPolicies.enumerated() where !names.contains(m.cluster) {
+                    throw value.error(at: at + ".request_mirror_policies[\(mi)].cluster",
+                                      "request mirror policy refers to unknown cluster '\(m.cluster)'")
+                }
             }
         }
     }
@@ -209,7 +213,7 @@ extension ForwardAction {
     static func decode(_ value: ConfigValue) throws -> ForwardAction {
         let obj = try value.object()
         try obj.unsupported([
-            "retry_policy_typed_config", "request_mirror_policies", "flush_timeout",
+            "retry_policy_typed_config", "flush_timeout",
             "path_rewrite", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
             "upgrade_configs", "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
             "hedge_policy", "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
@@ -253,6 +257,7 @@ extension ForwardAction {
         // Deprecated in Envoy (which warns) but still honoured by its CORS filter: kept for it.
         action.cors = try obj.optional("cors").map(CORSPolicy.decode)
         action.rateLimits = try obj.list("rate_limits").map(RateLimitPolicy.decode)
+        action.mirrorPolicies = try obj.list("request_mirror_policies").map(MirrorPolicy.decode)
         try obj.finish()
         return action
     }

@@ -130,6 +130,8 @@ public struct ForwardAction: Sendable {
     var cors: CORSPolicy?
     /// `rate_limits`: the descriptors rate limit filters match.
     public var rateLimits: [RateLimitPolicy] = []
+    /// `request_mirror_policies`: clusters that get a copy of each request.
+    public var mirrorPolicies: [MirrorPolicy] = []
 }
 
 public struct DirectResponse: Sendable {

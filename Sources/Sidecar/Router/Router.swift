@@ -116,6 +116,8 @@ public struct ForwardTarget {
     /// The route's and the virtual host's `rate_limits`.
     public var rateLimits: [RateLimitPolicy] = []
     public var virtualHostRateLimits: [RateLimitPolicy] = []
+    /// The route's `request_mirror_policies`.
+    public var mirrorPolicies: [MirrorPolicy] = []
 }
 
 extension RouteConfiguration {
@@ -225,7 +227,7 @@ extension RouteConfiguration {
                 includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
                 perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
                 routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
-                virtualHostRateLimits: vh.rateLimits))
+                virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies))
         }
     }
 }

@@ -43,7 +43,10 @@ final class RouterFilter: HTTPStreamFilter {
     }
 
     func decodeData(_ data: inout ByteBuffer, endStream: Bool, stream: HTTPFilterStream) -> FilterDataStatus {
-        if data.readableBytes > 0 { connection.requestBody(.body(.byteBuffer(data)), bytes: data.readableBytes) }
+        if data.readableBytes > 0 {
+            if !connection.shadows.isEmpty { connection.mirror(.body(.byteBuffer(data)), bytes: data.readableBytes) }
+            connection.requestBody(.body(.byteBuffer(data)), bytes: data.readableBytes)
+        }
         if endStream { connection.routerRequestEnded(nil) }
         return .continue
     }
