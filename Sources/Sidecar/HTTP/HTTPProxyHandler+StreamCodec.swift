@@ -19,9 +19,9 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         // upstream response already had its `server` replaced by the router.
         if !head.headers.contains(name: "date") { head.headers.add(name: "date", value: HTTPDate.now()) }
         if !head.headers.contains(name: "server") { head.headers.add(name: "server", value: listener.hcm.serverName) }
-        let rules = listener.requestHeaders
-        if rules.alwaysSetRequestIDInResponse || rules.via != nil {
-            rules.mutateResponse(&head.headers, requestID: stream.request.headers.first(name: "x-request-id"))
+        if listener.requestHeaders.alwaysSetRequestIDInResponse || listener.requestHeaders.via != nil {
+            listener.requestHeaders.mutateResponse(
+                &head.headers, requestID: stream.request.headers.first(name: "x-request-id"))
         }
         // Envoy's drain close: while admin has failed the health check, every response ends its connection.
         if worker.server.healthCheckFailed { keepAlive = false }

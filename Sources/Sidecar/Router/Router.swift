@@ -85,39 +85,70 @@ public enum RouteDecision {
 }
 
 /// A forwarding decision: the cluster and the request as it must leave.
-public struct ForwardTarget {
-    public var cluster: String
-    public var path: String
-    public var hostRewrite: String?
-    public var autoHostRewrite: Bool
-    public var timeout: ProtoDuration
-    public var routeName: String?
-    public var virtualHost: String
+/// A class: a request's forwarding decision is read from the stream, the router and the upstream request, and
+/// copying a struct this size cost a few dozen retains each time. Built once by the router, never changed after.
+public final class ForwardTarget {
+    public let cluster: String
+    public let path: String
+    public let hostRewrite: String?
+    public let autoHostRewrite: Bool
+    public let timeout: ProtoDuration
+    public let routeName: String?
+    public let virtualHost: String
     /// Most specific first: weighted cluster, route, virtual host, route configuration.
-    public var mutations: [HeaderMutations]
+    public let mutations: [HeaderMutations]
     /// The route's `retry_policy`, else the virtual host's (Envoy does not merge the two); nil: no retries.
-    public var retryPolicy: RetryPolicyConfig? = nil
+    public let retryPolicy: RetryPolicyConfig?
     /// The route's `hash_policy`, for RING_HASH and MAGLEV clusters.
-    public var hashPolicies: [HashPolicy] = []
+    public let hashPolicies: [HashPolicy]
     /// The route's `priority`: which circuit-breaker thresholds the request counts against.
-    public var priority: CircuitBreakerThresholds.Priority = .DEFAULT
+    public let priority: CircuitBreakerThresholds.Priority
     /// The route's `idle_timeout`, overriding the connection manager's `stream_idle_timeout`; zero disables.
-    public var idleTimeout: ProtoDuration? = nil
+    public let idleTimeout: ProtoDuration?
     /// The virtual host's `include_request_attempt_count` (`x-envoy-attempt-count` upstream) and
     /// `include_attempt_count_in_response` (the same header downstream).
-    public var includeRequestAttemptCount = false
-    public var includeAttemptCountInResponse = false
+    public let includeRequestAttemptCount: Bool
+    public let includeAttemptCountInResponse: Bool
     /// The route's `per_request_buffer_limit_bytes`, else the virtual host's: how much request body may be
     /// kept for retries. Nil: the listener's connection buffer limit.
-    public var perRequestBufferLimitBytes: Int? = nil
+    public let perRequestBufferLimitBytes: Int?
     /// The deprecated `cors` policies of the route action and virtual host, for the CORS filter.
-    var routeCORS: CORSPolicy? = nil
-    var virtualHostCORS: CORSPolicy? = nil
+    let routeCORS: CORSPolicy?
+    let virtualHostCORS: CORSPolicy?
     /// The route's and the virtual host's `rate_limits`.
-    public var rateLimits: [RateLimitPolicy] = []
-    public var virtualHostRateLimits: [RateLimitPolicy] = []
+    public let rateLimits: [RateLimitPolicy]
+    public let virtualHostRateLimits: [RateLimitPolicy]
     /// The route's `request_mirror_policies`.
-    public var mirrorPolicies: [MirrorPolicy] = []
+    public let mirrorPolicies: [MirrorPolicy]
+
+    init(cluster: String, path: String, hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
+         routeName: String?, virtualHost: String, mutations: [HeaderMutations], retryPolicy: RetryPolicyConfig? = nil,
+         hashPolicies: [HashPolicy] = [], priority: CircuitBreakerThresholds.Priority = .DEFAULT,
+         idleTimeout: ProtoDuration? = nil, includeRequestAttemptCount: Bool = false,
+         includeAttemptCountInResponse: Bool = false, perRequestBufferLimitBytes: Int? = nil,
+         routeCORS: CORSPolicy? = nil, virtualHostCORS: CORSPolicy? = nil, rateLimits: [RateLimitPolicy] = [],
+         virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = []) {
+        self.cluster = cluster
+        self.path = path
+        self.hostRewrite = hostRewrite
+        self.autoHostRewrite = autoHostRewrite
+        self.timeout = timeout
+        self.routeName = routeName
+        self.virtualHost = virtualHost
+        self.mutations = mutations
+        self.retryPolicy = retryPolicy
+        self.hashPolicies = hashPolicies
+        self.priority = priority
+        self.idleTimeout = idleTimeout
+        self.includeRequestAttemptCount = includeRequestAttemptCount
+        self.includeAttemptCountInResponse = includeAttemptCountInResponse
+        self.perRequestBufferLimitBytes = perRequestBufferLimitBytes
+        self.routeCORS = routeCORS
+        self.virtualHostCORS = virtualHostCORS
+        self.rateLimits = rateLimits
+        self.virtualHostRateLimits = virtualHostRateLimits
+        self.mirrorPolicies = mirrorPolicies
+    }
 }
 
 extension RouteConfiguration {
