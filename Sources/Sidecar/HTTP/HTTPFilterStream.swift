@@ -245,16 +245,7 @@ final class HTTPFilterStream {
 
     /// Passes held data (and `data`) through the filters from `resumeAt`.
     private func runDecodeData(resumeAt start: Int, data: ByteBuffer?, endStream: Bool) {
-        var chunk: ByteBuffer
-        if var held = decoder.buffer {
-            decoder.buffer = nil
-            if var more = data { held.writeBuffer(&more) }
-            chunk = held
-        } else if let data {
-            chunk = data
-        } else if endStream {
-            chunk = ByteBuffer()
-        } else {
+        guard var chunk = decoder.takeChunk(adding: data, endStream: endStream) else {
             if decoder.trailers != nil && decoder.ended { runDecodeTrailers(from: 0) }
             return
         }
@@ -262,19 +253,8 @@ final class HTTPFilterStream {
         while i < filters.count {
             let status = filters[i].decodeData(&chunk, endStream: endStream, stream: self)
             if localReplySent || !active { return }
-            switch status {
-            case .continue:
-                i += 1
-            case .stopIterationAndBuffer:
-                decoder.stopped = true
-                decoder.index = i
-                decoder.buffer = chunk
-                return
-            case .stopIterationNoBuffer:
-                decoder.stopped = true
-                decoder.index = i
-                return
-            }
+            guard decoder.goesOn(after: status, at: i, holding: chunk) else { return }
+            i += 1
         }
         if decoder.trailers != nil && decoder.ended { runDecodeTrailers(from: 0) }
     }
@@ -372,16 +352,7 @@ final class HTTPFilterStream {
     }
 
     private func runEncodeData(resumeAt start: Int, data: ByteBuffer?, endStream: Bool) {
-        var chunk: ByteBuffer
-        if var held = encoder.buffer {
-            encoder.buffer = nil
-            if var more = data { held.writeBuffer(&more) }
-            chunk = held
-        } else if let data {
-            chunk = data
-        } else if endStream {
-            chunk = ByteBuffer()
-        } else {
+        guard var chunk = encoder.takeChunk(adding: data, endStream: endStream) else {
             if encoder.trailers != nil && encoder.ended { runEncodeTrailers(from: filters.count - 2) }
             return
         }
@@ -389,19 +360,8 @@ final class HTTPFilterStream {
         while i >= 0 {
             let status = filters[i].encodeData(&chunk, endStream: endStream, stream: self)
             if !active { return }
-            switch status {
-            case .continue:
-                i -= 1
-            case .stopIterationAndBuffer:
-                encoder.stopped = true
-                encoder.index = i
-                encoder.buffer = chunk
-                return
-            case .stopIterationNoBuffer:
-                encoder.stopped = true
-                encoder.index = i
-                return
-            }
+            guard encoder.goesOn(after: status, at: i, holding: chunk) else { return }
+            i -= 1
         }
         if chunk.readableBytes > 0 { codec.encodeResponseBody(chunk) }
         if endStream {
@@ -467,17 +427,24 @@ final class HTTPFilterStream {
     /// local reply, and the headers pass through every encoder, but nothing of a local reply is added (no route
     /// response headers, no body). `closeConnection`: nil closes when the request still had a body to send.
     func respond(_ head: HTTPResponseHead, closeConnection: Bool? = nil) {
-        guard active else { return }
+        guard beginLocalAnswer(closeConnection: closeConnection) else { return }
+        encodeHeaders(head, endStream: true)
+    }
+
+    /// What answering from the proxy starts with: decoding ends and the connection is told. False when there is
+    /// nothing to answer (the stream is over, or its response started: then it is reset).
+    private func beginLocalAnswer(closeConnection: Bool?) -> Bool {
+        guard active else { return false }
         if responseStarted {
             codec.resetStream()
-            return
+            return false
         }
         localReplySent = true
         decoder.stopped = false
         decoder.buffer = nil
         decoder.head = nil
         codec.localReplyWillStart(closeConnection: closeConnection ?? (requestHasBody && !decoder.ended))
-        encodeHeaders(head, endStream: true)
+        return true
     }
 
     /// Answers the request from a filter: Envoy's `sendLocalReply`. The reply passes through every encoder. Once
@@ -504,17 +471,7 @@ final class HTTPFilterStream {
 
     private func sendPlainLocalReply(status: HTTPResponseStatus, body: String, headers extra: HTTPHeaders,
                                      closeConnection: Bool?) {
-        guard active else { return }
-        if responseStarted {
-            codec.resetStream()
-            return
-        }
-        localReplySent = true
-        decoder.stopped = false
-        decoder.buffer = nil
-        decoder.head = nil
-        let close = closeConnection ?? (requestHasBody && !decoder.ended)
-        codec.localReplyWillStart(closeConnection: close)
+        guard beginLocalAnswer(closeConnection: closeConnection) else { return }
         let bytes = Array(body.utf8)
         let head = codec.localReplyHead(status: status, bodyLength: bytes.count, extra: extra)
         let withBody = !bytes.isEmpty && !isHeadRequest
@@ -580,6 +537,36 @@ private struct Direction<Head> {
     var ended = false
     /// The filter whose `decodeTrailers`/`encodeTrailers` runs (for `addDecodedData`/`addEncodedData`), or -1.
     var trailersAt = -1
+
+    /// The chunk to pass on: what this direction holds followed by `data`; an empty chunk for a bare end of
+    /// stream; nil when there is nothing to pass.
+    mutating func takeChunk(adding data: ByteBuffer?, endStream: Bool) -> ByteBuffer? {
+        if var held = buffer {
+            buffer = nil
+            if var more = data { held.writeBuffer(&more) }
+            return held
+        }
+        if let data { return data }
+        return endStream ? ByteBuffer() : nil
+    }
+
+    /// Applies a filter's data status: true when the chunk goes on to the next filter; otherwise this direction
+    /// stops at the filter (keeping the chunk when it asked to buffer).
+    mutating func goesOn(after status: FilterDataStatus, at i: Int, holding chunk: ByteBuffer) -> Bool {
+        switch status {
+        case .continue:
+            return true
+        case .stopIterationAndBuffer:
+            stopped = true
+            index = i
+            buffer = chunk
+            return false
+        case .stopIterationNoBuffer:
+            stopped = true
+            index = i
+            return false
+        }
+    }
 
     mutating func hold(_ data: ByteBuffer) {
         if buffer == nil {
