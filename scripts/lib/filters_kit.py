@@ -135,7 +135,7 @@ def route(prefix="/", cluster="svc", per_filter=None, action=None, **extra):
     return r
 
 
-def bootstrap(listener_port, admin_port, backend_port, filters, routes=None, vhost=None, hcm=None):
+def bootstrap(listener_port, admin_port, backend_port, filters, routes=None, vhost=None, hcm=None, clusters=None):
     """One listener with one HTTP connection manager (stat_prefix ingress): `filters` then the router; one
     virtual host (domains *) with `routes` (default: prefix / to svc); cluster svc is the echo backend."""
     vh = {"name": "all", "domains": ["*"], "routes": routes or [route()]}
@@ -147,6 +147,18 @@ def bootstrap(listener_port, admin_port, backend_port, filters, routes=None, vho
         "http_filters": list(filters) + [ROUTER],
     }
     manager.update(hcm or {})
+    extra_clusters = [
+        {
+            "name": name,
+            "connect_timeout": "1s",
+            "type": "STATIC",
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sockaddr(port)}}]}],
+            },
+        }
+        for name, port in (clusters or {}).items()
+    ]
     return {
         "admin": {"address": sockaddr(admin_port)},
         "static_resources": {
@@ -169,7 +181,8 @@ def bootstrap(listener_port, admin_port, backend_port, filters, routes=None, vho
                         "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sockaddr(backend_port)}}]}],
                     },
                 }
-            ],
+            ]
+            + extra_clusters,
         },
     }
 

@@ -1063,6 +1063,47 @@ def scenario_csrf_config_rejected(t):
     return "refused: CsrfPolicy without filter_enabled (filter and route)"
 
 
+# ---- request mirroring ---------------------------------------------------------------------------------------
+def scenario_mirror_route(t):
+    """Route request_mirror_policies [{cluster: mirror}]: the client gets the main backend's answer; the mirror
+    cluster gets a copy with `-shadow` added to the host before its port, `x-envoy-internal: true`, and the body;
+    its answers count in cluster.mirror.*. A policy with runtime_fraction 0 % mirrors nothing, and
+    disable_shadow_host_suffix_append keeps the host."""
+    mirror = EchoServer()
+    t.on_close("mirror backend on %d" % mirror.port, mirror.close)
+    routes = [
+        route("/none", action={"request_mirror_policies": [
+            {"cluster": "mirror", "runtime_fraction": {"default_value": percent(0)}}]}),
+        route("/keep", action={"request_mirror_policies": [
+            {"cluster": "mirror", "disable_shadow_host_suffix_append": True}]}),
+        route("/", action={"request_mirror_policies": [{"cluster": "mirror"}]}),
+    ]
+    p = t.proxy([], routes=routes, clusters={"mirror": mirror.port})
+    r = request(p.port, "GET", "/a?x=1", {"host": "api.example.com:8080"})
+    check(r.status == 200 and r.header("x-backend") == "echo", "GET: %d from %r" % (r.status, r.header("x-backend")))
+    check(wait_for(lambda: mirror.hits == 1, 5), "the mirror got %d copies of the GET" % mirror.hits)
+    copy = mirror.requests[0]
+    host = [v for k, v in copy["headers"] if k == "host"]
+    check(host == ["api.example.com-shadow:8080"], "the copy's host: %r" % host)
+    check(copy["path"] == "/a?x=1", "the copy's path: %r" % copy["path"])
+    internal = [v for k, v in copy["headers"] if k == "x-envoy-internal"]
+    check(internal == ["true"], "the copy's x-envoy-internal: %r" % internal)
+    r = request(p.port, "POST", "/b", {"host": "api.example.com"}, body="mirrored body")
+    check(r.status == 200, "POST: %d" % r.status)
+    check(wait_for(lambda: mirror.hits == 2, 5), "the mirror got %d copies after the POST" % mirror.hits)
+    check(mirror.requests[1]["body"] == "mirrored body", "the copy's body: %r" % mirror.requests[1]["body"])
+    for _ in range(5):
+        check(request(p.port, "GET", "/none").status == 200, "a request on the 0 % route failed")
+    r = request(p.port, "GET", "/keep", {"host": "api.example.com"})
+    check(wait_for(lambda: mirror.hits == 3, 5), "the mirror got %d copies in all (expected 3)" % mirror.hits)
+    host = [v for k, v in mirror.requests[2]["headers"] if k == "host"]
+    check(host == ["api.example.com"], "disable_shadow_host_suffix_append: host %r" % host)
+    check(wait_for(lambda: p.stats().get("cluster.mirror.upstream_rq_200") == 3, 5),
+          "cluster.mirror.upstream_rq_200 is %r" % p.stats().get("cluster.mirror.upstream_rq_200"))
+    check(t.backend().hits == 8, "the main backend got %d requests, expected 8" % t.backend().hits)
+    return "3 copies (GET with -shadow host before the port, POST with its body, one with the host kept), none on the 0 % route; cluster.mirror.upstream_rq_200 3"
+
+
 SCENARIOS = [
     ("fault_abort", scenario_fault_abort),
     ("fault_abort_grpc", scenario_fault_abort_grpc),
@@ -1099,6 +1140,7 @@ SCENARIOS = [
     ("csrf_additional_origins", scenario_csrf_additional_origins),
     ("csrf_shadow", scenario_csrf_shadow),
     ("csrf_config_rejected", scenario_csrf_config_rejected),
+    ("mirror_route", scenario_mirror_route),
 ]
 
 
@@ -1130,7 +1172,7 @@ if __name__ == "__main__":
     sys.exit(
         run_suite(
             "filters",
-            "HTTP filter (fault, local_ratelimit, cors, csrf) end-to-end tests",
+            "HTTP filter (fault, local_ratelimit, cors, csrf) and request mirroring end-to-end tests",
             SCENARIOS,
             "pff",
             suite_class=Suite,
