@@ -13,7 +13,7 @@ extension HTTPProxyHandler {
             requestTimer = nil
             guard requestActive, !requestComplete, !responseStarted else { return }
             stats.inc(listener.stats.rqTimeout)
-            keepAlive = false
+            lifecycle.disableKeepAlive()
             if stream.active {
                 stream.sendLocalReply(status: .requestTimeout, body: "request timeout", closeConnection: true)
             } else {

@@ -12,7 +12,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
     }
 
     func encodeResponseHead(_ head: HTTPResponseHead, endStream: Bool) {
-        responseStarted = true
+        lifecycle.responseHeadCommitted()
         var head = head
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
         // Envoy's connection manager adds these after every encoder (so they follow what filters added); an
@@ -24,7 +24,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
                 &head.headers, requestID: stream.request.headers.first(name: "x-request-id"))
         }
         // Envoy's drain close: while admin has failed the health check, every response ends its connection.
-        if worker.server.healthCheckFailed { keepAlive = false }
+        if worker.server.healthCheckFailed { lifecycle.disableKeepAlive() }
         if endStream, head.status.code >= 200, head.status.code != 204, head.status.code != 304,
            !head.headers.contains(name: "content-length") {
             // A response without a body: Envoy's HTTP/1 codec frames it with content-length 0, last.
@@ -45,11 +45,11 @@ extension HTTPProxyHandler: HTTPStreamCodec {
     }
 
     func encodeResponseEnd(_ trailers: HTTPHeaders?) {
-        responseComplete = true
+        let action = lifecycle.responseEnded()
         timer?.cancel()
         timer = nil
         context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-        if requestComplete || closeAfterResponse { finishRequest() }
+        if action == .finishStream { finishRequest() }
     }
 
     func localReplyWillStart(closeConnection: Bool) {
@@ -58,10 +58,9 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         phase = .discarding
         timer?.cancel()
         timer = nil
-        if closeConnection { keepAlive = false }
         // A reply to a request whose connection is not kept alive ends the connection without waiting for the
         // rest of the request.
-        closeAfterResponse = !keepAlive
+        lifecycle.localReply(closeConnection: closeConnection)
     }
 
     /// Envoy's order: the filter's own headers first, then the body's; `date` and `server` come at the codec.

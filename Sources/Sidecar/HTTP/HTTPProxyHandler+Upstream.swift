@@ -470,7 +470,7 @@ extension HTTPProxyHandler {
     }
 
     private func respond(_ head: HTTPResponseHead) {
-        responseStarted = true
+        lifecycle.responseHeadCommitted()
         upstream?.perTryTimer?.cancel()
         upstream?.perTryTimer = nil
         let elapsedMs = (NIODeadline.now() - upstreamStart).nanoseconds / 1_000_000

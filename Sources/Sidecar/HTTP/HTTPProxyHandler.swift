@@ -46,10 +46,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var phase = Phase.idle
 
     // The request in flight.
-    var keepAlive = true
-    var requestComplete = false
-    var responseStarted = false
-    var responseComplete = false
+    /// Whether the request and response in flight have ended, and whether the connection is kept alive.
+    var lifecycle = HTTP1StreamLifecycle()
+    var keepAlive: Bool { lifecycle.keepAlive }
+    var requestComplete: Bool { lifecycle.requestComplete }
+    var responseStarted: Bool { lifecycle.responseStarted }
+    var responseComplete: Bool { lifecycle.responseComplete }
+    var closeAfterResponse: Bool { lifecycle.closeAfterResponse }
     var ignoringInformational = false
     var requestActive = false
     var timer: Scheduled<Void>?
@@ -73,8 +76,6 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     var readPending = false
     var draining = false
-    /// The response in flight is the last on this connection (a local reply that must close it).
-    var closeAfterResponse = false
     /// Requests this connection has carried (max_requests_per_connection), and when it was accepted.
     var requestsOnConnection = 0
     var connectedAt = NIODeadline.uptimeNanoseconds(0)
@@ -203,7 +204,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             case .idle, .discarding: break
             }
         case .end(let trailers):
-            requestComplete = true
+            let action = lifecycle.requestEnded()
             if let t = requestTimer {
                 t.cancel()
                 requestTimer = nil
@@ -212,7 +213,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             case .decoding, .connecting, .forwarding, .backoff:
                 if let trailers { stream.decodeTrailers(trailers) } else { stream.decodeData(ByteBuffer(), endStream: true) }
             case .discarding:
-                if responseComplete { finishRequest() }
+                if action == .finishStream { finishRequest() }
             case .idle:
                 break
             }
@@ -280,7 +281,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Graceful drain: close now if idle, else after the response in flight.
     func drain() {
         draining = true
-        keepAlive = false
+        lifecycle.disableKeepAlive()
         if case .idle = phase { context.close(promise: nil) }
     }
 
@@ -303,27 +304,23 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// request's HTTP filters (the router last).
     func receivedHead(_ head: HTTPRequestHead) {
         var head = head
-        requestComplete = false
-        responseStarted = false
-        responseComplete = false
         ignoringInformational = false
-        closeAfterResponse = false
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version
-        keepAlive = head.isKeepAlive && !draining
+        lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
         requestsOnConnection += 1
         let common = listener.hcm.commonProtocolOptions
-        if let max = common.maxRequestsPerConnection, requestsOnConnection >= max { keepAlive = false }
+        if let max = common.maxRequestsPerConnection, requestsOnConnection >= max { lifecycle.disableKeepAlive() }
         if let limit = common.maxConnectionDuration, NIODeadline.now() - connectedAt >= limit.timeAmount {
-            keepAlive = false
+            lifecycle.disableKeepAlive()
         }
         beginRequestStats()
         if let timeout = listener.hcm.requestTimeout { startRequestTimer(timeout) }
         setStreamIdleTimeout(listener.hcm.streamIdleTimeout)
 
         if head.version.major != 1 || (head.version.minor == 0 && !listener.hcm.acceptHTTP10) {
-            keepAlive = false
+            lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .upgradeRequired, body: "Upgrade Required", close: true)
             return
@@ -331,7 +328,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         var headerBytes = head.uri.utf8.count
         for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
         if headerBytes > listener.maxHeaderBytes {
-            keepAlive = false
+            lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large", close: true)
             return
@@ -343,13 +340,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         } else if hostValues.isEmpty && head.version.minor == 0 {
             authority = listener.hcm.defaultHostForHTTP10 ?? ""
         } else {
-            keepAlive = false
+            lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
         if authority.isEmpty && head.version.minor == 1 {
-            keepAlive = false
+            lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
             return
@@ -427,7 +424,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         let status: HTTPResponseStatus = requestComplete ? .gatewayTimeout : .requestTimeout
-        if !requestComplete { keepAlive = false }
+        if !requestComplete { lifecycle.disableKeepAlive() }
         if stream.active {
             stream.sendLocalReply(status: status, body: "stream timeout", closeConnection: !keepAlive)
         } else {
@@ -465,11 +462,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// A reply the codec sends on its own, outside any stream's filters: the request could not become a stream
     /// (426, 431, 400 for a malformed request).
     func writeCodecReply(status: HTTPResponseStatus, body: String, close: Bool) {
-        responseStarted = true
-        responseComplete = true
+        // A malformed request between two others never opened a stream: this reply is its stream.
+        if !lifecycle.isOpen { lifecycle.requestHead(keepAlive: false) }
+        lifecycle.localReply(closeConnection: close)
+        lifecycle.responseHeadCommitted()
         timer?.cancel()
         timer = nil
-        if close { keepAlive = false }
         var head = LocalReply.head(status: status, bodyLength: body.utf8.count, server: listener.hcm.serverName,
                                    close: close)
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
@@ -479,7 +477,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        if requestComplete || close { finishRequest() }
+        if lifecycle.responseEnded() == .finishStream { finishRequest() }
     }
 
     func finishRequest() {
@@ -489,11 +487,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stream.end()
         endRequestStats()
         phase = .idle
-        requestComplete = false
-        if !keepAlive || draining {
+        switch lifecycle.streamFinished(draining: draining) {
+        case .closeConnection:
             queued.removeAll()
             context.close(promise: nil)
             return
+        case .readNextRequest:
+            break
         }
         replayQueued()
         if readPending, case .idle = phase {
