@@ -144,6 +144,10 @@ final class HTTPFilterStream {
         filters.removeAll(keepingCapacity: true)
         decoder = Direction()
         encoder = Direction()
+        // An idle keep-alive connection should not hold its last request's headers and route.
+        route = .noRoute
+        request = RouteRequest(method: "", path: "", authority: "")
+        perFilterConfig = PerFilterConfigs()
     }
 
     /// The most specific `typed_per_filter_config` for the filter named `name` (route, then virtual host, then
