@@ -11,13 +11,11 @@ enum LocalReply {
     }
 
     /// Envoy's local replies carry `content-length`, `content-type: text/plain` when there is a body, `date`, `server`.
-    static func head(status: HTTPResponseStatus, bodyLength: Int, server: String, close: Bool,
-                     extra: HTTPHeaders = HTTPHeaders()) -> HTTPResponseHead {
+    static func head(status: HTTPResponseStatus, bodyLength: Int, server: String, close: Bool) -> HTTPResponseHead {
         var headers = HTTPHeaders()
         addBodyHeaders(&headers, status: status, bodyLength: bodyLength)
         headers.add(name: "date", value: HTTPDate.now())
         headers.add(name: "server", value: server)
-        for (n, v) in extra { headers.add(name: n, value: v) }
         if close { headers.add(name: "connection", value: "close") }
         return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
     }

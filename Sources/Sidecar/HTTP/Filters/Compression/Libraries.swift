@@ -1,5 +1,28 @@
 import CCompression
 
+/// The codings both filters know, as HTTP and Envoy's stats name them.
+enum CompressionAlgorithm: Sendable {
+    case gzip, brotli, zstd
+
+    /// The `content-encoding` token.
+    var contentEncoding: String {
+        switch self {
+        case .gzip: "gzip"
+        case .brotli: "br"
+        case .zstd: "zstd"
+        }
+    }
+
+    /// The stats segment (Envoy's `CompressorFactory::statsPrefix`, without the dot).
+    var statName: String {
+        switch self {
+        case .gzip: "gzip"
+        case .brotli: "brotli"
+        case .zstd: "zstd"
+        }
+    }
+}
+
 /// `compressor_library` of a compressor filter: a `TypedExtensionConfig` whose `typed_config` names the codec.
 struct CompressorLibrary: Sendable {
     enum Kind: Sendable {
@@ -16,23 +39,18 @@ struct CompressorLibrary: Sendable {
     static let brotliType = "type.googleapis.com/envoy.extensions.compression.brotli.compressor.v3.Brotli"
     static let zstdType = "type.googleapis.com/envoy.extensions.compression.zstd.compressor.v3.Zstd"
 
-    /// The `content-encoding` token this library produces.
-    var contentEncoding: String {
+    var algorithm: CompressionAlgorithm {
         switch kind {
-        case .gzip: "gzip"
-        case .brotli: "br"
-        case .zstd: "zstd"
+        case .gzip: .gzip
+        case .brotli: .brotli
+        case .zstd: .zstd
         }
     }
 
+    /// The `content-encoding` token this library produces.
+    var contentEncoding: String { algorithm.contentEncoding }
     /// The library's stats prefix (Envoy's `CompressorFactory::statsPrefix`, without the dot).
-    var statName: String {
-        switch kind {
-        case .gzip: "gzip"
-        case .brotli: "brotli"
-        case .zstd: "zstd"
-        }
-    }
+    var statName: String { algorithm.statName }
 
     func makeCompressor() -> any StreamCompressor {
         switch kind {
@@ -163,22 +181,17 @@ struct DecompressorLibrary: Sendable {
     static let brotliType = "type.googleapis.com/envoy.extensions.compression.brotli.decompressor.v3.Brotli"
     static let zstdType = "type.googleapis.com/envoy.extensions.compression.zstd.decompressor.v3.Zstd"
 
-    /// The `content-encoding` token this library removes.
-    var contentEncoding: String {
+    var algorithm: CompressionAlgorithm {
         switch kind {
-        case .gzip: "gzip"
-        case .brotli: "br"
-        case .zstd: "zstd"
+        case .gzip: .gzip
+        case .brotli: .brotli
+        case .zstd: .zstd
         }
     }
 
-    var statName: String {
-        switch kind {
-        case .gzip: "gzip"
-        case .brotli: "brotli"
-        case .zstd: "zstd"
-        }
-    }
+    /// The `content-encoding` token this library removes.
+    var contentEncoding: String { algorithm.contentEncoding }
+    var statName: String { algorithm.statName }
 
     static func decode(_ value: ConfigValue) throws -> DecompressorLibrary {
         let obj = try value.object()
