@@ -46,6 +46,20 @@ import Testing
         #expect(kept.first(name: "x-request-id") == "abc")
     }
 
+    @Test func skipXFFAppendKeepsTheHeaderButStillNamesThePeer() throws {
+        var rules = ConnectionManagerHeaders()
+        rules.useRemoteAddress = true
+        rules.skipXFFAppend = true
+        var random = FastRandom()
+        var h = Self.headers([("x-forwarded-for", "1.1.1.1")])
+        rules.mutateRequest(&h, peer: try SocketAddress(ipAddress: "198.18.0.7", port: 4000), random: &random)
+        #expect(h.first(name: "x-forwarded-for") == "1.1.1.1")
+        #expect(h.first(name: "x-envoy-external-address") == "198.18.0.7")
+        // With one trusted hop and nothing appended, the client is the last entry a hop wrote.
+        rules.xffNumTrustedHops = 1
+        #expect(rules.remoteAddress(h, peer: IPAddress(parsing: "198.18.0.7")) == IPAddress(parsing: "1.1.1.1"))
+    }
+
     @Test(arguments: [
         (false, 0, "1.1.1.1, 2.2.2.2", "2.2.2.2"),
         (false, 1, "1.1.1.1, 2.2.2.2", "1.1.1.1"),
@@ -128,6 +142,32 @@ import Testing
         try c.send(RawClient.request("GET", "/2"))
         #expect(try c.readResponse().header("connection") == "close")
         #expect(c.waitForClose())
+    }
+
+    @Test func aConnectionOlderThanMaxConnectionDurationIsClosedOnceIdle() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try Self.proxy(backend, ["common_http_protocol_options: {max_connection_duration: 0.3s}"])
+        defer { proxy.shutdown() }
+        // A request still running when the connection comes of age is answered; then the connection closes.
+        let c = try proxy.client()
+        try c.send(RawClient.request("GET", "/slow?ms=500"))
+        #expect(try c.readResponse().status == 200)
+        #expect(c.waitForClose())
+        // An idle connection past its age is closed without a request.
+        let idle = try proxy.client()
+        #expect(idle.waitForClose())
+        #expect(try proxy.stat("http.ingress_http.downstream_cx_max_duration_reached") == 2)
+    }
+
+    @Test func trafficDirectionIsAccepted() throws {
+        let yaml = ProxyConfig.yaml(clusters: [("backend", 1)])
+            .replacingOccurrences(of: "  - name: listener_0\n", with: "  - name: listener_0\n    traffic_direction: INBOUND\n")
+        #expect(yaml.contains("traffic_direction: INBOUND"))
+        #expect(try Bootstrap.load(text: yaml).listeners[0].trafficDirection == .INBOUND)
+        #expect(throws: ConfigError.self) {
+            try Bootstrap.load(text: yaml.replacingOccurrences(of: "INBOUND", with: "SIDEWAYS"))
+        }
     }
 
     @Test func idleConnectionsAreClosed() throws {
