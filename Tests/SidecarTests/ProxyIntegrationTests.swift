@@ -150,6 +150,31 @@ struct ProxyIntegrationTests {
         #expect(stats["http.ingress_http.downstream_rq_5xx"] == "1")
     }
 
+    /// One timer serves every request of a keep-alive connection (`LazyDeadlineTimer`): the task armed for the
+    /// first request fires while the second is in flight, and must wait for the second's own deadline.
+    @Test func routeTimeoutOfALaterRequestOnTheConnectionCountsFromThatRequest() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(
+            port: backend.port, routes: [#"{match: {prefix: "/"}, route: {cluster: backend, timeout: 0.4s}}"#]))
+        defer { proxy.shutdown() }
+
+        let client = try proxy.client(timeout: 5)
+        try client.send(RawClient.request("GET", "/service"))
+        #expect(try client.readResponse().status == 200)
+        Thread.sleep(forTimeInterval: 0.25)
+        let start = Date()
+        try client.send(RawClient.request("GET", "/slow?ms=3000"))
+        let response = try client.readResponse()
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(response.status == 504)
+        // The first request's deadline passed 0.15 s into this one; its own comes at 0.4 s.
+        #expect(elapsed >= 0.35 && elapsed < 2, "took \(elapsed)s")
+        // And a third request is not timed out by anything left over.
+        try client.send(RawClient.request("GET", "/service"))
+        #expect(try client.readResponse().status == 200)
+    }
+
     // MARK: 6. Upstream reset mid-response
 
     @Test func upstreamResetMidResponseClosesDownstream() throws {

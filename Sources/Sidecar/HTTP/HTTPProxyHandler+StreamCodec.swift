@@ -46,8 +46,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
 
     func encodeResponseEnd(_ trailers: HTTPHeaders?) {
         let action = lifecycle.responseEnded()
-        timer?.cancel()
-        timer = nil
+        routeTimer.clear()
         context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
         if action == .finishStream { finishRequest() }
     }
@@ -56,8 +55,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         abandonUpstream(closeConnection: true)
         if !shadows.isEmpty { releaseShadows() }
         phase = .discarding
-        timer?.cancel()
-        timer = nil
+        routeTimer.clear()
         // A reply to a request whose connection is not kept alive ends the connection without waiting for the
         // rest of the request.
         lifecycle.localReply(closeConnection: closeConnection)

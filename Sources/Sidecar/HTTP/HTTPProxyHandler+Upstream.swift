@@ -360,11 +360,19 @@ extension HTTPProxyHandler {
 
     /// The route timeout: from the end of the downstream request, across every attempt.
     func startTimer() {
-        guard !routeTimeout.isZero, timer == nil, !responseComplete else { return }
-        timer = context.eventLoop.scheduleTask(in: routeTimeout.timeAmount) { [self] in
-            timer = nil
-            routeTimedOut()
+        guard !routeTimeout.isZero, !routeTimer.isSet, !responseComplete else { return }
+        if let at = routeTimer.set(.now() + routeTimeout.timeAmount) { armRouteTimer(at: at) }
+    }
+
+    private func armRouteTimer(at time: NIODeadline) {
+        let task = context.eventLoop.scheduleTask(deadline: time) { [self] in
+            switch routeTimer.fired(now: .now()) {
+            case .expired: routeTimedOut()
+            case .rearm(let next): armRouteTimer(at: next)
+            case .idle: break
+            }
         }
+        routeTimer.armed(task, at: time)
     }
 
     private func routeTimedOut() {
@@ -488,8 +496,7 @@ extension HTTPProxyHandler {
     }
 
     private func upstreamResponseEnded(_ trailers: HTTPHeaders?) {
-        timer?.cancel()
-        timer = nil
+        routeTimer.clear()
         guard case .forwarding(let conn) = phase else { return }
         endAttempt()
         upstream = nil
@@ -538,7 +545,7 @@ extension HTTPProxyHandler {
             // Mid-response: the only honest signal left is to reset the downstream.
             abandonUpstream(closeConnection: false)
             phase = .discarding
-            timer?.cancel()
+            routeTimer.clear()
             context.close(promise: nil)
             return
         }

@@ -55,7 +55,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var closeAfterResponse: Bool { lifecycle.closeAfterResponse }
     var ignoringInformational = false
     var requestActive = false
-    var timer: Scheduled<Void>?
+    /// The route timeout (see `LazyDeadlineTimer`).
+    var routeTimer = LazyDeadlineTimer()
     var upstreamStart = NIODeadline.uptimeNanoseconds(0)
     var cluster: ClusterManager.Entry?
     var responseMutations: [HeaderMutations] = []
@@ -157,8 +158,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         stats.dec(listener.stats.cxActive)
         stats.inc(listener.stats.cxDestroy)
-        timer?.cancel()
-        timer = nil
+        routeTimer.stop()
         idleTimer?.cancel()
         idleTimer = nil
         requestTimer?.cancel()
@@ -333,11 +333,17 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             writeCodecReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large", close: true)
             return
         }
-        let hostValues = head.headers[canonicalForm: "host"]
+        // One host value (a comma-separated list counts as several), found without allocating the split list.
+        var hostCount = 0
+        var host = ""
+        for (name, value) in head.headers where name.utf8.count == 4 && HopByHop.equalsLowercased(name.utf8, "host".utf8) {
+            hostCount += value.utf8.contains(UInt8(ascii: ",")) ? 2 : 1
+            host = value
+        }
         var authority: String
-        if hostValues.count == 1 {
-            authority = String(hostValues[0])
-        } else if hostValues.isEmpty && head.version.minor == 0 {
+        if hostCount == 1 {
+            authority = host
+        } else if hostCount == 0 && head.version.minor == 0 {
             authority = listener.hcm.defaultHostForHTTP10 ?? ""
         } else {
             lifecycle.disableKeepAlive()
@@ -466,8 +472,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if !lifecycle.isOpen { lifecycle.requestHead(keepAlive: false) }
         lifecycle.localReply(closeConnection: close)
         lifecycle.responseHeadCommitted()
-        timer?.cancel()
-        timer = nil
+        routeTimer.clear()
         var head = LocalReply.head(status: status, bodyLength: body.utf8.count, server: listener.hcm.serverName,
                                    close: close)
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1

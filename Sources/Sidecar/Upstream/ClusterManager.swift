@@ -6,7 +6,9 @@ import NIOPosix
 /// The clusters of the bootstrap, with their resolved hosts. Immutable apart from DNS refreshes, which
 /// are pushed to every worker as new host lists rather than shared behind a lock.
 public final class ClusterManager: Sendable {
-    public struct Entry: Sendable {
+    /// A class: requests hold their cluster's entry, and copying a struct of this size (the whole `Cluster`
+    /// config) retained a dozen references per request.
+    public final class Entry: Sendable {
         public let config: Cluster
         public let stats: ClusterStats
         public let index: Int
@@ -18,6 +20,17 @@ public final class ClusterManager: Sendable {
         let traffic = ManagedAtomic(false)
         /// UpstreamTlsContext: connections are TLS, checked and counted under `cluster.<name>.ssl.*`.
         let tls: TransportTLS?
+
+        init(config: Cluster, stats: ClusterStats, index: Int, resources: ClusterResources,
+             outlierStats: OutlierDetectionStats?, healthCheckStats: HealthCheckStats?, tls: TransportTLS?) {
+            self.config = config
+            self.stats = stats
+            self.index = index
+            self.resources = resources
+            self.outlierStats = outlierStats
+            self.healthCheckStats = healthCheckStats
+            self.tls = tls
+        }
     }
 
     public let clusters: [Entry]
