@@ -336,7 +336,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // One host value (a comma-separated list counts as several), found without allocating the split list.
         var hostCount = 0
         var host = ""
-        for (name, value) in head.headers where name.utf8.count == 4 && HopByHop.equalsLowercased(name.utf8, "host".utf8) {
+        for (name, value) in head.headers where HopByHop.equalsLowercased(name, "host") {
             hostCount += value.utf8.contains(UInt8(ascii: ",")) ? 2 : 1
             host = value
         }

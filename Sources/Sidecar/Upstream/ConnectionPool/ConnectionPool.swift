@@ -114,10 +114,11 @@ final class ConnectionPool {
         w.promise.fail(ChannelError.ioOnClosedChannel)
     }
 
+    /// Pops in place: copying the list out of the dictionary and back allocated a new array per request. An
+    /// emptied list stays (with its capacity) for the connection's return; `sweepIdle` drops empty lists.
     private func takeIdle(_ host: UpstreamHost, source: UpstreamSource) -> UpstreamConnection? {
         let key = Key(host: host.address, source: source.poolKey)
-        while var list = idle[key], let conn = list.popLast() {
-            idle[key] = list.isEmpty ? nil : list
+        while let conn = idle[key]?.popLast() {
             if conn.isActive { return conn }
         }
         return nil
@@ -141,7 +142,8 @@ final class ConnectionPool {
             conn.close()
             return
         }
-        if let i = waiters.firstIndex(where: { Key(host: $0.host.address, source: $0.source.poolKey) == conn.poolKey }) {
+        if !waiters.isEmpty,
+           let i = waiters.firstIndex(where: { Key(host: $0.host.address, source: $0.source.poolKey) == conn.poolKey }) {
             let w = waiters.remove(at: i)
             w.promise.succeed(conn)
             return
