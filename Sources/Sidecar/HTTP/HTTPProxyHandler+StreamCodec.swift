@@ -13,6 +13,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
 
     func encodeResponseHead(_ head: HTTPResponseHead, endStream: Bool) {
         lifecycle.responseHeadCommitted()
+        responseCode = Int(head.status.code)
         var head = head
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
         // Envoy's connection manager adds these after every encoder (so they follow what filters added); an
@@ -41,6 +42,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
     }
 
     func encodeResponseBody(_ buffer: ByteBuffer) {
+        bytesSent &+= UInt64(buffer.readableBytes)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
     }
 
@@ -67,8 +69,12 @@ extension HTTPProxyHandler: HTTPStreamCodec {
     func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead {
         var head = HTTPResponseHead(version: .http1_1, status: status, headers: extra)
         LocalReply.addBodyHeaders(&head.headers, status: status, bodyLength: bodyLength)
-        applyResponseMutations(&head.headers)
+        applyResponseMutations(&head.headers, status: status)
         return head
+    }
+
+    func setResponseFlag(_ flag: ResponseFlags) {
+        responseFlags.insert(flag)
     }
 
     func resetStream() {

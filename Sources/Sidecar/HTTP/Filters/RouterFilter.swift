@@ -21,6 +21,7 @@ final class RouterFilter: HTTPStreamFilter {
         switch stream.route {
         case .noRoute:
             stream.stats.inc(connection.listener.stats.noRoute)
+            connection.responseFlags.insert(.noRouteFound)
             stream.sendLocalReply(status: .notFound, body: "", closeConnection: false)
         case .directResponse(let d, let mutations, _):
             stream.stats.inc(connection.listener.stats.directResponse)
