@@ -494,9 +494,14 @@ import Testing
 
     // MARK: Header mutations
 
-    static let context = FormatContext(
-        downstreamRemote: "10.0.0.1:5555", downstreamRemoteWithoutPort: "10.0.0.1", downstreamLocal: "10.0.0.2:80",
-        downstreamLocalWithoutPort: "10.0.0.2", proto: "HTTP/1.1", hostname: "node-1")
+    static let context: FormatContext = {
+        var info = StreamInfo()
+        info.downstreamRemoteAddress = StreamAddress(ip: "10.0.0.1", port: 5555)
+        info.downstreamLocalAddress = StreamAddress(ip: "10.0.0.2", port: 80)
+        info.protocolName = "HTTP/1.1"
+        info.hostname = "node-1"
+        return FormatContext(stream: info)
+    }()
 
     @Test func headerMutationsApplyMostSpecificFirstSoTheRouteConfigurationWins() throws {
         let config = try Self.table(
