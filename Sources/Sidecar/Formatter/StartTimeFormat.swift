@@ -102,13 +102,13 @@ public struct StartTimeFormat: Sendable, Equatable {
                 segment = .fraction(digits: spec.wholeNumberValue!)
             case "E":
                 switch (chars.first, chars.dropFirst().first) {
-                case ("z", _):
+                case ("z"?, _):
                     chars = chars.dropFirst()
                     segment = .zoneOffsetColon
-                case ("4", "Y"):
+                case ("4"?, "Y"?):
                     chars = chars.dropFirst(2)
                     segment = .year
-                case (let d?, "S") where ("1"..."9").contains(d):
+                case (let d?, "S"?) where ("1"..."9").contains(d):
                     chars = chars.dropFirst(2)
                     segment = .secondsWithFraction(digits: d.wholeNumberValue!)
                 default:

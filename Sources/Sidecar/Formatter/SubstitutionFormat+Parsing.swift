@@ -51,20 +51,20 @@ extension SubstitutionFormat {
             // newline in RE2, so neither does the argument.
             var close = i + 1
             while close < b.count, b[close] != UInt8(ascii: "\n") {
-                if b[close] == UInt8(ascii: ")"), let (length, end) = Self.tail(b, at: close + 1) {
+                if b[close] == UInt8(ascii: ")"), let tail = Self.tail(b, at: close + 1) {
                     let argument = String(decoding: b[(i + 1)..<close], as: UTF8.self)
-                    return Token(name: name, argument: argument, length: length, end: end)
+                    return Token(name: name, argument: argument, length: tail.length, end: tail.end)
                 }
                 close += 1
             }
             return nil
         }
-        guard let (length, end) = Self.tail(b, at: i) else { return nil }
-        return Token(name: name, argument: nil, length: length, end: end)
+        guard let tail = Self.tail(b, at: i) else { return nil }
+        return Token(name: name, argument: nil, length: tail.length, end: tail.end)
     }
 
     /// `:digits%` or `%` at `i`: the length and the index past the `%`.
-    private static func tail(_ b: [UInt8], at i: Int) -> (Int?, Int)? {
+    private static func tail(_ b: [UInt8], at i: Int) -> (length: Int?, end: Int)? {
         guard i < b.count else { return nil }
         if b[i] == UInt8(ascii: "%") { return (nil, i + 1) }
         guard b[i] == UInt8(ascii: ":") else { return nil }

@@ -473,19 +473,19 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.bytesReceived = bytesReceived
         info.bytesSent = bytesSent
         info.protocolName = downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
-        info.upstreamHost = upstreamHostAddress.flatMap(StreamAddress.init)
+        info.upstreamHost = upstreamHostAddress.flatMap { StreamAddress($0) }
         info.upstreamCluster = cluster?.config.name
         // Envoy counts the first try as soon as the router has a cluster for the request.
         info.upstreamRequestAttemptCount = upstream?.attempt ?? (cluster != nil ? 1 : 0)
         if case .forward(let target) = stream.route { info.routeName = target.routeName }
-        let direct = context.channel.remoteAddress.flatMap(StreamAddress.init)
+        let direct = context.channel.remoteAddress.flatMap { StreamAddress($0) }
         info.downstreamDirectRemoteAddress = direct
         if let forwarded = listener.requestHeaders.forwardedAddressText(stream.request.headers) {
             info.downstreamRemoteAddress = StreamAddress(ip: forwarded, port: 0)
         } else {
             info.downstreamRemoteAddress = direct
         }
-        info.downstreamLocalAddress = (originalDestination ?? context.channel.localAddress).flatMap(StreamAddress.init)
+        info.downstreamLocalAddress = (originalDestination ?? context.channel.localAddress).flatMap { StreamAddress($0) }
         info.requestedServerName = requestedServerName
         info.hostname = listener.hostname
         return info
