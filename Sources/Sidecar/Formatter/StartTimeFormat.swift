@@ -97,7 +97,8 @@ public struct StartTimeFormat: Sendable, Equatable {
                 continue
             case "1"..."9":
                 guard chars.popFirst() == "f" else {
-                    throw FormatSyntaxError("START_TIME specifier '%\(spec)…' is not supported by Pilotfish (only %\(spec)f)")
+                    throw FormatSyntaxError(
+                        "START_TIME specifier '%\(spec)…' is not supported by Pilotfish (only %\(spec)f)")
                 }
                 segment = .fraction(digits: spec.wholeNumberValue!)
             case "E":

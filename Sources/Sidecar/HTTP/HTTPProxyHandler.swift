@@ -485,7 +485,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         } else {
             info.downstreamRemoteAddress = direct
         }
-        info.downstreamLocalAddress = (originalDestination ?? context.channel.localAddress).flatMap { StreamAddress($0) }
+        let local = originalDestination ?? context.channel.localAddress
+        info.downstreamLocalAddress = local.flatMap { StreamAddress($0) }
         info.requestedServerName = requestedServerName
         info.hostname = listener.hostname
         return info
