@@ -1150,13 +1150,15 @@ def scenario_format_response_headers(t):
     copies a response header, %REQ(x-a)% the request's, %RESPONSE_FLAGS% is '-', %UPSTREAM_HOST% the backend's
     address, and %RESP(x-nope)% adds nothing. On a direct_response route %RESP(:status)% is its 201 but
     %RESPONSE_CODE% is still 0 (Envoy sets it only as the reply leaves); on a route to a closed port the local 503
-    carries flags UF, the host it tried and RESPONSE_CODE 0."""
+    carries flags UF, the host it tried and RESPONSE_CODE 0. A local reply's mutations are applied before its
+    content-length and content-type: %RESP(content-type)% does not see them, and they come after."""
     adds = [
         add("x-code", "%RESPONSE_CODE%/%RESP(:status)%"),
         add("x-copy", "%RESP(x-backend)%|%REQ(x-a)%"),
         add("x-flags", "%RESPONSE_FLAGS%"),
         add("x-host", "%UPSTREAM_HOST%"),
         add("x-absent", "%RESP(x-nope)%"),
+        add("x-ctype", "%RESP(content-type)%"),
     ]
     dead = free_ports(1)[0]
     routes = [
@@ -1171,11 +1173,16 @@ def scenario_format_response_headers(t):
     got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent")]
     want = ["200/200", "echo|q", "-", "127.0.0.1:%d" % t.backend().port, None]
     check(got == want, "upstream response: %r, expected %r" % (got, want))
+    check(r.header("x-ctype") == r.header("content-type"), "upstream x-ctype %r" % r.header("x-ctype"))
     r = p.request("GET", "/direct", {"x-a": "q"})
     check(r.status == 201 and r.body == "made here", "direct_response: %s %r" % (r.status, r.body))
-    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent")]
-    want = ["0/201", "|q", "-", None, None]
+    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-ctype")]
+    want = ["0/201", "|q", "-", None, None, None]
     check(got == want, "direct_response: %r, expected %r" % (got, want))
+    # The route's headers come before the reply's own content-length and content-type.
+    names = r.names()
+    check(names.index("x-code") < names.index("content-length") < names.index("content-type"),
+          "direct_response header order: %r" % names)
     r = p.request("GET", "/dead", {"x-a": "q"})
     check(r.status == 503, "closed port: %s" % r.status)
     got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent")]

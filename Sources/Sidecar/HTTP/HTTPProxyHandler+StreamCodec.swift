@@ -65,11 +65,13 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         lifecycle.localReply(closeConnection: closeConnection)
     }
 
-    /// Envoy's order: the filter's own headers first, then the body's; `date` and `server` come at the codec.
+    /// Envoy's order: the filter's own headers first, then the route's response header mutations, then the
+    /// body's (observed on Envoy 1.40: mutations come before `content-length`, and `%RESP(content-type)%` does not
+    /// see the body's); `date` and `server` come at the codec.
     func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead {
         var head = HTTPResponseHead(version: .http1_1, status: status, headers: extra)
-        LocalReply.addBodyHeaders(&head.headers, status: status, bodyLength: bodyLength)
         applyResponseMutations(&head.headers, status: status)
+        LocalReply.addBodyHeaders(&head.headers, status: status, bodyLength: bodyLength)
         return head
     }
 
