@@ -477,7 +477,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.upstreamCluster = cluster?.config.name
         // Envoy counts the first try as soon as the router has a cluster for the request.
         info.upstreamRequestAttemptCount = upstream?.attempt ?? (cluster != nil ? 1 : 0)
-        if case .forward(let target) = stream.route { info.routeName = target.routeName }
+        info.routeName = stream.route.routeName
         let direct = context.channel.remoteAddress.flatMap { StreamAddress($0) }
         info.downstreamDirectRemoteAddress = direct
         if let forwarded = listener.requestHeaders.forwardedAddressText(stream.request.headers) {

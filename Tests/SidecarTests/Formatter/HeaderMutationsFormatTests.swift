@@ -85,6 +85,23 @@ import Testing
         #expect(!target.mutations.contains { $0.requestReadsStream || $0.responseReadsStream })
     }
 
+    @Test func everyRouteDecisionNamesItsRoute() throws {
+        let config = try RouteConfiguration.load(text: """
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes:
+              - { name: rd, match: { prefix: "/d" }, direct_response: { status: 200 } }
+              - { name: rr, match: { prefix: "/r" }, redirect: { path_redirect: /x } }
+              - { name: rf, match: { prefix: "/f" }, route: { cluster: c } }
+              - { match: { prefix: "/" }, route: { cluster: c } }
+            """)
+        let names = ["/d", "/r", "/f", "/"].map {
+            config.route(RouteRequest(method: "GET", path: $0, authority: "a")).routeName
+        }
+        #expect(names == ["rd", "rr", "rf", nil])
+    }
+
     @Test func aTableWhoseValuesReadTheClockSaysSo() throws {
         let timed = try RouteConfiguration.load(text: """
             response_headers_to_add: [{ header: { key: x-t, value: "%START_TIME(%s)%" } }]

@@ -112,13 +112,13 @@ struct RouteCheckObservation {
                 let lookup: (String) -> String? = { Self.joined(headers, $0) }
                 virtualCluster = config.virtualHosts[v].virtualClusterName(lookup) ?? ""
             }
-        case .redirect(let location, let status, let mutations, _):
+        case .redirect(let location, let status, let mutations, _, _):
             isDirectResponse = true
             redirect = location
             code = UInt32(status)
             responseHeaders.replaceOrAdd(name: ":status", value: String(status))
             for m in mutations { m.applyResponse(to: &responseHeaders, context: Self.formatContext) }
-        case .directResponse(let response, let mutations, _):
+        case .directResponse(let response, let mutations, _, _):
             isDirectResponse = true
             // newUri without a redirect config: the request's own URL.
             let path = request.path.hasPrefix("/") ? request.path : "/" + request.path
