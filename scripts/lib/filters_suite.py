@@ -1150,7 +1150,8 @@ def scenario_format_response_headers(t):
     copies a response header, %REQ(x-a)% the request's, %RESPONSE_FLAGS% is '-', %UPSTREAM_HOST% the backend's
     address, %ROUTE_NAME% the route's name (direct_response routes too), and %RESP(x-nope)% adds nothing. On a direct_response route %RESP(:status)% is its 201 but
     %RESPONSE_CODE% is still 0 (Envoy sets it only as the reply leaves); on a route to a closed port the local 503
-    carries flags UF, the host it tried and RESPONSE_CODE 0. A local reply's mutations are applied before its
+    carries flags UF, the host it tried and RESPONSE_CODE 0; with one retry the flags are URX,UF (in the order
+    Envoy sets them) and %UPSTREAM_REQUEST_ATTEMPT_COUNT% is 2. A local reply's mutations are applied before its
     content-length and content-type: %RESP(content-type)% does not see them, and they come after."""
     adds = [
         add("x-code", "%RESPONSE_CODE%/%RESP(:status)%"),
@@ -1160,25 +1161,28 @@ def scenario_format_response_headers(t):
         add("x-absent", "%RESP(x-nope)%"),
         add("x-ctype", "%RESP(content-type)%"),
         add("x-route", "%ROUTE_NAME%"),
+        add("x-attempts", "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"),
     ]
     dead = free_ports(1)[0]
     routes = [
         {"name": "rd", "match": {"prefix": "/direct"},
          "direct_response": {"status": 201, "body": {"inline_string": "made here"}}, "response_headers_to_add": adds},
         route("/dead", cluster="dead", name="rdead", response_headers_to_add=adds),
+        route("/retry", cluster="dead", name="rretry", response_headers_to_add=adds,
+              action={"retry_policy": {"retry_on": "connect-failure", "num_retries": 1}}),
         route("/", name="r0", response_headers_to_add=adds),
     ]
     p = t.proxy([], routes=routes, clusters={"dead": dead})
     r = p.request("GET", "/f", {"x-a": "q"})
     upstream(r, "GET")
-    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-route")]
-    want = ["200/200", "echo|q", "-", "127.0.0.1:%d" % t.backend().port, None, "r0"]
+    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-route", "x-attempts")]
+    want = ["200/200", "echo|q", "-", "127.0.0.1:%d" % t.backend().port, None, "r0", "1"]
     check(got == want, "upstream response: %r, expected %r" % (got, want))
     check(r.header("x-ctype") == r.header("content-type"), "upstream x-ctype %r" % r.header("x-ctype"))
     r = p.request("GET", "/direct", {"x-a": "q"})
     check(r.status == 201 and r.body == "made here", "direct_response: %s %r" % (r.status, r.body))
-    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-ctype", "x-route")]
-    want = ["0/201", "|q", "-", None, None, None, "rd"]
+    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-ctype", "x-route", "x-attempts")]
+    want = ["0/201", "|q", "-", None, None, None, "rd", "0"]
     check(got == want, "direct_response: %r, expected %r" % (got, want))
     # The route's headers come before the reply's own content-length and content-type.
     names = r.names()
@@ -1186,9 +1190,14 @@ def scenario_format_response_headers(t):
           "direct_response header order: %r" % names)
     r = p.request("GET", "/dead", {"x-a": "q"})
     check(r.status == 503, "closed port: %s" % r.status)
-    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-route")]
-    want = ["0/503", "|q", "UF", "127.0.0.1:%d" % dead, None, "rdead"]
+    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-route", "x-attempts")]
+    want = ["0/503", "|q", "UF", "127.0.0.1:%d" % dead, None, "rdead", "1"]
     check(got == want, "closed port: %r, expected %r" % (got, want))
+    r = p.request("GET", "/retry")
+    check(r.status == 503, "closed port, retried: %s" % r.status)
+    got = [r.header(n) for n in ("x-flags", "x-attempts", "x-route")]
+    want = ["URX,UF", "2", "rretry"]
+    check(got == want, "closed port, retried once: %r, expected %r" % (got, want))
     return "upstream 200: RESPONSE_CODE, RESP, REQ, flags '-', UPSTREAM_HOST; direct 201: RESPONSE_CODE 0; closed port: UF"
 
 

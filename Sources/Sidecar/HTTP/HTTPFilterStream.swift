@@ -26,7 +26,7 @@ protocol HTTPStreamCodec: AnyObject {
     /// What `%…%` header-value commands read (`*_headers_to_add`), without the headers being mutated.
     func formatContext() -> FormatContext
     /// Envoy's `setResponseFlag`: why the proxy answered as it did (`%RESPONSE_FLAGS%`).
-    func setResponseFlag(_ flag: ResponseFlags)
+    func setResponseFlag(_ flag: ResponseFlag)
     /// The stream cannot be answered any more (the response started): reset the downstream.
     func resetStream()
     /// Decoding was held by a filter and goes on: reads may resume.

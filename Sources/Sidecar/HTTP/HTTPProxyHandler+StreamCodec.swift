@@ -75,7 +75,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         return head
     }
 
-    func setResponseFlag(_ flag: ResponseFlags) {
+    func setResponseFlag(_ flag: ResponseFlag) {
         responseFlags.insert(flag)
     }
 

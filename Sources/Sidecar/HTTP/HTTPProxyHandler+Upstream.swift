@@ -122,6 +122,7 @@ extension HTTPProxyHandler {
         guard let up = upstream else { return }
         let entry = up.entry
         up.attempt += 1
+        attemptCount = up.attempt
         up.attemptID += 1
         up.sent = 0
         let local = worker.locals[up.clusterIndex]

@@ -95,6 +95,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var bytesReceived: UInt64 = 0
     var bytesSent: UInt64 = 0
     var upstreamHostAddress: SocketAddress?
+    /// Tries made so far (the upstream request is gone by the time a local reply reports them).
+    var attemptCount = 0
     /// Mirrored copies of the request in flight (request_mirror_policies) that still take its body.
     var shadows: [ShadowRequest] = []
     /// The request's trip through the listener's `http_filters`; reused for every request of the connection.
@@ -328,6 +330,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         bytesReceived = 0
         bytesSent = 0
         upstreamHostAddress = nil
+        attemptCount = 0
         lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
         requestsOnConnection += 1
         let common = listener.hcm.commonProtocolOptions
@@ -476,7 +479,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.upstreamHost = upstreamHostAddress.flatMap { StreamAddress($0) }
         info.upstreamCluster = cluster?.config.name
         // Envoy counts the first try as soon as the router has a cluster for the request.
-        info.upstreamRequestAttemptCount = upstream?.attempt ?? (cluster != nil ? 1 : 0)
+        info.upstreamRequestAttemptCount = attemptCount > 0 ? attemptCount : (cluster != nil ? 1 : 0)
         info.routeName = stream.route.routeName
         let direct = context.channel.remoteAddress.flatMap { StreamAddress($0) }
         info.downstreamDirectRemoteAddress = direct

@@ -33,7 +33,7 @@ import Testing
             return HTTPResponseHead(version: .http1_1, status: status, headers: h)
         }
         func formatContext() -> FormatContext { FormatContext() }
-        func setResponseFlag(_ flag: ResponseFlags) { responseFlags.insert(flag) }
+        func setResponseFlag(_ flag: ResponseFlag) { responseFlags.insert(flag) }
         var responseFlags: ResponseFlags = []
         func forwardedClientAddress(_ headers: HTTPHeaders) -> IPAddress? { nil }
         func resetStream() { reset = true }
