@@ -400,7 +400,7 @@ import Testing
             """
             - { match: { prefix: "/old" }, redirect: { path_redirect: /new } }
             """)
-        guard case .redirect(let location, let status, _, _) = config.route(Self.request("shop.example.com", "/old"))
+        guard case .redirect(let location, let status, _, _, _) = config.route(Self.request("shop.example.com", "/old"))
         else {
             Issue.record("expected a redirect")
             return
@@ -439,7 +439,7 @@ import Testing
             - { match: { prefix: "/docs/" }, redirect: { prefix_rewrite: "/manual/", response_code: TEMPORARY_REDIRECT } }
             """)
         guard
-            case .redirect(let location, let status, _, _) = config.route(
+            case .redirect(let location, let status, _, _, _) = config.route(
                 Self.request("old.example.com:8080", "/moved/x"))
         else {
             Issue.record("expected a redirect")
@@ -473,7 +473,7 @@ import Testing
               response_headers_to_add: [{ header: { key: x-ping, value: "yes" } }]
             - { match: { path: /gone }, direct_response: { status: 410 } }
             """)
-        guard case .directResponse(let response, let mutations, let vhost) = config.route(Self.request("x", "/ping"))
+        guard case .directResponse(let response, let mutations, let vhost, _) = config.route(Self.request("x", "/ping"))
         else {
             Issue.record("expected a direct response")
             return
@@ -484,7 +484,7 @@ import Testing
         var headers = HTTPHeaders()
         for m in mutations { m.applyResponse(to: &headers, context: Self.context) }
         #expect(headers["x-ping"] == ["yes"])
-        guard case .directResponse(let gone, _, _) = config.route(Self.request("x", "/gone")) else {
+        guard case .directResponse(let gone, _, _, _) = config.route(Self.request("x", "/gone")) else {
             Issue.record("expected a direct response")
             return
         }
@@ -494,9 +494,14 @@ import Testing
 
     // MARK: Header mutations
 
-    static let context = FormatContext(
-        downstreamRemote: "10.0.0.1:5555", downstreamRemoteWithoutPort: "10.0.0.1", downstreamLocal: "10.0.0.2:80",
-        downstreamLocalWithoutPort: "10.0.0.2", proto: "HTTP/1.1", hostname: "node-1")
+    static let context: FormatContext = {
+        var info = StreamInfo()
+        info.downstreamRemoteAddress = StreamAddress(ip: "10.0.0.1", port: 5555)
+        info.downstreamLocalAddress = StreamAddress(ip: "10.0.0.2", port: 80)
+        info.protocolName = "HTTP/1.1"
+        info.hostname = "node-1"
+        return FormatContext(stream: info)
+    }()
 
     @Test func headerMutationsApplyMostSpecificFirstSoTheRouteConfigurationWins() throws {
         let config = try Self.table(
@@ -552,7 +557,7 @@ import Testing
     }
 
     static func location(_ config: RouteConfiguration, _ authority: String, _ path: String) -> String? {
-        if case .redirect(let location, _, _, _) = config.route(request(authority, path)) { return location }
+        if case .redirect(let location, _, _, _, _) = config.route(request(authority, path)) { return location }
         return nil
     }
 }

@@ -1104,6 +1104,156 @@ def scenario_mirror_route(t):
     return "3 copies (GET with -shadow host before the port, POST with its body, one with the host kept), none on the 0 % route; cluster.mirror.upstream_rq_200 3"
 
 
+# ---- header value formatting (the substitution formatter) -------------------------------------------------------
+def add(key, value, **extra):
+    """A HeaderValueOption for *_headers_to_add."""
+    h = {"header": {"key": key, "value": value}}
+    h.update(extra)
+    return h
+
+
+def scenario_format_request_headers(t):
+    """Route request_headers_to_add with Envoy's command operators, as Envoy 1.40 renders them for the upstream:
+    %REQ(x-a)% copies the client's header (the first of two values), %REQ(x-nope?x-a):3% falls back to x-a and
+    keeps 3 bytes, %REQ(x-nope)% renders empty so the header is not added at all, unless keep_empty_value (then
+    it is sent empty); pseudo-headers :method, :path (with its query) and :authority (the Host); in request headers
+    %RESP(x-backend)% is empty and %RESPONSE_CODE% is 0; %PROTOCOL%, %ROUTE_NAME% and %UPSTREAM_CLUSTER% are
+    HTTP/1.1, r0 and svc; %%  is a literal percent sign."""
+    routes = [route("/", name="r0", request_headers_to_add=[
+        add("x-copy", "%REQ(x-a)%"),
+        add("x-alt", "%REQ(x-nope?x-a):3%"),
+        add("x-absent", "%REQ(x-nope)%"),
+        add("x-kept", "%REQ(x-nope)%", keep_empty_value=True),
+        add("x-line", "%REQ(:method)% %REQ(:path)% %REQ(:authority)%"),
+        add("x-response", "[%RESP(x-backend)%][%RESPONSE_CODE%]"),
+        add("x-info", "%PROTOCOL% %ROUTE_NAME% %UPSTREAM_CLUSTER% 100%%"),
+    ])]
+    p = t.proxy([], routes=routes)
+    r = p.request("GET", "/f?q=1", {"x-a": "hello", "X-A": "two"})
+    upstream(r, "GET")
+    got = {name: seen_header(r, name) for name in ("x-copy", "x-alt", "x-absent", "x-kept", "x-line", "x-response", "x-info")}
+    want = {
+        "x-copy": "hello",
+        "x-alt": "hel",
+        "x-absent": None,
+        "x-kept": "",
+        "x-line": "GET /f?q=1 127.0.0.1:%d" % p.port,
+        "x-response": "[][0]",
+        "x-info": "HTTP/1.1 r0 svc 100%",
+    }
+    check(got == want, "headers the backend saw: %r, expected %r" % (got, want))
+    return "REQ with alternative and :3, empty not added (kept with keep_empty_value), pseudo-headers, RESP empty and RESPONSE_CODE 0 upstream"
+
+
+def scenario_format_response_headers(t):
+    """Route response_headers_to_add: %RESPONSE_CODE% and %RESP(:status)% are the upstream's 200, %RESP(x-backend)%
+    copies a response header, %REQ(x-a)% the request's, %RESPONSE_FLAGS% is '-', %UPSTREAM_HOST% the backend's
+    address, %ROUTE_NAME% the route's name (direct_response routes too), and %RESP(x-nope)% adds nothing. On a direct_response route %RESP(:status)% is its 201 but
+    %RESPONSE_CODE% is still 0 (Envoy sets it only as the reply leaves); on a route to a closed port the local 503
+    carries flags UF, the host it tried and RESPONSE_CODE 0; with one retry the flags are URX,UF (in the order
+    Envoy sets them) and %UPSTREAM_REQUEST_ATTEMPT_COUNT% is 2. A local reply's mutations are applied before its
+    content-length and content-type: %RESP(content-type)% does not see them, and they come after."""
+    adds = [
+        add("x-code", "%RESPONSE_CODE%/%RESP(:status)%"),
+        add("x-copy", "%RESP(x-backend)%|%REQ(x-a)%"),
+        add("x-flags", "%RESPONSE_FLAGS%"),
+        add("x-host", "%UPSTREAM_HOST%"),
+        add("x-absent", "%RESP(x-nope)%"),
+        add("x-ctype", "%RESP(content-type)%"),
+        add("x-route", "%ROUTE_NAME%"),
+        add("x-attempts", "%UPSTREAM_REQUEST_ATTEMPT_COUNT%"),
+    ]
+    dead = free_ports(1)[0]
+    routes = [
+        {"name": "rd", "match": {"prefix": "/direct"},
+         "direct_response": {"status": 201, "body": {"inline_string": "made here"}}, "response_headers_to_add": adds},
+        route("/dead", cluster="dead", name="rdead", response_headers_to_add=adds),
+        route("/retry", cluster="dead", name="rretry", response_headers_to_add=adds,
+              action={"retry_policy": {"retry_on": "connect-failure", "num_retries": 1}}),
+        route("/", name="r0", response_headers_to_add=adds),
+    ]
+    p = t.proxy([], routes=routes, clusters={"dead": dead})
+    r = p.request("GET", "/f", {"x-a": "q"})
+    upstream(r, "GET")
+    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-route", "x-attempts")]
+    want = ["200/200", "echo|q", "-", "127.0.0.1:%d" % t.backend().port, None, "r0", "1"]
+    check(got == want, "upstream response: %r, expected %r" % (got, want))
+    check(r.header("x-ctype") == r.header("content-type"), "upstream x-ctype %r" % r.header("x-ctype"))
+    r = p.request("GET", "/direct", {"x-a": "q"})
+    check(r.status == 201 and r.body == "made here", "direct_response: %s %r" % (r.status, r.body))
+    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-ctype", "x-route", "x-attempts")]
+    want = ["0/201", "|q", "-", None, None, None, "rd", "0"]
+    check(got == want, "direct_response: %r, expected %r" % (got, want))
+    # The route's headers come before the reply's own content-length and content-type.
+    names = r.names()
+    check(names.index("x-code") < names.index("content-length") < names.index("content-type"),
+          "direct_response header order: %r" % names)
+    r = p.request("GET", "/dead", {"x-a": "q"})
+    check(r.status == 503, "closed port: %s" % r.status)
+    got = [r.header(n) for n in ("x-code", "x-copy", "x-flags", "x-host", "x-absent", "x-route", "x-attempts")]
+    want = ["0/503", "|q", "UF", "127.0.0.1:%d" % dead, None, "rdead", "1"]
+    check(got == want, "closed port: %r, expected %r" % (got, want))
+    r = p.request("GET", "/retry")
+    check(r.status == 503, "closed port, retried: %s" % r.status)
+    got = [r.header(n) for n in ("x-flags", "x-attempts", "x-route")]
+    want = ["URX,UF", "2", "rretry"]
+    check(got == want, "closed port, retried once: %r, expected %r" % (got, want))
+    return "upstream 200: RESPONSE_CODE, RESP, REQ, flags '-', UPSTREAM_HOST; direct 201: RESPONSE_CODE 0; closed port: UF"
+
+
+def scenario_format_start_time(t):
+    """%START_TIME% (Envoy's default 2026-12-05T21:55:08.190Z form), %START_TIME(%s)% (epoch seconds, within a few
+    seconds of the client's clock), %START_TIME(%s.%3f)% and %START_TIME(%Y/%m/%d %H:%M:%S.%6f)% in request and
+    response headers; the request's and the response's start time are the same instant; %DURATION% is a whole
+    number of milliseconds."""
+    fmts = [
+        add("x-start", "%START_TIME%"),
+        add("x-epoch", "%START_TIME(%s)%"),
+        add("x-ms", "%START_TIME(%s.%3f)%"),
+        add("x-custom", "%START_TIME(%Y/%m/%d %H:%M:%S.%6f)%"),
+        add("x-duration", "%DURATION%"),
+    ]
+    p = t.proxy([], routes=[route("/", request_headers_to_add=fmts, response_headers_to_add=fmts)])
+    before = time.time()
+    r = p.request("GET", "/t")
+    after = time.time()
+    upstream(r, "GET")
+    patterns = {
+        "x-start": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
+        "x-epoch": r"\d{10}",
+        "x-ms": r"\d{10}\.\d{3}",
+        "x-custom": r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{6}",
+        "x-duration": r"\d+",
+    }
+    for side, value in (("request", lambda n: seen_header(r, n)), ("response", r.header)):
+        for name, pattern in patterns.items():
+            v = value(name)
+            check(isinstance(v, str) and re.fullmatch(pattern, v), "%s %s: %r does not match %s" % (side, name, v, pattern))
+        epoch = int(value("x-epoch"))
+        check(before - 5 <= epoch <= after + 5, "%s x-epoch %d is not now (%d)" % (side, epoch, before))
+        ms = value("x-ms")
+        check(ms.split(".")[0] == value("x-epoch"), "%s: %%s.%%3f %r vs %%s %r" % (side, ms, value("x-epoch")))
+        check(value("x-start")[:19].replace("T", " ") == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)),
+              "%s: %%START_TIME%% %r is not %d" % (side, value("x-start"), epoch))
+    same = [seen_header(r, n) == r.header(n) for n in ("x-start", "x-ms", "x-custom")]
+    check(all(same), "request and response start times differ: %r" % [(seen_header(r, n), r.header(n)) for n in ("x-start", "x-ms", "x-custom")])
+    return "START_TIME default, (%%s), (%%s.%%3f), (%%Y/%%m/%%d %%H:%%M:%%S.%%6f) present and equal upstream and downstream: %s" % r.header("x-start")
+
+
+def scenario_format_config_rejected(t):
+    """Malformed commands are refused at load: more than one alternative header, an unknown command, a lone '%'."""
+    def doc(value):
+        return doc_with(t, [], routes=[route("/", request_headers_to_add=[add("x", value)])])
+    exits_on(t, doc("%REQ(a?b?c)%"), "two alternatives", "More than 1 alternative header specified in token: a?b?c",
+             ["request_headers_to_add", "More than 1 alternative header"])
+    exits_on(t, doc("%NO_SUCH_COMMAND%"), "unknown command", "Not supported field in StreamInfo: NO_SUCH_COMMAND",
+             ["request_headers_to_add", "NO_SUCH_COMMAND"])
+    exits_on(t, doc("50%"), "lone percent", "Couldn't find valid command at position 2",
+             ["request_headers_to_add", "position 2"])
+    return "refused: %REQ(a?b?c)%, %NO_SUCH_COMMAND%, '50%'"
+
+
+
 SCENARIOS = [
     ("fault_abort", scenario_fault_abort),
     ("fault_abort_grpc", scenario_fault_abort_grpc),
@@ -1141,6 +1291,10 @@ SCENARIOS = [
     ("csrf_shadow", scenario_csrf_shadow),
     ("csrf_config_rejected", scenario_csrf_config_rejected),
     ("mirror_route", scenario_mirror_route),
+    ("format_request_headers", scenario_format_request_headers),
+    ("format_response_headers", scenario_format_response_headers),
+    ("format_start_time", scenario_format_start_time),
+    ("format_config_rejected", scenario_format_config_rejected),
 ]
 
 

@@ -88,6 +88,17 @@ struct ConnectionManagerHeaders: Sendable {
     /// client or hop wrote; nil when the peer itself is the client (`use_remote_address` with no trusted hop) or
     /// there is no such valid entry.
     func forwardedAddress(_ headers: HTTPHeaders) -> IPAddress? {
+        forwardedEntry(headers).flatMap { IPAddress(parsing: String($0)) }
+    }
+
+    /// The text of the entry `forwardedAddress` reads, when it is an IP address (`%DOWNSTREAM_REMOTE_ADDRESS%`).
+    func forwardedAddressText(_ headers: HTTPHeaders) -> String? {
+        guard let entry = forwardedEntry(headers) else { return nil }
+        let text = String(entry)
+        return IPAddress(parsing: text) == nil ? nil : text
+    }
+
+    private func forwardedEntry(_ headers: HTTPHeaders) -> Substring? {
         if useRemoteAddress && xffNumTrustedHops == 0 { return nil }
         var entries: [Substring] = []
         for value in headers["x-forwarded-for"] { entries += value.split(separator: ",", omittingEmptySubsequences: false) }
@@ -96,7 +107,7 @@ struct ConnectionManagerHeaders: Sendable {
         var text = entries[entries.count - fromRight]
         while text.first == " " || text.first == "\t" { text = text.dropFirst() }
         while text.last == " " || text.last == "\t" { text = text.dropLast() }
-        return IPAddress(parsing: String(text))
+        return text
     }
 
     static func appendVia(_ headers: inout HTTPHeaders, _ via: String) {

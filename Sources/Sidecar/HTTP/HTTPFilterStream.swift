@@ -23,8 +23,10 @@ protocol HTTPStreamCodec: AnyObject {
     /// The client address the connection manager takes from `x-forwarded-for` (`xff_num_trusted_hops`,
     /// `use_remote_address`); nil: the peer is the client. RBAC's `remote_ip`.
     func forwardedClientAddress(_ headers: HTTPHeaders) -> IPAddress?
-    /// What `%…%` header-value commands read (`*_headers_to_add`).
+    /// What `%…%` header-value commands read (`*_headers_to_add`), without the headers being mutated.
     func formatContext() -> FormatContext
+    /// Envoy's `setResponseFlag`: why the proxy answered as it did (`%RESPONSE_FLAGS%`).
+    func setResponseFlag(_ flag: ResponseFlag)
     /// The stream cannot be answered any more (the response started): reset the downstream.
     func resetStream()
     /// Decoding was held by a filter and goes on: reads may resume.

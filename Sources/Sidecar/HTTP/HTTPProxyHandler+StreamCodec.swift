@@ -13,6 +13,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
 
     func encodeResponseHead(_ head: HTTPResponseHead, endStream: Bool) {
         lifecycle.responseHeadCommitted()
+        responseCode = Int(head.status.code)
         var head = head
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
         // Envoy's connection manager adds these after every encoder (so they follow what filters added); an
@@ -41,6 +42,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
     }
 
     func encodeResponseBody(_ buffer: ByteBuffer) {
+        bytesSent &+= UInt64(buffer.readableBytes)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
     }
 
@@ -61,12 +63,18 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         lifecycle.localReply(closeConnection: closeConnection)
     }
 
-    /// Envoy's order: the filter's own headers first, then the body's; `date` and `server` come at the codec.
+    /// Envoy's order: the filter's own headers first, then the route's response header mutations, then the
+    /// body's (observed on Envoy 1.40: mutations come before `content-length`, and `%RESP(content-type)%` does not
+    /// see the body's); `date` and `server` come at the codec.
     func localReplyHead(status: HTTPResponseStatus, bodyLength: Int, extra: HTTPHeaders) -> HTTPResponseHead {
         var head = HTTPResponseHead(version: .http1_1, status: status, headers: extra)
+        applyResponseMutations(&head.headers, status: status)
         LocalReply.addBodyHeaders(&head.headers, status: status, bodyLength: bodyLength)
-        applyResponseMutations(&head.headers)
         return head
+    }
+
+    func setResponseFlag(_ flag: ResponseFlag) {
+        responseFlags.insert(flag)
     }
 
     func resetStream() {

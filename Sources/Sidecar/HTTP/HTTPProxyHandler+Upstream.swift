@@ -45,12 +45,10 @@ extension HTTPProxyHandler {
             let expected = perTryTimeout ?? target.timeout
             headers.replaceOrAdd(name: "x-envoy-expected-rq-timeout-ms", value: String(expected.milliseconds))
         }
+        // Envoy's finalizeRequestHeaders: the header mutations see the request's own host; the rewrite follows.
+        for m in target.mutations where !m.isEmpty { m.applyRequest(to: &headers, context: formatContext()) }
         if let literal = target.hostRewrite {
             headers.replaceOrAdd(name: "host", value: literal)
-        }
-        if target.mutations.contains(where: { !$0.isEmpty }) {
-            let ctx = formatContext()
-            for m in target.mutations { m.applyRequest(to: &headers, context: ctx) }
         }
         if head.version.minor == 0 && !headers.contains(name: "host") {
             headers.add(name: "host", value: request.authority)
@@ -124,6 +122,7 @@ extension HTTPProxyHandler {
         guard let up = upstream else { return }
         let entry = up.entry
         up.attempt += 1
+        attemptCount = up.attempt
         up.attemptID += 1
         up.sent = 0
         let local = worker.locals[up.clusterIndex]
@@ -139,9 +138,11 @@ extension HTTPProxyHandler {
                                         reject: { avoid && tried.contains($0) })
             up.host = up.hostIndex.map { local.hosts[$0] }
         }
+        upstreamHostAddress = up.host?.address
         guard let host = up.host else {
             upstream = up
             stats.inc(entry.stats.cxNoneHealthy)
+            responseFlags.insert(.noHealthyUpstream)
             finishWithLocalReply(status: .serviceUnavailable, body: "no healthy upstream")
             return
         }
@@ -279,7 +280,15 @@ extension HTTPProxyHandler {
         if case .forwarding(let conn) = phase { conn.close() }
         endAttempt()
         // nil: a retry is scheduled.
-        guard decideRetry(outcome) != nil else { return }
+        guard let decision = decideRetry(outcome) else { return }
+        if case .limitExceeded = decision { responseFlags.insert(.upstreamRetryLimitExceeded) }
+        switch outcome {
+        case .perTryTimeout: responseFlags.insert(.upstreamRequestTimeout)
+        case .connectFailure: responseFlags.insert(.upstreamConnectionFailure)
+        case .reset: responseFlags.insert(.upstreamConnectionTermination)
+        case .overflow: responseFlags.insert(.upstreamOverflow)
+        case .response: break
+        }
         switch outcome {
         case .perTryTimeout:
             if let cluster { countUpstreamStatus(504, cluster) }
@@ -332,6 +341,7 @@ extension HTTPProxyHandler {
 
     /// Circuit-breaker overflow: 503 with `x-envoy-overloaded`, never retried.
     private func overflowed() {
+        responseFlags.insert(.upstreamOverflow)
         endAttempt()
         if let cluster { countUpstreamStatus(503, cluster) }
         var extra = HTTPHeaders()
@@ -376,6 +386,7 @@ extension HTTPProxyHandler {
     }
 
     private func routeTimedOut() {
+        responseFlags.insert(.upstreamRequestTimeout)
         if let cluster { stats.inc(cluster.stats.rqTimeout) }
         stats.inc(listener.stats.rqTimeout)
         if let up = upstream, case .forwarding = phase, let i = up.hostIndex {
@@ -485,11 +496,13 @@ extension HTTPProxyHandler {
         var headers = head.headers
         HopByHop.strip(&headers)
         headers.replaceOrAdd(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
+        responseCode = Int(head.status.code)
+        if streamStart != nil { upstreamResponseStartTime = .now() }
         headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
         if let up = upstream, up.target.includeAttemptCountInResponse {
             headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempt))
         }
-        applyResponseMutations(&headers)
+        applyResponseMutations(&headers, status: head.status)
         if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
         stream.encodeHeaders(HTTPResponseHead(version: head.version, status: head.status, headers: headers),
                              endStream: false)

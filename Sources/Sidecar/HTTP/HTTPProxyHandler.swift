@@ -86,6 +86,18 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var connectionIdleTimer: Scheduled<Void>?
     var connectionIdleQuietTicks = 0
     var connectionIdleSeen = 0
+    /// What `%…%` format commands read about the request in flight (see `streamInfo()`); the start is noted only
+    /// when the route table's header values read the clock.
+    var streamStart: StreamStartTime?
+    var requestEndTime: NIODeadline?
+    var upstreamResponseStartTime: NIODeadline?
+    var responseCode: Int?
+    var responseFlags: ResponseFlags = []
+    var bytesReceived: UInt64 = 0
+    var bytesSent: UInt64 = 0
+    var upstreamHostAddress: SocketAddress?
+    /// Tries made so far (the upstream request is gone by the time a local reply reports them).
+    var attemptCount = 0
     /// Mirrored copies of the request in flight (request_mirror_policies) that still take its body.
     var shadows: [ShadowRequest] = []
     /// The request's trip through the listener's `http_filters`; reused for every request of the connection.
@@ -199,12 +211,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case .head(let head):
             receivedHead(head)
         case .body(let buffer):
+            bytesReceived &+= UInt64(buffer.readableBytes)
             switch phase {
             case .decoding, .connecting, .forwarding, .backoff: stream.decodeData(buffer, endStream: false)
             case .idle, .discarding: break
             }
         case .end(let trailers):
             let action = lifecycle.requestEnded()
+            if streamStart != nil { requestEndTime = .now() }
             if let t = requestTimer {
                 t.cancel()
                 requestTimer = nil
@@ -308,6 +322,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version
+        streamStart = listener.routes.formatsReadTiming ? .now() : nil
+        requestEndTime = nil
+        upstreamResponseStartTime = nil
+        responseCode = nil
+        responseFlags = []
+        bytesReceived = 0
+        bytesSent = 0
+        upstreamHostAddress = nil
+        attemptCount = 0
         lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
         requestsOnConnection += 1
         let common = listener.hcm.commonProtocolOptions
@@ -424,6 +447,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         stats.inc(listener.stats.rqIdleTimeout)
+        responseFlags.insert(.streamIdleTimeout)
         abandonUpstream(closeConnection: true)
         if responseStarted {
             context.close(promise: nil)
@@ -441,28 +465,51 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     // MARK: Responses
 
+    /// What `%…%` commands read: the request as routed (its headers as they leave when the router has built
+    /// them), the stream's facts so far; the caller adds the headers being mutated.
     func formatContext() -> FormatContext {
-        let remote = context.channel.remoteAddress
-        let local = context.channel.localAddress
-        return FormatContext(
-            downstreamRemote: remote.map(Self.addressWithPort) ?? "",
-            downstreamRemoteWithoutPort: remote?.ipAddress ?? "",
-            downstreamLocal: local.map(Self.addressWithPort) ?? "",
-            downstreamLocalWithoutPort: local?.ipAddress ?? "",
-            proto: downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
-            hostname: listener.hostname)
+        FormatContext(requestHeaders: upstream?.head.headers ?? stream.request.headers, method: stream.request.method,
+                      path: stream.request.path, scheme: stream.request.scheme, stream: streamInfo())
     }
 
-    static func addressWithPort(_ a: SocketAddress) -> String {
-        guard let ip = a.ipAddress, let port = a.port else { return "" }
-        if case .v6 = a { return "[\(ip)]:\(port)" }
-        return "\(ip):\(port)"
+    func streamInfo() -> StreamInfo {
+        var info = StreamInfo()
+        info.startTime = streamStart
+        info.requestEnd = requestEndTime
+        info.upstreamResponseStart = upstreamResponseStartTime
+        info.responseCode = responseCode
+        info.responseFlags = responseFlags
+        info.bytesReceived = bytesReceived
+        info.bytesSent = bytesSent
+        info.protocolName = downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
+        info.upstreamHost = upstreamHostAddress.flatMap { StreamAddress($0) }
+        info.upstreamCluster = cluster?.config.name
+        // Envoy counts the first try as soon as the router has a cluster for the request.
+        info.upstreamRequestAttemptCount = attemptCount > 0 ? attemptCount : (cluster != nil ? 1 : 0)
+        info.routeName = stream.route.routeName
+        let direct = context.channel.remoteAddress.flatMap { StreamAddress($0) }
+        info.downstreamDirectRemoteAddress = direct
+        if let forwarded = listener.requestHeaders.forwardedAddressText(stream.request.headers) {
+            info.downstreamRemoteAddress = StreamAddress(ip: forwarded, port: 0)
+        } else {
+            info.downstreamRemoteAddress = direct
+        }
+        let local = originalDestination ?? context.channel.localAddress
+        info.downstreamLocalAddress = local.flatMap { StreamAddress($0) }
+        info.requestedServerName = requestedServerName
+        info.hostname = listener.hostname
+        return info
     }
 
-    func applyResponseMutations(_ headers: inout HTTPHeaders) {
-        guard responseMutations.contains(where: { !$0.isEmpty }) else { return }
-        let ctx = formatContext()
-        for m in responseMutations { m.applyResponse(to: &headers, context: ctx) }
+    /// `status`: the response's `:status`.
+    func applyResponseMutations(_ headers: inout HTTPHeaders, status: HTTPResponseStatus) {
+        for m in responseMutations where !m.isEmpty {
+            m.applyResponse(to: &headers, context: {
+                var c = formatContext()
+                c.responseStatus = Int(status.code)
+                return c
+            }())
+        }
     }
 
     /// A reply the codec sends on its own, outside any stream's filters: the request could not become a stream

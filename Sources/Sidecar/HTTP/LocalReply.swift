@@ -24,11 +24,12 @@ enum LocalReply {
 extension LocalReply {
     /// `content-length` and, with a body, `content-type: text/plain`, as Envoy's local replies carry them.
     static func addBodyHeaders(_ headers: inout HTTPHeaders, status: HTTPResponseStatus, bodyLength: Int) {
+        // Set, not added: a route's response_headers_to_add may have written them already.
         if bodyLength > 0 {
-            headers.add(name: "content-length", value: String(bodyLength))
-            headers.add(name: "content-type", value: "text/plain")
+            headers.setKeepingPosition(name: "content-length", value: String(bodyLength))
+            headers.setKeepingPosition(name: "content-type", value: "text/plain")
         } else if status.code >= 200 && status.code != 204 && status.code != 304 {
-            headers.add(name: "content-length", value: "0")
+            headers.setKeepingPosition(name: "content-length", value: "0")
         }
     }
 }

@@ -8,7 +8,7 @@ public struct HeaderMutations: Sendable {
 
     public struct Addition: Sendable {
         public var name: String
-        public var value: HeaderValueFormat
+        public var value: SubstitutionFormat
         public var action: AppendAction
         public var keepEmpty: Bool
     }
@@ -24,23 +24,44 @@ public struct HeaderMutations: Sendable {
 
     public static let none = HeaderMutations()
 
-    func applyRequest(to headers: inout HTTPHeaders, context: FormatContext) {
-        Self.apply(remove: requestRemove, add: requestAdd, to: &headers, context: context)
+    /// `context` is built only when an addition of this level renders a command (literal values need none); the
+    /// request headers it carries are the ones being mutated, after this level's removals.
+    func applyRequest(to headers: inout HTTPHeaders, context: @autoclosure () -> FormatContext) {
+        Self.apply(remove: requestRemove, add: requestAdd, to: &headers) { current in
+            var c = context()
+            c.requestHeaders = current
+            return c
+        }
     }
 
-    func applyResponse(to headers: inout HTTPHeaders, context: FormatContext) {
-        Self.apply(remove: responseRemove, add: responseAdd, to: &headers, context: context)
+    /// As `applyRequest`; `context` carries the request, and the response headers are the ones being mutated.
+    func applyResponse(to headers: inout HTTPHeaders, context: @autoclosure () -> FormatContext) {
+        Self.apply(remove: responseRemove, add: responseAdd, to: &headers) { current in
+            var c = context()
+            c.responseHeaders = current
+            return c
+        }
     }
 
     /// Envoy's `HeaderParser::evaluateHeaders`: removals first; then every addition is decided against the
-    /// headers as they were before this level added anything; overwrites are applied before appends.
-    private static func apply(remove: [String], add: [Addition], to headers: inout HTTPHeaders, context: FormatContext) {
+    /// headers as they were before this level added anything; overwrites are applied before appends. A value
+    /// that renders empty is not added unless `keep_empty_value` (observed on Envoy 1.40: `%REQ(x)%` of a request
+    /// without `x` adds nothing).
+    private static func apply(remove: [String], add: [Addition], to headers: inout HTTPHeaders,
+                              context: (HTTPHeaders) -> FormatContext) {
         for name in remove { headers.remove(name: name) }
         guard !add.isEmpty else { return }
         var appends: [(String, String)] = []
         var overwrites: [(String, String)] = []
+        var formatContext: FormatContext?
         for a in add {
-            let value = a.value.render(context)
+            let value: String
+            if let literal = a.value.literal {
+                value = literal
+            } else {
+                if formatContext == nil { formatContext = context(headers) }
+                value = a.value.format(formatContext!)
+            }
             if value.isEmpty && !a.keepEmpty { continue }
             switch a.action {
             case .APPEND_IF_EXISTS_OR_ADD:
@@ -53,85 +74,26 @@ public struct HeaderMutations: Sendable {
                 if headers.contains(name: a.name) { overwrites.append((a.name, value)) }
             }
         }
+        // The context shares the headers' storage: let go of it so the changes below do not copy them.
+        formatContext = nil
         for (name, value) in overwrites { headers.replaceOrAdd(name: name, value: value) }
         for (name, value) in appends { headers.add(name: name, value: value) }
     }
-}
 
-/// What a header value template can refer to.
-public struct FormatContext: Sendable {
-    public var downstreamRemote: String
-    public var downstreamRemoteWithoutPort: String
-    public var downstreamLocal: String
-    public var downstreamLocalWithoutPort: String
-    public var proto: String
-    public var hostname: String
-}
+    /// Some request (response) addition renders a command, so the stream's data must be at hand.
+    var requestReadsStream: Bool { requestAdd.contains { $0.value.literal == nil } }
+    var responseReadsStream: Bool { responseAdd.contains { $0.value.literal == nil } }
 
-/// A header value with Envoy's `%COMMAND%` substitutions, parsed once at load.
-public struct HeaderValueFormat: Sendable {
-    enum Piece: Sendable {
-        case text(String)
-        case downstreamRemote, downstreamRemoteWithoutPort, downstreamLocal, downstreamLocalWithoutPort, proto, hostname
-    }
-
-    let pieces: [Piece]
-    let literal: String?
-
-    static let commands: [String: Piece] = [
-        "DOWNSTREAM_REMOTE_ADDRESS": .downstreamRemote,
-        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT": .downstreamRemoteWithoutPort,
-        "DOWNSTREAM_LOCAL_ADDRESS": .downstreamLocal,
-        "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT": .downstreamLocalWithoutPort,
-        "PROTOCOL": .proto,
-        "HOSTNAME": .hostname,
-    ]
-
-    init(parsing text: String, at value: ConfigValue) throws {
-        var pieces: [Piece] = []
-        var current = ""
-        var chars = Substring(text)
-        while let c = chars.first {
-            chars = chars.dropFirst()
-            guard c == "%" else { current.append(c); continue }
-            if chars.first == "%" { current.append("%"); chars = chars.dropFirst(); continue }
-            guard let end = chars.firstIndex(of: "%") else {
-                throw value.error("unterminated '%' in header value '\(text)'; write '%%' for a literal percent sign")
-            }
-            let name = String(chars[..<end])
-            chars = chars[chars.index(after: end)...]
-            guard let piece = Self.commands[name] else {
-                throw value.error("header value command '%\(name)%' is not supported by Pilotfish yet")
-            }
-            if !current.isEmpty { pieces.append(.text(current)); current = "" }
-            pieces.append(piece)
-        }
-        if !current.isEmpty { pieces.append(.text(current)) }
-        self.pieces = pieces
-        if pieces.isEmpty {
-            literal = ""
-        } else if pieces.count == 1, case .text(let t) = pieces[0] {
-            literal = t
-        } else {
-            literal = nil
-        }
-    }
-
-    func render(_ c: FormatContext) -> String {
-        if let literal { return literal }
-        var out = ""
-        for p in pieces {
-            switch p {
-            case .text(let t): out += t
-            case .downstreamRemote: out += c.downstreamRemote
-            case .downstreamRemoteWithoutPort: out += c.downstreamRemoteWithoutPort
-            case .downstreamLocal: out += c.downstreamLocal
-            case .downstreamLocalWithoutPort: out += c.downstreamLocalWithoutPort
-            case .proto: out += c.proto
-            case .hostname: out += c.hostname
+    /// Some addition reads the clock (`%START_TIME%`, durations): the stream must note when it started.
+    var readsStreamTiming: Bool {
+        (requestAdd + responseAdd).contains { a in
+            a.value.commands.contains { c in
+                switch c {
+                case .startTime, .duration, .requestDuration, .responseDuration: return true
+                default: return false
+                }
             }
         }
-        return out
     }
 }
 
@@ -168,7 +130,7 @@ extension HeaderMutations {
         let rawValue = hv.optional("value")
         try hv.unsupported(["raw_value"])
         let text = try rawValue?.string() ?? ""
-        let format = try HeaderValueFormat(parsing: text, at: rawValue ?? hv.value)
+        let format = try SubstitutionFormat(parsing: text, at: rawValue ?? hv.value)
         try hv.finish()
         var action = AppendAction.APPEND_IF_EXISTS_OR_ADD
         let appendValue = obj.optional("append")

@@ -28,6 +28,7 @@ extension RouteConfiguration {
         config.metadata = metadata
         config.typedPerFilterConfig = perFilter
         config.internalOnlyHeaders = internalOnly
+        config.formatsReadTiming = config.allHeaderMutations.contains { $0.readsStreamTiming }
         try config.buildDomainIndex(value)
         return config
     }

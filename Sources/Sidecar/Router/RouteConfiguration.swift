@@ -22,6 +22,23 @@ public struct RouteConfiguration: Sendable {
     /// The server's runtime, which `runtime_fraction` keys read (set when a server runs this table; nil: every
     /// key is absent and the default fractions decide).
     var runtime: Runtime? = nil
+    /// Some header value of the table reads the clock (`%START_TIME%`, durations): streams note when they start.
+    public var formatsReadTiming = false
+
+    /// Every level's header mutations: the table's, its virtual hosts', routes' and weighted clusters'.
+    var allHeaderMutations: [HeaderMutations] {
+        var all = [headers]
+        for vh in virtualHosts {
+            all.append(vh.headers)
+            for r in vh.routes {
+                all.append(r.headers)
+                if case .forward(let f) = r.action, case .weighted(let clusters, _) = f.cluster {
+                    all += clusters.map(\.headers)
+                }
+            }
+        }
+        return all
+    }
 }
 
 public struct VirtualHost: Sendable {

@@ -80,8 +80,18 @@ public struct RouteRequest {
 public enum RouteDecision {
     case noRoute
     case forward(ForwardTarget)
-    case directResponse(DirectResponse, mutations: [HeaderMutations], virtualHost: String)
-    case redirect(location: String, status: Int, mutations: [HeaderMutations], virtualHost: String)
+    /// `routeName`: the route's `name` (`%ROUTE_NAME%`); nil for the virtual host's `require_tls` redirect.
+    case directResponse(DirectResponse, mutations: [HeaderMutations], virtualHost: String, routeName: String?)
+    case redirect(location: String, status: Int, mutations: [HeaderMutations], virtualHost: String, routeName: String?)
+
+    /// The name of the route that decided, when it has one.
+    public var routeName: String? {
+        switch self {
+        case .noRoute: return nil
+        case .forward(let target): return target.routeName
+        case .directResponse(_, _, _, let name), .redirect(_, _, _, _, let name): return name
+        }
+    }
 }
 
 /// A forwarding decision: the cluster and the request as it must leave.
@@ -209,8 +219,8 @@ extension RouteConfiguration {
         case .tlsRedirect(let i):
             perFilter.virtualHost = virtualHosts[i].typedPerFilterConfig
             let location = "https://" + request.authority + request.path
-            return (.redirect(location: location, status: 301, mutations: [], virtualHost: virtualHosts[i].name),
-                    perFilter)
+            return (.redirect(location: location, status: 301, mutations: [], virtualHost: virtualHosts[i].name,
+                              routeName: nil), perFilter)
         case .route(let v, let r):
             vhIndex = v
             routeIndex = r
@@ -225,11 +235,12 @@ extension RouteConfiguration {
     private func decide(_ request: RouteRequest, vh: VirtualHost, route: Route) -> RouteDecision {
         switch route.action {
         case .directResponse(let d):
-            return .directResponse(d, mutations: [route.headers, vh.headers, headers], virtualHost: vh.name)
+            return .directResponse(d, mutations: [route.headers, vh.headers, headers], virtualHost: vh.name,
+                                   routeName: route.name)
         case .redirect(let r):
             let location = r.location(for: request, match: route.match)
             return .redirect(location: location, status: r.status, mutations: [route.headers, vh.headers, headers],
-                             virtualHost: vh.name)
+                             virtualHost: vh.name, routeName: route.name)
         case .forward(let f):
             var mutations = [route.headers, vh.headers, headers]
             let cluster: String

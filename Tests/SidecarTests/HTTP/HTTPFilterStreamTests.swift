@@ -32,10 +32,9 @@ import Testing
             h.add(name: "content-length", value: String(bodyLength))
             return HTTPResponseHead(version: .http1_1, status: status, headers: h)
         }
-        func formatContext() -> FormatContext {
-            FormatContext(downstreamRemote: "", downstreamRemoteWithoutPort: "", downstreamLocal: "",
-                          downstreamLocalWithoutPort: "", proto: "HTTP/1.1", hostname: "")
-        }
+        func formatContext() -> FormatContext { FormatContext() }
+        func setResponseFlag(_ flag: ResponseFlag) { responseFlags.insert(flag) }
+        var responseFlags: ResponseFlags = []
         func forwardedClientAddress(_ headers: HTTPHeaders) -> IPAddress? { nil }
         func resetStream() { reset = true }
         func decodingResumed() { resumed += 1 }

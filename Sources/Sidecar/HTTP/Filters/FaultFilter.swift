@@ -53,6 +53,7 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
         if let delay = settings.delayDuration(headers, random: stream.worker.random.next()) {
             guard takeActiveFault(settings, stream) else { return .continue }
             stream.stats.inc(stats.delaysInjected)
+            stream.codec.setResponseFlag(.delayInjected)
             countDownstreamCluster("delays_injected", settings, headers)
             stream.schedule(in: .milliseconds(Int64(delay))) { [self] in
                 // Delays can be followed by aborts (the abort percentage is drawn again).
@@ -102,6 +103,7 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
                                       skipPercentage: alreadyDecided)
         guard let abort = decision else { return false }
         stream.stats.inc(stats.abortsInjected)
+        stream.codec.setResponseFlag(.faultInjected)
         countDownstreamCluster("aborts_injected", settings, headers)
         switch abort {
         case .http(let status):

@@ -21,14 +21,15 @@ final class RouterFilter: HTTPStreamFilter {
         switch stream.route {
         case .noRoute:
             stream.stats.inc(connection.listener.stats.noRoute)
+            connection.responseFlags.insert(.noRouteFound)
             stream.sendLocalReply(status: .notFound, body: "", closeConnection: false)
-        case .directResponse(let d, let mutations, _):
+        case .directResponse(let d, let mutations, _, _):
             stream.stats.inc(connection.listener.stats.directResponse)
             connection.responseMutations = mutations
             stream.sendLocalReply(status: HTTPResponseStatus(statusCode: d.status),
                                   body: d.body.map { String(decoding: $0, as: UTF8.self) } ?? "",
                                   closeConnection: false)
-        case .redirect(let location, let status, let mutations, _):
+        case .redirect(let location, let status, let mutations, _, _):
             connection.responseMutations = mutations
             var extra = HTTPHeaders()
             extra.add(name: "location", value: location)

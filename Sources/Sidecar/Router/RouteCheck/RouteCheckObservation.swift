@@ -36,9 +36,15 @@ struct RouteCheckObservation {
     var responseHeaders = HTTPHeaders()
 
     /// Header value templates as the tool evaluates them: the downstream remote address is 127.0.0.1.
-    static let formatContext = FormatContext(
-        downstreamRemote: "127.0.0.1:0", downstreamRemoteWithoutPort: "127.0.0.1", downstreamLocal: "127.0.0.1:0",
-        downstreamLocalWithoutPort: "127.0.0.1", proto: "HTTP/1.1", hostname: "localhost")
+    static let formatContext: FormatContext = {
+        var info = StreamInfo()
+        info.downstreamRemoteAddress = StreamAddress(ip: "127.0.0.1", port: 0)
+        info.downstreamDirectRemoteAddress = info.downstreamRemoteAddress
+        info.downstreamLocalAddress = StreamAddress(ip: "127.0.0.1", port: 0)
+        info.protocolName = "HTTP/1.1"
+        info.hostname = "localhost"
+        return FormatContext(stream: info)
+    }()
 
     /// The request the tool builds from an input (`ToolConfig::create`): `:authority`, `:path`, `:method`,
     /// `:scheme` and `x-forwarded-proto` from the input, `x-envoy-internal: true` when internal, then the
@@ -95,7 +101,9 @@ struct RouteCheckObservation {
             for m in target.mutations { m.applyRequest(to: &requestHeaders, context: Self.formatContext) }
             if let host = target.hostRewrite { requestHeaders.replaceOrAdd(name: ":authority", value: host) }
             requestHeaders.replaceOrAdd(name: ":path", value: target.path)
-            for m in target.mutations { m.applyResponse(to: &responseHeaders, context: Self.formatContext) }
+            var responseContext = Self.formatContext
+            responseContext.requestHeaders = requestHeaders
+            for m in target.mutations { m.applyResponse(to: &responseHeaders, context: responseContext) }
             path = requestHeaders.first(name: ":path") ?? ""
             host = requestHeaders.first(name: ":authority") ?? ""
             // The tool asks for the virtual cluster after finalizing, so on the rewritten headers.
@@ -104,13 +112,13 @@ struct RouteCheckObservation {
                 let lookup: (String) -> String? = { Self.joined(headers, $0) }
                 virtualCluster = config.virtualHosts[v].virtualClusterName(lookup) ?? ""
             }
-        case .redirect(let location, let status, let mutations, _):
+        case .redirect(let location, let status, let mutations, _, _):
             isDirectResponse = true
             redirect = location
             code = UInt32(status)
             responseHeaders.replaceOrAdd(name: ":status", value: String(status))
             for m in mutations { m.applyResponse(to: &responseHeaders, context: Self.formatContext) }
-        case .directResponse(let response, let mutations, _):
+        case .directResponse(let response, let mutations, _, _):
             isDirectResponse = true
             // newUri without a redirect config: the request's own URL.
             let path = request.path.hasPrefix("/") ? request.path : "/" + request.path

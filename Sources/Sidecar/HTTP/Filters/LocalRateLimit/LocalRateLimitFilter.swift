@@ -106,6 +106,7 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
             return .continue
         }
         stats.inc(c.stats.enforced)
+        stream.codec.setResponseFlag(.rateLimited)
         var extra = HTTPHeaders()
         if !c.responseHeadersToAdd.isEmpty {
             var m = HeaderMutations()

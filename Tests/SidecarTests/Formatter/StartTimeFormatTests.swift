@@ -1,0 +1,45 @@
+import Testing
+
+@testable import Sidecar
+
+/// `%START_TIME(...)%` formats, checked against what Envoy 1.40 printed for the same instant.
+@Suite struct StartTimeFormatTests {
+    /// 2026-12-05T21:55:08.190630123Z, a Saturday.
+    static let instant: Int64 = 1_796_507_708_190_630_123
+
+    static func render(_ format: String, _ ns: Int64 = instant) throws -> String {
+        var out = ""
+        try StartTimeFormat(parsing: format).render(nanosecondsSinceEpoch: ns, into: &out)
+        return out
+    }
+
+    @Test func envoysDefaultIsRFC3339WithMilliseconds() {
+        var out = ""
+        StartTimeFormat.default.render(nanosecondsSinceEpoch: Self.instant, into: &out)
+        #expect(out == "2026-12-05T21:55:08.190Z")
+    }
+
+    @Test func fractionsAndEpochSeconds() throws {
+        #expect(try Self.render("%f|%1f|%3f|%6f|%9f") == "190630123|1|190|190630|190630123")
+        #expect(try Self.render("%s.%3f %s%3f") == "1796507708.190 1796507708190")
+        #expect(try Self.render("%E3S %E6S") == "08.190 08.190630")
+    }
+
+    @Test func strftimeFieldsInUTC() throws {
+        #expect(try Self.render("%Y-%m-%dT%H:%M:%S %a %b %d %e %j %H%M%S %Z %z")
+            == "2026-12-05T21:55:08 Sat Dec 05  5 339 215508 UTC +0000")
+        #expect(try Self.render("%A %B %y %C %I%p %u %w %F %T %D %R %Ez %%")
+            == "Saturday December 26 20 09PM 6 6 2026-12-05 21:55:08 12/05/26 21:55 +00:00 %")
+    }
+
+    @Test func beforeTheEpoch() throws {
+        #expect(try Self.render("%Y-%m-%dT%H:%M:%S.%3f", -1_500_000_000) == "1969-12-31T23:59:58.500")
+    }
+
+    @Test func unknownSpecifiersAreRefused() {
+        #expect(throws: FormatSyntaxError.self) { try StartTimeFormat(parsing: "%Q") }
+        #expect(throws: FormatSyntaxError.self) { try StartTimeFormat(parsing: "%Es") }
+        #expect(throws: FormatSyntaxError.self) { try StartTimeFormat(parsing: "abc%") }
+        #expect(throws: FormatSyntaxError.self) { try StartTimeFormat(parsing: "%H\n") }
+    }
+}
