@@ -47,7 +47,6 @@ final class ConnectionPool {
     let clusterStats: ClusterStats
     let connectTimeout: TimeAmount
     let bufferLimit: Int
-    let clusterIndex: Int
     let resources: ClusterResources
     /// Set once the cluster carried traffic (health checks switch from no_traffic_interval).
     let traffic: ManagedAtomic<Bool>
@@ -57,15 +56,16 @@ final class ConnectionPool {
     /// How often idle connections are checked against idle_timeout / max_connection_duration.
     let idleSweepInterval: TimeAmount
     /// The cluster, for its UpstreamTlsContext: a connection is handed out only after its handshake.
-    private let cluster: ClusterManager.Entry
+    private let cluster: ClusterInfo
+    /// The cluster left the config: connections close as their requests end instead of going back idle.
+    private(set) var draining = false
 
-    init(eventLoop: EventLoop, stats: WorkerStats, cluster: ClusterManager.Entry) {
+    init(eventLoop: EventLoop, stats: WorkerStats, cluster: ClusterInfo) {
         self.eventLoop = eventLoop
         self.stats = stats
         self.clusterStats = cluster.stats
         self.connectTimeout = cluster.config.connectTimeout.timeAmount
         self.bufferLimit = cluster.config.perConnectionBufferLimitBytes
-        self.clusterIndex = cluster.index
         self.resources = cluster.resources
         self.traffic = cluster.traffic
         self.options = cluster.config.httpProtocolOptions
@@ -128,7 +128,7 @@ final class ConnectionPool {
     func release(_ conn: UpstreamConnection) {
         conn.stream = nil
         conn.requests += 1
-        guard conn.reusable, conn.isActive else {
+        guard conn.reusable, conn.isActive, !draining else {
             conn.close()
             return
         }
@@ -180,10 +180,16 @@ final class ConnectionPool {
         for c in all { c.close() }
     }
 
+    /// The cluster was removed from the config: idle connections close now, busy ones when released. Requests
+    /// still queued for a connection keep their place (their streams run on a snapshot that has the cluster).
+    func drain() {
+        draining = true
+        closeIdle()
+    }
+
     private func connect(_ host: UpstreamHost, source: UpstreamSource,
                          priority: CircuitBreakerThresholds.Priority) -> EventLoopFuture<UpstreamConnection> {
-        let conn = UpstreamConnection(host: host, clusterIndex: clusterIndex,
-                                      poolKey: Key(host: host.address, source: source.poolKey))
+        let conn = UpstreamConnection(host: host, pool: self, poolKey: Key(host: host.address, source: source.poolKey))
         let stats = self.stats
         let cs = self.clusterStats
         let limit = bufferLimit
