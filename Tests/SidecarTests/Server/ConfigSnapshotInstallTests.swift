@@ -77,6 +77,34 @@ struct ConfigSnapshotInstallTests {
         #expect(!clusters.contains("blue::"))
     }
 
+    /// The route is chosen when the head arrives; a fault delay then holds the stream before the router acts. A
+    /// snapshot installed meanwhile (where the route's cluster is gone and another sits at its slot) must not
+    /// change where the held stream goes.
+    @Test func streamHeldBetweenRoutingAndForwardingUsesTheClusterOfItsOwnSnapshot() throws {
+        let blue = try ScriptedBackend { _ in .init(body: Array("blue".utf8)) }
+        defer { blue.stop() }
+        let green = try ScriptedBackend { _ in .init(body: Array("green".utf8)) }
+        defer { green.stop() }
+        let fault = #"{name: envoy.filters.http.fault, typed_config: {"@type": "#
+            + #"type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, "#
+            + #"delay: {fixed_delay: 1s, percentage: {numerator: 100}}}}"#
+        let proxy = try ProxyHarness(yaml: ProxyConfig.yaml(
+            routes: [Self.route(to: "blue")], clusters: [("blue", blue.port), ("green", green.port)],
+            httpFilters: [fault]))
+        defer { proxy.shutdown() }
+
+        let held = try proxy.client()
+        try held.send(RawClient.request("GET", "/held"))
+        #expect(Self.waitUntil { (try? proxy.stat("http.ingress_http.fault.delays_injected")) == 1 })
+        try proxy.server.install(Bootstrap.load(text: ProxyConfig.yaml(
+            routes: [Self.route(to: "green")], clusters: [("green", green.port)], httpFilters: [fault])))
+
+        let response = try held.readResponse()
+        #expect(response.bodyString == "blue")
+        #expect(blue.requests.map(\.uri) == ["/held"])
+        #expect(green.requests.isEmpty)
+    }
+
     @Test func clusterKeptByANewSnapshotKeepsItsPooledConnection() throws {
         let a = try TestBackend()
         defer { a.stop() }
