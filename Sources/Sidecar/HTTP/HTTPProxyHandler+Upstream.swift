@@ -85,8 +85,8 @@ extension HTTPProxyHandler {
     // MARK: Shadowing (request_mirror_policies)
 
     /// A copy of the request for each mirror policy that selects it, with `-shadow` added to its host.
-    private func startShadows(_ target: ForwardTarget, snapshot: WorkerSnapshot, headers: HTTPHeaders, method: HTTPMethod,
-                              limit: Int) {
+    private func startShadows(_ target: ForwardTarget, snapshot: WorkerSnapshot, headers: HTTPHeaders,
+                              method: HTTPMethod, limit: Int) {
         let runtime = worker.server.runtime
         for policy in target.mirrorPolicies where policy.fraction.evaluate(runtime, random: worker.random.next()) {
             guard let slot = policy.slot else { continue }

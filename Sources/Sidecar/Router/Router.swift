@@ -124,7 +124,8 @@ public final class ForwardTarget {
     /// The route's `request_mirror_policies`.
     public let mirrorPolicies: [MirrorPolicy]
 
-    init(cluster: String, clusterSlot: ClusterSlot? = nil, path: String, hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
+    init(cluster: String, clusterSlot: ClusterSlot? = nil, path: String,
+         hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
          routeName: String?, virtualHost: String, mutations: [HeaderMutations], retryPolicy: RetryPolicyConfig? = nil,
          hashPolicies: [HashPolicy] = [], priority: CircuitBreakerThresholds.Priority = .DEFAULT,
          idleTimeout: ProtoDuration? = nil, includeRequestAttemptCount: Bool = false,

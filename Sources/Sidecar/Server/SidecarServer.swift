@@ -293,7 +293,8 @@ public final class SidecarServer: @unchecked Sendable {
                                  [("cluster", name), ("host", host.description)])
                         for w in workers {
                             w.loop.execute {
-                                w.worker.value.threadLocal(for: info)?.setHealthCheck(address: host.address, passes: healthy)
+                                w.worker.value.threadLocal(for: info)?
+                                    .setHealthCheck(address: host.address, passes: healthy)
                             }
                         }
                     })
@@ -323,8 +324,9 @@ public final class SidecarServer: @unchecked Sendable {
     ///
     /// Only the route tables and clusters are taken from `next`: the listeners must be the same as the running
     /// ones, chain for chain, and their other settings (connection managers, filters, TLS) stay as they are
-    /// (changing them is LDS: a new listener, not a new snapshot). No cluster may be new or changed, nor may a route carry a per-filter config with
-    /// stats of its own: their stats would have to be registered while workers run, which is not supported yet.
+    /// (changing them is LDS: a new listener, not a new snapshot). No cluster may be new or changed, nor may a
+    /// route carry a per-filter config with stats of its own: their stats would have to be registered while
+    /// workers run, which is not supported yet.
     /// Returns once every worker has the snapshot; blocks, so never call it on an event loop.
     public func install(_ next: Bootstrap) throws {
         try installLock.withLock {
