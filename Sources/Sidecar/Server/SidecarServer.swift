@@ -39,9 +39,14 @@ public final class SidecarServer: @unchecked Sendable {
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
     /// One active health checker and DNS refresh per cluster of the installed snapshot that has them, by the
-    /// cluster's `ClusterInfo`. Touched by `start`, `install` and `finishStop`, under `installLock` after start.
-    private var healthCheckers: [ObjectIdentifier: ActiveHealthChecker] = [:]
-    private var dnsRefreshes: [ObjectIdentifier: RepeatedTask] = [:]
+    /// cluster's `ClusterInfo`; nil once the server stopped them all. Held only to read or change the table, never
+    /// while waiting on a loop (`finishStop` may run on a loop `install` waits for).
+    private let services = NIOLockedValueBox<ClusterServices?>(ClusterServices())
+
+    private struct ClusterServices {
+        var healthCheckers: [ObjectIdentifier: ActiveHealthChecker] = [:]
+        var dnsRefreshes: [ObjectIdentifier: RepeatedTask] = [:]
+    }
     let threadPool = NIOThreadPool(numberOfThreads: 1)
     /// The runtime and the health-check-failed flag, shared with workers, filters and admin.
     let context: ServerContext
@@ -302,18 +307,31 @@ public final class SidecarServer: @unchecked Sendable {
                 c.start()
                 return c
             }.wait()
-            healthCheckers[id] = checker
+            let kept = services.withLockedValue { s -> Bool in
+                s?.healthCheckers[id] = checker
+                return s != nil
+            }
+            if !kept { checker.stop() }
         }
         if info.config.type.resolvesNames {
-            dnsRefreshes[id] = try startDNSRefresh(info, initial: hosts, checker: healthCheckers[id])
+            let checker = services.withLockedValue { $0?.healthCheckers[id] }
+            let task = try startDNSRefresh(info, initial: hosts, checker: checker)
+            let kept = services.withLockedValue { s -> Bool in
+                s?.dnsRefreshes[id] = task
+                return s != nil
+            }
+            if !kept { task.cancel() }
         }
     }
 
     /// A cluster left the config: its health checks and DNS refreshes stop.
     private func stopClusterServices(_ info: ClusterInfo) {
         let id = ObjectIdentifier(info)
-        healthCheckers.removeValue(forKey: id)?.stop()
-        dnsRefreshes.removeValue(forKey: id)?.cancel()
+        let (checker, task) = services.withLockedValue {
+            ($0?.healthCheckers.removeValue(forKey: id), $0?.dnsRefreshes.removeValue(forKey: id))
+        }
+        checker?.stop()
+        task?.cancel()
     }
 
     /// Installs the routes and clusters of `next` (what xDS will do with RDS and CDS updates): every worker starts
@@ -330,6 +348,9 @@ public final class SidecarServer: @unchecked Sendable {
     /// Returns once every worker has the snapshot; blocks, so never call it on an event loop.
     public func install(_ next: Bootstrap) throws {
         try installLock.withLock {
+            guard !workers.isEmpty, !stopping.value else {
+                throw ServerError("install: the server is not running")
+            }
             let current = snapshot
             guard ConfigSnapshot.shape(of: next.listeners) == current.shape else {
                 throw ServerError("install: the listeners and their filter chains must stay as they are")
@@ -556,9 +577,13 @@ public final class SidecarServer: @unchecked Sendable {
 
     private func finishStop() {
         guard finished.setIfFalse() else { return }
-        installLock.withLock {
-            for t in dnsRefreshes.values { t.cancel() }
-            for hc in healthCheckers.values { hc.stop() }
+        let stopped = services.withLockedValue { s -> ClusterServices? in
+            defer { s = nil }
+            return s
+        }
+        if let stopped {
+            for t in stopped.dnsRefreshes.values { t.cancel() }
+            for hc in stopped.healthCheckers.values { hc.stop() }
         }
         secretWatcher?.stop()
         let loop = group.next()
