@@ -148,6 +148,45 @@ struct ConfigSnapshotInstallTests {
         #expect(try proxy.stat("cluster.a.membership_total") == 1)
     }
 
+    /// A removed cluster's health checks stop; added back, it is checked again from the start (its hosts wait for
+    /// their first passing check, as a new cluster's do).
+    @Test func healthChecksStopWithTheirClusterAndStartAgainWithIt() throws {
+        let a = try TestBackend()
+        defer { a.stop() }
+        let b = try TestBackend()
+        defer { b.stop() }
+        let hc = "health_checks: [{timeout: 1s, interval: 0.05s, no_traffic_interval: 0.05s, unhealthy_threshold: 1, "
+            + "healthy_threshold: 1, "
+            + #"http_health_check: {path: "/"}}]"#
+        func yaml(_ clusters: [(name: String, port: Int)], to cluster: String) -> String {
+            ProxyConfig.yaml(routes: [Self.route(to: cluster)], clusters: clusters).replacingOccurrences(
+                of: "{name: checked, connect_timeout: 1s, type: STATIC, ",
+                with: "{name: checked, connect_timeout: 1s, type: STATIC, \(hc), ")
+        }
+        let both = [(name: "checked", port: a.port), (name: "plain", port: b.port)]
+        #expect(yaml(both, to: "checked").contains("http_health_check"))
+        let proxy = try ProxyHarness(yaml: yaml(both, to: "checked"))
+        defer { proxy.shutdown() }
+        let healthy = "checked::127.0.0.1:\(a.port)::health_flags::healthy"
+        func clusters() -> String { (try? proxy.admin("GET", "/clusters").bodyString) ?? "" }
+        func attempts() -> Int { (try? proxy.stat("cluster.checked.health_check.attempt")) ?? -1 }
+
+        #expect(Self.waitUntil { clusters().contains(healthy) })
+        let checked = attempts()
+        #expect(Self.waitUntil { attempts() >= checked + 2 }, "the cluster is not being checked")
+        try proxy.server.install(Bootstrap.load(text: yaml([(name: "plain", port: b.port)], to: "plain")))
+        #expect(!clusters().contains("checked::"))
+        Thread.sleep(forTimeInterval: 0.1)
+        let stoppedAt = attempts()
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(attempts() == stoppedAt, "the removed cluster is still health checked")
+
+        try proxy.server.install(Bootstrap.load(text: yaml(both, to: "checked")))
+        #expect(Self.waitUntil { clusters().contains(healthy) }, "the cluster added back was never checked healthy")
+        #expect(attempts() > stoppedAt)
+        #expect(try proxy.fetch("GET", "/").status == 200)
+    }
+
     @Test func installRefusesWhatNeedsListenerOrStatsChangesAndKeepsServing() throws {
         let a = try TestBackend()
         defer { a.stop() }
