@@ -58,7 +58,7 @@ final class ThreadLocalCluster {
     private func rebuild() {
         let healthy = (0..<hosts.count).map(isHealthy)
         let count = healthy.reduce(0) { $0 + ($1 ? 1 : 0) }
-        if publishesMembership { stats.add(info.stats.membershipHealthy, count - healthyCount) }
+        if publishesMembership && !removed { stats.add(info.stats.membershipHealthy, count - healthyCount) }
         healthyCount = count
         balancer = LoadBalancer(config: info.config.loadBalancing, hosts: hosts, healthy: healthy, workerIndex: workerIndex)
     }
@@ -97,7 +97,8 @@ final class ThreadLocalCluster {
         case .localOriginSuccess, .localOriginSuccessFinal: break
         case .httpStatus, .connectFailed, .reset: hostCounters[host].rqError += 1
         }
-        guard outlier != nil else { return }
+        // A removed cluster's streams still finish on it, but it no longer ejects (nor moves the gauges it left).
+        guard outlier != nil, !removed else { return }
         let events = outlier!.record(host: host, result, now: NIODeadline.now().uptimeNanoseconds.asInt64, random: &random)
         apply(events)
     }
