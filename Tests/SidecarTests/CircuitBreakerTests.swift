@@ -180,8 +180,7 @@ import Testing
             dnsRefreshRate: .seconds(5), dnsLookupFamily: .AUTO, perConnectionBufferLimitBytes: 1 << 20)
         c.circuitBreakers[0].maxRetries = 0
         let registry = StatsRegistry()
-        let clusters = ClusterManager(configs: [c], registry: registry)
-        let entry = try #require(clusters.clusters.first)
+        let entry = try #require(try ClusterManager(registry: registry).infos(for: [c]).first)
         #expect(!entry.resources.tryAcquire(.retries, .DEFAULT))
 
         let text = try Self.render(registry, filter: "^cluster\\.svc\\.").text()

@@ -130,7 +130,7 @@ final class AdminHandler: ChannelInboundHandler {
             reply(.ok, out)
         case "/clusters":
             server.hostReports().hop(to: context.eventLoop).whenComplete { result in
-                reply(.ok, self.clustersText((try? result.get()) ?? []))
+                reply(.ok, self.clustersText((try? result.get()) ?? self.server.snapshot.clusters.map { ($0, []) }))
             }
         case "/quitquitquit":
             reply(.ok, "OK\n")
@@ -217,9 +217,9 @@ final class AdminHandler: ChannelInboundHandler {
     }
 
     /// Envoy's `/clusters` text: circuit-breaker limits per priority, then per host its counters and flags.
-    private func clustersText(_ reports: [[HostReport]]) -> String {
+    private func clustersText(_ reports: [(cluster: ClusterInfo, hosts: [HostReport])]) -> String {
         var out = ""
-        for c in server.clusters.clusters {
+        for (c, hosts) in reports {
             let name = c.config.name
             out += "\(name)::observability_name::\(name)\n"
             if c.config.outlierDetection != nil {
@@ -236,7 +236,7 @@ final class AdminHandler: ChannelInboundHandler {
                 out += "\(name)::\(p)::max_retries::\(t.maxRetries)\n"
             }
             out += "\(name)::added_via_api::false\n"
-            for r in c.index < reports.count ? reports[c.index] : [] {
+            for r in hosts {
                 let a = "\(name)::\(r.host.description)"
                 // Envoy shows a hostname only when the endpoint has one (DNS name or endpoint.hostname).
                 let hostname = r.host.hostname == r.host.address.ipAddress ? "" : r.host.hostname

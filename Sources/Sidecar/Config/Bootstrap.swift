@@ -198,7 +198,7 @@ public struct DownstreamHTTPProtocolOptions: Sendable {
     public var maxRequestsPerConnection: Int?
 }
 
-public struct Cluster: Sendable {
+public struct Cluster: Sendable, Equatable {
     public enum DiscoveryType: String, Sendable, CaseIterable {
         case STATIC, STRICT_DNS, LOGICAL_DNS, ORIGINAL_DST
         /// Hosts come from DNS and are refreshed every `dns_refresh_rate`.
@@ -237,7 +237,7 @@ public struct Cluster: Sendable {
     /// `transport_socket` envoy.transport_sockets.tls (UpstreamTlsContext); nil for plaintext.
     public var tls: TLSContextConfig? = nil
 
-    public struct Endpoint: Sendable {
+    public struct Endpoint: Sendable, Equatable {
         public var address: SocketAddressConfig
         public var weight: UInt32
         public var hostname: String?

@@ -2,7 +2,7 @@
 /// config values; the mechanisms that act on them live under `Upstream/` and take them as they are.
 
 /// `lb_policy` with its per-policy `*_lb_config` and `common_lb_config`.
-public struct LoadBalancingConfig: Sendable {
+public struct LoadBalancingConfig: Sendable, Equatable {
     public var policy: Cluster.LBPolicy = .ROUND_ROBIN
     /// `common_lb_config.healthy_panic_threshold` in percent (default 50). Below this share of healthy
     /// hosts the balancer ignores health and uses every host ("panic"). 0 disables panic mode.
@@ -22,14 +22,14 @@ public struct LoadBalancingConfig: Sendable {
 }
 
 /// One entry of `health_checks`.
-public struct HealthCheckConfig: Sendable {
-    public enum Kind: Sendable {
+public struct HealthCheckConfig: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
         case http(HTTP)
         case tcp(TCP)
     }
 
     /// `http_health_check`.
-    public struct HTTP: Sendable {
+    public struct HTTP: Sendable, Equatable {
         /// `host`; empty means the cluster name (Envoy's default).
         public var host: String?
         public var path: String
@@ -40,7 +40,7 @@ public struct HealthCheckConfig: Sendable {
 
     /// `tcp_health_check`: optional `send` payload, and `receive` blocks that must all appear (in order)
     /// in the response. Both empty: a connect-only check.
-    public struct TCP: Sendable {
+    public struct TCP: Sendable, Equatable {
         public var send: [UInt8]
         public var receive: [[UInt8]]
     }
@@ -62,7 +62,7 @@ public struct HealthCheckConfig: Sendable {
 }
 
 /// `outlier_detection`, with Envoy's defaults.
-public struct OutlierDetectionConfig: Sendable {
+public struct OutlierDetectionConfig: Sendable, Equatable {
     public var consecutive5xx: Int = 5
     public var consecutiveGatewayFailure: Int = 5
     public var consecutiveLocalOriginFailure: Int = 5
@@ -98,13 +98,13 @@ public struct OutlierDetectionConfig: Sendable {
 }
 
 /// `circuit_breakers.thresholds[]`: one priority's limits.
-public struct CircuitBreakerThresholds: Sendable {
+public struct CircuitBreakerThresholds: Sendable, Equatable {
     public enum Priority: String, Sendable, CaseIterable {
         case DEFAULT, HIGH
         public var statName: String { self == .DEFAULT ? "default" : "high" }
     }
 
-    public struct RetryBudget: Sendable {
+    public struct RetryBudget: Sendable, Equatable {
         /// `budget_percent` (default 20 %) of active plus pending requests may be retries.
         public var budgetPercent: Double = 20
         /// `min_retry_concurrency` (default 3): retries always allowed up to this many.
@@ -126,7 +126,7 @@ public struct CircuitBreakerThresholds: Sendable {
 
 /// The timeouts of upstream connections: `common_http_protocol_options` (directly on the cluster, or in
 /// `typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]`).
-public struct UpstreamHTTPProtocolOptions: Sendable {
+public struct UpstreamHTTPProtocolOptions: Sendable, Equatable {
     /// `idle_timeout` of a pooled connection (default 1h; zero disables).
     public var idleTimeout: ProtoDuration = .seconds(3600)
     /// `max_connection_duration` (default none): the connection is closed once its current request ends.

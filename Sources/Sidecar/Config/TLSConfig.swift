@@ -1,8 +1,8 @@
 /// `envoy.transport_sockets.tls`: the TLS settings of a filter chain (`DownstreamTlsContext`) or a cluster
 /// (`UpstreamTlsContext`), as decoded from Envoy v3 config. Files are named here and read when the proxy
 /// starts (and again on rotation for SDS), so a missing file is an error that names its path.
-public struct TLSContextConfig: Sendable {
-    public enum Side: Sendable { case downstream, upstream }
+public struct TLSContextConfig: Sendable, Equatable {
+    public enum Side: Sendable, Equatable { case downstream, upstream }
 
     public var side: Side
     /// The certificate(s) this side presents: static files, or an SDS secret read from a file.
@@ -18,7 +18,7 @@ public struct TLSContextConfig: Sendable {
 }
 
 /// Where a certificate/key pair comes from.
-public enum CertificateSource: Sendable {
+public enum CertificateSource: Sendable, Equatable {
     case none
     case inline([TLSCertificateConfig])
     case sds(SDSSecretReference)
@@ -26,7 +26,7 @@ public enum CertificateSource: Sendable {
 
 /// Where the validation context comes from. Istio's `combined_validation_context` is a static part (SAN
 /// matchers) merged with a secret (the trusted CA) from SDS.
-public enum ValidationSource: Sendable {
+public enum ValidationSource: Sendable, Equatable {
     case inline(CertificateValidationConfig)
     case sds(SDSSecretReference, defaults: CertificateValidationConfig)
 }
@@ -52,13 +52,13 @@ public struct TLSCertificateConfig: Sendable, Equatable {
 }
 
 /// `CertificateValidationContext`.
-public struct CertificateValidationConfig: Sendable {
+public struct CertificateValidationConfig: Sendable, Equatable {
     public var trustedCA: DataSourceConfig?
     public var matchSubjectAltNames: [SubjectAltNameMatcher] = []
 }
 
 /// `SubjectAltNameMatcher`: a SAN of one type that must match.
-public struct SubjectAltNameMatcher: Sendable {
+public struct SubjectAltNameMatcher: Sendable, Equatable {
     public enum SANType: String, Sendable, CaseIterable {
         case DNS, URI, EMAIL, IP_ADDRESS
     }

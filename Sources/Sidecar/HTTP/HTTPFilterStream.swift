@@ -71,6 +71,10 @@ final class HTTPFilterStream {
     /// The connection's router, the last filter of every stream.
     let router: any HTTPStreamFilter
     private(set) var filters: [any HTTPStreamFilter] = []
+    /// The config this stream started on (the worker's current snapshot then): its route was chosen from it, and
+    /// the router reaches clusters through it until the stream ends, whatever is installed meanwhile. Kept after
+    /// the stream until the next one starts.
+    private(set) var snapshot: WorkerSnapshot
 
     // The request as routing saw it, and the route it chose.
     private(set) var request = RouteRequest(method: "", path: "", authority: "")
@@ -100,6 +104,7 @@ final class HTTPFilterStream {
         self.codec = codec
         self.worker = worker
         self.router = router
+        self.snapshot = worker.current
     }
 
     var eventLoop: EventLoop { codec.eventLoop }
@@ -112,10 +117,12 @@ final class HTTPFilterStream {
 
     // MARK: Lifecycle
 
-    /// Starts a stream through `factories`, the listener's `http_filters` (the router last).
+    /// Starts a stream through `factories`, the listener's `http_filters` (the router last). `snapshot`: the one
+    /// `route` came from (nil: the worker's current one).
     func begin(factories: [any HTTPFilterFactory], request: RouteRequest, route: RouteDecision,
-               perFilterConfig: PerFilterConfigs, isHead: Bool, hasBody: Bool) {
+               perFilterConfig: PerFilterConfigs, isHead: Bool, hasBody: Bool, snapshot: WorkerSnapshot? = nil) {
         streamID &+= 1
+        self.snapshot = snapshot ?? worker.current
         filters.removeAll(keepingCapacity: true)
         for f in factories { filters.append(f.makeFilter(stream: self)) }
         self.request = request

@@ -10,12 +10,15 @@ import NIOHTTP1
 /// answered because of circuit-breaker overflow carries `x-envoy-overloaded: true` and is not retried.
 extension HTTPProxyHandler {
     func forward(_ head: HTTPRequestHead, target: ForwardTarget, request: RouteRequest) {
-        guard let ci = listener.clusters.index(of: target.cluster) else {
-            // cluster_header named a cluster that does not exist: Envoy's cluster_not_found_response_code.
+        // The route resolved its cluster when the snapshot was built; only cluster_header names one per request.
+        let snapshot = stream.snapshot
+        guard let slot = target.clusterSlot ?? snapshot.config.slot(named: target.cluster) else {
+            // A cluster that does not exist (cluster_header): Envoy's cluster_not_found_response_code.
             stream.sendLocalReply(status: .serviceUnavailable, body: "", closeConnection: false)
             return
         }
-        let entry = listener.clusters.clusters[ci]
+        let local = snapshot[slot]
+        let entry = local.info
         cluster = entry
         responseMutations = target.mutations
         routeTimeout = target.timeout
@@ -63,25 +66,29 @@ extension HTTPProxyHandler {
                                        source: context.channel.remoteAddress)
         }
         let source = UpstreamSource.choose(
-            listener: listener.config, downstream: context.channel, clusterSource: worker.pools[ci].clusterSource)
+            listener: listener.config, downstream: context.channel, clusterSource: local.pool.clusterSource)
         let limit = target.perRequestBufferLimitBytes ?? listener.config.perConnectionBufferLimitBytes
         upstream = UpstreamRequest(
-            clusterIndex: ci, entry: entry, target: target,
+            local: local, target: target,
             head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers),
             hash: hash, source: source, retry: retry, bufferLimit: limit)
         upstream?.perTryTimeout = perTryTimeout
         upstreamStart = .now()
-        if !target.mirrorPolicies.isEmpty { startShadows(target, headers: headers, method: head.method, limit: limit) }
+        if !target.mirrorPolicies.isEmpty {
+            startShadows(target, snapshot: snapshot, headers: headers, method: head.method, limit: limit)
+        }
         startAttempt()
     }
 
     // MARK: Shadowing (request_mirror_policies)
 
     /// A copy of the request for each mirror policy that selects it, with `-shadow` added to its host.
-    private func startShadows(_ target: ForwardTarget, headers: HTTPHeaders, method: HTTPMethod, limit: Int) {
+    private func startShadows(_ target: ForwardTarget, snapshot: WorkerSnapshot, headers: HTTPHeaders,
+                              method: HTTPMethod, limit: Int) {
         let runtime = worker.server.runtime
         for policy in target.mirrorPolicies where policy.fraction.evaluate(runtime, random: worker.random.next()) {
-            guard let mi = listener.clusters.index(of: policy.cluster) else { continue }
+            guard let slot = policy.slot else { continue }
+            let mirrored = snapshot[slot]
             var shadowHeaders = headers
             if !policy.keepHost, let host = shadowHeaders.first(name: "host") {
                 shadowHeaders.replaceOrAdd(name: "host", value: MirrorPolicy.shadowHost(host))
@@ -92,9 +99,9 @@ extension HTTPProxyHandler {
             let xff = shadowHeaders.first(name: "x-forwarded-for").map { $0 + "," } ?? ""
             shadowHeaders.replaceOrAdd(name: "x-forwarded-for", value: xff + SidecarServer.localAddress)
             let source = UpstreamSource.choose(
-                listener: listener.config, downstream: context.channel, clusterSource: worker.pools[mi].clusterSource)
+                listener: listener.config, downstream: context.channel, clusterSource: mirrored.pool.clusterSource)
             if let shadow = ShadowRequest(
-                worker: worker, clusterIndex: mi,
+                worker: worker, cluster: mirrored,
                 head: HTTPRequestHead(version: .http1_1, method: method, uri: target.path, headers: shadowHeaders),
                 source: source, priority: target.priority, bufferLimit: limit, random: &worker.random)
             {
@@ -120,12 +127,12 @@ extension HTTPProxyHandler {
     /// Picks a host and gets a connection for the next attempt.
     private func startAttempt() {
         guard let up = upstream else { return }
-        let entry = up.entry
+        let entry = up.info
         up.attempt += 1
         attemptCount = up.attempt
         up.attemptID += 1
         up.sent = 0
-        let local = worker.locals[up.clusterIndex]
+        let local = up.local
         if entry.config.type == .ORIGINAL_DST {
             // CLUSTER_PROVIDED: the host is where this connection was going before capture.
             up.host = originalDestination.map { UpstreamHost(address: $0, hostname: $0.ipAddress ?? "", weight: 1) }
@@ -151,7 +158,7 @@ extension HTTPProxyHandler {
             up.head.headers.replaceOrAdd(name: "host", value: host.hostname)
         }
         upstream = up
-        switch worker.pools[up.clusterIndex].acquire(host, source: up.source, priority: up.priority) {
+        switch local.pool.acquire(host, source: up.source, priority: up.priority) {
         case .ready(let conn):
             attach(conn)
         case .overflow:
@@ -164,7 +171,7 @@ extension HTTPProxyHandler {
                 // The same request (not a later one on this connection) and the same attempt.
                 guard let current = upstream, current === up, current.attemptID == id, case .connecting = phase else {
                     // The attempt was abandoned (client gone, timeout) while it waited.
-                    if case .success(let conn) = result { worker.pools[conn.clusterIndex].release(conn) }
+                    if case .success(let conn) = result { conn.pool.release(conn) }
                     return
                 }
                 upstream?.waiter = nil
@@ -172,7 +179,7 @@ extension HTTPProxyHandler {
                 case .success(let conn):
                     attach(conn)
                 case .failure(let error):
-                    if let i = current.hostIndex { worker.locals[current.clusterIndex].record(i, .connectFailed, random: &worker.random) }
+                    if let i = current.hostIndex { current.local.record(i, .connectFailed, random: &worker.random) }
                     attemptFailed(.connectFailure, reason: Self.connectFailureReason(error))
                 }
             }
@@ -182,17 +189,17 @@ extension HTTPProxyHandler {
     /// The attempt has its connection: send the head and everything of the body received so far.
     private func attach(_ conn: UpstreamConnection) {
         guard let up = upstream else { return }
-        guard up.entry.resources.tryAcquire(.requests, up.priority) else {
+        guard up.info.resources.tryAcquire(.requests, up.priority) else {
             // max_requests: Envoy 1.38+ fails the stream with an overflow counted in upstream_rq_active_overflow.
-            worker.pools[up.clusterIndex].release(conn)
-            stats.inc(up.entry.stats.rqActiveOverflow)
+            conn.pool.release(conn)
+            stats.inc(up.info.stats.rqActiveOverflow)
             overflowed()
             return
         }
         up.attached = true
-        stats.inc(up.entry.stats.rqTotal)
-        stats.inc(up.entry.stats.rqActive)
-        if let i = up.hostIndex { worker.locals[up.clusterIndex].requestStarted(i) }
+        stats.inc(up.info.stats.rqTotal)
+        stats.inc(up.info.stats.rqActive)
+        if let i = up.hostIndex { up.local.requestStarted(i) }
         conn.stream = self
         phase = .forwarding(conn)
         var head = up.head
@@ -249,14 +256,14 @@ extension HTTPProxyHandler {
         up.perTryTimer = nil
         up.perTryDeadline = nil
         if let w = up.waiter {
-            worker.pools[up.clusterIndex].cancelWaiter(w)
+            up.local.pool.cancelWaiter(w)
             up.waiter = nil
         }
         if up.attached {
             up.attached = false
-            stats.dec(up.entry.stats.rqActive)
-            up.entry.resources.release(.requests, up.priority)
-            if let i = up.hostIndex { worker.locals[up.clusterIndex].requestEnded(i) }
+            stats.dec(up.info.stats.rqActive)
+            up.info.resources.release(.requests, up.priority)
+            if let i = up.hostIndex { up.local.requestEnded(i) }
         }
         upstream = up
     }
@@ -270,7 +277,7 @@ extension HTTPProxyHandler {
         up.backoffTimer = nil
         if up.holdsRetry {
             up.holdsRetry = false
-            up.entry.resources.release(.retries, up.priority)
+            up.info.resources.release(.retries, up.priority)
         }
         upstream = nil
     }
@@ -303,7 +310,7 @@ extension HTTPProxyHandler {
     /// that leaves the outcome to the client (counted).
     private func decideRetry(_ outcome: RetryState.Outcome) -> RetryState.Decision? {
         guard let up = upstream, var retry = up.retry else { return .done }
-        let resources = up.entry.resources
+        let resources = up.info.resources
         let priority = up.priority
         let decision = retry.decide(outcome, retryAllowed: { resources.tryAcquire(.retries, priority) },
                                     random: &worker.random)
@@ -313,14 +320,14 @@ extension HTTPProxyHandler {
         case .done:
             return decision
         case .limitExceeded:
-            stats.inc(up.entry.stats.rqRetryLimitExceeded)
+            stats.inc(up.info.stats.rqRetryLimitExceeded)
             return decision
         case .budgetExhausted:
-            stats.inc(up.entry.stats.rqRetryOverflow)
+            stats.inc(up.info.stats.rqRetryOverflow)
             return decision
         case .retry(let backOff):
-            stats.inc(up.entry.stats.rqRetry)
-            stats.inc(up.entry.stats.rqRetryBackoffExponential)
+            stats.inc(up.info.stats.rqRetry)
+            stats.inc(up.info.stats.rqRetryBackoffExponential)
             up.holdsRetry = true
             phase = .backoff
             let id = up.attemptID
@@ -329,7 +336,7 @@ extension HTTPProxyHandler {
                 current.backoffTimer = nil
                 if current.holdsRetry {
                     current.holdsRetry = false
-                    current.entry.resources.release(.retries, current.priority)
+                    current.info.resources.release(.retries, current.priority)
                 }
                 upstream = current
                 startAttempt()
@@ -353,7 +360,7 @@ extension HTTPProxyHandler {
         stream.sendLocalReply(status: status, body: body, headers: extra, closeConnection: false)
     }
 
-    func countUpstreamStatus(_ code: Int, _ cluster: ClusterManager.Entry) {
+    func countUpstreamStatus(_ code: Int, _ cluster: ClusterInfo) {
         stats.inc(cluster.stats.rqCompleted)
         stats.inc(cluster.stats.responseClass(code))
         if let slot = cluster.stats.code(code) { stats.inc(slot) }
@@ -390,7 +397,7 @@ extension HTTPProxyHandler {
         if let cluster { stats.inc(cluster.stats.rqTimeout) }
         stats.inc(listener.stats.rqTimeout)
         if let up = upstream, case .forwarding = phase, let i = up.hostIndex {
-            worker.locals[up.clusterIndex].record(i, .timeout, random: &worker.random)
+            up.local.record(i, .timeout, random: &worker.random)
         }
         abandonUpstream(closeConnection: true)
         if responseStarted {
@@ -437,8 +444,8 @@ extension HTTPProxyHandler {
             startPerTryTimer()
             return
         }
-        stats.inc(timedOut ? up.entry.stats.rqPerTryTimeout : up.entry.stats.rqPerTryIdleTimeout)
-        if let i = up.hostIndex { worker.locals[up.clusterIndex].record(i, .timeout, random: &worker.random) }
+        stats.inc(timedOut ? up.info.stats.rqPerTryTimeout : up.info.stats.rqPerTryIdleTimeout)
+        if let i = up.hostIndex { up.local.record(i, .timeout, random: &worker.random) }
         attemptFailed(.perTryTimeout, reason: "timeout")
     }
 
@@ -470,7 +477,7 @@ extension HTTPProxyHandler {
     private func receivedResponseHead(_ head: HTTPResponseHead) {
         guard let up = upstream else { return }
         let code = Int(head.status.code)
-        if let i = up.hostIndex { worker.locals[up.clusterIndex].record(i, .httpStatus(code), random: &worker.random) }
+        if let i = up.hostIndex { up.local.record(i, .httpStatus(code), random: &worker.random) }
         if up.retry != nil, case .forwarding(let conn) = phase {
             switch decideRetry(.response(status: code, headers: head.headers)) {
             case nil:
@@ -480,7 +487,7 @@ extension HTTPProxyHandler {
                 if let cluster { countUpstreamStatus(code, cluster) }
                 return
             case .done?:
-                if upstream?.retry?.retried ?? false, code < 500 { stats.inc(up.entry.stats.rqRetrySuccess) }
+                if upstream?.retry?.retried ?? false, code < 500 { stats.inc(up.info.stats.rqRetrySuccess) }
             case .limitExceeded?, .budgetExhausted?, .retry?:
                 break
             }
@@ -514,7 +521,7 @@ extension HTTPProxyHandler {
         endAttempt()
         upstream = nil
         if !requestComplete { conn.reusable = false }
-        worker.pools[conn.clusterIndex].release(conn)
+        conn.pool.release(conn)
         phase = .discarding
         if let trailers, !trailers.isEmpty {
             stream.encodeTrailers(trailers)
@@ -563,7 +570,7 @@ extension HTTPProxyHandler {
             return
         }
         if let up = upstream, let i = up.hostIndex {
-            worker.locals[up.clusterIndex].record(i, .reset, random: &worker.random)
+            up.local.record(i, .reset, random: &worker.random)
         }
         attemptFailed(.reset, reason: "connection termination")
     }

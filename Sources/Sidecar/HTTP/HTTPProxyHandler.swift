@@ -58,7 +58,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// The route timeout (see `LazyDeadlineTimer`).
     var routeTimer = LazyDeadlineTimer()
     var upstreamStart = NIODeadline.uptimeNanoseconds(0)
-    var cluster: ClusterManager.Entry?
+    var cluster: ClusterInfo?
     var responseMutations: [HeaderMutations] = []
     var downstreamVersion = HTTPVersion.http1_1
     var routeTimeout = ProtoDuration.seconds(15)
@@ -322,7 +322,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version
-        streamStart = listener.routes.formatsReadTiming ? .now() : nil
+        // The stream runs on the config current now, to its end (a snapshot installed meanwhile is for the next).
+        let snapshot = worker.current
+        let routes = snapshot.config.routeTables[listener.routeTable]
+        streamStart = routes.config.formatsReadTiming ? .now() : nil
         requestEndTime = nil
         upstreamResponseStartTime = nil
         responseCode = nil
@@ -387,20 +390,20 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             random: &worker.random)
         // internal_only_headers: every request is external (no internal_address_config), so they go before any
         // filter sees the request, as in Envoy's connection manager.
-        for name in listener.routes.internalOnlyHeaders { head.headers.remove(name: name) }
+        for name in routes.config.internalOnlyHeaders { head.headers.remove(name: name) }
         let scheme = head.headers.first(name: "x-forwarded-proto") ?? (security != nil ? "https" : "http")
         let request = RouteRequest(
             method: head.method.rawValue, path: head.uri, authority: authority, scheme: scheme,
             isInternal: false, headers: head.headers, randomValue: worker.random.next())
         // The route is chosen before the filters run, as Envoy's connection manager caches it for them: filters
         // read its per-filter config, and local replies carry its response header mutations.
-        let (route, perFilter) = listener.routes.resolve(request)
+        let (route, perFilter) = routes.config.resolve(request)
         // A filter's local reply carries the route's response headers only on a forwarding route (Envoy has a
         // route entry only there); the router puts a direct response's or redirect's own on its reply.
         if case .forward(let target) = route { responseMutations = target.mutations } else { responseMutations = [] }
         phase = .decoding
         stream.begin(factories: listener.httpFilters, request: request, route: route, perFilterConfig: perFilter,
-                     isHead: head.method == .HEAD, hasBody: Self.hasRequestBody(head))
+                     isHead: head.method == .HEAD, hasBody: Self.hasRequestBody(head), snapshot: snapshot)
         stream.decodeHeaders(head, endStream: false)
     }
 

@@ -7,8 +7,9 @@ import NIOHTTP1
 /// outgrows its buffer while connecting is simply abandoned.
 final class ShadowRequest: UpstreamResponseReceiver {
     private let worker: Worker
-    private let clusterIndex: Int
-    private let entry: ClusterManager.Entry
+    /// The mirror cluster in the original stream's config snapshot.
+    private let local: ThreadLocalCluster
+    private let entry: ClusterInfo
     private let priority: CircuitBreakerThresholds.Priority
     private var connection: UpstreamConnection?
     private var waiter: Int?
@@ -21,20 +22,19 @@ final class ShadowRequest: UpstreamResponseReceiver {
     private var ignoringInformational = false
     private(set) var done = false
 
-    init?(worker: Worker, clusterIndex: Int, head: HTTPRequestHead, source: UpstreamSource,
+    init?(worker: Worker, cluster local: ThreadLocalCluster, head: HTTPRequestHead, source: UpstreamSource,
           priority: CircuitBreakerThresholds.Priority, bufferLimit: Int, random: inout FastRandom) {
         self.worker = worker
-        self.clusterIndex = clusterIndex
-        entry = worker.clusters.clusters[clusterIndex]
+        self.local = local
+        entry = local.info
         self.priority = priority
         self.bufferLimit = bufferLimit
-        let local = worker.locals[clusterIndex]
         guard let hostIndex = local.choose(hash: nil, random: &random) else {
             worker.stats.inc(entry.stats.cxNoneHealthy)
             return nil
         }
         pending.append(.head(head))
-        switch worker.pools[clusterIndex].acquire(local.hosts[hostIndex], source: source, priority: priority) {
+        switch local.pool.acquire(local.hosts[hostIndex], source: source, priority: priority) {
         case .ready(let conn):
             attach(conn)
         case .overflow:
@@ -46,7 +46,7 @@ final class ShadowRequest: UpstreamResponseReceiver {
                 switch result {
                 case .success(let conn):
                     if done {
-                        worker.pools[clusterIndex].release(conn)
+                        local.pool.release(conn)
                     } else {
                         attach(conn)
                     }
@@ -60,7 +60,7 @@ final class ShadowRequest: UpstreamResponseReceiver {
     private func attach(_ conn: UpstreamConnection) {
         guard entry.resources.tryAcquire(.requests, priority) else {
             worker.stats.inc(entry.stats.rqActiveOverflow)
-            worker.pools[clusterIndex].release(conn)
+            local.pool.release(conn)
             finish()
             return
         }
@@ -100,7 +100,7 @@ final class ShadowRequest: UpstreamResponseReceiver {
         done = true
         pending.removeAll()
         if let w = waiter {
-            worker.pools[clusterIndex].cancelWaiter(w)
+            local.pool.cancelWaiter(w)
             waiter = nil
         }
         if holdsRequest {
@@ -110,7 +110,7 @@ final class ShadowRequest: UpstreamResponseReceiver {
         }
         if let conn = connection {
             connection = nil
-            if closing { conn.close() } else { worker.pools[clusterIndex].release(conn) }
+            if closing { conn.close() } else { local.pool.release(conn) }
         }
     }
 

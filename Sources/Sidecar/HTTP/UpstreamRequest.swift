@@ -5,8 +5,9 @@ import NIOHTTP1
 /// One per request in flight; attempts (the first try and each retry) reuse it. A class: it is large and
 /// updated from many callbacks, and copying it (as a struct) showed up as memmove in profiles.
 final class UpstreamRequest {
-    let clusterIndex: Int
-    let entry: ClusterManager.Entry
+    /// The cluster in the stream's config snapshot: this worker's hosts, balancer and pool for it.
+    let local: ThreadLocalCluster
+    let info: ClusterInfo
     let target: ForwardTarget
     /// The head as it leaves, without the per-attempt `x-envoy-attempt-count`.
     var head: HTTPRequestHead
@@ -44,10 +45,10 @@ final class UpstreamRequest {
     /// A scheduled retry holds one unit of the `max_retries` breaker until it starts.
     var holdsRetry = false
 
-    init(clusterIndex: Int, entry: ClusterManager.Entry, target: ForwardTarget, head: HTTPRequestHead, hash: UInt64?,
+    init(local: ThreadLocalCluster, target: ForwardTarget, head: HTTPRequestHead, hash: UInt64?,
          source: UpstreamSource, retry: RetryState?, bufferLimit: Int) {
-        self.clusterIndex = clusterIndex
-        self.entry = entry
+        self.local = local
+        self.info = local.info
         self.target = target
         self.head = head
         self.priority = target.priority

@@ -6,6 +6,8 @@ public struct MirrorPolicy: Sendable {
     var fraction: RuntimeFractionalPercent
     /// `disable_shadow_host_suffix_append`: keep the host as it is instead of adding `-shadow`.
     public var keepHost: Bool
+    /// `cluster` in the config snapshot that runs the route (`RouteConfiguration.resolvingClusters`).
+    var slot: ClusterSlot? = nil
 
     static func decode(_ value: ConfigValue) throws -> MirrorPolicy {
         let obj = try value.object()

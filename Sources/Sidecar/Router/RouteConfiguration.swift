@@ -126,9 +126,13 @@ public struct ForwardAction: Sendable {
         public var name: String
         public var weight: UInt64
         public var headers: HeaderMutations
+        /// `name` in the config snapshot that runs this table (`resolvingClusters`).
+        var slot: ClusterSlot? = nil
     }
 
     public var cluster: ClusterChoice
+    /// A `.named` cluster in the config snapshot that runs this table (`resolvingClusters`).
+    var clusterSlot: ClusterSlot? = nil
     public var prefixRewrite: String?
     public var regexRewrite: (pattern: CompiledRegex, substitution: String)?
     public var hostRewriteLiteral: String?

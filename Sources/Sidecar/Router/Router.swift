@@ -99,6 +99,9 @@ public enum RouteDecision {
 /// copying a struct this size cost a few dozen retains each time. Built once by the router, never changed after.
 public final class ForwardTarget {
     public let cluster: String
+    /// `cluster` in the config snapshot whose table made this target, when the table resolved it (not for
+    /// `cluster_header`, nor for a name the snapshot lacks).
+    let clusterSlot: ClusterSlot?
     public let path: String
     public let hostRewrite: String?
     public let autoHostRewrite: Bool
@@ -131,7 +134,8 @@ public final class ForwardTarget {
     /// The route's `request_mirror_policies`.
     public let mirrorPolicies: [MirrorPolicy]
 
-    init(cluster: String, path: String, hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
+    init(cluster: String, clusterSlot: ClusterSlot? = nil, path: String,
+         hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
          routeName: String?, virtualHost: String, mutations: [HeaderMutations], retryPolicy: RetryPolicyConfig? = nil,
          hashPolicies: [HashPolicy] = [], priority: CircuitBreakerThresholds.Priority = .DEFAULT,
          idleTimeout: ProtoDuration? = nil, includeRequestAttemptCount: Bool = false,
@@ -139,6 +143,7 @@ public final class ForwardTarget {
          routeCORS: CORSPolicy? = nil, virtualHostCORS: CORSPolicy? = nil, rateLimits: [RateLimitPolicy] = [],
          virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = []) {
         self.cluster = cluster
+        self.clusterSlot = clusterSlot
         self.path = path
         self.hostRewrite = hostRewrite
         self.autoHostRewrite = autoHostRewrite
@@ -244,9 +249,11 @@ extension RouteConfiguration {
         case .forward(let f):
             var mutations = [route.headers, vh.headers, headers]
             let cluster: String
+            var slot: ClusterSlot?
             switch f.cluster {
             case .named(let c):
                 cluster = c
+                slot = f.clusterSlot
             case .fromHeader(let h):
                 // Envoy uses the first value only. A missing header still selects the route, with no cluster:
                 // the router then answers as for an unknown cluster (cluster_not_found_response_code, 503).
@@ -254,6 +261,7 @@ extension RouteConfiguration {
             case .weighted(let clusters, let total):
                 let chosen = clusters[ForwardAction.weightedIndex(clusters, total: total, random: request.randomValue)]
                 cluster = chosen.name
+                slot = chosen.slot
                 mutations.insert(chosen.headers, at: 0)
             }
             // Removed before anything is added: the connection manager strips them before the router runs.
@@ -261,7 +269,7 @@ extension RouteConfiguration {
                 mutations.insert(HeaderMutations(requestRemove: internalOnlyHeaders), at: 0)
             }
             return .forward(ForwardTarget(
-                cluster: cluster, path: f.rewrittenPath(request, match: route.match),
+                cluster: cluster, clusterSlot: slot, path: f.rewrittenPath(request, match: route.match),
                 hostRewrite: f.hostRewriteLiteral, autoHostRewrite: f.autoHostRewrite, timeout: f.timeout,
                 routeName: route.name, virtualHost: vh.name, mutations: mutations,
                 retryPolicy: f.retryPolicy ?? vh.retryPolicy, hashPolicies: f.hashPolicies, priority: f.priority,

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A compiled `safe_regex` (RE2 syntax, matched by ICU). RE2's `(?P<name>` is translated to ICU's `(?<name>`.
-public final class CompiledRegex: @unchecked Sendable, CustomStringConvertible {
+public final class CompiledRegex: @unchecked Sendable, CustomStringConvertible, Equatable {
     // NSRegularExpression is immutable and documented thread-safe for matching.
     let pattern: String
     private let anchored: NSRegularExpression
@@ -18,6 +18,9 @@ public final class CompiledRegex: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { pattern }
+
+    /// Two regexes are the same config when their patterns are (config snapshots compare clusters).
+    public static func == (a: CompiledRegex, b: CompiledRegex) -> Bool { a.pattern == b.pattern }
 
     struct RegexSyntaxError: Error {
         var pattern: String
@@ -103,8 +106,8 @@ public final class CompiledRegex: @unchecked Sendable, CustomStringConvertible {
 }
 
 /// `envoy.type.matcher.v3.StringMatcher`.
-public struct StringMatcher: Sendable {
-    public enum Kind: Sendable {
+public struct StringMatcher: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
         case exact(String)
         case prefix(String)
         case suffix(String)

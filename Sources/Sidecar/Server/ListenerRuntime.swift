@@ -4,9 +4,9 @@ import NIOCore
 struct ListenerRuntime: Sendable {
     let config: Listener
     let hcm: HTTPConnectionManagerConfig
-    let routes: RouteConfiguration
+    /// Where this connection manager's route table is in every config snapshot (`ConfigSnapshot.routeTables`).
+    let routeTable: Int
     let stats: HTTPStats
-    let clusters: ClusterManager
     let maxHeaderBytes: Int
     let hostname: String
     /// DownstreamTlsContext of this filter chain.
@@ -26,7 +26,8 @@ struct TCPListenerRuntime: Sendable {
     let config: Listener
     let proxy: TCPProxyConfig
     let stats: TCPProxyStats
-    let cluster: ClusterManager.Entry
+    /// Where this tcp_proxy's cluster is in every config snapshot (`ConfigSnapshot.tcpProxyClusters`).
+    let tcpProxy: Int
     /// DownstreamTlsContext of this filter chain.
     var tls: TransportTLS? = nil
     /// The chain's `envoy.filters.network.rbac` filters, checked before the upstream is connected.

@@ -12,7 +12,14 @@ public final class SidecarServer: @unchecked Sendable {
     public let concurrency: Int
     public let drainTime: TimeAmount
     let registry = StatsRegistry()
-    let clusters: ClusterManager
+    /// Keeps each cluster's `ClusterInfo` from one config snapshot to the next.
+    let clusterManager: ClusterManager
+    /// The config snapshot installed last (what new streams start on once every worker has it).
+    private let installed: NIOLockedValueBox<ConfigSnapshot>
+    /// Why the bootstrap's own snapshot could not be built (thrown by `start`).
+    private let snapshotError: Error?
+    /// Serialises `install` calls.
+    private let installLock = NIOLock()
     let group: MultiThreadedEventLoopGroup
     private(set) var workers: [(loop: EventLoop, worker: NIOLoopBound<Worker>)] = []
     private var listenerChannels: [Channel] = []
@@ -31,9 +38,15 @@ public final class SidecarServer: @unchecked Sendable {
     let configSource: String?
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
-    private var dnsTasks: [RepeatedTask] = []
-    /// One active health checker per health-checked cluster (index = cluster index), on its own loop.
-    private(set) var healthCheckers: [Int: ActiveHealthChecker] = [:]
+    /// One active health checker and DNS refresh per cluster of the installed snapshot that has them, by the
+    /// cluster's `ClusterInfo`; nil once the server stopped them all. Held only to read or change the table, never
+    /// while waiting on a loop (`finishStop` may run on a loop `install` waits for).
+    private let services = NIOLockedValueBox<ClusterServices?>(ClusterServices())
+
+    private struct ClusterServices {
+        var healthCheckers: [ObjectIdentifier: ActiveHealthChecker] = [:]
+        var dnsRefreshes: [ObjectIdentifier: RepeatedTask] = [:]
+    }
     let threadPool = NIOThreadPool(numberOfThreads: 1)
     /// The runtime and the health-check-failed flag, shared with workers, filters and admin.
     let context: ServerContext
@@ -47,7 +60,18 @@ public final class SidecarServer: @unchecked Sendable {
         let context = ServerContext(runtime: Runtime(bootstrap.layeredRuntime ?? LayeredRuntimeConfig()),
                                     localClusterName: bootstrap.nodeCluster ?? "")
         self.context = context
-        self.clusters = ClusterManager(configs: bootstrap.clusters, registry: registry)
+        let clusterManager = ClusterManager(registry: registry)
+        self.clusterManager = clusterManager
+        // Cannot throw: nothing is sealed before start.
+        let infos = try! clusterManager.infos(for: bootstrap.clusters)
+        do {
+            installed = NIOLockedValueBox(try ConfigSnapshot(
+                version: 1, bootstrap: bootstrap, clusters: infos, runtime: context.runtime))
+            snapshotError = nil
+        } catch {
+            installed = NIOLockedValueBox(ConfigSnapshot(version: 1, clusters: infos))
+            snapshotError = error
+        }
         for l in bootstrap.listeners {
             for chain in l.filterChains + [l.defaultFilterChain].compactMap({ $0 }) {
                 switch chain.network {
@@ -120,7 +144,7 @@ public final class SidecarServer: @unchecked Sendable {
             let name = "\(address.address)_\(address.port)"
             sdsScopes.append(("listener.\(name)", "server_ssl_socket_factory", ("envoy_listener_address", name), providers))
         }
-        for c in clusters.clusters {
+        for c in infos {
             if let p = c.tls?.provider {
                 sdsScopes.append(("cluster.\(c.config.name)", "client_ssl_socket_factory", ("envoy_cluster_name", c.config.name), [p]))
             }
@@ -147,7 +171,7 @@ public final class SidecarServer: @unchecked Sendable {
     /// Every TLS context of the config, unloaded (filter chains, then clusters).
     var tlsProviders: [TLSContextProvider] {
         chainTLS.keys.sorted().flatMap { li in chainTLS[li]!.keys.sorted().map { chainTLS[li]![$0]!.provider } }
-            + clusters.clusters.compactMap { $0.tls?.provider }
+            + snapshot.clusters.compactMap { $0.tls?.provider }
     }
 
     /// Reads every certificate, key and CA file the config names, so a missing or mismatched file stops the
@@ -180,21 +204,27 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
+    /// The config snapshot installed last.
+    var snapshot: ConfigSnapshot { installed.withLockedValue { $0 } }
+
     public func start() throws {
+        if let snapshotError { throw snapshotError }
         secretWatcher?.prime()
         try loadTLS()
         secretWatcher?.initialLoadSucceeded()
         threadPool.start()
-        let hosts = clusters.clusters.map { ClusterManager.resolve($0.config) }
-        for (i, c) in clusters.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {
+        let snapshot = self.snapshot
+        let hosts = snapshot.clusters.map { ClusterManager.resolve($0.config) }
+        for (i, c) in snapshot.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {
             Log.warning("cluster has no resolved hosts", [("cluster", c.config.name)])
         }
+        // Workers size their stat arrays now: no stat can be registered after this.
+        clusterManager.seal()
         let registry = self.registry
-        let clusters = self.clusters
         let context = self.context
         for (i, loop) in group.makeIterator().enumerated() {
             let bound = try loop.submit {
-                NIOLoopBound(Worker(eventLoop: loop, index: i, registry: registry, clusters: clusters, hosts: hosts,
+                NIOLoopBound(Worker(eventLoop: loop, index: i, registry: registry, snapshot: snapshot, hosts: hosts,
                                     server: context), eventLoop: loop)
             }.wait()
             workers.append((loop, bound))
@@ -205,9 +235,9 @@ public final class SidecarServer: @unchecked Sendable {
             ChainedListenerRuntime(
                 config: l,
                 selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
-                chains: (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).enumerated().map {
-                    chainRuntime(l, $0.element, hostname, tls: chainTLS[li]?[$0.offset],
-                                 httpFilters: httpFilterFactories[li]?[$0.offset] ?? [])
+                chains: ConfigSnapshot.networkChains(l).enumerated().map {
+                    chainRuntime(l, $0.element, hostname, table: snapshot.shape[li][$0.offset],
+                                 tls: chainTLS[li]?[$0.offset], httpFilters: httpFilterFactories[li]?[$0.offset] ?? [])
                 },
                 stats: listenerStats[l.address]!)
         }
@@ -241,20 +271,22 @@ public final class SidecarServer: @unchecked Sendable {
             }
             Log.info("admin started", [("address", Self.describe(adminChannel!.localAddress))])
         }
-        try startHealthChecks(initial: hosts)
-        try startDNSRefresh(initial: hosts)
+        for (i, info) in snapshot.clusters.enumerated() {
+            try startClusterServices(info, slot: i, hosts: hosts[i])
+        }
         secretWatcher?.start()
     }
 
-    /// Starts each cluster's health checker. Verdicts go to every worker, which stop or resume using the host.
-    private func startHealthChecks(initial: [[UpstreamHost]]) throws {
+    /// Starts a cluster's health checker and DNS refresh, if it has them. Verdicts and new host lists go to every
+    /// worker's thread-local cluster for `info`, which stops or resumes using a host.
+    /// `slot`: the cluster's place in the snapshot that adds it, which spreads health checkers over the workers.
+    private func startClusterServices(_ info: ClusterInfo, slot: Int, hosts: [UpstreamHost]) throws {
+        let id = ObjectIdentifier(info)
         let workers = self.workers
-        for (i, entry) in clusters.clusters.enumerated() {
-            guard let config = entry.config.healthChecks.first, let hcStats = entry.healthCheckStats else { continue }
-            let home = workers[i % workers.count]
-            let traffic = entry.traffic
-            let hosts = initial[i]
-            let name = entry.config.name
+        if let config = info.config.healthChecks.first, let hcStats = info.healthCheckStats {
+            let home = workers[slot % workers.count]
+            let traffic = info.traffic
+            let name = info.config.name
             let checker = try home.loop.submit {
                 let box = HealthCheckerBox()
                 let c = ActiveHealthChecker(
@@ -265,32 +297,112 @@ public final class SidecarServer: @unchecked Sendable {
                         Log.info(healthy ? "host passes health checks" : "host fails health checks",
                                  [("cluster", name), ("host", host.description)])
                         for w in workers {
-                            w.loop.execute { w.worker.value.locals[i].setHealthCheck(address: host.address, passes: healthy) }
+                            w.loop.execute {
+                                w.worker.value.threadLocal(for: info)?
+                                    .setHealthCheck(address: host.address, passes: healthy)
+                            }
                         }
                     })
                 box.checker = c
                 c.start()
                 return c
             }.wait()
-            healthCheckers[i] = checker
+            let kept = services.withLockedValue { s -> Bool in
+                s?.healthCheckers[id] = checker
+                return s != nil
+            }
+            if !kept { checker.stop() }
+        }
+        if info.config.type.resolvesNames {
+            let checker = services.withLockedValue { $0?.healthCheckers[id] }
+            let task = try startDNSRefresh(info, initial: hosts, checker: checker)
+            let kept = services.withLockedValue { s -> Bool in
+                s?.dnsRefreshes[id] = task
+                return s != nil
+            }
+            if !kept { task.cancel() }
+        }
+    }
+
+    /// A cluster left the config: its health checks and DNS refreshes stop.
+    private func stopClusterServices(_ info: ClusterInfo) {
+        let id = ObjectIdentifier(info)
+        let (checker, task) = services.withLockedValue {
+            ($0?.healthCheckers.removeValue(forKey: id), $0?.dnsRefreshes.removeValue(forKey: id))
+        }
+        checker?.stop()
+        task?.cancel()
+    }
+
+    /// Installs the routes and clusters of `next` (what xDS will do with RDS and CDS updates): every worker starts
+    /// its new streams on them, while streams already running finish on the snapshot they started with. Clusters
+    /// `next` keeps with the same config keep their hosts, health and pooled connections; clusters it drops drain
+    /// (idle connections close now, busy ones when their requests end) and stop their health checks and DNS
+    /// refreshes; clusters it adds back get them again.
+    ///
+    /// Only the route tables and clusters are taken from `next`: the listeners must be the same as the running
+    /// ones, chain for chain, and their other settings (connection managers, filters, TLS) stay as they are
+    /// (changing them is LDS: a new listener, not a new snapshot). No cluster may be new or changed, nor may a
+    /// route carry a per-filter config with stats of its own: their stats would have to be registered while
+    /// workers run, which is not supported yet.
+    /// Returns once every worker has the snapshot; blocks, so never call it on an event loop.
+    public func install(_ next: Bootstrap) throws {
+        try installLock.withLock {
+            guard !workers.isEmpty, !stopping.value else {
+                throw ServerError("install: the server is not running")
+            }
+            let current = snapshot
+            guard ConfigSnapshot.shape(of: next.listeners) == current.shape else {
+                throw ServerError("install: the listeners and their filter chains must stay as they are")
+            }
+            for l in next.listeners {
+                for chain in ConfigSnapshot.networkChains(l) {
+                    guard case .httpConnectionManager(let hcm) = chain.network else { continue }
+                    let rc = hcm.routeConfig
+                    let maps = [rc.typedPerFilterConfig] + rc.virtualHosts.flatMap {
+                        [$0.typedPerFilterConfig] + $0.routes.map(\.typedPerFilterConfig)
+                    }
+                    for (name, entry) in maps.flatMap({ $0 }) where entry.config is StartupRegistering {
+                        throw ServerError("install: per-route config of '\(name)' has stats of its own")
+                    }
+                }
+            }
+            let infos = try clusterManager.infos(for: next.clusters)
+            let snapshot = try ConfigSnapshot(
+                version: current.version + 1, bootstrap: next, clusters: infos, runtime: context.runtime)
+            let before = Set(current.clusters.map(ObjectIdentifier.init))
+            let after = Set(infos.map(ObjectIdentifier.init))
+            // Only clusters the workers do not have yet need hosts.
+            let hosts = infos.map { before.contains(ObjectIdentifier($0)) ? [] : ClusterManager.resolve($0.config) }
+            let installs = workers.map { w in
+                w.loop.submit { w.worker.value.install(snapshot, hosts: { hosts[$0.index] }) }
+            }
+            installed.withLockedValue { $0 = snapshot }
+            for info in current.clusters where !after.contains(ObjectIdentifier(info)) { stopClusterServices(info) }
+            // Health checkers start once every worker has the cluster, so that no verdict is pushed to a worker
+            // that would drop it.
+            try EventLoopFuture.andAllSucceed(installs, on: group.next()).wait()
+            for (i, info) in infos.enumerated() where !before.contains(ObjectIdentifier(info)) {
+                try startClusterServices(info, slot: i, hosts: hosts[i])
+            }
+            Log.info("config snapshot installed", [("version", "\(snapshot.version)"), ("clusters", "\(infos.count)")])
         }
     }
 
     /// What a loopback peer is appended to `x-forwarded-for` as (Envoy's local address), looked up once.
     static let localAddress = ConnectionManagerHeaders.hostLocalAddress()
 
-    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, tls: TransportTLS?,
-                              httpFilters factories: [any HTTPFilterFactory]) -> ChainRuntime
+    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, table: ConfigSnapshot.ChainTable,
+                              tls: TransportTLS?, httpFilters factories: [any HTTPFilterFactory]) -> ChainRuntime
     {
         let networkRBAC = chain.networkRBAC.map {
             RBACFilter($0, stats: rbacStats[$0.statsScope(connectionManagerPrefix: nil)]!, registry: registry)
         }
         switch chain.network {
         case .httpConnectionManager(let hcm):
-            var routes = hcm.routeConfig
-            routes.runtime = context.runtime
+            guard case .routes(let routeTable) = table else { preconditionFailure("chain table mismatch") }
             var runtime = ListenerRuntime(
-                config: l, hcm: hcm, routes: routes, stats: httpStats[hcm.statPrefix]!, clusters: clusters,
+                config: l, hcm: hcm, routeTable: routeTable, stats: httpStats[hcm.statPrefix]!,
                 maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls)
             runtime.networkRBAC = networkRBAC
             runtime.httpFilters = factories
@@ -304,9 +416,9 @@ public final class SidecarServer: @unchecked Sendable {
             runtime.filtersReadConnection = hcm.httpFilters.contains { $0.config is RBACFilterConfig }
             return .http(runtime)
         case .tcpProxy(let tcp):
+            guard case .tcpProxy(let proxy) = table else { preconditionFailure("chain table mismatch") }
             var runtime = TCPListenerRuntime(
-                config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!,
-                cluster: clusters.clusters[clusters.index(of: tcp.cluster)!], tls: tls)
+                config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, tcpProxy: proxy, tls: tls)
             runtime.networkRBAC = networkRBAC
             return .tcp(runtime)
         }
@@ -373,41 +485,38 @@ public final class SidecarServer: @unchecked Sendable {
             .wait()
     }
 
-    /// Re-resolves DNS clusters every `dns_refresh_rate` and hands changed host lists to the workers.
-    private func startDNSRefresh(initial: [[UpstreamHost]]) throws {
-        for (i, entry) in clusters.clusters.enumerated() where entry.config.type.resolvesNames {
-            let loop = group.next()
-            // The box must be made on its loop.
-            let hosts = initial[i]
-            let last = try loop.submit { NIOLoopBoundBox(hosts, eventLoop: loop) }.wait()
-            let pool = threadPool
-            let workers = self.workers
-            let checkers = self.healthCheckers
-            let task = loop.scheduleRepeatedAsyncTask(initialDelay: entry.config.dnsRefreshRate.timeAmount,
-                                                      delay: entry.config.dnsRefreshRate.timeAmount) { _ in
-                pool.runIfActive(eventLoop: loop) { ClusterManager.resolve(entry.config) }.map { hosts in
-                    guard hosts != last.value, !hosts.isEmpty else { return }
-                    last.value = hosts
-                    Log.debug("dns hosts changed", [("cluster", entry.config.name), ("hosts", "\(hosts.count)")])
-                    for w in workers {
-                        w.loop.execute { w.worker.value.locals[i].replaceHosts(hosts) }
-                    }
-                    checkers[i]?.replaceHosts(hosts)
-                }.recover { _ in }
-            }
-            dnsTasks.append(task)
+    /// Re-resolves a DNS cluster every `dns_refresh_rate` and hands changed host lists to the workers.
+    private func startDNSRefresh(_ info: ClusterInfo, initial hosts: [UpstreamHost],
+                                 checker: ActiveHealthChecker?) throws -> RepeatedTask {
+        let loop = group.next()
+        // The box must be made on its loop.
+        let last = try loop.submit { NIOLoopBoundBox(hosts, eventLoop: loop) }.wait()
+        let pool = threadPool
+        let workers = self.workers
+        let config = info.config
+        return loop.scheduleRepeatedAsyncTask(initialDelay: config.dnsRefreshRate.timeAmount,
+                                              delay: config.dnsRefreshRate.timeAmount) { _ in
+            pool.runIfActive(eventLoop: loop) { ClusterManager.resolve(config) }.map { hosts in
+                guard hosts != last.value, !hosts.isEmpty else { return }
+                last.value = hosts
+                Log.debug("dns hosts changed", [("cluster", config.name), ("hosts", "\(hosts.count)")])
+                for w in workers {
+                    w.loop.execute { w.worker.value.threadLocal(for: info)?.replaceHosts(hosts) }
+                }
+                checker?.replaceHosts(hosts)
+            }.recover { _ in }
         }
     }
 
-    /// Each cluster's hosts with their health flags and request counts summed over workers (admin `/clusters`).
-    /// Asked of every worker on its own loop; never waits on a loop.
-    func hostReports() -> EventLoopFuture<[[HostReport]]> {
-        let count = clusters.clusters.count
+    /// Each cluster of the installed snapshot with its hosts' health flags and request counts summed over workers
+    /// (admin `/clusters`). Asked of every worker on its own loop; never waits on a loop.
+    func hostReports() -> EventLoopFuture<[(cluster: ClusterInfo, hosts: [HostReport])]> {
+        let clusters = snapshot.clusters
         let futures = workers.map { w in
-            w.loop.submit { (0..<count).map { w.worker.value.hostReport(cluster: $0) } }
+            w.loop.submit { clusters.map { w.worker.value.hostReport(cluster: $0) } }
         }
         return EventLoopFuture.whenAllSucceed(futures, on: group.next()).map { perWorker in
-            var merged = perWorker.first ?? []
+            var merged = perWorker.first ?? clusters.map { _ in [] }
             for part in perWorker.dropFirst() {
                 for (c, hosts) in part.enumerated() {
                     for r in hosts {
@@ -416,7 +525,7 @@ public final class SidecarServer: @unchecked Sendable {
                     }
                 }
             }
-            return merged
+            return Array(zip(clusters, merged)).map { (cluster: $0.0, hosts: $0.1) }
         }
     }
 
@@ -468,9 +577,15 @@ public final class SidecarServer: @unchecked Sendable {
 
     private func finishStop() {
         guard finished.setIfFalse() else { return }
-        for t in dnsTasks { t.cancel() }
+        let stopped = services.withLockedValue { s -> ClusterServices? in
+            defer { s = nil }
+            return s
+        }
+        if let stopped {
+            for t in stopped.dnsRefreshes.values { t.cancel() }
+            for hc in stopped.healthCheckers.values { hc.stop() }
+        }
         secretWatcher?.stop()
-        for hc in healthCheckers.values { hc.stop() }
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()
         adminClose.whenComplete { [stopPromise] _ in

@@ -5,10 +5,12 @@ import NIOCore
 final class Worker {
     let eventLoop: EventLoop
     let stats: WorkerStats
-    let clusters: ClusterManager
-    let pools: [ConnectionPool]
-    /// This worker's view of each cluster: hosts, health, balancer (index = cluster index).
-    let locals: [ThreadLocalCluster]
+    /// The config new streams start on, with this worker's thread-local clusters for it. Replaced by `install`
+    /// on this loop; read once per stream (one reference load, no lock or atomic).
+    private(set) var current: WorkerSnapshot
+    /// The thread-local cluster of every cluster in `current`, by its `ClusterInfo`: what a new snapshot keeps.
+    private var threadLocals: [ObjectIdentifier: ThreadLocalCluster] = [:]
+    private let index: Int
     /// The server's runtime and health-check state, shared by every worker.
     let server: ServerContext
     var random = FastRandom()
@@ -16,34 +18,61 @@ final class Worker {
     private(set) var draining = false
     private var idleWaiters: [EventLoopPromise<Void>] = []
 
-    init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, clusters: ClusterManager, hosts: [[UpstreamHost]],
+    /// `hosts`: the resolved hosts of each of `snapshot`'s clusters, by slot.
+    init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, snapshot: ConfigSnapshot, hosts: [[UpstreamHost]],
          server: ServerContext = ServerContext()) {
         self.eventLoop = eventLoop
+        self.index = index
         self.server = server
-        let stats = WorkerStats(count: registry.count)
-        self.stats = stats
-        self.clusters = clusters
-        self.locals = clusters.clusters.map {
-            ThreadLocalCluster(entry: $0, hosts: hosts[$0.index], workerIndex: index, stats: stats,
-                               outlierStats: $0.outlierStats)
+        self.stats = WorkerStats(count: registry.count)
+        self.current = WorkerSnapshot(config: ConfigSnapshot(version: 0, clusters: []), clusters: [])
+        install(snapshot, hosts: { hosts[$0.index] })
+    }
+
+    /// Makes `snapshot` the one new streams start on. A cluster whose `ClusterInfo` the current snapshot has too
+    /// keeps its thread-local cluster (hosts, health, balancer, pooled connections); a new one gets its own, with
+    /// `hosts(slot)`; one the new snapshot drops is removed (its pool drains) once streams started before are
+    /// the only ones left using it. Runs on this worker's loop.
+    func install(_ snapshot: ConfigSnapshot, hosts: (ClusterSlot) -> [UpstreamHost]) {
+        eventLoop.assertInEventLoop()
+        var next: [ObjectIdentifier: ThreadLocalCluster] = [:]
+        let locals = snapshot.clusters.enumerated().map { slot, info in
+            let id = ObjectIdentifier(info)
+            if let kept = next[id] ?? threadLocals[id] {
+                next[id] = kept
+                return kept
+            }
+            let local = ThreadLocalCluster(info: info, hosts: hosts(ClusterSlot(index: slot)), eventLoop: eventLoop,
+                                           workerIndex: index, stats: stats)
+            next[id] = local
+            startPeriodicWork(local)
+            return local
         }
-        self.pools = clusters.clusters.map { ConnectionPool(eventLoop: eventLoop, stats: stats, cluster: $0) }
-        for (i, entry) in clusters.clusters.enumerated() {
-            if entry.config.type == .ORIGINAL_DST {
-                scheduleSweep(pools[i], every: entry.config.cleanupInterval.timeAmount, unusedFor: true)
-            } else {
-                scheduleSweep(pools[i], every: pools[i].idleSweepInterval, unusedFor: false)
-            }
-            if let od = entry.config.outlierDetection {
-                scheduleOutlierInterval(locals[i], every: od.interval.timeAmount)
-            }
+        for (id, old) in threadLocals where next[id] == nil { old.remove() }
+        threadLocals = next
+        current = WorkerSnapshot(config: snapshot, clusters: locals)
+    }
+
+    /// This worker's thread-local cluster for `info` in the current snapshot (health-check verdicts and DNS
+    /// refreshes are pushed there).
+    func threadLocal(for info: ClusterInfo) -> ThreadLocalCluster? { threadLocals[ObjectIdentifier(info)] }
+
+    private func startPeriodicWork(_ local: ThreadLocalCluster) {
+        let config = local.info.config
+        if config.type == .ORIGINAL_DST {
+            scheduleSweep(local, every: config.cleanupInterval.timeAmount, unusedFor: true)
+        } else {
+            scheduleSweep(local, every: local.pool.idleSweepInterval, unusedFor: false)
+        }
+        if let od = config.outlierDetection {
+            scheduleOutlierInterval(local, every: od.interval.timeAmount)
         }
     }
 
     /// Outlier detection's periodic pass: un-ejections, success-rate and failure-percentage detection.
     private func scheduleOutlierInterval(_ local: ThreadLocalCluster, every interval: TimeAmount) {
         eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self, weak local] in
-            guard let self, let local, !self.draining else { return }
+            guard let self, let local, !self.draining, !local.removed else { return }
             local.outlierIntervalElapsed(random: &self.random)
             self.scheduleOutlierInterval(local, every: interval)
         }
@@ -51,26 +80,26 @@ final class Worker {
 
     /// Periodic pool sweep. `unusedFor`: ORIGINAL_DST `cleanup_interval`, where a connection unused for a
     /// whole interval goes; otherwise only `idle_timeout` and `max_connection_duration` decide.
-    private func scheduleSweep(_ pool: ConnectionPool, every interval: TimeAmount, unusedFor: Bool) {
-        eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self, weak pool] in
-            guard let self, let pool, !self.draining else { return }
-            pool.sweepIdle(olderThan: unusedFor ? .now() - interval : .distantPast)
-            self.scheduleSweep(pool, every: interval, unusedFor: unusedFor)
+    private func scheduleSweep(_ local: ThreadLocalCluster, every interval: TimeAmount, unusedFor: Bool) {
+        eventLoop.assumeIsolated().scheduleTask(in: interval) { [weak self, weak local] in
+            guard let self, let local, !self.draining, !local.removed else { return }
+            local.pool.sweepIdle(olderThan: unusedFor ? .now() - interval : .distantPast)
+            self.scheduleSweep(local, every: interval, unusedFor: unusedFor)
         }
     }
 
     /// A host for a connection that has no request to hash (tcp_proxy).
-    func pickHost(cluster: Int) -> UpstreamHost? {
-        guard let i = locals[cluster].choose(hash: nil, random: &random) else { return nil }
-        return locals[cluster].hosts[i]
+    func pickHost(_ local: ThreadLocalCluster) -> UpstreamHost? {
+        guard let i = local.choose(hash: nil, random: &random) else { return nil }
+        return local.hosts[i]
     }
 
-    /// This worker's part of admin `/clusters` for one cluster.
-    func hostReport(cluster: Int) -> [HostReport] {
-        let local = locals[cluster]
+    /// This worker's part of admin `/clusters` for one cluster (empty when this worker does not have it yet).
+    func hostReport(cluster info: ClusterInfo) -> [HostReport] {
+        guard let local = threadLocal(for: info) else { return [] }
         return local.hosts.indices.map { i in
             let c = local.hostCounters[i]
-            let cx = pools[cluster].perHost[local.hosts[i].address] ?? ConnectionPool.HostConnections()
+            let cx = local.pool.perHost[local.hosts[i].address] ?? ConnectionPool.HostConnections()
             return HostReport(
                 host: local.hosts[i], healthFlags: local.healthFlags(i),
                 successRate: local.outlier?.successRate(i, origin: .external) ?? -1,
@@ -96,7 +125,7 @@ final class Worker {
     /// completes when this worker has no downstream connection left.
     func drain() -> EventLoopFuture<Void> {
         draining = true
-        for p in pools { p.closeIdle() }
+        for local in current.clusters { local.pool.closeIdle() }
         for h in connections.values { h.drain() }
         if connections.isEmpty { return eventLoop.makeSucceededVoidFuture() }
         let p = eventLoop.makePromise(of: Void.self)

@@ -10,6 +10,8 @@ final class TCPProxySession {
     private var machine = TCPProxyStateMachine()
     private let worker: Worker
     private let listener: TCPListenerRuntime
+    /// The proxy's cluster in the config snapshot current when the connection was accepted, kept to its end.
+    private let local: ThreadLocalCluster
     private var idleTimer: Scheduled<Void>?
     private var lastActivity = NIODeadline.now()
     private var countedActive = false
@@ -26,11 +28,13 @@ final class TCPProxySession {
     init(worker: Worker, listener: TCPListenerRuntime) {
         self.worker = worker
         self.listener = listener
+        let snapshot = worker.current
+        local = snapshot[snapshot.config.tcpProxyClusters[listener.tcpProxy]]
     }
 
     var isProxying: Bool { machine.isProxying }
     private var stats: WorkerStats { worker.stats }
-    private var cluster: ClusterStats { listener.cluster.stats }
+    private var cluster: ClusterStats { local.info.stats }
 
     /// The accepted connection is up: choose where it goes and connect there.
     func downstreamActive(_ context: ChannelHandlerContext) {
@@ -46,12 +50,12 @@ final class TCPProxySession {
         }
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
-        let limit = listener.cluster.config.perConnectionBufferLimitBytes
-        let handshake = UpstreamTLSHandshake(cluster: listener.cluster, workerStats: stats, eventLoop: context.eventLoop)
+        let limit = local.info.config.perConnectionBufferLimitBytes
+        let handshake = UpstreamTLSHandshake(cluster: local.info, workerStats: stats, eventLoop: context.eventLoop)
         UpstreamSource.choose(
-            listener: listener.config, downstream: context.channel, clusterSource: worker.pools[listener.cluster.index].clusterSource)
+            listener: listener.config, downstream: context.channel, clusterSource: local.pool.clusterSource)
             .apply(to: ClientBootstrap(group: context.eventLoop))
-            .connectTimeout(listener.cluster.config.connectTimeout.timeAmount)
+            .connectTimeout(local.info.config.connectTimeout.timeAmount)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
@@ -105,7 +109,7 @@ final class TCPProxySession {
 
     /// The upstream for this connection, or nil (counted) when there is none.
     private func chooseDestination(_ channel: Channel) -> SocketAddress? {
-        let config = listener.cluster.config
+        let config = local.info.config
         if config.type == .ORIGINAL_DST {
             guard let original = OriginalDestination.lookup(channel, listener: listener.config) else {
                 stats.inc(cluster.cxNoneHealthy)
@@ -113,7 +117,7 @@ final class TCPProxySession {
             }
             return original
         }
-        guard let host = worker.pickHost(cluster: listener.cluster.index) else {
+        guard let host = worker.pickHost(local) else {
             stats.inc(cluster.cxNoneHealthy)
             return nil
         }

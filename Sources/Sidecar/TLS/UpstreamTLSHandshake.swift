@@ -30,7 +30,7 @@ final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandler
 
     /// The handshake of one new connection to `cluster`, or nil for a plaintext cluster. It takes the
     /// cluster's current TLS context, so a rotation applies to the next connection.
-    init?(cluster: ClusterManager.Entry, workerStats: WorkerStats, eventLoop: EventLoop) {
+    init?(cluster: ClusterInfo, workerStats: WorkerStats, eventLoop: EventLoop) {
         guard let tls = cluster.tls else { return nil }
         self.snapshot = tls.provider.snapshot
         self.stats = tls.stats

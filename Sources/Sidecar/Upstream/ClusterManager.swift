@@ -1,65 +1,46 @@
-import Atomics
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// The clusters of the bootstrap, with their resolved hosts. Immutable apart from DNS refreshes, which
-/// are pushed to every worker as new host lists rather than shared behind a lock.
-public final class ClusterManager: Sendable {
-    /// A class: requests hold their cluster's entry, and copying a struct of this size (the whole `Cluster`
-    /// config) retained a dozen references per request.
-    public final class Entry: Sendable {
-        public let config: Cluster
-        public let stats: ClusterStats
-        public let index: Int
-        /// Circuit-breaker counts, shared by every worker (limits are cluster-wide, as in Envoy).
-        let resources: ClusterResources
-        let outlierStats: OutlierDetectionStats?
-        let healthCheckStats: HealthCheckStats?
-        /// Set by the first upstream connection: health checks then leave `no_traffic_interval`.
-        let traffic = ManagedAtomic(false)
-        /// UpstreamTlsContext: connections are TLS, checked and counted under `cluster.<name>.ssl.*`.
-        let tls: TransportTLS?
+/// Keeps one `ClusterInfo` per cluster across config snapshots (Envoy's cluster manager, without CDS): a snapshot
+/// that names a cluster with the config it had before gets the same object, so its stats, breakers and every
+/// worker's pools and hosts carry over. Stats are registered before the workers start; after that
+/// (`sealed`) a cluster that is new or whose config changed would need stats the workers have no room for yet,
+/// and is refused.
+final class ClusterManager: @unchecked Sendable {
+    private let registry: StatsRegistry
+    /// Guards `known` and `sealed`: snapshots may be built from any thread.
+    private let lock = NIOLock()
+    /// Every cluster ever given out, by name: a cluster removed and later added back unchanged is the same.
+    private var known: [String: ClusterInfo] = [:]
+    private var sealed = false
 
-        init(config: Cluster, stats: ClusterStats, index: Int, resources: ClusterResources,
-             outlierStats: OutlierDetectionStats?, healthCheckStats: HealthCheckStats?, tls: TransportTLS?) {
-            self.config = config
-            self.stats = stats
-            self.index = index
-            self.resources = resources
-            self.outlierStats = outlierStats
-            self.healthCheckStats = healthCheckStats
-            self.tls = tls
+    init(registry: StatsRegistry) {
+        self.registry = registry
+    }
+
+    /// The cluster infos for `configs`, in order: known ones reused, new ones made (their stats registered).
+    func infos(for configs: [Cluster]) throws -> [ClusterInfo] {
+        try lock.withLock {
+            try configs.map { c in
+                if let info = known[c.name], info.config == c { return info }
+                guard !sealed else {
+                    throw ServerError(known[c.name] == nil
+                        ? "cluster '\(c.name)' is new: clusters can only be added before the server starts"
+                        : "cluster '\(c.name)' changed: a cluster's config can only change before the server starts")
+                }
+                let info = ClusterInfo(config: c, registry: registry)
+                known[c.name] = info
+                return info
+            }
         }
     }
 
-    public let clusters: [Entry]
-    private let byName: [String: Int]
-
-    init(configs: [Cluster], registry: StatsRegistry) {
-        var list: [Entry] = []
-        var names: [String: Int] = [:]
-        for (i, c) in configs.enumerated() {
-            let stats = ClusterStats(cluster: c.name, registry: registry)
-            let resources = ClusterResources(thresholds: c.circuitBreakers)
-            _ = CircuitBreakerStats(cluster: c.name, resources: resources, registry: registry)
-            list.append(Entry(
-                config: c, stats: stats, index: i, resources: resources,
-                outlierStats: c.outlierDetection.map { _ in OutlierDetectionStats(cluster: c.name, registry: registry) },
-                healthCheckStats: c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry),
-                tls: c.tls.map {
-                    TransportTLS(
-                        provider: TLSContextProvider($0, cluster: c),
-                        stats: TLSStats(scope: "cluster.\(c.name)", familyPrefix: "cluster",
-                                        label: ("envoy_cluster_name", c.name), registry: registry))
-                }))
-            names[c.name] = i
-        }
-        clusters = list
-        byName = names
+    /// The workers are about to size their stat arrays: no stat may be registered from now on.
+    func seal() {
+        lock.withLock { sealed = true }
     }
-
-    public func index(of name: String) -> Int? { byName[name] }
 
     /// Resolves a cluster's endpoints: IPs as they are, names through getaddrinfo (STRICT_DNS keeps every
     /// address, LOGICAL_DNS the first).

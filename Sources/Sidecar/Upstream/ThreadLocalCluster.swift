@@ -6,8 +6,15 @@ import NIOCore
 ///
 /// A host is usable when it passes active health checks (pushed here by the cluster's health checker) and is
 /// not ejected by this worker's outlier detector. The balancer is rebuilt whenever that set changes.
+///
+/// It lives as long as config snapshots keep its `ClusterInfo`: a new snapshot with the same cluster keeps this
+/// object, its hosts and its pool; one without it `remove`s it, and streams of older snapshots finish on it.
 final class ThreadLocalCluster {
-    let entry: ClusterManager.Entry
+    let info: ClusterInfo
+    /// This worker's upstream connections to the cluster's hosts.
+    let pool: ConnectionPool
+    /// No current snapshot has the cluster any more: periodic work stops, the pool drains.
+    private(set) var removed = false
     private(set) var hosts: [UpstreamHost]
     /// Active health-check verdicts (true when the cluster has no health checks).
     private(set) var passesHealthCheck: [Bool]
@@ -23,23 +30,23 @@ final class ThreadLocalCluster {
     /// Hosts usable now (this worker's `membership_healthy`).
     private(set) var healthyCount: Int
 
-    init(entry: ClusterManager.Entry, hosts: [UpstreamHost], workerIndex: Int, stats: WorkerStats,
-         outlierStats: OutlierDetectionStats?) {
-        self.entry = entry
+    init(info: ClusterInfo, hosts: [UpstreamHost], eventLoop: EventLoop, workerIndex: Int, stats: WorkerStats) {
+        self.info = info
+        self.pool = ConnectionPool(eventLoop: eventLoop, stats: stats, cluster: info)
         self.hosts = hosts
         self.workerIndex = workerIndex
         self.stats = stats
-        self.outlierStats = outlierStats
+        self.outlierStats = info.outlierStats
         self.publishesMembership = workerIndex == 0
         // Envoy: hosts under active health checking start as failing until their first check passes.
-        self.passesHealthCheck = Array(repeating: entry.config.healthChecks.isEmpty, count: hosts.count)
-        self.outlier = entry.config.outlierDetection.map { OutlierDetector(config: $0, hostCount: hosts.count) }
+        self.passesHealthCheck = Array(repeating: info.config.healthChecks.isEmpty, count: hosts.count)
+        self.outlier = info.config.outlierDetection.map { OutlierDetector(config: $0, hostCount: hosts.count) }
         self.activeRequests = Array(repeating: 0, count: hosts.count)
         self.hostCounters = Array(repeating: HostCounters(), count: hosts.count)
         self.healthyCount = 0
-        self.balancer = LoadBalancer(config: entry.config.loadBalancing, hosts: hosts,
+        self.balancer = LoadBalancer(config: info.config.loadBalancing, hosts: hosts,
                                      healthy: Array(repeating: true, count: hosts.count), workerIndex: workerIndex)
-        if publishesMembership { stats.add(entry.stats.membershipTotal, hosts.count) }
+        if publishesMembership { stats.add(info.stats.membershipTotal, hosts.count) }
         rebuild()
     }
 
@@ -51,16 +58,16 @@ final class ThreadLocalCluster {
     private func rebuild() {
         let healthy = (0..<hosts.count).map(isHealthy)
         let count = healthy.reduce(0) { $0 + ($1 ? 1 : 0) }
-        if publishesMembership { stats.add(entry.stats.membershipHealthy, count - healthyCount) }
+        if publishesMembership && !removed { stats.add(info.stats.membershipHealthy, count - healthyCount) }
         healthyCount = count
-        balancer = LoadBalancer(config: entry.config.loadBalancing, hosts: hosts, healthy: healthy, workerIndex: workerIndex)
+        balancer = LoadBalancer(config: info.config.loadBalancing, hosts: hosts, healthy: healthy, workerIndex: workerIndex)
     }
 
     /// Picks a host for a request. `reject` is the retry host predicate (hosts already tried).
     func choose(hash: UInt64?, random: inout FastRandom, maxAttempts: Int = 1, reject: (Int) -> Bool = { _ in false }) -> Int? {
         let picked = balancer.choose(hash: hash, activeRequests: activeRequests, random: &random,
                                      maxAttempts: maxAttempts, reject: reject)
-        if picked != nil && balancer.inPanic { stats.inc(entry.stats.lbHealthyPanic) }
+        if picked != nil && balancer.inPanic { stats.inc(info.stats.lbHealthyPanic) }
         return picked
     }
 
@@ -90,7 +97,8 @@ final class ThreadLocalCluster {
         case .localOriginSuccess, .localOriginSuccessFinal: break
         case .httpStatus, .connectFailed, .reset: hostCounters[host].rqError += 1
         }
-        guard outlier != nil else { return }
+        // A removed cluster's streams still finish on it, but it no longer ejects (nor moves the gauges it left).
+        guard outlier != nil, !removed else { return }
         let events = outlier!.record(host: host, result, now: NIODeadline.now().uptimeNanoseconds.asInt64, random: &random)
         apply(events)
     }
@@ -115,7 +123,7 @@ final class ThreadLocalCluster {
             }
             if e.enforced || e.kind == .unejected {
                 Log.info(e.kind == .unejected ? "host returned from outlier ejection" : "host ejected by outlier detection",
-                         [("cluster", entry.config.name), ("host", hosts[e.host].description), ("reason", "\(e.kind)")])
+                         [("cluster", info.config.name), ("host", hosts[e.host].description), ("reason", "\(e.kind)")])
             }
         }
         if changed { rebuild() }
@@ -136,8 +144,8 @@ final class ThreadLocalCluster {
     /// A DNS refresh replaced the host list. What is known about hosts that stay is kept; new hosts under
     /// health checking wait for their first check.
     func replaceHosts(_ newHosts: [UpstreamHost]) {
-        if publishesMembership { stats.add(entry.stats.membershipTotal, newHosts.count - hosts.count) }
-        var verdicts = Array(repeating: entry.config.healthChecks.isEmpty, count: newHosts.count)
+        if publishesMembership { stats.add(info.stats.membershipTotal, newHosts.count - hosts.count) }
+        var verdicts = Array(repeating: info.config.healthChecks.isEmpty, count: newHosts.count)
         var active = Array(repeating: 0, count: newHosts.count)
         var counters = Array(repeating: HostCounters(), count: newHosts.count)
         for (i, h) in newHosts.enumerated() {
@@ -153,6 +161,19 @@ final class ThreadLocalCluster {
         if let o = outlier, let os = outlierStats { stats.add(os.ejectionsActive, -o.ejectedCount) }
         outlier?.reset(hostCount: newHosts.count)
         rebuild()
+    }
+
+    /// The last snapshot that had the cluster was replaced: it leaves this worker's membership gauges, and its
+    /// pool closes idle connections now and busy ones when their requests end.
+    func remove() {
+        guard !removed else { return }
+        removed = true
+        if publishesMembership {
+            stats.add(info.stats.membershipTotal, -hosts.count)
+            stats.add(info.stats.membershipHealthy, -healthyCount)
+        }
+        if let o = outlier, let os = outlierStats { stats.add(os.ejectionsActive, -o.ejectedCount) }
+        pool.drain()
     }
 
     /// `/clusters` health flags of a host, in Envoy's spelling.

@@ -107,7 +107,7 @@ import Testing
             codec = RecordingCodec(loop: loop)
             let registry = StatsRegistry()
             let worker = Worker(eventLoop: loop, index: 0, registry: registry,
-                                clusters: ClusterManager(configs: [], registry: registry), hosts: [])
+                                snapshot: ConfigSnapshot(version: 1, clusters: []), hosts: [])
             router = TerminalFilter(log)
             stream = HTTPFilterStream(codec: codec, worker: worker, router: router)
         }

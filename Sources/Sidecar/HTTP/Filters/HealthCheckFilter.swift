@@ -86,7 +86,7 @@ final class HealthCheckFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked S
                 counters.inc(stats.cachedResponse)
                 status = cached.status
                 degraded = cached.degraded
-            } else if let failure = clusterFailure(stream.worker) {
+            } else if let failure = clusterFailure(stream.snapshot) {
                 counters.inc(failure)
                 status = 503
             }
@@ -102,10 +102,9 @@ final class HealthCheckFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked S
 
     /// The counter of the first `cluster_min_healthy_percentages` cluster (by name) that fails its minimum, as this
     /// worker sees the cluster's hosts (active health checks and its outlier ejections); nil when all pass.
-    private func clusterFailure(_ worker: Worker) -> Int? {
+    private func clusterFailure(_ snapshot: WorkerSnapshot) -> Int? {
         for (cluster, minimum) in config.clusterMinHealthyPercentages {
-            guard let index = worker.clusters.index(of: cluster) else { return stats.failedClusterNotFound }
-            let local = worker.locals[index]
+            guard let local = snapshot.cluster(named: cluster) else { return stats.failedClusterNotFound }
             let total = UInt64(local.hosts.count)
             if total == 0 {
                 if minimum == 0 { continue }

@@ -9,7 +9,8 @@ final class UpstreamConnection: ChannelDuplexHandler {
     typealias OutboundOut = HTTPClientRequestPart
 
     let host: UpstreamHost
-    let clusterIndex: Int
+    /// The pool it belongs to, where a stream releases it (the pool of the cluster in the stream's snapshot).
+    let pool: ConnectionPool
     private(set) var context: ChannelHandlerContext?
     /// The stream using this connection; nil while pooled.
     var stream: (any UpstreamResponseReceiver)?
@@ -24,9 +25,9 @@ final class UpstreamConnection: ChannelDuplexHandler {
     var connectedAt = NIODeadline.now()
     var requests = 0
 
-    init(host: UpstreamHost, clusterIndex: Int, poolKey: ConnectionPool.Key) {
+    init(host: UpstreamHost, pool: ConnectionPool, poolKey: ConnectionPool.Key) {
         self.host = host
-        self.clusterIndex = clusterIndex
+        self.pool = pool
         self.poolKey = poolKey
     }
 

@@ -1,0 +1,48 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+@testable import Sidecar
+
+/// A worker's cluster after a config snapshot dropped it: streams that started before still finish on it, but it
+/// leaves the membership and ejection gauges and changes them no more.
+struct ThreadLocalClusterTests {
+    static func hosts(_ n: Int) -> [UpstreamHost] {
+        (1...n).map {
+            UpstreamHost(address: try! SocketAddress(ipAddress: "10.0.0.\($0)", port: 80), hostname: "h\($0)", weight: 1)
+        }
+    }
+
+    @Test func aRemovedClusterLeavesItsGaugesAndEjectsNoMore() {
+        var config = Cluster(
+            name: "svc", type: .STATIC, connectTimeout: .seconds(1), lbPolicy: .ROUND_ROBIN, endpoints: [],
+            dnsRefreshRate: .seconds(5), dnsLookupFamily: .AUTO, perConnectionBufferLimitBytes: 1 << 20)
+        var od = OutlierDetectionConfig()
+        od.consecutive5xx = 1
+        od.maxEjectionPercent = 100
+        config.outlierDetection = od
+        let registry = StatsRegistry()
+        let info = ClusterInfo(config: config, registry: registry)
+        let stats = WorkerStats(count: registry.count)
+        let local = ThreadLocalCluster(info: info, hosts: Self.hosts(3), eventLoop: EmbeddedEventLoop(), workerIndex: 0,
+                                       stats: stats)
+        var random = FastRandom()
+        local.record(0, .httpStatus(503), random: &random)
+        #expect(local.healthFlags(0) == "/failed_outlier_check")
+        #expect(stats.values[info.stats.membershipTotal] == 3)
+        #expect(stats.values[info.stats.membershipHealthy] == 2)
+        #expect(stats.values[info.outlierStats!.ejectionsActive] == 1)
+
+        local.remove()
+        #expect(local.removed && local.pool.draining)
+        #expect(stats.values[info.stats.membershipTotal] == 0)
+        #expect(stats.values[info.stats.membershipHealthy] == 0)
+        #expect(stats.values[info.outlierStats!.ejectionsActive] == 0)
+
+        // An answer to a stream of an older snapshot still counts for the host, but ejects no one.
+        local.record(1, .httpStatus(503), random: &random)
+        #expect(local.healthFlags(1) == "healthy")
+        #expect(local.hostCounters[1].rqError == 1)
+        #expect(stats.values[info.stats.membershipHealthy] == 0)
+        #expect(stats.values[info.outlierStats!.ejectionsActive] == 0)
+    }
+}
