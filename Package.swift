@@ -1,13 +1,19 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// Every sidecar library target's settings.
+let sidecarSwiftSettings: [SwiftSetting] = [
+    // The hot path is single-threaded per event loop; dynamic exclusivity checks cost ~3 % of CPU there.
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+]
+
 let package = Package(
     name: "Pilotfish",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "sidecar", targets: ["SidecarMain"]),
         .executable(name: "sidecar-init", targets: ["Init"]),
-        .library(name: "Sidecar", targets: ["Sidecar"]),
+        .library(name: "Sidecar", targets: ["Sidecar", "SidecarUpstream", "SidecarCore"]),
         .library(name: "Intercept", targets: ["Intercept"]),
     ],
     dependencies: [
@@ -35,9 +41,50 @@ let package = Package(
         // What the sidecar and sidecar-init share: the capture defaults and the original-destination lookup.
         // Glibc only, no dependencies.
         .target(name: "MeshCapture"),
+        // The sidecar library, in three targets whose dependencies only point down, so the compiler refuses a loop:
+        //
+        //   SidecarCore      the config model and its decoding (bootstrap, listeners, clusters, routes, RBAC
+        //                    policies, TLS settings), stats, runtime, log, substitution formats, and the small
+        //                    values every layer shares (cluster slots, random sources, original destination).
+        //        ↑           Config decoding does not know the HTTP filters: the layer that implements them hands
+        //        │           it their catalog (`HTTPFilterCatalog`), as Envoy's factory registry does.
+        //   SidecarUpstream  clusters, connection pools, load balancing, health checks, outlier detection,
+        //        ↑           circuit breakers, upstream TLS and the TLS contexts and secrets both sides use.
+        //   Sidecar          listeners, HTTP connection manager and filters, TCP proxy, downstream TLS, admin,
+        //                    identity, and the server that wires them to event loops.
+        .target(
+            name: "SidecarCore",
+            dependencies: [
+                "MeshCapture",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            swiftSettings: sidecarSwiftSettings
+        ),
+        .target(
+            name: "SidecarUpstream",
+            dependencies: [
+                "SidecarCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: sidecarSwiftSettings
+        ),
         .target(
             name: "Sidecar",
             dependencies: [
+                "SidecarCore",
+                "SidecarUpstream",
                 "CLibcap",
                 "CCompression",
                 "MeshCapture",
@@ -53,15 +100,13 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
-            swiftSettings: [
-                // The hot path is single-threaded per event loop; dynamic exclusivity checks cost ~3 % of CPU there.
-                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
-            ]
+            swiftSettings: sidecarSwiftSettings
         ),
         .executableTarget(
             name: "SidecarMain",
             dependencies: [
                 "Sidecar",
+                "SidecarCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -95,6 +140,8 @@ let package = Package(
             name: "SidecarTests",
             dependencies: [
                 "Sidecar",
+                "SidecarCore",
+                "SidecarUpstream",
                 "CCompression",
                 "Intercept",
                 "MeshCapture",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Sidecar
+import SidecarCore
 
 /// `sidecar route-check`: Envoy's router_check_tool for Pilotfish's route table. Wiring only; the
 /// `RouteCheck*` types in the library do the work.

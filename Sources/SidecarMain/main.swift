@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import NIOCore
 import Sidecar
+import SidecarCore
 
 /// `sidecar -c envoy.yaml`: Envoy's command line, for the flags Pilotfish has.
 struct SidecarCommand: ParsableCommand {

@@ -2,6 +2,8 @@ import Dispatch
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Cluster-wide circuit breakers (`ClusterResources`) and their `circuit_breakers.*` gauges.
 @Suite struct CircuitBreakerTests {

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Every rejection names the field path and the (1-based) line, so a user never has to guess.
 @Suite struct ConfigDecodingTests {

@@ -3,6 +3,8 @@ import Testing
 import Yams
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Config errors name an unknown field before anything else about its mapping, suggest the field that was meant,
 /// and one load (or `sidecar --mode validate`) reports every error in the file, sorted by line.

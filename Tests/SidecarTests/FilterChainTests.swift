@@ -2,6 +2,8 @@ import Foundation
 import NIOCore
 import Testing
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 @Suite struct HTTPInspectorTests {
     @Test(arguments: [

@@ -6,6 +6,8 @@ import NIOPosix
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 // MARK: - Pure parts
 

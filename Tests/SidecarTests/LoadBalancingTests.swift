@@ -2,6 +2,8 @@ import NIOCore
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 // Load-balancing policies as pure values: every test drives chance through a scripted or seeded source, so
 // each result is exact and repeatable. Golden values marked "Envoy" come from Envoy's own unit tests

@@ -5,6 +5,8 @@ import Testing
 @_spi(FixedExpiryValidationTime) import X509
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 @Suite struct MeshCertificateAuthorityTests {
     let now = identityTestNow

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Outlier detection as Envoy 1.40's `DetectorImpl` does it (source/common/upstream/outlier_detection_impl.cc),
 /// driven with scripted time and chance.

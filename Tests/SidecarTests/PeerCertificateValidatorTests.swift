@@ -5,6 +5,8 @@ import Testing
 import X509
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Certificates made in-process so every validity and chain case is exact.
 struct ValidatorTestPKI {

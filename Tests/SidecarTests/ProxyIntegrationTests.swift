@@ -4,6 +4,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Testing
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// End-to-end: a real `SidecarServer` on loopback ports in front of an in-process NIO backend, driven
 /// byte by byte through blocking sockets. Each test starts its own backend and proxy on port 0.

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Loading `envoy.filters.network.rbac` and `envoy.filters.http.rbac`: what Envoy 1.40 accepts loads, every
 /// rejection names the field.

@@ -3,6 +3,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The policy engine without sockets: Envoy 1.40's answers for the same rules and requests.
 @Suite struct RBACEngineTests {

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// RBAC through the real proxy on loopback sockets, with the answers Envoy 1.40 gives for the same configs.
 @Suite(.serialized) struct RBACIntegrationTests {

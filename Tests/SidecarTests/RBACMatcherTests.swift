@@ -3,6 +3,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The RBAC filters' matcher form (`matcher` / `shadow_matcher`, an `xds.type.matcher.v3.Matcher` ending in
 /// `envoy.config.rbac.v3.Action`s): loading, evaluation, and the proxy, with the answers Envoy 1.40 gives for

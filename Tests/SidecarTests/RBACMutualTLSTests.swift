@@ -9,6 +9,8 @@ import Testing
 import X509
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `authenticated` principals through the real proxy: mTLS listeners, client certificates carrying SPIFFE IDs,
 /// with the answers Envoy 1.40 gives for the same configs.

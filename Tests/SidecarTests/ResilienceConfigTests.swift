@@ -3,6 +3,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Decoding of the upstream-resilience parts of Envoy v3 config (load balancing, health checks, outlier
 /// detection, circuit breakers, upstream HTTP options, retry and hash policies) and how a route's choices

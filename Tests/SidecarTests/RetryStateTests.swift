@@ -2,6 +2,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Retry decisions as Envoy 1.40 makes them: the ENVOY-SEMANTICS.md rows about retries, each `retry_on`
 /// condition, the `x-envoy-*` request headers and the back-off sequence.

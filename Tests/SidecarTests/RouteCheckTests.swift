@@ -2,6 +2,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The route-check library (`RouteCheck*`) and the router features it needed: virtual clusters, dynamic
 /// metadata matching and `internal_only_headers`.

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Replays Envoy's router_check_tool test data (`shared/conformance/envoy-router-check`, see its README) through
 /// the same library `sidecar route-check` uses (`RouteCheckTestFile`, `RouteCheckRunner`).

@@ -2,6 +2,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Route table behaviour, as ENVOY-SEMANTICS.md records it from Envoy 1.40.
 @Suite struct RouterTests {

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 @Suite struct SPIFFEIDTests {
     @Test func kubernetesFormRoundTripsThroughParsing() throws {

@@ -4,6 +4,8 @@ import NIOCore
 import NIOPosix
 import Testing
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// sidecar-init (Intercept's CapturePolicy, its rules) and `sidecar --pod-defaults` (PodDefaults) read the
 /// same MeshCapture values, so the pod's sidecar listens exactly where the rules send connections.

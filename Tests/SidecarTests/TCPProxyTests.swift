@@ -4,6 +4,8 @@ import NIOPosix
 import Testing
 import Intercept
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 @Suite struct TCPProxyStateMachineTests {
     @Test func halfCloseIsForwardedAndBothFinsClose() {

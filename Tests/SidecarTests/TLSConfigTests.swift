@@ -4,6 +4,8 @@ import Testing
 import X509
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// DownstreamTlsContext / UpstreamTlsContext decoding, file loading errors, and SDS file rotation.
 @Suite struct TLSConfigTests {

@@ -2,6 +2,8 @@ import Foundation
 import NIOCore
 import Testing
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 @Suite struct TLSInspectorTests {
     /// The first flight of `openssl s_client -servername api.Example.com -alpn h2,http/1.1` (OpenSSL 3.0).

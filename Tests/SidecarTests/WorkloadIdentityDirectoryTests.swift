@@ -4,6 +4,8 @@ import Testing
 import X509
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 @Suite struct WorkloadIdentityDirectoryTests {
     /// The public key of the certificate in `certificatePEM` equals that of the key in `keyPEM`.

@@ -2,6 +2,8 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SidecarCore
+import SidecarUpstream
 
 /// Envoy's admin endpoints, on `admin.address` only.
 struct AdminServer {

@@ -1,3 +1,5 @@
+import SidecarCore
+
 /// The `/stats` renderings: Envoy's text form, JSON, and Prometheus.
 struct StatsView {
     /// One stat as shown: the registry's slots and the dynamic counters alike.

@@ -1,5 +1,7 @@
 import Foundation
 import X509
+import SidecarCore
+import SidecarUpstream
 
 extension PodDefaults.MeshTLS {
     public struct SetupError: Error, CustomStringConvertible {

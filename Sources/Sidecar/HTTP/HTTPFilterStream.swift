@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// The connection side of a stream: where the last encoder's output goes and what a filter may learn about the
 /// downstream connection. The HTTP/1 connection handler implements it (an HTTP/2 stream will too).

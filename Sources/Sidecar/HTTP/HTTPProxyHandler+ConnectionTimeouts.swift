@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// The connection manager's timeouts that are not about one stream's activity: `request_timeout` (the whole
 /// request must arrive in time) and the downstream connection's `common_http_protocol_options.idle_timeout` and

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// Network RBAC on an HTTP listener: the chain's network filters decide when the connection starts (the HTTP
 /// filter is `RBACHTTPFilter`).

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// The HTTP/1 connection as its streams' codec: where the last encoder's output is written, with what the
 /// connection manager adds to every response (`server`, `connection: close`, `downstream_rq_Nxx`).

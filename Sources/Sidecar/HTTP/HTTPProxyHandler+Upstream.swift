@@ -1,5 +1,7 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
+import SidecarUpstream
 
 /// The upstream half of a forwarded request: choosing a host, getting a connection within the circuit
 /// breakers, attempts and their timeouts, retries with back-off, and feeding outlier detection.

@@ -1,6 +1,8 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SidecarCore
+import SidecarUpstream
 
 /// One downstream HTTP/1.1 connection. It routes each request, forwards it on a pooled upstream
 /// connection of its own event loop, and streams both bodies with backpressure: downstream reads stop

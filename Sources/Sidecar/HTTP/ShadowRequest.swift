@@ -1,5 +1,7 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
+import SidecarUpstream
 
 /// One mirrored copy of a request (a route's `request_mirror_policies`): sent to its cluster on a pooled upstream
 /// connection of the same worker, its answer read and dropped. It counts in the cluster's stats and breakers like

@@ -1,5 +1,7 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
+import SidecarUpstream
 
 /// What a downstream request needs while it is forwarded: where it goes, what was sent, what has been tried.
 /// One per request in flight; attempts (the first try and each retry) reuse it. A class: it is large and

@@ -1,4 +1,5 @@
 import NIOCore
+import SidecarCore
 
 /// Puts a filter chain's handlers on a connection's pipeline: directly for plaintext, or behind the TLS
 /// handler and `DownstreamTLSHandshake` (which adds them once the handshake established the peer).

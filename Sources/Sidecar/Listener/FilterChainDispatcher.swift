@@ -1,5 +1,6 @@
 import NIOCore
 import Glibc
+import SidecarCore
 
 /// The first handler of a connection on a listener with several filter chains (or listener filters
 /// that must see data first). It runs http_inspector on the first bytes, picks the filter chain as Envoy

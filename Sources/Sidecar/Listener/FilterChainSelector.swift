@@ -1,4 +1,5 @@
 import NIOCore
+import SidecarCore
 
 /// Envoy's filter chain selection: criteria in order of precedence (destination port, destination IP,
 /// server name, transport protocol, application protocols, source IP). At each step the chains that match the

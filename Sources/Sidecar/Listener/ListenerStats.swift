@@ -1,3 +1,5 @@
+import SidecarCore
+
 /// `listener.<address>.*` slots (Envoy names the listener by its address, `:` as `_`).
 public struct ListenerStats: Sendable {
     public let cxTotal, noFilterChainMatch: Int

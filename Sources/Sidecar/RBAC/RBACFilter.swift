@@ -1,3 +1,5 @@
+import SidecarCore
+
 /// One RBAC filter of a filter chain at run time: its engines (rules or matcher) and its counters.
 struct RBACFilter: Sendable {
     let engine: RBACEngine?

@@ -1,3 +1,6 @@
+import SidecarCore
+import SidecarUpstream
+
 /// The config a stream runs on: every HTTP connection manager's route table and every cluster, resolved into each
 /// other once, when the snapshot is built. Immutable. A worker holds the current one; a stream takes it when it
 /// starts and keeps it to the end, so installing a new snapshot (what xDS will do) changes where the next request

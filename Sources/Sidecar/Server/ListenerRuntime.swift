@@ -1,4 +1,6 @@
 import NIOCore
+import SidecarCore
+import SidecarUpstream
 
 /// An HTTP listener's immutable settings as its connections use them.
 struct ListenerRuntime: Sendable {

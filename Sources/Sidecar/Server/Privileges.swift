@@ -1,6 +1,7 @@
 import CLibcap
 import Foundation
 import NIOCore
+import SidecarCore
 
 /// Least privilege: the sidecar checks up front that it holds the capabilities its config needs
 /// (CAP_NET_ADMIN for transparent listeners, CAP_NET_BIND_SERVICE for ports below the unprivileged

@@ -1,4 +1,5 @@
 import Atomics
+import SidecarCore
 
 /// What the whole server shares with its workers, filters and admin (Envoy's server factory context): the runtime,
 /// whether admin failed the server's health check, and who this proxy is. One per `SidecarServer`; Sendable and

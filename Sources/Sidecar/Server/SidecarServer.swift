@@ -3,6 +3,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Yams
+import SidecarCore
+import SidecarUpstream
 
 /// The running proxy: one event loop per worker, the configured listeners, the admin listener.
 public final class SidecarServer: @unchecked Sendable {
@@ -94,7 +96,7 @@ public final class SidecarServer: @unchecked Sendable {
             for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
                 guard case .httpConnectionManager(let h) = chain.network else { continue }
                 httpFilterFactories[li, default: [:]][ci] = h.httpFilters.map {
-                    $0.config.makeFactory(HTTPFilterBuildContext(
+                    $0.filterConfig.makeFactory(HTTPFilterBuildContext(
                         registry: registry, statPrefix: h.statPrefix, filterName: $0.name, server: context))
                 }
                 // Per-route filter configs with counters of their own (local_ratelimit) register them now too.
@@ -261,7 +263,7 @@ public final class SidecarServer: @unchecked Sendable {
             } catch {
                 throw ServerError("cannot bind listener '\(l.name)' to \(l.address): \(error)")
             }
-            Log.info("listener started", [("name", l.name), ("address", Self.describe(listenerChannels.last!.localAddress))])
+            Log.info("listener started", [("name", l.name), ("address", Log.describe(listenerChannels.last!.localAddress))])
         }
         if let admin = bootstrap.admin {
             do {
@@ -269,7 +271,7 @@ public final class SidecarServer: @unchecked Sendable {
             } catch {
                 throw ServerError("cannot bind admin to \(admin.address): \(error)")
             }
-            Log.info("admin started", [("address", Self.describe(adminChannel!.localAddress))])
+            Log.info("admin started", [("address", Log.describe(adminChannel!.localAddress))])
         }
         for (i, info) in snapshot.clusters.enumerated() {
             try startClusterServices(info, slot: i, hosts: hosts[i])
@@ -529,12 +531,6 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    static func describe(_ a: SocketAddress?) -> String {
-        guard let a, let ip = a.ipAddress, let port = a.port else { return "?" }
-        if case .v6 = a { return "[\(ip)]:\(port)" }
-        return "\(ip):\(port)"
-    }
-
     /// Sums every worker's stats.
     func collectStats() -> EventLoopFuture<[Int]> {
         let futures = workers.map { w in w.loop.submit { w.worker.value.stats.snapshot() } }
@@ -611,11 +607,6 @@ public final class SidecarServer: @unchecked Sendable {
 /// Lets a health checker's transition callback find the checker it belongs to.
 private final class HealthCheckerBox: @unchecked Sendable {
     weak var checker: ActiveHealthChecker?
-}
-
-struct ServerError: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
 }
 
 /// A set-once flag.

@@ -1,4 +1,6 @@
 import NIOCore
+import SidecarCore
+import SidecarUpstream
 
 /// Everything one event loop owns: its stats, its upstream connection pools, its load-balancer state.
 /// Nothing here is shared with another thread, so nothing here needs a lock.

@@ -1,3 +1,6 @@
+import SidecarCore
+import SidecarUpstream
+
 /// One worker's side of a `ConfigSnapshot`: its thread-local cluster for each of the snapshot's clusters, at the
 /// same slots. A stream holds it from its first byte to its last, so whatever it reaches through it (routes,
 /// hosts, pools) stays valid for the stream even after a newer snapshot is installed.

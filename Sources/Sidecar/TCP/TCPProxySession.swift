@@ -1,5 +1,7 @@
 import NIOCore
 import NIOPosix
+import SidecarCore
+import SidecarUpstream
 
 /// One downstream connection of a tcp_proxy listener and its upstream connection: picks the upstream
 /// host (the original destination for ORIGINAL_DST clusters), connects on the downstream's event loop,

@@ -1,3 +1,5 @@
+import SidecarCore
+
 /// `tcp.<stat_prefix>.*` slots of one tcp_proxy filter, with Envoy's names.
 public struct TCPProxyStats: Sendable {
     public let cxTotal, noRoute, rxBytes, txBytes, idleTimeout, pausedReading, resumedReading: Int

@@ -2,6 +2,8 @@ import Foundation
 import NIOCore
 import NIOSSL
 import NIOTLS
+import SidecarCore
+import SidecarUpstream
 
 /// Sits behind the server-side `NIOSSLServerHandler` of a TLS filter chain until the handshake is done.
 /// It holds the chain's own handlers back (they are installed only once the peer is known, so tcp_proxy
@@ -107,34 +109,17 @@ final class DownstreamTLSHandshake: ChannelInboundHandler, RemovableChannelHandl
         } else {
             // Envoy counts connection_error only for failures that are not a certificate verdict.
             worker.stats.inc(stats.connectionError)
-            reason = Self.describe(error)
+            reason = TLSHandshakeFailure.reason(error)
             refused = reason != "\(error)"
         }
         (refused ? Log.warning : Log.debug)("TLS handshake refused", [
-            ("reason", reason), ("peer", SidecarServer.describe(context.channel.remoteAddress)), ("where", owner),
+            ("reason", reason), ("peer", Log.describe(context.channel.remoteAddress)), ("where", owner),
         ])
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         context.fireChannelInactive()
-    }
-
-    /// BoringSSL's reason (`HTTP_REQUEST`, `NO_SHARED_CIPHER`, ...) without NIOSSL's wrapping, explained.
-    static func describe(_ error: Error) -> String {
-        let text = "\(error)"
-        let reasons = text.split(separator: ":").compactMap { part -> String? in
-            let word = part.split(separator: " ").first.map(String.init) ?? ""
-            return word.count > 3 && word.allSatisfy({ $0.isUppercase || $0 == "_" || $0.isNumber }) ? word : nil
-        }
-        guard let reason = reasons.last else { return text }
-        switch reason {
-        case "HTTP_REQUEST", "WRONG_VERSION_NUMBER": return "not TLS: plaintext on a TLS port (\(reason))"
-        case "NO_SHARED_CIPHER": return "no cipher suite in common (NO_SHARED_CIPHER)"
-        case "UNSUPPORTED_PROTOCOL": return "TLS version outside tls_params (UNSUPPORTED_PROTOCOL)"
-        case "PEER_DID_NOT_RETURN_A_CERTIFICATE": return "peer did not present a certificate"
-        default: return reason
-        }
     }
 }
 

@@ -2,6 +2,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `*_headers_to_add` values rendered with the substitution formatter, as Envoy 1.40 applies them.
 @Suite struct HeaderMutationsFormatTests {

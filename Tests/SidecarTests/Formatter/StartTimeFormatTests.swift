@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `%START_TIME(...)%` formats, checked against what Envoy 1.40 printed for the same instant.
 @Suite struct StartTimeFormatTests {

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The parser follows Envoy 1.40's `SubstitutionFormatParser`; the refusals below are the ones Envoy 1.40 gives
 /// (messages observed with the real binary), plus the commands Pilotfish does not implement.

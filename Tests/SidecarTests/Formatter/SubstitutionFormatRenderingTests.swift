@@ -3,6 +3,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// What each command renders, as Envoy 1.40 renders it in `*_headers_to_add` (observed with the real binary:
 /// missing values are empty there, `-` in access logs).

@@ -4,6 +4,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The connection manager's request and response header rules, as values and through the real proxy. The
 /// expectations were observed on Envoy 1.40 (loopback client, no internal_address_config).

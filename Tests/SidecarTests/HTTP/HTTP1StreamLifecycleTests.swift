@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The HTTP/1 stream lifecycle without a channel: when a stream is finished and what the connection does next.
 @Suite struct HTTP1StreamLifecycleTests {

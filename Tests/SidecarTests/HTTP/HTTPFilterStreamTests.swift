@@ -4,6 +4,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The filter chain's iteration rules, without channels: scripted filters record what they see, a recording codec
 /// stands for the connection.

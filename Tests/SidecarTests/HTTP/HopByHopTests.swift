@@ -2,6 +2,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Hop-by-hop headers end at the proxy, in either direction.
 struct HopByHopTests {

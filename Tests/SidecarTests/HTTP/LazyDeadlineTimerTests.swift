@@ -3,6 +3,8 @@ import NIOEmbedded
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The route timeout's timer: one task across requests, never firing after the deadline it serves.
 struct LazyDeadlineTimerTests {

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Route `request_mirror_policies` through the real proxy: a copy goes to the mirror cluster, its answer never
 /// reaches the client.

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `layered_runtime` through a real proxy: admin `/runtime` and `/runtime_modify`, and the features runtime keys
 /// drive (route `runtime_fraction`, local_ratelimit `filter_enabled` / `filter_enforced`).

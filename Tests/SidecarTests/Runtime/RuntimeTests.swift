@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The runtime's values and how features read them (Envoy's `SnapshotImpl`), without a server.
 @Suite struct RuntimeValueTests {

@@ -3,6 +3,8 @@ import Foundation
 import NIOCore
 import Testing
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Installing a config snapshot on a running proxy, on real loopback sockets: a stream keeps the snapshot it
 /// started with; the next one takes the new one.

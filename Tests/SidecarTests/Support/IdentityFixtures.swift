@@ -1,5 +1,7 @@
 import Foundation
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// A fresh directory under the system temporary directory, removed when `body` returns.
 func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {

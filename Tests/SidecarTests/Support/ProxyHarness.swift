@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// Envoy v3 bootstrap text for the integration tests: one listener on 127.0.0.1:0 with stat prefix
 /// `ingress_http`, the admin on 127.0.0.1:0, and STATIC clusters on loopback.

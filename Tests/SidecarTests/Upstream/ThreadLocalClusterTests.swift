@@ -2,6 +2,8 @@ import NIOCore
 import NIOEmbedded
 import Testing
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// A worker's cluster after a config snapshot dropped it: streams that started before still finish on it, but it
 /// leaves the membership and ejection gauges and changes them no more.

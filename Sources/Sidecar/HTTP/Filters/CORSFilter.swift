@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.cors` (Envoy's cors_filter.cc). The filter itself has no settings: the policy comes from
 /// the `typed_per_filter_config` (`CorsPolicy`) of the route, virtual host and route configuration, merged field

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.csrf` (Envoy's csrf_filter.cc): a mutating request (POST, PUT, DELETE, PATCH) must come
 /// from the origin it is sent to. The source origin is the host and port of `Origin`, else of `Referer`; the

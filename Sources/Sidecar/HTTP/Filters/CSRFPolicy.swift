@@ -4,6 +4,7 @@ import NIOHTTP1
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
+import SidecarCore
 #endif
 
 /// `envoy.extensions.filters.http.csrf.v3.CsrfPolicy`: the filter's config and its per-route override.

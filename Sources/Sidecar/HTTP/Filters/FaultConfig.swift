@@ -1,4 +1,5 @@
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.extensions.filters.http.fault.v3.HTTPFault`, as the fault filter and its per-route override use it. A
 /// class, read through a reference on every request; written only while it is decoded.

@@ -1,6 +1,7 @@
 import Atomics
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.fault`: delays and aborts requests, to test how callers cope (Envoy's fault_filter.cc).
 ///

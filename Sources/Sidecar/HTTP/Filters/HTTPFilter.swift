@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// What a decoder or encoder filter tells the stream after seeing headers: Envoy's `FilterHeadersStatus`.
 enum FilterHeadersStatus {

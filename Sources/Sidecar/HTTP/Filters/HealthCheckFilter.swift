@@ -1,6 +1,7 @@
 import Atomics
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.health_check`: answers the health checks of whoever balances load onto this proxy (Envoy's
 /// health_check.cc). A request is a health check when it matches every `headers` matcher (no matchers: every

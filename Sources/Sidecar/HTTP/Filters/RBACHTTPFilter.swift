@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.rbac`: allows or denies each request by the connection's and the request's properties.
 /// A denial is Envoy's local reply: 403, `RBAC: access denied`. Per route, `RBACPerRoute` replaces the rules

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.router`, the last filter of every chain: it acts on the route the connection manager chose
 /// for the request (no route: 404; direct response; redirect) or forwards it upstream. The forwarding itself

@@ -3,6 +3,8 @@ import NIOHTTP1
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `envoy.filters.http.cors`: the policy merge and preflight answers as plain values (a table written from what
 /// Envoy 1.40 answered to the same requests), then the filter through a real proxy on loopback.

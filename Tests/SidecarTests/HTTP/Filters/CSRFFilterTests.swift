@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `envoy.filters.http.csrf`: the origin check as plain values (a table written from what Envoy 1.40 answered
 /// to the same requests), then the filter through a real proxy on loopback.

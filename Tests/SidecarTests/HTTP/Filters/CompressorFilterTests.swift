@@ -3,6 +3,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The compressor and decompressor suites run one test at a time, together: the leak checks count codec handles
 /// process-wide.

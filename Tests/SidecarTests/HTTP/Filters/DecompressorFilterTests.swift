@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 extension CompressionFilterTests {
     /// `envoy.filters.http.decompressor` through a real proxy on loopback, against a scripted upstream, with the

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `envoy.filters.http.health_check` and admin `/healthcheck/fail` / `/healthcheck/ok` through a real proxy on
 /// loopback. What each test expects was measured on Envoy 1.40.

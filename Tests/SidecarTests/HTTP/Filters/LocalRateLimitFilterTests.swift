@@ -2,6 +2,8 @@ import Foundation
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// `envoy.filters.http.local_ratelimit` through a real proxy on loopback.
 @Suite(.serialized) struct LocalRateLimitFilterTests {

@@ -1,6 +1,8 @@
 import Testing
 
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The local rate limit's token bucket over an injected clock (seconds since the bucket started).
 @Suite struct TokenBucketTests {

@@ -1,6 +1,8 @@
 import NIOCore
 import Testing
 @testable import Sidecar
+@testable import SidecarCore
+@testable import SidecarUpstream
 
 /// The pool's bookkeeping driven event by event, without channels: which connection a request gets, when it
 /// waits or overflows, what becomes of a released connection, and where a freed slot goes.

@@ -1,6 +1,7 @@
 import Atomics
 import CCompression
 import NIOCore
+import SidecarCore
 
 /// How many codec handles (zlib streams, brotli and zstd contexts) are alive in the process: each compressor and
 /// decompressor owns one from `init` to `deinit`. Tests check that it falls back once streams are over.

@@ -1,4 +1,5 @@
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.extensions.filters.http.compressor.v3.Compressor`.
 struct CompressorConfig: Sendable {

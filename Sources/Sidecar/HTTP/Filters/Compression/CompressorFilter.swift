@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.compressor` (Envoy's compressor_filter.cc): compresses responses the client accepts in this
 /// filter's encoding, and (with `request_direction_config`) request bodies.

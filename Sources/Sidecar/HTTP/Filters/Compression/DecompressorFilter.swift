@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.extensions.filters.http.decompressor.v3.Decompressor`.
 struct DecompressorConfig: Sendable {

@@ -1,4 +1,5 @@
 import CCompression
+import SidecarCore
 
 /// The codings both filters know, as HTTP and Envoy's stats name them.
 enum CompressionAlgorithm: Sendable {

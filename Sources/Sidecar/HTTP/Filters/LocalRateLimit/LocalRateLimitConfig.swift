@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`, for the filter and for a route's
 /// `typed_per_filter_config`. Each config owns its token bucket (shared by every worker) and, once the server

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// `envoy.filters.http.local_ratelimit`: a token bucket per filter (or per route, or per downstream connection)
 /// that every worker takes from. A request is counted `enabled` when `filter_enabled` selects it; it passes (`ok`)

@@ -1,6 +1,0 @@
-/// Where a cluster sits in one config snapshot. Route targets are resolved to it once, when the snapshot is built,
-/// and each worker keeps its thread-local cluster at the same place for that snapshot, so a request reaches its
-/// cluster with an array read instead of a lookup by name. Meaningful only with the snapshot that made it.
-struct ClusterSlot: Sendable, Hashable {
-    let index: Int
-}

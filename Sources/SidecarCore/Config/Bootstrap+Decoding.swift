@@ -1,0 +1,150 @@
+import Foundation
+import Yams
+
+extension Bootstrap {
+    /// The lists whose elements stand on their own: after an error in one, decoding goes on without it, so that
+    /// one load reports the errors of all of them (see `ConfigSession`).
+    package static let recoverableLists: Set<String> = ["listeners", "clusters", "virtual_hosts", "routes"]
+
+    /// Loads a bootstrap from YAML or JSON text, whose HTTP filters are those of `httpFilters`. On failure the
+    /// `ConfigError` is the first problem by line and carries every other one found in `others`.
+    package static func load(text: String, httpFilters: HTTPFilterCatalog) throws -> Bootstrap {
+        guard let root = try ConfigDocument.parse(text) else {
+            throw ConfigError(path: "", line: nil, message: "the config is empty")
+        }
+        return try ConfigSession.decode(root, recovering: recoverableLists, httpFilters: httpFilters, Self.decode)
+    }
+
+    package static func load(file: String, httpFilters: HTTPFilterCatalog) throws -> Bootstrap {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigError(path: "", line: nil, message: "cannot read config file '\(file)'")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(path: "", line: nil, message: "config file '\(file)' is not UTF-8")
+        }
+        return try load(text: text, httpFilters: httpFilters)
+    }
+
+    package static func decode(_ value: ConfigValue) throws -> Bootstrap {
+        let obj = try value.object()
+        try obj.unsupported([
+            "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config",
+            "overload_manager", "tracing", "watchdog", "watchdogs", "hds_config", "flags_path", "stats_flush_interval",
+            "bootstrap_extensions", "fatal_actions", "default_socket_interface", "inline_headers",
+        ])
+        var admin: Admin?
+        if let a = obj.optional("admin") {
+            let ao = try a.object()
+            try ao.unsupported(["access_log", "profile_path", "socket_options", "ignore_global_conn_limit"])
+            admin = Admin(address: try SocketAddressConfig.decodeAddress(try ao.required("address")))
+            try ao.finish()
+        }
+        var listeners: [Listener] = []
+        var clusters: [Cluster] = []
+        if let sr = obj.optional("static_resources") {
+            let so = try sr.object()
+            try so.unsupported(["secrets"])
+            listeners = try so.list("listeners").map(Listener.decode)
+            clusters = try so.list("clusters").map(Cluster.decode)
+            try so.finish()
+        }
+        var nodeID: String?, nodeCluster: String?
+        if let n = obj.optional("node") {
+            let no = try n.object()
+            try no.unsupported([
+                "metadata", "dynamic_parameters", "locality", "user_agent_name", "user_agent_version",
+                "user_agent_build_version", "extensions", "client_features", "listening_addresses",
+            ])
+            nodeID = try no.optional("id")?.string()
+            nodeCluster = try no.optional("cluster")?.string()
+            try no.finish()
+        }
+        let layeredRuntime = try obj.optional("layered_runtime").map(LayeredRuntimeConfig.decode)
+        try obj.finish()
+        var bootstrap = Bootstrap(admin: admin, listeners: listeners, clusters: clusters)
+        bootstrap.nodeID = nodeID
+        bootstrap.nodeCluster = nodeCluster
+        bootstrap.layeredRuntime = layeredRuntime
+        try bootstrap.validate(root: obj)
+        return bootstrap
+    }
+
+    /// Cross-references: names are unique and every route names a cluster that exists.
+    private func validate(root: ConfigObject) throws {
+        let doc = root.value
+        var clusterNames = Set<String>()
+        for (i, c) in clusters.enumerated() where !clusterNames.insert(c.name).inserted {
+            throw doc.error(at: "static_resources.clusters[\(i)].name", "duplicate cluster name '\(c.name)'")
+        }
+        // A cluster left out after an error of its own (see `ConfigSession.decode`) still counts for references,
+        // so that its error is not followed by one for every route to it; if it has no name to count, references
+        // are not checked at all.
+        var checkReferences = true
+        if let session = doc.session, !session.excluded.isEmpty,
+           case .sequence(let raw)? = doc.child("static_resources")?.child("clusters")?.node {
+            for (i, node) in raw.enumerated() where session.isExcluded("static_resources.clusters[\(i)]") {
+                if let name = try? ConfigValue(node: node, path: "").child("name")?.string() {
+                    clusterNames.insert(name)
+                } else {
+                    checkReferences = false
+                }
+            }
+        }
+        var listenerNames = Set<String>()
+        var addresses = Set<SocketAddressConfig>()
+        for (i, l) in listeners.enumerated() {
+            if !listenerNames.insert(l.name).inserted {
+                throw doc.error(at: "static_resources.listeners[\(i)].name", "duplicate listener name '\(l.name)'")
+            }
+            if !addresses.insert(l.address).inserted && l.bindToPort {
+                throw doc.error(at: "static_resources.listeners[\(i)].address",
+                                "listener '\(l.name)' reuses address \(l.address)")
+            }
+            let filter = "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config"
+            guard checkReferences else { continue }
+            switch l.network {
+            case .httpConnectionManager(let hcm):
+                try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))
+            case .tcpProxy(let tcp):
+                if !clusterNames.contains(tcp.cluster) {
+                    throw doc.error(at: filter + ".cluster", "tcp_proxy refers to unknown cluster '\(tcp.cluster)'")
+                }
+            }
+        }
+    }
+}
+
+extension SocketAddressConfig {
+    /// Decodes an `envoy.config.core.v3.Address`; only `socket_address` over TCP is supported.
+    package static func decodeAddress(_ value: ConfigValue) throws -> SocketAddressConfig {
+        let obj = try value.object()
+        try obj.unsupported(["pipe", "envoy_internal_address"])
+        let sa = try obj.required("socket_address")
+        try obj.finish()
+        return try decodeSocketAddress(sa, requireIP: true)
+    }
+
+    package static func decodeSocketAddress(_ value: ConfigValue, requireIP: Bool) throws -> SocketAddressConfig {
+        let so = try value.object()
+        try so.unsupported(["named_port", "resolver_name", "ipv4_compat", "network_namespace_filepath"])
+        if let p = so.optional("protocol"), try p.string() != "TCP" {
+            throw p.error("only protocol TCP is supported")
+        }
+        let addrValue = try so.required("address")
+        let address = try addrValue.nonEmptyString()
+        if requireIP && !IPAddressText.isIP(address) {
+            throw addrValue.error("'\(address)' is not an IP address")
+        }
+        let port = Int(try so.required("port_value").int(min: 0, max: 65535))
+        try so.finish()
+        return SocketAddressConfig(address: address, port: port)
+    }
+}
+
+package enum IPAddressText {
+    package static func isIP(_ s: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
+    }
+}

@@ -1,0 +1,246 @@
+extension TLSContextConfig {
+    package static let transportSocketName = "envoy.transport_sockets.tls"
+    package static let downstreamType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+    package static let upstreamType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    package static let rawBufferType = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+    package static let secretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+    /// A `transport_socket` on a filter chain or cluster: TLS, or raw_buffer (plaintext, returns nil).
+    package static func decodeTransportSocket(_ value: ConfigValue, side: Side) throws -> TLSContextConfig? {
+        let obj = try value.object()
+        try obj.unsupported(["config_discovery"])
+        let name = try obj.required("name").nonEmptyString()
+        guard let typed = obj.optional("typed_config") else {
+            if name == "envoy.transport_sockets.raw_buffer" || name == "raw_buffer" {
+                try obj.finish()
+                return nil
+            }
+            throw value.error("transport_socket '\(name)' needs a typed_config")
+        }
+        let t = try typed.object()
+        let type = try t.required("@type").string()
+        let expected = side == .downstream ? downstreamType : upstreamType
+        let result: TLSContextConfig?
+        switch type {
+        case rawBufferType:
+            try t.finish()
+            result = nil
+        case expected:
+            result = try decode(t, side: side)
+        case downstreamType, upstreamType:
+            throw typed.error("a \(side == .downstream ? "listener filter chain" : "cluster") needs \(expected), not \(type)")
+        default:
+            throw typed.error("transport socket type '\(type)' is not supported by Pilotfish yet; supported: \(expected), \(rawBufferType)")
+        }
+        try obj.finish()
+        return result
+    }
+
+    package static func decode(_ t: ConfigObject, side: Side) throws -> TLSContextConfig {
+        switch side {
+        case .downstream:
+            try t.unsupported([
+                "require_sni", "session_ticket_keys", "session_ticket_keys_sds_secret_config",
+                "disable_stateless_session_resumption", "disable_stateful_session_resumption", "session_timeout",
+                "ocsp_staple_policy", "full_scan_certs_on_sni_mismatch", "prefer_client_ciphers",
+            ])
+        case .upstream:
+            try t.unsupported([
+                "auto_host_sni", "auto_sni_san_validation", "allow_renegotiation", "max_session_keys",
+                "enforce_rsa_key_usage",
+            ])
+        }
+        var config = TLSContextConfig(side: side, certificates: .none)
+        if let common = t.optional("common_tls_context") {
+            try decodeCommon(common, into: &config)
+        }
+        switch side {
+        case .downstream:
+            config.requireClientCertificate = try t.optional("require_client_certificate")?.bool() ?? false
+            if case .none = config.certificates {
+                throw t.value.error("a DownstreamTlsContext needs a certificate: common_tls_context.tls_certificates or tls_certificate_sds_secret_configs")
+            }
+            if config.requireClientCertificate && config.validation == nil {
+                throw t.value.error("require_client_certificate needs a validation context with trusted_ca to check the client's certificate against")
+            }
+        case .upstream:
+            if let s = t.optional("sni") {
+                let sni = try s.string()
+                if !sni.isEmpty {
+                    if sni.utf8.count > 255 { throw s.error("sni is longer than 255 bytes") }
+                    config.sni = sni
+                }
+            }
+        }
+        try t.finish()
+        return config
+    }
+
+    private static func decodeCommon(_ value: ConfigValue, into config: inout TLSContextConfig) throws {
+        let c = try value.object()
+        try c.unsupported([
+            "tls_certificate_provider_instance", "tls_certificate_certificate_provider",
+            "tls_certificate_certificate_provider_instance", "tls_certificate_selector", "custom_tls_certificate_selector",
+            "validation_context_certificate_provider", "validation_context_certificate_provider_instance",
+            "custom_handshaker", "key_log",
+        ])
+        if let p = c.optional("tls_params") { config.params = try TLSParams.decode(p) }
+        let certs = c.optional("tls_certificates")
+        let sdsCerts = c.optional("tls_certificate_sds_secret_configs")
+        if let certs, sdsCerts != nil {
+            throw certs.error("set tls_certificates or tls_certificate_sds_secret_configs, not both")
+        }
+        if let certs {
+            let list = try certs.array().map(TLSCertificateConfig.decode)
+            if list.count > 1 {
+                throw certs.error("more than one tls_certificate (certificates chosen by key type) is not supported by Pilotfish yet; choose certificates by SNI with several filter chains")
+            }
+            if !list.isEmpty { config.certificates = .inline(list) }
+        }
+        if let sdsCerts {
+            let list = try sdsCerts.array()
+            if list.count > 1 {
+                throw sdsCerts.error("more than one tls_certificate_sds_secret_config is not supported by Pilotfish yet")
+            }
+            if let first = list.first { config.certificates = .sds(try SDSSecretReference.decode(first)) }
+        }
+        let sources = ["validation_context", "validation_context_sds_secret_config", "combined_validation_context"]
+        if let (key, v) = try c.oneOf(sources, required: false) {
+            switch key {
+            case "validation_context":
+                config.validation = .inline(try CertificateValidationConfig.decode(v))
+            case "validation_context_sds_secret_config":
+                config.validation = .sds(try SDSSecretReference.decode(v), defaults: CertificateValidationConfig())
+            default:
+                let o = try v.object()
+                let defaults = try CertificateValidationConfig.decode(try o.required("default_validation_context"))
+                let secret = try SDSSecretReference.decode(try o.required("validation_context_sds_secret_config"))
+                try o.unsupported(["validation_context_certificate_provider", "validation_context_certificate_provider_instance"])
+                try o.finish()
+                config.validation = .sds(secret, defaults: defaults)
+            }
+        }
+        if let a = c.optional("alpn_protocols") {
+            config.alpnProtocols = try a.array().map { try $0.nonEmptyString() }
+        }
+        try c.finish()
+    }
+}
+
+extension DataSourceConfig {
+    package static func decode(_ value: ConfigValue) throws -> DataSourceConfig {
+        let o = try value.object()
+        try o.unsupported(["inline_bytes", "environment_variable", "watched_directory"])
+        guard let (key, v) = try o.oneOf(["filename", "inline_string"]) else {
+            throw value.error("expected filename or inline_string")
+        }
+        try o.finish()
+        return key == "filename" ? .file(try v.nonEmptyString()) : .inline(try v.nonEmptyString())
+    }
+}
+
+extension TLSCertificateConfig {
+    package static func decode(_ value: ConfigValue) throws -> TLSCertificateConfig {
+        let o = try value.object()
+        try o.unsupported([
+            "pkcs12", "watched_directory", "private_key_provider", "password", "ocsp_staple",
+            "signed_certificate_timestamp",
+        ])
+        let chain = try DataSourceConfig.decode(try o.required("certificate_chain"))
+        let key = try DataSourceConfig.decode(try o.required("private_key"))
+        try o.finish()
+        return TLSCertificateConfig(certificateChain: chain, privateKey: key)
+    }
+}
+
+extension CertificateValidationConfig {
+    package static func decode(_ value: ConfigValue) throws -> CertificateValidationConfig {
+        let o = try value.object()
+        try o.unsupported([
+            "ca_certificate_provider_instance", "system_root_certs", "watched_directory", "verify_certificate_spki",
+            "verify_certificate_hash", "match_subject_alt_names", "require_signed_certificate_timestamp", "crl",
+            "allow_expired_certificate", "custom_validator_config", "only_verify_leaf_cert_crl", "max_verify_depth",
+        ])
+        var config = CertificateValidationConfig()
+        if let ca = o.optional("trusted_ca") { config.trustedCA = try DataSourceConfig.decode(ca) }
+        if let tv = o.optional("trust_chain_verification") {
+            let s = try tv.string()
+            if s == "ACCEPT_UNTRUSTED" {
+                throw tv.error("trust_chain_verification ACCEPT_UNTRUSTED is a valid Envoy value but is not supported by Pilotfish")
+            }
+            guard s == "VERIFY_TRUST_CHAIN" else { throw tv.error("unknown trust_chain_verification '\(s)'") }
+        }
+        if let m = o.optional("match_typed_subject_alt_names") {
+            config.matchSubjectAltNames = try m.array().map(SubjectAltNameMatcher.decode)
+        }
+        try o.finish()
+        return config
+    }
+}
+
+extension SubjectAltNameMatcher {
+    package static func decode(_ value: ConfigValue) throws -> SubjectAltNameMatcher {
+        let o = try value.object()
+        try o.unsupported(["oid"])
+        let typeValue = try o.required("san_type")
+        if try typeValue.string() == "OTHER_NAME" {
+            throw typeValue.error("san_type OTHER_NAME is a valid Envoy value but is not supported by Pilotfish yet")
+        }
+        let type = try typeValue.enumValue(SANType.self)
+        let matcher = try StringMatcher.decode(try o.required("matcher"))
+        try o.finish()
+        return SubjectAltNameMatcher(type: type, matcher: matcher)
+    }
+}
+
+extension TLSParams {
+    package static func decode(_ value: ConfigValue) throws -> TLSParams {
+        let o = try value.object()
+        try o.unsupported(["signature_algorithms", "compliance_policies"])
+        var p = TLSParams()
+        if let v = o.optional("tls_minimum_protocol_version") { p.minimumVersion = try v.enumValue(Version.self) }
+        if let v = o.optional("tls_maximum_protocol_version") { p.maximumVersion = try v.enumValue(Version.self) }
+        if p.minimumVersion != .TLS_AUTO, p.maximumVersion != .TLS_AUTO, p.minimumVersion > p.maximumVersion {
+            throw value.error("tls_minimum_protocol_version \(p.minimumVersion.rawValue) is above tls_maximum_protocol_version \(p.maximumVersion.rawValue)")
+        }
+        if let v = o.optional("cipher_suites") { p.cipherSuites = try v.array().map { try $0.nonEmptyString() } }
+        if let v = o.optional("ecdh_curves") { p.ecdhCurves = try v.array().map { try $0.nonEmptyString() } }
+        try o.finish()
+        return p
+    }
+}
+
+extension SDSSecretReference {
+    /// `SdsSecretConfig` whose `sds_config` is a file: `path_config_source {path, watched_directory}` (or the
+    /// deprecated `path`). Secrets from a control plane over gRPC are not supported yet.
+    package static func decode(_ value: ConfigValue) throws -> SDSSecretReference {
+        let o = try value.object()
+        let name = try o.required("name").nonEmptyString()
+        let sourceValue = try o.required("sds_config")
+        let s = try sourceValue.object()
+        try s.unsupported(["api_config_source", "ads", "self", "authorities", "initial_fetch_timeout"])
+        if let v = s.optional("resource_api_version") {
+            guard try v.string() == "V3" else { throw v.error("only resource_api_version V3 is supported") }
+        }
+        var path: String
+        var watched: String?
+        if let pcs = s.optional("path_config_source") {
+            if s.has("path") { throw sourceValue.error("set path_config_source or path, not both") }
+            let p = try pcs.object()
+            path = try p.required("path").nonEmptyString()
+            if let w = p.optional("watched_directory") {
+                let wo = try w.object()
+                watched = try wo.required("path").nonEmptyString()
+                try wo.finish()
+            }
+            try p.finish()
+        } else if let p = s.optional("path") {
+            path = try p.nonEmptyString()
+        } else {
+            throw sourceValue.error("sds_config needs path_config_source (secrets from a file); other config sources are not supported by Pilotfish yet")
+        }
+        try s.finish()
+        try o.finish()
+        return SDSSecretReference(name: name, path: path, watchedDirectory: watched)
+    }
+}

@@ -1,0 +1,27 @@
+/// `internal_only_headers`: headers only internal requests may carry.
+///
+/// Envoy's connection manager removes them from every request that is not internal, before a route is chosen
+/// and before the router adds any header. The proxy never marks a request internal (Pilotfish has no
+/// `use_remote_address` / `internal_address_config`), so there they are removed from every request; the
+/// route-check tool's `internal: true` input keeps them.
+extension RouteConfiguration {
+    /// The request as routing sees it.
+    package func requestAsRouted(_ request: RouteRequest) -> RouteRequest {
+        guard !request.isInternal, !internalOnlyHeaders.isEmpty,
+              internalOnlyHeaders.contains(where: { request.headers.contains(name: $0) }) else { return request }
+        var routed = request
+        for name in internalOnlyHeaders { routed.headers.remove(name: name) }
+        return routed
+    }
+
+    /// One `internal_only_headers` entry, lower-cased; nil for a pseudo-header or `host`, which Envoy accepts
+    /// but whose removal by that name touches nothing there (the authority is `:authority`).
+    package static func decodeInternalOnlyHeader(_ value: ConfigValue) throws -> String? {
+        let name = try value.nonEmptyString().lowercased()
+        if name.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+            throw value.error("header name '\(name)' contains a control character")
+        }
+        if name.hasPrefix(":") || name == "host" { return nil }
+        return name
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SidecarCore
+
+/// Keeps one `ClusterInfo` per cluster across config snapshots (Envoy's cluster manager, without CDS): a snapshot
+/// that names a cluster with the config it had before gets the same object, so its stats, breakers and every
+/// worker's pools and hosts carry over. Stats are registered before the workers start; after that
+/// (`sealed`) a cluster that is new or whose config changed would need stats the workers have no room for yet,
+/// and is refused.
+package final class ClusterManager: @unchecked Sendable {
+    private let registry: StatsRegistry
+    /// Guards `known` and `sealed`: snapshots may be built from any thread.
+    private let lock = NIOLock()
+    /// Every cluster ever given out, by name: a cluster removed and later added back unchanged is the same.
+    private var known: [String: ClusterInfo] = [:]
+    private var sealed = false
+
+    package init(registry: StatsRegistry) {
+        self.registry = registry
+    }
+
+    /// The cluster infos for `configs`, in order: known ones reused, new ones made (their stats registered).
+    package func infos(for configs: [Cluster]) throws -> [ClusterInfo] {
+        try lock.withLock {
+            try configs.map { c in
+                if let info = known[c.name], info.config == c { return info }
+                guard !sealed else {
+                    throw ServerError(known[c.name] == nil
+                        ? "cluster '\(c.name)' is new: clusters can only be added before the server starts"
+                        : "cluster '\(c.name)' changed: a cluster's config can only change before the server starts")
+                }
+                let info = ClusterInfo(config: c, registry: registry)
+                known[c.name] = info
+                return info
+            }
+        }
+    }
+
+    /// The workers are about to size their stat arrays: no stat may be registered from now on.
+    package func seal() {
+        lock.withLock { sealed = true }
+    }
+
+    /// Resolves a cluster's endpoints: IPs as they are, names through getaddrinfo (STRICT_DNS keeps every
+    /// address, LOGICAL_DNS the first).
+    package static func resolve(_ cluster: Cluster) -> [UpstreamHost] {
+        var hosts: [UpstreamHost] = []
+        for ep in cluster.endpoints {
+            let port = ep.address.port
+            if let addr = try? SocketAddress(ipAddress: ep.address.address, port: port) {
+                hosts.append(UpstreamHost(address: addr, hostname: ep.hostname ?? ep.address.address, weight: ep.weight))
+                continue
+            }
+            var addrs = lookup(ep.address.address, port: port, family: cluster.dnsLookupFamily)
+            if cluster.type == .LOGICAL_DNS { addrs = Array(addrs.prefix(1)) }
+            for a in addrs {
+                hosts.append(UpstreamHost(address: a, hostname: ep.hostname ?? ep.address.address, weight: ep.weight))
+            }
+        }
+        return hosts
+    }
+
+    private static func lookup(_ name: String, port: Int, family: Cluster.DNSLookupFamily) -> [SocketAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        switch family {
+        case .V4_ONLY: hints.ai_family = AF_INET
+        case .V6_ONLY: hints.ai_family = AF_INET6
+        case .AUTO, .V4_PREFERRED, .ALL: hints.ai_family = AF_UNSPEC
+        }
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(name, String(port), &hints, &result) == 0, let first = result else { return [] }
+        defer { freeaddrinfo(first) }
+        var v4: [SocketAddress] = []
+        var v6: [SocketAddress] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = p {
+            if ai.pointee.ai_family == AF_INET {
+                ai.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { v4.append(SocketAddress($0.pointee, host: name)) }
+            } else if ai.pointee.ai_family == AF_INET6 {
+                ai.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { v6.append(SocketAddress($0.pointee, host: name)) }
+            }
+            p = ai.pointee.ai_next
+        }
+        var seen = Set<SocketAddress>()
+        let ordered: [SocketAddress]
+        switch family {
+        case .V4_ONLY: ordered = v4
+        case .V6_ONLY: ordered = v6
+        case .V4_PREFERRED: ordered = v4.isEmpty ? v6 : v4
+        case .AUTO: ordered = v6.isEmpty ? v4 : v6
+        case .ALL: ordered = v4 + v6
+        }
+        return ordered.filter { seen.insert($0).inserted }
+    }
+}

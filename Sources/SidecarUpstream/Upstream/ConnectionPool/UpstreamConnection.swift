@@ -1,0 +1,108 @@
+import NIOCore
+import NIOHTTP1
+
+/// One HTTP/1.1 connection to an upstream host. It carries one request at a time for the stream that
+/// holds it, and goes back to its worker's pool when both directions finished cleanly.
+package final class UpstreamConnection: ChannelDuplexHandler {
+    package typealias InboundIn = HTTPClientResponsePart
+    package typealias OutboundIn = HTTPClientRequestPart
+    package typealias OutboundOut = HTTPClientRequestPart
+
+    package let host: UpstreamHost
+    /// The pool it belongs to, where a stream releases it (the pool of the cluster in the stream's snapshot).
+    package let pool: ConnectionPool
+    private(set) var context: ChannelHandlerContext?
+    /// The stream using this connection; nil while pooled.
+    package var stream: (any UpstreamResponseReceiver)?
+    private var readPending = false
+    /// Set when the upstream said `connection: close` or the exchange ended uncleanly.
+    package var reusable = true
+
+    package let poolKey: ConnectionPool.Key
+    /// When it last went back to the pool.
+    package var idleSince = NIODeadline.now()
+    /// When it connected (max_connection_duration) and how many requests it finished.
+    package var connectedAt = NIODeadline.now()
+    package var requests = 0
+
+    package init(host: UpstreamHost, pool: ConnectionPool, poolKey: ConnectionPool.Key) {
+        self.host = host
+        self.pool = pool
+        self.poolKey = poolKey
+    }
+
+    package var channel: Channel? { context?.channel }
+    package var isActive: Bool { context?.channel.isActive ?? false }
+    package var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    package func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    /// Breaks the handler <-> context cycle, or every closed upstream connection stayed in memory.
+    package func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let stream else {
+            // Bytes from an idle upstream: it broke the protocol, so drop it.
+            reusable = false
+            context.close(promise: nil)
+            return
+        }
+        let part = unwrapInboundIn(data)
+        if case .head(let head) = part, !head.isKeepAlive {
+            // `connection: close` (or HTTP/1.0 without keep-alive): never hand this connection out again,
+            // even if its FIN has not been read yet when the response ends.
+            reusable = false
+        }
+        stream.upstreamRead(part)
+    }
+
+    package func channelReadComplete(context: ChannelHandlerContext) {
+        stream?.upstreamReadComplete()
+    }
+
+    package func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { stream?.upstreamBecameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    package func channelInactive(context: ChannelHandlerContext) {
+        reusable = false
+        let s = stream
+        stream = nil
+        s?.upstreamClosed()
+        context.fireChannelInactive()
+    }
+
+    package func errorCaught(context: ChannelHandlerContext, error: Error) {
+        reusable = false
+        context.close(promise: nil)
+    }
+
+    /// Backpressure: hold upstream reads while the downstream cannot take more.
+    package func read(context: ChannelHandlerContext) {
+        if let stream, !stream.downstreamWritable {
+            readPending = true
+            return
+        }
+        context.read()
+    }
+
+    package func resumeReading() {
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    package func send(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    package func flush() { context?.flush() }
+
+    package func close() {
+        reusable = false
+        stream = nil
+        context?.close(promise: nil)
+    }
+}
+
+@available(*, unavailable) extension UpstreamConnection: Sendable {}
