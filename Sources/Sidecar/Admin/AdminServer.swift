@@ -183,19 +183,6 @@ final class AdminHandler: ChannelInboundHandler {
 
     static func isMutating(_ path: String) -> Bool { AdminServer.mutating.contains(path) }
 
-    static func jsonEscape(_ s: String) -> String {
-        var out = ""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out
-    }
-
     private func serverInfo() -> String {
         let uptime = Int(Date().timeIntervalSince(server.startTime))
         let state = server.isDraining || server.context.healthCheckFailed ? "DRAINING" : "LIVE"
@@ -208,8 +195,8 @@ final class AdminHandler: ChannelInboundHandler {
           "concurrency": \(server.concurrency),
           "drain_time": "\(server.drainTime.nanoseconds / 1_000_000_000)s",
           "mode": "Serve",
-          "service_node": "\(Self.jsonEscape(server.bootstrap.nodeID ?? ""))",
-          "service_cluster": "\(Self.jsonEscape(server.bootstrap.nodeCluster ?? ""))"
+          "service_node": "\(JSONText.escape(server.bootstrap.nodeID ?? ""))",
+          "service_cluster": "\(JSONText.escape(server.bootstrap.nodeCluster ?? ""))"
          },
          "uptime_current_epoch": "\(uptime)s",
          "uptime_all_epochs": "\(uptime)s"

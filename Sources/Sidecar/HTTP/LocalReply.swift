@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// Responses the proxy makes itself, in Envoy's words.
 enum LocalReply {

@@ -20,6 +20,11 @@ public struct SocketAddressConfig: Sendable, Hashable, CustomStringConvertible {
     public var address: String
     public var port: Int
 
+    package init(address: String, port: Int) {
+        self.address = address
+        self.port = port
+    }
+
     public var description: String { address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)" }
 }
 

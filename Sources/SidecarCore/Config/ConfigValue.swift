@@ -27,6 +27,12 @@ package struct ConfigValue {
     /// The decoding pass this value was read in; nil for a value made on its own (then `object()` starts one).
     package var session: ConfigSession? = nil
 
+    package init(node: Node, path: String, session: ConfigSession? = nil) {
+        self.node = node
+        self.path = path
+        self.session = session
+    }
+
     package var line: Int? { node.mark?.line }
 
     /// An error about this value. While mappings around it are still being decoded, their unknown fields are
@@ -232,7 +238,7 @@ package final class ConfigObject {
     /// Fields asked about with `has`, which does not consume them.
     private var mentioned: Set<String> = []
     /// Set once `finish()` has found nothing left over.
-    private(set) var isFinished = false
+    package private(set) var isFinished = false
 
     package var path: String { value.path }
 

@@ -3,6 +3,11 @@ public struct FractionalPercent: Sendable, Equatable {
     public var numerator: UInt64
     public var denominator: UInt64
 
+    package init(numerator: UInt64, denominator: UInt64) {
+        self.numerator = numerator
+        self.denominator = denominator
+    }
+
     public static let zero = FractionalPercent(numerator: 0, denominator: 100)
     public static let hundred = FractionalPercent(numerator: 100, denominator: 100)
 

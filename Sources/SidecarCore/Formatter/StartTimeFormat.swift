@@ -11,7 +11,7 @@ import Darwin
 /// N fractional digits), `%Ez` and `%E4Y`. Parsed once; a specifier Pilotfish does not render is refused at load
 /// (Envoy would pass some of them to strftime), so a format never renders differently without saying so.
 public struct StartTimeFormat: Sendable, Equatable {
-    enum Segment: Sendable, Equatable {
+    package enum Segment: Sendable, Equatable {
         case literal(String)
         case year, year2, century, month, day, daySpacePadded, dayOfYear, hour24, hour24SpacePadded, hour12,
              hour12SpacePadded, amPM, minute, second, epochSeconds, weekdayShort, weekdayLong, weekdayMonday1,
@@ -22,7 +22,7 @@ public struct StartTimeFormat: Sendable, Equatable {
         case secondsWithFraction(digits: Int)
     }
 
-    let segments: [Segment]
+    package let segments: [Segment]
 
     /// Envoy's default `%START_TIME%`: `%Y-%m-%dT%H:%M:%E3SZ`, e.g. 2026-12-05T21:55:08.190Z.
     public static let `default` = StartTimeFormat(segments: [
@@ -30,12 +30,12 @@ public struct StartTimeFormat: Sendable, Equatable {
         .literal(":"), .secondsWithFraction(digits: 3), .literal("Z"),
     ])
 
-    init(segments: [Segment]) {
+    package init(segments: [Segment]) {
         self.segments = segments
     }
 
     /// Throws a message naming the specifier that is not supported.
-    init(parsing text: String) throws(FormatSyntaxError) {
+    package init(parsing text: String) throws(FormatSyntaxError) {
         if text.contains("\n") {
             throw FormatSyntaxError("START_TIME format '\(text)' contains a newline")
         }

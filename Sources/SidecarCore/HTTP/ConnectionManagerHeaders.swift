@@ -32,6 +32,8 @@ package struct ConnectionManagerHeaders: Sendable {
     /// non-loopback address).
     package var localAddress = "127.0.0.1"
 
+    package init() {}
+
     package static let alwaysRemoved = ["x-envoy-internal", "x-envoy-ip-tags", "x-envoy-force-trace"]
     package static let externalRemoved = [
         "x-envoy-decorator-operation", "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node",

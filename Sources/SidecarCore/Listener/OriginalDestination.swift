@@ -11,7 +11,7 @@ import Glibc
 /// `OriginalDestinationLookup`, shared with sidecar-init; this adapts it to the channel and SocketAddress.
 package enum OriginalDestination {
     /// Must run on the channel's event loop (the socket is read synchronously).
-    static func lookup(_ channel: Channel, listener: Listener) -> SocketAddress? {
+    package static func lookup(_ channel: Channel, listener: Listener) -> SocketAddress? {
         guard let local = channel.localAddress else { return nil }
         let family: Int32
         switch local {

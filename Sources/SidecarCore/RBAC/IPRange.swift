@@ -12,7 +12,7 @@ package enum IPAddress: Sendable, Equatable {
 
     /// The address of a socket. An IPv4-mapped IPv6 peer of a dual-stack socket is its IPv4 address, as
     /// Envoy reports it; a Unix socket has none.
-    init?(_ address: SocketAddress) {
+    package init?(_ address: SocketAddress) {
         switch address {
         case .v4(let a):
             self = .v4(UInt32(bigEndian: a.address.sin_addr.s_addr))
@@ -25,7 +25,7 @@ package enum IPAddress: Sendable, Equatable {
 
     /// A textual address (Envoy's `parseInternetAddressNoThrow`): dotted IPv4 or IPv6 without brackets or
     /// port. An IPv4-mapped IPv6 text stays IPv6, as in Envoy.
-    init?(parsing text: String) {
+    package init?(parsing text: String) {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
             self = .v4(UInt32(bigEndian: v4.s_addr))

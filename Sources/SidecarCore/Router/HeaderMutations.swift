@@ -18,6 +18,16 @@ public struct HeaderMutations: Sendable {
     public var responseAdd: [Addition] = []
     public var responseRemove: [String] = []
 
+    package init(
+        requestAdd: [Addition] = [], requestRemove: [String] = [], responseAdd: [Addition] = [],
+        responseRemove: [String] = []
+    ) {
+        self.requestAdd = requestAdd
+        self.requestRemove = requestRemove
+        self.responseAdd = responseAdd
+        self.responseRemove = responseRemove
+    }
+
     public var isEmpty: Bool {
         requestAdd.isEmpty && requestRemove.isEmpty && responseAdd.isEmpty && responseRemove.isEmpty
     }

@@ -18,6 +18,10 @@ public struct LayeredRuntimeConfig: Sendable {
 
     package var layers: [Layer] = []
 
+    package init(layers: [Layer] = []) {
+        self.layers = layers
+    }
+
     /// The layer kinds Pilotfish runs.
     package static let supportedKinds = ["static_layer", "admin_layer"]
 
@@ -82,7 +86,7 @@ public struct LayeredRuntimeConfig: Sendable {
         switch v.node {
         case .mapping:
             let fields = ((try? v.map()) ?? []).sorted { $0.key < $1.key }
-            return "{" + fields.map { "\"\(AdminHandler.jsonEscape($0.key))\":\(jsonText($0.value))" }
+            return "{" + fields.map { "\"\(JSONText.escape($0.key))\":\(jsonText($0.value))" }
                 .joined(separator: ",") + "}"
         case .sequence:
             return "[" + ((try? v.array()) ?? []).map(jsonText).joined(separator: ",") + "]"
@@ -91,7 +95,7 @@ public struct LayeredRuntimeConfig: Sendable {
             if s.style == .plain && (s.string == "true" || s.string == "false" || Double(s.string) != nil) {
                 return s.string
             }
-            return "\"\(AdminHandler.jsonEscape(s.string))\""
+            return "\"\(JSONText.escape(s.string))\""
         default:
             return "null"
         }
@@ -185,18 +189,18 @@ public final class Runtime: Sendable {
         let keys = snap.values.keys.sorted()
         for (i, key) in keys.enumerated() {
             out += i == 0 ? "\n" : ",\n"
-            out += "  \"\(AdminHandler.jsonEscape(key))\": {\n"
-            out += "   \"final_value\": \"\(AdminHandler.jsonEscape(snap.values[key]!.raw))\",\n"
+            out += "  \"\(JSONText.escape(key))\": {\n"
+            out += "   \"final_value\": \"\(JSONText.escape(snap.values[key]!.raw))\",\n"
             out += "   \"layer_values\": ["
             for (j, layer) in snap.layers.enumerated() {
-                out += (j == 0 ? "\n" : ",\n") + "    \"\(AdminHandler.jsonEscape(layer.values[key]?.raw ?? ""))\""
+                out += (j == 0 ? "\n" : ",\n") + "    \"\(JSONText.escape(layer.values[key]?.raw ?? ""))\""
             }
             out += snap.layers.isEmpty ? "]\n  }" : "\n   ]\n  }"
         }
         out += keys.isEmpty ? "},\n" : "\n },\n"
         out += " \"layers\": ["
         for (j, layer) in snap.layers.enumerated() {
-            out += (j == 0 ? "\n" : ",\n") + "  \"\(AdminHandler.jsonEscape(layer.name))\""
+            out += (j == 0 ? "\n" : ",\n") + "  \"\(JSONText.escape(layer.name))\""
         }
         out += snap.layers.isEmpty ? "]\n}\n" : "\n ]\n}\n"
         return out

@@ -13,4 +13,16 @@ package struct ConnectionSecurity: Sendable, Equatable {
     package var requestedServerName: String?
     /// The negotiated ALPN protocol, if any.
     package var negotiatedProtocol: String?
+
+    package init(
+        peerCertificatePresented: Bool = false, peerURISANs: [String] = [], peerDNSSANs: [String] = [],
+        peerSubject: String = "", requestedServerName: String? = nil, negotiatedProtocol: String? = nil
+    ) {
+        self.peerCertificatePresented = peerCertificatePresented
+        self.peerURISANs = peerURISANs
+        self.peerDNSSANs = peerDNSSANs
+        self.peerSubject = peerSubject
+        self.requestedServerName = requestedServerName
+        self.negotiatedProtocol = negotiatedProtocol
+    }
 }

@@ -3,4 +3,8 @@
 /// cluster with an array read instead of a lookup by name. Meaningful only with the snapshot that made it.
 package struct ClusterSlot: Sendable, Hashable {
     package let index: Int
+
+    package init(index: Int) {
+        self.index = index
+    }
 }

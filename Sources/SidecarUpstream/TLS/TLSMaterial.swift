@@ -22,7 +22,7 @@ package struct TLSMaterial {
     package var validates = false
 
     package struct LoadError: Error, CustomStringConvertible {
-        var description: String
+        package var description: String
     }
 
     /// Reads everything `config` names, resolving SDS secrets from their files.

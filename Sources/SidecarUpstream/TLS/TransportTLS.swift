@@ -3,4 +3,9 @@
 package struct TransportTLS: Sendable {
     package let provider: TLSContextProvider
     package let stats: TLSStats
+
+    package init(provider: TLSContextProvider, stats: TLSStats) {
+        self.provider = provider
+        self.stats = stats
+    }
 }

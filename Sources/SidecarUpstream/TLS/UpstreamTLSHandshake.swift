@@ -13,8 +13,8 @@ package final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChanne
     package typealias InboundOut = ByteBuffer
 
     package struct Failed: Error, CustomStringConvertible {
-        var reason: String
-        var description: String { "TLS handshake with the upstream failed: \(reason)" }
+        package var reason: String
+        package var description: String { "TLS handshake with the upstream failed: \(reason)" }
     }
 
     package let promise: EventLoopPromise<Void>

@@ -15,21 +15,21 @@ package final class ThreadLocalCluster {
     /// This worker's upstream connections to the cluster's hosts.
     package let pool: ConnectionPool
     /// No current snapshot has the cluster any more: periodic work stops, the pool drains.
-    private(set) var removed = false
-    private(set) var hosts: [UpstreamHost]
+    package private(set) var removed = false
+    package private(set) var hosts: [UpstreamHost]
     /// Active health-check verdicts (true when the cluster has no health checks).
-    private(set) var passesHealthCheck: [Bool]
-    private(set) var outlier: OutlierDetector?
+    package private(set) var passesHealthCheck: [Bool]
+    package private(set) var outlier: OutlierDetector?
     private var balancer: LoadBalancer
     /// In-flight requests per host (LEAST_REQUEST).
-    private(set) var activeRequests: [Int]
+    package private(set) var activeRequests: [Int]
     private let workerIndex: Int
     private let stats: WorkerStats
     private let outlierStats: OutlierDetectionStats?
     /// Whether this worker publishes the cluster's membership gauges (only one worker does).
     private let publishesMembership: Bool
     /// Hosts usable now (this worker's `membership_healthy`).
-    private(set) var healthyCount: Int
+    package private(set) var healthyCount: Int
 
     package init(info: ClusterInfo, hosts: [UpstreamHost], eventLoop: EventLoop, workerIndex: Int, stats: WorkerStats) {
         self.info = info
@@ -87,7 +87,7 @@ package final class ThreadLocalCluster {
         package var rqTimeout = 0
     }
 
-    private(set) var hostCounters: [HostCounters]
+    package private(set) var hostCounters: [HostCounters]
 
     /// An attempt on `host` ended: feeds outlier detection (ejections take effect at once).
     package func record(_ host: Int, _ result: OutlierDetector.Result, random: inout FastRandom) {

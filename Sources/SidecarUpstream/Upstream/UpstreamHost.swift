@@ -7,5 +7,11 @@ public struct UpstreamHost: Sendable, Hashable {
     public var hostname: String
     public var weight: UInt32
 
+    package init(address: SocketAddress, hostname: String, weight: UInt32) {
+        self.address = address
+        self.hostname = hostname
+        self.weight = weight
+    }
+
     public var description: String { "\(address.ipAddress ?? "?"):\(address.port ?? 0)" }
 }

@@ -1,4 +1,5 @@
 import NIOHTTP1
+import SidecarCore
 
 #if canImport(Glibc)
 import Glibc

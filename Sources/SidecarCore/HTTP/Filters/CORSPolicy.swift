@@ -139,6 +139,8 @@ package struct CORSEvaluation {
     /// `access-control-expose-headers` and repeats `-allow-origin` / `-allow-credentials`).
     package var preflight: [(String, String)]?
 
+    package init() {}
+
     /// Envoy's `CorsFilter::decodeHeaders`. `enabled` / `shadowEnabled` are asked in Envoy's order (each call
     /// may draw a new random number). `headers`: the request headers, repeated ones joined with `,` (as Envoy's
     /// header map keeps `origin` and the `access-control-request-*` headers).

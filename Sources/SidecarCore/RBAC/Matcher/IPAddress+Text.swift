@@ -5,7 +5,7 @@ import Glibc
 extension IPAddress {
     /// The address as Envoy's `addressAsString` writes it: dotted IPv4, or RFC 5952 IPv6 (lowercase, the
     /// longest run of zero groups as "::", no brackets).
-    var text: String {
+    package var text: String {
         switch self {
         case .v4(let a):
             return "\(a >> 24).\(a >> 16 & 0xff).\(a >> 8 & 0xff).\(a & 0xff)"

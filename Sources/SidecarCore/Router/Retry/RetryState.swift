@@ -23,7 +23,7 @@ import NIOHTTP1
 package struct RetryState {
     /// The effective policy for this request: the route's (or virtual host's) policy with the trusted
     /// request headers merged in. `numRetries` is the budget the request started with.
-    private(set) var policy: RetryPolicyConfig
+    package private(set) var policy: RetryPolicyConfig
 
     /// What one attempt ended with.
     package enum Outcome {
@@ -53,11 +53,11 @@ package struct RetryState {
 
     /// Attempts made so far, counting the one a `.retry` decision starts: 1 after the first try. The value
     /// for `x-envoy-attempt-count`.
-    private(set) var attempts = 1
+    package private(set) var attempts = 1
     /// At least one retry happened. A `.done` after that is what Envoy counts as `upstream_rq_retry_success`:
     /// its `shouldRetry` increments the counter whenever a retry was armed and the next outcome is not
     /// retriable.
-    private(set) var retried = false
+    package private(set) var retried = false
 
     /// `retries_remaining_`, a `uint32_t` in Envoy.
     private var retriesRemaining: UInt32

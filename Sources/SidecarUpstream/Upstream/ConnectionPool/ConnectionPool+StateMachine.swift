@@ -95,7 +95,7 @@ extension ConnectionPool {
         private var waiters: [Waiter] = []
         private var nextWaiterID = 0
         /// Connection counts per host, for admin `/clusters`.
-        private(set) var perHost: [SocketAddress: HostConnections] = [:]
+        package private(set) var perHost: [SocketAddress: HostConnections] = [:]
         private let resources: ClusterResources
         private let options: UpstreamHTTPProtocolOptions
 

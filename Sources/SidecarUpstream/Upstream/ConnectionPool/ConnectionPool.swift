@@ -17,7 +17,10 @@ package final class ConnectionPool {
     /// The promises of requests queued for a connection, by waiter id.
     private var waiting: [Int: EventLoopPromise<UpstreamConnection>] = [:]
     /// Connection counts per host, for admin `/clusters`.
-    package struct HostConnections { var active = 0, total = 0, connectFail = 0 }
+    package struct HostConnections {
+        package var active = 0, total = 0, connectFail = 0
+        package init() {}
+    }
     package var perHost: [SocketAddress: HostConnections] { machine.perHost }
 
     /// Connections are shared per host, and with original_src only among one client's connections.

@@ -11,7 +11,7 @@ package final class UpstreamConnection: ChannelDuplexHandler {
     package let host: UpstreamHost
     /// The pool it belongs to, where a stream releases it (the pool of the cluster in the stream's snapshot).
     package let pool: ConnectionPool
-    private(set) var context: ChannelHandlerContext?
+    package private(set) var context: ChannelHandlerContext?
     /// The stream using this connection; nil while pooled.
     package var stream: (any UpstreamResponseReceiver)?
     private var readPending = false

@@ -48,13 +48,13 @@ package struct HostHealthCheckState {
 
     package let healthyThreshold: Int
     package let unhealthyThreshold: Int
-    private(set) var isHealthy = false
-    private(set) var pendingFirstCheck = true
+    package private(set) var isHealthy = false
+    package private(set) var pendingFirstCheck = true
     /// `DEGRADED_ACTIVE_HC`: the last successful answer carried `x-envoy-degraded`.
-    private(set) var isDegraded = false
+    package private(set) var isDegraded = false
     /// `EXCLUDED_VIA_IMMEDIATE_HC_FAIL`: the host said `x-envoy-immediate-health-check-fail`; it stays out of
     /// load balancing (even in panic mode) until it becomes healthy again.
-    private(set) var excludedViaImmediateFailure = false
+    package private(set) var excludedViaImmediateFailure = false
     /// Envoy's `num_healthy_`: consecutive successes while unhealthy.
     private var consecutiveSuccesses = 0
     /// Envoy's `num_unhealthy_`: consecutive counted failures while healthy.

@@ -14,9 +14,9 @@ import SidecarCore
 /// were on it (about 1/N of them); everything else stays where it was.
 package struct HashRing: Sendable {
     /// Entry positions, ascending.
-    private(set) var positions: [UInt64] = []
+    package private(set) var positions: [UInt64] = []
     /// The host (index into the keys the ring was built from) at each position.
-    private(set) var owners: [Int32] = []
+    package private(set) var owners: [Int32] = []
 
     /// An empty ring: selects nothing.
     package init() {}

@@ -16,7 +16,7 @@ package struct MaglevTable: Sendable {
     package static let defaultSize = 65537
 
     /// The host (index into the keys the table was built from) owning each slot.
-    private(set) var slots: [Int32] = []
+    package private(set) var slots: [Int32] = []
 
     /// An empty table: selects nothing.
     package init() {}
