@@ -278,9 +278,11 @@ import Yams
     /// called unknown by mistake.
     @Test func everyFieldADecoderReadsIsListed() throws {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../../Sources/Sidecar").standardized
-        let files = FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)?
-            .compactMap { $0 as? URL }.filter { $0.pathExtension == "swift" } ?? []
+            .appendingPathComponent("../../Sources").standardized
+        let files = ["SidecarCore", "SidecarUpstream", "Sidecar"].flatMap { target in
+            FileManager.default.enumerator(at: sources.appendingPathComponent(target), includingPropertiesForKeys: nil)?
+                .compactMap { $0 as? URL }.filter { $0.pathExtension == "swift" } ?? []
+        }
         #expect(files.count > 20)
         let call = try Regex(#"\.(?:optional|required|list|has|oneOf|unsupported)\(\s*(\[[^\]]*\]|"[^"]*")"#)
         let namedList = try Regex(#"let (\w+) = (\[[^\]]*\])"#)
