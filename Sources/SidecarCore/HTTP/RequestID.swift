@@ -1,8 +1,8 @@
 /// A fast per-worker random source (xorshift128+), seeded from the system. Not for secrets: it makes
 /// request ids and load-balancing choices.
 package struct FastRandom {
-    private var s0: UInt64
-    private var s1: UInt64
+    @usableFromInline var s0: UInt64
+    @usableFromInline var s1: UInt64
 
     package init() {
         var g = SystemRandomNumberGenerator()
@@ -10,7 +10,8 @@ package struct FastRandom {
         s1 = g.next()
     }
 
-    package mutating func next() -> UInt64 {
+    /// Inlinable: the filters, the load balancer and the request id draw from it per request, from other targets.
+    @inlinable package mutating func next() -> UInt64 {
         var x = s0
         let y = s1
         s0 = y

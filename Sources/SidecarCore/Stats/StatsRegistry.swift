@@ -70,7 +70,7 @@ public final class StatsRegistry: @unchecked Sendable {
 
 /// One event loop's stat values. Owned by that loop's worker; never shared across threads.
 public final class WorkerStats {
-    package let values: UnsafeMutablePointer<Int>
+    @usableFromInline package let values: UnsafeMutablePointer<Int>
     package let count: Int
 
     package init(count: Int) {
@@ -81,9 +81,11 @@ public final class WorkerStats {
 
     deinit { values.deallocate() }
 
-    @inline(__always) package func inc(_ slot: Int) { values[slot] &+= 1 }
-    @inline(__always) package func dec(_ slot: Int) { values[slot] &-= 1 }
-    @inline(__always) package func add(_ slot: Int, _ n: Int) { values[slot] &+= n }
+    // Counted per request from every target: inlinable, or each count is a call across the module boundary
+    // (`@inline(__always)` alone does not cross it; package declarations get no cross-module optimisation).
+    @inlinable @inline(__always) package func inc(_ slot: Int) { values[slot] &+= 1 }
+    @inlinable @inline(__always) package func dec(_ slot: Int) { values[slot] &-= 1 }
+    @inlinable @inline(__always) package func add(_ slot: Int, _ n: Int) { values[slot] &+= n }
 
     package func snapshot() -> [Int] { Array(UnsafeBufferPointer(start: values, count: count)) }
 
