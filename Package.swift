@@ -45,7 +45,7 @@ let package = Package(
         //
         //   SidecarCore      the config model and its decoding (bootstrap, listeners, clusters, routes, RBAC
         //                    policies, TLS settings), stats, runtime, log, substitution formats, and the small
-        //                    values every layer shares (cluster slots, random sources, original destination).
+        //                    values every layer shares (cluster slots, random sources, connection security).
         //        ↑           Config decoding does not know the HTTP filters: the layer that implements them hands
         //        │           it their catalog (`HTTPFilterCatalog`), as Envoy's factory registry does.
         //   SidecarUpstream  clusters, connection pools, load balancing, health checks, outlier detection,

@@ -66,8 +66,8 @@ import Testing
                     var itself = listener
                     itself.address.port = ch.localAddress?.port ?? 0
                     found.succeed([
-                        SidecarCore.OriginalDestination.lookup(ch, listener: listener),
-                        SidecarCore.OriginalDestination.lookup(ch, listener: itself),
+                        Sidecar.OriginalDestination.lookup(ch, listener: listener),
+                        Sidecar.OriginalDestination.lookup(ch, listener: itself),
                         ch.localAddress,
                     ])
                 }

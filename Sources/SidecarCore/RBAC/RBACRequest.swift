@@ -36,18 +36,6 @@ package struct RBACRequest {
         self.http = http
     }
 
-    /// Envoy's downstream local address: the original destination when the listener restores it
-    /// (original_dst, transparent, use_original_dst), else the socket's own. `known`: already looked up.
-    package static func downstreamLocalAddress(_ channel: Channel, listener: Listener, known: SocketAddress?)
-        -> SocketAddress?
-    {
-        if let known { return known }
-        if listener.originalDestination || listener.transparent || listener.useOriginalDst {
-            return OriginalDestination.lookup(channel, listener: listener) ?? channel.localAddress
-        }
-        return channel.localAddress
-    }
-
     /// The HTTP filter's remote address when `x-forwarded-for` names one: Envoy's downstream remote address
     /// then has that IP and port 0.
     package mutating func useForwardedFor(_ address: IPAddress) {

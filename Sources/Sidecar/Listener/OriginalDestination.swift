@@ -1,5 +1,6 @@
 import MeshCapture
 import NIOCore
+import SidecarCore
 
 #if canImport(Glibc)
 import Glibc
@@ -9,9 +10,9 @@ import Glibc
 /// it: SO_ORIGINAL_DST (IP6T_SO_ORIGINAL_DST) from conntrack after a REDIRECT, else the socket's local
 /// address (a TPROXY'd connection keeps its destination). The conntrack lookup is MeshCapture's
 /// `OriginalDestinationLookup`, shared with sidecar-init; this adapts it to the channel and SocketAddress.
-package enum OriginalDestination {
+enum OriginalDestination {
     /// Must run on the channel's event loop (the socket is read synchronously).
-    package static func lookup(_ channel: Channel, listener: Listener) -> SocketAddress? {
+    static func lookup(_ channel: Channel, listener: Listener) -> SocketAddress? {
         guard let local = channel.localAddress else { return nil }
         let family: Int32
         switch local {
