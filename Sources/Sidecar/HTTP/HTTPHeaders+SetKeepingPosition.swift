@@ -3,7 +3,7 @@ import NIOHTTP1
 extension HTTPHeaders {
     /// Envoy's `setReference…`: the header gets this one value where it already stands (or at the end when it is
     /// new). NIO's `replaceOrAdd` moves it to the end, which changes the order clients see.
-    package mutating func setKeepingPosition(name: String, value: String) {
+    mutating func setKeepingPosition(name: String, value: String) {
         var count = 0
         var same = true
         for v in self[name] {
