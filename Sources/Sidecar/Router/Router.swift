@@ -203,11 +203,16 @@ extension RouteConfiguration {
         if requireTLS == .ALL || (requireTLS == .EXTERNAL_ONLY && !request.isInternal), request.scheme != "https" {
             return .tlsRedirect(virtualHost: vhIndex)
         }
-        guard let routeIndex = virtualHosts[vhIndex].routes.firstIndex(where: { $0.match.matches(request, runtime: runtime) })
-        else {
-            return .noRoute(virtualHost: vhIndex)
+        // By index: `firstIndex(where:)` copied every route it looked at (a struct of a dozen references).
+        let count = virtualHosts[vhIndex].routes.count
+        var routeIndex = 0
+        while routeIndex < count {
+            if virtualHosts[vhIndex].routes[routeIndex].match.matches(request, runtime: runtime) {
+                return .route(virtualHost: vhIndex, route: routeIndex)
+            }
+            routeIndex += 1
         }
-        return .route(virtualHost: vhIndex, route: routeIndex)
+        return .noRoute(virtualHost: vhIndex)
     }
 
     public func route(_ request: RouteRequest) -> RouteDecision {
@@ -217,7 +222,13 @@ extension RouteConfiguration {
     /// The route decision and the `typed_per_filter_config` that applies to the request: the chosen route's,
     /// its virtual host's and the route configuration's (only those that were matched).
     public func resolve(_ original: RouteRequest) -> (decision: RouteDecision, perFilter: PerFilterConfigs) {
-        let request = requestAsRouted(original)
+        // Most requests carry no internal-only header: route the request itself rather than a copy.
+        if needsInternalOnlyHeadersRemoved(original) { return resolveRouted(requestAsRouted(original)) }
+        return resolveRouted(original)
+    }
+
+    /// `resolve` for a request as `requestAsRouted` returns it.
+    private func resolveRouted(_ request: RouteRequest) -> (decision: RouteDecision, perFilter: PerFilterConfigs) {
         var perFilter = PerFilterConfigs()
         perFilter.routeConfiguration = typedPerFilterConfig
         let vhIndex: Int
