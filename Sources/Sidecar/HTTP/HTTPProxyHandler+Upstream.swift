@@ -2,12 +2,12 @@ import NIOCore
 import NIOHTTP1
 
 /// The upstream half of a forwarded request: choosing a host, getting a connection within the circuit
-/// breakers, attempts and their timeouts, retries with back-off, and feeding outlier detection.
+/// breakers, running the attempts, their timers and back-offs, and feeding outlier detection.
 ///
-/// Envoy's rules kept here: the route timeout starts when the downstream request is complete and covers every
-/// attempt (a global timeout is never retried); the per-try timeout starts when an attempt has both its
-/// connection and the whole request; once any byte of a response went downstream there is no retry; a 503
-/// answered because of circuit-breaker overflow carries `x-envoy-overloaded: true` and is not retried.
+/// When an attempt starts, fails, is retried or ends is `RouterAttemptStateMachine`'s decision (the per-try
+/// timeout, no retry once the response started, overflow never retried); this side feeds it events and runs
+/// its actions. The route timeout starts when the downstream request is complete and covers every attempt (a
+/// global timeout is never retried).
 extension HTTPProxyHandler {
     func forward(_ head: HTTPRequestHead, target: ForwardTarget, request: RouteRequest) {
         // The route resolved its cluster when the snapshot was built; only cluster_header names one per request.

@@ -430,8 +430,9 @@ struct RouterAttemptStateMachine {
 
     private mutating func startAttempt(releasingRetry: Bool) -> Action {
         attempts += 1
-        state = .connecting(
-            Attempt(number: attempts, perTryDeadline: nil, lastActivity: .uptimeNanoseconds(0), perTryTimerArmed: false))
+        let attempt = Attempt(
+            number: attempts, perTryDeadline: nil, lastActivity: .uptimeNanoseconds(0), perTryTimerArmed: false)
+        state = .connecting(attempt)
         return .pickHostAndConnect(attempt: attempts, releasingRetry: releasingRetry)
     }
 

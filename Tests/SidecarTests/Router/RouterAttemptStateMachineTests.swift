@@ -144,7 +144,8 @@ import Testing
         #expect(Self.released(&m) == .scheduleRetry(after: 0))
         #expect(m.backOffElapsed() == .pickHostAndConnect(attempt: 2, releasingRetry: true))
         let t1 = end + .milliseconds(200)
-        #expect(Self.connect(&m, attempt: 2, now: t1) == .sendRequest(attempt: 2, armPerTryTimer: t1 + .milliseconds(100)))
+        #expect(
+            Self.connect(&m, attempt: 2, now: t1) == .sendRequest(attempt: 2, armPerTryTimer: t1 + .milliseconds(100)))
     }
 
     @Test func perTryTimeoutOfTheLastAttemptAnswers504() {
