@@ -70,13 +70,13 @@ extension HTTPProxyHandler {
         let limit = target.perRequestBufferLimitBytes ?? listener.config.perConnectionBufferLimitBytes
         upstream = UpstreamRequest(
             local: local, target: target,
-            head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers),
+            head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path(for: head.uri), headers: headers),
             hash: hash, source: source,
             attempts: RouterAttemptStateMachine(policy: target.retryPolicy, retry: retry, perTryTimeout: perTryTimeout),
             bufferLimit: limit)
         upstreamStart = .now()
         if !target.mirrorPolicies.isEmpty {
-            startShadows(target, snapshot: snapshot, headers: headers, method: head.method, limit: limit)
+            startShadows(target, snapshot: snapshot, headers: headers, method: head.method, uri: head.uri, limit: limit)
         }
         if let up = upstream { startAttempts(up) }
     }
@@ -85,7 +85,7 @@ extension HTTPProxyHandler {
 
     /// A copy of the request for each mirror policy that selects it, with `-shadow` added to its host.
     private func startShadows(_ target: ForwardTarget, snapshot: WorkerSnapshot, headers: HTTPHeaders,
-                              method: HTTPMethod, limit: Int) {
+                              method: HTTPMethod, uri: String, limit: Int) {
         let runtime = worker.server.runtime
         for policy in target.mirrorPolicies where policy.fraction.evaluate(runtime, random: worker.random.next()) {
             guard let slot = policy.slot else { continue }
@@ -103,7 +103,7 @@ extension HTTPProxyHandler {
                 listener: listener.config, downstream: context.channel, clusterSource: mirrored.pool.clusterSource)
             if let shadow = ShadowRequest(
                 worker: worker, cluster: mirrored,
-                head: HTTPRequestHead(version: .http1_1, method: method, uri: target.path, headers: shadowHeaders),
+                head: HTTPRequestHead(version: .http1_1, method: method, uri: target.path(for: uri), headers: shadowHeaders),
                 source: source, priority: target.priority, bufferLimit: limit, random: &worker.random)
             {
                 shadows.append(shadow)
