@@ -34,7 +34,7 @@ import NIOHTTP1
 struct RouterAttemptStateMachine {
     /// One try at the request. `number` is 1 for the first try; it is also the value of
     /// `x-envoy-attempt-count` and tells a stale connection or timer from the current one.
-    struct Attempt {
+    private struct Attempt {
         var number: Int
         /// When the per-try timeout ends the attempt; set once the attempt has its connection and the request
         /// is complete.
