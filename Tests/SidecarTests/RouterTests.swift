@@ -35,6 +35,11 @@ import Testing
         return nil
     }
 
+    /// The path a forwarded request leaves with.
+    static func forwardedPath(_ config: RouteConfiguration, _ request: RouteRequest) -> String? {
+        forward(config, request)?.path(for: request.path)
+    }
+
     static func isNoRoute(_ decision: RouteDecision) -> Bool {
         if case .noRoute = decision { return true }
         return false
@@ -182,8 +187,8 @@ import Testing
             """
             - { match: { prefix: "/static/" }, route: { cluster: c, prefix_rewrite: "/" } }
             """)
-        #expect(Self.forward(config, Self.request("x", "/static/img/a.png"))?.path == "/img/a.png")
-        #expect(Self.forward(config, Self.request("x", "/static/img/a.png?v=3&w=4"))?.path == "/img/a.png?v=3&w=4")
+        #expect(Self.forwardedPath(config, Self.request("x", "/static/img/a.png")) == "/img/a.png")
+        #expect(Self.forwardedPath(config, Self.request("x", "/static/img/a.png?v=3&w=4")) == "/img/a.png?v=3&w=4")
     }
 
     @Test func emptyPrefixRewriteLeavesThePathAlone() throws {
@@ -191,7 +196,7 @@ import Testing
             """
             - { match: { prefix: "/static/" }, route: { cluster: c, prefix_rewrite: "" } }
             """)
-        #expect(Self.forward(config, Self.request("x", "/static/a"))?.path == "/static/a")
+        #expect(Self.forwardedPath(config, Self.request("x", "/static/a")) == "/static/a")
     }
 
     @Test func caseInsensitivePathRewriteReplacesTheMatchedLength() throws {
@@ -199,7 +204,7 @@ import Testing
             """
             - { match: { path: "/api/locations", case_sensitive: false }, route: { cluster: c, prefix_rewrite: "/rewrote" } }
             """)
-        #expect(Self.forward(config, Self.request("x", "/API/locations?works=true"))?.path == "/rewrote?works=true")
+        #expect(Self.forwardedPath(config, Self.request("x", "/API/locations?works=true")) == "/rewrote?works=true")
     }
 
     @Test func regexRewriteOnPathSeparatedPrefix() throws {
@@ -210,12 +215,12 @@ import Testing
                 cluster: api
                 regex_rewrite: { pattern: { regex: "^/api/(.*)$" }, substitution: '/v1/\1' }
             """#)
-        #expect(Self.forward(config, Self.request("x", "/api/users/7"))?.path == "/v1/users/7")
-        #expect(Self.forward(config, Self.request("x", "/api/users/7?q=1"))?.path == "/v1/users/7?q=1")
+        #expect(Self.forwardedPath(config, Self.request("x", "/api/users/7")) == "/v1/users/7")
+        #expect(Self.forwardedPath(config, Self.request("x", "/api/users/7?q=1")) == "/v1/users/7?q=1")
         let bare = Self.forward(config, Self.request("x", "/api"))
         #expect(bare?.cluster == "api")
-        #expect(bare?.path == "/api")
-        #expect(Self.forward(config, Self.request("x", "/api?q=1"))?.path == "/api?q=1")
+        #expect(bare?.path(for: "/api") == "/api")
+        #expect(Self.forwardedPath(config, Self.request("x", "/api?q=1")) == "/api?q=1")
         #expect(Self.cluster(config, "x", "/apix") == nil)
         #expect(Self.cluster(config, "x", "/apix/users") == nil)
     }

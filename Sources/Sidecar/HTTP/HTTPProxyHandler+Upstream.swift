@@ -4,12 +4,12 @@ import SidecarCore
 import SidecarUpstream
 
 /// The upstream half of a forwarded request: choosing a host, getting a connection within the circuit
-/// breakers, attempts and their timeouts, retries with back-off, and feeding outlier detection.
+/// breakers, running the attempts, their timers and back-offs, and feeding outlier detection.
 ///
-/// Envoy's rules kept here: the route timeout starts when the downstream request is complete and covers every
-/// attempt (a global timeout is never retried); the per-try timeout starts when an attempt has both its
-/// connection and the whole request; once any byte of a response went downstream there is no retry; a 503
-/// answered because of circuit-breaker overflow carries `x-envoy-overloaded: true` and is not retried.
+/// When an attempt starts, fails, is retried or ends is `RouterAttemptStateMachine`'s decision (the per-try
+/// timeout, no retry once the response started, overflow never retried); this side feeds it events and runs
+/// its actions. The route timeout starts when the downstream request is complete and covers every attempt (a
+/// global timeout is never retried).
 extension HTTPProxyHandler {
     func forward(_ head: HTTPRequestHead, target: ForwardTarget, request: RouteRequest) {
         // The route resolved its cluster when the snapshot was built; only cluster_header names one per request.
@@ -72,21 +72,22 @@ extension HTTPProxyHandler {
         let limit = target.perRequestBufferLimitBytes ?? listener.config.perConnectionBufferLimitBytes
         upstream = UpstreamRequest(
             local: local, target: target,
-            head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path, headers: headers),
-            hash: hash, source: source, retry: retry, bufferLimit: limit)
-        upstream?.perTryTimeout = perTryTimeout
+            head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path(for: head.uri), headers: headers),
+            hash: hash, source: source,
+            attempts: RouterAttemptStateMachine(policy: target.retryPolicy, retry: retry, perTryTimeout: perTryTimeout),
+            bufferLimit: limit)
         upstreamStart = .now()
         if !target.mirrorPolicies.isEmpty {
-            startShadows(target, snapshot: snapshot, headers: headers, method: head.method, limit: limit)
+            startShadows(target, snapshot: snapshot, headers: headers, method: head.method, uri: head.uri, limit: limit)
         }
-        startAttempt()
+        if let up = upstream { startAttempts(up) }
     }
 
     // MARK: Shadowing (request_mirror_policies)
 
     /// A copy of the request for each mirror policy that selects it, with `-shadow` added to its host.
     private func startShadows(_ target: ForwardTarget, snapshot: WorkerSnapshot, headers: HTTPHeaders,
-                              method: HTTPMethod, limit: Int) {
+                              method: HTTPMethod, uri: String, limit: Int) {
         let runtime = worker.server.runtime
         for policy in target.mirrorPolicies where policy.fraction.evaluate(runtime, random: worker.random.next()) {
             guard let slot = policy.slot else { continue }
@@ -104,7 +105,7 @@ extension HTTPProxyHandler {
                 listener: listener.config, downstream: context.channel, clusterSource: mirrored.pool.clusterSource)
             if let shadow = ShadowRequest(
                 worker: worker, cluster: mirrored,
-                head: HTTPRequestHead(version: .http1_1, method: method, uri: target.path, headers: shadowHeaders),
+                head: HTTPRequestHead(version: .http1_1, method: method, uri: target.path(for: uri), headers: shadowHeaders),
                 source: source, priority: target.priority, bufferLimit: limit, random: &worker.random)
             {
                 shadows.append(shadow)
@@ -126,13 +127,19 @@ extension HTTPProxyHandler {
 
     // MARK: Attempts
 
-    /// Picks a host and gets a connection for the next attempt.
-    private func startAttempt() {
-        guard let up = upstream else { return }
+    // The attempts' lifecycle is `RouterAttemptStateMachine`'s (kept in `UpstreamRequest.attempts`): what follows
+    // feeds it events and runs its actions with what the machine does not hold: the host choice, the pool, the
+    // connection, the timers, the circuit breakers, the stats and the replies.
+
+    /// The router chose the cluster: the first attempt starts.
+    private func startAttempts(_ up: UpstreamRequest) {
+        run(up.attempts.requestRouted(), up)
+    }
+
+    /// Picks a host and gets a connection for attempt `attempt`.
+    private func startAttempt(_ up: UpstreamRequest, attempt: Int) {
         let entry = up.info
-        up.attempt += 1
-        attemptCount = up.attempt
-        up.attemptID += 1
+        attemptCount = attempt
         up.sent = 0
         let local = up.local
         if entry.config.type == .ORIGINAL_DST {
@@ -140,65 +147,128 @@ extension HTTPProxyHandler {
             up.host = originalDestination.map { UpstreamHost(address: $0, hostname: $0.ipAddress ?? "", weight: 1) }
             up.hostIndex = nil
         } else {
-            let avoid = up.retry?.policy.avoidPreviousHosts ?? false
+            let policy = up.attempts.retryPolicy
+            let avoid = policy?.avoidPreviousHosts ?? false
             let tried = up.tried
-            let maxAttempts = avoid ? max(1, up.retry?.policy.hostSelectionRetryMaxAttempts ?? 1) : 1
+            let maxAttempts = avoid ? max(1, policy?.hostSelectionRetryMaxAttempts ?? 1) : 1
             up.hostIndex = local.choose(hash: up.hash, random: &worker.random, maxAttempts: maxAttempts,
                                         reject: { avoid && tried.contains($0) })
             up.host = up.hostIndex.map { local.hosts[$0] }
         }
         upstreamHostAddress = up.host?.address
         guard let host = up.host else {
-            upstream = up
             stats.inc(entry.stats.cxNoneHealthy)
-            responseFlags.insert(.noHealthyUpstream)
-            finishWithLocalReply(status: .serviceUnavailable, body: "no healthy upstream")
+            run(up.attempts.noHealthyHost(), up)
             return
         }
-        if let i = up.hostIndex, up.retry?.policy.avoidPreviousHosts ?? false { up.tried.append(i) }
+        if let i = up.hostIndex, up.attempts.retryPolicy?.avoidPreviousHosts ?? false { up.tried.append(i) }
         if up.target.autoHostRewrite, entry.config.type.resolvesNames {
             up.head.headers.replaceOrAdd(name: "host", value: host.hostname)
         }
-        upstream = up
         switch local.pool.acquire(host, source: up.source, priority: up.priority) {
         case .ready(let conn):
-            attach(conn)
+            connectionReady(conn, up, attempt: attempt)
         case .overflow:
-            overflowed()
+            run(up.attempts.overflowed(), up)
         case .pending(let future, let waiter):
-            upstream?.waiter = waiter
+            up.waiter = waiter
             phase = .connecting
-            let id = up.attemptID
             future.whenComplete { [self] result in
-                // The same request (not a later one on this connection) and the same attempt.
-                guard let current = upstream, current === up, current.attemptID == id, case .connecting = phase else {
+                // The same request (not a later one on this connection) and the same attempt, still waiting.
+                guard let current = upstream, current === up, up.attempts.isConnecting(attempt: attempt) else {
                     // The attempt was abandoned (client gone, timeout) while it waited.
                     if case .success(let conn) = result { conn.pool.release(conn) }
                     return
                 }
-                upstream?.waiter = nil
+                up.waiter = nil
                 switch result {
                 case .success(let conn):
-                    attach(conn)
+                    connectionReady(conn, up, attempt: attempt)
                 case .failure(let error):
-                    if let i = current.hostIndex { current.local.record(i, .connectFailed, random: &worker.random) }
-                    attemptFailed(.connectFailure, reason: Self.connectFailureReason(error))
+                    run(up.attempts.connectionFailed(attempt: attempt, timedOut: Self.isConnectTimeout(error)), up)
                 }
             }
         }
     }
 
-    /// The attempt has its connection: send the head and everything of the body received so far.
-    private func attach(_ conn: UpstreamConnection) {
-        guard let up = upstream else { return }
-        guard up.info.resources.tryAcquire(.requests, up.priority) else {
-            // max_requests: Envoy 1.38+ fails the stream with an overflow counted in upstream_rq_active_overflow.
+    private func connectionReady(_ conn: UpstreamConnection, _ up: UpstreamRequest, attempt: Int) {
+        let action = up.attempts.connectionReady(
+            attempt: attempt, requestAllowed: { up.info.resources.tryAcquire(.requests, up.priority) },
+            requestComplete: requestComplete, now: .now())
+        run(action, up, connection: conn)
+    }
+
+    /// Runs what the attempts' state machine asked for. `connection`: the one the event was about;
+    /// `response`: the response head the event was about.
+    private func run(_ action: RouterAttemptStateMachine.Action, _ up: UpstreamRequest,
+                     connection: UpstreamConnection? = nil, response: HTTPResponseHead? = nil) {
+        switch action {
+        case .none:
+            break
+        case .pickHostAndConnect(let attempt, let releasingRetry):
+            if releasingRetry {
+                up.backoffTimer = nil
+                up.info.resources.release(.retries, up.priority)
+            }
+            startAttempt(up, attempt: attempt)
+        case .sendRequest(let attempt, let perTryDeadline):
+            guard let connection else { return }
+            attach(connection, up, attempt: attempt, perTryDeadline: perTryDeadline)
+        case .releaseConnection:
+            if let connection { connection.pool.release(connection) }
+        case .armPerTryTimer(let deadline):
+            armPerTryTimer(up, at: deadline)
+        case .releaseFailedAttempt(let failure, let held):
+            switch failure {
+            case .connectFailure:
+                if let i = up.hostIndex { up.local.record(i, .connectFailed, random: &worker.random) }
+            case .reset:
+                if let i = up.hostIndex { up.local.record(i, .reset, random: &worker.random) }
+            case .perTryTimeout, .perTryIdleTimeout:
+                stats.inc(failure == .perTryTimeout ? up.info.stats.rqPerTryTimeout : up.info.stats.rqPerTryIdleTimeout)
+                if let i = up.hostIndex { up.local.record(i, .timeout, random: &worker.random) }
+            }
+            if held == .connection, case .forwarding(let conn) = phase { conn.close() }
+            endAttempt(up, held)
+            let resources = up.info.resources
+            let priority = up.priority
+            run(up.attempts.failedAttemptReleased(retryAllowed: { resources.tryAcquire(.retries, priority) },
+                                                  random: &worker.random), up)
+        case .scheduleRetry(let backOff):
+            scheduleRetry(up, after: backOff)
+        case .retryResponse(let backOff):
+            // Retrying: this attempt's answer is dropped with its connection.
+            let conn: UpstreamConnection?
+            if case .forwarding(let c) = phase { conn = c } else { conn = nil }
+            scheduleRetry(up, after: backOff)
+            conn?.close()
+            endAttempt(up, .connection)
+            if let cluster, let response { countUpstreamStatus(Int(response.status.code), cluster) }
+        case .sendResponseHead(_, let verdict):
+            countRetries(verdict, up)
+            if let response { respond(response) }
+        case .localReply(let reply, let held):
+            endAttempt(up, held)
+            localReply(reply, up, connection: connection)
+        case .releaseConnectionAfterResponse:
+            guard case .forwarding(let conn) = phase else { return }
+            endAttempt(up, .connection)
+            upstream = nil
+            if !requestComplete { conn.reusable = false }
             conn.pool.release(conn)
-            stats.inc(up.info.stats.rqActiveOverflow)
-            overflowed()
-            return
+            phase = .discarding
+        case .resetDownstream(let held):
+            // Mid-response: the only honest signal left is to reset the downstream.
+            endAttempt(up, held)
+            upstream = nil
+            phase = .discarding
+            routeTimer.clear()
+            context.close(promise: nil)
         }
-        up.attached = true
+    }
+
+    /// The attempt has its connection: send the head and everything of the body received so far.
+    private func attach(_ conn: UpstreamConnection, _ up: UpstreamRequest, attempt: Int, perTryDeadline: NIODeadline?) {
         stats.inc(up.info.stats.rqTotal)
         stats.inc(up.info.stats.rqActive)
         if let i = up.hostIndex { up.local.requestStarted(i) }
@@ -206,7 +276,7 @@ extension HTTPProxyHandler {
         phase = .forwarding(conn)
         var head = up.head
         if up.target.includeRequestAttemptCount {
-            head.headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempt))
+            head.headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(attempt))
         }
         conn.send(.head(head))
         for p in up.parts[up.sent...] { conn.send(p) }
@@ -215,10 +285,8 @@ extension HTTPProxyHandler {
             up.parts.removeAll(keepingCapacity: true)
             up.sent = 0
         }
-        if up.target.retryPolicy?.perTryIdleTimeout != nil { up.lastUpstreamActivity = .now() }
-        upstream = up
         conn.flush()
-        startPerTryTimer()
+        if let perTryDeadline { armPerTryTimer(up, at: perTryDeadline) }
         if readPending && conn.isWritable {
             readPending = false
             context.read()
@@ -227,18 +295,17 @@ extension HTTPProxyHandler {
 
     /// A request body part from downstream: sent to the attempt in progress, kept for retries while allowed.
     func requestBody(_ part: HTTPClientRequestPart, bytes: Int) {
-        guard upstream != nil else { return }
-        if case .forwarding(let conn) = phase, !upstream!.keepsBody, upstream!.parts.isEmpty {
+        guard let up = upstream else { return }
+        if case .forwarding(let conn) = phase, !up.keepsBody, up.parts.isEmpty {
             // Not retried: straight through, nothing kept.
             conn.send(part)
             return
         }
-        let up = upstream!
         up.parts.append(part)
         up.bufferedBytes += bytes
         if up.keepsBody && up.bufferedBytes > up.bufferLimit {
             // Past per_request_buffer_limit_bytes the request can no longer be replayed: it is not retried.
-            up.retry = nil
+            up.attempts.bodyOutgrewBuffer()
         }
         if case .forwarding(let conn) = phase {
             for p in up.parts[up.sent...] { conn.send(p) }
@@ -248,114 +315,100 @@ extension HTTPProxyHandler {
             up.parts.removeAll(keepingCapacity: true)
             up.sent = 0
         }
-        upstream = up
     }
 
-    /// Ends the current attempt's bookkeeping (not the request).
-    private func endAttempt() {
-        guard let up = upstream else { return }
+    /// Gives back what the attempt that ended held (not the request).
+    private func endAttempt(_ up: UpstreamRequest, _ held: RouterAttemptStateMachine.Held) {
         up.perTryTimer?.cancel()
         up.perTryTimer = nil
-        up.perTryDeadline = nil
-        if let w = up.waiter {
-            up.local.pool.cancelWaiter(w)
-            up.waiter = nil
-        }
-        if up.attached {
-            up.attached = false
+        switch held {
+        case .nothing:
+            break
+        case .connectionWait:
+            if let w = up.waiter {
+                up.local.pool.cancelWaiter(w)
+                up.waiter = nil
+            }
+        case .connection:
             stats.dec(up.info.stats.rqActive)
             up.info.resources.release(.requests, up.priority)
             if let i = up.hostIndex { up.local.requestEnded(i) }
+        case .scheduledRetry:
+            up.backoffTimer?.cancel()
+            up.backoffTimer = nil
+            up.info.resources.release(.retries, up.priority)
         }
-        upstream = up
     }
 
     /// Drops the request's upstream side entirely (client gone, route timeout, local reply).
     func abandonUpstream(closeConnection: Bool) {
         guard let up = upstream else { return }
-        if case .forwarding(let conn) = phase, closeConnection { conn.close() }
-        endAttempt()
-        up.backoffTimer?.cancel()
-        up.backoffTimer = nil
-        if up.holdsRetry {
-            up.holdsRetry = false
-            up.info.resources.release(.retries, up.priority)
-        }
+        let held = up.attempts.abandoned()
+        if held == .connection, closeConnection, case .forwarding(let conn) = phase { conn.close() }
+        endAttempt(up, held)
         upstream = nil
     }
 
-    /// An attempt failed before any response went downstream: retry it, or answer the client.
-    private func attemptFailed(_ outcome: RetryState.Outcome, reason: String) {
-        if case .forwarding(let conn) = phase { conn.close() }
-        endAttempt()
-        // nil: a retry is scheduled.
-        guard let decision = decideRetry(outcome) else { return }
-        if case .limitExceeded = decision { responseFlags.insert(.upstreamRetryLimitExceeded) }
-        switch outcome {
-        case .perTryTimeout: responseFlags.insert(.upstreamRequestTimeout)
-        case .connectFailure: responseFlags.insert(.upstreamConnectionFailure)
-        case .reset: responseFlags.insert(.upstreamConnectionTermination)
-        case .overflow: responseFlags.insert(.upstreamOverflow)
-        case .response: break
-        }
-        switch outcome {
-        case .perTryTimeout:
-            if let cluster { countUpstreamStatus(504, cluster) }
-            finishWithLocalReply(status: .gatewayTimeout, body: LocalReply.timeout)
-        case .connectFailure, .reset, .overflow, .response:
-            if let cluster { countUpstreamStatus(503, cluster) }
-            finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure(reason))
+    /// A retry after `backOff` nanoseconds; the request holds a unit of the retry breaker until it starts.
+    private func scheduleRetry(_ up: UpstreamRequest, after backOff: Int64) {
+        stats.inc(up.info.stats.rqRetry)
+        stats.inc(up.info.stats.rqRetryBackoffExponential)
+        phase = .backoff
+        up.backoffTimer = context.eventLoop.scheduleTask(in: .nanoseconds(backOff)) { [self] in
+            guard let current = upstream, current === up else { return }
+            run(up.attempts.backOffElapsed(), up)
         }
     }
 
-    /// Asks the retry policy about a failed attempt. Returns nil when a retry was scheduled, else the decision
-    /// that leaves the outcome to the client (counted).
-    private func decideRetry(_ outcome: RetryState.Outcome) -> RetryState.Decision? {
-        guard let up = upstream, var retry = up.retry else { return .done }
-        let resources = up.info.resources
-        let priority = up.priority
-        let decision = retry.decide(outcome, retryAllowed: { resources.tryAcquire(.retries, priority) },
-                                    random: &worker.random)
-        up.retry = retry
-        upstream = up
-        switch decision {
-        case .done:
-            return decision
-        case .limitExceeded:
-            stats.inc(up.info.stats.rqRetryLimitExceeded)
-            return decision
-        case .budgetExhausted:
-            stats.inc(up.info.stats.rqRetryOverflow)
-            return decision
-        case .retry(let backOff):
-            stats.inc(up.info.stats.rqRetry)
-            stats.inc(up.info.stats.rqRetryBackoffExponential)
-            up.holdsRetry = true
-            phase = .backoff
-            let id = up.attemptID
-            up.backoffTimer = context.eventLoop.scheduleTask(in: .nanoseconds(backOff)) { [self] in
-                guard let current = upstream, current === up, current.attemptID == id, case .backoff = phase else { return }
-                current.backoffTimer = nil
-                if current.holdsRetry {
-                    current.holdsRetry = false
-                    current.info.resources.release(.retries, current.priority)
-                }
-                upstream = current
-                startAttempt()
+    /// The retry counters of a request that is not retried further.
+    private func countRetries(_ verdict: RouterAttemptStateMachine.RetryVerdict, _ up: UpstreamRequest) {
+        switch verdict {
+        case .notRetried: break
+        case .succeeded: stats.inc(up.info.stats.rqRetrySuccess)
+        case .limitExceeded: stats.inc(up.info.stats.rqRetryLimitExceeded)
+        case .overflow: stats.inc(up.info.stats.rqRetryOverflow)
+        }
+    }
+
+    /// The router answers the client itself; the request is over for it.
+    private func localReply(_ reply: RouterAttemptStateMachine.LocalReply, _ up: UpstreamRequest,
+                            connection: UpstreamConnection?) {
+        switch reply {
+        case .noHealthyUpstream:
+            responseFlags.insert(.noHealthyUpstream)
+            finishWithLocalReply(status: .serviceUnavailable, body: "no healthy upstream")
+        case .overflow(let requestBreaker):
+            if requestBreaker {
+                // max_requests: Envoy 1.38+ fails the stream with an overflow counted in upstream_rq_active_overflow.
+                if let connection { connection.pool.release(connection) }
+                stats.inc(up.info.stats.rqActiveOverflow)
             }
-            upstream = up
-            return nil
+            // Circuit-breaker overflow: 503 with `x-envoy-overloaded`, never retried.
+            responseFlags.insert(.upstreamOverflow)
+            if let cluster { countUpstreamStatus(503, cluster) }
+            var extra = HTTPHeaders()
+            extra.add(name: "x-envoy-overloaded", value: "true")
+            finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure("overflow"), extra: extra)
+        case .failed(let failure, let verdict):
+            countRetries(verdict, up)
+            if verdict == .limitExceeded { responseFlags.insert(.upstreamRetryLimitExceeded) }
+            switch failure {
+            case .perTryTimeout, .perTryIdleTimeout:
+                responseFlags.insert(.upstreamRequestTimeout)
+                if let cluster { countUpstreamStatus(504, cluster) }
+                finishWithLocalReply(status: .gatewayTimeout, body: LocalReply.timeout)
+            case .connectFailure(let timedOut):
+                responseFlags.insert(.upstreamConnectionFailure)
+                if let cluster { countUpstreamStatus(503, cluster) }
+                let reason = timedOut ? "connection timeout" : "remote connection failure"
+                finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure(reason))
+            case .reset:
+                responseFlags.insert(.upstreamConnectionTermination)
+                if let cluster { countUpstreamStatus(503, cluster) }
+                finishWithLocalReply(
+                    status: .serviceUnavailable, body: LocalReply.connectFailure("connection termination"))
+            }
         }
-    }
-
-    /// Circuit-breaker overflow: 503 with `x-envoy-overloaded`, never retried.
-    private func overflowed() {
-        responseFlags.insert(.upstreamOverflow)
-        endAttempt()
-        if let cluster { countUpstreamStatus(503, cluster) }
-        var extra = HTTPHeaders()
-        extra.add(name: "x-envoy-overloaded", value: "true")
-        finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure("overflow"), extra: extra)
     }
 
     private func finishWithLocalReply(status: HTTPResponseStatus, body: String, extra: HTTPHeaders = HTTPHeaders()) {
@@ -368,11 +421,9 @@ extension HTTPProxyHandler {
         if let slot = cluster.stats.code(code) { stats.inc(slot) }
     }
 
-    static func connectFailureReason(_ error: Error) -> String {
-        if case ChannelError.connectTimeout = error as? ChannelError ?? .ioOnClosedChannel {
-            return "connection timeout"
-        }
-        return "remote connection failure"
+    static func isConnectTimeout(_ error: Error) -> Bool {
+        if case ChannelError.connectTimeout = error as? ChannelError ?? .ioOnClosedChannel { return true }
+        return false
     }
 
     // MARK: Timeouts
@@ -398,10 +449,16 @@ extension HTTPProxyHandler {
         responseFlags.insert(.upstreamRequestTimeout)
         if let cluster { stats.inc(cluster.stats.rqTimeout) }
         stats.inc(listener.stats.rqTimeout)
-        if let up = upstream, case .forwarding = phase, let i = up.hostIndex {
-            up.local.record(i, .timeout, random: &worker.random)
+        if let up = upstream {
+            // Never retried: whatever the attempt held goes, its host is charged a timeout.
+            let held = up.attempts.routeTimeoutFired()
+            if held == .connection {
+                if let i = up.hostIndex { up.local.record(i, .timeout, random: &worker.random) }
+                if case .forwarding(let conn) = phase { conn.close() }
+            }
+            endAttempt(up, held)
+            upstream = nil
         }
-        abandonUpstream(closeConnection: true)
         if responseStarted {
             context.close(promise: nil)
             return
@@ -410,52 +467,22 @@ extension HTTPProxyHandler {
         stream.sendLocalReply(status: .gatewayTimeout, body: LocalReply.timeout, closeConnection: false)
     }
 
-    /// The per-try timeout (from when the attempt has its connection and the whole request) and the per-try
-    /// idle timeout (reset by every upstream read) share one timer that re-arms lazily.
-    func startPerTryTimer() {
-        guard let up = upstream, let policy = up.target.retryPolicy,
-              case .forwarding = phase, up.perTryTimer == nil else { return }
-        let now = NIODeadline.now()
-        if up.perTryDeadline == nil, requestComplete, let t = up.perTryTimeout {
-            up.perTryDeadline = now + t.timeAmount
+    /// The per-try timeout and the per-try idle timeout share one timer, armed where the attempts' state machine
+    /// says; it re-arms lazily when upstream reads moved the idle deadline on.
+    private func armPerTryTimer(_ up: UpstreamRequest, at deadline: NIODeadline) {
+        guard let attempt = up.attempts.currentAttempt else { return }
+        up.perTryTimer = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
+            guard let current = upstream, current === up, up.attempts.currentAttempt == attempt else { return }
+            up.perTryTimer = nil
+            run(up.attempts.perTryTimeoutFired(attempt: attempt, requestComplete: requestComplete, now: .now()), up)
         }
-        up.perTryIdle = policy.perTryIdleTimeout.flatMap { $0.isZero ? nil : $0.timeAmount }
-        var next: NIODeadline?
-        if let d = up.perTryDeadline { next = d }
-        if let idle = up.perTryIdle {
-            let d = up.lastUpstreamActivity + idle
-            next = next.map { min($0, d) } ?? d
-        }
-        guard let fire = next else { upstream = up; return }
-        let id = up.attemptID
-        up.perTryTimer = context.eventLoop.scheduleTask(deadline: fire) { [self] in
-            guard let current = upstream, current === up, current.attemptID == id else { return }
-            current.perTryTimer = nil
-            upstream = current
-            perTryTimerFired()
-        }
-        upstream = up
-    }
-
-    private func perTryTimerFired() {
-        guard let up = upstream, case .forwarding = phase, !responseStarted else { return }
-        let now = NIODeadline.now()
-        let timedOut = up.perTryDeadline.map { now >= $0 } ?? false
-        let idledOut = up.perTryIdle.map { now >= up.lastUpstreamActivity + $0 } ?? false
-        guard timedOut || idledOut else {
-            startPerTryTimer()
-            return
-        }
-        stats.inc(timedOut ? up.info.stats.rqPerTryTimeout : up.info.stats.rqPerTryIdleTimeout)
-        if let i = up.hostIndex { up.local.record(i, .timeout, random: &worker.random) }
-        attemptFailed(.perTryTimeout, reason: "timeout")
     }
 
     // MARK: Upstream events
 
     func upstreamRead(_ part: HTTPClientResponsePart) {
         streamActivity &+= 1
-        if let up = upstream, up.perTryIdle != nil { up.lastUpstreamActivity = .now() }
+        if let up = upstream, up.attempts.tracksActivity { up.attempts.upstreamActivity(now: .now()) }
         switch part {
         case .head(let head):
             if head.status.code < 200 && head.status.code != 101 {
@@ -480,21 +507,12 @@ extension HTTPProxyHandler {
         guard let up = upstream else { return }
         let code = Int(head.status.code)
         if let i = up.hostIndex { up.local.record(i, .httpStatus(code), random: &worker.random) }
-        if up.retry != nil, case .forwarding(let conn) = phase {
-            switch decideRetry(.response(status: code, headers: head.headers)) {
-            case nil:
-                // Retrying: this attempt's answer is dropped with its connection.
-                conn.close()
-                endAttempt()
-                if let cluster { countUpstreamStatus(code, cluster) }
-                return
-            case .done?:
-                if upstream?.retry?.retried ?? false, code < 500 { stats.inc(up.info.stats.rqRetrySuccess) }
-            case .limitExceeded?, .budgetExhausted?, .retry?:
-                break
-            }
-        }
-        respond(head)
+        let resources = up.info.resources
+        let priority = up.priority
+        let action = up.attempts.responseHeadReceived(
+            status: code, headers: head.headers, retryAllowed: { resources.tryAcquire(.retries, priority) },
+            random: &worker.random)
+        run(action, up, response: head)
     }
 
     private func respond(_ head: HTTPResponseHead) {
@@ -509,7 +527,7 @@ extension HTTPProxyHandler {
         if streamStart != nil { upstreamResponseStartTime = .now() }
         headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
         if let up = upstream, up.target.includeAttemptCountInResponse {
-            headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempt))
+            headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempts.attempts))
         }
         applyResponseMutations(&headers, status: head.status)
         if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
@@ -519,12 +537,10 @@ extension HTTPProxyHandler {
 
     private func upstreamResponseEnded(_ trailers: HTTPHeaders?) {
         routeTimer.clear()
-        guard case .forwarding(let conn) = phase else { return }
-        endAttempt()
-        upstream = nil
-        if !requestComplete { conn.reusable = false }
-        conn.pool.release(conn)
-        phase = .discarding
+        guard let up = upstream, case .forwarding = phase else { return }
+        let action = up.attempts.responseEnded()
+        run(action, up)
+        guard case .releaseConnectionAfterResponse = action else { return }
         if let trailers, !trailers.isEmpty {
             stream.encodeTrailers(trailers)
         } else {
@@ -543,7 +559,7 @@ extension HTTPProxyHandler {
             requestBody(.end(trailers), bytes: 0)
             if case .forwarding(let up) = phase { up.flush() }
             startTimer()
-            startPerTryTimer()
+            if let up = upstream { run(up.attempts.requestEnded(requestComplete: requestComplete, now: .now()), up) }
         case .idle, .decoding, .discarding:
             break
         }
@@ -562,18 +578,7 @@ extension HTTPProxyHandler {
 
     /// The upstream connection closed under us.
     func upstreamClosed() {
-        guard case .forwarding = phase else { return }
-        if responseStarted {
-            // Mid-response: the only honest signal left is to reset the downstream.
-            abandonUpstream(closeConnection: false)
-            phase = .discarding
-            routeTimer.clear()
-            context.close(promise: nil)
-            return
-        }
-        if let up = upstream, let i = up.hostIndex {
-            up.local.record(i, .reset, random: &worker.random)
-        }
-        attemptFailed(.reset, reason: "connection termination")
+        guard let up = upstream, case .forwarding = phase else { return }
+        run(up.attempts.upstreamReset(), up)
     }
 }

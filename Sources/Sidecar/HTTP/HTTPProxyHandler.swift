@@ -14,7 +14,9 @@ import SidecarUpstream
 /// per request, which `HTTPServerPipelineHandler` would do.
 ///
 /// A request whose route has a retry policy keeps its body (up to the buffer limit) so that a failed attempt
-/// can be replayed on another host after a back-off; see `HTTPProxyHandler+Upstream.swift`.
+/// can be replayed on another host after a back-off; see `HTTPProxyHandler+Upstream.swift`. The phases below are
+/// the connection's view (where request parts go, when reads are held); the attempts themselves are
+/// `RouterAttemptStateMachine`'s.
 ///
 ///     idle ──head──▶ connecting ──connected──▶ forwarding ──response end──▶ idle
 ///       │              ▲    │                     │

@@ -16,8 +16,8 @@ final class UpstreamRequest {
     let priority: CircuitBreakerThresholds.Priority
     let hash: UInt64?
     let source: UpstreamSource
-    /// nil when the request is not retried (no policy, or its body outgrew the buffer limit).
-    var retry: RetryState?
+    /// The attempts (first try, retries, per-try timeouts) as a state machine; the handler runs its actions.
+    var attempts: RouterAttemptStateMachine
     /// Body parts not yet sent to the current attempt, and (while retries are possible) every part so far.
     var parts: [HTTPClientRequestPart] = []
     /// How many of `parts` the current attempt has been sent.
@@ -25,30 +25,19 @@ final class UpstreamRequest {
     var bufferedBytes = 0
     let bufferLimit: Int
 
-    // The current attempt.
-    var attempt = 0
+    // What the current attempt holds, for the handler to give back (the state machine says when).
     /// Index of the host in the thread-local cluster (nil for ORIGINAL_DST destinations).
     var hostIndex: Int?
     var host: UpstreamHost?
     /// Hosts already tried (previous_hosts predicate).
     var tried: [Int] = []
-    /// Ignores connection results of attempts that were abandoned.
-    var attemptID = 0
+    /// The pool's queue entry while the attempt waits for a connection.
     var waiter: Int?
-    /// The attempt holds a connection and counts in `upstream_rq_active` and the `max_requests` breaker.
-    var attached = false
-    /// The effective per-try timeout (`RetryState.perTryTimeout`), nil: none.
-    var perTryTimeout: ProtoDuration?
     var perTryTimer: Scheduled<Void>?
-    var perTryDeadline: NIODeadline?
-    var perTryIdle: TimeAmount?
-    var lastUpstreamActivity = NIODeadline.uptimeNanoseconds(0)
     var backoffTimer: Scheduled<Void>?
-    /// A scheduled retry holds one unit of the `max_retries` breaker until it starts.
-    var holdsRetry = false
 
     init(local: ThreadLocalCluster, target: ForwardTarget, head: HTTPRequestHead, hash: UInt64?,
-         source: UpstreamSource, retry: RetryState?, bufferLimit: Int) {
+         source: UpstreamSource, attempts: RouterAttemptStateMachine, bufferLimit: Int) {
         self.local = local
         self.info = local.info
         self.target = target
@@ -56,11 +45,11 @@ final class UpstreamRequest {
         self.priority = target.priority
         self.hash = hash
         self.source = source
-        self.retry = retry
+        self.attempts = attempts
         self.bufferLimit = bufferLimit
     }
 
     /// Body parts are kept only while a retry could need them again.
-    var keepsBody: Bool { retry != nil }
+    var keepsBody: Bool { attempts.keepsBody }
 }
 @available(*, unavailable) extension UpstreamRequest: Sendable {}

@@ -1,8 +1,8 @@
 /// A fast per-worker random source (xorshift128+), seeded from the system. Not for secrets: it makes
 /// request ids and load-balancing choices.
 package struct FastRandom {
-    @usableFromInline var s0: UInt64
-    @usableFromInline var s1: UInt64
+    @usableFromInline internal var s0: UInt64
+    @usableFromInline internal var s1: UInt64
 
     package init() {
         var g = SystemRandomNumberGenerator()
@@ -24,10 +24,14 @@ package struct FastRandom {
     package mutating func uuid() -> String {
         let a = next()
         let b = next()
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        // Hex digits computed, not looked up: a table as a local array was an allocation per request.
         return String(unsafeUninitializedCapacity: 36) { buf in
             var i = 0
-            func put(_ nibble: UInt64) { buf[i] = hex[Int(nibble & 0xF)]; i += 1 }
+            func put(_ nibble: UInt64) {
+                let n = UInt8(truncatingIfNeeded: nibble & 0xF)
+                buf[i] = n < 10 ? 48 &+ n : 87 &+ n
+                i += 1
+            }
             for n in 0..<32 {
                 if n == 8 || n == 12 || n == 16 || n == 20 { buf[i] = UInt8(ascii: "-"); i += 1 }
                 var nib = n < 16 ? (a >> UInt64(60 - n * 4)) : (b >> UInt64(60 - (n - 16) * 4))

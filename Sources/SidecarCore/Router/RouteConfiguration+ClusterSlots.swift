@@ -18,6 +18,11 @@ extension RouteConfiguration {
                 }
                 for i in f.mirrorPolicies.indices { f.mirrorPolicies[i].slot = slot(f.mirrorPolicies[i].cluster) }
                 out.virtualHosts[v].routes[r].action = .forward(f)
+                if case .named(let name) = f.cluster, f.prefixRewrite == nil, f.regexRewrite == nil {
+                    out.virtualHosts[v].routes[r].fixedTarget = out.target(
+                        f, cluster: name, slot: f.clusterSlot, rewrittenPath: nil, weightedHeaders: nil,
+                        external: true, vh: out.virtualHosts[v], route: out.virtualHosts[v].routes[r])
+                }
             }
         }
         return out

@@ -7,11 +7,16 @@
 extension RouteConfiguration {
     /// The request as routing sees it.
     package func requestAsRouted(_ request: RouteRequest) -> RouteRequest {
-        guard !request.isInternal, !internalOnlyHeaders.isEmpty,
-              internalOnlyHeaders.contains(where: { request.headers.contains(name: $0) }) else { return request }
+        guard needsInternalOnlyHeadersRemoved(request) else { return request }
         var routed = request
         for name in internalOnlyHeaders { routed.headers.remove(name: name) }
         return routed
+    }
+
+    /// The request is external and carries one of `internal_only_headers`.
+    package func needsInternalOnlyHeadersRemoved(_ request: RouteRequest) -> Bool {
+        !request.isInternal && !internalOnlyHeaders.isEmpty
+            && internalOnlyHeaders.contains(where: { request.headers.contains(name: $0) })
     }
 
     /// One `internal_only_headers` entry, lower-cased; nil for a pseudo-header or `host`, which Envoy accepts

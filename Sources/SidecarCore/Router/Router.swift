@@ -97,12 +97,13 @@ public enum RouteDecision {
 /// A forwarding decision: the cluster and the request as it must leave.
 /// A class: a request's forwarding decision is read from the stream, the router and the upstream request, and
 /// copying a struct this size cost a few dozen retains each time. Built once by the router, never changed after.
-public final class ForwardTarget {
+public final class ForwardTarget: Sendable {
     public let cluster: String
     /// `cluster` in the config snapshot whose table made this target, when the table resolved it (not for
     /// `cluster_header`, nor for a name the snapshot lacks).
     package let clusterSlot: ClusterSlot?
-    public let path: String
+    /// The path after the route's `prefix_rewrite` / `regex_rewrite`; nil: the request's own path.
+    public let rewrittenPath: String?
     public let hostRewrite: String?
     public let autoHostRewrite: Bool
     public let timeout: ProtoDuration
@@ -134,7 +135,7 @@ public final class ForwardTarget {
     /// The route's `request_mirror_policies`.
     public let mirrorPolicies: [MirrorPolicy]
 
-    package init(cluster: String, clusterSlot: ClusterSlot? = nil, path: String,
+    package init(cluster: String, clusterSlot: ClusterSlot? = nil, rewrittenPath: String?,
          hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
          routeName: String?, virtualHost: String, mutations: [HeaderMutations], retryPolicy: RetryPolicyConfig? = nil,
          hashPolicies: [HashPolicy] = [], priority: CircuitBreakerThresholds.Priority = .DEFAULT,
@@ -144,7 +145,7 @@ public final class ForwardTarget {
          virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = []) {
         self.cluster = cluster
         self.clusterSlot = clusterSlot
-        self.path = path
+        self.rewrittenPath = rewrittenPath
         self.hostRewrite = hostRewrite
         self.autoHostRewrite = autoHostRewrite
         self.timeout = timeout
@@ -164,6 +165,10 @@ public final class ForwardTarget {
         self.virtualHostRateLimits = virtualHostRateLimits
         self.mirrorPolicies = mirrorPolicies
     }
+
+    /// The path the request leaves with, given the one it came with.
+    @inlinable @inline(__always)
+    public func path(for requestPath: String) -> String { rewrittenPath ?? requestPath }
 }
 
 extension RouteConfiguration {
@@ -193,14 +198,21 @@ extension RouteConfiguration {
     /// `request` must be as `requestAsRouted` returns it.
     package func select(_ request: RouteRequest) -> Selection {
         guard let vhIndex = virtualHostIndex(for: request.authority) else { return .noVirtualHost }
-        let vh = virtualHosts[vhIndex]
-        if vh.requireTLS == .ALL || (vh.requireTLS == .EXTERNAL_ONLY && !request.isInternal), request.scheme != "https" {
+        // Read in place: binding the virtual host to a local copied the whole struct per request.
+        let requireTLS = virtualHosts[vhIndex].requireTLS
+        if requireTLS == .ALL || (requireTLS == .EXTERNAL_ONLY && !request.isInternal), request.scheme != "https" {
             return .tlsRedirect(virtualHost: vhIndex)
         }
-        guard let routeIndex = vh.routes.firstIndex(where: { $0.match.matches(request, runtime: runtime) }) else {
-            return .noRoute(virtualHost: vhIndex)
+        // By index: `firstIndex(where:)` copied every route it looked at (a struct of a dozen references).
+        let count = virtualHosts[vhIndex].routes.count
+        var routeIndex = 0
+        while routeIndex < count {
+            if virtualHosts[vhIndex].routes[routeIndex].match.matches(request, runtime: runtime) {
+                return .route(virtualHost: vhIndex, route: routeIndex)
+            }
+            routeIndex += 1
         }
-        return .route(virtualHost: vhIndex, route: routeIndex)
+        return .noRoute(virtualHost: vhIndex)
     }
 
     public func route(_ request: RouteRequest) -> RouteDecision {
@@ -210,7 +222,13 @@ extension RouteConfiguration {
     /// The route decision and the `typed_per_filter_config` that applies to the request: the chosen route's,
     /// its virtual host's and the route configuration's (only those that were matched).
     public func resolve(_ original: RouteRequest) -> (decision: RouteDecision, perFilter: PerFilterConfigs) {
-        let request = requestAsRouted(original)
+        // Most requests carry no internal-only header: route the request itself rather than a copy.
+        if needsInternalOnlyHeadersRemoved(original) { return resolveRouted(requestAsRouted(original)) }
+        return resolveRouted(original)
+    }
+
+    /// `resolve` for a request as `requestAsRouted` returns it.
+    private func resolveRouted(_ request: RouteRequest) -> (decision: RouteDecision, perFilter: PerFilterConfigs) {
         var perFilter = PerFilterConfigs()
         perFilter.routeConfiguration = typedPerFilterConfig
         let vhIndex: Int
@@ -230,11 +248,14 @@ extension RouteConfiguration {
             vhIndex = v
             routeIndex = r
         }
-        let vh = virtualHosts[vhIndex]
-        let route = vh.routes[routeIndex]
-        perFilter.virtualHost = vh.typedPerFilterConfig
-        perFilter.route = route.typedPerFilterConfig
-        return (decide(request, vh: vh, route: route), perFilter)
+        perFilter.virtualHost = virtualHosts[vhIndex].typedPerFilterConfig
+        perFilter.route = virtualHosts[vhIndex].routes[routeIndex].typedPerFilterConfig
+        // The fixed target was built for an external request (internal-only headers removed upstream).
+        if let fixed = virtualHosts[vhIndex].routes[routeIndex].fixedTarget,
+           !request.isInternal || internalOnlyHeaders.isEmpty {
+            return (.forward(fixed), perFilter)
+        }
+        return (decide(request, vh: virtualHosts[vhIndex], route: virtualHosts[vhIndex].routes[routeIndex]), perFilter)
     }
 
     private func decide(_ request: RouteRequest, vh: VirtualHost, route: Route) -> RouteDecision {
@@ -247,9 +268,9 @@ extension RouteConfiguration {
             return .redirect(location: location, status: r.status, mutations: [route.headers, vh.headers, headers],
                              virtualHost: vh.name, routeName: route.name)
         case .forward(let f):
-            var mutations = [route.headers, vh.headers, headers]
             let cluster: String
             var slot: ClusterSlot?
+            var weightedHeaders: HeaderMutations?
             switch f.cluster {
             case .named(let c):
                 cluster = c
@@ -262,23 +283,35 @@ extension RouteConfiguration {
                 let chosen = clusters[ForwardAction.weightedIndex(clusters, total: total, random: request.randomValue)]
                 cluster = chosen.name
                 slot = chosen.slot
-                mutations.insert(chosen.headers, at: 0)
+                weightedHeaders = chosen.headers
             }
-            // Removed before anything is added: the connection manager strips them before the router runs.
-            if !request.isInternal && !internalOnlyHeaders.isEmpty {
-                mutations.insert(HeaderMutations(requestRemove: internalOnlyHeaders), at: 0)
-            }
-            return .forward(ForwardTarget(
-                cluster: cluster, clusterSlot: slot, path: f.rewrittenPath(request, match: route.match),
-                hostRewrite: f.hostRewriteLiteral, autoHostRewrite: f.autoHostRewrite, timeout: f.timeout,
-                routeName: route.name, virtualHost: vh.name, mutations: mutations,
-                retryPolicy: f.retryPolicy ?? vh.retryPolicy, hashPolicies: f.hashPolicies, priority: f.priority,
-                idleTimeout: f.idleTimeout, includeRequestAttemptCount: vh.includeRequestAttemptCount,
-                includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
-                perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
-                routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
-                virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies))
+            let rewritten = f.prefixRewrite == nil && f.regexRewrite == nil
+                ? nil : f.rewrittenPath(request, match: route.match)
+            return .forward(target(f, cluster: cluster, slot: slot, rewrittenPath: rewritten,
+                                   weightedHeaders: weightedHeaders, external: !request.isInternal, vh: vh, route: route))
         }
+    }
+
+    /// A route's forwarding decision for one cluster choice. `external`: the request is not internal, so the
+    /// table's `internal_only_headers` are removed before anything is added (the connection manager strips them
+    /// before the router runs).
+    package func target(_ f: ForwardAction, cluster: String, slot: ClusterSlot?, rewrittenPath: String?,
+                weightedHeaders: HeaderMutations?, external: Bool, vh: VirtualHost, route: Route) -> ForwardTarget {
+        var mutations = [route.headers, vh.headers, headers]
+        if let weightedHeaders { mutations.insert(weightedHeaders, at: 0) }
+        if external && !internalOnlyHeaders.isEmpty {
+            mutations.insert(HeaderMutations(requestRemove: internalOnlyHeaders), at: 0)
+        }
+        return ForwardTarget(
+            cluster: cluster, clusterSlot: slot, rewrittenPath: rewrittenPath,
+            hostRewrite: f.hostRewriteLiteral, autoHostRewrite: f.autoHostRewrite, timeout: f.timeout,
+            routeName: route.name, virtualHost: vh.name, mutations: mutations,
+            retryPolicy: f.retryPolicy ?? vh.retryPolicy, hashPolicies: f.hashPolicies, priority: f.priority,
+            idleTimeout: f.idleTimeout, includeRequestAttemptCount: vh.includeRequestAttemptCount,
+            includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
+            perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
+            routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
+            virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies)
     }
 }
 

@@ -3,9 +3,10 @@ import NIOHTTP1
 import SidecarCore
 
 /// `envoy.filters.http.router`, the last filter of every chain: it acts on the route the connection manager chose
-/// for the request (no route: 404; direct response; redirect) or forwards it upstream. The forwarding itself
-/// (host choice, connection pool, circuit breakers, attempts, retries and timeouts) is the connection's
-/// upstream side (`HTTPProxyHandler+Upstream.swift`); this filter is where the chain hands the request to it.
+/// for the request (no route: 404; direct response; redirect) or forwards it upstream. The attempts (retries,
+/// per-try timeouts) are a pure state machine, `RouterAttemptStateMachine`; the connection's upstream side
+/// (`HTTPProxyHandler+Upstream.swift`) drives it with the host choice, connection pool, circuit breakers and
+/// timers. This filter is where the chain hands the request to it.
 final class RouterFilter: HTTPStreamFilter {
     static let name = "envoy.filters.http.router"
     static let typeURL = Listener.routerType

@@ -100,7 +100,7 @@ package struct RouteCheckObservation {
             // then the host rewrite, then the path rewrite; then finalizeResponseHeaders.
             for m in target.mutations { m.applyRequest(to: &requestHeaders, context: Self.formatContext) }
             if let host = target.hostRewrite { requestHeaders.replaceOrAdd(name: ":authority", value: host) }
-            requestHeaders.replaceOrAdd(name: ":path", value: target.path)
+            requestHeaders.replaceOrAdd(name: ":path", value: target.path(for: request.path))
             var responseContext = Self.formatContext
             responseContext.requestHeaders = requestHeaders
             for m in target.mutations { m.applyResponse(to: &responseHeaders, context: responseContext) }
