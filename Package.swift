@@ -50,8 +50,8 @@ let package = Package(
         //        │           it their catalog (`HTTPFilterCatalog`), as Envoy's factory registry does.
         //   SidecarUpstream  clusters, connection pools, load balancing, health checks, outlier detection,
         //        ↑           circuit breakers, upstream TLS and the TLS contexts and secrets both sides use.
-        //   Sidecar          listeners, HTTP connection manager and filters, TCP proxy, downstream TLS, admin,
-        //                    identity, and the server that wires them to event loops.
+        //   Sidecar          listeners, HTTP connection manager and filters, the router's attempts, TCP proxy,
+        //                    downstream TLS, admin, identity, and the server that wires them to event loops.
         .target(
             name: "SidecarCore",
             dependencies: [
