@@ -55,8 +55,9 @@ extension Bootstrap {
                 "metadata", "dynamic_parameters", "locality", "user_agent_name", "user_agent_version",
                 "user_agent_build_version", "extensions", "client_features", "listening_addresses",
             ])
-            nodeID = try no.optional("id")?.string()
-            nodeCluster = try no.optional("cluster")?.string()
+            // Both can reach headers (x-envoy-downstream-service-node, the health check filter's cluster header).
+            nodeID = try no.optional("id")?.headerValueText()
+            nodeCluster = try no.optional("cluster")?.headerValueText()
             try no.finish()
         }
         let layeredRuntime = try obj.optional("layered_runtime").map(LayeredRuntimeConfig.decode)

@@ -290,7 +290,7 @@ extension HTTPConnectionManagerConfig {
             defaultHost = try hpo.optional("default_host_for_http_10")?.string()
             try hpo.finish()
         }
-        let serverName = try obj.optional("server_name")?.string() ?? "envoy"
+        let serverName = try obj.optional("server_name")?.headerValueText() ?? "envoy"
         var headers = ConnectionManagerHeaders()
         headers.useRemoteAddress = try obj.optional("use_remote_address")?.bool() ?? false
         headers.xffNumTrustedHops = Int(try obj.optional("xff_num_trusted_hops")?.uint32() ?? 0)
@@ -299,7 +299,10 @@ extension HTTPConnectionManagerConfig {
         headers.preserveExternalRequestID = try obj.optional("preserve_external_request_id")?.bool() ?? false
         headers.alwaysSetRequestIDInResponse = try obj.optional("always_set_request_id_in_response")?.bool() ?? false
         let addUserAgent = try obj.optional("add_user_agent")?.bool() ?? false
-        headers.via = try obj.optional("via")?.nonEmptyString()
+        headers.via = try obj.optional("via").map { v in
+            _ = try v.nonEmptyString()
+            return try v.headerValueText()
+        }
         var common = DownstreamHTTPProtocolOptions()
         if let c = try obj.optional("common_http_protocol_options")?.object() {
             try c.unsupported([

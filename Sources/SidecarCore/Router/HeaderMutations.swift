@@ -133,13 +133,15 @@ extension HeaderMutations {
     private static func decodeAddition(_ value: ConfigValue) throws -> Addition {
         let obj = try value.object()
         let hv = try obj.required("header").object()
-        let key = try hv.required("key").nonEmptyString()
+        let keyValue = try hv.required("key")
+        let key = try keyValue.nonEmptyString()
         if key.hasPrefix(":") || key.lowercased() == "host" {
             throw hv.value.error("header '\(key)' cannot be modified with headers_to_add")
         }
+        _ = try keyValue.headerNameText()
         let rawValue = hv.optional("value")
         try hv.unsupported(["raw_value"])
-        let text = try rawValue?.string() ?? ""
+        let text = try rawValue?.headerValueText() ?? ""
         let format = try SubstitutionFormat(parsing: text, at: rawValue ?? hv.value)
         try hv.finish()
         var action = AppendAction.APPEND_IF_EXISTS_OR_ADD

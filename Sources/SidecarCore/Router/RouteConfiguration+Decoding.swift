@@ -230,11 +230,11 @@ extension ForwardAction {
         default: choice = try decodeWeighted(v)
         }
         // Envoy treats an empty prefix_rewrite as unset: the path is left alone.
-        let prefixRewrite = try obj.optional("prefix_rewrite")?.string().nilIfEmpty
+        let prefixRewrite = try obj.optional("prefix_rewrite")?.headerValueText().nilIfEmpty
         var regexRewrite: (CompiledRegex, String)?
         if let rr = try obj.optional("regex_rewrite")?.object() {
             let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
-            let sub = try rr.required("substitution").string()
+            let sub = try rr.required("substitution").headerValueText()
             try rr.finish()
             regexRewrite = (pattern, sub)
         }
@@ -245,7 +245,12 @@ extension ForwardAction {
         var literal: String?
         var auto = false
         if let hv {
-            if hostKey == "host_rewrite_literal" { literal = try hv.nonEmptyString() } else { auto = try hv.bool() }
+            if hostKey == "host_rewrite_literal" {
+                literal = try hv.nonEmptyString()
+                _ = try hv.headerValueText()
+            } else {
+                auto = try hv.bool()
+            }
         }
         let timeout = try obj.optional("timeout")?.duration() ?? .seconds(15)
         var action = ForwardAction(cluster: choice, prefixRewrite: prefixRewrite, regexRewrite: regexRewrite,
@@ -321,22 +326,26 @@ extension Redirect {
             if key == "https_redirect" {
                 if try v.bool() { scheme = "https" }
             } else {
-                scheme = try v.nonEmptyString().lowercased()
+                _ = try v.nonEmptyString()
+                scheme = try v.headerValueText().lowercased()
             }
         }
-        let host = try obj.optional("host_redirect")?.nonEmptyString()
+        let host = try obj.optional("host_redirect").map { v in
+            _ = try v.nonEmptyString()
+            return try v.headerValueText()
+        }
         // Proto3 defaults mean "unset": port 0, an empty path_redirect or prefix_rewrite.
         let port = try obj.optional("port_redirect").map { Int(try $0.int(min: 0, max: 65535)) }
             .flatMap { $0 == 0 ? nil : $0 }
         var path = PathChange.none
         if let (key, v) = try obj.oneOf(["path_redirect", "prefix_rewrite", "regex_rewrite"], required: false) {
             switch key {
-            case "path_redirect": path = try v.string().nilIfEmpty.map { .path($0) } ?? .none
-            case "prefix_rewrite": path = try v.string().nilIfEmpty.map { .prefix($0) } ?? .none
+            case "path_redirect": path = try v.headerValueText().nilIfEmpty.map { .path($0) } ?? .none
+            case "prefix_rewrite": path = try v.headerValueText().nilIfEmpty.map { .prefix($0) } ?? .none
             default:
                 let rr = try v.object()
                 let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
-                let sub = try rr.required("substitution").string()
+                let sub = try rr.required("substitution").headerValueText()
                 try rr.finish()
                 path = .regex(pattern, sub)
             }

@@ -44,10 +44,10 @@ package final class CORSPolicy: Sendable {
         let origins = try obj.list("allow_origin_string_match").map(StringMatcher.decode)
         let policy = CORSPolicy(
             allowOrigins: origins,
-            allowMethods: try obj.optional("allow_methods")?.string() ?? "",
-            allowHeaders: try obj.optional("allow_headers")?.string() ?? "",
-            exposeHeaders: try obj.optional("expose_headers")?.string() ?? "",
-            maxAge: try obj.optional("max_age")?.string() ?? "",
+            allowMethods: try obj.optional("allow_methods")?.headerValueText() ?? "",
+            allowHeaders: try obj.optional("allow_headers")?.headerValueText() ?? "",
+            exposeHeaders: try obj.optional("expose_headers")?.headerValueText() ?? "",
+            maxAge: try obj.optional("max_age")?.headerValueText() ?? "",
             allowCredentials: try obj.optional("allow_credentials")?.bool(),
             allowPrivateNetworkAccess: try obj.optional("allow_private_network_access")?.bool(),
             forwardNotMatchingPreflights: try obj.optional("forward_not_matching_preflights")?.bool(),

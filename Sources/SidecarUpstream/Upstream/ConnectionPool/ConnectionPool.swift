@@ -179,7 +179,8 @@ package final class ConnectionPool {
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
                     try handshake?.install(on: ops, eventLoop: channel.eventLoop)
-                    try ops.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
+                    // No outbound header validation, as on the downstream side (see ChainInstaller).
+                    try ops.addHTTPClientHandlers(leftOverBytesStrategy: .fireError, enableOutboundHeaderValidation: false)
                     try ops.addHandler(conn)
                 }
             }

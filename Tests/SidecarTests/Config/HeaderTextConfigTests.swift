@@ -1,0 +1,61 @@
+import Testing
+
+@testable import Sidecar
+@testable import SidecarCore
+
+/// Config text that becomes header or request-line bytes is checked at load: the outbound pipelines do not
+/// re-validate headers, so a CR or LF from the config must never reach the wire.
+@Suite struct HeaderTextConfigTests {
+    static let valid = ConfigDecodingTests.valid
+    static let route = #"route: { cluster: service, timeout: 0.25s }"#
+
+    /// The route with `extra` as a sibling key of `route` (same indentation).
+    static func routeWith(_ extra: String) -> String {
+        "route: { cluster: service }\n                " + extra
+    }
+
+    static func error(_ old: String, _ new: String) -> ConfigError? {
+        let text = ConfigDecodingTests.variant(old, new)
+        do {
+            _ = try Bootstrap.load(text: text)
+            return nil
+        } catch let e as ConfigError {
+            return e
+        } catch {
+            return nil
+        }
+    }
+
+    @Test func aHeaderValueWithALineBreakIsRefusedWithItsPath() throws {
+        let e = try #require(Self.error(
+            Self.route,
+            Self.routeWith(#"request_headers_to_add: [{header: {key: x-a, value: "ok\r\nx-injected: 1"}}]"#)))
+        #expect(e.message.contains("carriage return"), "\(e)")
+        #expect(e.path.hasSuffix("request_headers_to_add[0].header.value"), "\(e.path)")
+    }
+
+    @Test func aHeaderNameThatIsNotATokenIsRefused() throws {
+        let e = try #require(Self.error(
+            Self.route, Self.routeWith(#"response_headers_to_add: [{header: {key: "x a", value: v}}]"#)))
+        #expect(e.message.contains("not allowed in an HTTP header name"), "\(e)")
+    }
+
+    @Test func rewritesAndRedirectsMayNotSplitTheRequestLineOrLocation() throws {
+        #expect(Self.error(Self.route, #"route: { cluster: service, prefix_rewrite: "/a\n" }"#) != nil)
+        #expect(Self.error(Self.route, #"route: { cluster: service, host_rewrite_literal: "h\r" }"#) != nil)
+        #expect(Self.error(Self.route, #"redirect: { host_redirect: "h\n" }"#) != nil)
+        #expect(Self.error(Self.route, #"redirect: { path_redirect: "/p\u0000" }"#) != nil)
+    }
+
+    @Test func theServerNameIsAHeaderValue() throws {
+        let e = try #require(Self.error("stat_prefix: ingress_http", "stat_prefix: ingress_http\n          server_name: \"a\\nb\""))
+        #expect(e.message.contains("line feed"), "\(e)")
+    }
+
+    @Test func ordinaryValuesStillLoad() throws {
+        #expect(Self.error(
+            Self.route,
+            #"route: { cluster: service, prefix_rewrite: "/v2/" }"# + "\n                "
+                + #"request_headers_to_add: [{header: {key: "x-a!#$%&'*+-.^_`|~", value: "a, b; c=\"d\""}}]"#) == nil)
+    }
+}
