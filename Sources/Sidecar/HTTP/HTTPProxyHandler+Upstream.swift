@@ -40,7 +40,7 @@ extension HTTPProxyHandler {
             globalTimeout: target.timeout)
         RetryHeaders.strip(&headers)
         // forward_client_cert_details defaults to SANITIZE: a client never gets to assert a certificate.
-        headers.remove(name: "x-forwarded-client-cert")
+        if headers.contains(name: "x-forwarded-client-cert") { headers.remove(name: "x-forwarded-client-cert") }
         if !headers.contains(name: "x-forwarded-proto") {
             headers.add(name: "x-forwarded-proto", value: security != nil ? "https" : "http")
         }
@@ -48,7 +48,7 @@ extension HTTPProxyHandler {
             headers.remove(name: "x-envoy-expected-rq-timeout-ms")
         } else {
             let expected = perTryTimeout ?? target.timeout
-            headers.replaceOrAdd(name: "x-envoy-expected-rq-timeout-ms", value: String(expected.milliseconds))
+            headers.replaceOrAddScanningFirst(name: "x-envoy-expected-rq-timeout-ms", value: String(expected.milliseconds))
         }
         // Envoy's finalizeRequestHeaders: the header mutations see the request's own host; the rewrite follows.
         for m in target.mutations where !m.isEmpty { m.applyRequest(to: &headers, context: formatContext()) }
@@ -276,7 +276,7 @@ extension HTTPProxyHandler {
         phase = .forwarding(conn)
         var head = up.head
         if up.target.includeRequestAttemptCount {
-            head.headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(attempt))
+            head.headers.replaceOrAddScanningFirst(name: "x-envoy-attempt-count", value: String(attempt))
         }
         conn.send(.head(head))
         for p in up.parts[up.sent...] { conn.send(p) }
@@ -522,12 +522,12 @@ extension HTTPProxyHandler {
         let elapsedMs = (NIODeadline.now() - upstreamStart).nanoseconds / 1_000_000
         var headers = head.headers
         HopByHop.strip(&headers)
-        headers.replaceOrAdd(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
+        headers.replaceOrAddScanningFirst(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
         responseCode = Int(head.status.code)
         if streamStart != nil { upstreamResponseStartTime = .now() }
-        headers.replaceOrAdd(name: "server", value: listener.hcm.serverName)
+        headers.replaceOrAddScanningFirst(name: "server", value: listener.hcm.serverName)
         if let up = upstream, up.target.includeAttemptCountInResponse {
-            headers.replaceOrAdd(name: "x-envoy-attempt-count", value: String(up.attempts.attempts))
+            headers.replaceOrAddScanningFirst(name: "x-envoy-attempt-count", value: String(up.attempts.attempts))
         }
         applyResponseMutations(&headers, status: head.status)
         if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
