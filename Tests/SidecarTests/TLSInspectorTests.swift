@@ -24,6 +24,15 @@ import Testing
         #expect(TLSInspector.inspect(Self.opensslClientHello) == .tls(serverName: "api.example.com", applicationProtocols: ["h2", "http/1.1"]))
     }
 
+    /// The SNI reaches chain matching, RBAC and %REQUESTED_SERVER_NAME%: one that is not a host name is ignored.
+    @Test func aServerNameThatIsNotAHostNameIsIgnored() {
+        let good = Array("api.Example.com".utf8)
+        var hello = Self.opensslClientHello
+        let at = try! #require((0...(hello.count - good.count)).first { Array(hello[$0..<$0 + good.count]) == good })
+        hello[at + 3] = 0x0D  // "api\r…": same length, so every length field stays right
+        #expect(TLSInspector.inspect(hello) == .tls(serverName: nil, applicationProtocols: ["h2", "http/1.1"]))
+    }
+
     @Test func waitsForTheWholeClientHello() {
         for cut in [1, 5, 9, 60, Self.opensslClientHello.count - 1] {
             #expect(TLSInspector.inspect(Self.opensslClientHello.prefix(cut)) == .needMore, "cut at \(cut)")

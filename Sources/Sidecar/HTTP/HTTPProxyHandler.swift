@@ -366,9 +366,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // One host value (a comma-separated list counts as several), found without allocating the split list.
         var hostCount = 0
         var host = ""
+        // As the split list counted them: an empty value is no value, surrounding blanks are not part of it.
         for (name, value) in head.headers where HopByHop.equalsLowercased(name, "host") {
-            hostCount += value.utf8.contains(UInt8(ascii: ",")) ? 2 : 1
-            host = value
+            let trimmed = Self.trimmingBlanks(value)
+            if trimmed.isEmpty { continue }
+            hostCount += trimmed.utf8.contains(UInt8(ascii: ",")) ? 2 : 1
+            host = trimmed
         }
         var authority: String
         if hostCount == 1 {
@@ -409,6 +412,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stream.begin(factories: listener.httpFilters, request: request, route: route, perFilterConfig: perFilter,
                      isHead: head.method == .HEAD, hasBody: Self.hasRequestBody(head), snapshot: snapshot)
         stream.decodeHeaders(head, endStream: false)
+    }
+
+    /// `value` without leading and trailing spaces and tabs (the value itself when it has none).
+    static func trimmingBlanks(_ value: String) -> String {
+        let utf8 = value.utf8
+        guard let first = utf8.first, let last = utf8.last,
+              first == 32 || first == 9 || last == 32 || last == 9 else { return value }
+        let start = utf8.firstIndex(where: { $0 != 32 && $0 != 9 }) ?? utf8.endIndex
+        let end = utf8.lastIndex(where: { $0 != 32 && $0 != 9 }).map { utf8.index(after: $0) } ?? start
+        return start < end ? String(Substring(utf8[start..<end])) : ""
     }
 
     // MARK: Stream idle timeout

@@ -1,6 +1,17 @@
 /// Envoy's tls_inspector: is the connection's first data a TLS ClientHello, and if so which server name
 /// (SNI) and application protocols (ALPN) does it ask for? Nothing is decrypted; the bytes are replayed.
 enum TLSInspector {
+    /// Letters, digits, `-`, `.` and `_` (seen in the wild in service names).
+    static func isHostNameByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"):
+            return true
+        default:
+            return false
+        }
+    }
+
     enum Verdict: Equatable {
         case needMore
         case notTLS
@@ -55,7 +66,11 @@ enum TLSInspector {
             case 0:  // server_name
                 guard let listLength = e.u16(), var list = e.take(Int(listLength)).map({ Reader(bytes: $0) }) else { break }
                 while let nameType = list.u8(), let nameLength = list.u16(), let name = list.take(Int(nameLength)) {
-                    if nameType == 0 { serverName = String(decoding: name, as: UTF8.self).lowercased() }
+                    // A host name (RFC 6066: no trailing dot, ASCII): anything else is ignored, since the name
+                    // reaches filter chain matching, RBAC and header values (%REQUESTED_SERVER_NAME%).
+                    if nameType == 0, !name.isEmpty, name.allSatisfy(Self.isHostNameByte) {
+                        serverName = String(decoding: name, as: UTF8.self).lowercased()
+                    }
                 }
             case 16:  // application_layer_protocol_negotiation
                 guard let listLength = e.u16(), var list = e.take(Int(listLength)).map({ Reader(bytes: $0) }) else { break }

@@ -105,7 +105,7 @@ extension Cluster {
                 let weight = try e.optional("load_balancing_weight")?.int(min: 1, max: Int64(UInt32.max)) ?? 1
                 let ep = try e.required("endpoint").object()
                 try ep.unsupported(["health_check_config", "additional_addresses"])
-                let hostname = try ep.optional("hostname")?.string()
+                let hostname = try ep.optional("hostname")?.headerValueText()  // auto_host_rewrite sends it as `host`
                 let addr = try ep.required("address").object()
                 try addr.unsupported(["pipe", "envoy_internal_address"])
                 let sa = try SocketAddressConfig.decodeSocketAddress(try addr.required("socket_address"), requireIP: requireIP)

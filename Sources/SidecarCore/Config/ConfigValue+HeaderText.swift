@@ -13,6 +13,16 @@ extension ConfigValue {
         return text
     }
 
+    /// Text that becomes part of a request target (path rewrites, path redirects): no space and no control
+    /// character, which would end or split the request line.
+    package func requestTargetText() throws -> String {
+        let text = try string()
+        for byte in text.utf8 where byte <= 0x20 || byte == 0x7F {
+            throw error("'\(text.debugDescription.dropFirst().dropLast())' contains a space or control character, which cannot be part of a request path")
+        }
+        return text
+    }
+
     /// A non-empty RFC 9110 token (`tchar`s only), as header names must be.
     package func headerNameText() throws -> String {
         let text = try nonEmptyString()

@@ -287,7 +287,7 @@ extension HTTPConnectionManagerConfig {
                 "allow_custom_methods", "ignore_http_11_upgrade",
             ])
             acceptHTTP10 = try hpo.optional("accept_http_10")?.bool() ?? false
-            defaultHost = try hpo.optional("default_host_for_http_10")?.string()
+            defaultHost = try hpo.optional("default_host_for_http_10")?.headerValueText()
             try hpo.finish()
         }
         let serverName = try obj.optional("server_name")?.headerValueText() ?? "envoy"

@@ -70,7 +70,12 @@ public struct HeaderMutations: Sendable {
                 value = literal
             } else {
                 if formatContext == nil { formatContext = context(headers) }
-                value = a.value.format(formatContext!)
+                let rendered = a.value.format(formatContext!)
+                // Commands render data from the stream, the TLS handshake or the config (route and cluster names,
+                // the SNI, %START_TIME(%n)%): a value that would break the header is dropped, never written (the
+                // outbound pipelines do not re-validate).
+                guard ConfigValue.firstControlCharacter(in: rendered) == nil else { continue }
+                value = rendered
             }
             if value.isEmpty && !a.keepEmpty { continue }
             switch a.action {

@@ -230,11 +230,11 @@ extension ForwardAction {
         default: choice = try decodeWeighted(v)
         }
         // Envoy treats an empty prefix_rewrite as unset: the path is left alone.
-        let prefixRewrite = try obj.optional("prefix_rewrite")?.headerValueText().nilIfEmpty
+        let prefixRewrite = try obj.optional("prefix_rewrite")?.requestTargetText().nilIfEmpty
         var regexRewrite: (CompiledRegex, String)?
         if let rr = try obj.optional("regex_rewrite")?.object() {
             let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
-            let sub = try rr.required("substitution").headerValueText()
+            let sub = try rr.required("substitution").requestTargetText()
             try rr.finish()
             regexRewrite = (pattern, sub)
         }
@@ -340,12 +340,12 @@ extension Redirect {
         var path = PathChange.none
         if let (key, v) = try obj.oneOf(["path_redirect", "prefix_rewrite", "regex_rewrite"], required: false) {
             switch key {
-            case "path_redirect": path = try v.headerValueText().nilIfEmpty.map { .path($0) } ?? .none
-            case "prefix_rewrite": path = try v.headerValueText().nilIfEmpty.map { .prefix($0) } ?? .none
+            case "path_redirect": path = try v.requestTargetText().nilIfEmpty.map { .path($0) } ?? .none
+            case "prefix_rewrite": path = try v.requestTargetText().nilIfEmpty.map { .prefix($0) } ?? .none
             default:
                 let rr = try v.object()
                 let pattern = try StringMatcher.decodeRegexMatcher(try rr.required("pattern"))
-                let sub = try rr.required("substitution").headerValueText()
+                let sub = try rr.required("substitution").requestTargetText()
                 try rr.finish()
                 path = .regex(pattern, sub)
             }

@@ -47,6 +47,11 @@ import Testing
         #expect(Self.error(Self.route, #"redirect: { path_redirect: "/p\u0000" }"#) != nil)
     }
 
+    @Test func pathRewritesMayNotCarryASpace() throws {
+        let e = try #require(Self.error(Self.route, #"route: { cluster: service, prefix_rewrite: "/a b" }"#))
+        #expect(e.message.contains("request path"), "\(e)")
+    }
+
     @Test func theServerNameIsAHeaderValue() throws {
         let e = try #require(Self.error("stat_prefix: ingress_http", "stat_prefix: ingress_http\n          server_name: \"a\\nb\""))
         #expect(e.message.contains("line feed"), "\(e)")

@@ -38,6 +38,19 @@ import Testing
         #expect(headers["x-alt"] == ["hel"])
     }
 
+    /// The pipelines do not re-validate outbound headers: a rendered value that would split a header is dropped.
+    @Test func aRenderedValueWithALineBreakIsNeverWritten() throws {
+        let target = try Self.route("""
+            request_headers_to_add:
+            - header: { key: x-split, value: "%START_TIME(a%nb)%" }
+            - header: { key: x-ok, value: "%START_TIME(%Y)%" }
+            """)
+        var headers = HTTPHeaders()
+        for m in target.mutations { m.applyRequest(to: &headers, context: FormatContext()) }
+        #expect(!headers.contains(name: "x-split"))
+        #expect(headers["x-ok"].count == 1)
+    }
+
     @Test func requestValuesSeeTheHeadersAfterRemovalsAndBeforeTheirOwnAdditions() throws {
         let target = try Self.route("""
             request_headers_to_remove: [x-gone]
