@@ -81,6 +81,9 @@ final class HTTPFilterStream {
     private(set) var request = RouteRequest(method: "", path: "", authority: "")
     private(set) var route: RouteDecision = .noRoute
     private(set) var perFilterConfig = PerFilterConfigs()
+    /// Most routes have no `typed_per_filter_config`: filters ask for theirs on every request, and this answers
+    /// without reading three dictionaries.
+    private var hasPerFilterConfig = false
     /// The request method was HEAD: local replies carry no body.
     private(set) var isHeadRequest = false
     /// The downstream request has a body (Content-Length > 0 or chunked).
@@ -129,6 +132,7 @@ final class HTTPFilterStream {
         self.request = request
         self.route = route
         self.perFilterConfig = perFilterConfig
+        hasPerFilterConfig = !perFilterConfig.isEmpty
         isHeadRequest = isHead
         requestHasBody = hasBody
         isHealthCheck = false
@@ -158,17 +162,24 @@ final class HTTPFilterStream {
         route = .noRoute
         request = RouteRequest(method: "", path: "", authority: "")
         perFilterConfig = PerFilterConfigs()
+        hasPerFilterConfig = false
     }
 
     /// The most specific `typed_per_filter_config` for the filter named `name` (route, then virtual host, then
     /// route configuration), as its filter decoded it.
     func perRouteConfig<T>(_ name: String, as type: T.Type) -> T? {
-        perFilterConfig.lookup(name)?.config as? T
+        // Unwrapped first: `lookup(name)?.config as? T` cast the optional itself, a runtime cast per call even
+        // when there is no entry.
+        guard hasPerFilterConfig, let entry = perFilterConfig.lookup(name) else { return nil }
+        return entry.config as? T
     }
 
     /// Whether the most specific `typed_per_filter_config` entry for `name` disables the filter on this route
     /// (`envoy.config.route.v3.FilterConfig` with `disabled: true`).
-    func filterDisabled(_ name: String) -> Bool { perFilterConfig.lookup(name)?.disabled ?? false }
+    func filterDisabled(_ name: String) -> Bool {
+        guard hasPerFilterConfig else { return false }
+        return perFilterConfig.lookup(name)?.disabled ?? false
+    }
 
     /// Runs `body` when this stream ends, however it ends: for shared filters that took something for one
     /// stream (an active fault).
