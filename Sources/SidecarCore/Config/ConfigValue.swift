@@ -306,10 +306,14 @@ package final class ConfigObject {
     }
 
     /// Fields that Envoy defines but Pilotfish does not implement yet: an error, never a silent no-op.
+    /// In a decoding session the error is recorded and decoding goes on without the field, so that the errors
+    /// beside it (and other unsupported fields of the same mapping) are reported in the same run.
     package func unsupported(_ keys: [String]) throws {
         for key in keys {
             if let v = optional(key) {
-                throw v.error("field '\(key)' is a valid Envoy field but is not supported by Pilotfish yet")
+                let error = v.error("field '\(key)' is a valid Envoy field but is not supported by Pilotfish yet")
+                guard let session = value.session, session.defersUnsupported else { throw error }
+                session.unsupportedFields.append(error)
             }
         }
     }

@@ -64,3 +64,38 @@ import Testing
                 + #"request_headers_to_add: [{header: {key: "x-a!#$%&'*+-.^_`|~", value: "a, b; c=\"d\""}}]"#) == nil)
     }
 }
+
+/// `--mode validate` lists every unsupported field of a mapping and the errors beside it in one run.
+@Suite struct UnsupportedFieldsListedTogetherTests {
+    static func errors(_ text: String) -> [ConfigError] {
+        do {
+            _ = try Bootstrap.load(text: text)
+            return []
+        } catch let e as ConfigError {
+            return e.all
+        } catch {
+            return []
+        }
+    }
+
+    @Test func unsupportedFieldsInOneMappingAndBelowItAreAllReported() {
+        var text = ConfigDecodingTests.variant(
+            "stat_prefix: ingress_http", "stat_prefix: ingress_http\n          tracing: {}\n          access_log: []")
+        text = text.replacingOccurrences(
+            of: "route: { cluster: service, timeout: 0.25s }",
+            with: "route: { cluster: service, timeout: 0.25s }\n                decorator: { operation: op }")
+        let paths = Self.errors(text).map(\.path)
+        #expect(paths.contains { $0.hasSuffix("typed_config.tracing") }, "\(paths)")
+        #expect(paths.contains { $0.hasSuffix("typed_config.access_log") }, "\(paths)")
+        #expect(paths.contains { $0.hasSuffix("routes[0].decorator") }, "\(paths)")
+        #expect(paths.count == 3, "\(paths)")
+    }
+
+    @Test func aRequiredChoiceLeftOutWithAnUnsupportedFieldIsNotReportedAsMissing() {
+        let text = ConfigDecodingTests.variant(
+            "route: { cluster: service, timeout: 0.25s }", "route: { cluster_specifier_plugin: { extension: {} } }")
+        let errors = Self.errors(text)
+        #expect(errors.count == 1, "\(errors)")
+        #expect(errors.first?.path.hasSuffix("route.cluster_specifier_plugin") ?? false, "\(errors)")
+    }
+}
