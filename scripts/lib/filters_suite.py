@@ -20,7 +20,8 @@ Output: one line per scenario (`PASS name: what was measured`, `FAIL name: reaso
 then `filters: N passed, N failed, 0 skipped`. Each scenario stops what it started (the proxy by PID, the backend by
 handle) and removes its directory, pass or fail. Only loopback addresses are used.
 
-Scenarios (--list): fault_*, ratelimit_*, cors_*, csrf_* (select a filter with e.g. 'fault_*'). About 30 s.
+Scenarios (--list): fault_*, ratelimit_*, cors_*, csrf_*, mirror_*, format_*, access_log_* (select a group with e.g.
+'fault_*'). About 30 s.
 """
 
 import re
