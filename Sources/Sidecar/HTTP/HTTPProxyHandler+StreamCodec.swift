@@ -35,6 +35,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
         // Health checks are not counted by response class (Envoy's chargeStats skips them).
         if !stream.isHealthCheck { stats.inc(listener.stats.responseClass(Int(head.status.code))) }
+        if !listener.hcm.accessLogs.isEmpty { loggedResponseHeaders = head.headers }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 

@@ -100,6 +100,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var bytesReceived: UInt64 = 0
     var bytesSent: UInt64 = 0
     var upstreamHostAddress: SocketAddress?
+    /// The response head as sent, kept only when the connection manager has access logs (`%RESP(...)%`).
+    var loggedResponseHeaders: HTTPHeaders?
     /// Tries made so far (the upstream request is gone by the time a local reply reports them).
     var attemptCount = 0
     /// Mirrored copies of the request in flight (request_mirror_policies) that still take its body.
@@ -185,6 +187,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         abandonUpstream(closeConnection: true)
         phase = .discarding
         releaseShadows()
+        if requestActive && !lifecycle.responseComplete { responseFlags.insert(.downstreamConnectionTermination) }
+        logAccess()
         stream.end()
         queued.removeAll()
         endRequestStats()
@@ -329,7 +333,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // The stream runs on the config current now, to its end (a snapshot installed meanwhile is for the next).
         let snapshot = worker.current
         let routes = snapshot.config.routeTables[listener.routeTable]
-        streamStart = routes.config.formatsReadTiming ? .now() : nil
+        streamStart = routes.config.formatsReadTiming || !listener.hcm.accessLogs.isEmpty ? .now() : nil
         requestEndTime = nil
         upstreamResponseStartTime = nil
         responseCode = nil
@@ -337,6 +341,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         bytesReceived = 0
         bytesSent = 0
         upstreamHostAddress = nil
+        loggedResponseHeaders = nil
         attemptCount = 0
         lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
         requestsOnConnection += 1
@@ -540,6 +545,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         lifecycle.localReply(closeConnection: close)
         lifecycle.responseHeadCommitted()
         routeTimer.clear()
+        responseCode = Int(status.code)
         var head = LocalReply.head(status: status, bodyLength: body.utf8.count, server: listener.hcm.serverName,
                                    close: close)
         head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
@@ -556,6 +562,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if !shadows.isEmpty { releaseShadows() }
         requestTimer?.cancel()
         requestTimer = nil
+        logAccess()
         stream.end()
         endRequestStats()
         phase = .idle

@@ -593,6 +593,9 @@ public final class SidecarServer: @unchecked Sendable {
     /// Blocks until the server has stopped, then releases its threads.
     public func waitUntilStopped() throws {
         try stopPromise.futureResult.wait()
+        // Every line of the streams that ended reaches its file before the process (or test) goes on.
+        for w in workers { try? w.loop.submit { w.worker.value.flushAccessLogs() }.wait() }
+        AccessLogWriter.shared.flush()
         try? threadPool.syncShutdownGracefully()
         try group.syncShutdownGracefully()
     }

@@ -19,6 +19,8 @@ final class Worker {
     private var connections: [ObjectIdentifier: any DrainableConnection] = [:]
     private(set) var draining = false
     private var idleWaiters: [EventLoopPromise<Void>] = []
+    /// Access log lines of this worker's streams, waiting to be handed to the writer thread.
+    var accessLogBuffers = AccessLogBuffers()
 
     /// `hosts`: the resolved hosts of each of `snapshot`'s clusters, by slot.
     init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, snapshot: ConfigSnapshot, hosts: [[UpstreamHost]],

@@ -188,6 +188,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     package var addUserAgent = false
     /// `common_http_protocol_options` for downstream connections.
     package var commonProtocolOptions = DownstreamHTTPProtocolOptions()
+    /// `access_log`: the loggers every request of this connection manager is written to when its stream ends.
+    public var accessLogs: [AccessLogConfig] = []
 
     /// The `envoy.filters.http.rbac` filters' configs, in order.
     package var httpRBAC: [RBACFilterConfig] { httpFilters.compactMap { $0.config as? RBACFilterConfig } }

@@ -255,6 +255,17 @@ package enum ConfigFields {
             route_config http_filters http_protocol_options server_name use_remote_address max_request_headers_kb
             stream_idle_timeout
             """),
+        Message("envoy.config.accesslog.v3.AccessLog", "name filter typed_config"),
+        Message("envoy.extensions.access_loggers.file.v3.FileAccessLog", type: AccessLogConfig.fileType, """
+            @type path format json_format typed_json_format log_format access_log_options
+            """),
+        Message("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog", type: AccessLogConfig.stdoutType,
+                "@type log_format"),
+        Message("envoy.extensions.access_loggers.stream.v3.StderrAccessLog", type: AccessLogConfig.stderrType,
+                "@type log_format"),
+        Message("envoy.config.core.v3.SubstitutionFormatString", """
+            text_format text_format_source json_format omit_empty_values content_type formatters json_format_options
+            """),
         Message("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
                 "name typed_config config_discovery is_optional disabled"),
         Message("envoy.extensions.filters.http.router.v3.Router", type: Listener.routerType, """
