@@ -139,10 +139,9 @@ package final class ConfigSession {
                 note(session.unsupportedFields)
                 // An error inside a mapping that has an unsupported field may only follow from leaving that field
                 // out (a required one-of it belongs to): the unsupported field is what to report there.
-                let follows = error.all.filter { e in
-                    session.unsupportedFields.contains { Self.path(Self.parent(of: $0.path), holds: e.path) }
+                found += error.all.filter { e in
+                    !session.unsupportedFields.contains { Self.path(Self.parent(of: $0.path), holds: e.path) }
                 }
-                found += error.all.filter { e in !follows.contains { $0.path == e.path && $0.message == e.message } }
                 if found.count + unsupported.count >= errorLimit {
                     found.append(ConfigError(
                         path: "", line: nil,

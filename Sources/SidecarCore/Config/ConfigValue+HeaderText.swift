@@ -32,6 +32,8 @@ extension ConfigValue {
         return text
     }
 
+    /// The first CR, LF or NUL in `text`, named for an error message; nil when there is none. Bytes, not
+    /// Characters: "\r\n" is one Character in Swift and would pass a Character comparison with "\r" or "\n".
     static func firstControlCharacter(in text: String) -> String? {
         for byte in text.utf8 {
             switch byte {

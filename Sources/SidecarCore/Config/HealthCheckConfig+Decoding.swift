@@ -153,7 +153,7 @@ extension HealthCheckConfig.HTTP {
 
     /// `well_known_regex: HTTP_HEADER_VALUE`: no NUL, CR or LF.
     private static func checkHeaderValue(_ text: String, _ value: ConfigValue) throws {
-        if text.utf8.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) {
+        if ConfigValue.firstControlCharacter(in: text) != nil {
             throw value.error("must not contain NUL, CR or LF")
         }
     }

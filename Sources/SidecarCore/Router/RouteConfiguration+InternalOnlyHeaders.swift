@@ -23,7 +23,7 @@ extension RouteConfiguration {
     /// but whose removal by that name touches nothing there (the authority is `:authority`).
     package static func decodeInternalOnlyHeader(_ value: ConfigValue) throws -> String? {
         let name = try value.nonEmptyString().lowercased()
-        if name.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
+        if ConfigValue.firstControlCharacter(in: name) != nil {
             throw value.error("header name '\(name)' contains a control character")
         }
         if name.hasPrefix(":") || name == "host" { return nil }
