@@ -52,6 +52,23 @@ import Testing
         #expect(e.message.contains("request path"), "\(e)")
     }
 
+    @Test func theHTTP10DefaultHostAndEndpointHostnamesAreHeaderValues() throws {
+        // The first becomes the request's authority, the second `host` under auto_host_rewrite.
+        let http10 = try #require(Self.error(
+            "stat_prefix: ingress_http",
+            "stat_prefix: ingress_http\n          http_protocol_options: {accept_http_10: true, default_host_for_http_10: \"a\\nb\"}"))
+        #expect(http10.path.hasSuffix("default_host_for_http_10"), "\(http10)")
+        let hostname = try #require(Self.error("- endpoint:", "- endpoint:\n            hostname: \"h\\rx\""))
+        #expect(hostname.path.hasSuffix("endpoint.hostname"), "\(hostname)")
+    }
+
+    @Test func aDecompressorNameIsPartOfHeaderNamesSoItMustBeAToken() throws {
+        let filter = #"- {name: d, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor, decompressor_library: {name: "a b", typed_config: {"@type": type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip}}}}"#
+        let e = try #require(Self.error(
+            "- name: envoy.filters.http.router", filter + "\n          - name: envoy.filters.http.router"))
+        #expect(e.message.contains("not allowed in an HTTP header name"), "\(e)")
+    }
+
     @Test func theServerNameIsAHeaderValue() throws {
         let e = try #require(Self.error("stat_prefix: ingress_http", "stat_prefix: ingress_http\n          server_name: \"a\\nb\""))
         #expect(e.message.contains("line feed"), "\(e)")

@@ -63,8 +63,7 @@ struct CompressorLibrary: Sendable {
 
     static func decode(_ value: ConfigValue) throws -> CompressorLibrary {
         let obj = try value.object()
-        // Part of the decompressor's trailer names (x-envoy-decompressor-<name>-compressed-bytes).
-        let name = try obj.required("name").headerNameText()
+        let name = try obj.required("name").nonEmptyString()
         let typed = try obj.required("typed_config").object()
         let typeValue = try typed.required("@type")
         let kind: Kind
@@ -197,7 +196,8 @@ struct DecompressorLibrary: Sendable {
 
     static func decode(_ value: ConfigValue) throws -> DecompressorLibrary {
         let obj = try value.object()
-        let name = try obj.required("name").nonEmptyString()
+        // Part of the decompressor's trailer names (x-envoy-decompressor-<name>-compressed-bytes).
+        let name = try obj.required("name").headerNameText()
         let typed = try obj.required("typed_config").object()
         let typeValue = try typed.required("@type")
         let kind: Kind
