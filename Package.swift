@@ -13,7 +13,7 @@ let package = Package(
     products: [
         .executable(name: "sidecar", targets: ["SidecarMain"]),
         .executable(name: "sidecar-init", targets: ["Init"]),
-        .library(name: "Sidecar", targets: ["Sidecar", "SidecarUpstream", "SidecarCore"]),
+        .library(name: "Sidecar", targets: ["Sidecar", "SidecarTracing", "SidecarUpstream", "SidecarCore"]),
         .library(name: "Intercept", targets: ["Intercept"]),
     ],
     dependencies: [
@@ -25,6 +25,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        // OTLP span export: gRPC (unary TraceService/Export) and the protobuf runtime for the generated messages.
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -80,11 +85,30 @@ let package = Package(
             ],
             swiftSettings: sidecarSwiftSettings
         ),
+        // Distributed tracing: trace contexts (W3C, B3), Envoy's sampling decision, spans, and their exporters
+        // (Zipkin JSON v2 over HTTP, OTLP over gRPC or HTTP) with per-worker batching. The OTLP messages are
+        // generated from opentelemetry-proto by scripts/gen-otlp-protos and committed.
+        .target(
+            name: "SidecarTracing",
+            dependencies: [
+                "SidecarCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            swiftSettings: sidecarSwiftSettings
+        ),
         .target(
             name: "Sidecar",
             dependencies: [
                 "SidecarCore",
                 "SidecarUpstream",
+                "SidecarTracing",
                 "CLibcap",
                 "CCompression",
                 "MeshCapture",
@@ -142,6 +166,7 @@ let package = Package(
                 "Sidecar",
                 "SidecarCore",
                 "SidecarUpstream",
+                "SidecarTracing",
                 "CCompression",
                 "Intercept",
                 "MeshCapture",

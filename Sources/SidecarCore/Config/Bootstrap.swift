@@ -190,6 +190,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     package var commonProtocolOptions = DownstreamHTTPProtocolOptions()
     /// `access_log`: the loggers every request of this connection manager is written to when its stream ends.
     public var accessLogs: [AccessLogConfig] = []
+    /// `tracing`: nil when the connection manager does not trace.
+    public var tracing: TracingConfig?
 
     /// The `envoy.filters.http.rbac` filters' configs, in order.
     package var httpRBAC: [RBACFilterConfig] { httpFilters.compactMap { $0.config as? RBACFilterConfig } }

@@ -47,7 +47,7 @@ package enum ConfigFields {
 
     /// Every message but the HTTP filters' own, which are declared with their registrations and come with the
     /// decoding's `HTTPFilterCatalog`.
-    package static let messages: [Message] = coreMessages + [
+    package static let messages: [Message] = coreMessages + tracingMessages + [
         Message("envoy.config.route.v3.FilterConfig", type: HTTPFilterCatalog.routeFilterConfigType,
                 "config is_optional disabled"),
         // Router/RateLimitPolicy.swift
@@ -487,4 +487,31 @@ extension ConfigFields {
         }
         return previous[b.count]
     }
+
+    /// SidecarCore/Tracing: the connection manager's `tracing`, its tracers and the route `decorator`.
+    package static let tracingMessages: [Message] = [
+        Message("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing", """
+            client_sampling random_sampling overall_sampling verbose max_path_tag_length custom_tags provider
+            spawn_upstream_span operation upstream_operation
+            """),
+        Message("envoy.type.tracing.v3.CustomTag", "tag literal environment request_header metadata value"),
+        Message("envoy.type.tracing.v3.CustomTag.Literal", "value"),
+        Message("envoy.type.tracing.v3.CustomTag.Environment", "name default_value"),
+        Message("envoy.type.tracing.v3.CustomTag.Header", "name default_value"),
+        Message("envoy.config.trace.v3.Tracing.Http", "name typed_config"),
+        Message("envoy.config.trace.v3.ZipkinConfig", type: TracingConfig.zipkinType, """
+            @type collector_cluster collector_endpoint trace_id_128bit shared_span_context collector_endpoint_version
+            collector_hostname split_spans_for_request trace_context_option collector_service
+            """),
+        Message("envoy.config.trace.v3.OpenTelemetryConfig", type: TracingConfig.openTelemetryType, """
+            @type grpc_service http_service service_name resource_detectors sampler max_cache_size
+            """),
+        Message("envoy.config.core.v3.GrpcService", "envoy_grpc google_grpc timeout initial_metadata retry_policy"),
+        Message("envoy.config.core.v3.GrpcService.EnvoyGrpc", """
+            cluster_name authority retry_policy max_receive_message_length skip_envoy_headers
+            """),
+        Message("envoy.config.core.v3.HttpService", "http_uri request_headers_to_add"),
+        Message("envoy.config.core.v3.HttpUri", "uri cluster timeout"),
+        Message("envoy.config.route.v3.Decorator", "operation propagate"),
+    ]
 }

@@ -255,7 +255,7 @@ extension HTTPConnectionManagerConfig {
     package static func decode(_ obj: ConfigObject) throws -> HTTPConnectionManagerConfig {
         try obj.unsupported([
             "rds", "scoped_routes", "http2_protocol_options", "http3_protocol_options",
-            "tracing", "access_log_options",
+            "access_log_options",
             "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue", "upgrade_configs",
             "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
             "local_reply_config", "strip_matching_host_port", "strip_any_host_port",
@@ -332,6 +332,7 @@ extension HTTPConnectionManagerConfig {
         // Zero disables it, as in Envoy.
         let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
         let accessLogs = try obj.optional("access_log")?.array().map(AccessLogConfig.decode) ?? []
+        let tracing = try obj.optional("tracing").map(TracingConfig.decode)
         try obj.finish()
         var config = HTTPConnectionManagerConfig(
             statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters,
@@ -342,6 +343,7 @@ extension HTTPConnectionManagerConfig {
         config.addUserAgent = addUserAgent
         config.commonProtocolOptions = common
         config.accessLogs = accessLogs
+        config.tracing = tracing
         return config
     }
 }

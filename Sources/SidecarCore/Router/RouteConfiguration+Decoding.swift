@@ -132,7 +132,7 @@ extension Route {
     package static func decode(_ value: ConfigValue) throws -> Route {
         let obj = try value.object()
         try obj.unsupported([
-            "decorator", "tracing", "stat_prefix", "filter_action",
+            "tracing", "stat_prefix", "filter_action",
             "non_forwarding_action", "request_body_buffer_limit", "route_specifiers",
         ])
         let name = try obj.optional("name")?.string()
@@ -148,10 +148,12 @@ extension Route {
         let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
         let bufferLimit = try obj.optional("per_request_buffer_limit_bytes")?.uint32Int()
         let perFilter = try obj.value.httpFilters.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
+        let decorator = try obj.optional("decorator").map(RouteDecorator.decode)
         try obj.finish()
         var route = Route(name: name, match: match, action: action, headers: headers, metadata: metadata,
                           perRequestBufferLimitBytes: bufferLimit)
         route.typedPerFilterConfig = perFilter
+        route.decorator = decorator
         return route
     }
 }

@@ -79,6 +79,8 @@ public struct Route: Sendable {
     public var typedPerFilterConfig: [String: PerRouteFilterConfig] = [:]
     /// `per_request_buffer_limit_bytes` (overrides the virtual host's).
     public var perRequestBufferLimitBytes: Int?
+    /// `decorator`: the operation name of this route's spans.
+    public var decorator: RouteDecorator?
     /// The forwarding decision of a route whose target is the same for every request (a named cluster, no path
     /// rewrite), built once when a config snapshot resolves the table's clusters: the hot path then routes
     /// without building a target per request. nil: built per request.

@@ -66,16 +66,21 @@ struct RouterFactory: HTTPFilterFactory {
     func makeFilter(stream: HTTPFilterStream) -> any HTTPStreamFilter { stream.router }
 }
 
-/// `envoy.extensions.filters.http.router.v3.Router`: nothing of it is configurable in Pilotfish yet.
+/// `envoy.extensions.filters.http.router.v3.Router`: `start_child_span` (a span per upstream request when the
+/// connection manager traces).
 struct RouterConfig: HTTPFilterConfig {
+    var startChildSpan = false
+
     static func decode(_ t: ConfigObject) throws -> RouterConfig {
         try t.unsupported([
-            "dynamic_stats", "start_child_span", "upstream_log", "upstream_log_options",
+            "dynamic_stats", "upstream_log", "upstream_log_options",
             "suppress_envoy_headers", "strict_check_headers", "respect_expected_rq_timeout",
             "suppress_grpc_request_failure_code_stats", "upstream_http_filters",
         ])
+        var config = RouterConfig()
+        config.startChildSpan = try t.optional("start_child_span")?.bool() ?? false
         try t.finish()
-        return RouterConfig()
+        return config
     }
 
     func makeFactory(_ context: HTTPFilterBuildContext) -> any HTTPFilterFactory {

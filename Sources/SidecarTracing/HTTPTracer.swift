@@ -1,0 +1,216 @@
+import NIOCore
+import NIOHTTP1
+import SidecarCore
+
+/// A connection manager's tracer: how its requests' spans are named, what ids they get from the caller's
+/// context, what the next hop is told, and what tags they carry. Shared by every worker; spans are built on the
+/// stream's event loop and handed, finished, to the worker's batch for `exporter`.
+package final class HTTPTracer: Sendable {
+    package enum Provider: Sendable {
+        case zipkin(ZipkinTracerConfig)
+        case openTelemetry(OpenTelemetryTracerConfig)
+    }
+
+    package let config: TracingConfig
+    package let provider: Provider?
+    /// The listener's `traffic_direction` is OUTBOUND: spans are client spans named "egress …".
+    package let egress: Bool
+    package let exporter: SpanExporter?
+    let nodeID: String
+    /// Custom tags whose value is known at start-up (literal, environment).
+    let fixedTags: [(String, String)]
+
+    package init(config: TracingConfig, egress: Bool, exporter: SpanExporter?, nodeID: String,
+                 environment: [String: String]) {
+        self.config = config
+        switch config.provider {
+        case .zipkin(let z): provider = .zipkin(z)
+        case .openTelemetry(let o): provider = .openTelemetry(o)
+        case nil: provider = nil
+        }
+        self.egress = egress
+        self.exporter = exporter
+        self.nodeID = nodeID
+        var fixed: [(String, String)] = []
+        for tag in config.customTags {
+            switch tag.source {
+            case .literal(let v): fixed.append((tag.tag, v))
+            case .environment(let name, let def):
+                if let v = environment[name] ?? def { fixed.append((tag.tag, v)) }
+            case .requestHeader: break
+            }
+        }
+        fixedTags = fixed
+    }
+
+    // MARK: The downstream span
+
+    /// The span of a request whose tracing `reason` the request id now carries. `operation`: the route
+    /// decorator's (or the caller's `x-envoy-decorator-operation`). nil when the tracer exports nothing.
+    package func startSpan(_ headers: HTTPHeaders, reason: TraceReason, operation: String?, host: String,
+                           random: inout FastRandom) -> Span? {
+        guard let provider else { return nil }
+        let kind: Span.Kind = egress ? .client : .server
+        switch provider {
+        case .zipkin(let z):
+            var (context, sampledOnly) = TraceHeaders.b3(headers)
+            if context == nil, z.w3cPropagation { context = TraceHeaders.w3c(headers) }
+            let sampled = context?.sampled ?? sampledOnly ?? reason.traced
+            let name = operation ?? host
+            guard let context else {
+                let low = random.next()
+                let trace = TraceID(high: z.traceID128Bit ? random.next() : 0, low: low)
+                return Span(trace: trace, spanID: low, parentID: 0, name: name, kind: kind, sampled: sampled,
+                            shared: kind == .server && z.sharedSpanContext, format: .b3Multi)
+            }
+            let format: SpanContext.Format = context.format == .b3Single ? .b3Single : .b3Multi
+            if kind == .server && z.sharedSpanContext {
+                return Span(trace: context.trace, spanID: context.spanID, parentID: context.parentID, name: name,
+                            kind: kind, sampled: sampled, shared: true, remoteParent: true, format: format)
+            }
+            return Span(trace: context.trace, spanID: random.next(), parentID: context.spanID, name: name, kind: kind,
+                        sampled: sampled, remoteParent: true, format: format)
+        case .openTelemetry:
+            let name = operation ?? (egress ? "egress " + host : "ingress")
+            if let context = TraceHeaders.w3c(headers) {
+                return Span(trace: context.trace, spanID: random.next(), parentID: context.spanID, name: name,
+                            kind: kind, sampled: context.sampled ?? reason.traced, remoteParent: true,
+                            traceState: context.traceState, format: .w3c)
+            }
+            return Span(trace: TraceID(high: random.next(), low: random.next()), spanID: random.next(), parentID: 0,
+                        name: name, kind: kind, sampled: reason.traced, format: .w3c)
+        }
+    }
+
+    /// The router's span for one upstream attempt (`start_child_span`, `spawn_upstream_span`).
+    package func startChild(of parent: Span, cluster: String, random: inout FastRandom) -> Span {
+        Span(trace: parent.trace, spanID: random.next(), parentID: parent.spanID,
+             name: "router " + cluster + " egress", kind: .client, sampled: parent.sampled,
+             traceState: parent.traceState, format: parent.format)
+    }
+
+    /// Writes `span`'s context into the request the next hop receives, in the tracer's header family.
+    package func inject(_ span: Span, into headers: inout HTTPHeaders) {
+        switch span.format {
+        case .w3c:
+            headers.replaceOrAdd(name: "traceparent", value: Self.traceparent(span))
+            if case .openTelemetry = provider { headers.replaceOrAdd(name: "tracestate", value: span.traceState) }
+        case .b3Single:
+            var value = TraceHex.encode(trace: span.trace) + "-" + TraceHex.encode(span.spanID)
+            value += span.sampled ? "-1" : "-0"
+            if span.parentID != 0 { value += "-" + TraceHex.encode(span.parentID) }
+            headers.replaceOrAdd(name: "b3", value: value)
+        case .b3Multi:
+            headers.replaceOrAdd(name: "x-b3-traceid", value: TraceHex.encode(trace: span.trace))
+            headers.replaceOrAdd(name: "x-b3-spanid", value: TraceHex.encode(span.spanID))
+            if span.parentID != 0 {
+                headers.replaceOrAdd(name: "x-b3-parentspanid", value: TraceHex.encode(span.parentID))
+            } else {
+                headers.remove(name: "x-b3-parentspanid")
+            }
+            headers.replaceOrAdd(name: "x-b3-sampled", value: span.sampled ? "1" : "0")
+        }
+        if case .zipkin(let z) = provider, z.w3cPropagation, span.format != .w3c {
+            headers.replaceOrAdd(name: "traceparent", value: Self.traceparent(span))
+        }
+    }
+
+    static func traceparent(_ span: Span) -> String {
+        "00-" + TraceHex.encode(span.trace.high) + TraceHex.encode(span.trace.low) + "-" + TraceHex.encode(span.spanID)
+            + (span.sampled ? "-01" : "-00")
+    }
+
+    // MARK: Finishing
+
+    /// What the connection manager knows of a request when its stream ends.
+    package struct DownstreamInfo {
+        package var requestHeaders: HTTPHeaders
+        package var scheme: String
+        package var host: String
+        package var path: String
+        package var method: String
+        package var httpProtocol: String
+        package var peerAddress: String
+        package var requestSize: UInt64
+        package var responseSize: UInt64
+        package var upstreamCluster: String?
+        /// 0: no response was sent.
+        package var statusCode: Int
+        package var responseFlags: String
+
+        package init(requestHeaders: HTTPHeaders, scheme: String, host: String, path: String, method: String,
+                     httpProtocol: String, peerAddress: String, requestSize: UInt64, responseSize: UInt64,
+                     upstreamCluster: String?, statusCode: Int, responseFlags: String) {
+            self.requestHeaders = requestHeaders
+            self.scheme = scheme
+            self.host = host
+            self.path = path
+            self.method = method
+            self.httpProtocol = httpProtocol
+            self.peerAddress = peerAddress
+            self.requestSize = requestSize
+            self.responseSize = responseSize
+            self.upstreamCluster = upstreamCluster
+            self.statusCode = statusCode
+            self.responseFlags = responseFlags
+        }
+    }
+
+    /// Envoy's `finalizeDownstreamSpan`: the tags, the error mark (no response, or 5xx), the end.
+    package func finish(_ span: Span, _ info: DownstreamInfo) {
+        let h = info.requestHeaders
+        span.setTag("node_id", nodeID)
+        span.setTag("zone", "")
+        if let id = h.first(name: "x-request-id") { span.setTag("guid:x-request-id", id) }
+        if let id = h.first(name: "x-client-trace-id") { span.setTag("guid:x-client-trace-id", id) }
+        var url = info.scheme + "://" + info.host + (h.first(name: "x-envoy-original-path") ?? info.path)
+        if url.count > config.maxPathTagLength { url = String(url.prefix(config.maxPathTagLength)) }
+        span.setTag("http.url", url)
+        span.setTag("http.method", info.method)
+        span.setTag("downstream_cluster", h.first(name: "x-envoy-downstream-service-cluster") ?? "-")
+        span.setTag("user_agent", h.first(name: "user-agent") ?? "-")
+        span.setTag("http.protocol", info.httpProtocol)
+        span.setTag("peer.address", info.peerAddress)
+        span.setTag("request_size", String(info.requestSize))
+        span.setTag("response_size", String(info.responseSize))
+        span.setTag("component", "proxy")
+        if let cluster = info.upstreamCluster {
+            span.setTag("upstream_cluster", cluster)
+            span.setTag("upstream_cluster.name", cluster)
+        }
+        span.setTag("http.status_code", String(info.statusCode))
+        span.setTag("response_flags", info.responseFlags)
+        for (k, v) in fixedTags { span.setTag(k, v) }
+        for tag in config.customTags {
+            if case .requestHeader(let name, let def) = tag.source, let v = h.first(name: name) ?? def {
+                span.setTag(tag.tag, v)
+            }
+        }
+        if info.statusCode == 0 || info.statusCode >= 500 {
+            span.error = true
+            span.setTag("error", "true")
+        }
+        span.finish()
+    }
+
+    /// The router's `finalizeUpstreamSpan` for one attempt. `upstreamAddress`: `host:port`, nil when no host was
+    /// reached; `statusCode` 0 when no response came.
+    package func finishChild(_ span: Span, cluster: String, upstreamAddress: String?, httpProtocol: String,
+                             statusCode: Int, responseFlags: String) {
+        span.setTag("http.protocol", httpProtocol)
+        if let a = upstreamAddress {
+            span.setTag("upstream_address", a)
+            span.setTag("peer.address", a)
+        }
+        span.setTag("component", "proxy")
+        span.setTag("upstream_cluster", cluster)
+        span.setTag("upstream_cluster.name", cluster)
+        span.setTag("http.status_code", String(statusCode))
+        span.setTag("response_flags", responseFlags)
+        if statusCode == 0 || statusCode >= 500 {
+            span.error = true
+            span.setTag("error", "true")
+        }
+        span.finish()
+    }
+}

@@ -1,0 +1,69 @@
+import Glibc
+import NIOCore
+
+/// One span: a request through the connection manager (the server or client span, by traffic direction) or one
+/// upstream attempt (the router's child span). Built and finished on its stream's event loop; once finished it
+/// is only read (by the exporter's thread), which is why it may cross threads.
+package final class Span: @unchecked Sendable {
+    package enum Kind: Sendable { case server, client }
+
+    package let trace: TraceID
+    package let spanID: UInt64
+    /// 0 for a root span.
+    package let parentID: UInt64
+    package var name: String
+    package let kind: Kind
+    /// Whether the span is exported (and what the next hop is told).
+    package let sampled: Bool
+    /// Zipkin's `shared`: a server span that continues its caller's span id (shared_span_context).
+    package let shared: Bool
+    /// The parent is the caller's span, from another process (OTLP's span flags).
+    package let remoteParent: Bool
+    /// The caller's `tracestate`, passed on unchanged.
+    package let traceState: String
+    /// The header family the span's context leaves in.
+    package let format: SpanContext.Format
+    /// Wall-clock start, nanoseconds since the epoch; the end is the start plus the monotonic time elapsed.
+    package let startUnixNanos: UInt64
+    private let startUptime: NIODeadline
+    package private(set) var endUnixNanos: UInt64 = 0
+    package var tags: [(String, String)] = []
+    package var error = false
+
+    package init(trace: TraceID, spanID: UInt64, parentID: UInt64, name: String, kind: Kind, sampled: Bool,
+                 shared: Bool = false, remoteParent: Bool = false, traceState: String = "",
+                 format: SpanContext.Format, start: (unixNanos: UInt64, uptime: NIODeadline) = Span.now()) {
+        self.trace = trace
+        self.spanID = spanID
+        self.parentID = parentID
+        self.name = name
+        self.kind = kind
+        self.sampled = sampled
+        self.shared = shared
+        self.remoteParent = remoteParent
+        self.traceState = traceState
+        self.format = format
+        self.startUnixNanos = start.unixNanos
+        self.startUptime = start.uptime
+    }
+
+    package var finished: Bool { endUnixNanos != 0 }
+
+    package func setTag(_ name: String, _ value: String) { tags.append((name, value)) }
+
+    /// Ends the span now.
+    package func finish(at uptime: NIODeadline = .now()) {
+        guard endUnixNanos == 0 else { return }
+        let elapsed = max(0, (uptime - startUptime).nanoseconds)
+        endUnixNanos = startUnixNanos &+ UInt64(elapsed) | (startUnixNanos == 0 ? 1 : 0)
+    }
+
+    package var durationMicros: UInt64 { endUnixNanos >= startUnixNanos ? (endUnixNanos - startUnixNanos) / 1000 : 0 }
+
+    /// The wall clock (vDSO) and the monotonic clock, read together.
+    package static func now() -> (unixNanos: UInt64, uptime: NIODeadline) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return (UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec), .now())
+    }
+}
