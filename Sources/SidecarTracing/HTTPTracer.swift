@@ -160,7 +160,8 @@ package final class HTTPTracer: Sendable {
     package func finish(_ span: Span, _ info: DownstreamInfo) {
         let h = info.requestHeaders
         span.setTag("node_id", nodeID)
-        span.setTag("zone", "")
+        // Envoy's OpenTelemetry spans carry the node's zone (empty without a locality); its Zipkin spans do not.
+        if case .openTelemetry = provider { span.setTag("zone", "") }
         if let id = h.first(name: "x-request-id") { span.setTag("guid:x-request-id", id) }
         if let id = h.first(name: "x-client-trace-id") { span.setTag("guid:x-client-trace-id", id) }
         var url = info.scheme + "://" + info.host + (h.first(name: "x-envoy-original-path") ?? info.path)

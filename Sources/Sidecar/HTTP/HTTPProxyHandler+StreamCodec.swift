@@ -25,6 +25,10 @@ extension HTTPProxyHandler: HTTPStreamCodec {
             listener.requestHeaders.mutateResponse(
                 &head.headers, requestID: stream.request.headers.first(name: "x-request-id"))
         }
+        // Ingress with a propagating route decorator: the caller learns the operation (for its egress span).
+        if let operation = traceDecoratorResponse {
+            head.headers.replaceOrAdd(name: "x-envoy-decorator-operation", value: operation)
+        }
         // Envoy's drain close: while admin has failed the health check, every response ends its connection.
         if worker.server.healthCheckFailed { lifecycle.disableKeepAlive() }
         if endStream, head.status.code >= 200, head.status.code != 204, head.status.code != 304,

@@ -278,6 +278,7 @@ extension HTTPProxyHandler {
         if up.target.includeRequestAttemptCount {
             head.headers.replaceOrAddScanningFirst(name: "x-envoy-attempt-count", value: String(attempt))
         }
+        if activeSpan != nil { injectTrace(up, into: &head.headers) }
         conn.send(.head(head))
         for p in up.parts[up.sent...] { conn.send(p) }
         up.sent = up.parts.count
@@ -330,6 +331,7 @@ extension HTTPProxyHandler {
                 up.waiter = nil
             }
         case .connection:
+            if up.childSpan != nil { finishChildSpan(up) }
             stats.dec(up.info.stats.rqActive)
             up.info.resources.release(.requests, up.priority)
             if let i = up.hostIndex { up.local.requestEnded(i) }
@@ -506,6 +508,7 @@ extension HTTPProxyHandler {
     private func receivedResponseHead(_ head: HTTPResponseHead) {
         guard let up = upstream else { return }
         let code = Int(head.status.code)
+        up.childStatus = code
         if let i = up.hostIndex { up.local.record(i, .httpStatus(code), random: &worker.random) }
         let resources = up.info.resources
         let priority = up.priority

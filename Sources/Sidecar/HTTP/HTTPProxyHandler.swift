@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import SidecarCore
 import SidecarUpstream
+import SidecarTracing
 
 /// One downstream HTTP/1.1 connection. It routes each request, forwards it on a pooled upstream
 /// connection of its own event loop, and streams both bodies with backpressure: downstream reads stop
@@ -104,6 +105,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var loggedResponseHeaders: HTTPHeaders?
     /// Tries made so far (the upstream request is gone by the time a local reply reports them).
     var attemptCount = 0
+    /// The request's span while it is traced; the decorator operation its response names (ingress).
+    var activeSpan: Span?
+    var traceDecoratorResponse: String?
     /// Mirrored copies of the request in flight (request_mirror_policies) that still take its body.
     var shadows: [ShadowRequest] = []
     /// The request's trip through the listener's `http_filters`; reused for every request of the connection.
@@ -189,6 +193,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         releaseShadows()
         if requestActive && !lifecycle.responseComplete { responseFlags.insert(.downstreamConnectionTermination) }
         logAccess()
+        finishTracing()
         stream.end()
         queued.removeAll()
         endRequestStats()
@@ -404,12 +409,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // filter sees the request, as in Envoy's connection manager.
         for name in routes.config.internalOnlyHeaders { head.headers.remove(name: name) }
         let scheme = head.headers.first(name: "x-forwarded-proto") ?? (security != nil ? "https" : "http")
-        let request = RouteRequest(
+        var request = RouteRequest(
             method: head.method.rawValue, path: head.uri, authority: authority, scheme: scheme,
             isInternal: false, headers: head.headers, randomValue: worker.random.next())
         // The route is chosen before the filters run, as Envoy's connection manager caches it for them: filters
         // read its per-filter config, and local replies carry its response header mutations.
         let (route, perFilter) = routes.config.resolve(request)
+        if let tracer = listener.tracer {
+            startTracing(tracer, &head.headers, route: route, authority: authority)
+            request.headers = head.headers
+        }
         // A filter's local reply carries the route's response headers only on a forwarding route (Envoy has a
         // route entry only there); the router puts a direct response's or redirect's own on its reply.
         if case .forward(let target) = route { responseMutations = target.mutations } else { responseMutations = [] }
@@ -563,6 +572,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         requestTimer?.cancel()
         requestTimer = nil
         logAccess()
+        finishTracing()
         stream.end()
         endRequestStats()
         phase = .idle

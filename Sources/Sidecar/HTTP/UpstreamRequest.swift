@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import SidecarCore
 import SidecarUpstream
+import SidecarTracing
 
 /// What a downstream request needs while it is forwarded: where it goes, what was sent, what has been tried.
 /// One per request in flight; attempts (the first try and each retry) reuse it. A class: it is large and
@@ -35,6 +36,9 @@ final class UpstreamRequest {
     var waiter: Int?
     var perTryTimer: Scheduled<Void>?
     var backoffTimer: Scheduled<Void>?
+    /// The current attempt's span (the router's `start_child_span`) and the status its response had (0: none).
+    var childSpan: Span?
+    var childStatus = 0
 
     init(local: ThreadLocalCluster, target: ForwardTarget, head: HTTPRequestHead, hash: UInt64?,
          source: UpstreamSource, attempts: RouterAttemptStateMachine, bufferLimit: Int) {

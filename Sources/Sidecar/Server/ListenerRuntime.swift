@@ -1,6 +1,7 @@
 import NIOCore
 import SidecarCore
 import SidecarUpstream
+import SidecarTracing
 
 /// An HTTP listener's immutable settings as its connections use them.
 struct ListenerRuntime: Sendable {
@@ -21,6 +22,10 @@ struct ListenerRuntime: Sendable {
     var filtersReadConnection = false
     /// The connection manager's request/response header rules, with the node's identity filled in.
     var requestHeaders = ConnectionManagerHeaders()
+    /// The connection manager's tracer (`tracing`); nil when it does not trace.
+    var tracer: HTTPTracer?
+    /// A child span per upstream attempt (the router's `start_child_span`, or `spawn_upstream_span`).
+    var startChildSpan = false
 }
 
 /// A tcp_proxy listener's immutable settings.

@@ -5,6 +5,7 @@ import NIOPosix
 import Yams
 import SidecarCore
 import SidecarUpstream
+import SidecarTracing
 
 /// The running proxy: one event loop per worker, the configured listeners, the admin listener.
 public final class SidecarServer: @unchecked Sendable {
@@ -50,6 +51,9 @@ public final class SidecarServer: @unchecked Sendable {
         var dnsRefreshes: [ObjectIdentifier: RepeatedTask] = [:]
     }
     let threadPool = NIOThreadPool(numberOfThreads: 1)
+    /// The tracers' span exporters by `exporterKey`, and the thread they send from (see SidecarServer+Tracing).
+    var spanExporters: [String: SpanExporter] = [:]
+    lazy var tracingGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     /// The runtime and the health-check-failed flag, shared with workers, filters and admin.
     let context: ServerContext
 
@@ -220,6 +224,7 @@ public final class SidecarServer: @unchecked Sendable {
         for (i, c) in snapshot.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {
             Log.warning("cluster has no resolved hosts", [("cluster", c.config.name)])
         }
+        makeSpanExporters()
         // Workers size their stat arrays now: no stat can be registered after this.
         clusterManager.seal()
         let registry = self.registry
@@ -416,6 +421,9 @@ public final class SidecarServer: @unchecked Sendable {
             if headers.useRemoteAddress { headers.localAddress = Self.localAddress }
             runtime.requestHeaders = headers
             runtime.filtersReadConnection = hcm.httpFilters.contains { $0.config is RBACFilterConfig }
+            runtime.tracer = tracer(hcm, egress: l.trafficDirection == .OUTBOUND)
+            let router = hcm.httpFilters.last?.config as? RouterConfig
+            runtime.startChildSpan = (router?.startChildSpan ?? false) || (hcm.tracing?.spawnUpstreamSpan ?? false)
             return .http(runtime)
         case .tcpProxy(let tcp):
             guard case .tcpProxy(let proxy) = table else { preconditionFailure("chain table mismatch") }
@@ -596,6 +604,8 @@ public final class SidecarServer: @unchecked Sendable {
         // Every line of the streams that ended reaches its file before the process (or test) goes on.
         for w in workers { try? w.loop.submit { w.worker.value.flushAccessLogs() }.wait() }
         AccessLogWriter.shared.flush()
+        drainSpanExporters()
+        if !spanExporters.isEmpty { try? tracingGroup.syncShutdownGracefully() }
         try? threadPool.syncShutdownGracefully()
         try group.syncShutdownGracefully()
     }

@@ -1,6 +1,7 @@
 import NIOCore
 import SidecarCore
 import SidecarUpstream
+import SidecarTracing
 
 /// Everything one event loop owns: its stats, its upstream connection pools, its load-balancer state.
 /// Nothing here is shared with another thread, so nothing here needs a lock.
@@ -21,6 +22,8 @@ final class Worker {
     private var idleWaiters: [EventLoopPromise<Void>] = []
     /// Access log lines of this worker's streams, waiting to be handed to the writer thread.
     var accessLogBuffers = AccessLogBuffers()
+    /// Finished spans of this worker's streams, waiting to be handed to their exporters.
+    var spanBuffers = SpanBuffers()
 
     /// `hosts`: the resolved hosts of each of `snapshot`'s clusters, by slot.
     init(eventLoop: EventLoop, index: Int, registry: StatsRegistry, snapshot: ConfigSnapshot, hosts: [[UpstreamHost]],

@@ -103,12 +103,35 @@ extension Bootstrap {
             }
             let filter = "static_resources.listeners[\(i)].filter_chains[0].filters[0].typed_config"
             guard checkReferences else { continue }
+            let http2Clusters = Set(clusters.filter { $0.httpProtocolOptions.http2 }.map(\.name))
             switch l.network {
             case .httpConnectionManager(let hcm):
                 try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))
+                try hcm.routeConfig.checkHTTP1Clusters(http2Clusters, in: doc.locate(filter + ".route_config"))
+                if let tracer = hcm.tracing?.provider {
+                    let at = filter + ".tracing.provider.typed_config"
+                    let cluster = tracer.collectorCluster
+                    if !clusterNames.contains(cluster) {
+                        throw doc.error(at: at, "\(tracer.name) refers to unknown cluster '\(cluster)'")
+                    }
+                    if case .openTelemetry(let o) = tracer, case .grpc = o.transport {
+                        if !http2Clusters.contains(cluster) {
+                            throw doc.error(at: at, "the OpenTelemetry tracer's gRPC collector cluster '\(cluster)' "
+                                + "must be HTTP/2 (typed_extension_protocol_options: explicit_http_config: "
+                                + "http2_protocol_options: {})")
+                        }
+                    } else if http2Clusters.contains(cluster) {
+                        throw doc.error(at: at, "\(tracer.name) sends HTTP/1.1 to its collector; cluster '\(cluster)' "
+                            + "is HTTP/2, which Pilotfish supports only for gRPC services yet")
+                    }
+                }
             case .tcpProxy(let tcp):
                 if !clusterNames.contains(tcp.cluster) {
                     throw doc.error(at: filter + ".cluster", "tcp_proxy refers to unknown cluster '\(tcp.cluster)'")
+                }
+                if http2Clusters.contains(tcp.cluster) {
+                    throw doc.error(at: filter + ".cluster", "cluster '\(tcp.cluster)' is HTTP/2 "
+                        + "(http2_protocol_options), which Pilotfish supports only for gRPC services yet")
                 }
             }
         }

@@ -133,6 +133,9 @@ public struct UpstreamHTTPProtocolOptions: Sendable, Equatable {
     public var maxConnectionDuration: ProtoDuration?
     /// `max_requests_per_connection` (default unlimited).
     public var maxRequestsPerConnection: Int?
+    /// `explicit_http_config.http2_protocol_options: {}`: the cluster speaks HTTP/2. Pilotfish uses such a cluster
+    /// only for gRPC services of its own (a tracer's OTLP collector); routes and tcp_proxy cannot name it yet.
+    public var http2 = false
 
     public init() {}
 }

@@ -134,6 +134,8 @@ public final class ForwardTarget: Sendable {
     public let virtualHostRateLimits: [RateLimitPolicy]
     /// The route's `request_mirror_policies`.
     public let mirrorPolicies: [MirrorPolicy]
+    /// The route's `decorator` (its spans' operation name).
+    public let decorator: RouteDecorator?
 
     package init(cluster: String, clusterSlot: ClusterSlot? = nil, rewrittenPath: String?,
          hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
@@ -142,7 +144,8 @@ public final class ForwardTarget: Sendable {
          idleTimeout: ProtoDuration? = nil, includeRequestAttemptCount: Bool = false,
          includeAttemptCountInResponse: Bool = false, perRequestBufferLimitBytes: Int? = nil,
          routeCORS: CORSPolicy? = nil, virtualHostCORS: CORSPolicy? = nil, rateLimits: [RateLimitPolicy] = [],
-         virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = []) {
+         virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = [],
+         decorator: RouteDecorator? = nil) {
         self.cluster = cluster
         self.clusterSlot = clusterSlot
         self.rewrittenPath = rewrittenPath
@@ -164,6 +167,7 @@ public final class ForwardTarget: Sendable {
         self.rateLimits = rateLimits
         self.virtualHostRateLimits = virtualHostRateLimits
         self.mirrorPolicies = mirrorPolicies
+        self.decorator = decorator
     }
 
     /// The path the request leaves with, given the one it came with.
@@ -311,7 +315,7 @@ extension RouteConfiguration {
             includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
             perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
             routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
-            virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies)
+            virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies, decorator: route.decorator)
     }
 }
 
