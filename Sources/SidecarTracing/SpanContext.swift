@@ -31,7 +31,7 @@ package enum TraceHeaders {
         guard let value = headers.first(name: "traceparent") else { return nil }
         let parts = value.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count >= 4, parts[0].utf8.count == 2, parts[1].utf8.count == 32, parts[2].utf8.count == 16,
-              parts[3].utf8.count == 2, parts.allSatisfy(isLowerHex)
+              parts[3].utf8.count == 2, parts.prefix(4).allSatisfy(isLowerHex)
         else { return nil }
         guard let version = TraceHex.decode(parts[0]), version != 0xFF, version > 0 || parts.count == 4,
               let trace = TraceHex.decodeTrace(parts[1]), !trace.isZero,
