@@ -60,6 +60,15 @@ struct SidecarCommand: ParsableCommand {
     @Option(name: .customLong("secret-dir"), help: "With --mtls: where the SDS files naming the identity files are written (default /run/pilotfish; also PILOTFISH_SECRET_DIR).")
     var secretDir: String?
 
+    @Option(name: .customLong("tracing"), help: "With --pod-defaults: zipkin or otlp (OTLP over gRPC); every request gets a span, sent to --tracing-collector (also PILOTFISH_TRACING).")
+    var tracing: String?
+
+    @Option(name: .customLong("tracing-collector"), help: "With --tracing: the collector's HOST:PORT (also PILOTFISH_TRACING_COLLECTOR).")
+    var tracingCollector: String?
+
+    @Option(name: .customLong("tracing-service-name"), help: "With --tracing otlp: the spans' service.name (default pilotfish; also PILOTFISH_TRACING_SERVICE_NAME).")
+    var tracingServiceName: String?
+
     @Flag(name: .customLong("print-config"), help: "Print the config that would run (e.g. the generated pod config) and exit.")
     var printConfig = false
 
@@ -86,12 +95,29 @@ struct SidecarCommand: ParsableCommand {
         if (mtls != nil || identityDir != nil || meshCIDRs != nil || secretDir != nil) && !usePodDefaults {
             throw ValidationError("--mtls, --identity-dir, --mesh-cidrs and --secret-dir only apply with --pod-defaults")
         }
+        if (tracing != nil || tracingCollector != nil || tracingServiceName != nil) && !usePodDefaults {
+            throw ValidationError("--tracing, --tracing-collector and --tracing-service-name only apply with --pod-defaults")
+        }
         if captureMode != nil && !usePodDefaults {
             throw ValidationError("--capture-mode only applies with --pod-defaults")
         }
         if usePodDefaults && resolvedCaptureMode == nil {
             throw ValidationError("unknown capture mode '\(captureMode ?? environment["PILOTFISH_CAPTURE_MODE"] ?? "")'; use tproxy or redirect (as sidecar-init --mode)")
         }
+    }
+
+    /// `--tracing` with its collector, from the flags or the environment; nil when tracing is off.
+    func podTracing() throws -> PodDefaults.Tracing? {
+        guard let name = tracing ?? environment["PILOTFISH_TRACING"], !name.isEmpty, name != "off" else { return nil }
+        guard let provider = PodDefaults.Tracing.Provider(rawValue: name.lowercased()) else {
+            throw ValidationError("unknown --tracing '\(name)'; use zipkin or otlp")
+        }
+        guard let collector = tracingCollector ?? environment["PILOTFISH_TRACING_COLLECTOR"] else {
+            throw ValidationError("--tracing \(name) needs --tracing-collector HOST:PORT")
+        }
+        return try PodDefaults.Tracing(
+            provider: provider, collector: collector,
+            serviceName: tracingServiceName ?? environment["PILOTFISH_TRACING_SERVICE_NAME"] ?? "pilotfish")
     }
 
     func run() throws {
@@ -122,7 +148,7 @@ struct SidecarCommand: ParsableCommand {
                     print("error: \(error)", to: &StandardError.stream)
                     throw ExitCode(1)
                 }
-                source = PodDefaults.yaml(captureMode: resolvedCaptureMode!, mesh: mesh)
+                source = PodDefaults.yaml(captureMode: resolvedCaptureMode!, mesh: mesh, tracing: try podTracing())
             } else {
                 Log.info("no -c given: running the built-in default config (see --print-default-config)")
                 source = DefaultConfig.yaml
@@ -158,9 +184,11 @@ struct SidecarCommand: ParsableCommand {
             drainTime: .seconds(Int64(drainTimeSeconds)), configSource: source)
         do {
             try Privileges.check(bootstrap)
+            server.holdReadiness()
             try server.start()
             // Listeners are bound: nothing the proxy does from here on needs a capability.
             try server.dropCapabilities()
+            server.releaseReadiness()
         } catch {
             print("error: \(error)", to: &StandardError.stream)
             try? server.shutdown()

@@ -28,6 +28,8 @@ package final class SpanExporter: @unchecked Sendable {
     private var pumping = false
     private let maxPending: Int
     private let maxPerReport = 1000
+    /// Touched on `loop` only.
+    private var lastReportSucceeded = true
 
     package let spansSent = ManagedAtomic<Int>(0)
     package let spansDropped = ManagedAtomic<Int>(0)
@@ -112,10 +114,16 @@ package final class SpanExporter: @unchecked Sendable {
         transport.send(batch).whenComplete { [self] result in
             switch result {
             case .success:
+                lastReportSucceeded = true
                 reportsSent.wrappingIncrement(ordering: .relaxed)
                 spansSent.wrappingIncrement(by: batch.count, ordering: .relaxed)
-            case .failure:
-                reportsFailed.wrappingIncrement(ordering: .relaxed)
+            case .failure(let error):
+                // The first failure in a row is logged; the rest only counted (a dead collector is not news
+                // every five seconds).
+                if reportsFailed.wrappingIncrementThenLoad(ordering: .relaxed) == 1 || lastReportSucceeded {
+                    Log.warning("span report failed", [("tracer", kind.rawValue), ("error", "\(error)")])
+                }
+                lastReportSucceeded = false
             }
             pump()
         }

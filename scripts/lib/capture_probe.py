@@ -112,7 +112,7 @@ def drop_privileges(a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send", "echo",
-                                       "roundtrip", "http-echo", "http-get", "tls-get"])
+                                       "roundtrip", "http-echo", "http-get", "tls-get", "zipkin-collector"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--uid", type=int)
     ap.add_argument("--gid", type=int)
@@ -153,6 +153,49 @@ def main():
             out("READY %s" % fmt(srv.server_address))
             threading.Thread(target=srv.serve_forever, daemon=True).start()
             # Keep-alive connections carry many requests: stop after --timeout without any request.
+            while time.monotonic() - last_request[0] < a.timeout:
+                time.sleep(0.2)
+            return 0
+        if a.mode == "zipkin-collector":
+            # A Zipkin receiver: POST /api/v2/spans (JSON v2, chunked or not); each span goes to the file args[1], one
+            # JSON object per line.
+            import http.server
+            import json
+
+            last_request = [time.monotonic()]
+            sink = open(a.args[1], "a")
+            lock = threading.Lock()
+
+            class Collector(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+
+                def do_POST(self):
+                    last_request[0] = time.monotonic()
+                    if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                        data = b""
+                        while True:
+                            n = int(self.rfile.readline().strip().split(b";")[0], 16)
+                            if n == 0:
+                                self.rfile.readline()
+                                break
+                            data += self.rfile.read(n)
+                            self.rfile.readline()
+                    else:
+                        data = self.rfile.read(int(self.headers.get("content-length", "0")))
+                    with lock:
+                        for span in json.loads(data):
+                            sink.write(json.dumps(span) + "\n")
+                        sink.flush()
+                    self.send_response(202)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+
+                def log_message(self, *args):
+                    pass
+            srv = http.server.ThreadingHTTPServer((a.bind or "0.0.0.0", int(a.args[0])), Collector)
+            srv.daemon_threads = True
+            out("READY %s" % fmt(srv.server_address))
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
             while time.monotonic() - last_request[0] < a.timeout:
                 time.sleep(0.2)
             return 0

@@ -967,24 +967,32 @@ def stat_value(t, ns, name):
 
 
 def t_two_pod_mesh(t, backend, mode):
-    """Two pods, each with sidecar-init and `sidecar --pod-defaults` as UID 1337: HTTP and raw TCP from
-    the client pod's app go out through its sidecar and in through the server pod's sidecar."""
+    """Two pods, each with sidecar-init and `sidecar --pod-defaults --tracing zipkin` as UID 1337: HTTP and raw
+    TCP from the client pod's app go out through its sidecar and in through the server pod's sidecar; the HTTP
+    request is one trace in the Zipkin collector (the server pod's port 9411, outside capture)."""
     if not t.suite.sidecar:
         raise Skip("no sidecar binary given (--sidecar PATH)")
     p = t.pair()
     client, server = p.client, p.pod
     client_ip, server_ip = p.client_ip, p.pod_ip
     t.apply(client, backend, "--mode", mode)
-    t.apply(server, backend, "--mode", mode, "--exclude-inbound-ports", "9100")
+    t.apply(server, backend, "--mode", mode, "--exclude-inbound-ports", "9100,9411")
     # The apps stop after --timeout seconds without a new connection; the test uses 9100 last.
     web = t.spawn(server, ["http-echo", "8080", "--timeout", "120"], "server app http :8080")
     echo = t.spawn(server, ["echo", "9000", "--timeout", "120"], "server app echo :9000")
     excluded = t.spawn(server, ["echo", "9100", "--timeout", "120"], "server app echo :9100 (excluded)")
-    for proc in (web, echo, excluded):
+    spans_file = os.path.join(tempfile.mkdtemp(prefix="pfi-spans-%d-" % os.getpid()), "spans.jsonl")
+    t.tmpdirs.append(os.path.dirname(spans_file))
+    collector = t.spawn(server, ["zipkin-collector", "9411", spans_file, "--timeout", "120"], "zipkin collector :9411")
+    for proc in (web, echo, excluded, collector):
         check(proc.wait_line("READY", 5), "%s never became ready" % proc.name)
-    sidecar_args = ["--pod-defaults", "--capture-mode", mode, "--concurrency", "1"]
-    client_sidecar = start_sidecar(t, client, sidecar_args, "client sidecar")
-    server_sidecar = start_sidecar(t, server, sidecar_args, "server sidecar")
+    sidecar_args = ["--pod-defaults", "--capture-mode", mode, "--concurrency", "1", "--tracing", "zipkin"]
+    # The collector lives in the server pod: its own sidecar reaches it on loopback (a sidecar's connection to its
+    # own pod IP is sent to its inbound capture, as istio-iptables does for a pod calling itself).
+    client_sidecar = start_sidecar(t, client, sidecar_args + ["--tracing-collector", "%s:9411" % server_ip],
+                                   "client sidecar")
+    server_sidecar = start_sidecar(t, server, sidecar_args + ["--tracing-collector", "127.0.0.1:9411"],
+                                   "server sidecar")
     app = ["--uid", str(APP_UID), "--gid", str(APP_UID)]
 
     # Least privilege: once listening, no thread keeps a capability, except CAP_NET_ADMIN (bit 12) in
@@ -1009,6 +1017,31 @@ def t_two_pod_mesh(t, backend, mode):
     # REDIRECT from the 127.0.0.6 passthrough address.
     want_peer = client_ip if mode == "tproxy" else "127.0.0.6"
     check(body["peer"].split(":")[0] == want_peer, "the server app saw peer %s, expected %s" % (body["peer"], want_peer))
+    # One trace: the client sidecar's CLIENT span and the server sidecar's SERVER span, which shares its id
+    # (Zipkin's shared_span_context), in the trace whose ids reached the app.
+    def hello_spans():
+        try:
+            with open(spans_file) as f:
+                spans = [json.loads(l) for l in f if l.strip()]
+        except OSError:
+            return None
+        found = [s for s in spans if s.get("tags", {}).get("http.url", "").endswith("/hello")]
+        return found if len(found) >= 2 else None
+    deadline = time.monotonic() + 15
+    spans = None
+    while time.monotonic() < deadline and not spans:
+        spans = hello_spans()
+        time.sleep(0.25)
+    if not spans or len(spans) != 2:
+        counts = ["%s %s=%s" % (side, name, stat_value(t, ns, "tracing.zipkin." + name))
+                  for side, ns in (("client", client), ("server", server)) for name in ("reports_sent", "reports_failed")]
+        raise Fail("the /hello request's spans in the collector: %s (%s)" % (short(json.dumps(spans)), ", ".join(counts)))
+    kinds = {s["kind"]: s for s in spans}
+    check(set(kinds) == {"CLIENT", "SERVER"}, "span kinds: %s" % list(kinds))
+    check(kinds["CLIENT"]["traceId"] == kinds["SERVER"]["traceId"] == body["headers"].get("x-b3-traceid"),
+          "one trace, the app's x-b3-traceid: %s / %s" % (short(json.dumps(spans)), body["headers"].get("x-b3-traceid")))
+    check(kinds["SERVER"]["id"] == kinds["CLIENT"]["id"] == body["headers"].get("x-b3-spanid"),
+          "the server span shares the client span's id: %s" % short(json.dumps(spans)))
     for ns, name in ((client, "http.outbound_http.downstream_rq_total"), (server, "http.inbound_http.downstream_rq_total"),
                      (client, "http.outbound_http.downstream_rq_2xx"), (server, "http.inbound_http.downstream_rq_2xx")):
         v = stat_value(t, ns, name)

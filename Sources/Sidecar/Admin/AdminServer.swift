@@ -94,7 +94,9 @@ final class AdminHandler: ChannelInboundHandler {
         switch path {
         case "/ready":
             // Envoy: DRAINING (503) while the health check is failed, as when draining.
-            if server.isDraining || server.context.healthCheckFailed {
+            if server.isInitializing {
+                reply(.serviceUnavailable, "INITIALIZING\n")
+            } else if server.isDraining || server.context.healthCheckFailed {
                 reply(.serviceUnavailable, "DRAINING\n")
             } else {
                 reply(.ok, "LIVE\n")

@@ -58,7 +58,7 @@ public enum Privileges {
 extension SidecarServer {
     /// After start: every thread of the proxy keeps only what it still needs (nothing, or CAP_NET_ADMIN
     /// for original_src). Capabilities are per thread, so each event loop and the DNS thread pool drop
-    /// their own, then the caller's thread. Returns what was kept.
+    /// their own (and the tracers' exporter thread), then the caller's thread. Returns what was kept.
     @discardableResult
     public func dropCapabilities() throws -> [Int32] {
         let keep = Privileges.keptAfterStart(bootstrap)
@@ -67,6 +67,12 @@ extension SidecarServer {
             ok = try w.loop.submit { Privileges.keepOnThisThread(keep) }.wait() && ok
         }
         ok = try threadPool.runIfActive(eventLoop: group.next()) { Privileges.keepOnThisThread(keep) }.wait() && ok
+        // The tracers' exporter thread (and the threads it later starts, which inherit from it).
+        if !spanExporters.isEmpty {
+            for loop in tracingGroup.makeIterator() {
+                ok = try loop.submit { Privileges.keepOnThisThread(keep) }.wait() && ok
+            }
+        }
         ok = Privileges.keepOnThisThread(keep) && ok
         if !ok { throw ServerError("could not drop capabilities after start") }
         return keep

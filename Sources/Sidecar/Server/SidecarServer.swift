@@ -51,6 +51,14 @@ public final class SidecarServer: @unchecked Sendable {
         var dnsRefreshes: [ObjectIdentifier: RepeatedTask] = [:]
     }
     let threadPool = NIOThreadPool(numberOfThreads: 1)
+    /// Admin /ready answers 503 INITIALIZING while set (see `holdReadiness`).
+    private let initializing = NIOLockedValueBoxBool()
+    var isInitializing: Bool { initializing.value }
+    /// Keeps admin /ready at 503 INITIALIZING after `start` until `releaseReadiness`: the binary drops its
+    /// capabilities in between, and whoever polls /ready (a kubelet, a test reading /proc) sees the proxy only
+    /// once no thread holds what it no longer needs.
+    public func holdReadiness() { initializing.value = true }
+    public func releaseReadiness() { initializing.value = false }
     /// The tracers' span exporters by `exporterKey`, and the thread they send from (see SidecarServer+Tracing).
     var spanExporters: [String: SpanExporter] = [:]
     lazy var tracingGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -625,7 +633,10 @@ private final class HealthCheckerBox: @unchecked Sendable {
 /// A set-once flag.
 final class NIOLockedValueBoxBool: @unchecked Sendable {
     private let box = NIOLockedValueBox(false)
-    var value: Bool { box.withLockedValue { $0 } }
+    var value: Bool {
+        get { box.withLockedValue { $0 } }
+        set { box.withLockedValue { $0 = newValue } }
+    }
     /// Sets the flag; true if this call set it.
     func setIfFalse() -> Bool { box.withLockedValue { v in if v { return false }; v = true; return true } }
 }
