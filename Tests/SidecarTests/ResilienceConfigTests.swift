@@ -643,9 +643,11 @@ import Testing
             Self.typedOptions.replacingOccurrences(
                 of: "explicit_http_config: { http_protocol_options: {} }", with: "auto_config: {}"),
             path: options + ".auto_config")
+        // HTTP/2 is accepted for gRPC collector clusters only with its defaults; a tuned one is refused.
         _ = Self.clusterError(
-            Self.typedOptions.replacingOccurrences(of: "http_protocol_options: {}", with: "http2_protocol_options: {}"),
-            path: options + ".explicit_http_config.http2_protocol_options")
+            Self.typedOptions.replacingOccurrences(
+                of: "http_protocol_options: {}", with: "http2_protocol_options: { max_concurrent_streams: 10 }"),
+            path: options + ".explicit_http_config.http2_protocol_options.max_concurrent_streams")
         _ = Self.clusterError(
             Self.typedOptions.replacingOccurrences(
                 of: "http_protocol_options: {}", with: "http_protocol_options: { enable_trailers: true }"),

@@ -513,5 +513,14 @@ extension ConfigFields {
         Message("envoy.config.core.v3.HttpService", "http_uri request_headers_to_add"),
         Message("envoy.config.core.v3.HttpUri", "uri cluster timeout"),
         Message("envoy.config.route.v3.Decorator", "operation propagate"),
+        // A gRPC collector cluster's explicit_http_config.http2_protocol_options (only `{}` is supported).
+        Message("envoy.config.core.v3.Http2ProtocolOptions", """
+            hpack_table_size max_concurrent_streams initial_stream_window_size initial_connection_window_size
+            allow_connect allow_metadata max_outbound_frames max_outbound_control_frames
+            max_consecutive_inbound_frames_with_empty_payload max_inbound_priority_frames_per_stream
+            max_inbound_window_update_frames_per_data_frame_sent stream_error_on_invalid_http_messaging
+            override_stream_error_on_invalid_http_message custom_settings_parameters connection_keepalive
+            use_oghttp2_codec max_metadata_size enable_huffman_encoding
+            """),
     ]
 }
