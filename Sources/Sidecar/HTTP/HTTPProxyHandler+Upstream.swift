@@ -277,7 +277,8 @@ extension HTTPProxyHandler {
         if let i = up.hostIndex { up.local.requestStarted(i) }
         conn.stream = self
         phase = .forwarding(conn)
-        if streamStart != nil { upstreamLocalAddress = conn.context?.channel.localAddress }
+        // Read now: a closed channel forgets its addresses (the cache is read without a lock on the loop).
+        upstreamLocalAddress = conn.context?.channel.localAddress
         var head = up.head
         if up.target.includeRequestAttemptCount {
             head.headers.replaceOrAddScanningFirst(name: "x-envoy-attempt-count", value: String(attempt))

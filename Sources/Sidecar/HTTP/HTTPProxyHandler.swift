@@ -102,6 +102,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var upstreamHostAddress: SocketAddress?
     /// `%RESPONSE_CODE_DETAILS%`: set where the response is decided, in Envoy's words.
     var responseCodeDetails: String?
+    /// The local address of the upstream connection that carried the request.
     var upstreamLocalAddress: SocketAddress?
     /// Why the last upstream connect failed (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
     var upstreamTransportFailureReason: String?

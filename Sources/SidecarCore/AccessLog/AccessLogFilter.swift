@@ -1,3 +1,5 @@
+import NIOCore
+
 /// An access log's `filter`: whether a finished stream (or connection) is written to that log at all. Envoy's
 /// `AccessLog::Filter` implementations (`source/common/access_log/access_log_impl.cc`), limited to the ones that
 /// read what Pilotfish records; the others are refused at load, by name.
