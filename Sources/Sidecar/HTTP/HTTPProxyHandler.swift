@@ -524,7 +524,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.bytesSent = bytesSent
         info.protocolName = downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
         info.upstreamHost = upstreamHostAddress.flatMap { StreamAddress($0) }
-        info.upstreamCluster = cluster?.config.name
+        // Envoy knows the cluster as soon as the route is chosen (a filter's local reply still logs it), when the
+        // cluster exists.
+        if let name = cluster?.config.name {
+            info.upstreamCluster = name
+        } else if case .forward(let target) = stream.route, target.clusterSlot != nil {
+            info.upstreamCluster = target.cluster
+        }
         // Envoy counts the first try as soon as the router has a cluster for the request.
         info.upstreamRequestAttemptCount = attemptCount > 0 ? attemptCount : (cluster != nil ? 1 : 0)
         info.routeName = stream.route.routeName

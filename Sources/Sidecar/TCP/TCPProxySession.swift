@@ -96,7 +96,10 @@ final class TCPProxySession {
                     self.run(self.machine.upstreamConnected())
                 case .failure(let error):
                     if let log = self.connectionLog {
+                        // Envoy's tcp_proxy makes one attempt (max_connect_attempts 1): that one failing also
+                        // exhausts its retries, flagged after the failure.
                         log.responseFlags.insert(.upstreamConnectionFailure)
+                        log.responseFlags.insert(.upstreamRetryLimitExceeded)
                         log.upstreamTransportFailureReason = UpstreamConnectError.transportFailureReason(error)
                     }
                     self.stats.inc(self.cluster.cxConnectFail)
