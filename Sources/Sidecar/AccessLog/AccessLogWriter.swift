@@ -7,13 +7,21 @@ import Glibc
 #endif
 
 /// The one thread that writes access log lines: workers hand it whole buffers, so a slow disk (or a stdout
-/// nobody reads) blocks this thread, never an event loop. Files are opened on first use, for appending.
+/// nobody reads) blocks this thread, never an event loop. Files are opened on first use, for appending, and
+/// opened again (a rotated file is created anew) when admin asks with POST /reopen_logs.
 final class AccessLogWriter: @unchecked Sendable {
     static let shared = AccessLogWriter()
 
     private let condition = ConditionLock(value: 0)
-    /// Buffers waiting to be written, in the order they were handed over. Guarded by `condition`.
-    private var queue: [(AccessLogConfig.Destination, [UInt8])] = []
+    private enum Work {
+        case write(AccessLogConfig.Destination, [UInt8])
+        /// Close every file and open it again: what was queued before goes to the old file, what follows to the
+        /// new one.
+        case reopen
+    }
+
+    /// Work waiting, in the order it was handed over. Guarded by `condition`.
+    private var queue: [Work] = []
     /// Buffers handed over and not yet written (`flush` waits for zero). Guarded by `condition`.
     private var outstanding = 0
     private var started = false
@@ -22,8 +30,17 @@ final class AccessLogWriter: @unchecked Sendable {
 
     /// Queues `bytes` for `destination`; never blocks on I/O.
     func enqueue(_ bytes: [UInt8], to destination: AccessLogConfig.Destination) {
+        submit(.write(destination, bytes))
+    }
+
+    /// Envoy's admin /reopen_logs: files are closed and opened again by path, in order with the writes.
+    func reopen() {
+        submit(.reopen)
+    }
+
+    private func submit(_ work: Work) {
         condition.lock()
-        queue.append((destination, bytes))
+        queue.append(work)
         outstanding += 1
         let start = !started
         started = true
@@ -52,7 +69,12 @@ final class AccessLogWriter: @unchecked Sendable {
             let batch = queue
             queue.removeAll()
             condition.unlock(withValue: 0)
-            for (destination, bytes) in batch { write(bytes, to: destination) }
+            for work in batch {
+                switch work {
+                case .write(let destination, let bytes): write(bytes, to: destination)
+                case .reopen: reopenFiles()
+                }
+            }
             condition.lock()
             outstanding -= batch.count
             condition.unlock(withValue: queue.isEmpty ? 0 : 1)
@@ -71,6 +93,15 @@ final class AccessLogWriter: @unchecked Sendable {
                 }
                 offset += n
             }
+        }
+    }
+
+    private func reopenFiles() {
+        for (destination, fd) in descriptors {
+            guard case .file = destination else { continue }
+            close(fd)
+            descriptors[destination] = nil
+            _ = descriptor(destination)
         }
     }
 

@@ -13,11 +13,15 @@ struct AccessLogBuffers {
 }
 
 extension Worker {
-    /// Writes the line of one finished stream to each of the connection manager's loggers.
+    /// Writes the line of one finished stream (or connection) to each of the loggers whose filter takes it.
     func logAccess(_ logs: [AccessLogConfig], _ context: FormatContext) {
         eventLoop.assertInEventLoop()
         var line = ""
         for log in logs {
+            if let filter = log.filter {
+                let inputs = AccessLogFilter.Inputs(runtime: server.runtime.snapshot, random: { self.random.next() })
+                if !filter.evaluate(context, inputs) { continue }
+            }
             line.removeAll(keepingCapacity: true)
             log.render(context, into: &line)
             var buffer = accessLogBuffers.pending.removeValue(forKey: log.destination) ?? []

@@ -12,7 +12,7 @@ struct AdminServer {
     /// Endpoints that change state: Envoy 1.40 answers GET on them with 405.
     static let mutating: Set<String> = [
         "/quitquitquit", "/healthcheck/fail", "/healthcheck/ok", "/reset_counters", "/drain_listeners", "/logging",
-        "/runtime_modify",
+        "/runtime_modify", "/reopen_logs",
     ]
 
     func bind(host: String, port: Int) throws -> Channel {
@@ -139,6 +139,10 @@ final class AdminHandler: ChannelInboundHandler {
         case "/quitquitquit":
             reply(.ok, "OK\n")
             server.drainAndStop()
+        case "/reopen_logs":
+            // Lines still in the workers' buffers go to the reopened files, as in Envoy.
+            AccessLogWriter.shared.reopen()
+            reply(.ok, "OK\n")
         case "/reset_counters":
             server.resetCounters().hop(to: context.eventLoop).whenComplete { _ in reply(.ok, "OK\n") }
         case "/logging":

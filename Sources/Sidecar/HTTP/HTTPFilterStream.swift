@@ -28,6 +28,8 @@ protocol HTTPStreamCodec: AnyObject {
     func formatContext() -> FormatContext
     /// Envoy's `setResponseFlag`: why the proxy answered as it did (`%RESPONSE_FLAGS%`).
     func setResponseFlag(_ flag: ResponseFlag)
+    /// `%RESPONSE_CODE_DETAILS%` (Envoy's `setResponseCodeDetails`): the last one set is logged.
+    func setResponseCodeDetails(_ details: String)
     /// The stream cannot be answered any more (the response started): reset the downstream.
     func resetStream()
     /// Decoding was held by a filter and goes on: reads may resume.
@@ -481,8 +483,11 @@ final class HTTPFilterStream {
     /// A gRPC request (content-type `application/grpc`) gets every local reply as gRPC does errors: a trailers-only
     /// response, 200 with `grpc-status` (`grpcStatus`, else the HTTP status mapped as Envoy maps it) and
     /// `grpc-message` (the body), and no body.
+    ///
+    /// `details`: Envoy's response code details for this reply (`%RESPONSE_CODE_DETAILS%`).
     func sendLocalReply(status: HTTPResponseStatus, body: String, headers extra: HTTPHeaders = HTTPHeaders(),
-                        grpcStatus: Int? = nil, closeConnection: Bool? = nil) {
+                        grpcStatus: Int? = nil, closeConnection: Bool? = nil, details: String? = nil) {
+        if let details { codec.setResponseCodeDetails(details) }
         if RouteMatch.isGRPC(request) {
             var grpc = extra
             grpc.add(name: "content-type", value: "application/grpc")

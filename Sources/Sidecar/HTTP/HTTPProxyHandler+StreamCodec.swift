@@ -83,6 +83,10 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         responseFlags.insert(flag)
     }
 
+    func setResponseCodeDetails(_ details: String) {
+        responseCodeDetails = details
+    }
+
     func resetStream() {
         abandonUpstream(closeConnection: true)
         phase = .discarding

@@ -16,7 +16,9 @@ extension HTTPProxyHandler {
         let snapshot = stream.snapshot
         guard let slot = target.clusterSlot ?? snapshot.config.slot(named: target.cluster) else {
             // A cluster that does not exist (cluster_header): Envoy's cluster_not_found_response_code.
-            stream.sendLocalReply(status: .serviceUnavailable, body: "", closeConnection: false)
+            responseFlags.insert(.noClusterFound)
+            stream.sendLocalReply(status: .serviceUnavailable, body: "", closeConnection: false,
+                                  details: "cluster_not_found")
             return
         }
         let local = snapshot[slot]
@@ -185,6 +187,7 @@ extension HTTPProxyHandler {
                 case .success(let conn):
                     connectionReady(conn, up, attempt: attempt)
                 case .failure(let error):
+                    upstreamTransportFailureReason = UpstreamConnectError.transportFailureReason(error)
                     run(up.attempts.connectionFailed(attempt: attempt, timedOut: Self.isConnectTimeout(error)), up)
                 }
             }
@@ -274,6 +277,8 @@ extension HTTPProxyHandler {
         if let i = up.hostIndex { up.local.requestStarted(i) }
         conn.stream = self
         phase = .forwarding(conn)
+        // Read now: a closed channel forgets its addresses (the cache is read without a lock on the loop).
+        upstreamLocalAddress = conn.context?.channel.localAddress
         var head = up.head
         if up.target.includeRequestAttemptCount {
             head.headers.replaceOrAddScanningFirst(name: "x-envoy-attempt-count", value: String(attempt))
@@ -378,7 +383,7 @@ extension HTTPProxyHandler {
         switch reply {
         case .noHealthyUpstream:
             responseFlags.insert(.noHealthyUpstream)
-            finishWithLocalReply(status: .serviceUnavailable, body: "no healthy upstream")
+            finishWithLocalReply(status: .serviceUnavailable, body: "no healthy upstream", details: "no_healthy_upstream")
         case .overflow(let requestBreaker):
             if requestBreaker {
                 // max_requests: Envoy 1.38+ fails the stream with an overflow counted in upstream_rq_active_overflow.
@@ -390,7 +395,8 @@ extension HTTPProxyHandler {
             if let cluster { countUpstreamStatus(503, cluster) }
             var extra = HTTPHeaders()
             extra.add(name: "x-envoy-overloaded", value: "true")
-            finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure("overflow"), extra: extra)
+            finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure("overflow"), extra: extra,
+                                 details: LocalReply.resetDetails("overflow", transportFailure: nil))
         case .failed(let failure, let verdict):
             countRetries(verdict, up)
             if verdict == .limitExceeded { responseFlags.insert(.upstreamRetryLimitExceeded) }
@@ -398,23 +404,29 @@ extension HTTPProxyHandler {
             case .perTryTimeout, .perTryIdleTimeout:
                 responseFlags.insert(.upstreamRequestTimeout)
                 if let cluster { countUpstreamStatus(504, cluster) }
-                finishWithLocalReply(status: .gatewayTimeout, body: LocalReply.timeout)
+                finishWithLocalReply(status: .gatewayTimeout, body: LocalReply.timeout,
+                                     details: failure == .perTryTimeout ? "upstream_per_try_timeout"
+                                        : "upstream_per_try_idle_timeout")
             case .connectFailure(let timedOut):
                 responseFlags.insert(.upstreamConnectionFailure)
                 if let cluster { countUpstreamStatus(503, cluster) }
                 let reason = timedOut ? "connection timeout" : "remote connection failure"
-                finishWithLocalReply(status: .serviceUnavailable, body: LocalReply.connectFailure(reason))
+                finishWithLocalReply(
+                    status: .serviceUnavailable, body: LocalReply.connectFailure(reason),
+                    details: LocalReply.resetDetails(reason, transportFailure: timedOut ? nil : upstreamTransportFailureReason))
             case .reset:
                 responseFlags.insert(.upstreamConnectionTermination)
                 if let cluster { countUpstreamStatus(503, cluster) }
                 finishWithLocalReply(
-                    status: .serviceUnavailable, body: LocalReply.connectFailure("connection termination"))
+                    status: .serviceUnavailable, body: LocalReply.connectFailure("connection termination"),
+                    details: LocalReply.resetDetails("connection termination", transportFailure: nil))
             }
         }
     }
 
-    private func finishWithLocalReply(status: HTTPResponseStatus, body: String, extra: HTTPHeaders = HTTPHeaders()) {
-        stream.sendLocalReply(status: status, body: body, headers: extra, closeConnection: false)
+    private func finishWithLocalReply(status: HTTPResponseStatus, body: String, extra: HTTPHeaders = HTTPHeaders(),
+                                      details: String) {
+        stream.sendLocalReply(status: status, body: body, headers: extra, closeConnection: false, details: details)
     }
 
     func countUpstreamStatus(_ code: Int, _ cluster: ClusterInfo) {
@@ -466,7 +478,8 @@ extension HTTPProxyHandler {
             return
         }
         if let cluster { countUpstreamStatus(504, cluster) }
-        stream.sendLocalReply(status: .gatewayTimeout, body: LocalReply.timeout, closeConnection: false)
+        stream.sendLocalReply(status: .gatewayTimeout, body: LocalReply.timeout, closeConnection: false,
+                              details: "response_timeout")
     }
 
     /// The per-try timeout and the per-try idle timeout share one timer, armed where the attempts' state machine
@@ -527,6 +540,7 @@ extension HTTPProxyHandler {
         HopByHop.strip(&headers)
         headers.replaceOrAddScanningFirst(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
         responseCode = Int(head.status.code)
+        responseCodeDetails = "via_upstream"
         if streamStart != nil { upstreamResponseStartTime = .now() }
         headers.replaceOrAddScanningFirst(name: "server", value: listener.hcm.serverName)
         if let up = upstream, up.target.includeAttemptCountInResponse {

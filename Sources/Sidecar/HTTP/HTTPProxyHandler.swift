@@ -101,6 +101,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var bytesReceived: UInt64 = 0
     var bytesSent: UInt64 = 0
     var upstreamHostAddress: SocketAddress?
+    /// `%RESPONSE_CODE_DETAILS%`: set where the response is decided, in Envoy's words.
+    var responseCodeDetails: String?
+    /// The local address of the upstream connection that carried the request.
+    var upstreamLocalAddress: SocketAddress?
+    /// Why the last upstream connect failed (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
+    var upstreamTransportFailureReason: String?
+    /// The downstream connection's number (`%CONNECTION_ID%`), given by `ChainInstaller`.
+    var connectionID: UInt64 = 0
+    /// The listener's connection log, when the listener has an `access_log`: the handler tells it the protocol.
+    var connectionLog: DownstreamConnectionLog?
     /// The response head as sent, kept only when the connection manager has access logs (`%RESP(...)%`).
     var loggedResponseHeaders: HTTPHeaders?
     /// Tries made so far (the upstream request is gone by the time a local reply reports them).
@@ -335,6 +345,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version
+        if let log = connectionLog, log.protocolName == nil {
+            log.protocolName = head.version.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
+        }
         // The stream runs on the config current now, to its end (a snapshot installed meanwhile is for the next).
         let snapshot = worker.current
         let routes = snapshot.config.routeTables[listener.routeTable]
@@ -346,6 +359,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         bytesReceived = 0
         bytesSent = 0
         upstreamHostAddress = nil
+        responseCodeDetails = nil
+        upstreamLocalAddress = nil
+        upstreamTransportFailureReason = nil
         loggedResponseHeaders = nil
         attemptCount = 0
         lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
@@ -517,7 +533,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.bytesSent = bytesSent
         info.protocolName = downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
         info.upstreamHost = upstreamHostAddress.flatMap { StreamAddress($0) }
-        info.upstreamCluster = cluster?.config.name
+        // Envoy knows the cluster as soon as the route is chosen (a filter's local reply still logs it), when the
+        // cluster exists.
+        if let name = cluster?.config.name {
+            info.upstreamCluster = name
+        } else if case .forward(let target) = stream.route, target.clusterSlot != nil {
+            info.upstreamCluster = target.cluster
+        }
         // Envoy counts the first try as soon as the router has a cluster for the request.
         info.upstreamRequestAttemptCount = attemptCount > 0 ? attemptCount : (cluster != nil ? 1 : 0)
         info.routeName = stream.route.routeName
@@ -532,6 +554,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.downstreamLocalAddress = local.flatMap { StreamAddress($0) }
         info.requestedServerName = requestedServerName
         info.hostname = listener.hostname
+        info.responseCodeDetails = responseCodeDetails
+        info.upstreamLocalAddress = upstreamLocalAddress.flatMap { StreamAddress($0) }
+        info.upstreamTransportFailureReason = upstreamTransportFailureReason
+        info.connectionID = connectionID
+        if let sans = security?.peerURISANs, !sans.isEmpty { info.downstreamPeerURISAN = sans.joined(separator: ",") }
+        info.healthCheck = stream.isHealthCheck
         return info
     }
 

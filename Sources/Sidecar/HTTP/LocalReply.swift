@@ -11,6 +11,14 @@ enum LocalReply {
         connectFailurePrefix + "reset reason: " + reason
     }
 
+    /// Envoy's response code details for a request that failed before the upstream answered:
+    /// `upstream_reset_before_response_started{<reset reason>|<transport failure reason>}`, spaces as `_`.
+    static func resetDetails(_ reason: String, transportFailure: String?) -> String {
+        var d = "upstream_reset_before_response_started{" + String(reason.map { $0 == " " ? "_" : $0 })
+        if let t = transportFailure, !t.isEmpty { d += "|" + t }
+        return d + "}"
+    }
+
     /// Envoy's local replies carry `content-length`, `content-type: text/plain` when there is a body, `date`, `server`.
     static func head(status: HTTPResponseStatus, bodyLength: Int, server: String, close: Bool) -> HTTPResponseHead {
         var headers = HTTPHeaders()

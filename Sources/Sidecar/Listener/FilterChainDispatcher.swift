@@ -116,7 +116,7 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             if case .tcp = chain {
                 _ = context.channel.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             }
-            try ChainInstaller.install(chain, on: context.pipeline.syncOperations, worker: worker,
+            try ChainInstaller.install(chain, on: context.channel, worker: worker,
                                        originalDestination: known ? connection.destination : nil,
                                        serverName: connection.serverName)
         } catch {

@@ -52,6 +52,14 @@ enum ChainRuntime: Sendable {
         case .tcp(let r): return r.tls
         }
     }
+
+    /// The connection itself is logged: by the listener's `access_log`, or tcp_proxy's.
+    var logsConnection: Bool {
+        switch self {
+        case .http(let r): return !r.config.accessLogs.isEmpty
+        case .tcp(let r): return !r.config.accessLogs.isEmpty || !r.proxy.accessLogs.isEmpty
+        }
+    }
 }
 
 /// A listener whose connections are inspected before a filter chain is chosen.

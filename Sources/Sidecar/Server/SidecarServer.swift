@@ -469,14 +469,14 @@ public final class SidecarServer: @unchecked Sendable {
         // NIOSSL turns a peer's close_notify into inputClosed and our output close into close_notify when the
         // channel allows half-closure, so TLS streams half-close like plaintext ones.
         try bind(runtime.config, halfClosure: true) { channel, worker in
-            try ChainInstaller.install(.tcp(runtime), on: channel.pipeline.syncOperations, worker: worker,
+            try ChainInstaller.install(.tcp(runtime), on: channel, worker: worker,
                                        originalDestination: nil, serverName: nil)
         }
     }
 
     private func bindListener(_ runtime: ListenerRuntime) throws -> Channel {
         try bind(runtime.config, halfClosure: false) { channel, worker in
-            try ChainInstaller.install(.http(runtime), on: channel.pipeline.syncOperations, worker: worker,
+            try ChainInstaller.install(.http(runtime), on: channel, worker: worker,
                                        originalDestination: nil, serverName: nil)
         }
     }

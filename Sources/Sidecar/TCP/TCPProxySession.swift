@@ -26,6 +26,8 @@ final class TCPProxySession {
     var requestedServerName: String?
     /// The original destination a listener filter already found (FilterChainDispatcher).
     var originalDestination: SocketAddress?
+    /// What tcp_proxy's and the listener's `access_log` read; nil when neither is configured.
+    var connectionLog: DownstreamConnectionLog?
 
     init(worker: Worker, listener: TCPListenerRuntime) {
         self.worker = worker
@@ -46,10 +48,13 @@ final class TCPProxySession {
             run(machine.accessDenied())
             return
         }
+        connectionLog?.upstreamCluster = local.info.config.name
         guard let destination = chooseDestination(context.channel) else {
+            connectionLog?.responseFlags.insert(.noHealthyUpstream)
             run(machine.upstreamConnectFailed())
             return
         }
+        connectionLog?.upstreamHost = StreamAddress(destination)
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
         let limit = local.info.config.perConnectionBufferLimitBytes
@@ -76,6 +81,7 @@ final class TCPProxySession {
             .connect(to: destination)
             .assumeIsolated()
             .flatMap { channel in
+                if let log = self.connectionLog { log.upstreamLocalAddress = channel.localAddress.flatMap { StreamAddress($0) } }
                 guard let handshake else { return channel.eventLoop.makeSucceededVoidFuture() }
                 return handshake.promise.futureResult.assumeIsolated().flatMapThrowing {
                     try channel.pipeline.syncOperations.addHandler(upstreamGlue)
@@ -89,6 +95,13 @@ final class TCPProxySession {
                     self.countedActive = true
                     self.run(self.machine.upstreamConnected())
                 case .failure(let error):
+                    if let log = self.connectionLog {
+                        // Envoy's tcp_proxy makes one attempt (max_connect_attempts 1): that one failing also
+                        // exhausts its retries, flagged after the failure.
+                        log.responseFlags.insert(.upstreamConnectionFailure)
+                        log.responseFlags.insert(.upstreamRetryLimitExceeded)
+                        log.upstreamTransportFailureReason = UpstreamConnectError.transportFailureReason(error)
+                    }
                     self.stats.inc(self.cluster.cxConnectFail)
                     if let e = error as? ChannelError, case .connectTimeout = e { self.stats.inc(self.cluster.cxConnectTimeout) }
                     Log.debug("tcp_proxy upstream connect failed", [("destination", "\(destination)"), ("error", "\(error)")])
@@ -130,9 +143,11 @@ final class TCPProxySession {
         lastActivity = .now()
         switch side {
         case .downstream:
+            connectionLog?.bytesReceived &+= UInt64(n)
             stats.add(listener.stats.rxBytes, n)
             stats.add(cluster.cxTxBytes, n)
         case .upstream:
+            connectionLog?.bytesSent &+= UInt64(n)
             stats.add(cluster.cxRxBytes, n)
             stats.add(listener.stats.txBytes, n)
         }
@@ -159,7 +174,10 @@ final class TCPProxySession {
             stats.dec(cluster.cxActive)
             stats.inc(cluster.cxDestroy)
         }
-        if side == .downstream { worker.unregister(self) }
+        if side == .downstream {
+            worker.unregister(self)
+            logConnection()
+        }
         run(machine.channelInactive(side))
     }
 
@@ -193,6 +211,15 @@ final class TCPProxySession {
         case .refuseDownstream:
             if let channel = downstream?.context?.channel { RefusedConnection.install(on: channel) }
         }
+    }
+
+    /// tcp_proxy's `access_log`, then the listener's: one line each when the downstream connection closes.
+    private func logConnection() {
+        guard let log = connectionLog, !log.logged else { return }
+        log.logged = true
+        let context = log.formatContext(end: .now())
+        if !listener.proxy.accessLogs.isEmpty { worker.logAccess(listener.proxy.accessLogs, context) }
+        if !listener.config.accessLogs.isEmpty { worker.logAccess(listener.config.accessLogs, context) }
     }
 
     /// One timer per connection, re-armed for the remaining time instead of on every read.

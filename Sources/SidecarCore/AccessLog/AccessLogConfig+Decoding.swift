@@ -3,10 +3,10 @@ extension AccessLogConfig {
     package static let stdoutType = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
     package static let stderrType = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog"
 
-    /// An `AccessLog` entry of the connection manager: the file, stdout and stderr loggers, without filters.
+    /// An `AccessLog` entry (connection manager, tcp_proxy, listener): the file, stdout and stderr loggers.
     package static func decode(_ value: ConfigValue) throws -> AccessLogConfig {
         let obj = try value.object()
-        try obj.unsupported(["filter"])
+        let filter = try obj.optional("filter").map(AccessLogFilter.decode)
         let name = try obj.optional("name")?.string() ?? ""
         let typed = try obj.required("typed_config")
         let to = try typed.object()
@@ -32,7 +32,7 @@ extension AccessLogConfig {
         }
         try to.finish()
         try obj.finish()
-        return AccessLogConfig(destination: destination, format: format)
+        return AccessLogConfig(destination: destination, format: format, filter: filter)
     }
 
     /// A `SubstitutionFormatString`: inline text (`text_format_source.inline_string`, `text_format`) or a flat

@@ -1,5 +1,6 @@
-/// One of the connection manager's `access_log` entries: where its lines go and how each is rendered. Envoy's
-/// file and stream access loggers without a filter: every request is logged once, when its stream ends.
+/// One `access_log` entry of a connection manager, a tcp_proxy or a listener: where its lines go, how each is
+/// rendered and which streams it takes (its `filter`). Envoy's file and stream access loggers: a request is logged
+/// when its stream ends, a connection when it closes.
 public struct AccessLogConfig: Sendable {
     /// Where the lines are written; equal destinations share one file.
     public enum Destination: Sendable, Hashable {
@@ -17,10 +18,13 @@ public struct AccessLogConfig: Sendable {
 
     public var destination: Destination
     public var format: Format
+    /// Nil: every stream is logged.
+    public var filter: AccessLogFilter?
 
-    public init(destination: Destination, format: Format) {
+    public init(destination: Destination, format: Format, filter: AccessLogFilter? = nil) {
         self.destination = destination
         self.format = format
+        self.filter = filter
     }
 
     /// Envoy's default access log format (`DEFAULT_FORMAT` in `source/common/formatter/substitution_formatter.h`).
@@ -99,12 +103,13 @@ extension FormatCommand {
     package var isNumeric: Bool {
         switch self {
         case .duration, .requestDuration, .responseDuration, .responseCode, .bytesReceived, .bytesSent,
-             .upstreamRequestAttemptCount:
+             .upstreamRequestAttemptCount, .connectionID:
             return true
         case .requestHeader, .responseHeader, .responseTrailer, .requestHeaderWithoutQuery, .startTime,
              .responseFlags, .responseFlagsLong, .protocolName, .upstreamHost, .upstreamCluster, .routeName,
              .downstreamRemoteAddress, .downstreamDirectRemoteAddress, .downstreamLocalAddress,
-             .requestedServerName, .hostname, .streamID:
+             .requestedServerName, .hostname, .streamID, .responseCodeDetails, .upstreamLocalAddress,
+             .upstreamTransportFailureReason, .downstreamPeerURISAN:
             return false
         }
     }

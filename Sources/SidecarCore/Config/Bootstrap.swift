@@ -58,6 +58,8 @@ public struct Listener: Sendable {
     /// `use_original_dst`: hand each connection to the listener whose address is the connection's original
     /// destination (exact, then the wildcard address on that port), if there is one.
     public var useOriginalDst: Bool = false
+    /// `access_log`: one line per connection the listener accepted, when it closes (HTTP and tcp_proxy alike).
+    public var accessLogs: [AccessLogConfig] = []
     /// `bind_to_port: false`: a virtual listener that only receives connections handed off to it.
     public var bindToPort: Bool = true
     public var continueOnListenerFiltersTimeout: Bool = false
@@ -164,6 +166,8 @@ public struct TCPProxyConfig: Sendable {
     public var cluster: String
     /// Closes both sides after this long without bytes either way; nil disables (Envoy: 0s). Default 1h.
     public var idleTimeout: ProtoDuration?
+    /// `access_log`: one line per connection, when it closes.
+    public var accessLogs: [AccessLogConfig] = []
 }
 
 public struct HTTPConnectionManagerConfig: Sendable {

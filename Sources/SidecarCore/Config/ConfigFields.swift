@@ -256,6 +256,18 @@ package enum ConfigFields {
             stream_idle_timeout
             """),
         Message("envoy.config.accesslog.v3.AccessLog", "name filter typed_config"),
+        // AccessLog/AccessLogFilter+Decoding.swift
+        Message("envoy.config.accesslog.v3.AccessLogFilter", """
+            status_code_filter duration_filter not_health_check_filter traceable_filter runtime_filter and_filter
+            or_filter header_filter response_flag_filter grpc_status_filter extension_filter metadata_filter
+            log_type_filter
+            """),
+        Message("envoy.config.accesslog.v3.StatusCodeFilter", "comparison"),
+        Message("envoy.config.accesslog.v3.ComparisonFilter", "op value"),
+        Message("envoy.config.core.v3.RuntimeUInt32", "default_value runtime_key"),
+        Message("envoy.config.accesslog.v3.ResponseFlagFilter", "flags"),
+        Message("envoy.config.accesslog.v3.RuntimeFilter", "runtime_key percent_sampled use_independent_randomness"),
+        Message("envoy.config.accesslog.v3.AndFilter", "filters"),
         Message("envoy.extensions.access_loggers.file.v3.FileAccessLog", type: AccessLogConfig.fileType, """
             @type path format json_format typed_json_format log_format access_log_options
             """),

@@ -13,7 +13,7 @@ extension Listener {
         try obj.unsupported([
             "socket_options",
             "filter_chain_matcher",
-            "connection_balance_config", "reuse_port", "enable_reuse_port", "access_log", "tcp_backlog_size",
+            "connection_balance_config", "reuse_port", "enable_reuse_port", "tcp_backlog_size",
             "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
             "stat_prefix", "drain_type", "metadata", "ignore_global_conn_limit", "max_connections_to_accept_per_socket_event",
             "tcp_fast_open_queue_length", "internal_listener", "listener_specifier",
@@ -103,6 +103,7 @@ extension Listener {
         listener.useOriginalDst = try obj.optional("use_original_dst")?.bool() ?? false
         listener.bindToPort = try obj.optional("bind_to_port")?.bool() ?? true
         if let d = obj.optional("traffic_direction") { listener.trafficDirection = try d.enumValue(Listener.TrafficDirection.self) }
+        listener.accessLogs = try obj.list("access_log").map(AccessLogConfig.decode)
         try obj.finish()
         return listener
     }
@@ -235,7 +236,7 @@ extension TCPProxyConfig {
     package static func decode(_ obj: ConfigObject) throws -> TCPProxyConfig {
         try obj.unsupported([
             "weighted_clusters", "on_demand", "metadata_match", "downstream_idle_timeout", "upstream_idle_timeout",
-            "access_log", "max_connect_attempts", "hash_policy", "tunneling_config", "max_downstream_connection_duration",
+            "max_connect_attempts", "hash_policy", "tunneling_config", "max_downstream_connection_duration",
             "access_log_flush_interval", "flush_access_log_on_connected", "access_log_options", "backoff_options",
             "proxy_protocol_tlvs", "max_early_data_bytes",
         ])
@@ -246,8 +247,9 @@ extension TCPProxyConfig {
             let d = try v.duration()
             idle = d.isZero ? nil : d
         }
+        let accessLogs = try obj.list("access_log").map(AccessLogConfig.decode)
         try obj.finish()
-        return TCPProxyConfig(statPrefix: statPrefix, cluster: cluster, idleTimeout: idle)
+        return TCPProxyConfig(statPrefix: statPrefix, cluster: cluster, idleTimeout: idle, accessLogs: accessLogs)
     }
 }
 

@@ -14,12 +14,16 @@ public enum FormatCommand: Sendable, Equatable {
     /// last byte of the request (`%REQUEST_DURATION%`); to the first byte of the upstream response
     /// (`%RESPONSE_DURATION%`).
     case duration, requestDuration, responseDuration
-    case responseCode
+    case responseCode, responseCodeDetails
     case responseFlags, responseFlagsLong
     case bytesReceived, bytesSent
     case protocolName
     case upstreamHost, upstreamCluster, upstreamRequestAttemptCount
     case routeName
+    case upstreamLocalAddress(AddressPart)
+    case upstreamTransportFailureReason
+    case connectionID
+    case downstreamPeerURISAN
     case downstreamRemoteAddress(AddressPart)
     case downstreamDirectRemoteAddress(AddressPart)
     case downstreamLocalAddress(AddressPart)
@@ -48,6 +52,7 @@ public enum FormatCommand: Sendable, Equatable {
         "REQUEST_DURATION": .requestDuration,
         "RESPONSE_DURATION": .responseDuration,
         "RESPONSE_CODE": .responseCode,
+        "RESPONSE_CODE_DETAILS": .responseCodeDetails,
         "RESPONSE_FLAGS": .responseFlags,
         "RESPONSE_FLAGS_LONG": .responseFlagsLong,
         "BYTES_RECEIVED": .bytesReceived,
@@ -57,6 +62,12 @@ public enum FormatCommand: Sendable, Equatable {
         "UPSTREAM_CLUSTER": .upstreamCluster,
         "UPSTREAM_REQUEST_ATTEMPT_COUNT": .upstreamRequestAttemptCount,
         "ROUTE_NAME": .routeName,
+        "UPSTREAM_LOCAL_ADDRESS": .upstreamLocalAddress(.withPort),
+        "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT": .upstreamLocalAddress(.withoutPort),
+        "UPSTREAM_LOCAL_PORT": .upstreamLocalAddress(.port),
+        "UPSTREAM_TRANSPORT_FAILURE_REASON": .upstreamTransportFailureReason,
+        "CONNECTION_ID": .connectionID,
+        "DOWNSTREAM_PEER_URI_SAN": .downstreamPeerURISAN,
         "DOWNSTREAM_REMOTE_ADDRESS": .downstreamRemoteAddress(.withPort),
         "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT": .downstreamRemoteAddress(.withoutPort),
         "DOWNSTREAM_REMOTE_PORT": .downstreamRemoteAddress(.port),
@@ -80,15 +91,14 @@ public enum FormatCommand: Sendable, Equatable {
         "ROUNDTRIP_DURATION", "COMMON_DURATION", "UPSTREAM_HEADER_BYTES_RECEIVED", "UPSTREAM_WIRE_BYTES_RECEIVED",
         "UPSTREAM_WIRE_BYTES_SENT", "UPSTREAM_HEADER_BYTES_SENT", "DOWNSTREAM_WIRE_BYTES_RECEIVED",
         "DOWNSTREAM_HEADER_BYTES_RECEIVED", "DOWNSTREAM_WIRE_BYTES_SENT", "DOWNSTREAM_HEADER_BYTES_SENT",
-        "BYTES_RETRANSMITTED", "PACKETS_RETRANSMITTED", "UPSTREAM_PROTOCOL", "RESPONSE_CODE_DETAILS",
+        "BYTES_RETRANSMITTED", "PACKETS_RETRANSMITTED", "UPSTREAM_PROTOCOL",
         "CONNECTION_TERMINATION_DETAILS", "UPSTREAM_HOST_NAME", "UPSTREAM_HOST_NAME_WITHOUT_PORT",
-        "UPSTREAM_CLUSTER_RAW", "UPSTREAM_LOCAL_ADDRESS", "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
-        "UPSTREAM_LOCAL_PORT", "UPSTREAM_REMOTE_ADDRESS", "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
-        "UPSTREAM_REMOTE_PORT", "UPSTREAM_REQUEST_ATTEMPT_COUNT_FOR_CLUSTER", "UPSTREAM_TRANSPORT_FAILURE_REASON",
+        "UPSTREAM_CLUSTER_RAW", "UPSTREAM_REMOTE_ADDRESS", "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
+        "UPSTREAM_REMOTE_PORT", "UPSTREAM_REQUEST_ATTEMPT_COUNT_FOR_CLUSTER",
         "UPSTREAM_DETECTED_CLOSE_TYPE", "UPSTREAM_LOCAL_CLOSE_REASON", "UPSTREAM_CONNECTION_POOL_READY_DURATION",
         "DOWNSTREAM_LOCAL_ADDRESS_ENDPOINT_ID", "DOWNSTREAM_LOCAL_DNS_SAN", "DOWNSTREAM_LOCAL_URI_SAN",
         "DOWNSTREAM_LOCAL_SUBJECT", "DOWNSTREAM_LOCAL_EMAIL_SAN", "DOWNSTREAM_LOCAL_IP_SAN",
-        "DOWNSTREAM_PEER_DNS_SAN", "DOWNSTREAM_PEER_URI_SAN", "DOWNSTREAM_PEER_SUBJECT", "DOWNSTREAM_PEER_ISSUER",
+        "DOWNSTREAM_PEER_DNS_SAN", "DOWNSTREAM_PEER_SUBJECT", "DOWNSTREAM_PEER_ISSUER",
         "DOWNSTREAM_PEER_EMAIL_SAN", "DOWNSTREAM_PEER_IP_SAN", "DOWNSTREAM_PEER_OTHERNAME_SAN",
         "DOWNSTREAM_PEER_FINGERPRINT_256", "DOWNSTREAM_PEER_FINGERPRINT_1", "DOWNSTREAM_PEER_SERIAL",
         "DOWNSTREAM_PEER_CERT", "DOWNSTREAM_PEER_CERT_V_START", "DOWNSTREAM_PEER_CERT_V_END",
@@ -98,7 +108,7 @@ public enum FormatCommand: Sendable, Equatable {
         "UPSTREAM_PEER_URI_SAN", "UPSTREAM_PEER_DNS_SAN", "UPSTREAM_PEER_SUBJECT", "UPSTREAM_PEER_ISSUER",
         "UPSTREAM_PEER_CERT", "UPSTREAM_TLS_VERSION", "UPSTREAM_TLS_CIPHER", "UPSTREAM_TLS_SESSION_ID",
         "UPSTREAM_LOCAL_URI_SAN", "UPSTREAM_LOCAL_DNS_SAN", "UPSTREAM_LOCAL_SUBJECT", "UPSTREAM_FILTER_STATE",
-        "UPSTREAM_METADATA", "UPSTREAM_CONNECTION_ID", "CONNECTION_ID", "STREAM_INFO_REQ",
+        "UPSTREAM_METADATA", "UPSTREAM_CONNECTION_ID", "STREAM_INFO_REQ",
         "VIRTUAL_CLUSTER_NAME", "DYNAMIC_METADATA", "CLUSTER_METADATA", "UPSTREAM_HOST_METADATA",
         "FILTER_STATE", "FILTER_CHAIN_NAME", "ENVIRONMENT", "EMIT_TIME", "START_TIME_LOCAL", "EMIT_TIME_LOCAL",
         "SYSTEM_TIME", "REQUESTED_SERVER_NAME_WITH_PORT", "COALESCE", "DOWNSTREAM_LOCAL_DNS_SAN",

@@ -42,6 +42,19 @@ public struct StreamInfo: Sendable {
     public var downstreamLocalAddress: StreamAddress?
     public var requestedServerName: String?
     public var hostname: String = ""
+    /// Why the response is what it is, in Envoy's words (`via_upstream`, `route_not_found`, ...): nil where
+    /// Pilotfish does not know Envoy's word for it.
+    public var responseCodeDetails: String?
+    /// The local address of the upstream connection that carried the request.
+    public var upstreamLocalAddress: StreamAddress?
+    /// Why connecting upstream failed, as Envoy words it (`delayed_connect_error:_Connection_refused`).
+    public var upstreamTransportFailureReason: String?
+    /// The downstream connection's number, unique in the process.
+    public var connectionID: UInt64?
+    /// The downstream TLS peer's URI SANs, comma-separated; nil without TLS or without any.
+    public var downstreamPeerURISAN: String?
+    /// The health_check HTTP filter answered the request (`not_health_check_filter`).
+    public var healthCheck = false
     /// What "now" is for commands that measure up to it (`%DURATION%` of a stream not ended): fixed by tests,
     /// else the clock when the command renders.
     public var now: NIODeadline?

@@ -96,6 +96,9 @@ extension FormatCommand {
             out += Self.milliseconds(from: start, to: end)
         case .responseCode:
             out += String(info.responseCode ?? 0)
+        case .responseCodeDetails:
+            guard let d = info.responseCodeDetails else { return false }
+            out += d
         case .responseFlags:
             info.responseFlags.render(long: false, into: &out)
         case .responseFlagsLong:
@@ -118,6 +121,18 @@ extension FormatCommand {
         case .routeName:
             guard let name = info.routeName, !name.isEmpty else { return false }
             out += name
+        case .upstreamLocalAddress(let part):
+            guard let a = info.upstreamLocalAddress else { return false }
+            a.render(part, into: &out)
+        case .upstreamTransportFailureReason:
+            guard let r = info.upstreamTransportFailureReason, !r.isEmpty else { return false }
+            out += r
+        case .connectionID:
+            guard let id = info.connectionID else { return false }
+            out += String(id)
+        case .downstreamPeerURISAN:
+            guard let sans = info.downstreamPeerURISAN, !sans.isEmpty else { return false }
+            out += sans
         case .downstreamRemoteAddress(let part):
             guard let a = info.downstreamRemoteAddress else { return false }
             a.render(part, into: &out)

@@ -99,7 +99,9 @@ import Testing
 
     @Test func unsupportedAccessLogFieldsAreNamed() {
         let refused: [(String, String)] = [
-            ("{name: f, filter: {status_code_filter: {}}, typed_config: {\(Self.file), path: /tmp/x}}", "filter"),
+            ("{name: f, filter: {header_filter: {header: {name: x}}}, typed_config: {\(Self.file), path: /tmp/x}}",
+             "header_filter"),
+            ("{name: f, filter: {traceable_filter: {}}, typed_config: {\(Self.file), path: /tmp/x}}", "traceable_filter"),
             ("{name: f, typed_config: {\(Self.file), path: /tmp/x, json_format: {a: b}}}", "json_format"),
             ("{name: f, typed_config: {\(Self.file), path: /tmp/x, typed_json_format: {a: b}}}", "typed_json_format"),
             ("{name: f, typed_config: {\(Self.file), path: /tmp/x, log_format: {text_format: a, formatters: []}}}",

@@ -75,8 +75,8 @@ import Testing
     }
 
     @Test func commandsPilotfishDoesNotImplementAreRefusedByName() {
-        #expect(Self.refusal("%UPSTREAM_TRANSPORT_FAILURE_REASON%")
-            == "format command '%UPSTREAM_TRANSPORT_FAILURE_REASON%' is not supported by Pilotfish yet")
+        #expect(Self.refusal("%DOWNSTREAM_PEER_SUBJECT%")
+            == "format command '%DOWNSTREAM_PEER_SUBJECT%' is not supported by Pilotfish yet")
         #expect(Self.refusal("%DYNAMIC_METADATA(a:b)%")
             == "format command '%DYNAMIC_METADATA%' is not supported by Pilotfish yet")
         #expect(Self.refusal("%FOO%") == "unknown format command '%FOO%' (Envoy: Not supported field in StreamInfo)")
@@ -99,14 +99,14 @@ import Testing
                 route: { cluster: c }
                 response_headers_to_add:
                 - header: { key: x-ok, value: "%RESPONSE_CODE%" }
-                - header: { key: x-bad, value: "%UPSTREAM_LOCAL_ADDRESS%" }
+                - header: { key: x-bad, value: "%UPSTREAM_REMOTE_ADDRESS%" }
             """
         #expect {
             try RouteConfiguration.load(text: yaml)
         } throws: { error in
             guard let e = error as? ConfigError else { return false }
             return e.path == "virtual_hosts[0].routes[0].response_headers_to_add[1].header.value" && e.line == 9
-                && e.message == "format '%UPSTREAM_LOCAL_ADDRESS%': format command '%UPSTREAM_LOCAL_ADDRESS%' is "
+                && e.message == "format '%UPSTREAM_REMOTE_ADDRESS%': format command '%UPSTREAM_REMOTE_ADDRESS%' is "
                     + "not supported by Pilotfish yet"
         }
     }

@@ -37,6 +37,8 @@ import Testing
         func formatContext() -> FormatContext { FormatContext() }
         func setResponseFlag(_ flag: ResponseFlag) { responseFlags.insert(flag) }
         var responseFlags: ResponseFlags = []
+        func setResponseCodeDetails(_ details: String) { responseCodeDetails = details }
+        var responseCodeDetails: String?
         func forwardedClientAddress(_ headers: HTTPHeaders) -> IPAddress? { nil }
         func resetStream() { reset = true }
         func decodingResumed() { resumed += 1 }

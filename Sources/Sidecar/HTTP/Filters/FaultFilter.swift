@@ -108,11 +108,12 @@ final class FaultFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sendabl
         countDownstreamCluster("aborts_injected", settings, headers)
         switch abort {
         case .http(let status):
-            stream.sendLocalReply(status: HTTPResponseStatus(statusCode: status), body: Self.abortBody)
+            stream.sendLocalReply(status: HTTPResponseStatus(statusCode: status), body: Self.abortBody,
+                                  details: "fault_filter_abort")
         case .grpc(let code):
             // A gRPC request gets the status as a trailers-only reply; any other request gets 200 with the body,
             // as Envoy 1.40 answers it.
-            stream.sendLocalReply(status: .ok, body: Self.abortBody, grpcStatus: code)
+            stream.sendLocalReply(status: .ok, body: Self.abortBody, grpcStatus: code, details: "fault_filter_abort")
         }
         return true
     }

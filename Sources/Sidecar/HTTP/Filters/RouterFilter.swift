@@ -24,19 +24,20 @@ final class RouterFilter: HTTPStreamFilter {
         case .noRoute:
             stream.stats.inc(connection.listener.stats.noRoute)
             connection.responseFlags.insert(.noRouteFound)
-            stream.sendLocalReply(status: .notFound, body: "", closeConnection: false)
+            stream.sendLocalReply(status: .notFound, body: "", closeConnection: false, details: "route_not_found")
         case .directResponse(let d, let mutations, _, _):
             stream.stats.inc(connection.listener.stats.directResponse)
             connection.responseMutations = mutations
             stream.sendLocalReply(status: HTTPResponseStatus(statusCode: d.status),
                                   body: d.body.map { String(decoding: $0, as: UTF8.self) } ?? "",
-                                  closeConnection: false)
+                                  closeConnection: false, details: "direct_response")
         case .redirect(let location, let status, let mutations, _, _):
             connection.responseMutations = mutations
             var extra = HTTPHeaders()
             extra.add(name: "location", value: location)
+            // Envoy makes a redirect a direct response entry of the route.
             stream.sendLocalReply(status: HTTPResponseStatus(statusCode: status), body: "", headers: extra,
-                                  closeConnection: false)
+                                  closeConnection: false, details: "direct_response")
         case .forward(let target):
             connection.forward(head, target: target, request: stream.request)
             if endStream && !stream.localReplySent { connection.routerRequestEnded(nil) }

@@ -115,7 +115,7 @@ final class LocalRateLimitFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecke
             m.applyResponse(to: &extra, context: stream.codec.formatContext())
         }
         stream.sendLocalReply(status: HTTPResponseStatus(statusCode: c.status), body: Self.limitedBody,
-                              headers: extra)
+                              headers: extra, details: "local_rate_limited")
         return .stopIteration
     }
 
