@@ -631,6 +631,13 @@ struct ProxyIntegrationTests {
         let ready = try proxy.admin("GET", "/ready")
         #expect(ready.status == 200)
         #expect(ready.bodyString == "LIVE\n")
+        // The binary holds readiness from before start until it has dropped its capabilities.
+        proxy.server.holdReadiness()
+        let initializing = try proxy.admin("GET", "/ready")
+        #expect(initializing.status == 503)
+        #expect(initializing.bodyString == "INITIALIZING\n")
+        proxy.server.releaseReadiness()
+        #expect(try proxy.admin("GET", "/ready").status == 200)
 
         #expect(try proxy.admin("GET", "/quitquitquit").status == 405)
         // Still serving after the refused GET.
