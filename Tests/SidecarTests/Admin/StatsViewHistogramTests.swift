@@ -35,7 +35,7 @@ struct StatsViewHistogramTests {
         #expect(lines.contains("http.ingress.downstream_cx_length_ms: No recorded values"))
         #expect(lines.contains("cluster.svc.upstream_cx_connect_ms: No recorded values"))
         // upstream_rq_time appears once it has a value, as Envoy creates it on first use.
-        #expect(!text.contains("cluster.svc.upstream_rq_time"))
+        #expect(!text.contains("cluster.svc.upstream_rq_time:"))
         // Histograms come after every counter and gauge, sorted by name.
         let firstHistogram = try #require(lines.firstIndex { $0.contains(": P0(") || $0.hasSuffix("No recorded values") })
         #expect(lines[firstHistogram...].allSatisfy { $0.contains(": P0(") || $0.hasSuffix("No recorded values") })
@@ -51,7 +51,7 @@ struct StatsViewHistogramTests {
         b.record(cluster.rqTime, milliseconds: 40)
         // The last flush interval saw only the 40 ms value.
         let interval = b.histogramSnapshot()
-        let text = try Self.view(registry, [a, b], interval: interval, filter: "upstream_rq_time").text()
+        let text = try Self.view(registry, [a, b], interval: interval, filter: "upstream_rq_time$").text()
         #expect(text == "cluster.svc.upstream_rq_time: P0(40.5,1.05) P25(40.5,1.05) P50(40.5,1.05) P75(40.5,40.5) "
             + "P90(40.5,40.5) P95(40.5,40.5) P99(40.5,40.5) P99.5(40.5,40.5) P99.9(40.5,40.5) P100(40.5,40.5)\n")
     }
@@ -73,7 +73,7 @@ struct StatsViewHistogramTests {
     @Test func prometheusShowsRealHistogramsWithEnvoysBoundsAndLabels() throws {
         let (registry, http, _, w) = Self.setUp()
         for v in [0, 3, 3, 120, 7_200_000] { w.record(http.rqTime, milliseconds: v) }
-        let text = try Self.view(registry, [w], filter: "http.ingress.downstream_rq_time").prometheus()
+        let text = try Self.view(registry, [w], filter: "http.ingress.downstream_rq_time$").prometheus()
         let m = "envoy_http_downstream_rq_time"
         let label = #"envoy_http_conn_manager_prefix="ingress""#
         let cumulative = [1, 1, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4]
