@@ -168,8 +168,10 @@ import Testing
         let prometheus = try Self.render(registry, filter: "rq_open").prometheus()
         #expect(
             prometheus == """
+                # HELP envoy_cluster_circuit_breakers_default_rq_open Envoy stat cluster.circuit_breakers.default.rq_open
                 # TYPE envoy_cluster_circuit_breakers_default_rq_open gauge
                 envoy_cluster_circuit_breakers_default_rq_open{envoy_cluster_name="c1"} 1
+                # HELP envoy_cluster_circuit_breakers_high_rq_open Envoy stat cluster.circuit_breakers.high.rq_open
                 # TYPE envoy_cluster_circuit_breakers_high_rq_open gauge
                 envoy_cluster_circuit_breakers_high_rq_open{envoy_cluster_name="c1"} 0
 

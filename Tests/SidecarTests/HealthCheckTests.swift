@@ -476,7 +476,7 @@ final class CheckerHarness: Sendable {
         let frozenSlots = slots
         let recorded = self.recorded
         let made = try loop.submit {
-            let stats = WorkerStats(count: registry.count)
+            let stats = WorkerStats(registry: registry)
             let checker = ActiveHealthChecker(
                 eventLoop: loop, clusterName: "svc", config: config, hosts: hosts, stats: hc, workerStats: stats,
                 clusterHasTraffic: { hasTraffic },

@@ -455,7 +455,7 @@ import Testing
 
         init() {
             stats = OutlierDetectionStats(cluster: "c", registry: registry)
-            worker = WorkerStats(count: registry.count)
+            worker = WorkerStats(registry: registry)
         }
 
         func apply(_ events: [Event]) { for event in events { stats.apply(event, to: worker) } }

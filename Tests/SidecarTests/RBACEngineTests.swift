@@ -257,7 +257,7 @@ import Testing
     @Test func shadowRulesAreCountedButNeverEnforced() {
         let registry = StatsRegistry()
         let stats = RBACStats(.network(statPrefix: "net", shadowRulesStatPrefix: ""), registry: registry)
-        let counters = WorkerStats(count: registry.count)
+        let counters = WorkerStats(registry: registry)
         var config = RBACFilterConfig()
         config.shadowRules = RBACRules(action: .ALLOW, policies: [])
         let shadowOnly = RBACFilter(config, stats: stats)
@@ -275,7 +275,7 @@ import Testing
         let registry = StatsRegistry()
         let first = RBACStats(.network(statPrefix: "first", shadowRulesStatPrefix: ""), registry: registry)
         let second = RBACStats(.network(statPrefix: "second", shadowRulesStatPrefix: ""), registry: registry)
-        let counters = WorkerStats(count: registry.count)
+        let counters = WorkerStats(registry: registry)
         var deny = RBACFilterConfig()
         deny.rules = RBACRules(action: .ALLOW, policies: [])
         var allow = RBACFilterConfig()

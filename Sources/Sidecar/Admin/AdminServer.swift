@@ -111,9 +111,13 @@ final class AdminHandler: ChannelInboundHandler {
             let usedOnly = query.contains { $0.name == "usedonly" }
             let json = param("format") == "json"
             let prometheus = path == "/stats/prometheus" || param("format") == "prometheus"
-            server.collectStats().hop(to: context.eventLoop).whenComplete { result in
-                guard case .success(let values) = result else { reply(.internalServerError, "stats unavailable\n"); return }
-                let view = StatsView(registry: registry, values: values, filter: filter, usedOnly: usedOnly)
+            server.collectStats().and(server.histogramsView()).hop(to: context.eventLoop).whenComplete { result in
+                guard case .success(let (values, histograms)) = result else {
+                    reply(.internalServerError, "stats unavailable\n")
+                    return
+                }
+                let view = StatsView(registry: registry, values: values, histograms: histograms, filter: filter,
+                                     usedOnly: usedOnly)
                 if prometheus {
                     reply(.ok, view.prometheus())
                 } else if json {

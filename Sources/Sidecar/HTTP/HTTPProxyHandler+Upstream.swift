@@ -558,6 +558,8 @@ extension HTTPProxyHandler {
         let action = up.attempts.responseEnded()
         run(action, up)
         guard case .releaseConnectionAfterResponse = action else { return }
+        // Envoy records it only for a request that was complete before its response.
+        if let sent = requestSentAt { stats.record(up.info.stats.rqTime, from: sent, to: .now()) }
         if let trailers, !trailers.isEmpty {
             stream.encodeTrailers(trailers)
         } else {
@@ -576,7 +578,9 @@ extension HTTPProxyHandler {
             requestBody(.end(trailers), bytes: 0)
             if case .forwarding(let up) = phase { up.flush() }
             startTimer()
-            if let up = upstream { run(up.attempts.requestEnded(requestComplete: requestComplete, now: .now()), up) }
+            let now = NIODeadline.now()
+            requestSentAt = now
+            if let up = upstream { run(up.attempts.requestEnded(requestComplete: requestComplete, now: now), up) }
         case .idle, .decoding, .discarding:
             break
         }

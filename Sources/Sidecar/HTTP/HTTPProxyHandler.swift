@@ -85,6 +85,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Requests this connection has carried (max_requests_per_connection), and when it was accepted.
     var requestsOnConnection = 0
     var connectedAt = NIODeadline.uptimeNanoseconds(0)
+    /// When the request in flight's head arrived (`downstream_rq_time`), and when the router saw its end
+    /// (`upstream_rq_time` runs from there, as Envoy's does; nil until then).
+    var requestStartedAt = NIODeadline.uptimeNanoseconds(0)
+    var requestSentAt: NIODeadline?
     /// `request_timeout`: the whole request must arrive within it.
     var requestTimer: Scheduled<Void>?
     /// The connection idle timeout's quarter ticks (common_http_protocol_options.idle_timeout).
@@ -190,6 +194,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         stats.dec(listener.stats.cxActive)
         stats.inc(listener.stats.cxDestroy)
+        if connectedAt.uptimeNanoseconds > 0 { stats.record(listener.stats.cxLengthMs, from: connectedAt, to: .now()) }
         routeTimer.stop()
         idleTimer?.cancel()
         idleTimer = nil
@@ -326,13 +331,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     private func beginRequestStats() {
         requestActive = true
+        requestStartedAt = .now()
         stats.inc(listener.stats.rqTotal)
         stats.inc(listener.stats.rqActive)
     }
 
+    /// The stream's end, complete or reset: `downstream_rq_time` covers both, as Envoy's does.
     private func endRequestStats() {
         guard requestActive else { return }
         requestActive = false
+        stats.record(listener.stats.rqTime, from: requestStartedAt, to: .now())
         stats.dec(listener.stats.rqActive)
         abandonUpstream(closeConnection: true)
     }
@@ -353,6 +361,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         let routes = snapshot.config.routeTables[listener.routeTable]
         streamStart = routes.config.formatsReadTiming || !listener.hcm.accessLogs.isEmpty ? .now() : nil
         requestEndTime = nil
+        requestSentAt = nil
         upstreamResponseStartTime = nil
         responseCode = nil
         responseFlags = []

@@ -38,6 +38,10 @@ public final class SidecarServer: @unchecked Sendable {
     /// Each HTTP filter chain's filter factories (their stats registered), by listener and chain index.
     private var httpFilterFactories: [Int: [Int: [any HTTPFilterFactory]]] = [:]
     let startTime = Date()
+    /// Every histogram's merged counts at the last two stats flushes (see `SidecarServer+Histograms.swift`).
+    let flushedHistograms = NIOLockedValueBox(FlushedHistograms())
+    /// The periodic flush, started with the workers and cancelled when the server stops.
+    var statsFlushTask: RepeatedTask?
     let configSource: String?
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
@@ -290,6 +294,7 @@ public final class SidecarServer: @unchecked Sendable {
             try startClusterServices(info, slot: i, hosts: hosts[i])
         }
         secretWatcher?.start()
+        startStatsFlush()
     }
 
     /// Starts a cluster's health checker and DNS refresh, if it has them. Verdicts and new host lists go to every
@@ -598,6 +603,7 @@ public final class SidecarServer: @unchecked Sendable {
             for hc in stopped.healthCheckers.values { hc.stop() }
         }
         secretWatcher?.stop()
+        statsFlushTask?.cancel()
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()
         adminClose.whenComplete { [stopPromise] _ in

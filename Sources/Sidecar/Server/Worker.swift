@@ -31,7 +31,7 @@ final class Worker {
         self.eventLoop = eventLoop
         self.index = index
         self.server = server
-        self.stats = WorkerStats(count: registry.count)
+        self.stats = WorkerStats(registry: registry)
         self.current = WorkerSnapshot(config: ConfigSnapshot(version: 0, clusters: []), clusters: [])
         install(snapshot, hosts: { hosts[$0.index] })
     }

@@ -38,6 +38,8 @@ final class TCPProxySession {
 
     var isProxying: Bool { machine.isProxying }
     private var stats: WorkerStats { worker.stats }
+    /// When the upstream connect started: `upstream_cx_connect_ms` and `upstream_cx_length_ms` run from here.
+    private var upstreamConnectStart = NIODeadline.uptimeNanoseconds(0)
     private var cluster: ClusterStats { local.info.stats }
 
     /// The accepted connection is up: choose where it goes and connect there.
@@ -59,6 +61,7 @@ final class TCPProxySession {
         upstream = upstreamGlue
         let limit = local.info.config.perConnectionBufferLimitBytes
         let handshake = UpstreamTLSHandshake(cluster: local.info, workerStats: stats, eventLoop: context.eventLoop)
+        upstreamConnectStart = .now()
         UpstreamSource.choose(
             listener: listener.config, downstream: context.channel, clusterSource: local.pool.clusterSource)
             .apply(to: ClientBootstrap(group: context.eventLoop))
@@ -92,6 +95,7 @@ final class TCPProxySession {
                 case .success:
                     self.stats.inc(self.cluster.cxTotal)
                     self.stats.inc(self.cluster.cxActive)
+                    self.stats.record(self.cluster.cxConnectMs, from: self.upstreamConnectStart, to: .now())
                     self.countedActive = true
                     self.run(self.machine.upstreamConnected())
                 case .failure(let error):
@@ -173,6 +177,7 @@ final class TCPProxySession {
             countedActive = false
             stats.dec(cluster.cxActive)
             stats.inc(cluster.cxDestroy)
+            stats.record(cluster.cxLengthMs, from: upstreamConnectStart, to: .now())
         }
         if side == .downstream {
             worker.unregister(self)

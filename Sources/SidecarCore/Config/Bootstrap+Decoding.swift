@@ -29,7 +29,7 @@ extension Bootstrap {
         let obj = try value.object()
         try obj.unsupported([
             "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config",
-            "overload_manager", "tracing", "watchdog", "watchdogs", "hds_config", "flags_path", "stats_flush_interval",
+            "overload_manager", "tracing", "watchdog", "watchdogs", "hds_config", "flags_path",
             "bootstrap_extensions", "fatal_actions", "default_socket_interface", "inline_headers",
         ])
         var admin: Admin?
@@ -61,11 +61,20 @@ extension Bootstrap {
             try no.finish()
         }
         let layeredRuntime = try obj.optional("layered_runtime").map(LayeredRuntimeConfig.decode)
+        var statsFlushInterval = ProtoDuration.seconds(5)
+        if let v = obj.optional("stats_flush_interval") {
+            statsFlushInterval = try v.duration()
+            // Envoy's bounds: at least 1 ms, under 300 s.
+            guard statsFlushInterval >= .milliseconds(1), statsFlushInterval < .seconds(300) else {
+                throw v.error("stats_flush_interval must be at least 0.001s and less than 300s")
+            }
+        }
         try obj.finish()
         var bootstrap = Bootstrap(admin: admin, listeners: listeners, clusters: clusters)
         bootstrap.nodeID = nodeID
         bootstrap.nodeCluster = nodeCluster
         bootstrap.layeredRuntime = layeredRuntime
+        bootstrap.statsFlushInterval = statsFlushInterval
         try bootstrap.validate(root: obj)
         return bootstrap
     }

@@ -10,6 +10,8 @@ public struct Bootstrap: Sendable {
     public var nodeCluster: String? = nil
     /// `layered_runtime` (nil: none, as Envoy then runs with no runtime layers).
     public var layeredRuntime: LayeredRuntimeConfig? = nil
+    /// How often histograms are flushed: the `interval` quantiles admin shows cover the last complete one.
+    public var statsFlushInterval: ProtoDuration = .seconds(5)
 
     public struct Admin: Sendable {
         public var address: SocketAddressConfig

@@ -8,6 +8,9 @@ public struct HTTPStats: Sendable {
     /// `downstream_cx_idle_timeout` / `downstream_cx_max_duration_reached`: connections closed by the connection
     /// manager's common_http_protocol_options.
     public let cxIdleTimeout, cxMaxDurationReached: Int
+    /// Histogram slots: `downstream_rq_time` (request head to response complete, or to the stream's end when it
+    /// is reset) and `downstream_cx_length_ms` (accepted to closed).
+    public let rqTime, cxLengthMs: Int
 
     package init(prefix: String, registry r: StatsRegistry) {
         let label = ("envoy_http_conn_manager_prefix", prefix)
@@ -32,6 +35,9 @@ public struct HTTPStats: Sendable {
         rqIdleTimeout = reg("downstream_rq_idle_timeout", .counter)
         cxIdleTimeout = reg("downstream_cx_idle_timeout", .counter)
         cxMaxDurationReached = reg("downstream_cx_max_duration_reached", .counter)
+        rqTime = r.registerHistogram("http.\(prefix).downstream_rq_time", family: "http.downstream_rq_time", labels: [label])
+        cxLengthMs = r.registerHistogram("http.\(prefix).downstream_cx_length_ms", family: "http.downstream_cx_length_ms",
+                                         labels: [label])
     }
 
     package func responseClass(_ status: Int) -> Int { rqXX + min(max(status / 100, 1), 5) - 1 }
@@ -53,6 +59,10 @@ public struct ClusterStats: Sendable {
     public let rqCompleted: Int
     public let rqXX: Int  // first of upstream_rq_1xx ... 5xx
     public let rqCode: Int  // slot of upstream_rq_100; code c is at rqCode + c - 100
+    /// Histogram slots: `upstream_rq_time` (request sent upstream to response complete), `upstream_cx_connect_ms`
+    /// (connect started to established, TLS handshake included) and `upstream_cx_length_ms` (connect started to
+    /// closed, for connections that were established).
+    public let rqTime, cxConnectMs, cxLengthMs: Int
 
     package init(cluster: String, registry r: StatsRegistry) {
         let label = ("envoy_cluster_name", cluster)
@@ -103,6 +113,12 @@ public struct ClusterStats: Sendable {
             r.register("cluster.\(cluster).upstream_rq_\(c)", .counter, family: "cluster.upstream_rq",
                        labels: [("envoy_response_code", "\(c)"), label], lazy: true)
         }
+        func hist(_ s: String, lazy: Bool = false) -> Int {
+            r.registerHistogram("cluster.\(cluster).\(s)", family: "cluster.\(s)", labels: [label], lazy: lazy)
+        }
+        rqTime = hist("upstream_rq_time", lazy: true)
+        cxConnectMs = hist("upstream_cx_connect_ms")
+        cxLengthMs = hist("upstream_cx_length_ms")
     }
 
     package func responseClass(_ status: Int) -> Int { rqXX + min(max(status / 100, 1), 5) - 1 }

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The names of every stat, fixed at start-up. Workers count into flat per-loop arrays indexed by
 /// slot, so the hot path is one add with no lock and no lookup; admin sums the arrays on read.
 public final class StatsRegistry: @unchecked Sendable {
@@ -17,6 +19,19 @@ public final class StatsRegistry: @unchecked Sendable {
 
     /// Counters named at run time (created when first counted).
     public let dynamic = DynamicStats()
+
+    /// Histograms, by histogram slot (a numbering of their own: slot h's counts are at h × `HistogramLayout.stride`
+    /// in each worker's histogram array).
+    public private(set) var histograms: [Histogram] = []
+
+    public struct Histogram: Sendable {
+        public var name: String
+        /// For the Prometheus form, as for counters: e.g. ("cluster.upstream_rq_time", [("envoy_cluster_name", "c1")]).
+        public var family: String
+        public var labels: [(String, String)]
+        /// Shown only once it has a value, as Envoy creates `cluster.<name>.upstream_rq_time` on first use.
+        public var lazy: Bool
+    }
 
     /// Slots by name, for `registerOnce`.
     private var slotsByName: [String: Int] = [:]
@@ -46,6 +61,14 @@ public final class StatsRegistry: @unchecked Sendable {
         return register(name, kind, family: family, labels: labels)
     }
 
+    /// Registers a histogram of whole-millisecond values; returns its histogram slot for `WorkerStats.record`.
+    @discardableResult
+    public func registerHistogram(_ name: String, family: String? = nil, labels: [(String, String)] = [],
+                                  lazy isLazy: Bool = false) -> Int {
+        histograms.append(Histogram(name: name, family: family ?? name, labels: labels, lazy: isLazy))
+        return histograms.count - 1
+    }
+
     /// The slot registered under `name`, if any (a lookup, safe while workers run).
     public func slot(named name: String) -> Int? { slotsByName[name] }
 
@@ -72,14 +95,49 @@ public final class StatsRegistry: @unchecked Sendable {
 public final class WorkerStats {
     @usableFromInline package let values: UnsafeMutablePointer<Int>
     package let count: Int
+    /// Every histogram's counts, `HistogramLayout.stride` integers each, allocated once here so that recording
+    /// never allocates.
+    @usableFromInline package let histogramValues: UnsafeMutablePointer<Int>
+    package let histogramCount: Int
 
-    package init(count: Int) {
+    /// Room for every stat and histogram `registry` has now (register first).
+    package convenience init(registry: StatsRegistry) {
+        self.init(count: registry.count, histograms: registry.histograms.count)
+    }
+
+    package init(count: Int, histograms: Int) {
         self.count = count
         values = .allocate(capacity: max(count, 1))
         values.initialize(repeating: 0, count: max(count, 1))
+        histogramCount = histograms
+        let cells = max(histograms * HistogramLayout.stride, 1)
+        histogramValues = .allocate(capacity: cells)
+        histogramValues.initialize(repeating: 0, count: cells)
     }
 
-    deinit { values.deallocate() }
+    deinit {
+        values.deallocate()
+        histogramValues.deallocate()
+    }
+
+    /// Records a value in ms into histogram slot `histogram`.
+    @inlinable @inline(__always) package func record(_ histogram: Int, milliseconds v: Int) {
+        let h = histogramValues + histogram &* HistogramLayout.stride
+        h[HistogramLayout.bucket(v)] &+= 1
+        h[HistogramLayout.sumIndex] &+= v
+        h[HistogramLayout.binsOffset &+ HistogramLayout.bin(v)] &+= 1
+    }
+
+    /// Records the whole milliseconds from `start` to `end`, truncated as Envoy truncates its timings.
+    @inlinable @inline(__always) package func record(_ histogram: Int, from start: NIODeadline, to end: NIODeadline) {
+        let ns = end.uptimeNanoseconds &- start.uptimeNanoseconds
+        record(histogram, milliseconds: end < start ? 0 : Int(ns / 1_000_000))
+    }
+
+    /// A copy of every histogram's counts, for admin to merge with the other workers'.
+    package func histogramSnapshot() -> [Int] {
+        Array(UnsafeBufferPointer(start: histogramValues, count: histogramCount * HistogramLayout.stride))
+    }
 
     // Counted per request from every target: inlinable, or each count is a call across the module boundary
     // (`@inline(__always)` alone does not cross it; package declarations get no cross-module optimisation).

@@ -24,7 +24,7 @@ struct ThreadLocalClusterTests {
         config.outlierDetection = od
         let registry = StatsRegistry()
         let info = ClusterInfo(config: config, registry: registry)
-        let stats = WorkerStats(count: registry.count)
+        let stats = WorkerStats(registry: registry)
         let local = ThreadLocalCluster(info: info, hosts: Self.hosts(3), eventLoop: EmbeddedEventLoop(), workerIndex: 0,
                                        stats: stats)
         var random = FastRandom()

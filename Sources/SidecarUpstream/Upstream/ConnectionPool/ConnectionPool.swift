@@ -171,6 +171,8 @@ package final class ConnectionPool {
         let cs = self.clusterStats
         let limit = bufferLimit
         let handshake = UpstreamTLSHandshake(cluster: cluster, workerStats: stats, eventLoop: eventLoop)
+        // upstream_cx_connect_ms and upstream_cx_length_ms both start here, as Envoy's timers start with the client.
+        let connectStart = NIODeadline.now()
         return source.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(connectTimeout)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -191,13 +193,16 @@ package final class ConnectionPool {
                 return handshake.promise.futureResult.map { channel }
             }
             .map { [self] channel in
+                let now = NIODeadline.now()
                 stats.inc(cs.cxTotal)
                 stats.inc(cs.cxActive)
+                stats.record(cs.cxConnectMs, from: connectStart, to: now)
                 traffic.store(true, ordering: .relaxed)
-                machine.connectionEstablished(conn, now: .now())
+                machine.connectionEstablished(conn, now: now)
                 channel.closeFuture.whenComplete { [self] _ in
                     stats.dec(cs.cxActive)
                     stats.inc(cs.cxDestroy)
+                    stats.record(cs.cxLengthMs, from: connectStart, to: .now())
                     run(machine.connectionClosed(conn, priority: priority))
                 }
                 return conn
