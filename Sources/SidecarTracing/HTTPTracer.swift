@@ -159,6 +159,7 @@ package final class HTTPTracer: Sendable {
     /// Envoy's `finalizeDownstreamSpan`: the tags, the error mark (no response, or 5xx), the end.
     package func finish(_ span: Span, _ info: DownstreamInfo) {
         let h = info.requestHeaders
+        span.tags.reserveCapacity(18 + config.customTags.count)
         span.setTag("node_id", nodeID)
         // Envoy's OpenTelemetry spans carry the node's zone (empty without a locality); its Zipkin spans do not.
         if case .openTelemetry = provider { span.setTag("zone", "") }
@@ -198,6 +199,7 @@ package final class HTTPTracer: Sendable {
     /// reached; `statusCode` 0 when no response came.
     package func finishChild(_ span: Span, cluster: String, upstreamAddress: String?, httpProtocol: String,
                              statusCode: Int, responseFlags: String) {
+        span.tags.reserveCapacity(9)
         span.setTag("http.protocol", httpProtocol)
         if let a = upstreamAddress {
             span.setTag("upstream_address", a)
