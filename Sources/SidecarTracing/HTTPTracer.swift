@@ -93,25 +93,25 @@ package final class HTTPTracer: Sendable {
     package func inject(_ span: Span, into headers: inout HTTPHeaders) {
         switch span.format {
         case .w3c:
-            headers.replaceOrAdd(name: "traceparent", value: Self.traceparent(span))
-            if case .openTelemetry = provider { headers.replaceOrAdd(name: "tracestate", value: span.traceState) }
+            headers.set("traceparent", Self.traceparent(span))
+            if case .openTelemetry = provider { headers.set("tracestate", span.traceState) }
         case .b3Single:
             var value = TraceHex.encode(trace: span.trace) + "-" + TraceHex.encode(span.spanID)
             value += span.sampled ? "-1" : "-0"
             if span.parentID != 0 { value += "-" + TraceHex.encode(span.parentID) }
-            headers.replaceOrAdd(name: "b3", value: value)
+            headers.set("b3", value)
         case .b3Multi:
-            headers.replaceOrAdd(name: "x-b3-traceid", value: TraceHex.encode(trace: span.trace))
-            headers.replaceOrAdd(name: "x-b3-spanid", value: TraceHex.encode(span.spanID))
+            headers.set("x-b3-traceid", TraceHex.encode(trace: span.trace))
+            headers.set("x-b3-spanid", TraceHex.encode(span.spanID))
             if span.parentID != 0 {
-                headers.replaceOrAdd(name: "x-b3-parentspanid", value: TraceHex.encode(span.parentID))
-            } else {
+                headers.set("x-b3-parentspanid", TraceHex.encode(span.parentID))
+            } else if headers.contains(name: "x-b3-parentspanid") {
                 headers.remove(name: "x-b3-parentspanid")
             }
-            headers.replaceOrAdd(name: "x-b3-sampled", value: span.sampled ? "1" : "0")
+            headers.set("x-b3-sampled", span.sampled ? "1" : "0")
         }
         if case .zipkin(let z) = provider, z.w3cPropagation, span.format != .w3c {
-            headers.replaceOrAdd(name: "traceparent", value: Self.traceparent(span))
+            headers.set("traceparent", Self.traceparent(span))
         }
     }
 
@@ -215,5 +215,18 @@ package final class HTTPTracer: Sendable {
             span.setTag("error", "true")
         }
         span.finish()
+    }
+}
+
+extension HTTPHeaders {
+    /// `replaceOrAdd` without its rebuild of the list when the header is absent (the usual case for the
+    /// context the proxy injects): a scan and an append.
+    @inline(__always)
+    mutating func set(_ name: String, _ value: String) {
+        if contains(name: name) {
+            replaceOrAdd(name: name, value: value)
+        } else {
+            add(name: name, value: value)
+        }
     }
 }

@@ -41,8 +41,8 @@ package enum TracingDecision {
     package static func decide(requestID: String?, hasClientTraceID: Bool, forceTrace: Bool, config: TracingConfig,
                                runtime: RuntimeSnapshot?, random: UInt64) -> (reason: TraceReason, rewritten: String?) {
         guard let id = requestID, let modulo = uuidModulo(id) else { return (.notTraceable, nil) }
-        var utf8 = Array(id.utf8)
-        var reason = TraceReason(digit: utf8[14])
+        let digit = id.utf8[id.utf8.index(id.utf8.startIndex, offsetBy: 14)]
+        var reason = TraceReason(digit: digit)
         if reason == .notTraceable {
             if hasClientTraceID, enabled(runtime, "tracing.client_enabled", config.clientSampling, random) {
                 reason = .clientForced
@@ -55,9 +55,16 @@ package enum TracingDecision {
         if reason != .notTraceable, !enabled(runtime, "tracing.global_enabled", config.overallSampling, modulo) {
             reason = .notTraceable
         }
-        guard utf8[14] != reason.digit else { return (reason, nil) }
-        utf8[14] = reason.digit
-        return (reason, String(decoding: utf8, as: UTF8.self))
+        guard digit != reason.digit else { return (reason, nil) }
+        let marked = String(unsafeUninitializedCapacity: 36) { buf in
+            var i = 0
+            for b in id.utf8 {
+                buf[i] = i == 14 ? reason.digit : b
+                i += 1
+            }
+            return 36
+        }
+        return (reason, marked)
     }
 
     private static func enabled(_ runtime: RuntimeSnapshot?, _ key: String, _ percent: FractionalPercent,
@@ -68,9 +75,19 @@ package enum TracingDecision {
     /// Envoy's `UUIDRequestIDExtension::modBy`: a 36-character UUID's first 8 hex digits, modulo 10,000.
     static func uuidModulo(_ id: String) -> UInt64? {
         guard id.utf8.count == 36 else { return nil }
-        let bytes = Array(id.utf8)
-        for i in [8, 13, 18, 23] where bytes[i] != UInt8(ascii: "-") { return nil }
-        guard let v = TraceHex.decode(id.prefix(8)) else { return nil }
+        var v: UInt64 = 0
+        for (i, b) in id.utf8.enumerated() {
+            if i == 8 || i == 13 || i == 18 || i == 23 {
+                guard b == UInt8(ascii: "-") else { return nil }
+            } else if i < 8 {
+                switch b {
+                case 48...57: v = v << 4 | UInt64(b - 48)
+                case 97...102: v = v << 4 | UInt64(b - 87)
+                case 65...70: v = v << 4 | UInt64(b - 55)
+                default: return nil
+                }
+            }
+        }
         return v % 10_000
     }
 }

@@ -6,7 +6,8 @@ import SidecarTracing
 /// per span) and leave as a batch when one reaches `min_flush_spans`, or when the worker's flush timer
 /// (`flush_interval_ms`) fires, as Envoy's tracers batch per worker thread.
 struct SpanBuffers {
-    var pending: [ObjectIdentifier: (exporter: SpanExporter, spans: [Span])] = [:]
+    /// Per exporter: its spans and the batch size, read from the runtime when the batch starts.
+    var pending: [ObjectIdentifier: (exporter: SpanExporter, spans: [Span], flushAt: Int)] = [:]
     var timerArmed = false
 }
 
@@ -14,17 +15,28 @@ extension Worker {
     func record(_ span: Span, _ exporter: SpanExporter) {
         eventLoop.assertInEventLoop()
         let id = ObjectIdentifier(exporter)
-        var entry = spanBuffers.pending.removeValue(forKey: id) ?? (exporter, [])
-        entry.spans.append(span)
-        let runtime = server.runtime.snapshot
-        let minFlush = max(1, Int(clamping: runtime.integer(exporter.minFlushSpansKey, default: 5)))
-        if entry.spans.count >= minFlush {
-            exporter.submit(entry.spans)
+        var full: [Span]?
+        if let i = spanBuffers.pending.index(forKey: id) {
+            // In place: no copy of the batch, no rehash.
+            spanBuffers.pending.values[i].spans.append(span)
+            if spanBuffers.pending.values[i].spans.count >= spanBuffers.pending.values[i].flushAt {
+                full = spanBuffers.pending.remove(at: i).value.spans
+            }
         } else {
-            spanBuffers.pending[id] = entry
+            let flushAt = max(1, Int(clamping: server.runtime.snapshot.integer(exporter.minFlushSpansKey, default: 5)))
+            if flushAt <= 1 {
+                full = [span]
+            } else {
+                var spans: [Span] = []
+                spans.reserveCapacity(flushAt)
+                spans.append(span)
+                spanBuffers.pending[id] = (exporter, spans, flushAt)
+            }
         }
+        if let full { exporter.submit(full) }
         if !spanBuffers.timerArmed && !spanBuffers.pending.isEmpty {
             spanBuffers.timerArmed = true
+            let runtime = server.runtime.snapshot
             let ms = max(1, Int64(clamping: runtime.integer(exporter.flushIntervalKey, default: 5000)))
             eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(ms)) { [weak self] in
                 guard let self else { return }

@@ -169,8 +169,9 @@ import Testing
 
     @Test func zipkinJSONIsTheV2SpanList() throws {
         let span = try Self.finished(Self.zipkin(), status: 503)
+        span.setTag("odd", "tab\there, quote \" backslash \\ nul \u{0} é 日本")
         let json = ZipkinJSON.encode([span], localEndpoint: .init(serviceName: "front\"proxy", address: "192.0.2.2"))
-        let list = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(json)) as? [[String: Any]])
         let s = try #require(list.first)
         #expect(s["traceId"] as? String == TraceHex.encode(span.trace.low))
         #expect(s["id"] as? String == TraceHex.encode(span.spanID))
@@ -187,6 +188,8 @@ import Testing
         let tags = try #require(s["tags"] as? [String: String])
         #expect(tags["error"] == "true")
         #expect(tags["http.status_code"] == "503")
+        #expect(tags["odd"] == "tab\there, quote \" backslash \\ nul \u{0} é 日本")
+        #expect(s["duration"] as? Int == Int(span.durationMicros))
     }
 
     @Test func otlpSpanHasEnvoysFlagsAndStatus() throws {
