@@ -119,6 +119,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var loggedResponseHeaders: HTTPHeaders?
     /// Tries made so far (the upstream request is gone by the time a local reply reports them).
     var attemptCount = 0
+    /// The text of the addresses `streamInfo()` reports, kept while they stay the same (the downstream ones for the
+    /// connection's life, the upstream ones while requests reuse a pooled connection): inet_ntop per request and
+    /// address was a tenth of an access-logged request's instructions.
+    var addressTexts = AddressTextCache()
     /// The request's span while it is traced; the decorator operation its response names (ingress).
     var activeSpan: Span?
     var traceDecoratorResponse: String?
@@ -541,7 +545,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.bytesReceived = bytesReceived
         info.bytesSent = bytesSent
         info.protocolName = downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
-        info.upstreamHost = upstreamHostAddress.flatMap { StreamAddress($0) }
+        info.upstreamHost = addressTexts.text(upstreamHostAddress, slot: 0)
         // Envoy knows the cluster as soon as the route is chosen (a filter's local reply still logs it), when the
         // cluster exists.
         if let name = cluster?.config.name {
@@ -552,7 +556,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // Envoy counts the first try as soon as the router has a cluster for the request.
         info.upstreamRequestAttemptCount = attemptCount > 0 ? attemptCount : (cluster != nil ? 1 : 0)
         info.routeName = stream.route.routeName
-        let direct = context.channel.remoteAddress.flatMap { StreamAddress($0) }
+        let direct = addressTexts.text(context.channel.remoteAddress, slot: 1)
         info.downstreamDirectRemoteAddress = direct
         if let forwarded = listener.requestHeaders.forwardedAddressText(stream.request.headers) {
             info.downstreamRemoteAddress = StreamAddress(ip: forwarded, port: 0)
@@ -560,11 +564,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             info.downstreamRemoteAddress = direct
         }
         let local = originalDestination ?? context.channel.localAddress
-        info.downstreamLocalAddress = local.flatMap { StreamAddress($0) }
+        info.downstreamLocalAddress = addressTexts.text(local, slot: 2)
         info.requestedServerName = requestedServerName
         info.hostname = listener.hostname
         info.responseCodeDetails = responseCodeDetails
-        info.upstreamLocalAddress = upstreamLocalAddress.flatMap { StreamAddress($0) }
+        info.upstreamLocalAddress = addressTexts.text(upstreamLocalAddress, slot: 3)
         info.upstreamTransportFailureReason = upstreamTransportFailureReason
         info.connectionID = connectionID
         if let sans = security?.peerURISANs, !sans.isEmpty { info.downstreamPeerURISAN = sans.joined(separator: ",") }
@@ -647,3 +651,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 }
 
 @available(*, unavailable) extension HTTPProxyHandler: Sendable {}
+
+/// The last `StreamAddress` made for each of a few addresses (see `HTTPProxyHandler.addressTexts`).
+struct AddressTextCache {
+    private var entries: [(address: SocketAddress, text: StreamAddress)?] = [nil, nil, nil, nil]
+
+    mutating func text(_ address: SocketAddress?, slot: Int) -> StreamAddress? {
+        guard let address else { return nil }
+        if let e = entries[slot], e.address == address { return e.text }
+        guard let text = StreamAddress(address) else { return nil }
+        entries[slot] = (address, text)
+        return text
+    }
+}
