@@ -38,7 +38,11 @@ final class CollectorHTTPClient {
                 headers.add(name: "content-type", value: contentType)
                 headers.add(name: "content-length", value: String(body.readableBytes))
                 for (n, v) in extra { headers.add(name: n, value: v) }
-                let handler = try! channel.pipeline.syncOperations.handler(type: CollectorResponseHandler.self)
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: CollectorResponseHandler.self)
+                else {
+                    self.reset()
+                    return promise.fail(CollectorError.closed)
+                }
                 handler.expect(promise)
                 channel.write(HTTPClientRequestPart.head(
                     HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)), promise: nil)

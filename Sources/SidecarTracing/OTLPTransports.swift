@@ -7,6 +7,7 @@ import SwiftProtobuf
 /// OTLP/HTTP: the protobuf request POSTed to `http_service`'s path on the collector cluster.
 final class OTLPHTTPTransport: SpanTransport {
     private let client: CollectorHTTPClient
+    private let loop: EventLoop
     private let resource: OTLPEncoding.Resource
     private let path: String
     private let authority: String
@@ -16,6 +17,7 @@ final class OTLPHTTPTransport: SpanTransport {
     init(loop: EventLoop, resource: OTLPEncoding.Resource, path: String, authority: String, timeout: TimeAmount,
          headers: [(String, String)], resolve: @escaping @Sendable () -> NIOCore.SocketAddress?) {
         client = CollectorHTTPClient(loop: loop, resolve: resolve)
+        self.loop = loop
         self.resource = resource
         self.path = path
         self.authority = authority
@@ -29,8 +31,7 @@ final class OTLPHTTPTransport: SpanTransport {
         do {
             body = ByteBuffer(bytes: try request.serializedBytes() as [UInt8])
         } catch {
-            return client.post(path: path, host: authority, headers: headers, contentType: "application/x-protobuf",
-                               body: ByteBuffer(), timeout: timeout).map { _ in }
+            return loop.makeFailedFuture(error)
         }
         return client.post(path: path, host: authority, headers: headers, contentType: "application/x-protobuf",
                            body: body, timeout: timeout)
@@ -38,6 +39,8 @@ final class OTLPHTTPTransport: SpanTransport {
                 guard (200..<300).contains(status) else { throw CollectorError.status(status) }
             }
     }
+
+    func close() { client.reset() }
 }
 
 /// OTLP/gRPC: unary `opentelemetry.proto.collector.trace.v1.TraceService/Export` on an HTTP/2 connection to the
@@ -65,6 +68,12 @@ final class OTLPGRPCTransport: SpanTransport {
     }
 
     deinit { client?.beginGracefulShutdown() }
+
+    func close() {
+        client?.beginGracefulShutdown()
+        client = nil
+        clientAddress = nil
+    }
 
     func send(_ spans: [Span]) -> EventLoopFuture<Void> {
         guard let address = resolve() else { return loop.makeFailedFuture(CollectorError.noHost) }

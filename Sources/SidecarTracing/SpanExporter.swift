@@ -7,6 +7,8 @@ import SidecarCore
 /// Sends one report of finished spans to a collector; runs on its exporter's event loop.
 protocol SpanTransport: AnyObject {
     func send(_ spans: [Span]) -> EventLoopFuture<Void>
+    /// Closes the collector connection (at shutdown, before the exporter's event loop stops).
+    func close()
 }
 
 /// One tracer's export queue: workers hand it their batches (a lock per batch, not per span); its own event loop
@@ -129,12 +131,14 @@ package final class SpanExporter: @unchecked Sendable {
         }
     }
 
-    /// Waits (up to `timeout`) until everything queued has been sent or has failed: for shutdown.
+    /// Waits (up to `timeout`) until everything queued has been sent or has failed, then closes the collector
+    /// connection: for shutdown.
     package func drain(timeout: TimeAmount) {
         let deadline = NIODeadline.now() + timeout
         while NIODeadline.now() < deadline {
-            if lock.withLock({ !pumping && pending.isEmpty }) { return }
+            if lock.withLock({ !pumping && pending.isEmpty }) { break }
             usleep(10_000)
         }
+        try? loop.submit { self.transport.close() }.wait()
     }
 }

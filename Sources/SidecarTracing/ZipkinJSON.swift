@@ -139,4 +139,6 @@ final class ZipkinTransport: SpanTransport {
                 guard (200..<300).contains(status) else { throw CollectorError.status(status) }
             }
     }
+
+    func close() { client.reset() }
 }
