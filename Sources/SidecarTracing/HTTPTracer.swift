@@ -47,8 +47,9 @@ package final class HTTPTracer: Sendable {
 
     /// The span of a request whose tracing `reason` the request id now carries. `operation`: the route
     /// decorator's (or the caller's `x-envoy-decorator-operation`). nil when the tracer exports nothing.
+    /// `start`: when the request began (the stream's start time when it has one).
     package func startSpan(_ headers: HTTPHeaders, reason: TraceReason, operation: String?, host: String,
-                           random: inout FastRandom) -> Span? {
+                           start: StreamStartTime = .now(), random: inout FastRandom) -> Span? {
         guard let provider else { return nil }
         let kind: Span.Kind = egress ? .client : .server
         switch provider {
@@ -61,24 +62,24 @@ package final class HTTPTracer: Sendable {
                 let low = random.next()
                 let trace = TraceID(high: z.traceID128Bit ? random.next() : 0, low: low)
                 return Span(trace: trace, spanID: low, parentID: 0, name: name, kind: kind, sampled: sampled,
-                            shared: kind == .server && z.sharedSpanContext, format: .b3Multi)
+                            shared: kind == .server && z.sharedSpanContext, format: .b3Multi, start: start)
             }
             let format: SpanContext.Format = context.format == .b3Single ? .b3Single : .b3Multi
             if kind == .server && z.sharedSpanContext {
                 return Span(trace: context.trace, spanID: context.spanID, parentID: context.parentID, name: name,
-                            kind: kind, sampled: sampled, shared: true, remoteParent: true, format: format)
+                            kind: kind, sampled: sampled, shared: true, remoteParent: true, format: format, start: start)
             }
             return Span(trace: context.trace, spanID: random.next(), parentID: context.spanID, name: name, kind: kind,
-                        sampled: sampled, remoteParent: true, format: format)
+                        sampled: sampled, remoteParent: true, format: format, start: start)
         case .openTelemetry:
             let name = operation ?? (egress ? "egress " + host : "ingress")
             if let context = TraceHeaders.w3c(headers) {
                 return Span(trace: context.trace, spanID: random.next(), parentID: context.spanID, name: name,
                             kind: kind, sampled: context.sampled ?? reason.traced, remoteParent: true,
-                            traceState: context.traceState, format: .w3c)
+                            traceState: context.traceState, format: .w3c, start: start)
             }
             return Span(trace: TraceID(high: random.next(), low: random.next()), spanID: random.next(), parentID: 0,
-                        name: name, kind: kind, sampled: reason.traced, format: .w3c)
+                        name: name, kind: kind, sampled: reason.traced, format: .w3c, start: start)
         }
     }
 
@@ -93,25 +94,27 @@ package final class HTTPTracer: Sendable {
     package func inject(_ span: Span, into headers: inout HTTPHeaders) {
         switch span.format {
         case .w3c:
-            headers.set("traceparent", Self.traceparent(span))
-            if case .openTelemetry = provider { headers.set("tracestate", span.traceState) }
+            headers.replaceOrAddScanningFirst(name: "traceparent", value: Self.traceparent(span))
+            if case .openTelemetry = provider {
+                headers.replaceOrAddScanningFirst(name: "tracestate", value: span.traceState)
+            }
         case .b3Single:
             var value = TraceHex.encode(trace: span.trace) + "-" + TraceHex.encode(span.spanID)
             value += span.sampled ? "-1" : "-0"
             if span.parentID != 0 { value += "-" + TraceHex.encode(span.parentID) }
-            headers.set("b3", value)
+            headers.replaceOrAddScanningFirst(name: "b3", value: value)
         case .b3Multi:
-            headers.set("x-b3-traceid", TraceHex.encode(trace: span.trace))
-            headers.set("x-b3-spanid", TraceHex.encode(span.spanID))
+            headers.replaceOrAddScanningFirst(name: "x-b3-traceid", value: TraceHex.encode(trace: span.trace))
+            headers.replaceOrAddScanningFirst(name: "x-b3-spanid", value: TraceHex.encode(span.spanID))
             if span.parentID != 0 {
-                headers.set("x-b3-parentspanid", TraceHex.encode(span.parentID))
+                headers.replaceOrAddScanningFirst(name: "x-b3-parentspanid", value: TraceHex.encode(span.parentID))
             } else if headers.contains(name: "x-b3-parentspanid") {
                 headers.remove(name: "x-b3-parentspanid")
             }
-            headers.set("x-b3-sampled", span.sampled ? "1" : "0")
+            headers.replaceOrAddScanningFirst(name: "x-b3-sampled", value: span.sampled ? "1" : "0")
         }
         if case .zipkin(let z) = provider, z.w3cPropagation, span.format != .w3c {
-            headers.set("traceparent", Self.traceparent(span))
+            headers.replaceOrAddScanningFirst(name: "traceparent", value: Self.traceparent(span))
         }
     }
 
@@ -218,15 +221,3 @@ package final class HTTPTracer: Sendable {
     }
 }
 
-extension HTTPHeaders {
-    /// `replaceOrAdd` without its rebuild of the list when the header is absent (the usual case for the
-    /// context the proxy injects): a scan and an append.
-    @inline(__always)
-    mutating func set(_ name: String, _ value: String) {
-        if contains(name: name) {
-            replaceOrAdd(name: name, value: value)
-        } else {
-            add(name: name, value: value)
-        }
-    }
-}

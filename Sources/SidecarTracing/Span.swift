@@ -1,5 +1,5 @@
-import Glibc
 import NIOCore
+import SidecarCore
 
 /// One span: a request through the connection manager (the server or client span, by traffic direction) or one
 /// upstream attempt (the router's child span). Built and finished on its stream's event loop; once finished it
@@ -32,7 +32,7 @@ package final class Span: @unchecked Sendable {
 
     package init(trace: TraceID, spanID: UInt64, parentID: UInt64, name: String, kind: Kind, sampled: Bool,
                  shared: Bool = false, remoteParent: Bool = false, traceState: String = "",
-                 format: SpanContext.Format, start: (unixNanos: UInt64, uptime: NIODeadline) = Span.now()) {
+                 format: SpanContext.Format, start: StreamStartTime = .now()) {
         self.trace = trace
         self.spanID = spanID
         self.parentID = parentID
@@ -43,8 +43,8 @@ package final class Span: @unchecked Sendable {
         self.remoteParent = remoteParent
         self.traceState = traceState
         self.format = format
-        self.startUnixNanos = start.unixNanos
-        self.startUptime = start.uptime
+        self.startUnixNanos = UInt64(max(0, start.nanosecondsSinceEpoch))
+        self.startUptime = start.monotonic
     }
 
     package var finished: Bool { endUnixNanos != 0 }
@@ -59,11 +59,4 @@ package final class Span: @unchecked Sendable {
     }
 
     package var durationMicros: UInt64 { endUnixNanos >= startUnixNanos ? (endUnixNanos - startUnixNanos) / 1000 : 0 }
-
-    /// The wall clock (vDSO) and the monotonic clock, read together.
-    package static func now() -> (unixNanos: UInt64, uptime: NIODeadline) {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return (UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec), .now())
-    }
 }

@@ -109,6 +109,19 @@ def drop_privileges(a):
         os.setuid(a.uid)
 
 
+def serve_until_idle(handler, a, last_request):
+    """Serves HTTP with `handler` on --bind (0.0.0.0) and args[0], says READY, and returns 0 once --timeout seconds
+    pass without a request (keep-alive connections carry many: the handler updates last_request[0])."""
+    import http.server
+    srv = http.server.ThreadingHTTPServer((a.bind or "0.0.0.0", int(a.args[0])), handler)
+    srv.daemon_threads = True
+    out("READY %s" % fmt(srv.server_address))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    while time.monotonic() - last_request[0] < a.timeout:
+        time.sleep(0.2)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["listen-transparent", "listen-redirect", "listen", "connect", "udp-listen", "udp-send", "echo",
@@ -148,14 +161,7 @@ def main():
 
                 def log_message(self, *args):
                     pass
-            srv = http.server.ThreadingHTTPServer((a.bind or "0.0.0.0", int(a.args[0])), Handler)
-            srv.daemon_threads = True
-            out("READY %s" % fmt(srv.server_address))
-            threading.Thread(target=srv.serve_forever, daemon=True).start()
-            # Keep-alive connections carry many requests: stop after --timeout without any request.
-            while time.monotonic() - last_request[0] < a.timeout:
-                time.sleep(0.2)
-            return 0
+            return serve_until_idle(Handler, a, last_request)
         if a.mode == "zipkin-collector":
             # A Zipkin receiver: POST /api/v2/spans (JSON v2, chunked or not); each span goes to the file args[1], one
             # JSON object per line.
@@ -192,13 +198,7 @@ def main():
 
                 def log_message(self, *args):
                     pass
-            srv = http.server.ThreadingHTTPServer((a.bind or "0.0.0.0", int(a.args[0])), Collector)
-            srv.daemon_threads = True
-            out("READY %s" % fmt(srv.server_address))
-            threading.Thread(target=srv.serve_forever, daemon=True).start()
-            while time.monotonic() - last_request[0] < a.timeout:
-                time.sleep(0.2)
-            return 0
+            return serve_until_idle(Collector, a, last_request)
         if a.mode == "tls-get":
             import ssl
             addr, port, path = a.args[0], int(a.args[1]), a.args[2]

@@ -35,7 +35,7 @@ extension HTTPProxyHandler {
             headers.setKeepingPosition(name: "x-envoy-decorator-operation", value: decorator.operation)
         }
         activeSpan = tracer.startSpan(headers, reason: reason, operation: operation, host: authority,
-                                      random: &worker.random)
+                                      start: streamStart ?? .now(), random: &worker.random)
     }
 
     /// The context the upstream attempt carries: the request's span, or a child span of its own.
