@@ -45,6 +45,12 @@ package final class SpanExporter: @unchecked Sendable {
         self.maxPending = maxPending
     }
 
+    /// An exporter over `transport` (tests).
+    convenience init(kind: Kind, loop: EventLoop, maxPending: Int, transport: SpanTransport) {
+        self.init(kind: kind, loop: loop, maxPending: maxPending)
+        self.transport = transport
+    }
+
     /// The exporter a tracer config asks for. `resolve` names the collector cluster's host to send to now.
     package static func make(_ provider: TracerConfig, loop: EventLoop, localAddress: String, serviceCluster: String,
                              resolve: @escaping @Sendable () -> SocketAddress?, maxPending: Int = 10_000) -> SpanExporter {

@@ -169,6 +169,20 @@ final class TestCollector: Sendable {
         #expect(try Self.eventually { try proxy.stat("tracing.zipkin.reports_sent") == reports.count })
     }
 
+    @Test func spawnUpstreamSpanGivesEachAttemptItsOwnSpan() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let collector = try TestCollector()
+        defer { collector.stop() }
+        let tracing = Self.zipkin.replacingOccurrences(of: "{provider:", with: "{spawn_upstream_span: true, provider:")
+        let proxy = try ProxyHarness(yaml: Self.config(backend: backend.port, collector: collector.port, tracing: tracing))
+        defer { proxy.shutdown() }
+        #expect(try proxy.fetch("GET", "/", headers: ["x-b3-traceid: 463ac35c9f6413ad", "x-b3-spanid: a2fb4a1d1a96d312"]).status == 200)
+        let up = try #require(backend.lastHead)
+        #expect(up.header("x-b3-parentspanid") == "a2fb4a1d1a96d312")
+        #expect(up.header("x-b3-spanid") != "a2fb4a1d1a96d312")
+    }
+
     @Test func unsampledRequestsPropagateTheDecisionAndExportNothing() throws {
         let backend = try TestBackend()
         defer { backend.stop() }
