@@ -168,8 +168,18 @@ package final class HTTPTracer: Sendable {
         if case .openTelemetry = provider { span.setTag("zone", "") }
         if let id = h.first(name: "x-request-id") { span.setTag("guid:x-request-id", id) }
         if let id = h.first(name: "x-client-trace-id") { span.setTag("guid:x-client-trace-id", id) }
-        var url = info.scheme + "://" + info.host + (h.first(name: "x-envoy-original-path") ?? info.path)
-        if url.count > config.maxPathTagLength { url = String(url.prefix(config.maxPathTagLength)) }
+        // Envoy's buildUrl: the path (the original one when rewritten) is cut to max_path_tag_length bytes, then
+        // joined to the scheme and host.
+        let path = h.first(name: "x-envoy-original-path") ?? info.path
+        var url = info.scheme
+        url.reserveCapacity(info.scheme.utf8.count + 3 + info.host.utf8.count + min(path.utf8.count, config.maxPathTagLength))
+        url += "://"
+        url += info.host
+        if path.utf8.count > config.maxPathTagLength {
+            url += String(decoding: path.utf8.prefix(config.maxPathTagLength), as: UTF8.self)
+        } else {
+            url += path
+        }
         span.setTag("http.url", url)
         span.setTag("http.method", info.method)
         span.setTag("downstream_cluster", h.first(name: "x-envoy-downstream-service-cluster") ?? "-")

@@ -52,7 +52,7 @@ enum OTLPEncoding {
         m.kind = s.kind == .server ? .server : .client
         m.startTimeUnixNano = s.startUnixNanos
         m.endTimeUnixNano = s.endUnixNanos
-        m.attributes = s.tags.map { keyValue($0.0, $0.1) }
+        m.attributes = s.tags.map { keyValue($0.name, $0.value) }
         if s.error { m.status.code = .error }
         m.flags = (s.sampled ? 1 : 0) | hasIsRemote | (s.remoteParent ? isRemote : 0)
         return m

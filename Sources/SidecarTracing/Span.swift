@@ -27,7 +27,7 @@ package final class Span: @unchecked Sendable {
     package let startUnixNanos: UInt64
     private let startUptime: NIODeadline
     package private(set) var endUnixNanos: UInt64 = 0
-    package var tags: [(String, String)] = []
+    package var tags: [SpanTag] = []
     package var error = false
 
     package init(trace: TraceID, spanID: UInt64, parentID: UInt64, name: String, kind: Kind, sampled: Bool,
@@ -49,7 +49,7 @@ package final class Span: @unchecked Sendable {
 
     package var finished: Bool { endUnixNanos != 0 }
 
-    package func setTag(_ name: String, _ value: String) { tags.append((name, value)) }
+    package func setTag(_ name: String, _ value: String) { tags.append(SpanTag(name: name, value: value)) }
 
     /// Ends the span now.
     package func finish(at uptime: NIODeadline = .now()) {
@@ -59,4 +59,15 @@ package final class Span: @unchecked Sendable {
     }
 
     package var durationMicros: UInt64 { endUnixNanos >= startUnixNanos ? (endUnixNanos - startUnixNanos) / 1000 : 0 }
+}
+
+/// One tag of a span (a struct, not a tuple: arrays of it are copied and destroyed by specialised code).
+package struct SpanTag: Sendable, Equatable {
+    package var name: String
+    package var value: String
+
+    package init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
 }

@@ -40,8 +40,8 @@ package enum TracingDecision {
     /// `tracing.random_sampling`, `tracing.global_enabled`. Returns the request id to send when the reason changed it.
     package static func decide(requestID: String?, hasClientTraceID: Bool, forceTrace: Bool, config: TracingConfig,
                                runtime: RuntimeSnapshot?, random: UInt64) -> (reason: TraceReason, rewritten: String?) {
-        guard let id = requestID, let modulo = uuidModulo(id) else { return (.notTraceable, nil) }
-        let digit = id.utf8[id.utf8.index(id.utf8.startIndex, offsetBy: 14)]
+        guard var id = requestID, let modulo = uuidModulo(id) else { return (.notTraceable, nil) }
+        let digit = id.withUTF8 { $0[14] }
         var reason = TraceReason(digit: digit)
         if reason == .notTraceable {
             if hasClientTraceID, enabled(runtime, "tracing.client_enabled", config.clientSampling, random) {
@@ -56,13 +56,12 @@ package enum TracingDecision {
             reason = .notTraceable
         }
         guard digit != reason.digit else { return (reason, nil) }
-        let marked = String(unsafeUninitializedCapacity: 36) { buf in
-            var i = 0
-            for b in id.utf8 {
-                buf[i] = i == 14 ? reason.digit : b
-                i += 1
+        let marked = id.withUTF8 { bytes in
+            String(unsafeUninitializedCapacity: 36) { buf in
+                _ = buf.initialize(from: bytes)
+                buf[14] = reason.digit
+                return 36
             }
-            return 36
         }
         return (reason, marked)
     }
@@ -75,11 +74,13 @@ package enum TracingDecision {
     /// Envoy's `UUIDRequestIDExtension::modBy`: a 36-character UUID's first 8 hex digits, modulo 10,000.
     static func uuidModulo(_ id: String) -> UInt64? {
         guard id.utf8.count == 36 else { return nil }
-        var v: UInt64 = 0
-        for (i, b) in id.utf8.enumerated() {
-            if i == 8 || i == 13 || i == 18 || i == 23 {
-                guard b == UInt8(ascii: "-") else { return nil }
-            } else if i < 8 {
+        var id = id
+        return id.withUTF8 { bytes -> UInt64? in
+            guard bytes[8] == UInt8(ascii: "-"), bytes[13] == UInt8(ascii: "-"), bytes[18] == UInt8(ascii: "-"),
+                  bytes[23] == UInt8(ascii: "-") else { return nil }
+            var v: UInt64 = 0
+            for i in 0..<8 {
+                let b = bytes[i]
                 switch b {
                 case 48...57: v = v << 4 | UInt64(b - 48)
                 case 97...102: v = v << 4 | UInt64(b - 87)
@@ -87,7 +88,7 @@ package enum TracingDecision {
                 default: return nil
                 }
             }
+            return v % 10_000
         }
-        return v % 10_000
     }
 }

@@ -8,111 +8,130 @@ enum ZipkinJSON {
         var address: String
     }
 
-    /// The span list as UTF-8 bytes, written into one preallocated array (no string per id or tag).
-    static func encode(_ spans: [Span], localEndpoint: Endpoint) -> [UInt8] {
-        var endpoint: [UInt8] = []
-        append("{\"serviceName\":", &endpoint)
+    /// The span list, written into one buffer (the request body as it is sent): literals are copied whole,
+    /// ids and numbers written in place, strings copied with their escapes in one pass.
+    static func encode(_ spans: [Span], localEndpoint: Endpoint, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
+        var endpoint = allocator.buffer(capacity: 128)
+        endpoint.writeStaticString("{\"serviceName\":")
         string(localEndpoint.serviceName, into: &endpoint)
-        append(localEndpoint.address.contains(":") ? ",\"ipv6\":" : ",\"ipv4\":", &endpoint)
+        endpoint.writeStaticString(localEndpoint.address.utf8.contains(UInt8(ascii: ":")) ? ",\"ipv6\":" : ",\"ipv4\":")
         string(localEndpoint.address, into: &endpoint)
-        append(",\"port\":0}", &endpoint)
-        var out: [UInt8] = []
-        out.reserveCapacity(spans.count * 900)
-        out.append(UInt8(ascii: "["))
+        endpoint.writeStaticString(",\"port\":0}")
+        var out = allocator.buffer(capacity: spans.count * 1024)
+        out.writeInteger(UInt8(ascii: "["))
         for (i, s) in spans.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            append("{\"traceId\":\"", &out)
+            if i > 0 { out.writeInteger(UInt8(ascii: ",")) }
+            out.writeStaticString("{\"traceId\":\"")
             if s.trace.high != 0 { hex(s.trace.high, &out) }
             hex(s.trace.low, &out)
-            append("\",\"id\":\"", &out)
+            out.writeStaticString("\",\"id\":\"")
             hex(s.spanID, &out)
-            out.append(UInt8(ascii: "\""))
+            out.writeInteger(UInt8(ascii: "\""))
             if s.parentID != 0 {
-                append(",\"parentId\":\"", &out)
+                out.writeStaticString(",\"parentId\":\"")
                 hex(s.parentID, &out)
-                out.append(UInt8(ascii: "\""))
+                out.writeInteger(UInt8(ascii: "\""))
             }
-            append(",\"name\":", &out)
+            out.writeStaticString(",\"name\":")
             string(s.name, into: &out)
-            append(s.kind == .server ? ",\"kind\":\"SERVER\",\"timestamp\":" : ",\"kind\":\"CLIENT\",\"timestamp\":", &out)
+            out.writeStaticString(s.kind == .server ? ",\"kind\":\"SERVER\",\"timestamp\":" : ",\"kind\":\"CLIENT\",\"timestamp\":")
             decimal(s.startUnixNanos / 1000, &out)
-            append(",\"duration\":", &out)
+            out.writeStaticString(",\"duration\":")
             decimal(s.durationMicros, &out)
-            append(",\"localEndpoint\":", &out)
-            out.append(contentsOf: endpoint)
-            append(",\"annotations\":[{\"timestamp\":", &out)
+            out.writeStaticString(",\"localEndpoint\":")
+            out.writeImmutableBuffer(endpoint)
+            out.writeStaticString(",\"annotations\":[{\"timestamp\":")
             decimal(s.endUnixNanos / 1000, &out)
-            append(s.kind == .server ? ",\"value\":\"ss\"}],\"tags\":{" : ",\"value\":\"cr\"}],\"tags\":{", &out)
-            for (j, (k, v)) in s.tags.enumerated() {
-                if j > 0 { out.append(UInt8(ascii: ",")) }
-                string(k, into: &out)
-                out.append(UInt8(ascii: ":"))
-                string(v, into: &out)
+            out.writeStaticString(s.kind == .server ? ",\"value\":\"ss\"}],\"tags\":{" : ",\"value\":\"cr\"}],\"tags\":{")
+            var firstTag = true
+            for tag in s.tags {
+                if !firstTag { out.writeInteger(UInt8(ascii: ",")) }
+                firstTag = false
+                string(tag.name, into: &out)
+                out.writeInteger(UInt8(ascii: ":"))
+                string(tag.value, into: &out)
             }
-            out.append(UInt8(ascii: "}"))
-            if s.shared { append(",\"shared\":true", &out) }
-            out.append(UInt8(ascii: "}"))
+            out.writeInteger(UInt8(ascii: "}"))
+            if s.shared { out.writeStaticString(",\"shared\":true") }
+            out.writeInteger(UInt8(ascii: "}"))
         }
-        out.append(UInt8(ascii: "]"))
+        out.writeInteger(UInt8(ascii: "]"))
         return out
     }
 
-    @inline(__always)
-    static func append(_ s: StaticString, _ out: inout [UInt8]) {
-        s.withUTF8Buffer { out.append(contentsOf: $0) }
-    }
+    private static let hexDigits: StaticString = "0123456789abcdef"
 
     /// 16 lower-case hex digits.
-    @inline(__always)
-    static func hex(_ v: UInt64, _ out: inout [UInt8]) {
-        for shift in stride(from: 60, through: 0, by: -4) {
-            let n = UInt8(truncatingIfNeeded: (v >> UInt64(shift)) & 0xF)
-            out.append(n < 10 ? 48 &+ n : 87 &+ n)
+    static func hex(_ v: UInt64, _ out: inout ByteBuffer) {
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: 16) { buf in
+            hexDigits.withUTF8Buffer { digits in
+                for i in 0..<16 { buf[i] = digits[Int((v >> UInt64(60 - 4 * i)) & 0xF)] }
+            }
+            return 16
         }
     }
 
-    static func decimal(_ v: UInt64, _ out: inout [UInt8]) {
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var n = v
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { buf in
-            repeat {
-                buf[19 - count] = 48 &+ UInt8(n % 10)
+    static func decimal(_ v: UInt64, _ out: inout ByteBuffer) {
+        var digits = 1
+        var rest = v
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: digits) { buf in
+            var n = v
+            for i in stride(from: digits - 1, through: 0, by: -1) {
+                buf[i] = 0x30 &+ UInt8(truncatingIfNeeded: n % 10)
                 n /= 10
-                count += 1
-            } while n > 0
-            out.append(contentsOf: buf[(20 - count)...])
+            }
+            return digits
         }
     }
 
     /// A JSON string literal: the UTF-8 bytes as they are, with `"`, `\\` and control bytes escaped (bytes of
-    /// multi-byte characters are all 0x80 or above, so they pass unchanged).
-    static func string(_ s: String, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
+    /// multi-byte characters are all 0x80 or above, so they pass unchanged), copied in one pass.
+    static func string(_ s: String, into out: inout ByteBuffer) {
         var s = s
         s.withUTF8 { bytes in
-            var start = 0
-            for (i, b) in bytes.enumerated() where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") {
-                out.append(contentsOf: bytes[start..<i])
-                switch b {
-                case UInt8(ascii: "\""): append("\\\"", &out)
-                case UInt8(ascii: "\\"): append("\\\\", &out)
-                case 0x0A: append("\\n", &out)
-                case 0x0D: append("\\r", &out)
-                case 0x09: append("\\t", &out)
-                default:
-                    append("\\u00", &out)
-                    out.append(b >> 4 == 0 ? 48 : 49)
-                    let low = b & 0xF
-                    out.append(low < 10 ? 48 &+ low : 87 &+ low)
+            // Room for the quotes and the worst case (every byte a \u00XX escape).
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: bytes.count * 6 + 2) { buf in
+                var o = 0
+                buf[o] = UInt8(ascii: "\"")
+                o += 1
+                for b in bytes {
+                    if b >= 0x20 && b != 0x22 && b != 0x5C {
+                        buf[o] = b
+                        o += 1
+                        continue
+                    }
+                    buf[o] = 0x5C
+                    switch b {
+                    case 0x22, 0x5C:
+                        buf[o + 1] = b
+                        o += 2
+                    case 0x0A:
+                        buf[o + 1] = UInt8(ascii: "n")
+                        o += 2
+                    case 0x0D:
+                        buf[o + 1] = UInt8(ascii: "r")
+                        o += 2
+                    case 0x09:
+                        buf[o + 1] = UInt8(ascii: "t")
+                        o += 2
+                    default:
+                        buf[o + 1] = UInt8(ascii: "u")
+                        buf[o + 2] = 0x30
+                        buf[o + 3] = 0x30
+                        buf[o + 4] = b >> 4 == 0 ? 0x30 : 0x31
+                        let low = b & 0xF
+                        buf[o + 5] = low < 10 ? 0x30 &+ low : 0x57 &+ low
+                        o += 6
+                    }
                 }
-                start = i + 1
+                buf[o] = UInt8(ascii: "\"")
+                return o + 1
             }
-            out.append(contentsOf: bytes[start...])
         }
-        out.append(UInt8(ascii: "\""))
     }
 }
 
@@ -132,7 +151,7 @@ final class ZipkinTransport: SpanTransport {
     }
 
     func send(_ spans: [Span]) -> EventLoopFuture<Void> {
-        let body = ByteBuffer(bytes: ZipkinJSON.encode(spans, localEndpoint: localEndpoint))
+        let body = ZipkinJSON.encode(spans, localEndpoint: localEndpoint)
         return client.post(path: config.collectorEndpoint, host: config.collectorHostname, headers: [],
                            contentType: "application/json", body: body, timeout: .seconds(5))
             .flatMapThrowing { status in

@@ -8,28 +8,35 @@ struct AccessLogBuffers {
     static let flushSize = 64 * 1024
     static let flushInterval = TimeAmount.seconds(1)
 
-    var pending: [AccessLogConfig.Destination: [UInt8]] = [:]
+    /// Per destination, the lines not yet handed over. A worker writes to a handful of destinations: a list
+    /// searched in order costs less than hashing a path per line.
+    var pending: [(destination: AccessLogConfig.Destination, bytes: [UInt8])] = []
     var timerArmed = false
 }
 
 extension Worker {
-    /// Writes the line of one finished stream (or connection) to each of the loggers whose filter takes it.
+    /// Writes the line of one finished stream (or connection) to each of the loggers whose filter takes it. The
+    /// line is rendered straight into its destination's buffer.
     func logAccess(_ logs: [AccessLogConfig], _ context: FormatContext) {
         eventLoop.assertInEventLoop()
-        var line = ""
         for log in logs {
             if let filter = log.filter {
                 let inputs = AccessLogFilter.Inputs(runtime: server.runtime.snapshot, random: { self.random.next() })
                 if !filter.evaluate(context, inputs) { continue }
             }
-            line.removeAll(keepingCapacity: true)
-            log.render(context, into: &line)
-            var buffer = accessLogBuffers.pending.removeValue(forKey: log.destination) ?? []
-            buffer.append(contentsOf: line.utf8)
-            if buffer.count >= AccessLogBuffers.flushSize {
-                AccessLogWriter.shared.enqueue(buffer, to: log.destination)
+            let i: Int
+            if let found = accessLogBuffers.pending.firstIndex(where: { $0.destination == log.destination }) {
+                i = found
             } else {
-                accessLogBuffers.pending[log.destination] = buffer
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(AccessLogBuffers.flushSize + 4096)
+                accessLogBuffers.pending.append((log.destination, bytes))
+                i = accessLogBuffers.pending.count - 1
+            }
+            log.render(context, into: &accessLogBuffers.pending[i].bytes)
+            if accessLogBuffers.pending[i].bytes.count >= AccessLogBuffers.flushSize {
+                let full = accessLogBuffers.pending.remove(at: i)
+                AccessLogWriter.shared.enqueue(full.bytes, to: full.destination)
             }
         }
         if !accessLogBuffers.timerArmed && !accessLogBuffers.pending.isEmpty {
@@ -46,7 +53,7 @@ extension Worker {
     func flushAccessLogs() {
         eventLoop.assertInEventLoop()
         guard !accessLogBuffers.pending.isEmpty else { return }
-        for (destination, buffer) in accessLogBuffers.pending { AccessLogWriter.shared.enqueue(buffer, to: destination) }
+        for (destination, bytes) in accessLogBuffers.pending { AccessLogWriter.shared.enqueue(bytes, to: destination) }
         accessLogBuffers.pending.removeAll()
     }
 }

@@ -35,66 +35,74 @@ public struct AccessLogConfig: Sendable {
         + "\"%UPSTREAM_HOST%\"\n"
 
     /// The line for the stream `context` describes, newline included for JSON (text formats carry their own).
-    public func render(_ context: FormatContext, into out: inout String) {
+    public func render(_ context: FormatContext, into out: inout [UInt8]) {
         switch format {
         case .text(let f):
             f.format(context, into: &out)
         case .json(let fields, let omitEmpty):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             var first = true
-            var value = ""
             for (key, f) in fields {
-                value.removeAll(keepingCapacity: true)
-                let rendered: JSONValue = Self.jsonValue(f, context, into: &value)
-                if rendered == .null && omitEmpty { continue }
-                if !first { out += "," }
-                first = false
+                // The value is rendered after the key, in place; an omitted one is cut off again.
+                let mark = out.count
+                if !first { out.append(UInt8(ascii: ",")) }
                 Self.appendJSONString(key, to: &out)
-                out += ":"
-                switch rendered {
-                case .null: out += "null"
-                case .number: out += value
-                case .string: Self.appendJSONString(value, to: &out)
+                out.append(UInt8(ascii: ":"))
+                if !Self.appendJSONValue(f, context, to: &out) && omitEmpty {
+                    out.removeSubrange(mark...)
+                    continue
                 }
+                first = false
             }
-            out += "}\n"
+            out.append(contentsOf: [UInt8(ascii: "}"), UInt8(ascii: "\n")])
         }
     }
 
-    private enum JSONValue { case null, number, string }
+    /// The line as text (tests).
+    public func render(_ context: FormatContext, into out: inout String) {
+        var bytes: [UInt8] = []
+        render(context, into: &bytes)
+        out += String(decoding: bytes, as: UTF8.self)
+    }
 
     /// Envoy's JSON formatter: a value that is one numeric command prints as a number, a lone command without a
-    /// value as `null`, anything else as a string.
-    private static func jsonValue(_ f: SubstitutionFormat, _ context: FormatContext, into out: inout String)
-        -> JSONValue
+    /// value as `null` (false is returned then), anything else as a string.
+    private static func appendJSONValue(_ f: SubstitutionFormat, _ context: FormatContext, to out: inout [UInt8])
+        -> Bool
     {
         if f.literal == nil, f.pieces.count == 1, case .command(let c) = f.pieces[0] {
-            guard c.render(context, into: &out) else { return .null }
-            return c.isNumeric ? .number : .string
+            let start = out.count
+            if c.isNumeric {
+                guard c.render(context, into: &out) else {
+                    out.appendText("null")
+                    return false
+                }
+                return true
+            }
+            out.append(UInt8(ascii: "\""))
+            guard c.render(context, into: &out) else {
+                out.removeSubrange(start...)
+                out.appendText("null")
+                return false
+            }
+            out.escapeJSON(from: start + 1)
+            out.append(UInt8(ascii: "\""))
+            return true
         }
+        let start = out.count
+        out.append(UInt8(ascii: "\""))
         f.format(context, into: &out)
-        return .string
+        out.escapeJSON(from: start + 1)
+        out.append(UInt8(ascii: "\""))
+        return true
     }
 
-    package static func appendJSONString(_ s: String, to out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        out += "\""
+    package static func appendJSONString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        let start = out.count
+        out.appendText(s)
+        out.escapeJSON(from: start)
+        out.append(UInt8(ascii: "\""))
     }
 }
 

@@ -30,6 +30,7 @@ public struct FormatContext: Sendable {
     }
 
     package func requestHeader(_ name: String) -> String? {
+        guard name.utf8.first == UInt8(ascii: ":") else { return requestHeaders.first(name: name) }
         switch name {
         case ":authority": return requestHeaders.first(name: "host") ?? requestHeaders.first(name: name)
         case ":method": return method ?? requestHeaders.first(name: name)

@@ -46,6 +46,17 @@ public struct ResponseFlags: Sendable, Equatable, ExpressibleByArrayLiteral {
     }
 
     /// Envoy's `ResponseFlagUtils::toShortString` / `toString`: the names joined by commas, `-` when none.
+    package func render(long: Bool, into out: inout [UInt8]) {
+        if flags.isEmpty {
+            out.append(UInt8(ascii: "-"))
+            return
+        }
+        for (i, flag) in flags.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.appendText(long ? flag.longName : flag.shortName)
+        }
+    }
+
     package func render(long: Bool, into out: inout String) {
         if flags.isEmpty {
             out += "-"

@@ -1,11 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The argument of `%START_TIME(...)%`: Envoy's `DateFormatter`, strftime in UTC plus `%s` (epoch seconds) and
 /// `%Nf` / `%f` (the first N, default 9, digits of the fraction of the second), with absl's `%ENS` (seconds with
 /// N fractional digits), `%Ez` and `%E4Y`. Parsed once; a specifier Pilotfish does not render is refused at load
@@ -132,58 +124,117 @@ public struct StartTimeFormat: Sendable, Equatable {
     ]
 
     /// `nanosecondsSinceEpoch`: wall-clock time, rendered in UTC as Envoy does.
-    public func render(nanosecondsSinceEpoch ns: Int64, into out: inout String) {
-        var seconds = time_t(ns >= 0 ? ns / 1_000_000_000 : (ns - 999_999_999) / 1_000_000_000)
-        let nanos = Int(ns - Int64(seconds) * 1_000_000_000)
-        var t = tm()
-        gmtime_r(&seconds, &t)
+    public func render(nanosecondsSinceEpoch ns: Int64, into out: inout [UInt8]) {
+        let seconds = ns >= 0 ? ns / 1_000_000_000 : (ns - 999_999_999) / 1_000_000_000
+        let nanos = Int(ns - seconds * 1_000_000_000)
+        let t = UTCTime(secondsSinceEpoch: seconds)
         for segment in segments {
             switch segment {
-            case .literal(let s): out += s
-            case .year: out += String(Int(t.tm_year) + 1900)
-            case .year2: Self.pad(Int(t.tm_year + 1900) % 100, 2, into: &out)
-            case .century: Self.pad((Int(t.tm_year) + 1900) / 100, 2, into: &out)
-            case .month: Self.pad(Int(t.tm_mon) + 1, 2, into: &out)
-            case .day: Self.pad(Int(t.tm_mday), 2, into: &out)
-            case .daySpacePadded: Self.pad(Int(t.tm_mday), 2, with: " ", into: &out)
-            case .dayOfYear: Self.pad(Int(t.tm_yday) + 1, 3, into: &out)
-            case .hour24: Self.pad(Int(t.tm_hour), 2, into: &out)
-            case .hour24SpacePadded: Self.pad(Int(t.tm_hour), 2, with: " ", into: &out)
-            case .hour12: Self.pad(Self.hour12(Int(t.tm_hour)), 2, into: &out)
-            case .hour12SpacePadded: Self.pad(Self.hour12(Int(t.tm_hour)), 2, with: " ", into: &out)
-            case .amPM: out += t.tm_hour < 12 ? "AM" : "PM"
-            case .minute: Self.pad(Int(t.tm_min), 2, into: &out)
-            case .second: Self.pad(Int(t.tm_sec), 2, into: &out)
-            case .epochSeconds: out += String(seconds)
-            case .weekdayShort: out += Self.weekdays[Int(t.tm_wday)].prefix(3)
-            case .weekdayLong: out += Self.weekdays[Int(t.tm_wday)]
-            case .weekdayMonday1: out += String(t.tm_wday == 0 ? 7 : Int(t.tm_wday))
-            case .weekdaySunday0: out += String(t.tm_wday)
-            case .monthShort: out += Self.months[Int(t.tm_mon)].prefix(3)
-            case .monthLong: out += Self.months[Int(t.tm_mon)]
-            case .zoneName: out += "UTC"
-            case .zoneOffset: out += "+0000"
-            case .zoneOffsetColon: out += "+00:00"
+            case .literal(let s): out.appendText(s)
+            case .year: out.appendDecimal(t.year)
+            case .year2: out.appendDecimal(t.year % 100, width: 2)
+            case .century: out.appendDecimal(t.year / 100, width: 2)
+            case .month: out.appendDecimal(t.month, width: 2)
+            case .day: out.appendDecimal(t.day, width: 2)
+            case .daySpacePadded: out.appendDecimal(t.day, width: 2, fill: 0x20)
+            case .dayOfYear: out.appendDecimal(t.dayOfYear + 1, width: 3)
+            case .hour24: out.appendDecimal(t.hour, width: 2)
+            case .hour24SpacePadded: out.appendDecimal(t.hour, width: 2, fill: 0x20)
+            case .hour12: out.appendDecimal(Self.hour12(t.hour), width: 2)
+            case .hour12SpacePadded: out.appendDecimal(Self.hour12(t.hour), width: 2, fill: 0x20)
+            case .amPM: out.appendText(t.hour < 12 ? "AM" : "PM")
+            case .minute: out.appendDecimal(t.minute, width: 2)
+            case .second: out.appendDecimal(t.second, width: 2)
+            case .epochSeconds: out.appendDecimal(seconds)
+            case .weekdayShort: out.appendText(Self.weekdays[t.weekday].prefix(3))
+            case .weekdayLong: out.appendText(Self.weekdays[t.weekday])
+            case .weekdayMonday1: out.appendDecimal(t.weekday == 0 ? 7 : t.weekday)
+            case .weekdaySunday0: out.appendDecimal(t.weekday)
+            case .monthShort: out.appendText(Self.months[t.month - 1].prefix(3))
+            case .monthLong: out.appendText(Self.months[t.month - 1])
+            case .zoneName: out.appendText("UTC")
+            case .zoneOffset: out.appendText("+0000")
+            case .zoneOffsetColon: out.appendText("+00:00")
             case .fraction(let digits): Self.fraction(nanos, digits, into: &out)
             case .secondsWithFraction(let digits):
-                Self.pad(Int(t.tm_sec), 2, into: &out)
-                out += "."
+                out.appendDecimal(t.second, width: 2)
+                out.append(UInt8(ascii: "."))
                 Self.fraction(nanos, digits, into: &out)
             }
         }
     }
 
-    private static func hour12(_ h: Int) -> Int { h % 12 == 0 ? 12 : h % 12 }
-
-    private static func fraction(_ nanos: Int, _ digits: Int, into out: inout String) {
-        var divisor = 1
-        for _ in digits..<9 { divisor *= 10 }
-        pad(nanos / divisor, digits, into: &out)
+    /// The same, as text (tests, and callers that want a String).
+    public func render(nanosecondsSinceEpoch ns: Int64, into out: inout String) {
+        var bytes: [UInt8] = []
+        render(nanosecondsSinceEpoch: ns, into: &bytes)
+        out += String(decoding: bytes, as: UTF8.self)
     }
 
-    private static func pad(_ value: Int, _ width: Int, with fill: Character = "0", into out: inout String) {
-        let s = String(value)
-        if s.count < width { out += String(repeating: fill, count: width - s.count) }
-        out += s
+    private static func hour12(_ h: Int) -> Int { h % 12 == 0 ? 12 : h % 12 }
+
+    private static func fraction(_ nanos: Int, _ digits: Int, into out: inout [UInt8]) {
+        var divisor = 1
+        for _ in digits..<9 { divisor *= 10 }
+        out.appendDecimal(nanos / divisor, width: digits)
+    }
+}
+
+/// A moment in UTC, split into calendar fields by arithmetic on the day number (the proleptic Gregorian
+/// calendar, as gmtime gives it): no libc call, no lock, nothing that reads the time zone.
+struct UTCTime: Equatable {
+    var year: Int
+    /// 1...12
+    var month: Int
+    /// 1...31
+    var day: Int
+    var hour: Int
+    var minute: Int
+    var second: Int
+    /// 0 is Sunday.
+    var weekday: Int
+    /// 0 is January 1st.
+    var dayOfYear: Int
+}
+
+extension UTCTime {
+    init(secondsSinceEpoch s: Int64) {
+        var days = s / 86_400
+        var rest = s - days * 86_400
+        if rest < 0 {
+            rest += 86_400
+            days -= 1
+        }
+        // 1970-01-01 was a Thursday.
+        let w = (days + 4) % 7
+        let (year, month, day) = Self.civil(fromDays: days)
+        self.init(year: year, month: month, day: day, hour: Int(rest / 3600), minute: Int(rest % 3600 / 60),
+                  second: Int(rest % 60), weekday: Int(w < 0 ? w + 7 : w),
+                  dayOfYear: Int(days - Self.days(fromCivil: year, 1, 1)))
+    }
+
+    /// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to year, month, day.
+    static func civil(fromDays days: Int64) -> (Int, Int, Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        return (Int(y), Int(m), Int(d))
+    }
+
+    /// `days_from_civil`: the inverse.
+    static func days(fromCivil year: Int, _ month: Int, _ day: Int) -> Int64 {
+        let y = Int64(month <= 2 ? year - 1 : year)
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let m = Int64(month)
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + Int64(day) - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
     }
 }

@@ -98,16 +98,22 @@ public struct StreamAddress: Sendable, Equatable {
         self.init(ip: ip, port: port)
     }
 
-    package func render(_ part: FormatCommand.AddressPart, into out: inout String) {
+    package func render(_ part: FormatCommand.AddressPart, into out: inout [UInt8]) {
         switch part {
         case .withPort:
-            if isV6 { out += "[" + ip + "]" } else { out += ip }
-            out += ":"
-            out += String(port)
+            if isV6 {
+                out.append(UInt8(ascii: "["))
+                out.appendText(ip)
+                out.append(UInt8(ascii: "]"))
+            } else {
+                out.appendText(ip)
+            }
+            out.append(UInt8(ascii: ":"))
+            out.appendDecimal(port)
         case .withoutPort:
-            out += ip
+            out.appendText(ip)
         case .port:
-            out += String(port)
+            out.appendDecimal(port)
         }
     }
 }

@@ -50,9 +50,9 @@ public struct SubstitutionFormat: Sendable {
 
     public func format(_ context: FormatContext) -> String {
         if let literal { return literal }
-        var out = ""
+        var out: [UInt8] = []
         format(context, into: &out)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
     public func format(_ context: FormatContext, into out: inout String) {
@@ -60,115 +60,140 @@ public struct SubstitutionFormat: Sendable {
             out += literal
             return
         }
+        out += format(context)
+    }
+
+    public func format(_ context: FormatContext, into out: inout [UInt8]) {
+        if let literal {
+            out.appendText(literal)
+            return
+        }
         for piece in pieces {
             switch piece {
-            case .text(let t): out += t
-            case .command(let c): if !c.render(context, into: &out) { out += missing }
+            case .text(let t): out.appendText(t)
+            case .command(let c): if !c.render(context, into: &out) { out.appendText(missing) }
             }
         }
     }
 }
 
 extension FormatCommand {
-    /// Appends the command's value; false when it has none (the caller writes the format's `missing`).
-    package func render(_ c: FormatContext, into out: inout String) -> Bool {
-        let info = c.stream
+    /// Appends the command's value; false when it has none (the caller writes the format's `missing`). Reads the
+    /// context in place: nothing of it is copied.
+    package func render(_ c: FormatContext, into out: inout [UInt8]) -> Bool {
         switch self {
         case .requestHeader(let h):
-            return h.render(c.requestHeader, into: &out)
+            return h.render(c.requestHeader(h), into: &out)
         case .requestHeaderWithoutQuery(let h):
-            return h.render({ c.requestHeader($0).map { String($0.prefix(while: { $0 != "?" })) } }, into: &out)
+            guard let value = c.requestHeader(h) else { return false }
+            return h.render(value.prefix(while: { $0 != "?" }), into: &out)
         case .responseHeader(let h):
-            return h.render(c.responseHeader, into: &out)
+            var value = c.responseHeader(h.name)
+            if value == nil, let alternative = h.alternative { value = c.responseHeader(alternative) }
+            return h.render(value, into: &out)
         case .responseTrailer(let h):
-            return h.render({ c.responseTrailers.first(name: $0) }, into: &out)
+            var value = c.responseTrailers.first(name: h.name)
+            if value == nil, let alternative = h.alternative { value = c.responseTrailers.first(name: alternative) }
+            return h.render(value, into: &out)
         case .startTime(let format):
-            let ns = info.startTime?.nanosecondsSinceEpoch ?? StreamStartTime.now().nanosecondsSinceEpoch
+            let ns = c.stream.startTime?.nanosecondsSinceEpoch ?? StreamStartTime.now().nanosecondsSinceEpoch
             format.render(nanosecondsSinceEpoch: ns, into: &out)
         case .duration:
-            guard let start = info.startTime?.monotonic else { out += "0"; return true }
-            out += Self.milliseconds(from: start, to: info.end ?? info.now ?? .now())
+            guard let start = c.stream.startTime?.monotonic else {
+                out.append(UInt8(ascii: "0"))
+                return true
+            }
+            Self.milliseconds(from: start, to: c.stream.end ?? c.stream.now ?? .now(), into: &out)
         case .requestDuration:
-            guard let start = info.startTime?.monotonic, let end = info.requestEnd else { return false }
-            out += Self.milliseconds(from: start, to: end)
+            guard let start = c.stream.startTime?.monotonic, let end = c.stream.requestEnd else { return false }
+            Self.milliseconds(from: start, to: end, into: &out)
         case .responseDuration:
-            guard let start = info.startTime?.monotonic, let end = info.upstreamResponseStart else { return false }
-            out += Self.milliseconds(from: start, to: end)
+            guard let start = c.stream.startTime?.monotonic, let end = c.stream.upstreamResponseStart else {
+                return false
+            }
+            Self.milliseconds(from: start, to: end, into: &out)
         case .responseCode:
-            out += String(info.responseCode ?? 0)
+            out.appendDecimal(c.stream.responseCode ?? 0)
         case .responseCodeDetails:
-            guard let d = info.responseCodeDetails else { return false }
-            out += d
+            guard let d = c.stream.responseCodeDetails else { return false }
+            out.appendText(d)
         case .responseFlags:
-            info.responseFlags.render(long: false, into: &out)
+            c.stream.responseFlags.render(long: false, into: &out)
         case .responseFlagsLong:
-            info.responseFlags.render(long: true, into: &out)
+            c.stream.responseFlags.render(long: true, into: &out)
         case .bytesReceived:
-            out += String(info.bytesReceived)
+            out.appendDecimal(c.stream.bytesReceived)
         case .bytesSent:
-            out += String(info.bytesSent)
+            out.appendDecimal(c.stream.bytesSent)
         case .protocolName:
-            guard let p = info.protocolName else { return false }
-            out += p
+            guard let p = c.stream.protocolName else { return false }
+            out.appendText(p)
         case .upstreamHost:
-            guard let h = info.upstreamHost else { return false }
+            guard let h = c.stream.upstreamHost else { return false }
             h.render(.withPort, into: &out)
         case .upstreamCluster:
-            guard let name = info.upstreamCluster else { return false }
-            out += name
+            guard let name = c.stream.upstreamCluster else { return false }
+            out.appendText(name)
         case .upstreamRequestAttemptCount:
-            out += String(info.upstreamRequestAttemptCount ?? 0)
+            out.appendDecimal(c.stream.upstreamRequestAttemptCount ?? 0)
         case .routeName:
-            guard let name = info.routeName, !name.isEmpty else { return false }
-            out += name
+            guard let name = c.stream.routeName, !name.isEmpty else { return false }
+            out.appendText(name)
         case .upstreamLocalAddress(let part):
-            guard let a = info.upstreamLocalAddress else { return false }
+            guard let a = c.stream.upstreamLocalAddress else { return false }
             a.render(part, into: &out)
         case .upstreamTransportFailureReason:
-            guard let r = info.upstreamTransportFailureReason, !r.isEmpty else { return false }
-            out += r
+            guard let r = c.stream.upstreamTransportFailureReason, !r.isEmpty else { return false }
+            out.appendText(r)
         case .connectionID:
-            guard let id = info.connectionID else { return false }
-            out += String(id)
+            guard let id = c.stream.connectionID else { return false }
+            out.appendDecimal(id)
         case .downstreamPeerURISAN:
-            guard let sans = info.downstreamPeerURISAN, !sans.isEmpty else { return false }
-            out += sans
+            guard let sans = c.stream.downstreamPeerURISAN, !sans.isEmpty else { return false }
+            out.appendText(sans)
         case .downstreamRemoteAddress(let part):
-            guard let a = info.downstreamRemoteAddress else { return false }
+            guard let a = c.stream.downstreamRemoteAddress else { return false }
             a.render(part, into: &out)
         case .downstreamDirectRemoteAddress(let part):
-            guard let a = info.downstreamDirectRemoteAddress else { return false }
+            guard let a = c.stream.downstreamDirectRemoteAddress else { return false }
             a.render(part, into: &out)
         case .downstreamLocalAddress(let part):
-            guard let a = info.downstreamLocalAddress else { return false }
+            guard let a = c.stream.downstreamLocalAddress else { return false }
             a.render(part, into: &out)
         case .requestedServerName:
-            guard let name = info.requestedServerName, !name.isEmpty else { return false }
-            out += name
+            guard let name = c.stream.requestedServerName, !name.isEmpty else { return false }
+            out.appendText(name)
         case .hostname:
-            out += info.hostname
+            out.appendText(c.stream.hostname)
         case .streamID:
             guard let id = c.requestHeaders.first(name: "x-request-id") else { return false }
-            out += id
+            out.appendText(id)
         }
         return true
     }
 
     /// Whole milliseconds, as Envoy's duration commands print them.
-    private static func milliseconds(from start: NIODeadline, to end: NIODeadline) -> String {
-        String(max(0, (end - start).nanoseconds / 1_000_000))
+    private static func milliseconds(from start: NIODeadline, to end: NIODeadline, into out: inout [UInt8]) {
+        out.appendDecimal(max(0, (end - start).nanoseconds / 1_000_000))
+    }
+}
+
+extension FormatContext {
+    fileprivate func requestHeader(_ h: HeaderLookup) -> String? {
+        if let value = requestHeader(h.name) { return value }
+        guard let alternative = h.alternative else { return nil }
+        return requestHeader(alternative)
     }
 }
 
 extension HeaderLookup {
-    fileprivate func render(_ lookup: (String) -> String?, into out: inout String) -> Bool {
-        var value = lookup(name)
-        if value == nil, let alternative { value = lookup(alternative) }
+    /// The value, cut to `maxLength` bytes (Envoy cuts bytes, not characters).
+    fileprivate func render<S: StringProtocol>(_ value: S?, into out: inout [UInt8]) -> Bool {
         guard let value else { return false }
         if let maxLength, value.utf8.count > maxLength {
-            out += String(decoding: value.utf8.prefix(maxLength), as: UTF8.self)
+            out.append(contentsOf: value.utf8.prefix(maxLength))
         } else {
-            out += value
+            out.append(contentsOf: value.utf8)
         }
         return true
     }

@@ -116,7 +116,8 @@ package final class RuntimeSnapshot: AtomicReference, Sendable {
     package static let empty = RuntimeSnapshot(layers: [])
 
     package func entry(_ key: String?) -> RuntimeEntry? {
-        guard let key, !key.isEmpty else { return nil }
+        // Most proxies run without runtime overrides: no key is hashed then.
+        guard let key, !values.isEmpty, !key.isEmpty else { return nil }
         return values[key]
     }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 @testable import Sidecar
@@ -43,5 +46,45 @@ import Testing
         #expect(throws: FormatSyntaxError.self) { try StartTimeFormat(parsing: "%Es") }
         #expect(throws: FormatSyntaxError.self) { try StartTimeFormat(parsing: "abc%") }
         #expect(throws: FormatSyntaxError.self) { try StartTimeFormat(parsing: "%H\n") }
+    }
+
+    /// The calendar arithmetic against glibc's gmtime_r, over 400 years either side of the epoch (leap days,
+    /// century rules, negative times) and at the edges of days and years.
+    @Test func calendarArithmeticMatchesGmtime() {
+        var random = FastRandom()
+        var instants: [Int64] = [0, -1, 86_399, 86_400, -86_400, -86_401, 951_782_400, 951_868_799, 4_107_542_400,
+                                 -2_203_891_200, 253_402_300_799]
+        for _ in 0..<20_000 { instants.append(Int64(random.next() % 25_245_000_000) - 12_622_500_000) }
+        for s in instants {
+            var t = time_t(s)
+            var expected = tm()
+            gmtime_r(&t, &expected)
+            let got = UTCTime(secondsSinceEpoch: s)
+            let want = UTCTime(year: Int(expected.tm_year) + 1900, month: Int(expected.tm_mon) + 1,
+                               day: Int(expected.tm_mday), hour: Int(expected.tm_hour), minute: Int(expected.tm_min),
+                               second: Int(expected.tm_sec), weekday: Int(expected.tm_wday),
+                               dayOfYear: Int(expected.tm_yday))
+            #expect(got == want, "at \(s)")
+            if got != want { break }
+        }
+    }
+
+    @Test func decimalsWithWidthAndSign() {
+        var out: [UInt8] = []
+        out.appendDecimal(0)
+        out.appendText("|")
+        out.appendDecimal(7, width: 3)
+        out.appendText("|")
+        out.appendDecimal(7, width: 2, fill: 0x20)
+        out.appendText("|")
+        out.appendDecimal(UInt64.max)
+        out.appendText("|")
+        out.appendDecimal(Int64.min)
+        out.appendText("|")
+        out.appendDecimal(-42, width: 4)
+        out.appendText("|")
+        out.appendDecimal(12345, width: 2)
+        #expect(String(decoding: out, as: UTF8.self)
+            == "0|007| 7|18446744073709551615|-9223372036854775808|-042|12345")
     }
 }
