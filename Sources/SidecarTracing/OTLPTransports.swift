@@ -9,20 +9,15 @@ final class OTLPHTTPTransport: SpanTransport {
     private let client: CollectorHTTPClient
     private let loop: EventLoop
     private let resource: OTLPEncoding.Resource
-    private let path: String
-    private let authority: String
     private let timeout: TimeAmount
-    private let headers: [(String, String)]
 
     init(loop: EventLoop, resource: OTLPEncoding.Resource, path: String, authority: String, timeout: TimeAmount,
          headers: [(String, String)], resolve: @escaping @Sendable () -> NIOCore.SocketAddress?) {
-        client = CollectorHTTPClient(loop: loop, resolve: resolve)
+        client = CollectorHTTPClient(loop: loop, path: path, host: authority, headers: headers,
+                                     contentType: "application/x-protobuf", resolve: resolve)
         self.loop = loop
         self.resource = resource
-        self.path = path
-        self.authority = authority
         self.timeout = timeout
-        self.headers = headers
     }
 
     func send(_ spans: [Span]) -> EventLoopFuture<Void> {
@@ -33,8 +28,7 @@ final class OTLPHTTPTransport: SpanTransport {
         } catch {
             return loop.makeFailedFuture(error)
         }
-        return client.post(path: path, host: authority, headers: headers, contentType: "application/x-protobuf",
-                           body: body, timeout: timeout)
+        return client.post(body: body, timeout: timeout)
             .flatMapThrowing { status in
                 guard (200..<300).contains(status) else { throw CollectorError.status(status) }
             }
