@@ -92,6 +92,8 @@ package final class HTTPTracer: Sendable {
 
     /// Writes `span`'s context into the request the next hop receives, in the tracer's header family.
     package func inject(_ span: Span, into headers: inout HTTPHeaders) {
+        // Room for what is added: growing the headers copies every one of them.
+        headers.reserveCapacity(headers.count + 5)
         switch span.format {
         case .w3c:
             headers.replaceOrAddScanningFirst(name: "traceparent", value: Self.traceparent(span))
@@ -159,8 +161,19 @@ package final class HTTPTracer: Sendable {
         }
     }
 
-    /// Envoy's `finalizeDownstreamSpan`: the tags, the error mark (no response, or 5xx), the end.
-    package func finish(_ span: Span, _ info: DownstreamInfo) {
+    /// Envoy's `finalizeDownstreamSpan`: the tags, the error mark (no response, or 5xx), the end. With
+    /// `deferTags`, the span ends now and keeps what the tags are made of; the exporter's thread writes them
+    /// (`Span.resolveTags`) before the span is encoded, off the request path.
+    package func finish(_ span: Span, _ info: DownstreamInfo, deferTags: Bool = false) {
+        span.finish()
+        if deferTags {
+            span.deferredTags = (self, info)
+        } else {
+            writeTags(span, info)
+        }
+    }
+
+    func writeTags(_ span: Span, _ info: DownstreamInfo) {
         let h = info.requestHeaders
         span.tags.reserveCapacity(18 + config.customTags.count)
         span.setTag("node_id", nodeID)
@@ -205,7 +218,6 @@ package final class HTTPTracer: Sendable {
             span.error = true
             span.setTag("error", "true")
         }
-        span.finish()
     }
 
     /// The router's `finalizeUpstreamSpan` for one attempt. `upstreamAddress`: `host:port`, nil when no host was

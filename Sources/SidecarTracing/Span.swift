@@ -29,6 +29,8 @@ package final class Span: @unchecked Sendable {
     package private(set) var endUnixNanos: UInt64 = 0
     package var tags: [SpanTag] = []
     package var error = false
+    /// What the downstream span's tags are made of, when the tracer left writing them to the exporter.
+    package var deferredTags: (tracer: HTTPTracer, info: HTTPTracer.DownstreamInfo)?
 
     package init(trace: TraceID, spanID: UInt64, parentID: UInt64, name: String, kind: Kind, sampled: Bool,
                  shared: Bool = false, remoteParent: Bool = false, traceState: String = "",
@@ -48,6 +50,13 @@ package final class Span: @unchecked Sendable {
     }
 
     package var finished: Bool { endUnixNanos != 0 }
+
+    /// Writes the tags the tracer deferred (on the exporter's thread, before encoding).
+    package func resolveTags() {
+        guard let d = deferredTags else { return }
+        deferredTags = nil
+        d.tracer.writeTags(self, d.info)
+    }
 
     package func setTag(_ name: String, _ value: String) { tags.append(SpanTag(name: name, value: value)) }
 

@@ -15,6 +15,11 @@ protocol SpanTransport: AnyObject {
 /// sends them, one report at a time, everything queued meanwhile going into the next report. Bounded: past
 /// `maxPending` spans, a batch's spans are dropped and counted, so a dead or slow collector costs memory up to
 /// the bound and no request latency.
+///
+/// A worker does not wake the exporter's thread per batch: the first batch into an idle queue arms a pump
+/// `collectDelay` later, and what arrives meanwhile joins it. Waking another thread is a system call and a
+/// scheduler round trip on the worker (measured: 8 % of a worker's time at 25k requests/s with a wake-up per
+/// five spans); this way there are at most 1/`collectDelay` of them a second, and reports are larger.
 package final class SpanExporter: @unchecked Sendable {
     package enum Kind: String, Sendable {
         case zipkin
@@ -26,8 +31,9 @@ package final class SpanExporter: @unchecked Sendable {
     private var transport: SpanTransport!
     private let lock = NIOLock()
     private var pending: [Span] = []
-    /// A report is in flight or about to be sent.
+    /// A pump is armed, or a report is in flight.
     private var pumping = false
+    private let collectDelay = TimeAmount.milliseconds(5)
     private let maxPending: Int
     private let maxPerReport = 1000
     /// Touched on `loop` only.
@@ -107,7 +113,7 @@ package final class SpanExporter: @unchecked Sendable {
             return true
         }
         if dropped > 0 { spansDropped.wrappingIncrement(by: dropped, ordering: .relaxed) }
-        if start { loop.execute { self.pump() } }
+        if start { loop.scheduleTask(in: collectDelay) { self.pump() } }
     }
 
     private func pump() {
@@ -119,6 +125,7 @@ package final class SpanExporter: @unchecked Sendable {
             return batch
         }
         guard !batch.isEmpty else { return }
+        for span in batch { span.resolveTags() }
         transport.send(batch).whenComplete { [self] result in
             switch result {
             case .success:

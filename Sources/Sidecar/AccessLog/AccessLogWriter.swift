@@ -6,15 +6,24 @@ import SidecarCore
 import Glibc
 #endif
 
-/// The one thread that writes access log lines: workers hand it whole buffers, so a slow disk (or a stdout
-/// nobody reads) blocks this thread, never an event loop. Files are opened on first use, for appending, and
-/// opened again (a rotated file is created anew) when admin asks with POST /reopen_logs.
+/// The one thread that renders and writes access log lines: workers hand it batches of finished streams (each
+/// with the loggers that took it), so neither formatting nor a slow disk (or a stdout nobody reads) costs an
+/// event loop anything but the hand-over. Files are opened on first use, for appending, and opened again (a
+/// rotated file is created anew) when admin asks with POST /reopen_logs.
 final class AccessLogWriter: @unchecked Sendable {
     static let shared = AccessLogWriter()
 
     private let condition = ConditionLock(value: 0)
+    /// A stream (or connection) to log: what it was and the loggers whose filters took it.
+    struct Entry: Sendable {
+        var logs: [AccessLogConfig]
+        /// The loggers of `logs` that log this entry, by position (a logger per bit).
+        var selected: UInt64
+        var context: FormatContext
+    }
+
     private enum Work {
-        case write(AccessLogConfig.Destination, [UInt8])
+        case render([Entry])
         /// Close every file and open it again: what was queued before goes to the old file, what follows to the
         /// new one.
         case reopen
@@ -28,9 +37,9 @@ final class AccessLogWriter: @unchecked Sendable {
     /// Owned by the writer thread.
     private var descriptors: [AccessLogConfig.Destination: Int32] = [:]
 
-    /// Queues `bytes` for `destination`; never blocks on I/O.
-    func enqueue(_ bytes: [UInt8], to destination: AccessLogConfig.Destination) {
-        submit(.write(destination, bytes))
+    /// Queues a worker's batch of entries; never blocks on I/O.
+    func enqueue(_ entries: [Entry]) {
+        submit(.render(entries))
     }
 
     /// Envoy's admin /reopen_logs: files are closed and opened again by path, in order with the writes.
@@ -71,13 +80,36 @@ final class AccessLogWriter: @unchecked Sendable {
             condition.unlock(withValue: 0)
             for work in batch {
                 switch work {
-                case .write(let destination, let bytes): write(bytes, to: destination)
+                case .render(let entries): render(entries)
                 case .reopen: reopenFiles()
                 }
             }
             condition.lock()
             outstanding -= batch.count
             condition.unlock(withValue: queue.isEmpty ? 0 : 1)
+        }
+    }
+
+    /// Owned by the writer thread: one buffer per destination, reused.
+    private var buffers: [(destination: AccessLogConfig.Destination, bytes: [UInt8])] = []
+
+    /// Renders a batch, each line into its destination's buffer, then writes each buffer with one call.
+    private func render(_ entries: [Entry]) {
+        for entry in entries {
+            for (i, log) in entry.logs.enumerated() where entry.selected & (1 << UInt64(i)) != 0 {
+                let b: Int
+                if let found = buffers.firstIndex(where: { $0.destination == log.destination }) {
+                    b = found
+                } else {
+                    buffers.append((log.destination, []))
+                    b = buffers.count - 1
+                }
+                log.render(entry.context, into: &buffers[b].bytes)
+            }
+        }
+        for i in buffers.indices where !buffers[i].bytes.isEmpty {
+            write(buffers[i].bytes, to: buffers[i].destination)
+            buffers[i].bytes.removeAll(keepingCapacity: true)
         }
     }
 

@@ -1,45 +1,41 @@
 import NIOCore
 import SidecarCore
 
-/// A worker's access log lines not yet handed to the writer thread, by destination. Lines collect here on the
-/// event loop (no lock, no syscall per request) and leave as whole buffers: when one passes `flushSize`, or when
-/// the worker's flush timer fires (`flushInterval`, Envoy's default `file_flush_interval_msec`), or at shutdown.
+/// A worker's finished streams not yet handed to the access log thread, which renders and writes them. They
+/// collect here on the event loop (no lock, no formatting, no syscall per request) and leave as a batch: when
+/// `batchSize` have collected, when the worker's flush timer fires (`flushInterval`, Envoy's default
+/// `file_flush_interval_msec`), or at shutdown. A batch holds the streams' headers until it is rendered: the
+/// batch size bounds that.
 struct AccessLogBuffers {
-    static let flushSize = 64 * 1024
+    static let batchSize = 128
     static let flushInterval = TimeAmount.seconds(1)
 
-    /// Per destination, the lines not yet handed over. A worker writes to a handful of destinations: a list
-    /// searched in order costs less than hashing a path per line.
-    var pending: [(destination: AccessLogConfig.Destination, bytes: [UInt8])] = []
+    var pending: [AccessLogWriter.Entry] = []
     var timerArmed = false
 }
 
 extension Worker {
-    /// Writes the line of one finished stream (or connection) to each of the loggers whose filter takes it. The
-    /// line is rendered straight into its destination's buffer.
+    /// Logs one finished stream (or connection) to each of the loggers whose filter takes it. Filters are
+    /// evaluated here (they read the runtime and draw random numbers on the worker, as in Envoy); the line is
+    /// rendered by the access log thread.
     func logAccess(_ logs: [AccessLogConfig], _ context: FormatContext) {
         eventLoop.assertInEventLoop()
-        for log in logs {
+        var selected: UInt64 = 0
+        for (i, log) in logs.enumerated() {
             if let filter = log.filter {
                 let inputs = AccessLogFilter.Inputs(runtime: server.runtime.snapshot, random: { self.random.next() })
                 if !filter.evaluate(context, inputs) { continue }
             }
-            let i: Int
-            if let found = accessLogBuffers.pending.firstIndex(where: { $0.destination == log.destination }) {
-                i = found
-            } else {
-                var bytes: [UInt8] = []
-                bytes.reserveCapacity(AccessLogBuffers.flushSize + 4096)
-                accessLogBuffers.pending.append((log.destination, bytes))
-                i = accessLogBuffers.pending.count - 1
-            }
-            log.render(context, into: &accessLogBuffers.pending[i].bytes)
-            if accessLogBuffers.pending[i].bytes.count >= AccessLogBuffers.flushSize {
-                let full = accessLogBuffers.pending.remove(at: i)
-                AccessLogWriter.shared.enqueue(full.bytes, to: full.destination)
-            }
+            selected |= 1 << UInt64(i)
         }
-        if !accessLogBuffers.timerArmed && !accessLogBuffers.pending.isEmpty {
+        guard selected != 0 else { return }
+        if accessLogBuffers.pending.isEmpty { accessLogBuffers.pending.reserveCapacity(AccessLogBuffers.batchSize) }
+        accessLogBuffers.pending.append(AccessLogWriter.Entry(logs: logs, selected: selected, context: context))
+        if accessLogBuffers.pending.count >= AccessLogBuffers.batchSize {
+            flushAccessLogs()
+            return
+        }
+        if !accessLogBuffers.timerArmed {
             accessLogBuffers.timerArmed = true
             eventLoop.assumeIsolated().scheduleTask(in: AccessLogBuffers.flushInterval) { [weak self] in
                 guard let self else { return }
@@ -49,11 +45,11 @@ extension Worker {
         }
     }
 
-    /// Hands every pending line to the writer thread.
+    /// Hands every pending stream to the access log thread.
     func flushAccessLogs() {
         eventLoop.assertInEventLoop()
         guard !accessLogBuffers.pending.isEmpty else { return }
-        for (destination, bytes) in accessLogBuffers.pending { AccessLogWriter.shared.enqueue(bytes, to: destination) }
-        accessLogBuffers.pending.removeAll()
+        AccessLogWriter.shared.enqueue(accessLogBuffers.pending)
+        accessLogBuffers.pending = []
     }
 }

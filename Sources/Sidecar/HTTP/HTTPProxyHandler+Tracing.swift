@@ -77,7 +77,7 @@ extension HTTPProxyHandler {
             requestHeaders: request.headers, scheme: request.scheme, host: request.authority, path: request.path,
             method: request.method, httpProtocol: downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
             peerAddress: peer, requestSize: bytesReceived, responseSize: bytesSent, upstreamCluster: cluster?.config.name,
-            statusCode: responseCode ?? 0, responseFlags: flags))
+            statusCode: responseCode ?? 0, responseFlags: flags), deferTags: span.sampled && tracer.exporter != nil)
         recordSpan(span, tracer)
     }
 

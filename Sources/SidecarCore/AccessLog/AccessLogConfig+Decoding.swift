@@ -4,6 +4,20 @@ extension AccessLogConfig {
     package static let stderrType = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog"
 
     /// An `AccessLog` entry (connection manager, tcp_proxy, listener): the file, stdout and stderr loggers.
+    /// Pilotfish's bound on the loggers of one `access_log` list (a stream's loggers are chosen as bits of a
+    /// 64-bit mask on its way to the access log thread).
+    package static let maxPerList = 64
+
+    /// An `access_log` list, absent or not.
+    package static func decodeList(_ value: ConfigValue?) throws -> [AccessLogConfig] {
+        guard let value else { return [] }
+        let items = try value.array()
+        if items.count > maxPerList {
+            throw value.error("at most \(maxPerList) access loggers per list are supported by Pilotfish; \(items.count) given")
+        }
+        return try items.map(decode)
+    }
+
     package static func decode(_ value: ConfigValue) throws -> AccessLogConfig {
         let obj = try value.object()
         let filter = try obj.optional("filter").map(AccessLogFilter.decode)

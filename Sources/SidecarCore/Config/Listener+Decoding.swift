@@ -103,7 +103,7 @@ extension Listener {
         listener.useOriginalDst = try obj.optional("use_original_dst")?.bool() ?? false
         listener.bindToPort = try obj.optional("bind_to_port")?.bool() ?? true
         if let d = obj.optional("traffic_direction") { listener.trafficDirection = try d.enumValue(Listener.TrafficDirection.self) }
-        listener.accessLogs = try obj.list("access_log").map(AccessLogConfig.decode)
+        listener.accessLogs = try AccessLogConfig.decodeList(obj.optional("access_log"))
         try obj.finish()
         return listener
     }
@@ -247,7 +247,7 @@ extension TCPProxyConfig {
             let d = try v.duration()
             idle = d.isZero ? nil : d
         }
-        let accessLogs = try obj.list("access_log").map(AccessLogConfig.decode)
+        let accessLogs = try AccessLogConfig.decodeList(obj.optional("access_log"))
         try obj.finish()
         return TCPProxyConfig(statPrefix: statPrefix, cluster: cluster, idleTimeout: idle, accessLogs: accessLogs)
     }
@@ -333,7 +333,7 @@ extension HTTPConnectionManagerConfig {
         let maxKB = try obj.optional("max_request_headers_kb")?.int(min: 1, max: 8192) ?? 60
         // Zero disables it, as in Envoy.
         let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
-        let accessLogs = try obj.optional("access_log")?.array().map(AccessLogConfig.decode) ?? []
+        let accessLogs = try AccessLogConfig.decodeList(obj.optional("access_log"))
         let tracing = try obj.optional("tracing").map(TracingConfig.decode)
         try obj.finish()
         var config = HTTPConnectionManagerConfig(

@@ -123,4 +123,12 @@ import Testing
         let e = Self.loadError("{name: f, typed_config: {\(Self.file)}}")
         #expect(e?.message.contains("path") == true || e?.path.contains("path") == true)
     }
+
+    /// A stream's loggers travel to the access log thread as a 64-bit mask: a longer list is refused, not cut.
+    @Test func moreThanSixtyFourLoggersInOneListAreRefused() throws {
+        let one = "{name: envoy.access_loggers.stdout, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}}"
+        #expect(try Self.hcm(Array(repeating: one, count: 64).joined(separator: ", ")).accessLogs.count == 64)
+        let e = Self.loadError(Array(repeating: one, count: 65).joined(separator: ", "))
+        #expect(e?.message.contains("at most 64 access loggers") == true, "\(String(describing: e))")
+    }
 }

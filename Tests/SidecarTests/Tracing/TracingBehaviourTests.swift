@@ -67,8 +67,11 @@ import Testing
                                     sampled: true, format: .b3Multi) }
         }
         exporter.submit(spans(3))
-        // The first report takes what was queued and hangs; then the queue fills to 4 and the rest is dropped.
-        try loop.submit {}.wait()
+        // The first report (sent after the exporter's short collecting delay) takes what was queued and hangs;
+        // then the queue fills to 4 and the rest is dropped.
+        let deadline = NIODeadline.now() + .seconds(5)
+        while try loop.submit({ transport.promises.isEmpty }).wait(), NIODeadline.now() < deadline { usleep(1000) }
+        #expect(try loop.submit { transport.promises.count }.wait() == 1)
         exporter.submit(spans(3))
         exporter.submit(spans(3))
         #expect(exporter.spansDropped.load(ordering: .relaxed) == 2)
