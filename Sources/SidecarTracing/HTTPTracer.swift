@@ -106,6 +106,14 @@ package final class HTTPTracer: Sendable {
             if span.parentID != 0 { value += "-" + TraceHex.encode(span.parentID) }
             headers.replaceOrAddScanningFirst(name: "b3", value: value)
         case .b3Multi:
+            if !TraceHeaders.hasB3Header(headers) {
+                // Nothing to replace: the headers are added (one pass over the names instead of four).
+                headers.add(name: "x-b3-traceid", value: TraceHex.encode(trace: span.trace))
+                headers.add(name: "x-b3-spanid", value: TraceHex.encode(span.spanID))
+                if span.parentID != 0 { headers.add(name: "x-b3-parentspanid", value: TraceHex.encode(span.parentID)) }
+                headers.add(name: "x-b3-sampled", value: span.sampled ? "1" : "0")
+                break
+            }
             headers.replaceOrAddScanningFirst(name: "x-b3-traceid", value: TraceHex.encode(trace: span.trace))
             headers.replaceOrAddScanningFirst(name: "x-b3-spanid", value: TraceHex.encode(span.spanID))
             if span.parentID != 0 {
@@ -164,7 +172,7 @@ package final class HTTPTracer: Sendable {
     /// Envoy's `finalizeDownstreamSpan`: the tags, the error mark (no response, or 5xx), the end. With
     /// `deferTags`, the span ends now and keeps what the tags are made of; the exporter's thread writes them
     /// (`Span.resolveTags`) before the span is encoded, off the request path.
-    package func finish(_ span: Span, _ info: DownstreamInfo, deferTags: Bool = false) {
+    package func finish(_ span: Span, _ info: consuming DownstreamInfo, deferTags: Bool = false) {
         span.finish()
         if deferTags {
             span.deferredTags = (self, info)

@@ -71,8 +71,8 @@ extension HTTPProxyHandler {
         var flags = ""
         responseFlags.render(long: false, into: &flags)
         let request = stream.request
-        // The access log's cache: the peer's text is made once per connection.
-        let peer = addressTexts.text(context.channel.remoteAddress, slot: 1)?.ip ?? ""
+        // The peer's text is made once per connection.
+        let peer = downstreamAddressTexts().remote?.ip ?? ""
         tracer.finish(span, HTTPTracer.DownstreamInfo(
             requestHeaders: request.headers, scheme: request.scheme, host: request.authority, path: request.path,
             method: request.method, httpProtocol: downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1",

@@ -119,10 +119,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var loggedResponseHeaders: HTTPHeaders?
     /// Tries made so far (the upstream request is gone by the time a local reply reports them).
     var attemptCount = 0
-    /// The text of the addresses `streamInfo()` reports, kept while they stay the same (the downstream ones for the
-    /// connection's life, the upstream ones while requests reuse a pooled connection): inet_ntop per request and
-    /// address was a tenth of an access-logged request's instructions.
+    /// The text of the upstream addresses `streamInfo()` reports, kept while requests reuse a pooled connection:
+    /// inet_ntop per request and address was a tenth of an access-logged request's instructions.
     var addressTexts = AddressTextCache()
+    /// The downstream connection's peer and local (original destination) addresses as text: fixed for the
+    /// connection, made on first use (no address lookup or comparison per request).
+    var downstreamTexts: (remote: StreamAddress?, local: StreamAddress?)?
     /// The request's span while it is traced; the decorator operation its response names (ingress).
     var activeSpan: Span?
     var traceDecoratorResponse: String?
@@ -556,24 +558,31 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // Envoy counts the first try as soon as the router has a cluster for the request.
         info.upstreamRequestAttemptCount = attemptCount > 0 ? attemptCount : (cluster != nil ? 1 : 0)
         info.routeName = stream.route.routeName
-        let direct = addressTexts.text(context.channel.remoteAddress, slot: 1)
+        let (direct, local) = downstreamAddressTexts()
         info.downstreamDirectRemoteAddress = direct
         if let forwarded = listener.requestHeaders.forwardedAddressText(stream.request.headers) {
             info.downstreamRemoteAddress = StreamAddress(ip: forwarded, port: 0)
         } else {
             info.downstreamRemoteAddress = direct
         }
-        let local = originalDestination ?? context.channel.localAddress
-        info.downstreamLocalAddress = addressTexts.text(local, slot: 2)
+        info.downstreamLocalAddress = local
         info.requestedServerName = requestedServerName
         info.hostname = listener.hostname
         info.responseCodeDetails = responseCodeDetails
-        info.upstreamLocalAddress = addressTexts.text(upstreamLocalAddress, slot: 3)
+        info.upstreamLocalAddress = addressTexts.text(upstreamLocalAddress, slot: 1)
         info.upstreamTransportFailureReason = upstreamTransportFailureReason
         info.connectionID = connectionID
         if let sans = security?.peerURISANs, !sans.isEmpty { info.downstreamPeerURISAN = sans.joined(separator: ",") }
         info.healthCheck = stream.isHealthCheck
         return info
+    }
+
+    func downstreamAddressTexts() -> (remote: StreamAddress?, local: StreamAddress?) {
+        if let downstreamTexts { return downstreamTexts }
+        let texts = (context.channel.remoteAddress.flatMap { StreamAddress($0) },
+                     (originalDestination ?? context.channel.localAddress).flatMap { StreamAddress($0) })
+        downstreamTexts = texts
+        return texts
     }
 
     /// `status`: the response's `:status`.
@@ -654,7 +663,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
 /// The last `StreamAddress` made for each of a few addresses (see `HTTPProxyHandler.addressTexts`).
 struct AddressTextCache {
-    private var entries: [(address: SocketAddress, text: StreamAddress)?] = [nil, nil, nil, nil]
+    private var entries: [(address: SocketAddress, text: StreamAddress)?] = [nil, nil]
 
     mutating func text(_ address: SocketAddress?, slot: Int) -> StreamAddress? {
         guard let address else { return nil }

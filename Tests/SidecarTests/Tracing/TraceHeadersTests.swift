@@ -75,4 +75,18 @@ import Testing
         #expect(context == nil)
         #expect(sampled == true)
     }
+
+    /// The one-pass check that lets requests without B3 skip five lookups: any case, exact names only.
+    @Test func b3HeadersAreFoundInAnyCase() {
+        for name in ["b3", "B3", "x-b3-traceid", "X-B3-Sampled", "x-b3-anything"] {
+            #expect(TraceHeaders.hasB3Header(HTTPHeaders([("host", "a"), (name, "1")])), "\(name)")
+        }
+        for name in ["b33", "x-b3", "x-b3-", "xb3-traceid", "x-c3-traceid", "b"] {
+            #expect(!TraceHeaders.hasB3Header(HTTPHeaders([("host", "a"), (name, "1")])), "\(name)")
+        }
+        // Upper-case names still parse (the lookups are case-insensitive).
+        let (context, _) = TraceHeaders.b3(HTTPHeaders([("X-B3-TraceId", "0000000000000001"),
+                                                        ("X-B3-SpanId", "0000000000000002")]))
+        #expect(context?.spanID == 2)
+    }
 }
