@@ -70,6 +70,19 @@ struct JSONBytesWriter {
             var o = count
             base[o] = UInt8(ascii: "\"")
             o += 1
+            // Nearly every tag needs no escape: a scan, then one copy.
+            var clean = true
+            for b in bytes where b < 0x20 || b == 0x22 || b == 0x5C {
+                clean = false
+                break
+            }
+            if clean {
+                UnsafeMutableRawBufferPointer(rebasing: base[o...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
+                o += bytes.count
+                base[o] = UInt8(ascii: "\"")
+                count = o + 1
+                return
+            }
             for b in bytes {
                 if b >= 0x20 && b != 0x22 && b != 0x5C {
                     base[o] = b
