@@ -95,16 +95,20 @@ final class AccessLogWriter: @unchecked Sendable {
 
     /// Renders a batch, each line into its destination's buffer, then writes each buffer with one call.
     private func render(_ entries: [Entry]) {
-        for entry in entries {
-            for (i, log) in entry.logs.enumerated() where entry.selected & (1 << UInt64(i)) != 0 {
-                let b: Int
-                if let found = buffers.firstIndex(where: { $0.destination == log.destination }) {
-                    b = found
-                } else {
-                    buffers.append((log.destination, []))
-                    b = buffers.count - 1
+        // Entries are read in place (a copy of one is some forty reference-count operations).
+        entries.withUnsafeBufferPointer { entries in
+            for e in entries.indices {
+                for i in entries[e].logs.indices where entries[e].selected & (1 << UInt64(i)) != 0 {
+                    let destination = entries[e].logs[i].destination
+                    let b: Int
+                    if let found = buffers.firstIndex(where: { $0.destination == destination }) {
+                        b = found
+                    } else {
+                        buffers.append((destination, []))
+                        b = buffers.count - 1
+                    }
+                    entries[e].logs[i].render(entries[e].context, into: &buffers[b].bytes)
                 }
-                log.render(entry.context, into: &buffers[b].bytes)
             }
         }
         for i in buffers.indices where !buffers[i].bytes.isEmpty {
