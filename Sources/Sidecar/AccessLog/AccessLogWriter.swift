@@ -31,6 +31,30 @@ final class AccessLogWriter: @unchecked Sendable {
 
     /// Work waiting, in the order it was handed over. Guarded by `condition`.
     private var queue: [Work] = []
+    /// The bound on batches waiting while the thread is busy (a disk that stalls, a stdout nobody reads): past
+    /// it a worker's batch is dropped and counted, so a stuck destination costs bounded memory (each entry holds
+    /// its stream's headers until rendered), never an event loop.
+    let maxQueuedBatches: Int
+    /// Streams whose lines were dropped at the bound. Guarded by `condition`.
+    private(set) var droppedEntries = 0
+
+    init(maxQueuedBatches: Int = 1024) {
+        self.maxQueuedBatches = maxQueuedBatches
+    }
+
+    /// Batches waiting for the thread (tests).
+    var queuedBatches: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.count
+    }
+
+    /// Streams dropped so far at the queue's bound.
+    var dropped: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return droppedEntries
+    }
     /// Buffers handed over and not yet written (`flush` waits for zero). Guarded by `condition`.
     private var outstanding = 0
     private var started = false
@@ -39,7 +63,13 @@ final class AccessLogWriter: @unchecked Sendable {
 
     /// Queues a worker's batch of entries; never blocks on I/O.
     func enqueue(_ entries: [Entry]) {
-        submit(.render(entries))
+        if !submit(.render(entries), bounded: true) {
+            // The first drop is news; the rest would be a log line per batch while the destination is stuck.
+            if dropped == entries.count {
+                Log.warning("access log lines dropped: the access log thread is not keeping up (a stalled file or stdout)",
+                            [("queued_batches", "\(maxQueuedBatches)")])
+            }
+        }
     }
 
     /// Envoy's admin /reopen_logs: files are closed and opened again by path, in order with the writes.
@@ -47,8 +77,15 @@ final class AccessLogWriter: @unchecked Sendable {
         submit(.reopen)
     }
 
-    private func submit(_ work: Work) {
+    /// False when `bounded` work met the bound and was dropped.
+    @discardableResult
+    private func submit(_ work: Work, bounded: Bool = false) -> Bool {
         condition.lock()
+        if bounded, queue.count >= maxQueuedBatches, case .render(let entries) = work {
+            droppedEntries += entries.count
+            condition.unlock()
+            return false
+        }
         queue.append(work)
         outstanding += 1
         let start = !started
@@ -59,6 +96,7 @@ final class AccessLogWriter: @unchecked Sendable {
             thread.name = "access-log"
             thread.start()
         }
+        return true
     }
 
     /// Blocks until everything handed over so far is written (shutdown, tests).

@@ -73,11 +73,13 @@ extension HTTPProxyHandler {
         let request = stream.request
         // The peer's text is made once per connection.
         let peer = downstreamAddressTexts().remote?.ip ?? ""
+        // With an exporter, tags are written on its thread; an unsampled span is never exported, so its tags are
+        // never written at all.
         tracer.finish(span, HTTPTracer.DownstreamInfo(
             requestHeaders: request.headers, scheme: request.scheme, host: request.authority, path: request.path,
             method: request.method, httpProtocol: downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
             peerAddress: peer, requestSize: bytesReceived, responseSize: bytesSent, upstreamCluster: cluster?.config.name,
-            statusCode: responseCode ?? 0, responseFlags: flags), deferTags: span.sampled && tracer.exporter != nil)
+            statusCode: responseCode ?? 0, responseFlags: flags), deferTags: tracer.exporter != nil)
         recordSpan(span, tracer)
     }
 
