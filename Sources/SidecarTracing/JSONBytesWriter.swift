@@ -1,4 +1,5 @@
 import NIOCore
+import SidecarCore
 
 /// Writes JSON into memory reserved beforehand for the worst case (every string byte escaped as `\u00XX`): no
 /// capacity check, uniqueness check or call per write, which is where a span's encoding spent its time when it
@@ -61,8 +62,7 @@ struct JSONBytesWriter {
         count += digits
     }
 
-    /// A JSON string literal: the UTF-8 bytes as they are, with `"`, `\` and control bytes escaped (bytes of
-    /// multi-byte characters are all 0x80 or above, so they pass unchanged). Needs `worstCase(s)` bytes.
+    /// A JSON string literal, escaped by `JSONEscape`. Needs `worstCase(s)` bytes.
     mutating func string(_ s: String) {
         var s = s
         s.withUTF8 { bytes in
@@ -71,46 +71,17 @@ struct JSONBytesWriter {
             base[o] = UInt8(ascii: "\"")
             o += 1
             // Nearly every tag needs no escape: a scan, then one copy.
-            var clean = true
-            for b in bytes where b < 0x20 || b == 0x22 || b == 0x5C {
-                clean = false
-                break
-            }
-            if clean {
+            if !bytes.contains(where: JSONEscape.needed) {
                 UnsafeMutableRawBufferPointer(rebasing: base[o...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
                 o += bytes.count
-                base[o] = UInt8(ascii: "\"")
-                count = o + 1
-                return
-            }
-            for b in bytes {
-                if b >= 0x20 && b != 0x22 && b != 0x5C {
-                    base[o] = b
-                    o += 1
-                    continue
-                }
-                base[o] = 0x5C
-                switch b {
-                case 0x22, 0x5C:
-                    base[o + 1] = b
-                    o += 2
-                case 0x0A:
-                    base[o + 1] = UInt8(ascii: "n")
-                    o += 2
-                case 0x0D:
-                    base[o + 1] = UInt8(ascii: "r")
-                    o += 2
-                case 0x09:
-                    base[o + 1] = UInt8(ascii: "t")
-                    o += 2
-                default:
-                    base[o + 1] = UInt8(ascii: "u")
-                    base[o + 2] = 0x30
-                    base[o + 3] = 0x30
-                    base[o + 4] = b >> 4 == 0 ? 0x30 : 0x31
-                    let low = b & 0xF
-                    base[o + 5] = low < 10 ? 0x30 &+ low : 0x57 &+ low
-                    o += 6
+            } else {
+                for b in bytes {
+                    if JSONEscape.needed(b) {
+                        o += JSONEscape.write(b, into: base, at: o)
+                    } else {
+                        base[o] = b
+                        o += 1
+                    }
                 }
             }
             base[o] = UInt8(ascii: "\"")

@@ -45,27 +45,53 @@ extension Array where Element == UInt8 {
         }
     }
 
-    /// Escapes, in place, the bytes from `start` on as a JSON string's contents: `"`, `\\` and control bytes
-    /// (bytes of multi-byte characters are all 0x80 or above and pass unchanged). Nothing moves when there is
-    /// nothing to escape, the usual case.
+    /// Escapes, in place, the bytes from `start` on as a JSON string's contents (`JSONEscape`). Nothing moves
+    /// when there is nothing to escape, the usual case.
     package mutating func escapeJSON(from start: Int) {
-        guard let first = self[start...].firstIndex(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else { return }
+        guard let first = self[start...].firstIndex(where: JSONEscape.needed) else { return }
         let tail = Array(self[first...])
         removeSubrange(first...)
+        var escape: UInt64 = 0
         for b in tail {
-            switch b {
-            case 0x22: append(contentsOf: [0x5C, 0x22])
-            case 0x5C: append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case ..<0x20:
-                appendText("\\u00")
-                append(b >> 4 == 0 ? 0x30 : 0x31)
-                let low = b & 0xF
-                append(low < 10 ? 0x30 &+ low : 0x57 &+ low)
-            default: append(b)
+            guard JSONEscape.needed(b) else {
+                append(b)
+                continue
+            }
+            Swift.withUnsafeMutableBytes(of: &escape) { room in
+                append(contentsOf: room[..<JSONEscape.write(b, into: room, at: 0)])
             }
         }
+    }
+}
+
+/// JSON string escapes: `"`, `\` and control bytes (bytes of multi-byte characters are all 0x80 or above and pass
+/// unchanged). One rule for the access log's JSON lines and the tracers' span JSON.
+package enum JSONEscape {
+    @inlinable
+    package static func needed(_ b: UInt8) -> Bool { b < 0x20 || b == 0x22 || b == 0x5C }
+
+    /// Writes the escape of `b` (one that is `needed`) at `offset`, where 6 bytes are free; returns its length.
+    @inlinable
+    package static func write(_ b: UInt8, into out: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
+        out[offset] = 0x5C
+        switch b {
+        case 0x22, 0x5C:
+            out[offset + 1] = b
+        case 0x0A:
+            out[offset + 1] = UInt8(ascii: "n")
+        case 0x0D:
+            out[offset + 1] = UInt8(ascii: "r")
+        case 0x09:
+            out[offset + 1] = UInt8(ascii: "t")
+        default:
+            out[offset + 1] = UInt8(ascii: "u")
+            out[offset + 2] = 0x30
+            out[offset + 3] = 0x30
+            out[offset + 4] = b >> 4 == 0 ? 0x30 : 0x31
+            let low = b & 0xF
+            out[offset + 5] = low < 10 ? 0x30 &+ low : 0x57 &+ low
+            return 6
+        }
+        return 2
     }
 }

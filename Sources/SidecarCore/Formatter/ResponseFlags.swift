@@ -58,13 +58,8 @@ public struct ResponseFlags: Sendable, Equatable, ExpressibleByArrayLiteral {
     }
 
     package func render(long: Bool, into out: inout String) {
-        if flags.isEmpty {
-            out += "-"
-            return
-        }
-        for (i, flag) in flags.enumerated() {
-            if i > 0 { out += "," }
-            out += long ? flag.longName : flag.shortName
-        }
+        var bytes: [UInt8] = []
+        render(long: long, into: &bytes)
+        out += String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -1,17 +1,11 @@
-/// Header names compare without regard to ASCII case. Not generic, and inlinable: the proxy compares names per
-/// request from other modules, where an unspecialised generic call costs a hundred times the comparison.
+/// Header names (and tokens) compare without regard to ASCII case. Inlinable and generic: callers in other
+/// modules get it specialised (an unspecialised generic call per header cost a hundred times the comparison).
 @inlinable
-package func equalsIgnoringASCIICase(_ a: String, _ b: String) -> Bool {
+package func equalsIgnoringASCIICase<A: StringProtocol, B: StringProtocol>(_ a: A, _ b: B) -> Bool {
     guard a.utf8.count == b.utf8.count else { return false }
-    var a = a
-    var b = b
-    return a.withUTF8 { x in
-        b.withUTF8 { y in
-            for i in 0..<x.count where x[i] != y[i] {
-                let lower = x[i] | 0x20
-                guard lower == y[i] | 0x20, lower >= UInt8(ascii: "a"), lower <= UInt8(ascii: "z") else { return false }
-            }
-            return true
-        }
+    for (x, y) in zip(a.utf8, b.utf8) where x != y {
+        let lower = x | 0x20
+        guard lower == y | 0x20, lower >= UInt8(ascii: "a"), lower <= UInt8(ascii: "z") else { return false }
     }
+    return true
 }
