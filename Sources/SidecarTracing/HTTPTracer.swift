@@ -149,11 +149,12 @@ package final class HTTPTracer: Sendable {
         package var upstreamCluster: String?
         /// 0: no response was sent.
         package var statusCode: Int
-        package var responseFlags: String
+        package var responseFlags: ResponseFlags
 
+        @inlinable
         package init(requestHeaders: HTTPHeaders, scheme: String, host: String, path: String, method: String,
                      httpProtocol: String, peerAddress: String, requestSize: UInt64, responseSize: UInt64,
-                     upstreamCluster: String?, statusCode: Int, responseFlags: String) {
+                     upstreamCluster: String?, statusCode: Int, responseFlags: ResponseFlags) {
             self.requestHeaders = requestHeaders
             self.scheme = scheme
             self.host = host
@@ -215,7 +216,9 @@ package final class HTTPTracer: Sendable {
             span.setTag("upstream_cluster.name", cluster)
         }
         span.setTag("http.status_code", String(info.statusCode))
-        span.setTag("response_flags", info.responseFlags)
+        var flags = ""
+        info.responseFlags.render(long: false, into: &flags)
+        span.setTag("response_flags", flags)
         for (k, v) in fixedTags { span.setTag(k, v) }
         for tag in config.customTags {
             if case .requestHeader(let name, let def) = tag.source, let v = h.first(name: name) ?? def {

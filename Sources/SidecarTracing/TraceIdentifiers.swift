@@ -1,19 +1,23 @@
+import SidecarCore
+
 /// Trace and span ids as numbers, and their lower-case hex text in headers and Zipkin spans.
 package enum TraceHex {
     /// `value` as exactly 16 lower-case hex digits.
     package static func encode(_ value: UInt64) -> String {
-        String(unsafeUninitializedCapacity: 16) { buf in
-            for i in 0..<16 {
-                let n = UInt8(truncatingIfNeeded: (value >> UInt64(60 - 4 * i)) & 0xF)
-                buf[i] = n < 10 ? 48 &+ n : 87 &+ n
-            }
-            return 16
+        ShortASCII.make(count: 16) { out in
+            for i in 0..<16 { out[i] = ShortASCII.hexDigit(value >> UInt64(60 - 4 * i)) }
         }
     }
 
     /// A trace id: 32 digits when it has a high half (or `wide`), else 16.
     package static func encode(trace: TraceID, wide: Bool = false) -> String {
-        trace.high != 0 || wide ? encode(trace.high) + encode(trace.low) : encode(trace.low)
+        guard trace.high != 0 || wide else { return encode(trace.low) }
+        return ShortASCII.make(count: 32) { out in
+            for i in 0..<16 {
+                out[i] = ShortASCII.hexDigit(trace.high >> UInt64(60 - 4 * i))
+                out[16 + i] = ShortASCII.hexDigit(trace.low >> UInt64(60 - 4 * i))
+            }
+        }
     }
 
     /// 1 to 16 hex digits (either case) as a number; nil for anything else.

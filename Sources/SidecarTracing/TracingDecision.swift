@@ -57,10 +57,9 @@ package enum TracingDecision {
         }
         guard digit != reason.digit else { return (reason, nil) }
         let marked = id.withUTF8 { bytes in
-            String(unsafeUninitializedCapacity: 36) { buf in
-                _ = buf.initialize(from: bytes)
-                buf[14] = reason.digit
-                return 36
+            ShortASCII.make(count: 36) { out in
+                for i in 0..<36 { out[i] = bytes[i] }
+                out[14] = reason.digit
             }
         }
         return (reason, marked)

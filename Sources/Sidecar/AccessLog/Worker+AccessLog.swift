@@ -18,21 +18,32 @@ extension Worker {
     /// Logs one finished stream (or connection) to each of the loggers whose filter takes it. Filters are
     /// evaluated here (they read the runtime and draw random numbers on the worker, as in Envoy); the line is
     /// rendered by the access log thread.
-    /// `context` is consumed: it moves into the batch, not copied (a copy is some forty reference-count
-    /// operations).
     func logAccess(_ logs: [AccessLogConfig], _ context: consuming FormatContext) {
+        let context = consume context
+        logAccess(logs) { $0 = context }
+    }
+
+    /// As `logAccess(_:_:)`, with the context written by `fill` straight into its place in the batch: a context
+    /// built elsewhere and moved in was copied field by field (some forty reference-count operations).
+    func logAccess(_ logs: [AccessLogConfig], fill: (inout FormatContext) -> Void) {
         eventLoop.assertInEventLoop()
+        if accessLogBuffers.pending.isEmpty { accessLogBuffers.pending.reserveCapacity(AccessLogBuffers.batchSize) }
+        accessLogBuffers.pending.append(AccessLogWriter.Entry(logs: logs, selected: 0, context: FormatContext()))
+        let last = accessLogBuffers.pending.count - 1
+        fill(&accessLogBuffers.pending[last].context)
         var selected: UInt64 = 0
         for (i, log) in logs.enumerated() {
             if let filter = log.filter {
                 let inputs = AccessLogFilter.Inputs(runtime: server.runtime.snapshot, random: { self.random.next() })
-                if !filter.evaluate(context, inputs) { continue }
+                if !filter.evaluate(accessLogBuffers.pending[last].context, inputs) { continue }
             }
             selected |= 1 << UInt64(i)
         }
-        guard selected != 0 else { return }
-        if accessLogBuffers.pending.isEmpty { accessLogBuffers.pending.reserveCapacity(AccessLogBuffers.batchSize) }
-        accessLogBuffers.pending.append(AccessLogWriter.Entry(logs: logs, selected: selected, context: context))
+        guard selected != 0 else {
+            accessLogBuffers.pending.removeLast()
+            return
+        }
+        accessLogBuffers.pending[last].selected = selected
         if accessLogBuffers.pending.count >= AccessLogBuffers.batchSize {
             flushAccessLogs()
             return

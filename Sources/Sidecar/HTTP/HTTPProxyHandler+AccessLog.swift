@@ -9,13 +9,14 @@ extension HTTPProxyHandler {
     func logAccess() {
         let logs = listener.hcm.accessLogs
         guard !logs.isEmpty, requestActive else { return }
-        var c = formatContext()
-        c.stream.end = .now()
-        c.responseStatus = responseCode
-        if let headers = loggedResponseHeaders {
-            c.responseHeaders = headers
-            loggedResponseHeaders = nil
+        worker.logAccess(logs) { c in
+            fillFormatContext(&c)
+            c.stream.end = .now()
+            c.responseStatus = responseCode
+            if let headers = loggedResponseHeaders {
+                c.responseHeaders = headers
+                loggedResponseHeaders = nil
+            }
         }
-        worker.logAccess(logs, c)
     }
 }

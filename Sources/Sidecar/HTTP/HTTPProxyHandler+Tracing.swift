@@ -38,6 +38,18 @@ extension HTTPProxyHandler {
                                       start: streamStart ?? .now(), random: &worker.random)
     }
 
+    /// Whether each attempt writes its own trace context: with a child span per attempt, or when the attempt
+    /// count header goes before the context (as Envoy orders them). Otherwise the router writes it once.
+    func tracesPerAttempt(_ target: ForwardTarget) -> Bool {
+        listener.startChildSpan || target.includeRequestAttemptCount
+    }
+
+    /// The request's span context, written once into the head every attempt copies.
+    func injectTrace(into headers: inout HTTPHeaders) {
+        guard let span = activeSpan, let tracer = listener.tracer else { return }
+        tracer.inject(span, into: &headers)
+    }
+
     /// The context the upstream attempt carries: the request's span, or a child span of its own.
     func injectTrace(_ up: UpstreamRequest, into headers: inout HTTPHeaders) {
         guard let span = activeSpan, let tracer = listener.tracer else { return }
@@ -68,8 +80,6 @@ extension HTTPProxyHandler {
         guard let span = activeSpan, let tracer = listener.tracer else { return }
         activeSpan = nil
         if let up = upstream { finishChildSpan(up) }
-        var flags = ""
-        responseFlags.render(long: false, into: &flags)
         let request = stream.request
         // The peer's text is made once per connection.
         let peer = downstreamAddressTexts().remote?.ip ?? ""
@@ -79,7 +89,7 @@ extension HTTPProxyHandler {
             requestHeaders: request.headers, scheme: request.scheme, host: request.authority, path: request.path,
             method: request.method, httpProtocol: downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
             peerAddress: peer, requestSize: bytesReceived, responseSize: bytesSent, upstreamCluster: cluster?.config.name,
-            statusCode: responseCode ?? 0, responseFlags: flags), deferTags: tracer.exporter != nil)
+            statusCode: responseCode ?? 0, responseFlags: responseFlags), deferTags: tracer.exporter != nil)
         recordSpan(span, tracer)
     }
 

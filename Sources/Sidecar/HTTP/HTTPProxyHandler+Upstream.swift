@@ -28,7 +28,11 @@ extension HTTPProxyHandler {
         routeTimeout = target.timeout
         if let idle = target.idleTimeout { setStreamIdleTimeout(idle) }
 
+        // The upstream request's own copy of the headers, made once with room for what the proxy adds
+        // (x-forwarded-proto, the expected timeout, a trace context): otherwise the first removal copies them and
+        // each growth copies them again.
         var headers = head.headers
+        headers.reserveCapacity(headers.count + 8)
         let expectContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
         if expectContinue { headers.remove(name: "expect") }
         HopByHop.strip(&headers)
@@ -72,6 +76,13 @@ extension HTTPProxyHandler {
         let source = UpstreamSource.choose(
             listener: listener.config, downstream: context.channel, clusterSource: local.pool.clusterSource)
         let limit = target.perRequestBufferLimitBytes ?? listener.config.perConnectionBufferLimitBytes
+        // Shadows carry the request as the router finalized it, without the attempt's trace context.
+        if !target.mirrorPolicies.isEmpty {
+            startShadows(target, snapshot: snapshot, headers: headers, method: head.method, uri: head.uri, limit: limit)
+        }
+        // A context that is the same for every attempt goes into the head the attempts share; per-attempt headers
+        // (child spans, the attempt count, added after it) are written by each attempt on its own copy.
+        if activeSpan != nil && !tracesPerAttempt(target) { injectTrace(into: &headers) }
         upstream = UpstreamRequest(
             local: local, target: target,
             head: HTTPRequestHead(version: .http1_1, method: head.method, uri: target.path(for: head.uri), headers: headers),
@@ -79,9 +90,6 @@ extension HTTPProxyHandler {
             attempts: RouterAttemptStateMachine(policy: target.retryPolicy, retry: retry, perTryTimeout: perTryTimeout),
             bufferLimit: limit)
         upstreamStart = .now()
-        if !target.mirrorPolicies.isEmpty {
-            startShadows(target, snapshot: snapshot, headers: headers, method: head.method, uri: head.uri, limit: limit)
-        }
         if let up = upstream { startAttempts(up) }
     }
 
@@ -283,7 +291,7 @@ extension HTTPProxyHandler {
         if up.target.includeRequestAttemptCount {
             head.headers.replaceOrAddScanningFirst(name: "x-envoy-attempt-count", value: String(attempt))
         }
-        if activeSpan != nil { injectTrace(up, into: &head.headers) }
+        if activeSpan != nil && tracesPerAttempt(up.target) { injectTrace(up, into: &head.headers) }
         conn.send(.head(head))
         for p in up.parts[up.sent...] { conn.send(p) }
         up.sent = up.parts.count

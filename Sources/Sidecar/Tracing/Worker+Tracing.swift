@@ -6,35 +6,45 @@ import SidecarTracing
 /// per span) and leave as a batch when one reaches `min_flush_spans`, or when the worker's flush timer
 /// (`flush_interval_ms`) fires, as Envoy's tracers batch per worker thread.
 struct SpanBuffers {
-    /// Per exporter: its spans and the batch size, read from the runtime when the batch starts.
-    var pending: [ObjectIdentifier: (exporter: SpanExporter, spans: [Span], flushAt: Int)] = [:]
+    /// One exporter's batch. Its array is kept between batches (emptied, capacity kept): a batch costs no
+    /// allocation on the worker.
+    struct Entry {
+        let exporter: SpanExporter
+        var spans: [Span]
+        /// The batch size, read from the runtime when the batch starts.
+        var flushAt: Int
+    }
+
+    /// A handful at most (one per tracer with an exporter), searched in order; entries left empty are dropped
+    /// when the flush timer fires, so exporters of a replaced configuration are not kept.
+    var entries: [Entry] = []
     var timerArmed = false
+
+    var hasPending: Bool { entries.contains { !$0.spans.isEmpty } }
 }
 
 extension Worker {
     func record(_ span: Span, _ exporter: SpanExporter) {
         eventLoop.assertInEventLoop()
-        let id = ObjectIdentifier(exporter)
-        var full: [Span]?
-        if let i = spanBuffers.pending.index(forKey: id) {
-            // In place: no copy of the batch, no rehash.
-            spanBuffers.pending.values[i].spans.append(span)
-            if spanBuffers.pending.values[i].spans.count >= spanBuffers.pending.values[i].flushAt {
-                full = spanBuffers.pending.remove(at: i).value.spans
-            }
+        let i: Int
+        if let found = spanBuffers.entries.firstIndex(where: { $0.exporter === exporter }) {
+            i = found
         } else {
-            let flushAt = max(1, Int(clamping: server.runtime.snapshot.integer(exporter.minFlushSpansKey, default: 5)))
-            if flushAt <= 1 {
-                full = [span]
-            } else {
-                var spans: [Span] = []
-                spans.reserveCapacity(flushAt)
-                spans.append(span)
-                spanBuffers.pending[id] = (exporter, spans, flushAt)
-            }
+            spanBuffers.entries.append(SpanBuffers.Entry(exporter: exporter, spans: [], flushAt: 1))
+            i = spanBuffers.entries.count - 1
         }
-        if let full { exporter.submit(full) }
-        if !spanBuffers.timerArmed && !spanBuffers.pending.isEmpty {
+        if spanBuffers.entries[i].spans.isEmpty {
+            let flushAt = max(1, Int(clamping: server.runtime.snapshot.integer(exporter.minFlushSpansKey, default: 5)))
+            spanBuffers.entries[i].flushAt = flushAt
+            spanBuffers.entries[i].spans.reserveCapacity(min(flushAt, 1024))
+        }
+        spanBuffers.entries[i].spans.append(span)
+        if spanBuffers.entries[i].spans.count >= spanBuffers.entries[i].flushAt {
+            exporter.submit(spanBuffers.entries[i].spans)
+            spanBuffers.entries[i].spans.removeAll(keepingCapacity: true)
+            return
+        }
+        if !spanBuffers.timerArmed {
             spanBuffers.timerArmed = true
             let runtime = server.runtime.snapshot
             let ms = max(1, Int64(clamping: runtime.integer(exporter.flushIntervalKey, default: 5000)))
@@ -49,8 +59,10 @@ extension Worker {
     /// Hands every pending span to its exporter.
     func flushSpans(byTimer: Bool = false) {
         eventLoop.assertInEventLoop()
-        guard !spanBuffers.pending.isEmpty else { return }
-        for (_, entry) in spanBuffers.pending { entry.exporter.submit(entry.spans, byTimer: byTimer) }
-        spanBuffers.pending.removeAll()
+        spanBuffers.entries.removeAll { $0.spans.isEmpty && byTimer }
+        for i in spanBuffers.entries.indices where !spanBuffers.entries[i].spans.isEmpty {
+            spanBuffers.entries[i].exporter.submit(spanBuffers.entries[i].spans, byTimer: byTimer)
+            spanBuffers.entries[i].spans.removeAll(keepingCapacity: true)
+        }
     }
 }

@@ -16,6 +16,7 @@ public struct FormatContext: Sendable {
     public var responseTrailers: HTTPHeaders
     public var stream: StreamInfo
 
+    @inlinable
     public init(requestHeaders: HTTPHeaders = HTTPHeaders(), method: String? = nil, path: String? = nil,
                 scheme: String? = nil, responseStatus: Int? = nil, responseHeaders: HTTPHeaders = HTTPHeaders(),
                 responseTrailers: HTTPHeaders = HTTPHeaders(), stream: StreamInfo = StreamInfo()) {

@@ -58,6 +58,10 @@ public struct ResponseFlags: Sendable, Equatable, ExpressibleByArrayLiteral {
     }
 
     package func render(long: Bool, into out: inout String) {
+        if isEmpty {
+            out += "-"
+            return
+        }
         var bytes: [UInt8] = []
         render(long: long, into: &bytes)
         out += String(decoding: bytes, as: UTF8.self)

@@ -59,6 +59,7 @@ public struct StreamInfo: Sendable {
     /// else the clock when the command renders.
     public var now: NIODeadline?
 
+    @inlinable
     public init() {}
 }
 

@@ -22,24 +22,22 @@ package struct FastRandom {
 
     /// A version-4 UUID in its 36-character text form, as Envoy's `x-request-id`.
     package mutating func uuid() -> String {
-        let a = next()
-        let b = next()
-        // Hex digits computed, not looked up: a table as a local array was an allocation per request.
-        return String(unsafeUninitializedCapacity: 36) { buf in
-            var i = 0
-            func put(_ nibble: UInt64) {
-                let n = UInt8(truncatingIfNeeded: nibble & 0xF)
-                buf[i] = n < 10 ? 48 &+ n : 87 &+ n
-                i += 1
+        // The version (4) and variant (10xx) bits set, then 8-4-4-4-12 lower-case hex digits.
+        let high = (next() & ~(0xF << 12)) | (0x4 << 12)
+        let low = (next() & ~(0xC << 60)) | (0x8 << 60)
+        return ShortASCII.make(count: 36) { out in
+            let dash = UInt8(ascii: "-")
+            var o = 0
+            for i in 0..<16 {
+                if i == 8 || i == 12 { out[o] = dash; o += 1 }
+                out[o] = ShortASCII.hexDigit(high >> UInt64(60 - 4 * i))
+                o += 1
             }
-            for n in 0..<32 {
-                if n == 8 || n == 12 || n == 16 || n == 20 { buf[i] = UInt8(ascii: "-"); i += 1 }
-                var nib = n < 16 ? (a >> UInt64(60 - n * 4)) : (b >> UInt64(60 - (n - 16) * 4))
-                if n == 12 { nib = 4 }
-                if n == 16 { nib = 8 | (nib & 3) }
-                put(nib)
+            for i in 0..<16 {
+                if i == 0 || i == 4 { out[o] = dash; o += 1 }
+                out[o] = ShortASCII.hexDigit(low >> UInt64(60 - 4 * i))
+                o += 1
             }
-            return 36
         }
     }
 }

@@ -196,4 +196,25 @@ import Testing
         #expect(r.bodyString == "request timeout")
         #expect(c.waitForClose())
     }
+
+    /// Envoy's request ids are version-4 UUIDs: 8-4-4-4-12 lower-case hex digits, version 4, variant 10xx.
+    @Test func generatedRequestIDsAreVersion4UUIDs() {
+        var random = FastRandom()
+        var seen = Set<String>()
+        for _ in 0..<2000 {
+            let id = Array(random.uuid().utf8)
+            #expect(id.count == 36)
+            for (i, b) in id.enumerated() {
+                if [8, 13, 18, 23].contains(i) {
+                    #expect(b == UInt8(ascii: "-"))
+                } else {
+                    #expect((48...57).contains(b) || (97...102).contains(b), "position \(i)")
+                }
+            }
+            #expect(id[14] == UInt8(ascii: "4"))
+            #expect([UInt8(ascii: "8"), UInt8(ascii: "9"), UInt8(ascii: "a"), UInt8(ascii: "b")].contains(id[19]))
+            seen.insert(String(decoding: id, as: UTF8.self))
+        }
+        #expect(seen.count == 2000)
+    }
 }

@@ -147,7 +147,7 @@ import Testing
         tracer.finish(span, HTTPTracer.DownstreamInfo(
             requestHeaders: h, scheme: "http", host: "a.example", path: "/p?q=1", method: "GET",
             httpProtocol: "HTTP/1.1", peerAddress: "127.0.0.1", requestSize: 3, responseSize: 5,
-            upstreamCluster: "svc", statusCode: status, responseFlags: "-"))
+            upstreamCluster: "svc", statusCode: status, responseFlags: []))
         return span
     }
 

@@ -89,4 +89,15 @@ import Testing
                                                         ("X-B3-SpanId", "0000000000000002")]))
         #expect(context?.spanID == 2)
     }
+
+    @Test func traceHexWritesFixedWidthLowerCaseDigits() {
+        #expect(TraceHex.encode(0x0af7_6519_16cd_43dd) == "0af7651916cd43dd")
+        #expect(TraceHex.encode(0) == "0000000000000000")
+        #expect(TraceHex.encode(UInt64.max) == "ffffffffffffffff")
+        #expect(TraceHex.encode(trace: TraceID(high: 0x0af7_6519_16cd_43dd, low: 0x8448_eb21_1c80_319c))
+                == "0af7651916cd43dd8448eb211c80319c")
+        #expect(TraceHex.encode(trace: TraceID(high: 0, low: 0xb7ad_6b71_6920_3331)) == "b7ad6b7169203331")
+        #expect(TraceHex.encode(trace: TraceID(high: 0, low: 0xb7ad_6b71_6920_3331), wide: true)
+                == "0000000000000000b7ad6b7169203331")
+    }
 }

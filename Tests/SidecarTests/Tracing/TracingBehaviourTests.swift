@@ -30,7 +30,7 @@ import Testing
         tracer.finish(span, HTTPTracer.DownstreamInfo(
             requestHeaders: HTTPHeaders([("x-tenant", "t9")]), scheme: "http", host: "a.example",
             path: "/a/long/path/beyond/twenty", method: "GET", httpProtocol: "HTTP/1.1", peerAddress: "127.0.0.1",
-            requestSize: 0, responseSize: 0, upstreamCluster: nil, statusCode: 200, responseFlags: "-"))
+            requestSize: 0, responseSize: 0, upstreamCluster: nil, statusCode: 200, responseFlags: []))
         let tags = Dictionary(span.tags.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
         #expect(tags["lit"] == "v")
         #expect(tags["env"] == "p1")

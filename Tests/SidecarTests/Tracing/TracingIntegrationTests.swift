@@ -183,6 +183,35 @@ final class TestCollector: Sendable {
         #expect(up.header("x-b3-spanid") != "a2fb4a1d1a96d312")
     }
 
+    /// Without a child span the context is written once, into the head every attempt copies: a retried request
+    /// carries the same trace headers on each try, after the router's own headers.
+    @Test func everyAttemptCarriesTheSameContext() throws {
+        let attempts = NIOLockedValueBox(0)
+        let backend = try ScriptedBackend { _ in
+            attempts.withLockedValue { $0 += 1; return $0 } == 1 ? .init(status: 503) : .init(status: 200)
+        }
+        defer { backend.stop() }
+        let collector = try TestCollector()
+        defer { collector.stop() }
+        let route = #"{match: {prefix: "/"}, route: {cluster: backend, retry_policy: {retry_on: "5xx", num_retries: 1}}}"#
+        let proxy = try ProxyHarness(yaml: Self.config(backend: backend.port, collector: collector.port,
+                                                       tracing: Self.zipkin, routes: [route]))
+        defer { proxy.shutdown() }
+        #expect(try proxy.fetch("GET", "/r", headers: ["x-b3-traceid: 463ac35c9f6413ad", "x-b3-spanid: a2fb4a1d1a96d312"]).status == 200)
+        let tries = backend.requests
+        #expect(tries.count == 2)
+        for r in tries {
+            #expect(r.header("x-b3-traceid") == "463ac35c9f6413ad")
+            #expect(r.header("x-b3-spanid") == "a2fb4a1d1a96d312")
+            #expect(r.header("x-b3-sampled") == "1")
+            #expect(r.headers.filter { $0.name.lowercased() == "x-b3-spanid" }.count == 1)
+            let names = r.headers.map { $0.name.lowercased() }
+            let timeout = try #require(names.firstIndex(of: "x-envoy-expected-rq-timeout-ms"))
+            #expect(try #require(names.firstIndex(of: "x-b3-traceid")) > timeout)
+        }
+        #expect(tries.first?.headers.map(\.name) == tries.last?.headers.map(\.name))
+    }
+
     @Test func unsampledRequestsPropagateTheDecisionAndExportNothing() throws {
         let backend = try TestBackend()
         defer { backend.stop() }
