@@ -12,7 +12,7 @@ package enum TraceReason: Sendable, Equatable {
 
     package var traced: Bool { self != .notTraceable }
 
-    var digit: UInt8 {
+    package var digit: UInt8 {
         switch self {
         case .notTraceable: UInt8(ascii: "4")
         case .sampling: UInt8(ascii: "9")
@@ -42,6 +42,30 @@ package enum TracingDecision {
                                runtime: RuntimeSnapshot?, random: UInt64) -> (reason: TraceReason, rewritten: String?) {
         guard var id = requestID, let modulo = uuidModulo(id) else { return (.notTraceable, nil) }
         let digit = id.withUTF8 { $0[14] }
+        let reason = decide(digit: digit, modulo: modulo, hasClientTraceID: hasClientTraceID, forceTrace: forceTrace,
+                            config: config, runtime: runtime, random: random)
+        guard digit != reason.digit else { return (reason, nil) }
+        let marked = id.withUTF8 { bytes in
+            ShortASCII.make(count: 36) { out in
+                for i in 0..<36 { out[i] = bytes[i] }
+                out[14] = reason.digit
+            }
+        }
+        return (reason, marked)
+    }
+
+    /// The decision for a request id the connection manager is about to make: decided on the id's random bits
+    /// before its text exists, so the id is written once with its reason (`FastRandom.uuid(_:version:)`) instead of
+    /// written and then rewritten in the headers.
+    package static func decide(newRequestID bits: FastRandom.UUIDBits, hasClientTraceID: Bool, forceTrace: Bool,
+                               config: TracingConfig, runtime: RuntimeSnapshot?, random: UInt64) -> TraceReason {
+        decide(digit: UInt8(ascii: "4"), modulo: bits.modulo10000, hasClientTraceID: hasClientTraceID,
+               forceTrace: forceTrace, config: config, runtime: runtime, random: random)
+    }
+
+    /// `digit`: the id's version digit as it arrived; `modulo`: its first eight hex digits modulo 10,000.
+    private static func decide(digit: UInt8, modulo: UInt64, hasClientTraceID: Bool, forceTrace: Bool,
+                               config: TracingConfig, runtime: RuntimeSnapshot?, random: UInt64) -> TraceReason {
         var reason = TraceReason(digit: digit)
         if reason == .notTraceable {
             if hasClientTraceID, enabled(runtime, "tracing.client_enabled", config.clientSampling, random) {
@@ -55,14 +79,7 @@ package enum TracingDecision {
         if reason != .notTraceable, !enabled(runtime, "tracing.global_enabled", config.overallSampling, modulo) {
             reason = .notTraceable
         }
-        guard digit != reason.digit else { return (reason, nil) }
-        let marked = id.withUTF8 { bytes in
-            ShortASCII.make(count: 36) { out in
-                for i in 0..<36 { out[i] = bytes[i] }
-                out[14] = reason.digit
-            }
-        }
-        return (reason, marked)
+        return reason
     }
 
     private static func enabled(_ runtime: RuntimeSnapshot?, _ key: String, _ percent: FractionalPercent,

@@ -11,8 +11,10 @@ extension ConnectionManagerHeaders {
         "x-envoy-original-path",
     ]
 
-    /// Applies the request mutations. `peer` is the downstream connection's remote address.
-    func mutateRequest(_ headers: inout HTTPHeaders, peer: SocketAddress?, random: inout FastRandom) {
+    /// Applies the request mutations. `peer` is the downstream connection's remote address; `newRequestID` makes
+    /// the `x-request-id` the connection manager adds (the tracing stage decides on it as it is made).
+    func mutateRequest(_ headers: inout HTTPHeaders, peer: SocketAddress?, random: inout FastRandom,
+                       newRequestID: (inout FastRandom) -> String = { $0.uuid() }) {
         if Self.hasEnvoyHeader(headers) {
             for name in Self.alwaysRemoved { headers.remove(name: name) }
             if useRemoteAddress { for name in Self.externalRemoved { headers.remove(name: name) } }
@@ -37,9 +39,9 @@ extension ConnectionManagerHeaders {
         }
         if generateRequestID {
             if useRemoteAddress && !preserveExternalRequestID {
-                headers.replaceOrAdd(name: "x-request-id", value: random.uuid())
+                headers.replaceOrAdd(name: "x-request-id", value: newRequestID(&random))
             } else if !headers.contains(name: "x-request-id") {
-                headers.add(name: "x-request-id", value: random.uuid())
+                headers.add(name: "x-request-id", value: newRequestID(&random))
             }
         }
         if let via { Self.appendVia(&headers, via) }

@@ -433,9 +433,24 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         // The connection manager's header rules (x-forwarded-for, x-request-id, sanitising, via) run before any
         // filter, as in Envoy, so filters see what the upstream will.
+        // With tracing, a request id the connection manager makes is made with its tracing decision in it, not made
+        // and then rewritten (see startTracing).
+        let tracer = listener.tracer
+        var decidedTrace: TraceReason?
+        let hasClientTraceID = tracer != nil && head.headers.contains(name: "x-client-trace-id")
+            && !routes.config.internalOnlyHeaders.contains { equalsIgnoringASCIICase($0, "x-client-trace-id") }
         listener.requestHeaders.mutateRequest(
             &head.headers, peer: listener.requestHeaders.useRemoteAddress ? context.channel.remoteAddress : nil,
-            random: &worker.random)
+            random: &worker.random
+        ) { random in
+            guard let tracer else { return random.uuid() }
+            let bits = random.uuidBits()
+            let reason = TracingDecision.decide(
+                newRequestID: bits, hasClientTraceID: hasClientTraceID, forceTrace: false, config: tracer.config,
+                runtime: worker.server.runtime.snapshot, random: random.next())
+            decidedTrace = reason
+            return FastRandom.uuid(bits, version: reason.digit)
+        }
         // internal_only_headers: every request is external (no internal_address_config), so they go before any
         // filter sees the request, as in Envoy's connection manager.
         for name in routes.config.internalOnlyHeaders { head.headers.remove(name: name) }
@@ -446,11 +461,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // The route is chosen before the filters run, as Envoy's connection manager caches it for them: filters
         // read its per-filter config, and local replies carry its response header mutations.
         let (route, perFilter) = routes.config.resolve(request)
-        if let tracer = listener.tracer {
+        if let tracer {
             // The route is chosen: the request lets go of the headers so the trace stage edits them in place
             // rather than copying them all.
             request.headers = HTTPHeaders()
-            startTracing(tracer, &head.headers, route: route, authority: authority)
+            startTracing(tracer, &head.headers, route: route, authority: authority, decided: decidedTrace)
             request.headers = head.headers
         }
         // A filter's local reply carries the route's response headers only on a forwarding route (Envoy has a

@@ -58,4 +58,35 @@ import Testing
         #expect(TracingDecision.decide(requestID: id, hasClientTraceID: true, forceTrace: true,
                                        config: TracingConfig(), runtime: nil, random: 0) == (.notTraceable, nil))
     }
+
+    /// A request id the connection manager makes is decided on its bits before it is written: the same reason,
+    /// and the same id, as deciding on the written id and rewriting it.
+    @Test func decidingANewIDMatchesDecidingItsText() {
+        var random = FastRandom()
+        var sampledAt = TracingConfig()
+        sampledAt.randomSampling = FractionalPercent(numerator: 3_000, denominator: 10_000)
+        var overall = TracingConfig()
+        overall.overallSampling = FractionalPercent(numerator: 5_000, denominator: 10_000)
+        var client = TracingConfig()
+        client.clientSampling = FractionalPercent(numerator: 0, denominator: 100)
+        var reasons: Set<String> = []
+        for config in [TracingConfig(), sampledAt, overall, client] {
+            for n in 0..<500 {
+                let bits = random.uuidBits()
+                let text = FastRandom.uuid(bits)
+                let hasClient = n % 3 == 0
+                let draw = random.next()
+                let (reason, rewritten) = TracingDecision.decide(
+                    requestID: text, hasClientTraceID: hasClient, forceTrace: false, config: config, runtime: nil,
+                    random: draw)
+                let decided = TracingDecision.decide(
+                    newRequestID: bits, hasClientTraceID: hasClient, forceTrace: false, config: config, runtime: nil,
+                    random: draw)
+                #expect(decided == reason)
+                #expect(FastRandom.uuid(bits, version: decided.digit) == (rewritten ?? text))
+                reasons.insert("\(reason)")
+            }
+        }
+        #expect(reasons == ["sampling", "notTraceable", "clientForced"])
+    }
 }
