@@ -49,6 +49,8 @@ package final class SpanExporter: @unchecked Sendable {
         self.kind = kind
         self.loop = loop
         self.maxPending = maxPending
+        minFlushSpansKey = "tracing.\(kind.rawValue).min_flush_spans"
+        flushIntervalKey = "tracing.\(kind.rawValue).flush_interval_ms"
     }
 
     /// An exporter over `transport` (tests).
@@ -93,8 +95,9 @@ package final class SpanExporter: @unchecked Sendable {
     }
 
     /// Runtime keys as Envoy's: `tracing.<kind>.min_flush_spans` (default 5) and `.flush_interval_ms` (5000).
-    package var minFlushSpansKey: String { "tracing.\(kind.rawValue).min_flush_spans" }
-    package var flushIntervalKey: String { "tracing.\(kind.rawValue).flush_interval_ms" }
+    /// Made once: the worker reads them per batch.
+    package let minFlushSpansKey: String
+    package let flushIntervalKey: String
 
     /// Queues a worker's finished spans (`byTimer`: the worker's flush interval sent them, not the batch size).
     package func submit(_ spans: [Span], byTimer: Bool = false) {

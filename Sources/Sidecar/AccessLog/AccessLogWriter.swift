@@ -20,6 +20,20 @@ final class AccessLogWriter: @unchecked Sendable {
         /// The loggers of `logs` that log this entry, by position (a logger per bit).
         var selected: UInt64
         var context: FormatContext
+
+        init(logs: [AccessLogConfig], selected: UInt64, context: FormatContext) {
+            self.logs = logs
+            self.selected = selected
+            self.context = context
+        }
+
+        /// An entry whose context is filled in place afterwards (`Worker.logAccess(_:fill:)`): made here, the
+        /// empty context is not built elsewhere and copied in.
+        init(logs: [AccessLogConfig]) {
+            self.logs = logs
+            selected = 0
+            context = FormatContext()
+        }
     }
 
     private enum Work {

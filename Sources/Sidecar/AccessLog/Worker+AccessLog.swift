@@ -28,7 +28,7 @@ extension Worker {
     func logAccess(_ logs: [AccessLogConfig], fill: (inout FormatContext) -> Void) {
         eventLoop.assertInEventLoop()
         if accessLogBuffers.pending.isEmpty { accessLogBuffers.pending.reserveCapacity(AccessLogBuffers.batchSize) }
-        accessLogBuffers.pending.append(AccessLogWriter.Entry(logs: logs, selected: 0, context: FormatContext()))
+        accessLogBuffers.pending.append(AccessLogWriter.Entry(logs: logs))
         let last = accessLogBuffers.pending.count - 1
         fill(&accessLogBuffers.pending[last].context)
         var selected: UInt64 = 0
