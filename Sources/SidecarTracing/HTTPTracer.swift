@@ -135,8 +135,9 @@ package final class HTTPTracer: Sendable {
 
     // MARK: Finishing
 
-    /// What the connection manager knows of a request when its stream ends.
-    package struct DownstreamInfo {
+    /// What the connection manager knows of a request when its stream ends. A class: it is made once and kept
+    /// by its span until the exporter writes the tags (a struct this size was copied on the way in).
+    package final class DownstreamInfo {
         package var requestHeaders: HTTPHeaders
         package var scheme: String
         package var host: String
@@ -173,7 +174,7 @@ package final class HTTPTracer: Sendable {
     /// Envoy's `finalizeDownstreamSpan`: the tags, the error mark (no response, or 5xx), the end. With
     /// `deferTags`, the span ends now and keeps what the tags are made of; the exporter's thread writes them
     /// (`Span.resolveTags`) before the span is encoded, off the request path.
-    package func finish(_ span: Span, _ info: consuming DownstreamInfo, deferTags: Bool = false) {
+    package func finish(_ span: Span, _ info: DownstreamInfo, deferTags: Bool = false) {
         span.finish()
         if deferTags {
             span.deferredTags = (self, info)

@@ -6,15 +6,20 @@ import NIOHTTP1
 public struct FormatContext: Sendable {
     /// HTTP/1 has no pseudo-headers: `:authority` is read from `host`, and `:method`, `:path` and `:scheme`
     /// come from these.
-    public var requestHeaders: HTTPHeaders
+    public var requestHeaders = HTTPHeaders()
     public var method: String?
     public var path: String?
     public var scheme: String?
     /// `:status`.
     public var responseStatus: Int?
-    public var responseHeaders: HTTPHeaders
-    public var responseTrailers: HTTPHeaders
-    public var stream: StreamInfo
+    public var responseHeaders = HTTPHeaders()
+    public var responseTrailers = HTTPHeaders()
+    public var stream = StreamInfo()
+
+    /// An empty context, built where it is stored (the access log fills its batch entries in place): the
+    /// initializer with defaults below builds one and copies it.
+    @inlinable
+    public init() {}
 
     @inlinable
     public init(requestHeaders: HTTPHeaders = HTTPHeaders(), method: String? = nil, path: String? = nil,
