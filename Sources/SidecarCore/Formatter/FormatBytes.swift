@@ -19,7 +19,9 @@ extension Array where Element == UInt8 {
         s.withUTF8Buffer { append(contentsOf: $0) }
     }
 
-    /// `value` in decimal, at least `width` digits, padded on the left with `fill`.
+    /// `value` in decimal, at least `width` digits, padded on the left with `fill`. Digits are made right to left
+    /// by division by the constant 10 (a multiply and a shift), not by a running power of ten (a division
+    /// instruction per digit, twice).
     @inlinable
     package mutating func appendDecimal<T: BinaryInteger>(_ value: T, width: Int = 1, fill: UInt8 = 0x30) {
         if value < 0 {
@@ -28,20 +30,25 @@ extension Array where Element == UInt8 {
             return
         }
         var v = UInt64(clamping: value)
-        var divisor: UInt64 = 1
-        var count = 1
-        while v / divisor >= 10 {
-            divisor &*= 10
-            count &+= 1
-        }
-        if count < width {
-            for _ in 0..<(width &- count) { append(fill) }
-        }
-        while true {
-            append(0x30 &+ UInt8(truncatingIfNeeded: v / divisor))
-            v %= divisor
-            if divisor == 1 { break }
-            divisor /= 10
+        // 24 bytes hold UInt64.max's 20 digits.
+        var room: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        Swift.withUnsafeMutableBytes(of: &room) { raw in
+            let digits = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var i = 24
+            repeat {
+                i &-= 1
+                digits[i] = 0x30 &+ UInt8(truncatingIfNeeded: v % 10)
+                v /= 10
+            } while v != 0
+            let count = 24 &- i
+            if count < width {
+                for _ in 0..<(width &- count) { append(fill) }
+            }
+            // Byte by byte: a handful of digits, where append(contentsOf:) costs more than it saves.
+            while i < 24 {
+                append(digits[i])
+                i &+= 1
+            }
         }
     }
 
