@@ -108,8 +108,11 @@ package final class HTTPTracer: Sendable {
         case .b3Multi:
             if !TraceHeaders.hasB3Header(headers) {
                 // Nothing to replace: the headers are added (one pass over the names instead of four).
-                headers.add(name: "x-b3-traceid", value: TraceHex.encode(trace: span.trace))
-                headers.add(name: "x-b3-spanid", value: TraceHex.encode(span.spanID))
+                let traceID = TraceHex.encode(trace: span.trace)
+                headers.add(name: "x-b3-traceid", value: traceID)
+                // A root span's id is its 64-bit trace id (as Envoy's Zipkin tracer makes them): the same text.
+                let isRoot = span.trace.high == 0 && span.trace.low == span.spanID
+                headers.add(name: "x-b3-spanid", value: isRoot ? traceID : TraceHex.encode(span.spanID))
                 if span.parentID != 0 { headers.add(name: "x-b3-parentspanid", value: TraceHex.encode(span.parentID)) }
                 headers.add(name: "x-b3-sampled", value: span.sampled ? "1" : "0")
                 break

@@ -90,7 +90,8 @@ extension HTTPProxyHandler {
         if let up = upstream { finishChildSpan(up) }
         let request = stream.request
         // The peer's text is made once per connection.
-        let peer = downstreamAddressTexts().remote?.ip ?? ""
+        makeDownstreamAddressTexts()
+        let peer = downstreamRemoteText?.ip ?? ""
         // With an exporter, tags are written on its thread; an unsampled span is never exported, so its tags are
         // never written at all.
         tracer.finish(span, HTTPTracer.DownstreamInfo(

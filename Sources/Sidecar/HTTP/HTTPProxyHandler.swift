@@ -124,7 +124,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var addressTexts = AddressTextCache()
     /// The downstream connection's peer and local (original destination) addresses as text: fixed for the
     /// connection, made on first use (no address lookup or comparison per request).
-    var downstreamTexts: (remote: StreamAddress?, local: StreamAddress?)?
+    /// Separate fields, not an optional pair: copying the pair out cost some 400 instructions a read.
+    var downstreamTextsMade = false
+    var downstreamRemoteText: StreamAddress?
+    var downstreamLocalText: StreamAddress?
     /// The request's span while it is traced; the decorator operation its response names (ingress).
     var activeSpan: Span?
     var traceDecoratorResponse: String?
@@ -587,14 +590,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // Envoy counts the first try as soon as the router has a cluster for the request.
         info.upstreamRequestAttemptCount = attemptCount > 0 ? attemptCount : (cluster != nil ? 1 : 0)
         info.routeName = stream.route.routeName
-        let (direct, local) = downstreamAddressTexts()
+        makeDownstreamAddressTexts()
+        let direct = downstreamRemoteText
         info.downstreamDirectRemoteAddress = direct
         if let forwarded = listener.requestHeaders.forwardedAddressText(stream.request.headers) {
             info.downstreamRemoteAddress = StreamAddress(ip: forwarded, port: 0)
         } else {
             info.downstreamRemoteAddress = direct
         }
-        info.downstreamLocalAddress = local
+        info.downstreamLocalAddress = downstreamLocalText
         info.requestedServerName = requestedServerName
         info.hostname = listener.hostname
         info.responseCodeDetails = responseCodeDetails
@@ -605,12 +609,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.healthCheck = stream.isHealthCheck
     }
 
-    func downstreamAddressTexts() -> (remote: StreamAddress?, local: StreamAddress?) {
-        if let downstreamTexts { return downstreamTexts }
-        let texts = (context.channel.remoteAddress.flatMap { StreamAddress($0) },
-                     (originalDestination ?? context.channel.localAddress).flatMap { StreamAddress($0) })
-        downstreamTexts = texts
-        return texts
+    /// Makes the downstream address texts on first use (`downstreamRemoteText`, `downstreamLocalText`).
+    func makeDownstreamAddressTexts() {
+        guard !downstreamTextsMade else { return }
+        downstreamTextsMade = true
+        downstreamRemoteText = context.channel.remoteAddress.flatMap { StreamAddress($0) }
+        downstreamLocalText = (originalDestination ?? context.channel.localAddress).flatMap { StreamAddress($0) }
     }
 
     /// `status`: the response's `:status`.
