@@ -17,7 +17,8 @@ protocol SpanTransport: AnyObject {
 /// the bound and no request latency.
 ///
 /// A worker does not wake the exporter's thread per batch: the first batch into an idle queue arms a pump
-/// `collectDelay` later, and what arrives meanwhile joins it. Waking another thread is a system call on the
+/// `collectDelay` later, and what arrives meanwhile joins it; after each report the next pump is again
+/// `collectDelay` away (at once only when a full report is waiting). Waking another thread is a system call on the
 /// worker; this way there are at most 1/`collectDelay` of them a second, and reports are larger (fewer POSTs for
 /// the exporter and the collector).
 package final class SpanExporter: @unchecked Sendable {
@@ -143,7 +144,14 @@ package final class SpanExporter: @unchecked Sendable {
                 }
                 lastReportSucceeded = false
             }
-            pump()
+            // The next report collects for `collectDelay` too, unless a full one is already waiting: sent at once,
+            // the next reports carried only what arrived during the previous one's round trip (many small POSTs,
+            // each a wake-up of the collector).
+            if lock.withLock({ pending.count >= maxPerReport }) {
+                pump()
+            } else {
+                loop.scheduleTask(in: collectDelay) { self.pump() }
+            }
         }
     }
 
