@@ -299,7 +299,9 @@ extension HTTPProxyHandler {
             up.parts.removeAll(keepingCapacity: true)
             up.sent = 0
         }
-        conn.flush()
+        // Within a downstream read the read's end flushes (see inDownstreamRead); a connection that became ready
+        // later, or a retry, flushes here.
+        if !inDownstreamRead { conn.flush() }
         if let perTryDeadline { armPerTryTimer(up, at: perTryDeadline) }
         if readPending && conn.isWritable {
             readPending = false
@@ -584,7 +586,7 @@ extension HTTPProxyHandler {
         switch phase {
         case .connecting, .forwarding, .backoff:
             requestBody(.end(trailers), bytes: 0)
-            if case .forwarding(let up) = phase { up.flush() }
+            if case .forwarding(let up) = phase, !inDownstreamRead { up.flush() }
             startTimer()
             let now = NIODeadline.now()
             requestSentAt = now

@@ -128,6 +128,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var downstreamTextsMade = false
     var downstreamRemoteText: StreamAddress?
     var downstreamLocalText: StreamAddress?
+    /// Between a downstream read's first part and its `channelReadComplete`, which flushes the upstream: what
+    /// the read sends upstream is flushed once, there (a flush per head and per end was three a request).
+    var inDownstreamRead = false
     /// The request's span while it is traced; the decorator operation its response names (ingress).
     var activeSpan: Span?
     var traceDecoratorResponse: String?
@@ -227,6 +230,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if accessDenied { return }
+        inDownstreamRead = true
         let part = unwrapInboundIn(data)
         streamActivity &+= 1
         if !queued.isEmpty {
@@ -272,6 +276,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        // One flush for everything this read sent upstream (the head, the body parts, the end).
+        inDownstreamRead = false
         if case .forwarding(let up) = phase { up.flush() }
         context.fireChannelReadComplete()
     }
