@@ -19,8 +19,6 @@ struct SpanBuffers {
     /// when the flush timer fires, so exporters of a replaced configuration are not kept.
     var entries: [Entry] = []
     var timerArmed = false
-
-    var hasPending: Bool { entries.contains { !$0.spans.isEmpty } }
 }
 
 extension Worker {
