@@ -141,21 +141,20 @@ package final class HTTPTracer: Sendable {
     /// What the connection manager knows of a request when its stream ends. A class: it is made once and kept
     /// by its span until the exporter writes the tags (a struct this size was copied on the way in).
     package final class DownstreamInfo {
-        package var requestHeaders: HTTPHeaders
-        package var scheme: String
-        package var host: String
-        package var path: String
-        package var method: String
-        package var httpProtocol: String
-        package var peerAddress: String
-        package var requestSize: UInt64
-        package var responseSize: UInt64
-        package var upstreamCluster: String?
+        package let requestHeaders: HTTPHeaders
+        package let scheme: String
+        package let host: String
+        package let path: String
+        package let method: String
+        package let httpProtocol: String
+        package let peerAddress: String
+        package let requestSize: UInt64
+        package let responseSize: UInt64
+        package let upstreamCluster: String?
         /// 0: no response was sent.
-        package var statusCode: Int
-        package var responseFlags: ResponseFlags
+        package let statusCode: Int
+        package let responseFlags: ResponseFlags
 
-        @inlinable
         package init(requestHeaders: HTTPHeaders, scheme: String, host: String, path: String, method: String,
                      httpProtocol: String, peerAddress: String, requestSize: UInt64, responseSize: UInt64,
                      upstreamCluster: String?, statusCode: Int, responseFlags: ResponseFlags) {

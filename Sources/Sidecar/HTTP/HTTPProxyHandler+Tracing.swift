@@ -11,9 +11,10 @@ import SidecarTracing
 extension HTTPProxyHandler {
     /// Decides and starts the span. `headers` are the request's as the filters will see them: the request id
     /// may change its trace digit, and the decorator header is read (ingress) or written (egress).
-    /// `decided`: the reason already in a request id the connection manager made this request.
+    /// `decided`: the reason already in a request id the connection manager made this request;
+    /// `hasClientTraceID`: the request carries `x-client-trace-id` (and it is not an internal-only header).
     func startTracing(_ tracer: HTTPTracer, _ headers: inout HTTPHeaders, route: RouteDecision, authority: String,
-                      decided: TraceReason?) {
+                      decided: TraceReason?, hasClientTraceID: Bool) {
         let reason: TraceReason
         if let decided {
             reason = decided
@@ -21,9 +22,8 @@ extension HTTPProxyHandler {
             // x-envoy-force-trace counts only on an internal request; with no internal_address_config (refused by
             // Pilotfish, and empty by default in Envoy 1.40) none is, and the connection manager has stripped it.
             let (r, rewritten) = TracingDecision.decide(
-                requestID: headers.first(name: "x-request-id"),
-                hasClientTraceID: headers.contains(name: "x-client-trace-id"), forceTrace: false, config: tracer.config,
-                runtime: worker.server.runtime.snapshot, random: worker.random.next())
+                requestID: headers.first(name: "x-request-id"), hasClientTraceID: hasClientTraceID, forceTrace: false,
+                config: tracer.config, runtime: worker.server.runtime.snapshot, random: worker.random.next())
             if let rewritten { headers.setKeepingPosition(name: "x-request-id", value: rewritten) }
             reason = r
         }

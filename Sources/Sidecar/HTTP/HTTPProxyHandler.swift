@@ -446,6 +446,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // and then rewritten (see startTracing).
         let tracer = listener.tracer
         var decidedTrace: TraceReason?
+        // Read once, before internal-only headers go (an x-client-trace-id among them does not count).
         let hasClientTraceID = tracer != nil && head.headers.contains(name: "x-client-trace-id")
             && !routes.config.internalOnlyHeaders.contains { equalsIgnoringASCIICase($0, "x-client-trace-id") }
         listener.requestHeaders.mutateRequest(
@@ -474,7 +475,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             // The route is chosen: the request lets go of the headers so the trace stage edits them in place
             // rather than copying them all.
             request.headers = HTTPHeaders()
-            startTracing(tracer, &head.headers, route: route, authority: authority, decided: decidedTrace)
+            startTracing(tracer, &head.headers, route: route, authority: authority, decided: decidedTrace,
+                         hasClientTraceID: hasClientTraceID)
             request.headers = head.headers
         }
         // A filter's local reply carries the route's response headers only on a forwarding route (Envoy has a

@@ -232,6 +232,29 @@ final class TestCollector: Sendable {
         #expect(collector.received.count == 1)
     }
 
+    /// An x-client-trace-id listed in internal_only_headers is removed before the tracing decision: it forces
+    /// no trace, whether the connection manager makes the request id or the request brings one.
+    @Test func anInternalOnlyClientTraceIDForcesNoTrace() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let collector = try TestCollector()
+        defer { collector.stop() }
+        let tracing = Self.zipkin.replacingOccurrences(of: "{provider:", with: "{random_sampling: {value: 0}, provider:")
+        let yaml = Self.config(backend: backend.port, collector: collector.port, tracing: tracing)
+            .replacingOccurrences(of: "name: local_route\n",
+                                  with: "name: local_route\n            internal_only_headers: [X-Client-Trace-Id]\n")
+        #expect(yaml.contains("internal_only_headers"))
+        let proxy = try ProxyHarness(yaml: yaml)
+        defer { proxy.shutdown() }
+        #expect(try proxy.fetch("GET", "/", headers: ["x-client-trace-id: c1"]).status == 200)
+        #expect(backend.lastHead?.header("x-b3-sampled") == "0")
+        #expect(backend.lastHead?.header("x-client-trace-id") == nil)
+        #expect(try proxy.fetch("GET", "/", headers: ["x-client-trace-id: c1",
+                                                      "x-request-id: 11111111-2222-4333-8444-555555555555"]).status == 200)
+        #expect(backend.lastHead?.header("x-b3-sampled") == "0")
+        #expect(backend.lastHead?.header("x-request-id") == "11111111-2222-4333-8444-555555555555")
+    }
+
     @Test func openTelemetryOverHTTPExportsProtobufSpans() throws {
         let backend = try TestBackend()
         defer { backend.stop() }
