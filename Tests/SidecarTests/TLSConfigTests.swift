@@ -104,9 +104,9 @@ import X509
             """).contains("require_client_certificate needs a validation context"))
         #expect(error("""
                       common_tls_context:
-                        alpn_protocols: [h2, http/1.1]
+                        alpn_protocols: [h2, http/1.1, spdy/3]
                         tls_certificates: [{certificate_chain: {filename: /a}, private_key: {filename: /b}}]
-            """).contains("HTTP/2"))
+            """).contains("'spdy/3' cannot be negotiated"))
         #expect(error("""
                       common_tls_context: {alpn_protocols: [http/1.1]}
             """).contains("needs a certificate"))

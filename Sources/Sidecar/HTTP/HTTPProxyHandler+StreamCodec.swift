@@ -31,9 +31,10 @@ extension HTTPProxyHandler: HTTPStreamCodec {
         }
         // Envoy's drain close: while admin has failed the health check, every response ends its connection.
         if worker.server.healthCheckFailed { lifecycle.disableKeepAlive() }
-        if endStream, head.status.code >= 200, head.status.code != 204, head.status.code != 304,
+        if endStream, !multiplexed, head.status.code >= 200, head.status.code != 204, head.status.code != 304,
            !head.headers.contains(name: "content-length") {
-            // A response without a body: Envoy's HTTP/1 codec frames it with content-length 0, last.
+            // A response without a body: Envoy's HTTP/1 codec frames it with content-length 0, last (HTTP/2 ends the
+            // stream with the header block instead).
             head.headers.add(name: "content-length", value: "0")
         }
         if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }

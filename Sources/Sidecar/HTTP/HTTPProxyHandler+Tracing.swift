@@ -96,7 +96,7 @@ extension HTTPProxyHandler {
         // never written at all.
         tracer.finish(span, HTTPTracer.DownstreamInfo(
             requestHeaders: request.headers, scheme: request.scheme, host: request.authority, path: request.path,
-            method: request.method, httpProtocol: downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1",
+            method: request.method, httpProtocol: protocolName,
             peerAddress: peer, requestSize: bytesReceived, responseSize: bytesSent, upstreamCluster: cluster?.config.name,
             statusCode: responseCode ?? 0, responseFlags: responseFlags), deferTags: tracer.exporter != nil)
         recordSpan(span, tracer)

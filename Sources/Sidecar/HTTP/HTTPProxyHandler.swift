@@ -158,14 +158,27 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// listener filter already read are replayed to this handler after the refusal).
     private var accessDenied = false
 
+    /// One stream of an HTTP/2 connection (see `HTTP2DownstreamConnection`): the handler carries one request on a
+    /// child channel, and the connection's own work (its stats, timeouts, drain, network RBAC) is the parent's.
+    let multiplexed: Bool
+    /// `downstream_cx_total` / `_active` were counted before the codec was chosen (`HTTPCodecSelector`).
+    var connectionCounted = false
+
     /// `originalDestination`: what a listener filter already found (e.g. before a use_original_dst hand-off).
-    init(worker: Worker, listener: ListenerRuntime, originalDestination: SocketAddress? = nil) {
+    init(worker: Worker, listener: ListenerRuntime, originalDestination: SocketAddress? = nil, multiplexed: Bool = false) {
         self.worker = worker
         self.listener = listener
         self.originalDestination = originalDestination
+        self.multiplexed = multiplexed
     }
 
     var stats: WorkerStats { worker.stats }
+
+    /// `%PROTOCOL%`: the downstream request's HTTP version.
+    var protocolName: String {
+        if multiplexed { return "HTTP/2" }
+        return downstreamVersion == .http1_0 ? "HTTP/1.0" : "HTTP/1.1"
+    }
     var downstreamWritable: Bool { context.channel.isWritable }
 
     // MARK: Channel events
@@ -183,11 +196,19 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if multiplexed {
+            context.fireChannelActive()
+            return
+        }
         if originalDestination == nil && (listener.config.originalDestination || listener.config.transparent) {
             originalDestination = OriginalDestination.lookup(context.channel, listener: listener.config)
         }
-        stats.inc(listener.stats.cxTotal)
-        stats.inc(listener.stats.cxActive)
+        if !connectionCounted {
+            stats.inc(listener.stats.cxTotal)
+            stats.inc(listener.stats.cxActive)
+        }
+        stats.inc(listener.stats.cxHTTP1Total)
+        stats.inc(listener.stats.cxHTTP1Active)
         connectedAt = .now()
         armConnectionIdleTimer()
         worker.register(self)
@@ -204,9 +225,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        stats.dec(listener.stats.cxActive)
-        stats.inc(listener.stats.cxDestroy)
-        if connectedAt.uptimeNanoseconds > 0 { stats.record(listener.stats.cxLengthMs, from: connectedAt, to: .now()) }
+        if !multiplexed {
+            stats.dec(listener.stats.cxActive)
+            stats.dec(listener.stats.cxHTTP1Active)
+            stats.inc(listener.stats.cxDestroy)
+            if connectedAt.uptimeNanoseconds > 0 { stats.record(listener.stats.cxLengthMs, from: connectedAt, to: .now()) }
+        }
         routeTimer.stop()
         idleTimer?.cancel()
         idleTimer = nil
@@ -224,7 +248,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stream.end()
         queued.removeAll()
         endRequestStats()
-        worker.unregister(self)
+        if !multiplexed { worker.unregister(self) }
         context.fireChannelInactive()
     }
 
@@ -337,6 +361,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Graceful drain: close now if idle, else after the response in flight.
     func drain() {
+        // A stream is not drained: its connection sends GOAWAY and lets it finish.
+        if multiplexed { return }
         draining = true
         lifecycle.disableKeepAlive()
         if case .idle = phase { context.close(promise: nil) }
@@ -368,9 +394,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version
-        if let log = connectionLog, log.protocolName == nil {
-            log.protocolName = head.version.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
-        }
+        if let log = connectionLog, log.protocolName == nil { log.protocolName = protocolName }
         // The stream runs on the config current now, to its end (a snapshot installed meanwhile is for the next).
         let snapshot = worker.current
         let routes = snapshot.config.routeTables[listener.routeTable]
@@ -388,18 +412,25 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         upstreamTransportFailureReason = nil
         loggedResponseHeaders = nil
         attemptCount = 0
-        lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
-        requestsOnConnection += 1
-        let common = listener.hcm.commonProtocolOptions
-        if let max = common.maxRequestsPerConnection, requestsOnConnection >= max { lifecycle.disableKeepAlive() }
-        if let limit = common.maxConnectionDuration, NIODeadline.now() - connectedAt >= limit.timeAmount {
-            lifecycle.disableKeepAlive()
+        if multiplexed {
+            // One request per stream; a reply that would close an HTTP/1 connection ends only the stream.
+            lifecycle.requestHead(keepAlive: true)
+            stats.inc(listener.stats.rqHTTP2Total)
+        } else {
+            lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
+            requestsOnConnection += 1
+            let common = listener.hcm.commonProtocolOptions
+            if let max = common.maxRequestsPerConnection, requestsOnConnection >= max { lifecycle.disableKeepAlive() }
+            if let limit = common.maxConnectionDuration, NIODeadline.now() - connectedAt >= limit.timeAmount {
+                lifecycle.disableKeepAlive()
+            }
+            stats.inc(listener.stats.rqHTTP1Total)
         }
         beginRequestStats()
         if let timeout = listener.hcm.requestTimeout { startRequestTimer(timeout) }
         setStreamIdleTimeout(listener.hcm.streamIdleTimeout)
 
-        if head.version.major != 1 || (head.version.minor == 0 && !listener.hcm.acceptHTTP10) {
+        if (head.version.major != 1 && !multiplexed) || (head.version == .http1_0 && !listener.hcm.acceptHTTP10) {
             lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .upgradeRequired, body: "Upgrade Required", close: true)
@@ -426,7 +457,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         var authority: String
         if hostCount == 1 {
             authority = host
-        } else if hostCount == 0 && head.version.minor == 0 {
+        } else if hostCount == 0 && head.version == .http1_0 {
             authority = listener.hcm.defaultHostForHTTP10 ?? ""
         } else {
             lifecycle.disableKeepAlive()
@@ -434,7 +465,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
-        if authority.isEmpty && head.version.minor == 1 {
+        if authority.isEmpty && head.version != .http1_0 {
             lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
@@ -586,7 +617,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.responseFlags = responseFlags
         info.bytesReceived = bytesReceived
         info.bytesSent = bytesSent
-        info.protocolName = downstreamVersion.minor == 0 ? "HTTP/1.0" : "HTTP/1.1"
+        info.protocolName = protocolName
         info.upstreamHost = addressTexts.text(upstreamHostAddress, slot: 0)
         // Envoy knows the cluster as soon as the route is chosen (a filter's local reply still logs it), when the
         // cluster exists.
@@ -666,6 +697,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stream.end()
         endRequestStats()
         phase = .idle
+        if multiplexed {
+            // The stream is done when both ends are; a response that ended before the request did resets the rest.
+            let resetRest = !lifecycle.requestComplete
+            _ = lifecycle.streamFinished(draining: false)
+            phase = .discarding
+            if resetRest { context.close(promise: nil) }
+            return
+        }
         switch lifecycle.streamFinished(draining: draining) {
         case .closeConnection:
             queued.removeAll()

@@ -36,18 +36,29 @@ enum ChainInstaller {
         if let log, let sans = security?.peerURISANs, !sans.isEmpty { log.peerURISAN = sans.joined(separator: ",") }
         switch chain {
         case .http(let runtime):
-            // No outbound header validation: what the proxy writes came through the HTTP parser or was checked
-            // when the config loaded (`ConfigValue.headerValueText`); NIO's validator handler re-scanned every
-            // header of every response (about 4 % of a proxied request).
             if let log { try ops.addHandler(ListenerAccessLogHandler(log: log, logs: runtime.config.accessLogs, worker: worker)) }
-            try ops.configureHTTPServerPipeline(
-                withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
-            let handler = HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: originalDestination)
-            handler.security = security
-            handler.requestedServerName = serverName
-            handler.connectionID = id
-            handler.connectionLog = log
-            try ops.addHandler(handler)
+            // `counted`: the codec selector counted the connection already.
+            let addCodec = { (ops: ChannelPipeline.SynchronousOperations, http2: Bool, counted: Bool) throws in
+                if http2 {
+                    try HTTP2DownstreamConnection.install(
+                        on: ops, listener: runtime, worker: worker, originalDestination: originalDestination,
+                        security: security, serverName: serverName, id: id, log: log, counted: counted)
+                } else {
+                    try addHTTP1(runtime, on: ops, worker: worker, originalDestination: originalDestination,
+                                 security: security, serverName: serverName, id: id, log: log, counted: counted)
+                }
+            }
+            switch runtime.hcm.codecType {
+            case .HTTP1: try addCodec(ops, false, false)
+            case .HTTP2: try addCodec(ops, true, false)
+            case .AUTO:
+                // ALPN decides when TLS negotiated a protocol; else the connection's first bytes do.
+                if let negotiated = security?.negotiatedProtocol {
+                    try addCodec(ops, negotiated == "h2", false)
+                } else {
+                    try ops.addHandler(HTTPCodecSelector(worker: worker, listener: runtime) { try addCodec($0, $1, true) })
+                }
+            }
         case .tcp(let runtime):
             let session = TCPProxySession(worker: worker, listener: runtime)
             session.security = security
@@ -58,5 +69,23 @@ enum ChainInstaller {
             session.downstream = glue
             try ops.addHandler(glue)
         }
+    }
+
+    private static func addHTTP1(_ runtime: ListenerRuntime, on ops: ChannelPipeline.SynchronousOperations,
+                                 worker: Worker, originalDestination: SocketAddress?, security: ConnectionSecurity?,
+                                 serverName: String?, id: UInt64, log: DownstreamConnectionLog?,
+                                 counted: Bool) throws {
+        // No outbound header validation: what the proxy writes came through the HTTP parser or was checked
+        // when the config loaded (`ConfigValue.headerValueText`); NIO's validator handler re-scanned every
+        // header of every response (about 4 % of a proxied request).
+        try ops.configureHTTPServerPipeline(
+            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
+        let handler = HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: originalDestination)
+        handler.security = security
+        handler.requestedServerName = serverName
+        handler.connectionID = id
+        handler.connectionLog = log
+        handler.connectionCounted = counted
+        try ops.addHandler(handler)
     }
 }

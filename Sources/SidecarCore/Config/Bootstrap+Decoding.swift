@@ -116,7 +116,6 @@ extension Bootstrap {
             switch l.network {
             case .httpConnectionManager(let hcm):
                 try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))
-                try hcm.routeConfig.checkHTTP1Clusters(http2Clusters, in: doc.locate(filter + ".route_config"))
                 if let tracer = hcm.tracing?.provider {
                     let at = filter + ".tracing.provider.typed_config"
                     let cluster = tracer.collectorCluster
@@ -131,16 +130,12 @@ extension Bootstrap {
                         }
                     } else if http2Clusters.contains(cluster) {
                         throw doc.error(at: at, "\(tracer.name) sends HTTP/1.1 to its collector; cluster '\(cluster)' "
-                            + "is HTTP/2, which Pilotfish supports only for gRPC services yet")
+                            + "is HTTP/2; Pilotfish's Zipkin client speaks HTTP/1.1 only")
                     }
                 }
             case .tcpProxy(let tcp):
                 if !clusterNames.contains(tcp.cluster) {
                     throw doc.error(at: filter + ".cluster", "tcp_proxy refers to unknown cluster '\(tcp.cluster)'")
-                }
-                if http2Clusters.contains(tcp.cluster) {
-                    throw doc.error(at: filter + ".cluster", "cluster '\(tcp.cluster)' is HTTP/2 "
-                        + "(http2_protocol_options), which Pilotfish supports only for gRPC services yet")
                 }
             }
         }

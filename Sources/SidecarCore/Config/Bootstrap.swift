@@ -173,7 +173,8 @@ public struct TCPProxyConfig: Sendable {
 }
 
 public struct HTTPConnectionManagerConfig: Sendable {
-    public enum CodecType: String, Sendable, CaseIterable { case AUTO, HTTP1 }
+    /// AUTO: HTTP/2 when TLS negotiated `h2` or the connection starts with the HTTP/2 preface, else HTTP/1.
+    public enum CodecType: String, Sendable, CaseIterable { case AUTO, HTTP1, HTTP2 }
     public var statPrefix: String
     public var codecType: CodecType
     public var routeConfig: RouteConfiguration
@@ -192,6 +193,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     package var requestHeaders = ConnectionManagerHeaders()
     /// `add_user_agent`: filled in with the node's cluster and id at start-up.
     package var addUserAgent = false
+    /// `http2_protocol_options` for downstream HTTP/2 connections.
+    public var http2Options = HTTP2ProtocolOptions()
     /// `common_http_protocol_options` for downstream connections.
     package var commonProtocolOptions = DownstreamHTTPProtocolOptions()
     /// `access_log`: the loggers every request of this connection manager is written to when its stream ends.

@@ -133,9 +133,10 @@ public struct UpstreamHTTPProtocolOptions: Sendable, Equatable {
     public var maxConnectionDuration: ProtoDuration?
     /// `max_requests_per_connection` (default unlimited).
     public var maxRequestsPerConnection: Int?
-    /// `explicit_http_config.http2_protocol_options: {}`: the cluster speaks HTTP/2. Pilotfish uses such a cluster
-    /// only for gRPC services of its own (a tracer's OTLP collector); routes and tcp_proxy cannot name it yet.
-    public var http2 = false
+    /// `explicit_http_config.http2_protocol_options`: the cluster speaks HTTP/2 (prior knowledge in plaintext, ALPN
+    /// `h2` over TLS), with these options.
+    public var http2Options: HTTP2ProtocolOptions?
+    public var http2: Bool { http2Options != nil }
 
     public init() {}
 }

@@ -246,7 +246,7 @@ extension UpstreamHTTPProtocolOptions {
     /// `common_http_protocol_options`, plus the deprecated cluster-level `max_requests_per_connection`.
     package static func decode(_ cluster: ConfigObject) throws -> UpstreamHTTPProtocolOptions {
         let legacy = cluster.optional("common_http_protocol_options")
-        var typed: (options: ConfigValue, common: ConfigValue?, http2: Bool)?
+        var typed: (options: ConfigValue, common: ConfigValue?, http2: HTTP2ProtocolOptions?)?
         if let extensions = cluster.optional("typed_extension_protocol_options") {
             for (name, value) in try extensions.map() {
                 guard name == typedOptionsName else {
@@ -266,7 +266,7 @@ extension UpstreamHTTPProtocolOptions {
                     + "into the typed options' common_http_protocol_options")
         }
         var options = UpstreamHTTPProtocolOptions()
-        options.http2 = typed?.http2 ?? false
+        options.http2Options = typed?.http2 ?? nil
         var common: ConfigObject?
         if let value = typed?.common ?? legacy {
             let obj = try value.object()
@@ -287,7 +287,7 @@ extension UpstreamHTTPProtocolOptions {
 
     /// Checks an HttpProtocolOptions `Any` and returns its `common_http_protocol_options`, if any. Only the
     /// explicit HTTP/1.1 configuration is supported.
-    private static func decodeTypedOptions(_ value: ConfigValue) throws -> (common: ConfigValue?, http2: Bool) {
+    private static func decodeTypedOptions(_ value: ConfigValue) throws -> (common: ConfigValue?, http2: HTTP2ProtocolOptions?) {
         let obj = try value.object()
         let type = try obj.required("@type")
         if try type.string() != typedOptionsType {
@@ -306,22 +306,11 @@ extension UpstreamHTTPProtocolOptions {
         try explicit.unsupported(["http3_protocol_options"])
         if let h2 = try explicit.oneOf(["http_protocol_options", "http2_protocol_options"])?.value,
            h2.path.hasSuffix("http2_protocol_options") {
-            // Only the defaults: every Http2ProtocolOptions field tunes a codec Pilotfish does not have for routes.
-            let o = try h2.object()
-            try o.unsupported([
-                "hpack_table_size", "max_concurrent_streams", "initial_stream_window_size",
-                "initial_connection_window_size", "allow_connect", "allow_metadata", "max_outbound_frames",
-                "max_outbound_control_frames", "max_consecutive_inbound_frames_with_empty_payload",
-                "max_inbound_priority_frames_per_stream", "max_inbound_window_update_frames_per_data_frame_sent",
-                "stream_error_on_invalid_http_messaging", "override_stream_error_on_invalid_http_message",
-                "custom_settings_parameters", "connection_keepalive", "use_oghttp2_codec", "max_metadata_size",
-                "enable_huffman_encoding",
-            ])
-            try o.finish()
+            let options = try HTTP2ProtocolOptions.decode(h2)
             try explicit.finish()
             let common = obj.optional("common_http_protocol_options")
             try obj.finish()
-            return (common, true)
+            return (common, options)
         }
         let http1 = try explicit.required("http_protocol_options").object()
         // Every Http1ProtocolOptions field changes the upstream codec, which is fixed in Pilotfish.
@@ -334,7 +323,7 @@ extension UpstreamHTTPProtocolOptions {
         try explicit.finish()
         let common = obj.optional("common_http_protocol_options")
         try obj.finish()
-        return (common, false)
+        return (common, nil)
     }
 
     /// `envoy.config.core.v3.HttpProtocolOptions`: the connection-lifetime limits Pilotfish's pools enforce.

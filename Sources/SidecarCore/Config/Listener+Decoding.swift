@@ -145,8 +145,8 @@ extension FilterChain {
         var result = FilterChain(name: name, match: match, network: terminal, networkRBAC: rbac)
         if let ts = chain.optional("transport_socket") {
             result.tls = try TLSContextConfig.decodeTransportSocket(ts, side: .downstream)
-            if let tls = result.tls, case .httpConnectionManager = terminal, tls.alpnProtocols.contains(where: { $0 != "http/1.1" && $0 != "http/1.0" }) {
-                throw ts.error(at: "typed_config.common_tls_context.alpn_protocols", "only http/1.1 and http/1.0 can be negotiated for an HTTP connection manager: Pilotfish does not serve HTTP/2 yet")
+            if let tls = result.tls, case .httpConnectionManager = terminal, let other = tls.alpnProtocols.first(where: { !["h2", "http/1.1", "http/1.0"].contains($0) }) {
+                throw ts.error(at: "typed_config.common_tls_context.alpn_protocols", "'\(other)' cannot be negotiated for an HTTP connection manager: it serves h2, http/1.1 and http/1.0")
             }
         }
         try chain.finish()
@@ -256,7 +256,7 @@ extension TCPProxyConfig {
 extension HTTPConnectionManagerConfig {
     package static func decode(_ obj: ConfigObject) throws -> HTTPConnectionManagerConfig {
         try obj.unsupported([
-            "rds", "scoped_routes", "http2_protocol_options", "http3_protocol_options",
+            "rds", "scoped_routes", "http3_protocol_options",
             "access_log_options",
             "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue", "upgrade_configs",
             "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
@@ -273,7 +273,7 @@ extension HTTPConnectionManagerConfig {
         var codecType = CodecType.AUTO
         if let codec {
             let s = try codec.string()
-            if s == "HTTP2" || s == "HTTP3" {
+            if s == "HTTP3" {
                 throw codec.error("codec_type \(s) is a valid Envoy value but is not supported by Pilotfish yet")
             }
             codecType = try codec.enumValue(CodecType.self)
@@ -292,6 +292,7 @@ extension HTTPConnectionManagerConfig {
             defaultHost = try hpo.optional("default_host_for_http_10")?.headerValueText()
             try hpo.finish()
         }
+        let http2 = try obj.optional("http2_protocol_options").map(HTTP2ProtocolOptions.decode) ?? HTTP2ProtocolOptions()
         let serverName = try obj.optional("server_name")?.headerValueText() ?? "envoy"
         var headers = ConnectionManagerHeaders()
         headers.useRemoteAddress = try obj.optional("use_remote_address")?.bool() ?? false
@@ -342,6 +343,7 @@ extension HTTPConnectionManagerConfig {
             useRemoteAddress: headers.useRemoteAddress, requestTimeout: requestTimeout, maxRequestHeadersKB: Int(maxKB),
             streamIdleTimeout: streamIdleTimeout)
         config.requestHeaders = headers
+        config.http2Options = http2
         config.addUserAgent = addUserAgent
         config.commonProtocolOptions = common
         config.accessLogs = accessLogs

@@ -65,27 +65,6 @@ extension RouteConfiguration {
         prefixDomains.sort { $0.prefix.utf8.count > $1.prefix.utf8.count }
     }
 
-    /// No route may send to an HTTP/2 cluster: Pilotfish's upstream HTTP/2 serves only its own gRPC services yet.
-    package func checkHTTP1Clusters(_ http2: Set<String>, in value: ConfigValue) throws {
-        guard !http2.isEmpty else { return }
-        for (vi, vh) in virtualHosts.enumerated() {
-            for (ri, r) in vh.routes.enumerated() {
-                guard case .forward(let f) = r.action else { continue }
-                var names: [String] = f.mirrorPolicies.map(\.cluster)
-                switch f.cluster {
-                case .named(let c): names.append(c)
-                case .weighted(let ws, _): names += ws.map(\.name)
-                default: break
-                }
-                for c in names where http2.contains(c) {
-                    throw value.error(at: "virtual_hosts[\(vi)].routes[\(ri)].route",
-                                      "route sends to cluster '\(c)', which is HTTP/2 (http2_protocol_options); "
-                                          + "Pilotfish supports HTTP/2 upstreams only for gRPC services yet")
-                }
-            }
-        }
-    }
-
     /// Every cluster a route names must exist, as Envoy checks for static clusters. `value` is this route
     /// configuration's place in the document, so the error names the field and its line.
     package func checkClusters(_ names: Set<String>, in value: ConfigValue) throws {

@@ -11,6 +11,9 @@ public struct HTTPStats: Sendable {
     /// Histogram slots: `downstream_rq_time` (request head to response complete, or to the stream's end when it
     /// is reset) and `downstream_cx_length_ms` (accepted to closed).
     public let rqTime, cxLengthMs: Int
+    /// Per codec: `downstream_cx_http1_total` / `_active`, `downstream_cx_http2_total` / `_active`,
+    /// `downstream_rq_http1_total`, `downstream_rq_http2_total`.
+    public let cxHTTP1Total, cxHTTP1Active, cxHTTP2Total, cxHTTP2Active, rqHTTP1Total, rqHTTP2Total: Int
 
     package init(prefix: String, registry r: StatsRegistry) {
         let label = ("envoy_http_conn_manager_prefix", prefix)
@@ -35,6 +38,12 @@ public struct HTTPStats: Sendable {
         rqIdleTimeout = reg("downstream_rq_idle_timeout", .counter)
         cxIdleTimeout = reg("downstream_cx_idle_timeout", .counter)
         cxMaxDurationReached = reg("downstream_cx_max_duration_reached", .counter)
+        cxHTTP1Total = reg("downstream_cx_http1_total", .counter)
+        cxHTTP1Active = reg("downstream_cx_http1_active", .gauge)
+        cxHTTP2Total = reg("downstream_cx_http2_total", .counter)
+        cxHTTP2Active = reg("downstream_cx_http2_active", .gauge)
+        rqHTTP1Total = reg("downstream_rq_http1_total", .counter)
+        rqHTTP2Total = reg("downstream_rq_http2_total", .counter)
         rqTime = r.registerHistogram("http.\(prefix).downstream_rq_time", family: "http.downstream_rq_time", labels: [label])
         cxLengthMs = r.registerHistogram("http.\(prefix).downstream_cx_length_ms", family: "http.downstream_cx_length_ms",
                                          labels: [label])
@@ -55,6 +64,8 @@ public struct ClusterStats: Sendable {
     public let rqRetry, rqRetrySuccess, rqRetryLimitExceeded, rqRetryBackoffExponential: Int
     public let rqPerTryTimeout, rqPerTryIdleTimeout, rqRxReset, rqTxReset, rqMaxDurationReached: Int
     public let cxMaxDurationReached, cxIdleTimeout, lbHealthyPanic: Int
+    /// `upstream_cx_http1_total`, `upstream_cx_http2_total`, `upstream_cx_max_requests`.
+    public let cxHTTP1Total, cxHTTP2Total, cxMaxRequests: Int
     /// `upstream_rq_completed`: every upstream answer charged to the cluster, local overflow replies included.
     public let rqCompleted: Int
     public let rqXX: Int  // first of upstream_rq_1xx ... 5xx
@@ -101,6 +112,9 @@ public struct ClusterStats: Sendable {
         cxMaxDurationReached = reg("upstream_cx_max_duration_reached", .counter)
         cxIdleTimeout = reg("upstream_cx_idle_timeout", .counter)
         lbHealthyPanic = reg("lb_healthy_panic", .counter)
+        cxHTTP1Total = reg("upstream_cx_http1_total", .counter)
+        cxHTTP2Total = reg("upstream_cx_http2_total", .counter)
+        cxMaxRequests = reg("upstream_cx_max_requests", .counter)
         rqXX = r.register("cluster.\(cluster).upstream_rq_1xx", .counter, family: "cluster.upstream_rq_xx",
                           labels: [("envoy_response_code_class", "1"), label], lazy: true)
         for c in 2...5 {

@@ -42,7 +42,10 @@ package final class TLSContextProvider: Sendable {
     }
 
     /// A cluster's UpstreamTlsContext.
+    /// An HTTP/2 cluster offers ALPN `h2` when its context names no protocol, as Envoy's does.
     package convenience init(_ config: TLSContextConfig, cluster: Cluster) {
+        var config = config
+        if cluster.httpProtocolOptions.http2 && config.alpnProtocols.isEmpty { config.alpnProtocols = ["h2"] }
         self.init(config: config, owner: "cluster '\(cluster.name)'")
     }
 

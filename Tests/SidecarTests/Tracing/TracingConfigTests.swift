@@ -80,11 +80,10 @@ import Testing
         #expect(o.serviceName == "unknown_service:envoy")
     }
 
-    @Test func routesCannotUseHTTP2ClustersYet() {
+    @Test func routesMayUseHTTP2Clusters() throws {
         let route = #"{match: {prefix: "/"}, route: {cluster: otel}}"#
         let grpc = Self.otel(#"grpc_service: {envoy_grpc: {cluster_name: otel}}"#)
-        #expect(Self.error(Self.yaml(grpc, routes: [route], http2: true))
-            .contains("route sends to cluster 'otel', which is HTTP/2"))
+        #expect(try Self.hcm(Self.yaml(grpc, routes: [route], http2: true)).tracing != nil)
     }
 
     @Test(arguments: [

@@ -19,9 +19,21 @@ package final class ConnectionPool {
     /// Connection counts per host, for admin `/clusters`.
     package struct HostConnections {
         package var active = 0, total = 0, connectFail = 0
-        package init() {}
+        package init(active: Int = 0, total: Int = 0, connectFail: Int = 0) {
+            self.active = active
+            self.total = total
+            self.connectFail = connectFail
+        }
     }
-    package var perHost: [SocketAddress: HostConnections] { machine.perHost }
+    package var perHost: [SocketAddress: HostConnections] {
+        guard let multiplexed else { return machine.perHost }
+        return machine.perHost.merging(multiplexed.perHost) { a, b in
+            HostConnections(active: a.active + b.active, total: a.total + b.total,
+                            connectFail: a.connectFail + b.connectFail)
+        }
+    }
+    /// The cluster speaks HTTP/2: requests get streams on shared connections (see `MultiplexedPool`).
+    private var multiplexed: MultiplexedPool?
 
     /// Connections are shared per host, and with original_src only among one client's connections.
     package struct Key: Hashable {
@@ -69,10 +81,12 @@ package final class ConnectionPool {
         if limits.isEmpty { limits = [.seconds(3600)] }
         let shortest = limits.min()!.nanoseconds
         self.idleSweepInterval = .nanoseconds(max(shortest / 4, 50_000_000))
+        if let h2 = options.http2Options { multiplexed = MultiplexedPool(owner: self, cluster: cluster, options: h2) }
     }
 
     /// A connection for one request to `host`: an idle one, a new one, or a place in the queue.
     package func acquire(_ host: UpstreamHost, source: UpstreamSource, priority: CircuitBreakerThresholds.Priority) -> Acquisition {
+        if let multiplexed { return multiplexed.acquire(host, source: source, priority: priority) }
         let future: EventLoopFuture<UpstreamConnection>
         var waiterID: Int?
         switch machine.requestQueued(host: host, source: source, priority: priority) {
@@ -105,6 +119,7 @@ package final class ConnectionPool {
 
     /// The request left the queue before getting a connection (timeout, client gone).
     package func cancelWaiter(_ id: Int) {
+        if let multiplexed { return multiplexed.cancelWaiter(id) }
         guard machine.waiterCancelled(id), let promise = waiting.removeValue(forKey: id) else { return }
         promise.fail(ChannelError.ioOnClosedChannel)
     }
@@ -112,6 +127,7 @@ package final class ConnectionPool {
     /// A request is done with `conn`: it goes to a queued request for the same host, back to the idle list,
     /// or is closed (not reusable, too old, or used up).
     package func release(_ conn: UpstreamConnection) {
+        if conn.parent != nil, let multiplexed { return multiplexed.release(conn) }
         conn.stream = nil
         switch machine.connectionReleased(conn, now: .now()) {
         case .close(let c, let reason):
@@ -127,6 +143,7 @@ package final class ConnectionPool {
     /// Closes idle connections unused since `cutoff` (ORIGINAL_DST `cleanup_interval`, else `idle_timeout`),
     /// and those past `max_connection_duration`.
     package func sweepIdle(olderThan cutoff: NIODeadline) {
+        multiplexed?.sweepIdle(olderThan: cutoff)
         for (c, reason) in machine.idleSweepDue(now: .now(), unusedSince: cutoff) {
             count(reason)
             c.close()
@@ -135,12 +152,14 @@ package final class ConnectionPool {
 
     /// Drops every idle connection (drain).
     package func closeIdle() {
+        multiplexed?.closeIdle()
         for c in machine.idleClosingRequested() { c.close() }
     }
 
     /// The cluster was removed from the config: idle connections close now, busy ones when released. Requests
     /// still queued for a connection keep their place (their streams run on a snapshot that has the cluster).
     package func drain() {
+        multiplexed?.drain()
         for c in machine.clusterRemoved() { c.close() }
     }
 
@@ -148,7 +167,8 @@ package final class ConnectionPool {
         switch reason {
         case .maxDurationReached: stats.inc(clusterStats.cxMaxDurationReached)
         case .idleTimeout: stats.inc(clusterStats.cxIdleTimeout)
-        case .notReusable, .clusterRemoved, .maxRequestsReached: break
+        case .maxRequestsReached: stats.inc(clusterStats.cxMaxRequests)
+        case .notReusable, .clusterRemoved: break
         }
     }
 
@@ -196,6 +216,7 @@ package final class ConnectionPool {
                 let now = NIODeadline.now()
                 stats.inc(cs.cxTotal)
                 stats.inc(cs.cxActive)
+                stats.inc(cs.cxHTTP1Total)
                 stats.record(cs.cxConnectMs, from: connectStart, to: now)
                 traffic.store(true, ordering: .relaxed)
                 machine.connectionEstablished(conn, now: now)

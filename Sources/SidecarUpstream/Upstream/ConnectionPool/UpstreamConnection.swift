@@ -1,8 +1,10 @@
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 
-/// One HTTP/1.1 connection to an upstream host. It carries one request at a time for the stream that
-/// holds it, and goes back to its worker's pool when both directions finished cleanly.
+/// One HTTP/1.1 connection to an upstream host, or one stream of an HTTP/2 connection (`parent`). It carries one
+/// request at a time for the stream that holds it; an HTTP/1.1 connection goes back to its worker's pool when both
+/// directions finished cleanly, a stream is done after its request.
 package final class UpstreamConnection: ChannelDuplexHandler {
     package typealias InboundIn = HTTPClientResponsePart
     package typealias OutboundIn = HTTPClientRequestPart
@@ -25,10 +27,19 @@ package final class UpstreamConnection: ChannelDuplexHandler {
     package var connectedAt = NIODeadline.now()
     package var requests = 0
 
-    package init(host: UpstreamHost, pool: ConnectionPool, poolKey: ConnectionPool.Key) {
+    /// The HTTP/2 connection this stream is on; nil for an HTTP/1.1 connection.
+    package let parent: HTTP2UpstreamConnection?
+    /// The response's end was read.
+    package private(set) var responseEnded = false
+    /// The RST_STREAM code the upstream reset this stream with (`refused_stream` retries read it).
+    package private(set) var resetCode: HTTP2ErrorCode?
+
+    package init(host: UpstreamHost, pool: ConnectionPool, poolKey: ConnectionPool.Key,
+                 parent: HTTP2UpstreamConnection? = nil) {
         self.host = host
         self.pool = pool
         self.poolKey = poolKey
+        self.parent = parent
     }
 
     package var channel: Channel? { context?.channel }
@@ -47,7 +58,8 @@ package final class UpstreamConnection: ChannelDuplexHandler {
             return
         }
         let part = unwrapInboundIn(data)
-        if case .head(let head) = part, !head.isKeepAlive {
+        if case .end = part { responseEnded = true }
+        if parent == nil, case .head(let head) = part, !head.isKeepAlive {
             // `connection: close` (or HTTP/1.0 without keep-alive): never hand this connection out again,
             // even if its FIN has not been read yet when the response ends.
             reusable = false
@@ -69,10 +81,12 @@ package final class UpstreamConnection: ChannelDuplexHandler {
         let s = stream
         stream = nil
         s?.upstreamClosed()
+        if let parent { parent.pool.streamClosed(on: parent) }
         context.fireChannelInactive()
     }
 
     package func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let reset = error as? NIOHTTP2Errors.StreamClosed { resetCode = reset.errorCode }
         reusable = false
         context.close(promise: nil)
     }
