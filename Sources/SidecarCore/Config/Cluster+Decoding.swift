@@ -77,6 +77,12 @@ extension Cluster {
             throw cleanupValue.error("cleanup_interval must be at least 1ms")
         }
         let tls = try obj.optional("transport_socket").flatMap { try TLSContextConfig.decodeTransportSocket($0, side: .upstream) }
+        if tls != nil, httpProtocolOptions.upstreamProtocol == .downstream, let ts = obj.optional("transport_socket") {
+            // Envoy offers each connection the ALPN of the downstream's protocol; Pilotfish's TLS contexts offer one
+            // list per cluster.
+            throw ts.error("use_downstream_protocol_config with a TLS transport_socket is not supported by Pilotfish "
+                + "yet; use one cluster per protocol (explicit_http_config)")
+        }
         try obj.finish()
         var cluster = Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,
                               dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))

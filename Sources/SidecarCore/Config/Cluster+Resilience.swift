@@ -133,10 +133,20 @@ public struct UpstreamHTTPProtocolOptions: Sendable, Equatable {
     public var maxConnectionDuration: ProtoDuration?
     /// `max_requests_per_connection` (default unlimited).
     public var maxRequestsPerConnection: Int?
-    /// `explicit_http_config.http2_protocol_options`: the cluster speaks HTTP/2 (prior knowledge in plaintext, ALPN
-    /// `h2` over TLS), with these options.
+    /// Which HTTP version the cluster's connections speak.
+    public enum UpstreamProtocol: Sendable, Equatable {
+        /// `explicit_http_config.http_protocol_options` (the default).
+        case http1
+        /// `explicit_http_config.http2_protocol_options`: prior knowledge in plaintext, ALPN `h2` over TLS.
+        case http2
+        /// `use_downstream_protocol_config`: HTTP/2 for requests that came over HTTP/2, else HTTP/1.1.
+        case downstream
+    }
+    public var upstreamProtocol = UpstreamProtocol.http1
+    /// The options of the cluster's HTTP/2 connections (for `.http2` and `.downstream`).
     public var http2Options: HTTP2ProtocolOptions?
-    public var http2: Bool { http2Options != nil }
+    /// Every request goes over HTTP/2.
+    public var http2: Bool { upstreamProtocol == .http2 }
 
     public init() {}
 }

@@ -246,7 +246,7 @@ extension UpstreamHTTPProtocolOptions {
     /// `common_http_protocol_options`, plus the deprecated cluster-level `max_requests_per_connection`.
     package static func decode(_ cluster: ConfigObject) throws -> UpstreamHTTPProtocolOptions {
         let legacy = cluster.optional("common_http_protocol_options")
-        var typed: (options: ConfigValue, common: ConfigValue?, http2: HTTP2ProtocolOptions?)?
+        var typed: (options: ConfigValue, common: ConfigValue?, protocol: UpstreamProtocol, http2: HTTP2ProtocolOptions?)?
         if let extensions = cluster.optional("typed_extension_protocol_options") {
             for (name, value) in try extensions.map() {
                 guard name == typedOptionsName else {
@@ -255,7 +255,7 @@ extension UpstreamHTTPProtocolOptions {
                             + "only \(typedOptionsName) is")
                 }
                 let decoded = try decodeTypedOptions(value)
-                typed = (value, decoded.common, decoded.http2)
+                typed = (value, decoded.common, decoded.protocol, decoded.http2)
             }
         }
         // Envoy uses the typed options and silently ignores the deprecated cluster field when both are set.
@@ -266,6 +266,7 @@ extension UpstreamHTTPProtocolOptions {
                     + "into the typed options' common_http_protocol_options")
         }
         var options = UpstreamHTTPProtocolOptions()
+        options.upstreamProtocol = typed?.protocol ?? .http1
         options.http2Options = typed?.http2 ?? nil
         var common: ConfigObject?
         if let value = typed?.common ?? legacy {
@@ -285,9 +286,10 @@ extension UpstreamHTTPProtocolOptions {
         return options
     }
 
-    /// Checks an HttpProtocolOptions `Any` and returns its `common_http_protocol_options`, if any. Only the
-    /// explicit HTTP/1.1 configuration is supported.
-    private static func decodeTypedOptions(_ value: ConfigValue) throws -> (common: ConfigValue?, http2: HTTP2ProtocolOptions?) {
+    /// Checks an HttpProtocolOptions `Any` and returns its `common_http_protocol_options`, if any, and the protocol
+    /// it chose (`explicit_http_config` or `use_downstream_protocol_config`; `auto_config` is refused).
+    private static func decodeTypedOptions(_ value: ConfigValue) throws
+        -> (common: ConfigValue?, protocol: UpstreamProtocol, http2: HTTP2ProtocolOptions?) {
         let obj = try value.object()
         let type = try obj.required("@type")
         if try type.string() != typedOptionsType {
@@ -299,6 +301,16 @@ extension UpstreamHTTPProtocolOptions {
         ])
         let protocols = ["explicit_http_config", "use_downstream_protocol_config", "auto_config"]
         guard let (key, chosen) = try obj.oneOf(protocols) else { fatalError("unreachable: oneOf is required") }
+        if key == "use_downstream_protocol_config" {
+            let downstream = try chosen.object()
+            try downstream.unsupported(["http3_protocol_options"])
+            if let http1 = downstream.optional("http_protocol_options") { try checkHTTP1Options(try http1.object()) }
+            let h2 = try downstream.optional("http2_protocol_options").map(HTTP2ProtocolOptions.decode)
+            try downstream.finish()
+            let common = obj.optional("common_http_protocol_options")
+            try obj.finish()
+            return (common, .downstream, h2 ?? HTTP2ProtocolOptions())
+        }
         guard key == "explicit_http_config" else {
             throw chosen.error("field '\(key)' is a valid Envoy field but is not supported by Pilotfish yet")
         }
@@ -310,20 +322,23 @@ extension UpstreamHTTPProtocolOptions {
             try explicit.finish()
             let common = obj.optional("common_http_protocol_options")
             try obj.finish()
-            return (common, options)
+            return (common, .http2, options)
         }
-        let http1 = try explicit.required("http_protocol_options").object()
-        // Every Http1ProtocolOptions field changes the upstream codec, which is fixed in Pilotfish.
+        try checkHTTP1Options(try explicit.required("http_protocol_options").object())
+        try explicit.finish()
+        let common = obj.optional("common_http_protocol_options")
+        try obj.finish()
+        return (common, .http1, nil)
+    }
+
+    /// Every Http1ProtocolOptions field changes the upstream codec, which is fixed in Pilotfish.
+    private static func checkHTTP1Options(_ http1: ConfigObject) throws {
         try http1.unsupported([
             "allow_absolute_url", "accept_http_10", "default_host_for_http_10", "header_key_format", "enable_trailers",
             "allow_chunked_length", "override_stream_error_on_invalid_http_message", "send_fully_qualified_url",
             "use_balsa_parser", "allow_custom_methods", "ignore_http_11_upgrade",
         ])
         try http1.finish()
-        try explicit.finish()
-        let common = obj.optional("common_http_protocol_options")
-        try obj.finish()
-        return (common, nil)
     }
 
     /// `envoy.config.core.v3.HttpProtocolOptions`: the connection-lifetime limits Pilotfish's pools enforce.

@@ -148,15 +148,25 @@ public enum PodDefaults {
             type: ORIGINAL_DST
             lb_policy: CLUSTER_PROVIDED
             connect_timeout: 10s
+        \(downstreamProtocol)
           - name: inbound_passthrough
             type: ORIGINAL_DST
             lb_policy: CLUSTER_PROVIDED
             connect_timeout: 10s
+        \(downstreamProtocol)
         \(captureMode == .redirect ? "    upstream_bind_config: {source_address: {address: \(inboundPassthroughSource), port_value: 0}}" : "")
         \(mesh.map { meshClusters($0) } ?? "")
         \(tracing?.cluster ?? "")
         """
     }
+
+    /// A passthrough cluster speaks the protocol the app spoke: h2c in, h2c out (gRPC), HTTP/1.1 in, HTTP/1.1 out.
+    private static let downstreamProtocol = """
+            typed_extension_protocol_options:
+              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                use_downstream_protocol_config: {}
+        """
 
     /// The SDS files the mTLS config reads its identity from: the pod's certificate and key, and the mesh CA.
     public static func secretFiles(_ mesh: MeshTLS) -> [(path: String, contents: String)] {
@@ -195,13 +205,23 @@ public enum PodDefaults {
         """
     }
 
+    /// One cluster per protocol between sidecars: HTTP/1.1 (ALPN http/1.1), HTTP/2 (ALPN h2: the streams of many
+    /// gRPC calls share one mTLS connection), and other TCP (no ALPN).
     private static func meshClusters(_ mesh: MeshTLS) -> String {
-        [("outbound_mtls_http", ["http/1.1"]), ("outbound_mtls_tcp", [])].map { name, alpn in
+        let h2 = """
+
+                typed_extension_protocol_options:
+                  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                    explicit_http_config: {http2_protocol_options: {}}
+            """
+        return [("outbound_mtls_http", ["http/1.1"], ""), ("outbound_mtls_h2", ["h2"], h2), ("outbound_mtls_tcp", [], "")]
+            .map { name, alpn, options in
             """
               - name: \(name)
                 type: ORIGINAL_DST
                 lb_policy: CLUSTER_PROVIDED
-                connect_timeout: 10s
+                connect_timeout: 10s\(options)
                 transport_socket:
                   name: envoy.transport_sockets.tls
                   typed_config:
@@ -271,7 +291,7 @@ public enum PodDefaults {
         \(tcpFilter(statPrefix: tcp, cluster: passthrough))
         """
         let plainHTTP = """
-            - filter_chain_match: {\(mesh != nil && direction == "inbound" ? "transport_protocol: raw_buffer, " : "")application_protocols: ["http/1.1", "http/1.0"]}
+            - filter_chain_match: {\(mesh != nil && direction == "inbound" ? "transport_protocol: raw_buffer, " : "")application_protocols: ["http/1.1", "http/1.0", "h2c"]}
               filters:
         \(httpFilter(direction: direction, statPrefix: http, cluster: passthrough, tracing: tracing))
         """
@@ -287,12 +307,23 @@ public enum PodDefaults {
             \(httpFilter(direction: direction, statPrefix: "outbound_mtls_http", cluster: "outbound_mtls_http", tracing: tracing))
             """)
             chains.append("""
+                - filter_chain_match: {prefix_ranges: [\(ranges)], application_protocols: ["h2c"]}
+                  filters:
+            \(httpFilter(direction: direction, statPrefix: "outbound_mtls_http", cluster: "outbound_mtls_h2", tracing: tracing))
+            """)
+            chains.append("""
                 - filter_chain_match: {prefix_ranges: [\(ranges)]}
                   filters:
             \(tcpFilter(statPrefix: "outbound_mtls_tcp", cluster: "outbound_mtls_tcp"))
             """)
             chains.append(plainHTTP)
         case (let mesh?, "inbound"):
+            chains.append("""
+                - filter_chain_match: {transport_protocol: tls, application_protocols: ["h2"]}
+            \(inboundTLS(mesh, alpn: ["h2"]))
+                  filters:
+            \(httpFilter(direction: direction, statPrefix: "inbound_mtls_http", cluster: passthrough, tracing: tracing))
+            """)
             chains.append("""
                 - filter_chain_match: {transport_protocol: tls, application_protocols: ["http/1.1"]}
             \(inboundTLS(mesh, alpn: ["http/1.1"]))

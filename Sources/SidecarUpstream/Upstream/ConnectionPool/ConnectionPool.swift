@@ -34,6 +34,7 @@ package final class ConnectionPool {
     }
     /// The cluster speaks HTTP/2: requests get streams on shared connections (see `MultiplexedPool`).
     private var multiplexed: MultiplexedPool?
+    private let protocolOptions: UpstreamHTTPProtocolOptions
 
     /// Connections are shared per host, and with original_src only among one client's connections.
     package struct Key: Hashable {
@@ -81,12 +82,17 @@ package final class ConnectionPool {
         if limits.isEmpty { limits = [.seconds(3600)] }
         let shortest = limits.min()!.nanoseconds
         self.idleSweepInterval = .nanoseconds(max(shortest / 4, 50_000_000))
+        self.protocolOptions = options
         if let h2 = options.http2Options { multiplexed = MultiplexedPool(owner: self, cluster: cluster, options: h2) }
     }
 
     /// A connection for one request to `host`: an idle one, a new one, or a place in the queue.
-    package func acquire(_ host: UpstreamHost, source: UpstreamSource, priority: CircuitBreakerThresholds.Priority) -> Acquisition {
-        if let multiplexed { return multiplexed.acquire(host, source: source, priority: priority) }
+    /// `downstreamHTTP2`: the request came over HTTP/2 (a `use_downstream_protocol_config` cluster answers in kind).
+    package func acquire(_ host: UpstreamHost, source: UpstreamSource, priority: CircuitBreakerThresholds.Priority,
+                         downstreamHTTP2: Bool = false) -> Acquisition {
+        if let multiplexed, protocolOptions.upstreamProtocol == .http2 || downstreamHTTP2 {
+            return multiplexed.acquire(host, source: source, priority: priority)
+        }
         let future: EventLoopFuture<UpstreamConnection>
         var waiterID: Int?
         switch machine.requestQueued(host: host, source: source, priority: priority) {
@@ -119,7 +125,10 @@ package final class ConnectionPool {
 
     /// The request left the queue before getting a connection (timeout, client gone).
     package func cancelWaiter(_ id: Int) {
-        if let multiplexed { return multiplexed.cancelWaiter(id) }
+        if id < 0 {
+            multiplexed?.cancelWaiter(id)
+            return
+        }
         guard machine.waiterCancelled(id), let promise = waiting.removeValue(forKey: id) else { return }
         promise.fail(ChannelError.ioOnClosedChannel)
     }

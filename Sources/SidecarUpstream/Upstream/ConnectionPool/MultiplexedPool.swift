@@ -34,6 +34,7 @@ package final class MultiplexedPool {
     private var ready: [ConnectionPool.Key: [HTTP2UpstreamConnection]] = [:]
     private var connecting: [ConnectionPool.Key: Int] = [:]
     private var waiters: [ConnectionPool.Key: [Waiter]] = [:]
+    /// Negative, so they never collide with the HTTP/1 pool's of the same cluster (use_downstream_protocol_config).
     private var nextWaiterID = 0
     private var draining = false
     package private(set) var perHost: [SocketAddress: ConnectionPool.HostConnections] = [:]
@@ -76,7 +77,7 @@ package final class MultiplexedPool {
         }
         stats.inc(clusterStats.rqPendingTotal)
         stats.inc(clusterStats.rqPendingActive)
-        nextWaiterID += 1
+        nextWaiterID -= 1
         let promise = eventLoop.makePromise(of: UpstreamConnection.self)
         waiters[key, default: []].append(
             Waiter(id: nextWaiterID, priority: priority, host: host, source: source, promise: promise))
@@ -89,14 +90,16 @@ package final class MultiplexedPool {
         return .pending(promise.futureResult, waiter: nextWaiterID)
     }
 
-    /// A queued request left (timeout, client gone).
-    func cancelWaiter(_ id: Int) {
+    /// A queued request left (timeout, client gone). False: it was not waiting here.
+    @discardableResult
+    func cancelWaiter(_ id: Int) -> Bool {
         for (key, list) in waiters {
             guard let i = list.firstIndex(where: { $0.id == id }) else { continue }
             let w = waiters[key]!.remove(at: i)
             w.promise.fail(ChannelError.ioOnClosedChannel)
-            return
+            return true
         }
+        return false
     }
 
     /// The router is done with a stream: one that has not ended both ways is reset.
