@@ -37,7 +37,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
             // stream with the header block instead).
             head.headers.add(name: "content-length", value: "0")
         }
-        if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
+        if !keepAlive && !upgradeAccepted { head.headers.replaceOrAdd(name: "connection", value: "close") }
         // Health checks are not counted by response class (Envoy's chargeStats skips them).
         if !stream.isHealthCheck { stats.inc(listener.stats.responseClass(Int(head.status.code))) }
         if !listener.hcm.accessLogs.isEmpty { loggedResponseHeaders = head.headers }

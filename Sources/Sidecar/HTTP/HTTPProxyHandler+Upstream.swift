@@ -36,6 +36,7 @@ extension HTTPProxyHandler {
         let expectContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
         if expectContinue { headers.remove(name: "expect") }
         HopByHop.strip(&headers)
+        restoreUpgradeHeaders(&headers, original: head.headers)
         // Request headers are never honoured (see RetryHeaders), so only a route policy makes retries.
         let retry = target.retryPolicy.flatMap {
             RetryState(route: $0, requestHeaders: headers, honorRequestHeaders: false)
@@ -523,6 +524,11 @@ extension HTTPProxyHandler {
                 ignoringInformational = false
                 return
             }
+            if upgradeAccepted {
+                // The 101's end: what follows on both connections is the upgraded protocol.
+                startTunnel()
+                return
+            }
             guard responseStarted else { return }
             upstreamResponseEnded(trailers)
         }
@@ -547,8 +553,13 @@ extension HTTPProxyHandler {
         upstream?.perTryTimer = nil
         let elapsedMs = (NIODeadline.now() - upstreamStart).nanoseconds / 1_000_000
         var headers = head.headers
-        HopByHop.strip(&headers)
-        headers.replaceOrAddScanningFirst(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
+        if head.status == .switchingProtocols && upgradeRequested != nil {
+            // Envoy passes a 101 on with its upgrade headers where they were, and without a service time.
+            acceptUpgrade(&headers)
+        } else {
+            HopByHop.strip(&headers)
+            headers.replaceOrAddScanningFirst(name: "x-envoy-upstream-service-time", value: String(elapsedMs))
+        }
         responseCode = Int(head.status.code)
         responseCodeDetails = "via_upstream"
         if streamStart != nil { upstreamResponseStartTime = .now() }
@@ -609,6 +620,8 @@ extension HTTPProxyHandler {
 
     /// The upstream connection closed under us.
     func upstreamClosed() {
+        // A tunnel's end is the tunnel's business (it closes the other side after what it was sent).
+        if upgraded { return }
         guard let up = upstream, case .forwarding = phase else { return }
         run(up.attempts.upstreamReset(), up)
     }

@@ -59,6 +59,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var responseComplete: Bool { lifecycle.responseComplete }
     var closeAfterResponse: Bool { lifecycle.closeAfterResponse }
     var ignoringInformational = false
+    /// The request asks for an HTTP/1.1 upgrade the connection manager tunnels (its `Upgrade` value); the 101 that
+    /// accepts it is on its way (`upgradeAccepted`), or was sent and the connections are a tunnel (`upgraded`).
+    var upgradeRequested: String?
+    var upgradeAccepted = false
+    var upgraded = false
     var requestActive = false
     /// The route timeout (see `LazyDeadlineTimer`).
     var routeTimer = LazyDeadlineTimer()
@@ -242,7 +247,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         abandonUpstream(closeConnection: true)
         phase = .discarding
         releaseShadows()
-        if requestActive && !lifecycle.responseComplete { responseFlags.insert(.downstreamConnectionTermination) }
+        if requestActive && !lifecycle.responseComplete && !upgraded {
+            responseFlags.insert(.downstreamConnectionTermination)
+        }
         logAccess()
         finishTracing()
         stream.end()
@@ -391,6 +398,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func receivedHead(_ head: HTTPRequestHead) {
         var head = head
         ignoringInformational = false
+        upgradeRequested = nil
+        upgradeAccepted = false
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version
@@ -471,6 +480,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
             return
         }
+        // An HTTP/1.1 upgrade (WebSocket and the like); `Upgrade: h2c` is not one the proxy takes (Envoy drops it).
+        if !multiplexed, let type = Self.upgradeType(head.headers) {
+            upgradeRequested = type
+            // The HTTP/1 decoder reads nothing after an upgrade request: a refused upgrade ends the connection.
+            lifecycle.disableKeepAlive()
+        }
         // The connection manager's header rules (x-forwarded-for, x-request-id, sanitising, via) run before any
         // filter, as in Envoy, so filters see what the upstream will.
         // With tracing, a request id the connection manager makes is made with its tracing decision in it, not made
@@ -513,6 +528,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // A filter's local reply carries the route's response headers only on a forwarding route (Envoy has a
         // route entry only there); the router puts a direct response's or redirect's own on its reply.
         if case .forward(let target) = route { responseMutations = target.mutations } else { responseMutations = [] }
+        if let type = upgradeRequested, !upgradeAllowed(type, route: route) {
+            // Envoy's connection manager refuses an upgrade no config enables before any filter runs.
+            responseCodeDetails = "upgrade_failed"
+            phase = .discarding
+            writeCodecReply(status: .forbidden, body: "", close: true)
+            return
+        }
         phase = .decoding
         stream.begin(factories: listener.httpFilters, request: request, route: route, perFilterConfig: perFilter,
                      isHead: head.method == .HEAD, hasBody: Self.hasRequestBody(head), snapshot: snapshot)

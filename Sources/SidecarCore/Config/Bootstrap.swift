@@ -193,6 +193,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     package var requestHeaders = ConnectionManagerHeaders()
     /// `add_user_agent`: filled in with the node's cluster and id at start-up.
     package var addUserAgent = false
+    /// `upgrade_configs`: the HTTP/1.1 upgrades (lower-cased `Upgrade` type → enabled) the connection manager tunnels.
+    public var upgradeConfigs: [String: Bool] = [:]
     /// `http2_protocol_options` for downstream HTTP/2 connections.
     public var http2Options = HTTP2ProtocolOptions()
     /// `common_http_protocol_options` for downstream connections.

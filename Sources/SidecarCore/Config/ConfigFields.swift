@@ -438,6 +438,9 @@ package enum ConfigFields {
         Message("envoy.config.route.v3.RetryPolicy.RetryHostPredicate", "name typed_config"),
         Message("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
                 type: RetryPolicyConfig.previousHostsType, "@type"),
+        Message("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
+                "upgrade_type filters enabled"),
+        Message("envoy.config.route.v3.RouteAction.UpgradeConfig", "upgrade_type enabled connect_config"),
         Message("envoy.config.route.v3.RouteAction.HashPolicy", """
             filter_state header cookie connection_properties query_parameter terminal
             """),
@@ -525,7 +528,8 @@ extension ConfigFields {
         Message("envoy.config.core.v3.HttpService", "http_uri request_headers_to_add"),
         Message("envoy.config.core.v3.HttpUri", "uri cluster timeout"),
         Message("envoy.config.route.v3.Decorator", "operation propagate"),
-        // A gRPC collector cluster's explicit_http_config.http2_protocol_options (only `{}` is supported).
+        // Downstream (the connection manager's) and upstream (a cluster's explicit_http_config or
+        // use_downstream_protocol_config) HTTP/2 options.
         Message("envoy.config.core.v3.Http2ProtocolOptions", """
             hpack_table_size max_concurrent_streams initial_stream_window_size initial_connection_window_size
             allow_connect allow_metadata max_outbound_frames max_outbound_control_frames

@@ -258,7 +258,7 @@ extension HTTPConnectionManagerConfig {
         try obj.unsupported([
             "rds", "scoped_routes", "http3_protocol_options",
             "access_log_options",
-            "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue", "upgrade_configs",
+            "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue",
             "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
             "local_reply_config", "strip_matching_host_port", "strip_any_host_port",
             "request_headers_timeout", "drain_timeout", "delayed_close_timeout", "internal_address_config",
@@ -293,6 +293,18 @@ extension HTTPConnectionManagerConfig {
             try hpo.finish()
         }
         let http2 = try obj.optional("http2_protocol_options").map(HTTP2ProtocolOptions.decode) ?? HTTP2ProtocolOptions()
+        var upgrades: [String: Bool] = [:]
+        for item in try obj.list("upgrade_configs") {
+            let u = try item.object()
+            try u.unsupported(["filters"])
+            let typeValue = try u.required("upgrade_type")
+            let type = try typeValue.nonEmptyString().lowercased()
+            if type == "connect" {
+                throw typeValue.error("upgrade_type CONNECT is a valid Envoy value but Pilotfish does not support CONNECT yet")
+            }
+            upgrades[type] = try u.optional("enabled")?.bool() ?? true
+            try u.finish()
+        }
         let serverName = try obj.optional("server_name")?.headerValueText() ?? "envoy"
         var headers = ConnectionManagerHeaders()
         headers.useRemoteAddress = try obj.optional("use_remote_address")?.bool() ?? false
@@ -344,6 +356,7 @@ extension HTTPConnectionManagerConfig {
             streamIdleTimeout: streamIdleTimeout)
         config.requestHeaders = headers
         config.http2Options = http2
+        config.upgradeConfigs = upgrades
         config.addUserAgent = addUserAgent
         config.commonProtocolOptions = common
         config.accessLogs = accessLogs

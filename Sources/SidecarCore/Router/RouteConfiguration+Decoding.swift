@@ -218,7 +218,7 @@ extension ForwardAction {
         try obj.unsupported([
             "retry_policy_typed_config", "flush_timeout",
             "path_rewrite", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
-            "upgrade_configs", "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
+            "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
             "hedge_policy", "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
             "metadata_match", "cluster_not_found_response_code", "include_vh_rate_limits", "early_data_policy",
             "cluster_specifier_plugin", "inline_cluster_specifier_plugin", "path_rewrite_policy", "host_rewrite",
@@ -266,6 +266,16 @@ extension ForwardAction {
         action.cors = try obj.optional("cors").map(CORSPolicy.decode)
         action.rateLimits = try obj.list("rate_limits").map(RateLimitPolicy.decode)
         action.mirrorPolicies = try obj.list("request_mirror_policies").map(MirrorPolicy.decode)
+        for item in try obj.list("upgrade_configs") {
+            let u = try item.object()
+            try u.unsupported(["connect_config"])
+            let type = try u.required("upgrade_type").nonEmptyString().lowercased()
+            if type == "connect" {
+                throw try u.required("upgrade_type").error("upgrade_type CONNECT is a valid Envoy value but Pilotfish does not support CONNECT yet")
+            }
+            action.upgradeConfigs[type] = try u.optional("enabled")?.bool() ?? true
+            try u.finish()
+        }
         try obj.finish()
         return action
     }

@@ -159,6 +159,8 @@ public struct ForwardAction: Sendable {
     public var rateLimits: [RateLimitPolicy] = []
     /// `request_mirror_policies`: clusters that get a copy of each request.
     public var mirrorPolicies: [MirrorPolicy] = []
+    /// `upgrade_configs`: per upgrade type (lower case), whether the route allows it, over the connection manager's.
+    public var upgradeConfigs: [String: Bool] = [:]
 }
 
 public struct DirectResponse: Sendable {

@@ -136,6 +136,8 @@ public final class ForwardTarget: Sendable {
     public let mirrorPolicies: [MirrorPolicy]
     /// The route's `decorator` (its spans' operation name).
     public let decorator: RouteDecorator?
+    /// The route's `upgrade_configs` (lower-cased upgrade type → enabled).
+    public let upgradeConfigs: [String: Bool]
 
     package init(cluster: String, clusterSlot: ClusterSlot? = nil, rewrittenPath: String?,
          hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
@@ -145,7 +147,7 @@ public final class ForwardTarget: Sendable {
          includeAttemptCountInResponse: Bool = false, perRequestBufferLimitBytes: Int? = nil,
          routeCORS: CORSPolicy? = nil, virtualHostCORS: CORSPolicy? = nil, rateLimits: [RateLimitPolicy] = [],
          virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = [],
-         decorator: RouteDecorator? = nil) {
+         decorator: RouteDecorator? = nil, upgradeConfigs: [String: Bool] = [:]) {
         self.cluster = cluster
         self.clusterSlot = clusterSlot
         self.rewrittenPath = rewrittenPath
@@ -168,6 +170,7 @@ public final class ForwardTarget: Sendable {
         self.virtualHostRateLimits = virtualHostRateLimits
         self.mirrorPolicies = mirrorPolicies
         self.decorator = decorator
+        self.upgradeConfigs = upgradeConfigs
     }
 
     /// The path the request leaves with, given the one it came with.
@@ -315,7 +318,8 @@ extension RouteConfiguration {
             includeAttemptCountInResponse: vh.includeAttemptCountInResponse,
             perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
             routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
-            virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies, decorator: route.decorator)
+            virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies, decorator: route.decorator,
+            upgradeConfigs: f.upgradeConfigs)
     }
 }
 

@@ -211,7 +211,8 @@ package final class ConnectionPool {
                     let ops = channel.pipeline.syncOperations
                     try handshake?.install(on: ops, eventLoop: channel.eventLoop)
                     // No outbound header validation, as on the downstream side (see ChainInstaller).
-                    try ops.addHTTPClientHandlers(leftOverBytesStrategy: .fireError, enableOutboundHeaderValidation: false)
+                    // Bytes after a 101 belong to the upgraded protocol: the decoder hands them on when an upgrade removes it.
+                    try ops.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
                     try ops.addHandler(conn)
                 }
             }

@@ -1,0 +1,95 @@
+import NIOCore
+import NIOHTTP1
+import SidecarUpstream
+
+/// The stream's last stage after an upstream accepted an HTTP/1.1 upgrade (101, e.g. WebSocket): both
+/// connections stop speaking HTTP and carry the upgraded protocol's bytes as they are, GlueHandler-style.
+///
+/// Each side's HTTP codec is removed and a `UpgradeTunnel` takes its place, in front of the handler that owned the
+/// connection (`HTTPProxyHandler` downstream, `UpstreamConnection` upstream); those stay to see the connection
+/// end. Bytes read on one side are written to the other; reads stop while the other side cannot take more; when
+/// either side closes, the other is closed after what it was sent. Bytes the upstream sent right behind its 101
+/// reach the tunnel from the removed decoder.
+final class UpgradeTunnel: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private(set) weak var partner: UpgradeTunnel?
+    private var context: ChannelHandlerContext?
+    private var readPending = false
+    /// Called with the byte count of each read (the stream's bytes and idle-timeout activity).
+    private let onRead: (Int) -> Void
+
+    private init(onRead: @escaping (Int) -> Void) { self.onRead = onRead }
+
+    /// Switches both connections to the tunnel. `downstream` is the pipeline of the proxy handler's connection,
+    /// `upstream` the upstream connection's. Throws when a pipeline is not as expected (the caller closes both).
+    static func join(downstream: ChannelPipeline.SynchronousOperations, upstream: ChannelPipeline.SynchronousOperations,
+                     downstreamRead: @escaping (Int) -> Void, upstreamRead: @escaping (Int) -> Void) throws {
+        let down = UpgradeTunnel(onRead: downstreamRead)
+        let up = UpgradeTunnel(onRead: upstreamRead)
+        down.partner = up
+        up.partner = down
+        // Each tunnel goes right behind its decoder, so the decoder's left-over bytes reach it; then the codec goes.
+        let requestDecoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        try downstream.addHandler(down, position: .after(requestDecoder))
+        let responseDecoder = try upstream.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
+        try upstream.addHandler(up, position: .after(responseDecoder))
+        downstream.removeHandler(try downstream.handler(type: HTTPResponseEncoder.self), promise: nil)
+        downstream.removeHandler(requestDecoder, promise: nil)
+        upstream.removeHandler(try upstream.handler(type: HTTPRequestEncoder.self), promise: nil)
+        upstream.removeHandler(responseDecoder, promise: nil)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        onRead(buffer.readableBytes)
+        guard let partnerContext = partner?.context else { return }
+        partnerContext.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.context?.flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The other side gets what it was sent, then closes.
+        if let p = partner?.context {
+            p.writeAndFlush(wrapOutboundOut(p.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                p.close(promise: nil)
+            }
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { partner?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if partner?.isWritable ?? true {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    private func resumeReading() {
+        guard readPending, let context else { return }
+        readPending = false
+        context.read()
+    }
+}
+
+@available(*, unavailable) extension UpgradeTunnel: Sendable {}
