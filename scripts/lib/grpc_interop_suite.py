@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """End-to-end gRPC interop tests: grpc's standard interop cases (doc/interop-test-descriptions.md in grpc/grpc),
 run by a grpcio client through the proxy under test to a grpcio interop TestService server, over plaintext HTTP/2
-(h2c) and over TLS with ALPN h2.
+(h2c) and over TLS with ALPN h2; and one case of Pilotfish's own, flow_control (below).
 
 Usage: python3 scripts/lib/grpc_interop_suite.py (--proxy envoy|sidecar --bin PATH | --direct)
-           [--setup h2c|tls|all] [NAME|PATTERN]... [--only NAME]... [--list] [-v]
+           [--setup h2c|tls|all] [--flow-bytes SIZE] [NAME|PATTERN]... [--only NAME]... [--list] [-v]
 (normally through scripts/e2e-grpc, which installs grpcio, grpcio-tools, protobuf and cryptography from PyPI).
 
 The service: scripts/lib/grpc_interop/interop_test.proto, a minimal grpc.testing.TestService written from the
@@ -12,13 +12,17 @@ interop descriptions; its Python stubs are generated at run time with grpcio-too
 The server runs in this process on a free 127.0.0.1 port, plaintext h2c: EmptyCall, UnaryCall (response_size,
 Echo Status, Echo Metadata), StreamingInputCall, StreamingOutputCall (sizes, interval_us) and FullDuplexCall
 (sizes, interval_us, Echo Status, Echo Metadata); UnimplementedCall is left unimplemented (the generated default
-answers UNIMPLEMENTED) and grpc.testing.UnimplementedService is not registered at all.
+answers UNIMPLEMENTED) and grpc.testing.UnimplementedService is not registered at all. The same server also has
+grpc.testing.FlowControlService (not an interop service): StreamBytes streams total_bytes of zeros in responses of
+chunk_size, as fast as flow control lets it, counting what it sent and how long it waited for its sends.
 
 The proxy: one Envoy v3 bootstrap per setup, the same file for Envoy and the sidecar: a static listener on a free
 127.0.0.1 port with an http_connection_manager (codec_type AUTO, one virtual host `*`, prefix `/` to cluster
-grpc_backend, the router filter), a STATIC cluster grpc_backend on the server with explicit HTTP/2
-(typed_extension_protocol_options), and an admin on a free port. Setup `h2c`: the listener is plaintext (gRPC
-clients speak HTTP/2 with prior knowledge). Setup `tls`: the listener also has a DownstreamTlsContext (a server
+grpc_backend, with prefix /grpc.testing.FlowControlService/ before it to the same cluster without a route timeout,
+the router filter), a STATIC cluster grpc_backend on the server with explicit HTTP/2
+(typed_extension_protocol_options; windows as Envoy's edge best practices set them: initial_stream_window_size
+64 KiB, initial_connection_window_size 1 MiB), and an admin on a free port. Setup `h2c`: the listener is plaintext
+(gRPC clients speak HTTP/2 with prior knowledge). Setup `tls`: the listener also has a DownstreamTlsContext (a server
 certificate from tls_kit's Pki, made at run time, alpn_protocols [h2, http/1.1]); the client uses
 grpc.secure_channel with the test CA as root and ssl_target_name_override server.example.test. The proxy of a
 setup is started at that setup's first case and kept for its other cases; if it will not start, each case of the
@@ -33,14 +37,26 @@ cancel_after_first_response, timeout_on_sleeping_server; each asserts what the i
 where the description leaves clients free to, that payload bodies are zeros). Every case uses a channel of its own
 (its own connection) that must connect within 5 s, every call has a deadline (10 s unless the case says
 otherwise), a case is failed after 30 s, and cases not started within 120 s of the run's start, or of a setup
-whose last 3 cases could not connect, are failed without running. With -v each case also notes
-what the server saw (the call, how it ended, request headers the proxy added) and the proxy's reset/timeout
-counters that moved.
+whose last 3 cases could not connect, are failed without running. With -v each case also notes what the server saw
+(the call, how it ended, request headers the proxy added) and the proxy's reset/timeout counters that moved.
+
+flow_control (h2c only, run after every other case; over TLS it would only double the time): per-stream flow
+control through the proxy. On the case's one channel (one HTTP/2 connection to the proxy, one from the proxy to the
+server), a StreamBytes call of --flow-bytes (default $GRPC_FLOW_BYTES, else 1 GiB, the volume the issue asks for;
+scripts/test sets 256 MiB: about 10 s against a debug sidecar) in 64 KiB responses, read by a slow reader (a pause
+of 100 ms after each response). Once the server waits for window, 50 UnaryCalls (1 KiB each way, 50 ms apart) on
+the same channel must each be answered within 1 s, the server must have spent at least half of that phase waiting
+for window (the stream was stalled, not merely slow), and the stream must not have ended. Then the reader drains the
+rest (1 ms after each response, at most 64 MiB/s): every byte, all zeros, status OK. Meanwhile the proxy's VmRSS
+(/proc/PID/status, every 50 ms from just before the stream to its end) may not grow by 64 MiB or more over its
+value before the stream. The case's bound is 30 s + the volume at 4 MiB/s (the call's deadline too). With
+--direct there is no proxy and no RSS check.
 
 Output: one line per scenario (`PASS name: what was seen` or `FAIL name: reason`), then
 `grpc: N passed, N failed, 0 skipped`; exit status 1 if any failed. Only loopback addresses are used; every
 process is stopped by PID and the server, channels and temporary directories closed, pass or fail (a SIGINT or
-SIGTERM during cleanup is held until the cleanup is done). About 6 s against Envoy for both setups.
+SIGTERM during cleanup is held until the cleanup is done). About 6 s against Envoy for both setups, plus
+flow_control: about 10 s with 256 MiB, 25 to 40 s with 1 GiB.
 """
 
 import argparse
@@ -66,6 +82,7 @@ from suite_common import (
     main as run_suite,
     short,
     sockaddr,
+    wait_for,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,7 +144,10 @@ def zeros(n):
 # ---- the interop server -------------------------------------------------------------------------------
 class CallRecord:
     """One call as the server saw it: method, request metadata, how the handler ended and whether gRPC reported
-    the call as cancelled (a client RST_STREAM, an expired grpc-timeout or a lost connection)."""
+    the call as cancelled (a client RST_STREAM, an expired grpc-timeout or a lost connection). A StreamBytes call
+    also counts its progress: the payload bytes whose send completed, and the time the handler spent waiting for
+    its sends to complete (grpcio's server takes the next response only when the previous one has gone into the
+    HTTP/2 stream, which its flow-control window allows), with `waiting_since` set while it waits."""
 
     def __init__(self, method, context):
         self.method = method
@@ -137,6 +157,9 @@ class CallRecord:
         self.end = "running"
         self.cancelled = None
         self.done = threading.Event()
+        self.sent = 0
+        self.send_wait = 0.0
+        self.waiting_since = None
         self._context = context
         context.add_callback(self._finished)
 
@@ -145,6 +168,11 @@ class CallRecord:
         state = getattr(self._context, "_state", None)
         self.cancelled = getattr(state, "client", None) == "cancelled"
         self.done.set()
+
+    def blocked(self, now):
+        """Seconds spent waiting for sends to complete so far, the wait in progress included."""
+        since = self.waiting_since
+        return self.send_wait + (now - since if since is not None else 0.0)
 
     def describe(self):
         how = self.end
@@ -245,6 +273,33 @@ def make_servicer(server):
     return TestService()
 
 
+def make_flow_servicer(server):
+    class FlowControlService(pbg.FlowControlServiceServicer):
+        """Pilotfish's bulk stream for the flow_control case (not an interop service)."""
+
+        def StreamBytes(self, request, context):
+            rec = server.record("StreamBytes", context)
+            total, size = request.total_bytes, request.chunk_size
+            if total < 0 or size <= 0:
+                rec.end = "INVALID_ARGUMENT"
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "total_bytes < 0 or chunk_size <= 0")
+            full = pb.StreamingOutputCallResponse(payload=pb.Payload(body=zeros(size)))
+            while rec.sent < total:
+                if not context.is_active():
+                    rec.end = "inactive after %d bytes" % rec.sent
+                    return
+                n = min(size, total - rec.sent)
+                rec.waiting_since = time.monotonic()
+                yield full if n == size else pb.StreamingOutputCallResponse(payload=pb.Payload(body=zeros(n)))
+                # Back here only once that response's send completed.
+                rec.send_wait += time.monotonic() - rec.waiting_since
+                rec.waiting_since = None
+                rec.sent += n
+            rec.end = "ok, %d bytes" % rec.sent
+
+    return FlowControlService()
+
+
 class LogRecords(logging.Handler):
     """grpcio's server log (a handler's exception, e.g. the generated UnimplementedCall's NotImplementedError),
     kept for the notes instead of printed as a traceback."""
@@ -269,6 +324,7 @@ class InteropServer:
         logger.propagate = False
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=[("grpc.so_reuseport", 0)])
         pbg.add_TestServiceServicer_to_server(make_servicer(self), self.server)
+        pbg.add_FlowControlServiceServicer_to_server(make_flow_servicer(self), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.tls_port = None
         if cred is not None:
@@ -307,8 +363,11 @@ def bootstrap(admin_port, listen_port, backend_port, cred=None):
         "codec_type": "AUTO",
         "route_config": {
             "name": "grpc_route",
-            "virtual_hosts": [{"name": "grpc", "domains": ["*"],
-                               "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "grpc_backend"}}]}],
+            "virtual_hosts": [{"name": "grpc", "domains": ["*"], "routes": [
+                # The flow_control case's stream outlasts the default 15 s route timeout when run with 1 GiB.
+                {"match": {"prefix": "/grpc.testing.FlowControlService/"},
+                 "route": {"cluster": "grpc_backend", "timeout": "0s"}},
+                {"match": {"prefix": "/"}, "route": {"cluster": "grpc_backend"}}]}],
         },
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
     }
@@ -325,8 +384,12 @@ def bootstrap(admin_port, listen_port, backend_port, cred=None):
         "name": "grpc_backend",
         "type": "STATIC",
         "connect_timeout": "1s",
+        # Windows as Envoy's edge best practices set them. With Envoy's own defaults (256 MiB) Envoy holds 30-40
+        # MiB of flow_control's stalled stream (+48 to +61 MiB VmRSS, at the case's bound); with a connection window
+        # no larger than the stream window, the stalled stream takes all of it and the unary calls beside it stall.
         "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {}}}},
+            "@type": HTTP_OPTIONS, "explicit_http_config": {"http2_protocol_options": {
+                "initial_stream_window_size": 65536, "initial_connection_window_size": 1048576}}}},
         "load_assignment": {"cluster_name": "grpc_backend",
                             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sockaddr(backend_port)}}]}]},
     }
@@ -430,6 +493,7 @@ class Client:
         self.setup = setup
         self.stub = pbg.TestServiceStub(channel)
         self.unimplemented = pbg.UnimplementedServiceStub(channel)
+        self.flow = pbg.FlowControlServiceStub(channel)
 
 
 def open_channel(t, setup, port):
@@ -710,6 +774,255 @@ def timeout_on_sleeping_server(t, c):
     return "FullDuplexCall with a 1 ms deadline: DEADLINE_EXCEEDED"
 
 
+# ---- flow_control: a bulk stream to a slow reader, unary calls beside it on the same connection -------------
+MiB = 1 << 20
+FLOW_CHUNK = 64 * 1024  # payload body of each StreamBytes response
+FLOW_UNARY_CALLS = 50  # unary calls made while the bulk stream is stalled ...
+FLOW_UNARY_LIMIT = 1.0  # ... each to be answered within this many seconds
+FLOW_UNARY_GAP = 0.05  # seconds between two of them
+FLOW_UNARY_SIZE = 1024  # their request and response payload bodies
+FLOW_STALL_PAUSE = 0.1  # the reader's pause after each message while the unary calls run ...
+FLOW_DRAIN_PAUSE = 0.001  # ... and afterwards, while it drains the rest (at most 64 MiB/s with 64 KiB messages)
+FLOW_STALL_TIMEOUT = 5  # seconds for the server to be held back by flow control once the stream started
+FLOW_STALL_BLOCKED = 0.5  # share of the unary phase the server must have spent waiting for window
+FLOW_RSS_LIMIT = 64 * MiB  # growth of the proxy's VmRSS allowed from before the stream to its peak during it
+FLOW_RSS_STEP = 0.05  # seconds between two VmRSS samples
+FLOW_MIN_RATE = 4 * MiB  # bytes/s: the case's time bound is 30 s + the volume at this rate
+FLOW_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": MiB, "mib": MiB, "g": 1 << 30, "gib": 1 << 30}
+FLOW_BYTES = 1 << 30  # the volume (main sets it from --flow-bytes / GRPC_FLOW_BYTES)
+
+
+def parse_size(text):
+    """`1GiB`, `256MiB`, `64k`, `1048576` (binary units, case-insensitive) -> bytes."""
+    t = text.strip().lower()
+    digits = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(digits):].strip()
+    if not digits.strip().isdigit() or unit not in FLOW_UNITS:
+        raise ValueError("not a size: %r (e.g. 1GiB, 256MiB, 1048576)" % text)
+    return int(digits) * FLOW_UNITS[unit]
+
+
+def mib(n):
+    return "%.1f MiB" % (n / MiB)
+
+
+def vm_rss(pid):
+    """VmRSS of `pid` in bytes (None once the process is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class RssSampler:
+    """The proxy's VmRSS every FLOW_RSS_STEP seconds in a thread of its own, from `start()` to `stop()`: the
+    first sample and the peak."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.first = self.peak = vm_rss(pid)
+        check(self.first is not None, "no VmRSS for the proxy (pid %d)" % pid)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping.wait(FLOW_RSS_STEP):
+            v = vm_rss(self.pid)
+            if v is not None and v > self.peak:
+                self.peak = v
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+        v = vm_rss(self.pid)
+        if v is not None and v > self.peak:
+            self.peak = v
+
+
+class SlowReader:
+    """Reads the bulk stream in a thread of its own, pausing after each message: FLOW_STALL_PAUSE until
+    `release()`, FLOW_DRAIN_PAUSE after. Counts the payload bytes read and notes the first body that is not all
+    zeros and the error the stream ended with."""
+
+    def __init__(self, call):
+        self.call = call
+        self.read = 0
+        self.messages = 0
+        self.bad = None
+        self.error = None
+        self.released = threading.Event()
+        self.finished = None
+        self.thread = threading.Thread(target=self._run, name="slow-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            for resp in self.call:
+                body = resp.payload.body
+                if self.bad is None and body.strip(b"\0"):
+                    self.bad = "response %d: payload body is not all zeros" % (self.messages + 1)
+                self.read += len(body)
+                self.messages += 1
+                if self.released.is_set():
+                    time.sleep(FLOW_DRAIN_PAUSE)
+                else:
+                    self.released.wait(FLOW_STALL_PAUSE)
+        except grpc.RpcError as e:
+            self.error = e
+        except Exception as e:  # a bug here must still end the thread and be reported
+            self.error = e
+        self.finished = time.monotonic()
+
+    def why(self):
+        e = self.error
+        if e is None:
+            return "no error"
+        return err(e) if isinstance(e, grpc.RpcError) else "%s: %s" % (type(e).__name__, e)
+
+    def release(self):
+        self.released.set()
+
+    def stop(self):
+        self.call.cancel()
+        self.thread.join(5)
+
+
+class case_alarm:
+    """A time bound of the case's own instead of the runner's SCENARIO_LIMIT (the bulk stream's volume sets it);
+    the runner clears the alarm after the case, this restores its handler."""
+
+    def __init__(self, seconds, what):
+        self.seconds, self.what = seconds, what
+
+    def __enter__(self):
+        def on_alarm(signum, frame):
+            raise Fail("%s still running after %d s" % (self.what, self.seconds))
+
+        self.old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.alarm(self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+        return False
+
+
+def flow_control(t, c):
+    """Per-stream flow control through the proxy: on the case's one channel (one HTTP/2 connection), a StreamBytes
+    call of FLOW_BYTES in 64 KiB responses read by a slow reader, so that the server is held back by flow control,
+    while FLOW_UNARY_CALLS UnaryCalls on the same connection must each be answered within FLOW_UNARY_LIMIT; then
+    the reader drains the rest. The proxy's VmRSS may not grow by FLOW_RSS_LIMIT or more."""
+    total = FLOW_BYTES
+    limit = int(30 + total / FLOW_MIN_RATE)
+    with case_alarm(limit, "flow_control (%s)" % mib(total)):
+        return flow_control_run(t, c, total, limit)
+
+
+def flow_control_run(t, c, total, limit):
+    suite = t.suite
+    tgt = suite.targets.get(c.setup)
+    proc = tgt.proc if tgt is not None else None
+    small = pb.SimpleRequest(response_type=pb.COMPRESSABLE, response_size=FLOW_UNARY_SIZE,
+                             payload=pb.Payload(body=zeros(FLOW_UNARY_SIZE)))
+    # A first unary call, so that the proxy's upstream connection exists before the baseline sample.
+    check_body(c.stub.UnaryCall(small, timeout=CALL_TIMEOUT), FLOW_UNARY_SIZE, "first UnaryCall")
+    rss = None
+    if proc is not None:
+        rss = RssSampler(proc.pid)
+        t.on_close("RSS sampler", rss.stop)
+
+    def check_rss(when):
+        # Checked as the case goes too, so that a proxy that buffers the stream is stopped long before 1 GiB.
+        if rss is not None:
+            grown = rss.peak - rss.first
+            check(grown < FLOW_RSS_LIMIT, "%s VmRSS grew by %s %s (%s before, peak %s; limit %s)"
+                  % (suite.proxy, mib(grown), when, mib(rss.first), mib(rss.peak), mib(FLOW_RSS_LIMIT)))
+
+    mark = suite.server.mark()
+    call = c.flow.StreamBytes(pb.StreamBytesRequest(total_bytes=total, chunk_size=FLOW_CHUNK), timeout=limit)
+    reader = SlowReader(call)
+    t.on_close("bulk stream", reader.stop)
+
+    def stream_record():
+        return next((r for r in suite.server.since(mark)[0] if r.method == "StreamBytes"), None)
+
+    rec = wait_for(stream_record, FLOW_STALL_TIMEOUT)
+    check(rec is not None, "the server saw no StreamBytes call within %d s" % FLOW_STALL_TIMEOUT)
+
+    # Held back: the server waits for window while the reader is at its first messages.
+    def held():
+        return rec.waiting_since is not None and time.monotonic() - rec.waiting_since > 2 * FLOW_STALL_PAUSE
+    check(wait_for(held, FLOW_STALL_TIMEOUT) or reader.error is not None,
+          "the server was not held back by flow control within %d s: it sent %s, the reader read %s"
+          % (FLOW_STALL_TIMEOUT, mib(rec.sent), mib(reader.read)))
+    if reader.error is not None:
+        raise Fail("the bulk stream ended before the unary calls (%s read): %s" % (mib(reader.read), reader.why()))
+    t.note("stalled after %s sent by the server, %s read" % (mib(rec.sent), mib(reader.read)))
+
+    # The unary calls, beside the stalled stream.
+    t0, blocked0, sent0, read0 = time.monotonic(), rec.blocked(time.monotonic()), rec.sent, reader.read
+    lat = []
+    for i in range(FLOW_UNARY_CALLS):
+        s0 = time.monotonic()
+        try:
+            resp = c.stub.UnaryCall(small, timeout=2 * FLOW_UNARY_LIMIT)
+        except grpc.RpcError as e:
+            raise Fail("UnaryCall %d of %d beside the stalled stream (deadline %.0f s): %s"
+                       % (i + 1, FLOW_UNARY_CALLS, 2 * FLOW_UNARY_LIMIT, err(e)))
+        lat.append(time.monotonic() - s0)
+        check_body(resp, FLOW_UNARY_SIZE, "UnaryCall %d" % (i + 1))
+        check(lat[-1] < FLOW_UNARY_LIMIT, "UnaryCall %d of %d took %.2f s beside the stalled stream (limit %.1f s)"
+              % (i + 1, FLOW_UNARY_CALLS, lat[-1], FLOW_UNARY_LIMIT))
+        check_rss("during the unary calls")
+        time.sleep(FLOW_UNARY_GAP)
+    t1 = time.monotonic()
+    blocked = (rec.blocked(t1) - blocked0) / (t1 - t0)
+    lead = rec.sent - reader.read
+    t.note("unary phase %.1f s: server sent %s (%s more), reader read %s (%s more), server waiting for window "
+           "%.0f%% of it, in flight %s" % (t1 - t0, mib(rec.sent), mib(rec.sent - sent0), mib(reader.read),
+                                          mib(reader.read - read0), 100 * blocked, mib(lead)))
+    check(reader.finished is None, "the bulk stream ended during the unary calls (%s read): %s"
+          % (mib(reader.read), reader.why()))
+    check(blocked >= FLOW_STALL_BLOCKED,
+          "the stream was not stalled during the unary calls: the server waited for window %.0f%% of the time "
+          "(at least %.0f%% expected); sent %s, read %s"
+          % (100 * blocked, 100 * FLOW_STALL_BLOCKED, mib(rec.sent), mib(reader.read)))
+    lat.sort()
+
+    # The rest.
+    reader.release()
+    deadline = t0 + max(1, limit - 5)
+    while reader.thread.is_alive() and time.monotonic() < deadline:
+        reader.thread.join(0.2)
+        check_rss("while the reader drained the stream (%s read)" % mib(reader.read))
+    check(not reader.thread.is_alive(),
+          "the bulk stream did not finish: %s of %s read" % (mib(reader.read), mib(total)))
+    if reader.error is not None:
+        raise Fail("the bulk stream ended after %s of %s: %s" % (mib(reader.read), mib(total), reader.why()))
+    check(call.code() == grpc.StatusCode.OK, "bulk stream status %s" % call.code())
+    check(reader.read == total, "the bulk stream carried %d bytes, expected %d" % (reader.read, total))
+    check(reader.bad is None, reader.bad or "")
+    drain = reader.finished - t1
+
+    summary = ("%s in %d responses to a slow reader (server waiting for window %.0f%% of the unary phase); %d "
+               "UnaryCalls beside it, max %.0f ms, median %.0f ms; drained in %.1f s"
+               % (mib(total), reader.messages, 100 * blocked, FLOW_UNARY_CALLS, 1000 * lat[-1],
+                  1000 * lat[len(lat) // 2], drain))
+    if rss is None:
+        return summary + "; no proxy, no RSS"
+    rss.stop()
+    check(proc.alive(), "%s exited during the stream" % suite.proxy)
+    check_rss("during the stream")
+    growth = rss.peak - rss.first
+    return summary + "; %s VmRSS %s before, peak %s (+%s)" % (suite.proxy, mib(rss.first), mib(rss.peak), mib(growth))
+
+
 CASES = [
     ("empty_unary", empty_unary),
     ("large_unary", large_unary),
@@ -726,9 +1039,27 @@ CASES = [
     ("cancel_after_first_response", cancel_after_first_response),
     ("timeout_on_sleeping_server", timeout_on_sleeping_server),
 ]
+LAST_CASES = [("h2c", "flow_control", flow_control)]  # (setup, name, procedure)
 
 # Request headers every grpcio client sends itself; the others the server sees were added on the way.
 CLIENT_HEADERS = {"user-agent", ECHO_INITIAL, ECHO_TRAILING, "grpc-accept-encoding", "grpc-timeout"}
+
+
+def runs(items, tolerance_ms=None):
+    """Consecutive equal items as one `item ×N` (flow_control's 50 unary calls); with `tolerance_ms`, `N ms`
+    items within that many milliseconds of a run's first count as equal."""
+    out = []
+    for item in items:
+        if out:
+            first, n = out[-1]
+            same = item == first
+            if not same and tolerance_ms is not None and item.endswith(" ms") and first.endswith(" ms"):
+                same = abs(int(item[:-3]) - int(first[:-3])) <= tolerance_ms
+            if same:
+                out[-1] = (first, n + 1)
+                continue
+        out.append((item, 1))
+    return [item if n == 1 else "%s ×%d" % (item, n) for item, n in out]
 
 
 def observe(t, setup, mark, stats_before):
@@ -739,7 +1070,7 @@ def observe(t, setup, mark, stats_before):
         if not rec.done.is_set():
             rec.done.wait(2)
     if calls:
-        t.note("server saw: %s" % ", ".join(r.describe() for r in calls))
+        t.note("server saw: %s" % ", ".join(runs([r.describe() for r in calls])))
         added = {}
         for r in calls:
             for k, v in r.metadata:
@@ -748,8 +1079,8 @@ def observe(t, setup, mark, stats_before):
         if added and not suite.direct:
             t.note("request headers the server got from %s: %s"
                    % (suite.proxy, ", ".join("%s=%s" % kv for kv in sorted(added.items()))))
-        t.note("deadline left at the server's handler start (grpc-timeout): %s"
-               % ", ".join("none" if r.deadline_ms is None else "%d ms" % r.deadline_ms for r in calls))
+        t.note("deadline left at the server's handler start (grpc-timeout): %s" % ", ".join(runs(
+            ["none" if r.deadline_ms is None else "%d ms" % r.deadline_ms for r in calls], tolerance_ms=200)))
     else:
         t.note("server saw no call")
     for line in logs:
@@ -837,22 +1168,171 @@ class CaseContext(ScenarioContext):
             return super().close()
 
 
+# ---- standalone modes: --serve PORT and --cases-against HOST:PORT ------------------------------------------------
+# For tests that place the server and the client apart (e.g. in two network namespaces with sidecars between them,
+# scripts/lib/netns_init_suite.py's two_pod_grpc): `--serve PORT` runs the interop TestService alone on
+# 0.0.0.0:PORT, plaintext h2c, prints `READY 0.0.0.0:PORT` once listening and one `CALL method (how it ended)`
+# line per finished call, and runs until killed (SIGTERM/SIGINT stop it cleanly) or for --timeout seconds.
+# `--cases-against HOST:PORT` runs the 14 interop cases (or those named/patterned, from CASES) against that address
+# over plaintext h2c, each on a channel of its own, and prints `PASS case: what was seen` / `FAIL case: reason` per
+# case, then `grpc-cases: N passed, N failed`; exit status 1 if any failed.
+INTEROP_CASES = ("empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong", "empty_stream",
+                 "custom_metadata", "status_code_and_message", "special_status_message", "unimplemented_method",
+                 "unimplemented_service", "cancel_after_begin", "cancel_after_first_response",
+                 "timeout_on_sleeping_server")
+
+
+class StandaloneRecorder:
+    """What make_servicer needs of a server in --serve mode: record() a call; each finished call is printed."""
+
+    def record(self, method, context):
+        rec = CallRecord(method, context)
+        context.add_callback(lambda: print("CALL %s" % rec.describe(), flush=True))
+        return rec
+
+
+def serve_standalone(port, timeout=None):
+    """--serve PORT: the TestService on 0.0.0.0:PORT, plaintext, until SIGTERM/SIGINT or `timeout` seconds."""
+    load_stubs()
+    logging.getLogger("grpc._server").addHandler(LogRecords())  # no handler tracebacks on stderr
+    logging.getLogger("grpc._server").propagate = False
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=[("grpc.so_reuseport", 0)])
+    pbg.add_TestServiceServicer_to_server(make_servicer(StandaloneRecorder()), server)
+    try:
+        bound = server.add_insecure_port("0.0.0.0:%d" % port)
+    except RuntimeError as e:
+        bound = 0
+        print("grpc-serve: %s" % e, file=sys.stderr, flush=True)
+    if not bound:
+        print("grpc-serve: could not bind 0.0.0.0:%d" % port, file=sys.stderr, flush=True)
+        return 1
+    stop = threading.Event()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda signum, frame: stop.set())
+    server.start()
+    print("READY 0.0.0.0:%d" % bound, flush=True)
+    stop.wait(timeout)
+    server.stop(1).wait(5)
+    print("STOPPED", flush=True)
+    return 0
+
+
+class StandaloneContext:
+    """What a case needs of its context in --cases-against mode: notes and resources closed when it ends."""
+
+    def __init__(self):
+        self.notes = []
+        self.closers = []
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def on_close(self, what, fn):
+        self.closers.append((what, fn))
+
+    def close(self):
+        for what, fn in reversed(self.closers):
+            try:
+                fn()
+            except Exception:  # a stuck resource must not keep the others open
+                pass
+
+
+class CaseTimeout(Exception):
+    pass
+
+
+def cases_against(target, patterns=(), verbose=False):
+    """--cases-against HOST:PORT: the interop cases over plaintext h2c, one channel (connection) per case."""
+    import fnmatch
+
+    load_stubs()
+    by_name = dict(CASES)
+    if patterns:
+        names = [n for n, _ in CASES if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    else:
+        names = [n for n in INTEROP_CASES if n in by_name]
+    if not names:
+        print("grpc-cases: no case matches %s" % list(patterns), file=sys.stderr)
+        return 2
+
+    def on_alarm(signum, frame):
+        raise CaseTimeout()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    opts = [("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0), ("grpc.enable_http_proxy", 0)]
+    passed = failed = 0
+    for name in names:
+        t = StandaloneContext()
+        t0 = time.monotonic()
+        signal.alarm(SCENARIO_LIMIT)
+        try:
+            ch = grpc.insecure_channel(target, options=opts)
+            t.on_close("channel", ch.close)
+            try:
+                grpc.channel_ready_future(ch).result(timeout=READY_TIMEOUT)
+            except grpc.FutureTimeoutError:
+                raise Fail("no HTTP/2 connection to %s within %ds (channel never READY)" % (target, READY_TIMEOUT))
+            result = "PASS %s: %s" % (name, by_name[name](t, Client(ch, target, "h2c")))
+            passed += 1
+        except CaseTimeout:
+            result = "FAIL %s: not finished within %d s" % (name, SCENARIO_LIMIT)
+            failed += 1
+        except grpc.RpcError as e:
+            result = "FAIL %s: unexpected %s" % (name, err(e))
+            failed += 1
+        except Fail as e:
+            result = "FAIL %s: %s" % (name, e)
+            failed += 1
+        except Exception as e:  # a bug in a case still reports the others
+            result = "FAIL %s: %s: %s" % (name, type(e).__name__, e)
+            failed += 1
+        finally:
+            signal.alarm(0)
+            t.close()
+        took = " (%.2fs)" % (time.monotonic() - t0) if verbose else ""
+        print(result + took, flush=True)
+        if verbose:
+            for n in t.notes:
+                print("    " + n, flush=True)
+    print("grpc-cases: %d passed, %d failed (against %s)" % (passed, failed, target), flush=True)
+    return 1 if failed else 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proxy", choices=("envoy", "sidecar"), default="sidecar")
     ap.add_argument("--bin", help="the proxy binary (not needed with --direct or --list)")
     ap.add_argument("--direct", action="store_true", help="run the cases straight against the interop server")
     ap.add_argument("--setup", choices=("h2c", "tls", "all"), default="all")
+    ap.add_argument("--flow-bytes", default=os.environ.get("GRPC_FLOW_BYTES") or "1GiB",
+                    help="volume of the flow_control case's stream (default $GRPC_FLOW_BYTES, else 1GiB)")
     ap.add_argument("--only", action="append", default=[], help="scenario name or pattern with * and ?")
     ap.add_argument("names", nargs="*", help="scenario names or patterns (same as --only)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true", help="print durations and observations")
+    ap.add_argument("--serve", type=int, metavar="PORT",
+                    help="standalone: run only the interop server on 0.0.0.0:PORT (h2c), print READY, until killed")
+    ap.add_argument("--cases-against", metavar="HOST:PORT",
+                    help="standalone: run the 14 interop cases (or those named) against HOST:PORT over h2c")
+    ap.add_argument("--timeout", type=float, help="with --serve: stop after this many seconds")
     a = ap.parse_intermixed_args(argv)
+    if a.serve is not None:
+        return serve_standalone(a.serve, a.timeout)
+    if a.cases_against:
+        return cases_against(a.cases_against, a.only + a.names, a.verbose)
     if not (a.bin or a.direct or a.list):
         ap.error("--bin is required without --direct")
 
+    global FLOW_BYTES
+    try:
+        FLOW_BYTES = parse_size(a.flow_bytes)
+    except ValueError as e:
+        ap.error("--flow-bytes: %s" % e)
     setups = SETUPS if a.setup == "all" else (a.setup,)
     scenarios = [("%s/%s" % (s, name), scenario(s, name, fn)) for s in setups for name, fn in CASES]
+    # Last, after every setup's interop cases (it takes the longest); h2c only, TLS would only double its time.
+    scenarios += [("%s/%s" % (s, name), scenario(s, name, fn)) for s, name, fn in LAST_CASES if s in setups]
     patterns = [p if "/" in p else "*/" + p for p in a.only + a.names]
     GrpcSuite.direct = a.direct
     GrpcSuite.setups = setups

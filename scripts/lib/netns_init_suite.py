@@ -1178,6 +1178,164 @@ def t_two_pod_mtls(t, backend, mode, mtls):
         s_.stop()
 
 
+GRPC_SUITE = os.path.join(HERE, "grpc_interop_suite.py")
+E2E_VENV_PY = os.path.join(os.path.dirname(os.path.dirname(HERE)), ".venv-e2e", "bin", "python")
+GRPC_PORT = 50051
+GRPC_CASES = 14  # grpc_interop_suite.INTEROP_CASES
+GRPC_STATS = ("cluster.outbound_mtls_h2.", "cluster.outbound_mtls_http.upstream_cx_total", "http.outbound_mtls_http.",
+              "http.outbound_http.downstream_rq_total", "cluster.outbound_passthrough.upstream_cx_total",
+              "listener.0.0.0.0_15006.", "http.inbound_mtls_http.", "cluster.inbound_passthrough.")
+
+
+def as_app(argv):
+    """`argv` run as the app's UID/GID (what capture applies to), without supplementary groups."""
+    return ["setpriv", "--reuid", str(APP_UID), "--regid", str(APP_UID), "--clear-groups"] + list(argv)
+
+
+def grpc_diagnosis(t, sides):
+    """The sidecars' gRPC-relevant counters (non-zero), their stderr tails and their /clusters lines of the
+    clusters gRPC uses, for a failure message."""
+    out = []
+    for side, ns, proc in sides:
+        text = t.run(ns, ["curl", "-s", "http://127.0.0.1:15000/stats"], timeout=5).stdout
+        stats = [l for l in text.splitlines() if l.startswith(GRPC_STATS) and not l.endswith(": 0")
+                 and ": P" not in l and "No recorded values" not in l]
+        clusters = t.run(ns, ["curl", "-s", "http://127.0.0.1:15000/clusters"], timeout=5).stdout
+        hosts = [l for l in clusters.splitlines() if l.startswith(("outbound_mtls_h2::", "inbound_passthrough::"))
+                 and ("cx_" in l or "rq_" in l) and not l.endswith("::0")]
+        if proc.popen.poll() is None:
+            proc._pump(0.1)
+        else:
+            proc.finish(0.1)
+        err = proc.err.decode(errors="replace").strip()
+        out.append("%s sidecar%s: stats {%s}; clusters {%s}; stderr: %s"
+                   % (side, "" if proc.popen.poll() is None else " (exited %s)" % proc.popen.returncode,
+                      ", ".join(stats), ", ".join(hosts), short(err, 600) if err else "(empty)"))
+    return " || ".join(out)
+
+
+def t_two_pod_grpc(t, backend, mode, mtls):
+    """gRPC between two pods with `sidecar --pod-defaults --mtls STRICT`: the client pod's app (as APP_UID) runs
+    the 14 grpc interop cases (scripts/lib/grpc_interop_suite.py --cases-against, h2c, a channel per case) against
+    the server pod's interop server (--serve 50051, h2c). The client sidecar's http_inspector sees h2c and sends
+    every call over one mTLS HTTP/2 connection (cluster outbound_mtls_h2, ALPN h2); the server sidecar terminates it
+    on its ALPN h2 chain and proxies HTTP/2 (h2c) to the app. On the veth only TLS (tcpdump: no HTTP/2 preface,
+    method path, echoed metadata or status message in the clear; the server pod's loopback capture, where its sidecar
+    speaks h2c to the app, must show the preface, so the capture would see plaintext HTTP/2; HPACK's Huffman coding
+    hides the method path even there). Needs .venv-e2e (grpcio, grpcio-tools, protobuf), which scripts/e2e-grpc and
+    scripts/e2e-init create."""
+    if not t.suite.sidecar:
+        raise Skip("no sidecar binary given (--sidecar PATH)")
+    if not shutil.which("tcpdump"):
+        raise Fail("tcpdump is not installed (scripts/bootstrap installs it)")
+    if not os.access(E2E_VENV_PY, os.X_OK):
+        raise Fail("%s is missing: run scripts/e2e-grpc first (it creates the venv with grpcio, grpcio-tools and "
+                   "protobuf; scripts/e2e-init also does when it runs as root)" % E2E_VENV_PY)
+    r = t.run(None, [E2E_VENV_PY, "-c", "import grpc, grpc_tools.protoc, google.protobuf"], timeout=30)
+    check(r.returncode == 0, "%s lacks grpcio/grpcio-tools/protobuf: run scripts/e2e-grpc first (%s)"
+          % (E2E_VENV_PY, short(r.stderr, 200)))
+    p = t.pair()
+    client, server = p.client, p.pod
+    t.apply(client, backend, "--mode", mode)
+    t.apply(server, backend, "--mode", mode)
+    ca = tempfile.mkdtemp(prefix="pfi-ca-%d-" % os.getpid())
+    t.tmpdirs.append(ca)
+    r = t.run(None, [t.suite.sidecar, "certs", "ca", "--out", ca, "--trust-domain", "cluster.local", "--force"], timeout=30)
+    check(r.returncode == 0, "sidecar certs ca: %s" % short(r.stdout + r.stderr))
+    client_id = issue_identity(t, ca, "default", "grpc-client")
+    server_id = issue_identity(t, ca, "default", "grpc-server")
+
+    # The server pod's app: the interop TestService on 0.0.0.0:50051, h2c, as the app's UID.
+    app_server = Proc(["ip", "netns", "exec", server] + as_app([E2E_VENV_PY, GRPC_SUITE, "--serve", str(GRPC_PORT),
+                                                                "--timeout", "180"]), "server app grpc :%d" % GRPC_PORT)
+    t.procs.append(app_server)
+    if not app_server.wait_line("READY", 30):
+        app_server.finish(0.5)
+        raise Fail("the interop server never became ready: %s" % short(app_server.err.decode(errors="replace")
+                                                                       + " ".join(app_server.lines)))
+    sidecars = []
+    for side, ns, ident in (("client", client, client_id), ("server", server, server_id)):
+        run_dir = tempfile.mkdtemp(prefix="pfi-run-%d-" % os.getpid())
+        t.tmpdirs.append(run_dir)
+        os.chown(run_dir, PROXY_UID, PROXY_UID)
+        sidecars.append((side, ns, start_sidecar(t, ns, ["--pod-defaults", "--capture-mode", mode, "--concurrency", "1",
+                                                         "--mtls", mtls, "--identity-dir", ident, "--mesh-cidrs",
+                                                         "198.18.0.0/15", "--secret-dir", run_dir], "%s sidecar" % side)))
+
+    # Everything between the pods, captured on the client pod's end of the veth; and, as the control that the
+    # needles below are visible when in the clear, the server pod's loopback (its sidecar's h2c to the app).
+    veth_pcap, lo_pcap = os.path.join(ca, "veth.pcap"), os.path.join(ca, "lo.pcap")
+    dumps = []
+    for ns, dev, path in ((client, "eth0", veth_pcap), (server, "lo", lo_pcap)):
+        d = Proc(["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-U", "-n", "-s", "0", "-w", path, "tcp"],
+                 "tcpdump %s" % dev)
+        t.procs.append(d)
+        dumps.append(d)
+    time.sleep(1.0)  # tcpdump opens the capture before anything is sent
+
+    target = "%s:%d" % (p.pod_ip, GRPC_PORT)
+    r = t.run(client, as_app([E2E_VENV_PY, GRPC_SUITE, "--cases-against", target]), timeout=240)
+    results = [l for l in r.stdout.splitlines() if l.startswith(("PASS ", "FAIL "))]
+    passed = [l for l in results if l.startswith("PASS ")]
+    if r.returncode != 0 or len(passed) != GRPC_CASES or len(results) != GRPC_CASES:
+        failed = [l for l in results if l.startswith("FAIL ")]
+        app_server._pump(0.2)
+        raise Fail("interop cases from the client app to %s through both sidecars: exit %d, %d/%d passed; %s; "
+                   "server app saw: %s; client stderr: %s; %s"
+                   % (target, r.returncode, len(passed), GRPC_CASES, " | ".join(failed) or short(r.stdout, 300),
+                      ", ".join(l[5:] for l in app_server.lines if l.startswith("CALL ")) or "no call",
+                      short(r.stderr, 300) or "(empty)", grpc_diagnosis(t, sidecars)))
+    time.sleep(0.3)
+    for d in dumps:
+        d.stop()
+
+    # One mTLS HTTP/2 connection between the sidecars carried every call; each case's channel was its own h2c
+    # connection from the app to the client sidecar, and the server sidecar spoke HTTP/2 to the app.
+    want = [
+        (client, "cluster.outbound_mtls_h2.upstream_cx_total", lambda v: v == 1, "exactly 1"),
+        (client, "cluster.outbound_mtls_h2.upstream_cx_http2_total", lambda v: v == 1, "exactly 1"),
+        (client, "cluster.outbound_mtls_h2.ssl.handshake", lambda v: v == 1, "exactly 1"),
+        (client, "cluster.outbound_mtls_h2.upstream_rq_total", lambda v: v >= GRPC_CASES, ">= %d" % GRPC_CASES),
+        (client, "http.outbound_mtls_http.downstream_cx_http2_total", lambda v: v >= GRPC_CASES, ">= %d" % GRPC_CASES),
+        (client, "http.outbound_mtls_http.downstream_rq_http2_total", lambda v: v >= GRPC_CASES, ">= %d" % GRPC_CASES),
+        (server, "listener.0.0.0.0_15006.ssl.handshake", lambda v: v >= 1, ">= 1"),
+        (server, "http.inbound_mtls_http.downstream_cx_http2_total", lambda v: v >= 1, ">= 1"),
+        (server, "http.inbound_mtls_http.downstream_rq_http2_total", lambda v: v >= GRPC_CASES, ">= %d" % GRPC_CASES),
+        (server, "cluster.inbound_passthrough.upstream_cx_http2_total", lambda v: v >= 1, ">= 1"),
+    ]
+    bad, seen = [], []
+    for ns, name, ok, what in want:
+        v = stat_value(t, ns, name)
+        seen.append("%s %s=%s" % ("client" if ns == client else "server", name, v))
+        if v is None or not ok(v):
+            bad.append("%s sidecar %s is %s, expected %s" % ("client" if ns == client else "server", name, v, what))
+    for name in ("cluster.outbound_mtls_http.upstream_cx_total", "cluster.outbound_passthrough.upstream_cx_total"):
+        v = stat_value(t, client, name)
+        if v:
+            bad.append("client sidecar %s is %d: gRPC did not all go to outbound_mtls_h2" % (name, v))
+    check(not bad, "%s; %s" % ("; ".join(bad), grpc_diagnosis(t, sidecars)))
+
+    # Only TLS on the veth: no HTTP/2 preface, method path, metadata or status message of the calls in the clear.
+    with open(veth_pcap, "rb") as f:
+        veth = f.read()
+    with open(lo_pcap, "rb") as f:
+        lo = f.read()
+    check(len(veth) > 500000, "tcpdump captured only %d bytes on the veth" % len(veth))
+    check(b"\x16\x03\x01" in veth, "no TLS handshake record seen on the veth")
+    needles = [b"PRI * HTTP/2.0", b"grpc.testing", b"TestService", b"test_initial_metadata_value",
+               b"test status message"]
+    visible = [n for n in needles if n in lo]
+    check(b"PRI * HTTP/2.0" in lo, "control: the HTTP/2 preface is not in the server pod's loopback capture (%d bytes)"
+          % len(lo))
+    leaked = [n.decode() for n in needles if n in veth]
+    check(not leaked, "in the clear on the veth: %s" % leaked)
+    if t.suite.verbose:
+        print("    %s: %s" % (t.name, ", ".join(seen)), flush=True)
+        print("    %s: %d bytes on the veth, none of %s in the clear; the server pod's loopback showed %s"
+              % (t.name, len(veth), [n.decode() for n in needles], [n.decode() for n in visible]), flush=True)
+    for _, _, s_ in sidecars:
+        s_.stop()
+
 HANDOFF_SIDECAR = """\
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 15000}}
@@ -1409,6 +1567,8 @@ def build_tests():
     add("iptables_variant_auto", t_iptables_variant_auto, "", label="neither has rules")
     add("backend_switch", t_backend_switch, "nftables", "iptables", label="nftables->iptables")
     add("backend_switch", t_backend_switch, "iptables", "nftables", label="iptables->nftables")
+    for m in MODES:
+        add("two_pod_grpc", t_two_pod_grpc, "nftables", m, "STRICT")
     return tests
 
 

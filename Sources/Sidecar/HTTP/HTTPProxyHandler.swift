@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import SidecarCore
 import SidecarUpstream
@@ -345,6 +346,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
+        if multiplexed {
+            // A stream's error is the stream's: the client reset it, or its frames broke the rules (the codec
+            // reset it). The connection's errors are HTTP2DownstreamConnection's.
+            if error is NIOHTTP2Errors.StreamClosed { stats.inc(listener.stats.rqRxReset) }
+            context.close(promise: nil)
+            return
+        }
         stats.inc(listener.stats.cxProtocolError)
         if !responseStarted, let parse = error as? HTTPParserError {
             let status: HTTPResponseStatus = parse == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
@@ -448,6 +456,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         var headerBytes = head.uri.utf8.count
         for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
         if headerBytes > listener.maxHeaderBytes {
+            if multiplexed {
+                // Envoy's HTTP/2 codec resets the stream (INTERNAL_ERROR); the connection's other streams go on.
+                phase = .discarding
+                resetMultiplexedStream(.internalError)
+                return
+            }
             lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .requestHeaderFieldsTooLarge, body: "Request Header Fields Too Large", close: true)
@@ -670,6 +684,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         info.healthCheck = stream.isHealthCheck
     }
 
+    /// Resets this HTTP/2 stream with `code` (counted in `downstream_rq_tx_reset`).
+    func resetMultiplexedStream(_ code: HTTP2ErrorCode) {
+        stats.inc(listener.stats.rqTxReset)
+        if let frames = try? context.pipeline.syncOperations.handler(type: HeadersEndStreamCoalescer.self) {
+            frames.reset(code)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
     /// Makes the downstream address texts on first use (`downstreamRemoteText`, `downstreamLocalText`).
     func makeDownstreamAddressTexts() {
         guard !downstreamTextsMade else { return }
@@ -724,7 +748,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             let resetRest = !lifecycle.requestComplete
             _ = lifecycle.streamFinished(draining: false)
             phase = .discarding
-            if resetRest { context.close(promise: nil) }
+            if resetRest {
+                stats.inc(listener.stats.rqTxReset)
+                context.close(promise: nil)
+            }
             return
         }
         switch lifecycle.streamFinished(draining: draining) {

@@ -40,6 +40,11 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         downstream.removeHandler(requestDecoder, promise: nil)
         upstream.removeHandler(try upstream.handler(type: HTTPRequestEncoder.self), promise: nil)
         upstream.removeHandler(responseDecoder, promise: nil)
+        // A decoder removed inside its own read hands over its left-over bytes after that read's end: flush them.
+        upstream.eventLoop.execute {
+            down.context?.flush()
+            up.context?.flush()
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }

@@ -16,14 +16,19 @@ final class HTTPCodecSelector: ChannelInboundHandler, RemovableChannelHandler {
 
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
-    enum Decision: Equatable { case undecided, http1, http2 }
+    /// `badPreface`: HTTP/2 by its start but not the whole preface; Envoy closes such a connection without a word.
+    enum Decision: Equatable { case undecided, http1, http2, badPreface }
+
+    /// The part of the preface that makes a connection HTTP/2, as in Envoy: `PRI * HTTP/2.0`. A connection that starts
+    /// so but breaks the rest of the preface is a bad HTTP/2 connection, not an HTTP/1 request.
+    static let prefaceDecides = 14
 
     /// What `bytes` (the connection's first bytes so far) say.
     static func decide(_ bytes: ByteBufferView) -> Decision {
         var i = 0
         for b in bytes {
             if i == preface.count { break }
-            if b != preface[i] { return .http1 }
+            if b != preface[i] { return i < prefaceDecides ? .http1 : .badPreface }
             i += 1
         }
         return i == preface.count ? .http2 : .undecided
@@ -37,6 +42,8 @@ final class HTTPCodecSelector: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var held: ByteBuffer?
     private var decided = false
+    /// A bad HTTP/2 preface: the connection is closing, what else it sends is dropped.
+    private var refused = false
     private var counted = false
     private var timer: Scheduled<Void>?
 
@@ -83,6 +90,7 @@ final class HTTPCodecSelector: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
+        if refused { return }
         if decided {
             context.fireChannelRead(data)
             return
@@ -97,6 +105,11 @@ final class HTTPCodecSelector: ChannelInboundHandler, RemovableChannelHandler {
         case .undecided: return
         case .http1: choose(context: context, http2: false)
         case .http2: choose(context: context, http2: true)
+        case .badPreface:
+            refused = true
+            held = nil
+            worker.stats.inc(listener.stats.cxProtocolError)
+            context.close(promise: nil)
         }
     }
 

@@ -14,6 +14,8 @@ public struct HTTPStats: Sendable {
     /// Per codec: `downstream_cx_http1_total` / `_active`, `downstream_cx_http2_total` / `_active`,
     /// `downstream_rq_http1_total`, `downstream_rq_http2_total`.
     public let cxHTTP1Total, cxHTTP1Active, cxHTTP2Total, cxHTTP2Active, rqHTTP1Total, rqHTTP2Total: Int
+    /// `downstream_rq_rx_reset` / `downstream_rq_tx_reset`: HTTP/2 streams the client reset, and the proxy reset.
+    public let rqRxReset, rqTxReset: Int
 
     package init(prefix: String, registry r: StatsRegistry) {
         let label = ("envoy_http_conn_manager_prefix", prefix)
@@ -44,6 +46,8 @@ public struct HTTPStats: Sendable {
         cxHTTP2Active = reg("downstream_cx_http2_active", .gauge)
         rqHTTP1Total = reg("downstream_rq_http1_total", .counter)
         rqHTTP2Total = reg("downstream_rq_http2_total", .counter)
+        rqRxReset = reg("downstream_rq_rx_reset", .counter)
+        rqTxReset = reg("downstream_rq_tx_reset", .counter)
         rqTime = r.registerHistogram("http.\(prefix).downstream_rq_time", family: "http.downstream_rq_time", labels: [label])
         cxLengthMs = r.registerHistogram("http.\(prefix).downstream_cx_length_ms", family: "http.downstream_cx_length_ms",
                                          labels: [label])

@@ -173,7 +173,7 @@ final class RawClient: @unchecked Sendable {
 
     private func takeAll() -> [UInt8] { take(available) }
 
-    private func readExactly(_ n: Int) throws -> [UInt8] {
+    func readExactly(_ n: Int) throws -> [UInt8] {
         while available < n {
             guard try fill() else { throw RawClientError.closed(partial: takeAll()) }
         }

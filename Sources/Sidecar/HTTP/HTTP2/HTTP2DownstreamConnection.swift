@@ -65,13 +65,21 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
             HTTP2Setting(parameter: .maxConcurrentStreams, value: options.maxConcurrentStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: options.initialStreamWindowSize),
             HTTP2Setting(parameter: .headerTableSize, value: options.hpackTableSize),
-            // max_request_headers_kb, as Envoy advertises it.
-            HTTP2Setting(parameter: .maxHeaderListSize, value: listener.maxHeaderBytes),
+            // The codec's own bound, past which it ends the connection; max_request_headers_kb is enforced per stream
+            // below it (a request past it resets only its stream, as in Envoy: see HTTPProxyHandler.receivedHead).
+            HTTP2Setting(parameter: .maxHeaderListSize, value: 2 * listener.maxHeaderBytes + 4096),
         ]
         connection.targetWindowSize = options.initialConnectionWindowSize
         connection.maximumSequentialEmptyDataFrames = options.maxConsecutiveEmptyFrames
         connection.maximumBufferedControlFrames = options.maxOutboundControlFrames
+        // Header blocks up to the codec's bound above arrive in 16 KiB frames: enough CONTINUATIONs for them.
+        connection.maximumSequentialContinuationFrames = max(5, (2 * listener.maxHeaderBytes + 4096) / 16384 + 2)
         var stream = NIOHTTP2Handler.StreamConfiguration()
+        // Envoy ends a connection on resets only when at least half of 500 or more streams were reset early
+        // (`overload.premature_reset_*`); a rate this high lets a normal client cancel plenty of calls and still
+        // ends a rapid-reset flood.
+        stream.streamResetFrameRateLimit.maximumCount = 1000
+        stream.streamResetFrameRateLimit.windowLength = .seconds(30)
         stream.targetWindowSize = options.initialStreamWindowSize
         let handler = HTTP2DownstreamConnection(
             worker: worker, listener: listener, originalDestination: originalDestination, security: security,
@@ -83,6 +91,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
         ) { channel in
             channel.eventLoop.makeCompletedFuture {
                 let connection = boxed.value
+                connection.streamOpened(channel)
                 let ops = channel.pipeline.syncOperations
                 try ops.addHandler(HeadersEndStreamCoalescer())
                 try ops.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
@@ -164,21 +173,25 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case let created as NIOHTTP2StreamCreatedEvent:
-            openStreams += 1
-            streamsOpened += 1
-            if created.streamID > lastStreamID { lastStreamID = created.streamID }
-        case is StreamClosedEvent:
+    /// A stream the peer opened got its channel (the multiplexer does not pass stream events down the
+    /// connection's pipeline with an inline multiplexer, so the streams are counted here).
+    private func streamOpened(_ channel: Channel) {
+        openStreams += 1
+        streamsOpened += 1
+        if let id = try? channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID), id > lastStreamID {
+            lastStreamID = id
+        }
+        channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
             openStreams -= 1
-            if draining && openStreams == 0 { context.close(promise: nil) }
-        case is ChannelShouldQuiesceEvent:
-            drain()
+            if draining && openStreams == 0 { context?.close(promise: nil) }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
             // The streams are not told: each finishes its request, and the connection closes after the last.
+            drain()
             return
-        default:
-            break
         }
         context.fireUserInboundEventTriggered(event)
     }

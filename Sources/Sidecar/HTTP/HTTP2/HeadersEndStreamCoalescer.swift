@@ -8,6 +8,9 @@ import NIOHTTP2
 /// the only header block, as for an unimplemented method) must be one header block that ends the stream: gRPC
 /// clients read HEADERS followed by an empty DATA as a stream that ended without trailers. Envoy sends such a
 /// response as one frame; so does this. The held HEADERS goes out on the next write or flush.
+///
+/// Being the stream's frame-level handler, it is also where the stream is reset with a code of the proxy's choice
+/// (`reset(_:)`): closing the stream's channel would always say CANCEL.
 final class HeadersEndStreamCoalescer: ChannelOutboundHandler {
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -20,6 +23,9 @@ final class HeadersEndStreamCoalescer: ChannelOutboundHandler {
             held = nil
             if case .data(let d) = payload, d.endStream, d.data.readableBytes == 0 {
                 var ended = headers
+                // The upstream's HTTP/2-to-HTTP/1 translation adds `content-length: 0` to a response that ended
+                // with its headers; Envoy forwards such a response without it.
+                if ended.headers.first(name: "content-length") == "0" { ended.headers.remove(name: "content-length") }
                 ended.endStream = true
                 if let promise { heldPromise?.futureResult.cascade(to: promise) }
                 context.write(wrapOutboundOut(.headers(ended)), promise: heldPromise ?? promise)
@@ -32,6 +38,16 @@ final class HeadersEndStreamCoalescer: ChannelOutboundHandler {
             return
         }
         context.write(data, promise: promise)
+    }
+
+    private var context: ChannelHandlerContext?
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// RST_STREAM with `code` (what is held is dropped); the stream's channel closes.
+    func reset(_ code: HTTP2ErrorCode) {
+        held = nil
+        context?.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
     }
 
     func flush(context: ChannelHandlerContext) {

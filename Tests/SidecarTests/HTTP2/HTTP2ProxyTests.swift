@@ -1,0 +1,304 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOHTTP2
+import Testing
+@testable import Sidecar
+@testable import SidecarCore
+
+/// HTTP/2 through the real proxy on real sockets: h2c downstream (codec AUTO and HTTP2), HTTP/2 upstream with
+/// shared connections, trailers and trailers-only responses, GOAWAY on drain, and HTTP/1.1 upgrades (WebSocket).
+@Suite(.serialized) struct HTTP2ProxyTests {
+    /// A proxy whose cluster `backend` speaks HTTP/2 (`clusterOptions`: its Http2ProtocolOptions as a flow mapping).
+    static func h2Cluster(port: Int, clusterOptions: String = "{}", hcmExtra: [String] = [],
+                          routes: [String] = [ProxyConfig.catchAll]) -> String {
+        var yaml = ProxyConfig.single(port: port, routes: routes, hcmExtra: hcmExtra)
+        yaml = yaml.replacingOccurrences(of: "type: STATIC, lb_policy: ROUND_ROBIN, ", with: """
+            type: STATIC, lb_policy: ROUND_ROBIN, typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {"@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http2_protocol_options: \(clusterOptions)}}}, 
+            """)
+        return yaml
+    }
+
+    // MARK: Downstream
+
+    @Test func h2cStreamsAreProxiedConcurrentlyToAnHTTP1Upstream() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        let gets = (0..<5).map { i in client.request("GET", "/service?\(i)") }
+        let post = client.request("POST", "/echo", body: Array(repeating: UInt8(ascii: "x"), count: 100_000))
+        for r in try gets.map({ try $0.wait() }) {
+            #expect(r.status == 200)
+            #expect(r.body == TestBackend.helloBody)
+            #expect(r.header("server") == "envoy")
+            // HTTP/1 framing does not cross into HTTP/2.
+            #expect(r.header("transfer-encoding") == nil && r.header("connection") == nil)
+        }
+        let echoed = try post.wait()
+        #expect(echoed.status == 200)
+        #expect(echoed.data.count == 100_000)
+        #expect(try proxy.stat("http.ingress_http.downstream_cx_http2_total") == 1)
+        #expect(try proxy.stat("http.ingress_http.downstream_cx_http1_total") == 0)
+        #expect(try proxy.stat("http.ingress_http.downstream_rq_http2_total") == 6)
+        #expect(try proxy.stat("http.ingress_http.downstream_rq_2xx") == 6)
+    }
+
+    @Test func anAutoListenerStillServesHTTP1AndIgnoresUpgradeToH2c() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port))
+        defer { proxy.shutdown() }
+        let c = try proxy.client()
+        try c.send("GET /service HTTP/1.1\r\nhost: example.com\r\nconnection: Upgrade, HTTP2-Settings\r\n"
+                   + "upgrade: h2c\r\nhttp2-settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+        let r = try c.readResponse()
+        #expect(r.status == 200)
+        #expect(r.bodyString == TestBackend.helloBody)
+        // The upgrade headers did not reach the upstream.
+        #expect(backend.lastHead?.header("upgrade") == nil)
+        #expect(try proxy.stat("http.ingress_http.downstream_cx_http1_total") == 1)
+    }
+
+    @Test func codecHTTP2RefusesHTTP1() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port)
+            .replacingOccurrences(of: "codec_type: AUTO", with: "codec_type: HTTP2"))
+        defer { proxy.shutdown() }
+        let c = try proxy.client(timeout: 2)
+        try c.send(RawClient.request("GET", "/service"))
+        #expect((try? c.readResponse()) == nil)
+        let h2 = try H2TestClient(port: proxy.port)
+        defer { h2.close() }
+        #expect(try h2.get("/service").status == 200)
+    }
+
+    @Test func drainSendsGoAwayAndFinishesTheStreamInFlight() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port), drainTime: .seconds(4))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        let slow = client.request("GET", "/slow?ms=600")
+        #expect(eventually { backend.requestCount == 1 })
+        proxy.server.drainAndStop()
+        #expect(eventually { client.goAway != nil })
+        #expect(client.goAway?.code == .noError)
+        #expect(client.goAway?.lastStreamID == 1)
+        let r = try slow.wait()
+        #expect(r.status == 200)
+        #expect(eventually(timeout: 3) { client.isClosed })
+    }
+
+    // MARK: Upstream
+
+    @Test func http2UpstreamStreamsShareOneConnectionAndCarryTrailers() throws {
+        let backend = try H2TestBackend { _ in
+            .init(headers: [("content-type", "application/grpc")], body: [0, 0, 0, 0, 2, 8, 1],
+                  trailers: [("grpc-status", "0"), ("grpc-message", "fine")])
+        }
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        let calls = (0..<8).map { _ in
+            client.request("POST", "/pkg.Svc/Call", headers: [("content-type", "application/grpc"), ("te", "trailers")],
+                           body: [0, 0, 0, 0, 0])
+        }
+        for r in try calls.map({ try $0.wait() }) {
+            #expect(r.status == 200)
+            #expect(r.data == [0, 0, 0, 0, 2, 8, 1])
+            #expect(r.headerBlocks.count == 2)
+            #expect(r.trailer("grpc-status") == "0")
+            #expect(r.trailer("grpc-message") == "fine")
+        }
+        #expect(backend.connections.withLockedValue { $0 } == 1)
+        #expect(try proxy.stat("cluster.backend.upstream_cx_http2_total") == 1)
+        #expect(try proxy.stat("cluster.backend.upstream_rq_total") == 8)
+        // te: trailers crosses (gRPC servers insist on it); the authority arrives as :authority.
+        let seen = backend.requests.withLockedValue { $0 }
+        #expect(seen.allSatisfy { r in r.contains { $0 == ("te", "trailers") } })
+        #expect(seen.allSatisfy { r in r.contains { $0 == (":authority", "example.com") } })
+    }
+
+    @Test func aTrailersOnlyResponseStaysOneHeadersFrame() throws {
+        let backend = try H2TestBackend { _ in
+            .init(headers: [("content-type", "application/grpc"), ("grpc-status", "12"),
+                            ("grpc-message", "Method not found!")], trailersOnly: true)
+        }
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        let r = try client.request("POST", "/pkg.Svc/Nope", headers: [("content-type", "application/grpc")],
+                                   body: [0, 0, 0, 0, 0]).wait()
+        #expect(r.status == 200)
+        #expect(r.headerBlocks.count == 1)
+        #expect(r.headerBlocks.first?.endStream == true)
+        #expect(r.dataFrames == 0)
+        #expect(r.header("grpc-status") == "12")
+        #expect(r.header("content-length") == nil)
+    }
+
+    @Test func maxConcurrentStreamsOpensAnotherConnection() throws {
+        let backend = try H2TestBackend { _ in .init(body: Array("slow".utf8), delay: .milliseconds(300)) }
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port, clusterOptions: "{max_concurrent_streams: 2}"))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        let calls = (0..<5).map { i in client.request("GET", "/\(i)") }
+        for r in try calls.map({ try $0.wait() }) { #expect(r.status == 200) }
+        // Five at once, two per connection: three connections, never more than two streams on one.
+        #expect(try proxy.stat("cluster.backend.upstream_cx_http2_total") == 3)
+        #expect(backend.connections.withLockedValue { $0 } == 3)
+    }
+
+    @Test func anHTTP1ClientReachesAnHTTP2Upstream() throws {
+        let backend = try H2TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port))
+        defer { proxy.shutdown() }
+        for _ in 0..<3 {
+            let r = try proxy.fetch("GET", "/hello")
+            #expect(r.status == 200)
+            #expect(r.bodyString == "h2 hello")
+        }
+        #expect(backend.connections.withLockedValue { $0 } == 1)
+    }
+
+    // MARK: Upgrades
+
+    @Test func aWebSocketUpgradeBecomesATunnel() throws {
+        let backend = try UpgradeEchoBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port, hcmExtra: ["upgrade_configs: [{upgrade_type: websocket}]"]))
+        defer { proxy.shutdown() }
+        let c = try proxy.client()
+        try c.send("GET /chat HTTP/1.1\r\nhost: example.com\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n")
+        let head = try c.readResponse()
+        #expect(head.status == 101)
+        #expect(head.header("upgrade") == "websocket")
+        #expect(head.header("connection") == "Upgrade")
+        #expect(head.header("x-envoy-upstream-service-time") == nil)
+        // Bytes the upstream sent right behind its 101 come through, then everything is echoed both ways.
+        #expect(try c.readExactly(5) == Array("hello".utf8))
+        for size in [1, 1000, 200_000] {
+            let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            try c.send(bytes)
+            #expect(try c.readExactly(size) == bytes)
+        }
+        #expect(try proxy.stat("http.ingress_http.downstream_rq_1xx") == 1)
+        c.close()
+        #expect(eventually { backend.closedConnections.withLockedValue { $0 } == 1 })
+    }
+
+    @Test func anUpgradeNoConfigEnablesIsRefusedWith403() throws {
+        let backend = try UpgradeEchoBackend()
+        defer { backend.stop() }
+        let noConfig = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port))
+        defer { noConfig.shutdown() }
+        let routeOff = try ProxyHarness(yaml: ProxyConfig.single(
+            port: backend.port,
+            routes: [#"{match: {prefix: "/"}, route: {cluster: backend, upgrade_configs: [{upgrade_type: WebSocket, enabled: false}]}}"#],
+            hcmExtra: ["upgrade_configs: [{upgrade_type: websocket}]"]))
+        defer { routeOff.shutdown() }
+        for proxy in [noConfig, routeOff] {
+            let c = try proxy.client()
+            try c.send("GET /chat HTTP/1.1\r\nhost: example.com\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n")
+            let r = try c.readResponse()
+            #expect(r.status == 403)
+            #expect(r.header("connection") == "close")
+            #expect(c.waitForClose())
+        }
+        #expect(backend.accepted.withLockedValue { $0 } == 0)
+    }
+
+    @Test func upgradeAndHTTP2FieldsDecode() throws {
+        let yaml = Self.h2Cluster(port: 1, clusterOptions: "{max_concurrent_streams: 7, initial_stream_window_size: 70000}",
+                                  hcmExtra: ["http2_protocol_options: {max_concurrent_streams: 50, initial_connection_window_size: 1048576}",
+                                             "upgrade_configs: [{upgrade_type: websocket}, {upgrade_type: foo, enabled: false}]"])
+        let b = try Bootstrap.load(text: yaml)
+        guard case .httpConnectionManager(let hcm) = b.listeners[0].filterChains[0].network else { Issue.record("no hcm"); return }
+        #expect(hcm.http2Options.maxConcurrentStreams == 50)
+        #expect(hcm.upgradeConfigs == ["websocket": true, "foo": false])
+        #expect(b.clusters[0].httpProtocolOptions.http2Options?.maxConcurrentStreams == 7)
+        #expect(b.clusters[0].httpProtocolOptions.http2Options?.initialStreamWindowSize == 70000)
+        for (field, message) in [
+            ("http2_protocol_options: {allow_connect: true}", "CONNECT"),
+            ("http2_protocol_options: {initial_stream_window_size: 100}", "out of range"),
+            ("http2_protocol_options: {connection_keepalive: {interval: 1s}}", "connection_keepalive"),
+            ("upgrade_configs: [{upgrade_type: CONNECT}]", "CONNECT"),
+            ("upgrade_configs: [{upgrade_type: websocket, filters: []}]", "filters"),
+        ] {
+            let bad = ProxyConfig.single(port: 1, hcmExtra: [field])
+            #expect(throws: ConfigError.self, "\(field)") { try Bootstrap.load(text: bad) }
+            let text = (try? Bootstrap.load(text: bad)).map { _ in "" } ?? {
+                do { _ = try Bootstrap.load(text: bad); return "" } catch { return "\(error)" }
+            }()
+            #expect(text.contains(message), "\(field): \(text)")
+        }
+    }
+}
+
+/// A raw TCP upstream that accepts any upgrade: it answers `101 Switching Protocols`, sends "hello" right behind it
+/// (in the same write), then echoes every byte.
+final class UpgradeEchoBackend: @unchecked Sendable {
+    let port: Int
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let channel: Channel
+    let accepted = NIOLockedValueBox(0)
+    let closedConnections = NIOLockedValueBox(0)
+
+    final class Echo: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let backend: UpgradeEchoBackend
+        var head = [UInt8]()
+        var upgraded = false
+        init(_ backend: UpgradeEchoBackend) { self.backend = backend }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            if upgraded {
+                context.writeAndFlush(NIOAny(buffer), promise: nil)
+                return
+            }
+            head += buffer.readBytes(length: buffer.readableBytes) ?? []
+            guard let end = head.firstRange(of: Array("\r\n\r\n".utf8)) else { return }
+            upgraded = true
+            var out = context.channel.allocator.buffer(string:
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello")
+            out.writeBytes(head[end.upperBound...])
+            context.writeAndFlush(NIOAny(out), promise: nil)
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            backend.closedConnections.withLockedValue { $0 += 1 }
+        }
+    }
+
+    init() throws {
+        let box = NIOLockedValueBox<UpgradeEchoBackend?>(nil)
+        let accepted = self.accepted
+        channel = try ServerBootstrap(group: group)
+            .childChannelInitializer { ch in
+                accepted.withLockedValue { $0 += 1 }
+                return ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(Echo(box.withLockedValue { $0! }))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        port = channel.localAddress?.port ?? 0
+        box.withLockedValue { $0 = self }
+    }
+
+    func stop() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
