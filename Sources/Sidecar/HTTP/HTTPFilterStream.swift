@@ -43,6 +43,8 @@ struct DownstreamInfo {
     var localAddress: SocketAddress?
     var security: ConnectionSecurity?
     var requestedServerName: String?
+    /// The request came over HTTP/2 (a stream of a multiplexed connection).
+    var isHTTP2 = false
 }
 
 /// Per-connection state filters keep across the streams of one connection, keyed by the filter factory.
@@ -318,6 +320,26 @@ final class HTTPFilterStream {
     func encodeData(_ data: ByteBuffer, endStream: Bool) {
         guard active else { return }
         if endStream { encoder.ended = true }
+        if let h = encoder.headersHeldAt {
+            // Envoy: a filter that stopped the headers still gets the body (the filters after it pass it on).
+            var chunk = data
+            var i = filters.count - 2
+            while i > h {
+                _ = filters[i].encodeData(&chunk, endStream: endStream, stream: self)
+                if !active { return }
+                i -= 1
+            }
+            let status = filters[h].encodeData(&chunk, endStream: endStream, stream: self)
+            if !active { return }
+            switch status {
+            case .stopIterationAndBuffer: encoder.hold(chunk)
+            case .stopIterationNoBuffer: break
+            case .continue:
+                encoder.hold(chunk)
+                releaseHeldHeaders(h)
+            }
+            return
+        }
         if !encoder.headersPassed {
             encoder.hold(data)
             return
@@ -333,13 +355,51 @@ final class HTTPFilterStream {
     func encodeTrailers(_ trailers: HTTPHeaders) {
         guard active else { return }
         encoder.ended = true
+        if let h = encoder.headersHeldAt {
+            // The filter holding the headers gets the trailers too; `continue` lets everything go on.
+            var t = trailers
+            var i = filters.count - 2
+            while i > h {
+                _ = filters[i].encodeTrailers(&t, stream: self)
+                if !active { return }
+                i -= 1
+            }
+            let status = filters[h].encodeTrailers(&t, stream: self)
+            if !active { return }
+            encoder.trailers = t
+            if case .continue = status { releaseHeldHeaders(h) }
+            return
+        }
         encoder.trailers = trailers
         if !encoder.headersPassed || encoder.stopped { return }
         runEncodeTrailers(from: filters.count - 2)
     }
 
+    /// The response head a filter holds (it stopped the headers and takes the body): the filter may still change
+    /// it, e.g. from the trailers. Nil when no filter holds the headers.
+    func modifyHeldResponseHead(_ change: (inout HTTPResponseHead) -> Void) {
+        guard encoder.headersHeldAt != nil, var head = encoder.head else { return }
+        change(&head)
+        encoder.head = head
+    }
+
+    /// The response body bytes held behind the held headers.
+    var heldResponseBodyLength: Int { encoder.buffer?.readableBytes ?? 0 }
+
+    /// The filter at `h` that held the headers lets them go: they continue from the filter before it, then the body
+    /// and trailers it held, which the filters from `h` up already saw.
+    private func releaseHeldHeaders(_ h: Int) {
+        encoder.headersHeldAt = nil
+        encoder.stopped = false
+        runEncodeHeaders(from: h - 1, bodyFrom: h - 1)
+    }
+
     /// An encoder that stopped lets the response go on from the filter before it.
     func continueEncoding() {
+        if let h = encoder.headersHeldAt, active {
+            releaseHeldHeaders(h)
+            return
+        }
         guard active, encoder.stopped else { return }
         encoder.stopped = false
         let next = encoder.index - 1
@@ -350,7 +410,8 @@ final class HTTPFilterStream {
         }
     }
 
-    private func runEncodeHeaders(from start: Int) {
+    /// `bodyFrom`: where the held body and trailers start once the headers passed (below a filter that held them).
+    private func runEncodeHeaders(from start: Int, bodyFrom: Int? = nil) {
         var i = start
         while i >= 0 {
             var head = encoder.head.take()!
@@ -363,6 +424,7 @@ final class HTTPFilterStream {
             case .stopIteration:
                 encoder.stopped = true
                 encoder.index = i
+                encoder.headersHeldAt = i
                 return
             }
         }
@@ -375,12 +437,13 @@ final class HTTPFilterStream {
             codec.encodeResponseEnd(nil)
             return
         }
-        runEncodeData(resumeAt: filters.count - 2, data: nil, endStream: encoder.ended && encoder.trailers == nil)
+        let from = bodyFrom ?? filters.count - 2
+        runEncodeData(resumeAt: from, data: nil, endStream: encoder.ended && encoder.trailers == nil, trailersFrom: from)
     }
 
-    private func runEncodeData(resumeAt start: Int, data: ByteBuffer?, endStream: Bool) {
+    private func runEncodeData(resumeAt start: Int, data: ByteBuffer?, endStream: Bool, trailersFrom: Int? = nil) {
         guard var chunk = encoder.takeChunk(adding: data, endStream: endStream) else {
-            if encoder.trailers != nil && encoder.ended { runEncodeTrailers(from: filters.count - 2) }
+            if encoder.trailers != nil && encoder.ended { runEncodeTrailers(from: trailersFrom ?? filters.count - 2) }
             return
         }
         var i = start
@@ -394,7 +457,7 @@ final class HTTPFilterStream {
         if endStream {
             codec.encodeResponseEnd(nil)
         } else if encoder.trailers != nil && encoder.ended {
-            runEncodeTrailers(from: filters.count - 2)
+            runEncodeTrailers(from: trailersFrom ?? filters.count - 2)
         }
     }
 
@@ -560,6 +623,8 @@ private struct Direction<Head> {
     /// A filter holds this direction at `index`.
     var stopped = false
     var index = 0
+    /// The filter that stopped the headers: as in Envoy, it still gets the body and trailers (encoding only).
+    var headersHeldAt: Int?
     /// Data held while stopped (or buffered by a filter).
     var buffer: ByteBuffer?
     var trailers: HTTPHeaders?

@@ -9,7 +9,7 @@ extension HTTPProxyHandler: HTTPStreamCodec {
 
     var downstream: DownstreamInfo {
         DownstreamInfo(remoteAddress: context.channel.remoteAddress, localAddress: rbacDestination,
-                       security: security, requestedServerName: requestedServerName)
+                       security: security, requestedServerName: requestedServerName, isHTTP2: multiplexed)
     }
 
     func encodeResponseHead(_ head: HTTPResponseHead, endStream: Bool) {

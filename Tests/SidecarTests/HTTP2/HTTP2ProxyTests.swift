@@ -12,8 +12,9 @@ import Testing
 @Suite(.serialized) struct HTTP2ProxyTests {
     /// A proxy whose cluster `backend` speaks HTTP/2 (`clusterOptions`: its Http2ProtocolOptions as a flow mapping).
     static func h2Cluster(port: Int, clusterOptions: String = "{}", hcmExtra: [String] = [],
-                          routes: [String] = [ProxyConfig.catchAll]) -> String {
-        var yaml = ProxyConfig.single(port: port, routes: routes, hcmExtra: hcmExtra)
+                          routes: [String] = [ProxyConfig.catchAll], httpFilters: [String] = []) -> String {
+        var yaml = ProxyConfig.yaml(routes: routes, clusters: [("backend", port)], hcmExtra: hcmExtra,
+                                    httpFilters: httpFilters)
         yaml = yaml.replacingOccurrences(of: "type: STATIC, lb_policy: ROUND_ROBIN, ", with: """
             type: STATIC, lb_policy: ROUND_ROBIN, typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {"@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http2_protocol_options: \(clusterOptions)}}}, 
             """)
@@ -172,6 +173,42 @@ import Testing
             #expect(r.bodyString == "h2 hello")
         }
         #expect(backend.connections.withLockedValue { $0 } == 1)
+    }
+
+    // MARK: gRPC over HTTP/1 (grpc_http1_bridge)
+
+    @Test func theHTTP1BridgeTurnsTrailersIntoHeaders() throws {
+        let backend = try H2TestBackend { head in
+            let failing = head.contains { $0 == (":path", "/pkg.Svc/Fail") }
+            return .init(headers: [("content-type", "application/grpc")], body: [0, 0, 0, 0, 1, 7],
+                         trailers: failing ? [("grpc-status", "5"), ("grpc-message", "not found")] : [("grpc-status", "0")])
+        }
+        defer { backend.stop() }
+        let yaml = Self.h2Cluster(port: backend.port, httpFilters: [
+            #"{name: envoy.filters.http.grpc_http1_bridge, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.grpc_http1_bridge.v3.Config}}"#,
+        ])
+        let proxy = try ProxyHarness(yaml: yaml)
+        defer { proxy.shutdown() }
+        let frame = "\u{0}\u{0}\u{0}\u{0}\u{0}"
+        for (path, status, grpcStatus, message) in [("/pkg.Svc/Ok", 200, "0", nil), ("/pkg.Svc/Fail", 503, "5", "not found")] {
+            let c = try proxy.client()
+            try c.send("POST \(path) HTTP/1.1\r\nhost: example.com\r\ncontent-type: application/grpc\r\n"
+                       + "content-length: 5\r\n\r\n" + frame)
+            let r = try c.readResponse()
+            #expect(r.status == status, "\(path)")
+            #expect(r.header("grpc-status") == grpcStatus)
+            #expect(r.header("grpc-message") == message)
+            #expect(r.header("content-length") == "6")
+            #expect(r.body == [0, 0, 0, 0, 1, 7])
+        }
+        // Over HTTP/2 the trailers stay trailers.
+        let h2 = try H2TestClient(port: proxy.port)
+        defer { h2.close() }
+        let r = try h2.request("POST", "/pkg.Svc/Fail", headers: [("content-type", "application/grpc")],
+                               body: [0, 0, 0, 0, 0]).wait()
+        #expect(r.status == 200)
+        #expect(r.header("grpc-status") == nil)
+        #expect(r.trailer("grpc-status") == "5")
     }
 
     // MARK: Upgrades

@@ -12,6 +12,7 @@ enum HTTPFilterRegistry {
         CSRFFilter.registration,
         CompressorFilter.registration,
         DecompressorFilter.registration,
+        GRPCHTTP1BridgeFilter.registration,
         RouterFilter.registration,
     ]
 
