@@ -1,22 +1,35 @@
 #!/usr/bin/env python3
 """HTTP/2 downstream end-to-end tests: standard HTTP/2 clients (curl, nghttp, h2load) and raw-frame abuse (the
 PyPI `h2` package: h2.connection, h2.config, hyperframe) against the proxy's HTTP/2 listeners, and the proxy's
-HTTP/2 counters afterwards.
+HTTP/2 counters afterwards; and HTTP/1.1 WebSocket upgrades (the PyPI `websockets` package, client and backend)
+through listeners with and without upgrade_configs.
 
 Usage: python3 scripts/lib/http2_suite.py --proxy envoy|sidecar --bin PATH [NAME|PATTERN]... [--only NAME]...
            [--list] [-v]
-(normally through scripts/e2e-http2, which installs h2 and cryptography from PyPI and nghttp2-client with apt).
+(normally through scripts/e2e-http2, which installs h2, cryptography and websockets from PyPI and nghttp2-client
+with apt).
 
 The backend: an HTTP/1.1 server (threaded, keep-alive) in this process on a free 127.0.0.1 port. GET /echo
 answers the request headers it got as JSON ({"method", "path", "headers": [[name, value], ...]}); GET
 /big?bytes=N answers N bytes; POST or PUT to any path answers the request body back; anything else answers 200
 `ok`. It records every request (method, path, headers).
 
+The WebSocket backend: a `websockets` sync server in this process on another free port (permessage-deflate
+offered, no keepalive pings, no message size limit). /first sends a message right after its 101, before reading;
+/bye reads one message and closes with 4001 "bye"; /sink reads slowly (0.3 s before the first message, 10 ms
+after each) and answers a text `done` with the bytes, messages and sha256 of the binary messages it read; any
+other path echoes every message. A plain (not upgrade) GET to a path ending in /slow is answered 200 after 2.5 s;
+other plain requests get the library's 426. It records each handshake's path and the close frame each
+connection received.
+
 The proxy: one Envoy v3 bootstrap, the same file for Envoy and the sidecar: listener h2_plain (plaintext) and
 listener h2_tls (a DownstreamTlsContext with a tls_kit Pki server certificate, alpn_protocols [h2, http/1.1]),
 each an http_connection_manager with codec_type AUTO (stat_prefix h2_plain / h2_tls), one virtual host `*`, prefix
-`/` to the STATIC HTTP/1.1 cluster backend, the router filter; an admin on a free port. The proxy is started at
-the first scenario and kept for the others (a scenario after a crash fails with the proxy's exit status and log).
+`/` to the STATIC HTTP/1.1 cluster backend, the router filter; listener ws (stat_prefix ws, codec_type AUTO,
+upgrade_configs [{upgrade_type: websocket}]) with routes /refused (route upgrade_configs [{upgrade_type:
+websocket, enabled: false}]), /timeout (timeout: 1s) and / to the STATIC cluster ws_backend; listener ws_off
+(stat_prefix ws_off, no upgrade_configs, / to ws_backend); an admin on a free port. The proxy is started at the
+first scenario and kept for the others (a scenario after a crash fails with the proxy's exit status and log).
 
 Scenarios:
   h2c_get             curl --http2-prior-knowledge: GET / (HTTP/2, 200) and GET /big?bytes=1048576 (all bytes)
@@ -49,6 +62,35 @@ Scenarios:
                       request does not reach the backend, the stream is reset or answered 431, and the connection
                       survives (a GET / on it answers 200)
   stats               http.h2_plain. and http.h2_tls.downstream_cx_http2_total > 0 and downstream_rq_http2_total > 0
+  ws_echo             a WebSocket on listener ws: a text and a binary message, a 1 MiB binary message and 200 small
+                      messages sent in a burst, all echoed intact and in order
+  ws_server_first     5 connections to /first: the backend's message, sent before the client sent anything (maybe
+                      in the same segment as the 101), arrives, then an echo
+  ws_early_data       the client's first (masked) frame right behind its upgrade request, before the 101: 3 times
+                      in the request's own write, twice in a second write at once; each echo must come back after
+                      the 101 (RFC 6455 clients wait for the 101, but Envoy 1.40 forwards such bytes upstream)
+  ws_close            the client closes with 4000 "client done": the backend receives it and the same code and
+                      reason come back, and the connection ends within 2 s; then /bye: the backend's close 4001
+                      "bye" reaches the client, the client's echo of it reaches the backend, the connection ends
+  ws_refused          an upgrade on listener ws_off (no upgrade_configs) and on listener ws's route /refused
+                      (websocket enabled: false): the websockets client gets InvalidStatus 403; a raw upgrade
+                      request gets 403 with Envoy's empty body and the connection closed; the backend sees neither
+  ws_route_timeout    route /timeout (timeout: 1s): a plain GET /timeout/slow gets 504 after about 1 s (the control);
+                      a WebSocket on that route stays open 2.5 s and echoes at 0, 1.3 and 2.5 s (Envoy stops the
+                      route timeout once the upstream answered 101)
+  ws_backpressure     64 MiB in 256 KiB binary messages sent as fast as the proxy takes them to /sink (a slow
+                      reader): every byte arrives (count and sha256 at the backend), the proxy's VmRSS (sampled
+                      every 20 ms) grows by at most 64 MiB, and when the client's last write returns at most 48 MiB
+                      are unread by the backend (Envoy 1.40: 12-19 MiB; without backpressure nearly all 64)
+  ws_stats            two upgrades and one refused upgrade on listener ws: http.ws.downstream_rq_1xx +2 (the 101s);
+                      Envoy's other upgrade counters (downstream_cx_upgrades_total +2, downstream_cx_upgrades_active
+                      1 during one, downstream_rq_ws_on_non_ws_route +1, downstream_rq_4xx +1) are compared and any
+                      difference named on the PASS line, not failed
+
+The WebSocket scenarios hold the sidecar to what Envoy 1.40 does (ENVOY below); a difference fails the scenario
+with both behaviours named, except those judged cosmetic, appended to the PASS line: the 101's header names in the
+backend's case (Envoy lowercases them), a close carried at once (Envoy holds the client's connection for its 1 s
+delayed_close_timeout), and ws_stats' counters other than downstream_rq_1xx.
 
 After every abuse scenario the proxy must still be alive: its process runs, admin GET /ready answers 200 and an
 h2c GET / on a new connection answers 200. Where the proxy's error code differs from Envoy 1.40's (recorded in
@@ -64,7 +106,10 @@ process is stopped by PID and the backend, sockets and temporary directories clo
 
 import argparse
 import errno
+import hashlib
+import inspect
 import json
+import logging
 import os
 import random
 import re
@@ -85,6 +130,9 @@ import h2.exceptions
 import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import PingFrame, SettingsFrame
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import connect as ws_connect
+from websockets.sync.server import serve as ws_serve
 
 from suite_common import (
     Fail,
@@ -97,6 +145,7 @@ from suite_common import (
     main as run_suite,
     short,
     sockaddr,
+    wait_for,
 )
 
 TOOL_TIMEOUT = 20  # seconds for a curl, nghttp or h2load run
@@ -106,6 +155,16 @@ SERVER_NAME = "server.example.test"  # in tls_kit's server certificate
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 BAD_PREFACE = b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"
 MAX_HEADERS_KB = 60  # max_request_headers_kb's default (not set in the bootstrap)
+SERVER_FIRST = "hello from the backend, before you said anything"
+SLOW_REPLY = 2.5  # seconds the WebSocket backend takes to answer a plain GET .../slow
+SINK_START = 0.3  # seconds /sink waits before reading its first message
+SINK_PAUSE = 0.01  # seconds /sink sleeps after each message it reads
+WS_ROUTE_TIMEOUT = 1  # seconds: the route timeout of the ws listener's /timeout route
+WS_FLOOD = 64 << 20  # bytes the client sends to /sink in ws_backpressure
+WS_FLOOD_MESSAGE = 256 << 10  # in binary messages of this size
+EARLY_WAIT = 2  # seconds ws_early_data waits for each echo (Envoy's come within milliseconds)
+WS_RSS_LIMIT = 64 << 20  # the most the proxy's VmRSS may grow during ws_backpressure
+WS_IN_FLIGHT_LIMIT = 48 << 20  # the most that may be written but unread when the client's writes finish there
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -127,6 +186,19 @@ ENVOY = {
     "rst_flood": {"goaway": None, "cosmetic": ("ENHANCE_YOUR_CALM",), "protocol_errors": 1},
     # http2.header_list_size_too_large: RST_STREAM INTERNAL_ERROR on the stream; the connection goes on.
     "oversized_headers": {"outcome": "reset INTERNAL_ERROR"},
+    # An upgrade no config enables (no upgrade_configs on the HCM, or the route's entry enabled: false): 403
+    # (details upgrade_failed) and the connection closed.
+    "ws_refused": {"status": 403, "body": b""},
+    # The 101 and its headers: HTTP/1 header names lowercased (Envoy's codec), whatever case the backend used.
+    "ws_echo": {"lowercase_headers": True},
+    # After the backend's close frame and FIN, Envoy holds the client's connection for its delayed_close_timeout
+    # (1 s by default, waiting for the client to close first) before closing it; the websockets client waits for
+    # the server's side to close, so each close takes about 1 s.
+    "ws_close": {"closed_after": 1.0},
+    # Two upgrades and one refused: the HCM's upgrade counters (downstream_rq_1xx itself is required).
+    "ws_stats": {"deltas": {"downstream_cx_upgrades_total": 2, "downstream_rq_ws_on_non_ws_route": 1,
+                            "downstream_rq_4xx": 1},
+                 "active_during": 1},
 }
 
 FRAME_NAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS", 5: "PUSH_PROMISE",
@@ -241,8 +313,134 @@ def big_body(n):
     return bytes(i % 251 for i in range(min(n, 251))) * (n // 251) + bytes(range(n % 251))
 
 
+def quiet_logger(name):
+    """A logger that drops everything: the websockets client and server log a peer's abrupt end as an error."""
+    log = logging.getLogger(name)
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    log.setLevel(logging.CRITICAL + 1)
+    return log
+
+
+class WsBackend:
+    """The WebSocket backend (the PyPI `websockets` package's threaded sync server, permessage-deflate offered)
+    on a free 127.0.0.1 port. By path: /first sends SERVER_FIRST right after the handshake, before reading
+    anything, then echoes; /bye reads one message, then closes with 4001 "bye"; /sink reads slowly (SINK_START s
+    before the first message, SINK_PAUSE s after each), counts and hashes the bytes of binary messages and answers
+    a text `done` with `<bytes> <messages> <sha256>` (`sink_read`: the bytes read so far); any other path echoes
+    every message back. A request that is not an upgrade is answered 200 `slow` after SLOW_REPLY s when its path
+    ends in /slow (the route timeout's control), else the library's 426. Records every handshake's path and the
+    close code and reason each connection received."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.handshakes = []  # request paths of the accepted upgrades
+        self.closes = []  # (path, close code received or None, reason)
+        self.sink_read = 0  # bytes /sink has read so far on its current connection
+        self.server = ws_serve(self.handle, "127.0.0.1", 0, process_request=self.plain_request,
+                               ping_interval=None, max_size=None, close_timeout=IO_TIMEOUT,
+                               logger=quiet_logger("http2-suite.ws-backend"))
+        self.port = self.server.socket.getsockname()[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, name="ws-backend", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def plain_request(conn, request):
+        if request.headers.get("upgrade", "").lower() == "websocket":
+            return None
+        if request.path.endswith("/slow"):
+            time.sleep(SLOW_REPLY)
+            return conn.respond(200, "slow\n")
+        return None
+
+    def handle(self, ws):
+        path = ws.request.path
+        with self.lock:
+            self.handshakes.append(path)
+        try:
+            if path.startswith("/first"):
+                ws.send(SERVER_FIRST)
+            if path.startswith("/bye"):
+                ws.recv()
+                ws.close(4001, "bye")
+            elif path.startswith("/sink"):
+                self.sink(ws)
+            else:
+                for msg in ws:
+                    ws.send(msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            got = ws.protocol.close_rcvd
+            with self.lock:
+                self.closes.append((path, got.code if got else None, got.reason if got else None))
+
+    def sink(self, ws):
+        self.sink_read = 0
+        time.sleep(SINK_START)
+        total = count = 0
+        digest = hashlib.sha256()
+        for msg in ws:
+            if isinstance(msg, str):
+                if msg == "done":
+                    ws.send("%d %d %s" % (total, count, digest.hexdigest()))
+                continue
+            total += len(msg)
+            count += 1
+            self.sink_read = total
+            digest.update(msg)
+            time.sleep(SINK_PAUSE)
+
+    def mark(self):
+        with self.lock:
+            return len(self.handshakes), len(self.closes)
+
+    def since(self, mark):
+        with self.lock:
+            return self.handshakes[mark[0]:], self.closes[mark[1]:]
+
+    def close(self):
+        self.server.shutdown()
+
+
 # ---- the bootstrap ------------------------------------------------------------------------------------------
-def bootstrap(admin_port, plain_port, tls_port, backend_port, cred):
+def ws_chain(prefix, upgrades):
+    """A plaintext HTTP connection manager for the WebSocket listeners, every route to the ws_backend cluster; with
+    `upgrades` the HCM enables websocket upgrades, /refused turns them off on its route and /timeout has a route
+    timeout of WS_ROUTE_TIMEOUT seconds."""
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster": "ws_backend"}}]
+    if upgrades:
+        routes = [
+            {"match": {"prefix": "/refused"},
+             "route": {"cluster": "ws_backend", "upgrade_configs": [{"upgrade_type": "websocket", "enabled": False}]}},
+            {"match": {"prefix": "/timeout"}, "route": {"cluster": "ws_backend", "timeout": "%ds" % WS_ROUTE_TIMEOUT}},
+        ] + routes
+    hcm = {
+        "@type": HCM,
+        "stat_prefix": prefix,
+        "codec_type": "AUTO",
+        "route_config": {"name": prefix + "_route",
+                         "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+    }
+    if upgrades:
+        hcm["upgrade_configs"] = [{"upgrade_type": "websocket"}]
+    return {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+
+
+def static_cluster(name, port):
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sockaddr(port)}}]}],
+        },
+    }
+
+
+def bootstrap(admin_port, plain_port, tls_port, backend_port, cred, ws_port, ws_off_port, ws_backend_port):
     def chain(prefix, tls):
         hcm = {
             "@type": HCM,
@@ -272,16 +470,10 @@ def bootstrap(admin_port, plain_port, tls_port, backend_port, cred):
             "listeners": [
                 {"name": "h2_plain", "address": sockaddr(plain_port), "filter_chains": [chain("h2_plain", False)]},
                 {"name": "h2_tls", "address": sockaddr(tls_port), "filter_chains": [chain("h2_tls", True)]},
+                {"name": "ws", "address": sockaddr(ws_port), "filter_chains": [ws_chain("ws", True)]},
+                {"name": "ws_off", "address": sockaddr(ws_off_port), "filter_chains": [ws_chain("ws_off", False)]},
             ],
-            "clusters": [{
-                "name": "backend",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "load_assignment": {
-                    "cluster_name": "backend",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sockaddr(backend_port)}}]}],
-                },
-            }],
+            "clusters": [static_cluster("backend", backend_port), static_cluster("ws_backend", ws_backend_port)],
         },
     }
 
@@ -296,6 +488,7 @@ class Http2Suite(Suite):
         self.shared = None
         self.pki = None
         self.backend = None
+        self.ws_backend = None
         self.proc = None
         self.broken = None
         self.used = set()  # listeners that carried an HTTP/2 request in this run
@@ -314,10 +507,13 @@ class Http2Suite(Suite):
         os.makedirs(d)
         self.pki = Pki(d)
         self.backend = Backend()
-        self.admin, self.plain, self.tls = free_ports(3)
+        self.ws_backend = WsBackend()
+        self.admin, self.plain, self.tls, self.ws, self.ws_off = free_ports(5)
         try:
-            doc = bootstrap(self.admin, self.plain, self.tls, self.backend.port, self.pki.server)
-            self.proc, self.config = self.shared.launch_proxy(doc, self.admin, [self.plain, self.tls])
+            doc = bootstrap(self.admin, self.plain, self.tls, self.backend.port, self.pki.server, self.ws,
+                            self.ws_off, self.ws_backend.port)
+            self.proc, self.config = self.shared.launch_proxy(doc, self.admin,
+                                                              [self.plain, self.tls, self.ws, self.ws_off])
         except Fail as e:
             self.broken = "proxy setup: %s" % e
             raise Fail(self.broken)
@@ -334,6 +530,8 @@ class Http2Suite(Suite):
             problems += self.shared.close()
         if self.backend is not None:
             self.backend.close()
+        if self.ws_backend is not None:
+            self.ws_backend.close()
         if problems:
             print("http2: cleanup: %s" % "; ".join(problems), file=sys.stderr, flush=True)
 
@@ -1170,6 +1368,506 @@ def stats(t):
     return ", ".join(seen)
 
 
+# ---- WebSocket: clients and checks ------------------------------------------------------------------------------
+WS_CLIENT_LOG = quiet_logger("http2-suite.ws-client")
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample Sec-WebSocket-Key
+WS_LEGACY = "legacy" in inspect.signature(ws_connect).parameters  # websockets 17 and later
+
+
+def ws_open(t, port, path, **opts):
+    """A websockets client connection to the proxy's `port` (no keepalive pings, no message size limit, no HTTP
+    proxy from the environment), closed when the scenario ends. Handshake errors (InvalidStatus ...) propagate."""
+    kw = dict(proxy=None, open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT, ping_interval=None, max_size=None,
+              logger=WS_CLIENT_LOG)
+    if WS_LEGACY:
+        kw["legacy"] = True  # a connection now, not a context manager (and no DeprecationWarning saying so)
+    kw.update(opts)
+    ws = ws_connect("ws://127.0.0.1:%d%s" % (port, path), **kw)
+
+    def shut():
+        ws.close_timeout = 1
+        ws.close()
+
+    t.on_close("websocket %s" % path, shut)
+    return ws
+
+
+def ws_upgrade(t, port, path, **opts):
+    """ws_open, failing the scenario unless the upgrade succeeds (101)."""
+    try:
+        return ws_open(t, port, path, **opts)
+    except InvalidStatus as e:
+        raise Fail("the upgrade to %s was answered %d, expected 101 (%s)" % (
+            path, e.response.status_code, short(e.response.body.decode(errors="replace"), 100)))
+    except (OSError, TimeoutError, InvalidHandshake) as e:
+        raise Fail("the upgrade to %s failed: %s: %s" % (path, type(e).__name__, e))
+
+
+def ws_recv(ws, what, timeout=IO_TIMEOUT):
+    try:
+        return ws.recv(timeout=timeout)
+    except TimeoutError:
+        raise Fail("%s did not arrive within %ss" % (what, timeout))
+    except ConnectionClosed as e:
+        raise Fail("the connection closed while waiting for %s (%s)" % (what, close_text(e.rcvd)))
+
+
+def ws_echo_check(ws, msg, what):
+    try:
+        ws.send(msg)
+    except ConnectionClosed as e:
+        raise Fail("sending %s: the connection is closed (%s)" % (what, close_text(e.rcvd)))
+    got = ws_recv(ws, "the echo of " + what)
+    check(type(got) is type(msg), "%s came back as %s" % (what, type(got).__name__))
+    check(got == msg, "%s came back altered (%d of %d %s)" % (what, len(got), len(msg),
+                                                              "chars" if isinstance(msg, str) else "bytes"))
+
+
+def close_text(frame):
+    return "close frame %d %r" % (frame.code, frame.reason) if frame else "no close frame"
+
+
+def ws_closes(t, mark, path):
+    """(code, reason) the WebSocket backend received on its connections to `path` since `mark` (waits up to 2 s
+    for one)."""
+    def got():
+        return [(c, r) for p, c, r in t.suite.ws_backend.since(mark)[1] if p == path]
+
+    return wait_for(got, 2) or []
+
+
+def raw_upgrade(port, path):
+    """A WebSocket upgrade request on a plain socket; reads until the proxy ends the connection or IO_TIMEOUT
+    seconds pass. Returns (status, {header: value}, body, how the connection ended: 'EOF', 'RST' or None when it
+    was still open)."""
+    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, port, WS_KEY)).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+    buf = bytearray()
+    ended = None
+    try:
+        s.sendall(req)
+        while True:
+            try:
+                data = s.recv(1 << 16)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                ended = "RST"
+                break
+            if not data:
+                ended = "EOF"
+                break
+            buf += data
+    finally:
+        s.close()
+    head, _, body = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3})", lines[0])
+    headers = {}
+    for line in lines[1:]:
+        k, sep, v = line.partition(":")
+        if sep:
+            headers[k.strip().lower()] = v.strip()
+    return (int(m.group(1)) if m else None), headers, body, ended
+
+
+def masked_text_frame(payload):
+    """A client's (masked) WebSocket text frame holding `payload` (under 126 bytes)."""
+    mask = b"\x5a\xa5\x0f\xf0"
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def raw_upgrade_with_data(port, path, data, same_write, timeout=IO_TIMEOUT):
+    """A WebSocket upgrade request on a plain socket with `data` right behind it: in the request's own write, or
+    in a second write at once (both before the 101 can have come back). Reads until `data`'s length has come
+    back after the response headers, the proxy ends the connection, or `timeout` seconds pass. Returns (status,
+    the bytes after the response headers, how the connection ended: 'EOF', 'RST' or None)."""
+    req = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, port, WS_KEY)).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray()
+    ended = None
+    deadline = time.monotonic() + timeout
+    try:
+        if same_write:
+            s.sendall(req + data)
+        else:
+            s.sendall(req)
+            s.sendall(data)
+        while True:
+            head, sep, rest = bytes(buf).partition(b"\r\n\r\n")
+            left = deadline - time.monotonic()
+            if (sep and len(rest) >= len(data) - 4) or left <= 0:  # a server's frame is unmasked: 4 bytes less
+                break
+            s.settimeout(left)
+            try:
+                chunk = s.recv(1 << 16)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                ended = "RST"
+                break
+            if not chunk:
+                ended = "EOF"
+                break
+            buf += chunk
+    finally:
+        s.close()
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return (int(m.group(1)) if m else None), rest, ended
+
+
+def vmrss(pid):
+    """The process's resident set size in bytes (VmRSS in /proc/PID/status), None once it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class RssSampler:
+    """Samples a process's VmRSS every 20 ms in a thread until stopped; keeps the peak."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.base = vmrss(pid) or 0
+        self.peak = self.base
+        self.samples = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="rss-sampler", daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(0.02):
+            v = vmrss(self.pid)
+            if v is None:
+                return
+            self.samples += 1
+            self.peak = max(self.peak, v)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(2)
+        v = vmrss(self.pid)
+        if v is not None:
+            self.peak = max(self.peak, v)
+
+
+def mib(n):
+    return n / float(1 << 20)
+
+
+# ---- scenarios: WebSocket ---------------------------------------------------------------------------------------
+def ws_echo(t):
+    ws = ws_upgrade(t, t.suite.ws, "/echo")
+    t.note("101 headers: %s" % ", ".join("%s: %s" % (k, short(v, 60)) for k, v in ws.response.headers.raw_items()))
+    ext = ws.response.headers.get("sec-websocket-extensions")
+    ws_echo_check(ws, "h\u00e9llo w\u00f6rld \u2713 " * 8, "a text message")
+    ws_echo_check(ws, bytes(range(256)) * 4, "a binary message")
+    big = random.Random(5).randbytes(1 << 20)
+    ws_echo_check(ws, big, "a 1 MiB binary message")
+    msgs = ["burst %03d %s" % (i, "x" * (i % 50)) for i in range(200)]
+    try:
+        for m in msgs:
+            ws.send(m)
+    except ConnectionClosed as e:
+        raise Fail("sending the burst: the connection is closed (%s)" % close_text(e.rcvd))
+    got = [ws_recv(ws, "echo %d of the 200-message burst" % i) for i in range(len(msgs))]
+    if got != msgs:
+        i = next(i for i, (a, b) in enumerate(zip(got, msgs)) if a != b)
+        raise Fail("the burst came back altered or reordered: message %d is %r, sent %r"
+                   % (i, got[i][:40], msgs[i][:40]))
+    ws.close()
+    diffs = []
+    upper = [k for k, _ in ws.response.headers.raw_items() if k != k.lower()]
+    if upper and ENVOY["ws_echo"]["lowercase_headers"]:
+        diffs.append("the 101's header names keep the backend's case (%s), Envoy 1.40 lowercases them"
+                     % ", ".join(upper))
+    for d in diffs:
+        t.note("differs from Envoy 1.40 (judged cosmetic): " + d)
+    return with_diffs("text, binary, 1 MiB and a burst of 200 messages echoed intact (%s)" % (
+        "negotiated " + ext if ext else "no extension negotiated"), diffs)
+
+
+def ws_server_first(t):
+    """The backend speaks first: its message is written right after its 101, maybe in the same segment, and must
+    come through before the client has sent a byte. Five connections."""
+    for i in range(5):
+        ws = ws_upgrade(t, t.suite.ws, "/first")
+        got = ws_recv(ws, "the backend's first message (connection %d, nothing sent yet)" % (i + 1))
+        check(got == SERVER_FIRST, "connection %d: the first message is %r, the backend sent %r"
+              % (i + 1, got[:60], SERVER_FIRST))
+        ws_echo_check(ws, "after the first %d" % i, "a text message after the backend's first")
+        ws.close()
+    return "5 connections: the backend's message before any client byte arrived, then echoes"
+
+
+def ws_early_data(t):
+    """The client's first frame right behind its upgrade request, before the 101 (RFC 6455 clients wait for the
+    101; Envoy 1.40 carries the bytes anyway: they go upstream after the request headers and the echo comes
+    back). Three times in the request's own write, twice in a second write at once."""
+    problems, seen = [], []
+    for i, same_write in enumerate((True, True, True, False, False)):
+        payload = ("early frame %d" % i).encode()
+        status, after, ended = raw_upgrade_with_data(t.suite.ws, "/echo?early=%d" % i, masked_text_frame(payload),
+                                                     same_write, EARLY_WAIT)
+        want = bytes([0x81, len(payload)]) + payload
+        how = "in the request's write" if same_write else "in a second write right after it"
+        t.note("frame %d %s: status %s, then %r, connection %s" % (i, how, status, after[:40],
+                                                                    "ended (%s)" % ended if ended else "open"))
+        if status != 101:
+            problems.append("frame %d (%s): the upgrade got %s" % (i, how, status))
+        elif after[:len(want)] != want:
+            problems.append("frame %d %s: %s" % (
+                i, how, "got %r back instead of its echo" % after[:40] if after else
+                "no echo within %ds after the 101 (connection %s)" % (
+                    EARLY_WAIT, "ended (%s)" % ended if ended else "still open")))
+        else:
+            seen.append(i)
+    if problems:
+        raise Fail("%s lost client bytes sent before the 101: %s; Envoy 1.40 forwards bytes behind the upgrade "
+                   "request upstream and every frame's echo comes back" % (t.suite.proxy, "; ".join(problems)))
+    return "5 frames sent before the 101 (3 with the request, 2 right after it): all echoed"
+
+
+def ws_close(t):
+    backend = t.suite.ws_backend
+    # The client closes: its close frame reaches the backend, which echoes the code and reason back and closes the
+    # TCP connection; the proxy must carry that close to the client.
+    mark = backend.mark()
+    ws = ws_upgrade(t, t.suite.ws, "/echo?close=client")
+    ws_echo_check(ws, "before the close", "a text message")
+    t0 = time.monotonic()
+    ws.close(4000, "client done")
+    took = time.monotonic() - t0
+    rcvd = ws.protocol.close_rcvd
+    t.note("client close: %s came back in %.2fs; state %s" % (close_text(rcvd), took, ws.protocol.state.name))
+    check(rcvd is not None, "the client's close (4000 'client done') got no close frame back within %ss" % IO_TIMEOUT)
+    check((rcvd.code, rcvd.reason) == (4000, "client done"),
+          "the client's close (4000 'client done') came back as %s" % close_text(rcvd))
+    check(took < 2, "the closing handshake took %.1fs: after the backend's close frame the client's TCP connection "
+          "was not closed (the client waits for the server's side to close)" % took)
+    seen = ws_closes(t, mark, "/echo?close=client")
+    check(seen and seen[0] == (4000, "client done"), "the backend received %s, the client sent 4000 'client done'"
+          % (seen or "no close frame"))
+    # The backend closes with 4001 "bye" after one message: the client sees that close frame and the end of the
+    # connection, and its echoed close frame reaches the backend.
+    mark = backend.mark()
+    ws = ws_upgrade(t, t.suite.ws, "/bye")
+    ws.send("bye please")
+    t0 = time.monotonic()
+    try:
+        msg = ws.recv(timeout=IO_TIMEOUT)
+        raise Fail("got a message %r instead of the backend's close" % msg[:60])
+    except TimeoutError:
+        raise Fail("the connection is not closed %ss after the backend's close (%s arrived)"
+                   % (IO_TIMEOUT, close_text(ws.protocol.close_rcvd)))
+    except ConnectionClosed as e:
+        rcvd = e.rcvd
+    took2 = time.monotonic() - t0
+    t.note("server close: %s reached the client, connection ended %.2fs after the message" % (close_text(rcvd), took2))
+    check(rcvd is not None and (rcvd.code, rcvd.reason) == (4001, "bye"),
+          "the backend closed with 4001 'bye'; the client got %s" % close_text(rcvd))
+    seen = ws_closes(t, mark, "/bye")
+    check(seen and seen[0] == (4001, "bye"), "the client's echo of the close: the backend received %s"
+          % (seen or "no close frame"))
+    diffs = []
+    ref = ENVOY["ws_close"]["closed_after"]
+    if abs(took - ref) > 0.5 or abs(took2 - ref) > 0.5:
+        diffs.append("the client's connection ended %.2fs / %.2fs after the backend's close, Envoy 1.40 ends it "
+                     "after its 1 s delayed_close_timeout" % (took, took2))
+    for d in diffs:
+        t.note("differs from Envoy 1.40 (judged cosmetic): " + d)
+    return with_diffs("client close 4000 'client done' echoed back (connection ended after %.2fs); backend close "
+                      "4001 'bye' reached the client (after %.2fs)" % (took, took2), diffs)
+
+
+def ws_refused(t):
+    suite = t.suite
+    ref = ENVOY["ws_refused"]
+    mark = suite.ws_backend.mark()
+    seen, problems = [], []
+    for what, port, path in (("listener ws_off (no upgrade_configs)", suite.ws_off, "/echo"),
+                             ("listener ws, route /refused (websocket enabled: false)", suite.ws, "/refused/echo")):
+        try:
+            ws = ws_open(t, port, path)
+            ws.close()
+            problems.append("%s: the websockets client's upgrade succeeded (101); Envoy 1.40 answers %d"
+                            % (what, ref["status"]))
+            continue
+        except InvalidStatus as e:
+            code = e.response.status_code
+        except (OSError, TimeoutError, InvalidHandshake) as e:
+            problems.append("%s: the websockets client failed with %s: %s; Envoy 1.40 answers %d (InvalidStatus)"
+                            % (what, type(e).__name__, e, ref["status"]))
+            continue
+        if code != ref["status"]:
+            problems.append("%s: the websockets client got InvalidStatus %d, Envoy 1.40 answers %d"
+                            % (what, code, ref["status"]))
+        status, headers, body, ended = raw_upgrade(port, path)
+        t.note("%s: raw upgrade answered %s %s body %r, connection %s" % (
+            what, status, ", ".join("%s: %s" % kv for kv in sorted(headers.items())), body[:80],
+            "ended (%s)" % ended if ended else "still open after %ds" % IO_TIMEOUT))
+        if status != ref["status"]:
+            problems.append("%s: a raw upgrade request got %s, Envoy 1.40 answers %d" % (what, status, ref["status"]))
+        elif not ended:
+            problems.append("%s: %d, but the connection was still open %ds later; Envoy 1.40 closes it after the %d"
+                            % (what, status, IO_TIMEOUT, ref["status"]))
+        if body != ref["body"]:
+            problems.append("%s: the %s body is %r, Envoy 1.40's %r" % (what, status, body[:80], ref["body"]))
+        seen.append("%s: InvalidStatus %d, closed (%s)" % (what.split(" (")[0], code, ended))
+    reached = suite.ws_backend.since(mark)[0]
+    if reached:
+        problems.append("the backend accepted upgrades for %s" % reached)
+    check(not problems, "; ".join(problems))
+    return "; ".join(seen)
+
+
+def ws_route_timeout(t):
+    """Route /timeout has `timeout: 1s`. The control: a plain GET /timeout/slow (answered after SLOW_REPLY s) gets
+    504 after about a second. A WebSocket on the same route stays open 2.5 s and still echoes: Envoy stops the
+    route timeout once the upstream answered 101."""
+    t0 = time.monotonic()
+    try:
+        status, body = http_call(t.suite.ws, "GET", "/timeout/slow", timeout=SLOW_REPLY + 3)
+    except OSError as e:
+        raise Fail("the control GET /timeout/slow failed: %s" % e)
+    took = time.monotonic() - t0
+    t.note("control: GET /timeout/slow -> %d %r after %.2fs" % (status, short(body, 60), took))
+    check(status == 504 and took < SLOW_REPLY - 0.5,
+          "the control GET /timeout/slow (the backend answers after %.1fs) got %d after %.1fs; the route's "
+          "timeout: %ds should answer 504 after about %ds" % (SLOW_REPLY, status, took, WS_ROUTE_TIMEOUT,
+                                                              WS_ROUTE_TIMEOUT))
+    ws = ws_upgrade(t, t.suite.ws, "/timeout/echo")
+    start = time.monotonic()
+    for at in (0.0, 1.3, 2.5):
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        ws_echo_check(ws, "at %.1fs" % at, "a message %.1fs after the upgrade" % at)
+    lasted = time.monotonic() - start
+    ws.close()
+    rcvd = ws.protocol.close_rcvd
+    check(rcvd is not None and rcvd.code == 1000, "the normal close at the end came back as %s" % close_text(rcvd))
+    return "control GET 504 after %.1fs; the WebSocket on the same route echoed at 0, 1.3 and 2.5 s (open %.1fs)" % (
+        took, lasted)
+
+
+def ws_backpressure(t):
+    """WS_FLOOD bytes in WS_FLOOD_MESSAGE-byte binary messages, sent as fast as the proxy takes them, to /sink,
+    which reads slowly: the proxy must push back (its VmRSS grows by at most WS_RSS_LIMIT, and when the client's
+    last write returns at most WS_IN_FLIGHT_LIMIT bytes are still unread by the backend: a proxy buffering
+    without limit could still stay under the RSS bound), and every byte arrives (counted and hashed at the
+    backend)."""
+    suite = t.suite
+    n = WS_FLOOD // WS_FLOOD_MESSAGE
+    chunk = random.Random(3).randbytes(WS_FLOOD_MESSAGE)
+    want = hashlib.sha256()
+    for _ in range(n):
+        want.update(chunk)
+    ws = ws_upgrade(t, suite.ws, "/sink", compression=None)
+    rss = RssSampler(suite.proc.pid)
+    t.on_close("RSS sampler", rss.stop)
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            ws.send(chunk)
+        sent = time.monotonic() - t0
+        in_flight = WS_FLOOD - suite.ws_backend.sink_read  # written but not yet read by the backend
+        ws.send("done")
+    except ConnectionClosed as e:
+        rss.stop()
+        raise Fail("sending: the connection closed (%s)" % close_text(e.rcvd))
+    reply = ws_recv(ws, "the backend's count", timeout=max(5, SCENARIO_LIMIT - 5 - (time.monotonic() - t0)))
+    took = time.monotonic() - t0
+    rss.stop()
+    ws.close()
+    grew = rss.peak - rss.base
+    t.note("%d x %d bytes written in %.2fs (%.1f MiB of them not yet read by the backend then: in the proxy, the "
+           "sockets' buffers and the backend's queue), counted by the backend after %.2fs; VmRSS %.1f MiB, peak "
+           "%.1f MiB (%d samples)" % (n, WS_FLOOD_MESSAGE, sent, mib(in_flight), took, mib(rss.base), mib(rss.peak),
+                                      rss.samples))
+    try:
+        total, count, digest = reply.split()
+        total, count = int(total), int(count)
+    except ValueError:
+        raise Fail("the backend's count is %r" % reply[:80])
+    check(total == WS_FLOOD and count == n, "the backend got %d bytes in %d messages, %d in %d were sent"
+          % (total, count, WS_FLOOD, n))
+    check(digest == want.hexdigest(), "the %d bytes arrived altered (sha256 differs)" % total)
+    check(in_flight <= WS_IN_FLIGHT_LIMIT,
+          "when the client's writes finished (%.1fs) the backend had read only %.1f of %d MiB: %.1f MiB were held "
+          "between them (at most %d MiB allowed: the sockets' buffers and the backend's queue; Envoy 1.40 leaves "
+          "12-19 MiB), so the proxy did not push back on the client" % (
+              sent, mib(WS_FLOOD - in_flight), WS_FLOOD >> 20, mib(in_flight), WS_IN_FLIGHT_LIMIT >> 20))
+    check(grew <= WS_RSS_LIMIT, "%s's VmRSS grew by %.1f MiB (%.1f -> %.1f MiB) while %d MiB went to a slow reader; "
+          "at most %d MiB allowed" % (suite.proxy, mib(grew), mib(rss.base), mib(rss.peak), WS_FLOOD >> 20,
+                                      WS_RSS_LIMIT >> 20))
+    return ("%d MiB to a slow reader in %.1fs (writes done after %.1fs with %.1f MiB unread), all bytes intact; "
+            "VmRSS +%.1f MiB" % (WS_FLOOD >> 20, took, sent, mib(in_flight), mib(grew)))
+
+
+WS_COUNTERS = ("downstream_rq_1xx", "downstream_cx_upgrades_total", "downstream_rq_ws_on_non_ws_route",
+               "downstream_rq_4xx")
+
+
+def ws_stats(t):
+    """Two upgrades and one refused upgrade on listener ws: http.ws.downstream_rq_1xx +2 (required, Envoy counts
+    the 101). Envoy's other upgrade counters (ENVOY["ws_stats"]) are compared and any difference named on the PASS
+    line."""
+    suite = t.suite
+    before = stats_snapshot(t)
+    a = ws_upgrade(t, suite.ws, "/echo?stats=1")
+    ws_echo_check(a, "one", "a text message")
+    during = stats_snapshot(t)
+    b = ws_upgrade(t, suite.ws, "/echo?stats=2")
+    ws_echo_check(b, "two", "a text message")
+    a.close()
+    b.close()
+    try:
+        ws_open(t, suite.ws, "/refused/stats").close()
+        raise Fail("the upgrade to /refused/stats succeeded")
+    except InvalidStatus:
+        pass
+    key = "http.ws.downstream_rq_1xx"
+
+    def counted():
+        st = stats_snapshot(t)
+        return st if st.get(key, 0) - before.get(key, 0) >= 2 else None
+
+    after = wait_for(counted, 2) or stats_snapshot(t)
+    delta = {name: after.get("http.ws." + name, 0) - before.get("http.ws." + name, 0) for name in WS_COUNTERS}
+    active = during.get("http.ws.downstream_cx_upgrades_active")
+    t.note("http.ws. deltas: %s; while one WebSocket was open: downstream_rq_1xx +%d, downstream_cx_upgrades_active=%s"
+           % (", ".join("%s +%d%s" % (k, v, "" if "http.ws." + k in after else " (no such counter)")
+                        for k, v in delta.items()),
+              during.get(key, 0) - before.get(key, 0), active))
+    check(key in after, "%s: no such counter" % key)
+    check(delta["downstream_rq_1xx"] == 2, "%s +%d for 2 upgrades (101), Envoy 1.40 +2"
+          % (key, delta["downstream_rq_1xx"]))
+    ref = ENVOY["ws_stats"]
+    diffs = []
+    for name, want in ref["deltas"].items():
+        if "http.ws." + name not in after:
+            diffs.append("http.ws.%s: no such counter, Envoy +%d" % (name, want))
+        elif delta[name] != want:
+            diffs.append("http.ws.%s +%d, Envoy +%d" % (name, delta[name], want))
+    if active != ref["active_during"]:
+        diffs.append("http.ws.downstream_cx_upgrades_active=%s during an upgrade, Envoy %d"
+                     % ("absent" if active is None else active, ref["active_during"]))
+    if during.get(key, 0) - before.get(key, 0) != 1:
+        diffs.append("%s counted when the stream ends, Envoy counts the 101 when it is sent" % key)
+    for d in diffs:
+        t.note("differs from Envoy 1.40 (not required by this scenario): " + d)
+    text = "%s +2 for 2 upgrades" % key
+    return text + ("; differs from Envoy (not required): " + "; ".join(diffs) if diffs else "")
+
+
 # ---- runner ------------------------------------------------------------------------------------------------------
 CASES = [
     ("h2c_get", h2c_get),
@@ -1187,6 +1885,14 @@ CASES = [
     ("rst_mixed", rst_mixed),
     ("oversized_headers", oversized_headers),
     ("stats", stats),
+    ("ws_echo", ws_echo),
+    ("ws_server_first", ws_server_first),
+    ("ws_early_data", ws_early_data),
+    ("ws_close", ws_close),
+    ("ws_refused", ws_refused),
+    ("ws_route_timeout", ws_route_timeout),
+    ("ws_backpressure", ws_backpressure),
+    ("ws_stats", ws_stats),
 ]
 
 

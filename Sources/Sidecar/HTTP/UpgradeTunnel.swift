@@ -17,6 +17,9 @@ final class UpgradeTunnel: ChannelDuplexHandler {
 
     private(set) weak var partner: UpgradeTunnel?
     private var context: ChannelHandlerContext?
+    /// Bytes read before both codecs were gone (see `join`).
+    private var waiting: [NIOAny] = []
+    private var isOpen = false
     private var readPending = false
     /// Called with the byte count of each read (the stream's bytes and idle-timeout activity).
     private let onRead: (Int) -> Void
@@ -31,20 +34,34 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         let up = UpgradeTunnel(onRead: upstreamRead)
         down.partner = up
         up.partner = down
-        // Each tunnel goes right behind its decoder, so the decoder's left-over bytes reach it; then the codec goes.
+        // Each tunnel goes right behind its decoder, so the decoder's left-over bytes reach it; then the codec goes,
+        // encoders first: a decoder hands its left-over bytes on as it leaves, and they are written to the other
+        // side at once.
         let requestDecoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         try downstream.addHandler(down, position: .after(requestDecoder))
         let responseDecoder = try upstream.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
         try upstream.addHandler(up, position: .after(responseDecoder))
         downstream.removeHandler(try downstream.handler(type: HTTPResponseEncoder.self), promise: nil)
-        downstream.removeHandler(requestDecoder, promise: nil)
         upstream.removeHandler(try upstream.handler(type: HTTPRequestEncoder.self), promise: nil)
+        downstream.removeHandler(requestDecoder, promise: nil)
         upstream.removeHandler(responseDecoder, promise: nil)
-        // A decoder removed inside its own read hands over its left-over bytes after that read's end: flush them.
+        // A decoder removed inside its own read leaves at that read's end. Until then it is also an outbound handler
+        // (the response decoder watches the requests written past it), so nothing is written into a pipeline that
+        // may still have one: the bytes wait, and go (flushed) once both decoders are gone.
         upstream.eventLoop.execute {
-            down.context?.flush()
-            up.context?.flush()
+            down.open()
+            up.open()
         }
+    }
+
+    /// Both codecs are gone: bytes read meanwhile go to the other side.
+    private func open() {
+        guard !isOpen else { return }
+        isOpen = true
+        guard let partnerContext = partner?.context else { return }
+        for data in waiting { partnerContext.write(data, promise: nil) }
+        waiting.removeAll()
+        partnerContext.flush()
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -55,12 +72,16 @@ final class UpgradeTunnel: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         onRead(buffer.readableBytes)
+        guard isOpen else {
+            waiting.append(data)
+            return
+        }
         guard let partnerContext = partner?.context else { return }
         partnerContext.write(data, promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        partner?.context?.flush()
+        if isOpen { partner?.context?.flush() }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -78,8 +78,17 @@ enum ChainInstaller {
         // No outbound header validation: what the proxy writes came through the HTTP parser or was checked
         // when the config loaded (`ConfigValue.headerValueText`); NIO's validator handler re-scanned every
         // header of every response (about 4 % of a proxied request).
-        try ops.configureHTTPServerPipeline(
-            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
+        if runtime.hcm.mayUpgrade {
+            // NIO's upgrade handler with no upgraders of its own passes every request on and leaves with the first;
+            // it is here for what it makes the request decoder do: hand the bytes a client sent behind its upgrade
+            // request to whoever removes the decoder (the upgrade tunnel) instead of dropping them.
+            try ops.configureHTTPServerPipeline(
+                withPipeliningAssistance: false, withServerUpgrade: (upgraders: [], completionHandler: { _ in }),
+                withErrorHandling: false, withOutboundHeaderValidation: false)
+        } else {
+            try ops.configureHTTPServerPipeline(
+                withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
+        }
         let handler = HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: originalDestination)
         handler.security = security
         handler.requestedServerName = serverName

@@ -195,6 +195,15 @@ public struct HTTPConnectionManagerConfig: Sendable {
     package var addUserAgent = false
     /// `upgrade_configs`: the HTTP/1.1 upgrades (lower-cased `Upgrade` type → enabled) the connection manager tunnels.
     public var upgradeConfigs: [String: Bool] = [:]
+    /// Some upgrade may be tunnelled: the connection manager or a route enables one.
+    public var mayUpgrade: Bool {
+        upgradeConfigs.values.contains(true) || routeConfig.virtualHosts.contains { vh in
+            vh.routes.contains { r in
+                if case .forward(let f) = r.action { return f.upgradeConfigs.values.contains(true) }
+                return false
+            }
+        }
+    }
     /// `http2_protocol_options` for downstream HTTP/2 connections.
     public var http2Options = HTTP2ProtocolOptions()
     /// `common_http_protocol_options` for downstream connections.
