@@ -234,7 +234,7 @@ extension HTTPProxyHandler {
             switch failure {
             case .connectFailure:
                 if let i = up.hostIndex { up.local.record(i, .connectFailed, random: &worker.random) }
-            case .reset:
+            case .reset, .remoteReset:
                 if let i = up.hostIndex { up.local.record(i, .reset, random: &worker.random) }
             case .perTryTimeout, .perTryIdleTimeout:
                 stats.inc(failure == .perTryTimeout ? up.info.stats.rqPerTryTimeout : up.info.stats.rqPerTryIdleTimeout)
@@ -431,6 +431,14 @@ extension HTTPProxyHandler {
                 finishWithLocalReply(
                     status: .serviceUnavailable, body: LocalReply.connectFailure("connection termination"),
                     details: LocalReply.resetDetails("connection termination", transportFailure: nil))
+            case .remoteReset(let refused):
+                // Envoy's words for a stream the HTTP/2 upstream reset (UR).
+                responseFlags.insert(.upstreamRemoteReset)
+                if let cluster { countUpstreamStatus(503, cluster) }
+                let reason = refused ? "remote refused stream reset" : "remote reset"
+                finishWithLocalReply(
+                    status: .serviceUnavailable, body: LocalReply.connectFailure(reason),
+                    details: LocalReply.resetDetails(reason, transportFailure: nil))
             }
         }
     }
@@ -622,7 +630,12 @@ extension HTTPProxyHandler {
     func upstreamClosed() {
         // A tunnel's end is the tunnel's business (it closes the other side after what it was sent).
         if upgraded { return }
-        guard let up = upstream, case .forwarding = phase else { return }
-        run(up.attempts.upstreamReset(), up)
+        guard let up = upstream, case .forwarding(let conn) = phase else { return }
+        if let code = conn.resetCode {
+            stats.inc(up.info.stats.rqRxReset)
+            run(up.attempts.upstreamReset(.remoteReset(refused: code == .refusedStream)), up)
+        } else {
+            run(up.attempts.upstreamReset(), up)
+        }
     }
 }

@@ -81,6 +81,8 @@ struct RouterAttemptStateMachine {
         case connectFailure(timedOut: Bool)
         /// The upstream closed the connection before the response head.
         case reset
+        /// An HTTP/2 upstream reset the stream before the response head (`refused`: REFUSED_STREAM).
+        case remoteReset(refused: Bool)
         case perTryTimeout
         case perTryIdleTimeout
     }
@@ -356,12 +358,13 @@ struct RouterAttemptStateMachine {
         }
     }
 
-    /// The upstream connection closed under the attempt.
-    mutating func upstreamReset() -> Action {
+    /// The upstream connection closed under the attempt; `failure`: `.remoteReset` when an HTTP/2 upstream reset
+    /// the stream.
+    mutating func upstreamReset(_ failure: Failure = .reset) -> Action {
         switch state {
         case .forwarding:
-            state = .failed(.reset)
-            return .releaseFailedAttempt(.reset, held: .connection)
+            state = .failed(failure)
+            return .releaseFailedAttempt(failure, held: .connection)
         case .responding:
             state = .done
             return .resetDownstream(held: .connection)
@@ -381,6 +384,7 @@ struct RouterAttemptStateMachine {
                     switch failure {
                     case .connectFailure: .connectFailure
                     case .reset: .reset
+                    case .remoteReset(let refused): refused ? .refusedStream : .reset
                     case .perTryTimeout, .perTryIdleTimeout: .perTryTimeout
                     }
                 let decision = r.decide(outcome, retryAllowed: retryAllowed, random: &random)

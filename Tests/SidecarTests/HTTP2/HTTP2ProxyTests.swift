@@ -162,6 +162,29 @@ import Testing
         #expect(backend.connections.withLockedValue { $0 } == 3)
     }
 
+    @Test func aRefusedStreamIsRetriedUnderRefusedStreamAndNamedOtherwise() throws {
+        let calls = NIOLockedValueBox(0)
+        let backend = try H2TestBackend { _ in
+            let n = calls.withLockedValue { $0 += 1; return $0 }
+            return n % 2 == 1 ? .init(reset: .refusedStream) : .init(body: Array("second try".utf8))
+        }
+        defer { backend.stop() }
+        let retrying = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port, routes: [
+            #"{match: {prefix: "/"}, route: {cluster: backend, retry_policy: {retry_on: refused-stream, num_retries: 1}}}"#,
+        ]))
+        defer { retrying.shutdown() }
+        let r = try retrying.fetch("GET", "/a")
+        #expect(r.status == 200)
+        #expect(r.bodyString == "second try")
+        #expect(try retrying.stat("cluster.backend.upstream_rq_retry") == 1)
+        // Without a retry policy the reset is the answer, in Envoy's words.
+        let plain = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port))
+        defer { plain.shutdown() }
+        let refused = try plain.fetch("GET", "/b")
+        #expect(refused.status == 503)
+        #expect(refused.bodyString == "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset")
+    }
+
     @Test func anHTTP1ClientReachesAnHTTP2Upstream() throws {
         let backend = try H2TestBackend()
         defer { backend.stop() }

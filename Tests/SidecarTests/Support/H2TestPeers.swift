@@ -144,6 +144,8 @@ final class H2TestBackend: @unchecked Sendable {
         var trailers: [(String, String)]?
         var trailersOnly = false
         var delay: TimeAmount = .zero
+        /// Answer with RST_STREAM and this code instead.
+        var reset: HTTP2ErrorCode?
     }
 
     let port: Int
@@ -180,6 +182,10 @@ final class H2TestBackend: @unchecked Sendable {
             backend.requests.withLockedValue { $0.append(head) }
             let r = respond(head)
             let send = {
+                if let code = r.reset {
+                    context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(code)), promise: nil)
+                    return
+                }
                 var fields = HPACKHeaders([(":status", String(r.status))])
                 for (n, v) in r.headers { fields.add(name: n, value: v) }
                 if r.trailersOnly {

@@ -34,6 +34,8 @@ package struct RetryState {
         case connectFailure
         /// The upstream closed or reset the stream after the request started, before response headers.
         case reset
+        /// An HTTP/2 upstream refused the stream (RST_STREAM REFUSED_STREAM): it did not process the request.
+        case refusedStream
         /// `per_try_timeout` or `per_try_idle_timeout` fired; Envoy resets the attempt with `LocalReset`.
         case perTryTimeout
         /// The connection pool refused the attempt because a circuit breaker is open (Envoy's `Overflow`).
@@ -160,6 +162,10 @@ package struct RetryState {
             return wouldRetryFromReset(connectionFailure: true, requestStarted: false)
         case .reset:
             return wouldRetryFromReset(connectionFailure: false, requestStarted: true)
+        case .refusedStream:
+            // Envoy: a refused stream under `refused-stream` is retried at once; else it is any reset.
+            if policy.retryOn.contains(.refusedStream) { return .immediately }
+            return wouldRetryFromReset(connectionFailure: false, requestStarted: true)
         case .perTryTimeout:
             // `Filter::onPerTryTimeoutCommon` calls `maybeRetryReset(LocalReset, ...)` on a started request:
             // retried under `reset`, `5xx` and `gateway-error`, not under `connect-failure`,
@@ -171,8 +177,7 @@ package struct RetryState {
         }
     }
 
-    /// `RetryStateImpl::wouldRetryFromReset` for an HTTP/1 upstream: the HTTP/3 branches do not apply, and
-    /// there is no REFUSED_STREAM, so `refused-stream` alone never retries a reset.
+    /// `RetryStateImpl::wouldRetryFromReset` without its HTTP/3 branches (REFUSED_STREAM is `.refusedStream`).
     private func wouldRetryFromReset(connectionFailure: Bool, requestStarted: Bool) -> RetryKind {
         let on = policy.retryOn
         if connectionFailure && on.contains(.connectFailure) { return .withBackOff }

@@ -105,7 +105,10 @@ package final class MultiplexedPool {
     /// The router is done with a stream: one that has not ended both ways is reset.
     func release(_ stream: UpstreamConnection) {
         stream.stream = nil
-        if !stream.reusable || !stream.responseEnded { stream.close() }
+        guard !stream.reusable || !stream.responseEnded else { return }
+        // `upstream_rq_tx_reset`: the proxy resets a stream the upstream was still answering (or never answered).
+        if stream.isActive && stream.resetCode == nil { stats.inc(clusterStats.rqTxReset) }
+        stream.close()
     }
 
     /// Opens a stream on `c` for one request.
