@@ -25,7 +25,10 @@ extension HTTPProxyHandler {
         let entry = local.info
         cluster = entry
         responseMutations = target.mutations
-        routeTimeout = target.timeout
+        // A gRPC request on a route that reads grpc-timeout times out as its caller asked (Envoy's finalTimeout).
+        let timeout = target.timeout(grpc: RouteMatch.isGRPC(request),
+                                     grpcTimeoutHeader: head.headers.first(name: "grpc-timeout"))
+        routeTimeout = timeout
         if let idle = target.idleTimeout { setStreamIdleTimeout(idle) }
 
         // The upstream request's own copy of the headers, made once with room for what the proxy adds
@@ -44,17 +47,17 @@ extension HTTPProxyHandler {
         // Envoy's FilterUtility::finalTimeout: the per-try timeout applies with or without a retry state.
         let perTryTimeout = RetryState.perTryTimeout(
             route: target.retryPolicy, requestHeaders: headers, honorRequestHeaders: false,
-            globalTimeout: target.timeout)
+            globalTimeout: timeout)
         RetryHeaders.strip(&headers)
         // forward_client_cert_details defaults to SANITIZE: a client never gets to assert a certificate.
         if headers.contains(name: "x-forwarded-client-cert") { headers.remove(name: "x-forwarded-client-cert") }
         if !headers.contains(name: "x-forwarded-proto") {
             headers.add(name: "x-forwarded-proto", value: security != nil ? "https" : "http")
         }
-        if target.timeout.isZero {
+        if timeout.isZero {
             headers.remove(name: "x-envoy-expected-rq-timeout-ms")
         } else {
-            let expected = perTryTimeout ?? target.timeout
+            let expected = perTryTimeout ?? timeout
             headers.replaceOrAddScanningFirst(name: "x-envoy-expected-rq-timeout-ms", value: String(expected.milliseconds))
         }
         // Envoy's finalizeRequestHeaders: the header mutations see the request's own host; the rewrite follows.

@@ -441,6 +441,8 @@ package enum ConfigFields {
         Message("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
                 "upgrade_type filters enabled"),
         Message("envoy.config.route.v3.RouteAction.UpgradeConfig", "upgrade_type enabled connect_config"),
+        Message("envoy.config.route.v3.RouteAction.MaxStreamDuration",
+                "max_stream_duration grpc_timeout_header_max grpc_timeout_header_offset"),
         Message("envoy.config.route.v3.RouteAction.HashPolicy", """
             filter_state header cookie connection_properties query_parameter terminal
             """),

@@ -217,7 +217,7 @@ extension ForwardAction {
         let obj = try value.object()
         try obj.unsupported([
             "retry_policy_typed_config", "flush_timeout",
-            "path_rewrite", "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset",
+            "path_rewrite",
             "internal_redirect_policy", "internal_redirect_action", "max_internal_redirects",
             "hedge_policy", "host_rewrite_header", "host_rewrite_path_regex", "append_x_forwarded_host",
             "metadata_match", "cluster_not_found_response_code", "include_vh_rate_limits", "early_data_policy",
@@ -266,6 +266,20 @@ extension ForwardAction {
         action.cors = try obj.optional("cors").map(CORSPolicy.decode)
         action.rateLimits = try obj.list("rate_limits").map(RateLimitPolicy.decode)
         action.mirrorPolicies = try obj.list("request_mirror_policies").map(MirrorPolicy.decode)
+        if let msd = try obj.optional("max_stream_duration")?.object() {
+            if let v = msd.optional("max_stream_duration"), !(try v.duration()).isZero {
+                throw v.error("max_stream_duration.max_stream_duration is a valid Envoy field but is not supported by "
+                    + "Pilotfish yet (grpc_timeout_header_max and grpc_timeout_header_offset are)")
+            }
+            action.maxGRPCTimeout = try msd.optional("grpc_timeout_header_max")?.duration()
+            action.grpcTimeoutOffset = try msd.optional("grpc_timeout_header_offset")?.duration()
+            try msd.finish()
+        }
+        // The deprecated forms, which Envoy still reads when max_stream_duration does not set them.
+        if action.maxGRPCTimeout == nil { action.maxGRPCTimeout = try obj.optional("max_grpc_timeout")?.duration() }
+        if action.grpcTimeoutOffset == nil {
+            action.grpcTimeoutOffset = try obj.optional("grpc_timeout_offset")?.duration()
+        }
         for item in try obj.list("upgrade_configs") {
             let u = try item.object()
             try u.unsupported(["connect_config"])

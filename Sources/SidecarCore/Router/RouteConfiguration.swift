@@ -161,6 +161,11 @@ public struct ForwardAction: Sendable {
     public var mirrorPolicies: [MirrorPolicy] = []
     /// `upgrade_configs`: per upgrade type (lower case), whether the route allows it, over the connection manager's.
     public var upgradeConfigs: [String: Bool] = [:]
+    /// `max_stream_duration.grpc_timeout_header_max` (or the deprecated `max_grpc_timeout`): a gRPC request's
+    /// route timeout comes from its `grpc-timeout`, capped at this (zero: uncapped); with the header offset
+    /// (`grpc_timeout_header_offset` / `grpc_timeout_offset`) taken off. Nil: the route timeout applies.
+    public var maxGRPCTimeout: ProtoDuration?
+    public var grpcTimeoutOffset: ProtoDuration?
 }
 
 public struct DirectResponse: Sendable {

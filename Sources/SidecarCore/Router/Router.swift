@@ -138,6 +138,9 @@ public final class ForwardTarget: Sendable {
     public let decorator: RouteDecorator?
     /// The route's `upgrade_configs` (lower-cased upgrade type → enabled).
     public let upgradeConfigs: [String: Bool]
+    /// See `ForwardAction.maxGRPCTimeout`.
+    public let maxGRPCTimeout: ProtoDuration?
+    public let grpcTimeoutOffset: ProtoDuration?
 
     package init(cluster: String, clusterSlot: ClusterSlot? = nil, rewrittenPath: String?,
          hostRewrite: String?, autoHostRewrite: Bool, timeout: ProtoDuration,
@@ -147,7 +150,8 @@ public final class ForwardTarget: Sendable {
          includeAttemptCountInResponse: Bool = false, perRequestBufferLimitBytes: Int? = nil,
          routeCORS: CORSPolicy? = nil, virtualHostCORS: CORSPolicy? = nil, rateLimits: [RateLimitPolicy] = [],
          virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = [],
-         decorator: RouteDecorator? = nil, upgradeConfigs: [String: Bool] = [:]) {
+         decorator: RouteDecorator? = nil, upgradeConfigs: [String: Bool] = [:],
+         maxGRPCTimeout: ProtoDuration? = nil, grpcTimeoutOffset: ProtoDuration? = nil) {
         self.cluster = cluster
         self.clusterSlot = clusterSlot
         self.rewrittenPath = rewrittenPath
@@ -171,6 +175,15 @@ public final class ForwardTarget: Sendable {
         self.mirrorPolicies = mirrorPolicies
         self.decorator = decorator
         self.upgradeConfigs = upgradeConfigs
+        self.maxGRPCTimeout = maxGRPCTimeout
+        self.grpcTimeoutOffset = grpcTimeoutOffset
+    }
+
+    /// The route timeout of this request: the route's, or for a gRPC request on a route that reads `grpc-timeout`,
+    /// that (see `GRPCTimeout.routeTimeout`).
+    public func timeout(grpc: Bool, grpcTimeoutHeader: @autoclosure () -> String?) -> ProtoDuration {
+        guard grpc, let max = maxGRPCTimeout else { return timeout }
+        return GRPCTimeout.routeTimeout(header: grpcTimeoutHeader(), max: max, offset: grpcTimeoutOffset)
     }
 
     /// The path the request leaves with, given the one it came with.
@@ -319,7 +332,7 @@ extension RouteConfiguration {
             perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
             routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
             virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies, decorator: route.decorator,
-            upgradeConfigs: f.upgradeConfigs)
+            upgradeConfigs: f.upgradeConfigs, maxGRPCTimeout: f.maxGRPCTimeout, grpcTimeoutOffset: f.grpcTimeoutOffset)
     }
 }
 

@@ -185,6 +185,38 @@ import Testing
         #expect(refused.bodyString == "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset")
     }
 
+    @Test func aGRPCRequestTimesOutAsItsGRPCTimeoutAsks() throws {
+        let backend = try H2TestBackend { _ in
+            .init(headers: [("content-type", "application/grpc")], body: [0, 0, 0, 0, 0],
+                  trailers: [("grpc-status", "0")], delay: .milliseconds(400))
+        }
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port, routes: [
+            #"{match: {prefix: "/"}, route: {cluster: backend, timeout: 0.05s, max_stream_duration: {grpc_timeout_header_max: 0s}}}"#,
+        ]))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        func call(_ timeout: String?) throws -> H2StreamResult {
+            var headers = [("content-type", "application/grpc"), ("te", "trailers")]
+            if let timeout { headers.append(("grpc-timeout", timeout)) }
+            return try client.request("POST", "/pkg.Svc/Slow", headers: headers, body: [0, 0, 0, 0, 0]).wait()
+        }
+        // 100 ms asked: the proxy gives up first, as a gRPC status.
+        let short = try call("100m")
+        #expect(short.status == 200)
+        #expect(short.header("grpc-status") == "14")
+        #expect(short.header("grpc-message") == "upstream request timeout")
+        // 2 s asked: the 50 ms route timeout does not apply to this gRPC request.
+        #expect(try call("2S").trailer("grpc-status") == "0")
+        // No grpc-timeout and no cap: no timeout at all.
+        #expect(try call(nil).trailer("grpc-status") == "0")
+        #expect(try proxy.stat("cluster.backend.upstream_rq_timeout") == 1)
+        // The upstream is told how long it has.
+        let sent = backend.requests.withLockedValue { $0 }
+        #expect(sent.first?.first { $0.0 == "x-envoy-expected-rq-timeout-ms" }?.1 == "100")
+    }
+
     @Test func anHTTP1ClientReachesAnHTTP2Upstream() throws {
         let backend = try H2TestBackend()
         defer { backend.stop() }
