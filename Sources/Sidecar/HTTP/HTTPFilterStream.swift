@@ -386,6 +386,13 @@ final class HTTPFilterStream {
     /// The response body bytes held behind the held headers.
     var heldResponseBodyLength: Int { encoder.buffer?.readableBytes ?? 0 }
 
+    /// Takes the response body held behind the held headers (the filter holding them replaces it).
+    func takeHeldResponseBody() -> ByteBuffer? {
+        guard encoder.headersHeldAt != nil else { return nil }
+        defer { encoder.buffer = nil }
+        return encoder.buffer
+    }
+
     /// The filter at `h` that held the headers lets them go: they continue from the filter before it, then the body
     /// and trailers it held, which the filters from `h` up already saw.
     private func releaseHeldHeaders(_ h: Int) {
@@ -478,7 +485,8 @@ final class HTTPFilterStream {
             i -= 1
         }
         encoder.trailers = nil
-        codec.encodeResponseEnd(trailers)
+        // A filter that took every trailer (gRPC-Web puts them in the body) leaves a plain end.
+        codec.encodeResponseEnd(trailers.isEmpty ? nil : trailers)
     }
 
     /// Envoy's `addDecodedData` from `decodeTrailers`: body bytes a filter adds before the request trailers (a

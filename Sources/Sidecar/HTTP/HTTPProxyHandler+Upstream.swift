@@ -580,8 +580,21 @@ extension HTTPProxyHandler {
         }
         applyResponseMutations(&headers, status: head.status)
         if let cluster { countUpstreamStatus(Int(head.status.code), cluster) }
-        stream.encodeHeaders(HTTPResponseHead(version: head.version, status: head.status, headers: headers),
-                             endStream: false)
+        let response = HTTPResponseHead(version: head.version, status: head.status, headers: headers)
+        if headEndsStream {
+            pendingEndHead = response
+            return
+        }
+        stream.encodeHeaders(response, endStream: false)
+    }
+
+    /// An HTTP/2 upstream answered with one header block (e.g. a gRPC trailers-only response): the response is the
+    /// head alone, which goes down ending the stream (HTTP/2: one HEADERS frame; HTTP/1: `content-length: 0`).
+    func upstreamHeadEndedStream(_ head: HTTPResponseHead) {
+        headEndsStream = true
+        upstreamRead(.head(head))
+        headEndsStream = false
+        upstreamRead(.end(nil))
     }
 
     private func upstreamResponseEnded(_ trailers: HTTPHeaders?) {
@@ -592,6 +605,11 @@ extension HTTPProxyHandler {
         guard case .releaseConnectionAfterResponse = action else { return }
         // Envoy records it only for a request that was complete before its response.
         if let sent = requestSentAt { stats.record(up.info.stats.rqTime, from: sent, to: .now()) }
+        if let head = pendingEndHead {
+            pendingEndHead = nil
+            stream.encodeHeaders(head, endStream: true)
+            return
+        }
         if let trailers, !trailers.isEmpty {
             stream.encodeTrailers(trailers)
         } else {

@@ -63,6 +63,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// The request asks for an HTTP/1.1 upgrade the connection manager tunnels (its `Upgrade` value); the 101 that
     /// accepts it is on its way (`upgradeAccepted`), or was sent and the connections are a tunnel (`upgraded`).
     var upgradeRequested: String?
+    /// The upstream's response head ended its stream (HTTP/2): the head goes down with the end, after the upstream
+    /// side is released (`pendingEndHead` holds it meanwhile).
+    var headEndsStream = false
+    var pendingEndHead: HTTPResponseHead?
     var upgradeAccepted = false
     var upgraded = false
     var requestActive = false
@@ -408,6 +412,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         ignoringInformational = false
         upgradeRequested = nil
         upgradeAccepted = false
+        pendingEndHead = nil
         cluster = nil
         responseMutations = []
         downstreamVersion = head.version

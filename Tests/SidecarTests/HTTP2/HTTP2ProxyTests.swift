@@ -266,6 +266,56 @@ import Testing
         #expect(r.trailer("grpc-status") == "5")
     }
 
+    // MARK: gRPC-Web
+
+    @Test func gRPCWebCallsBecomeGRPCAndBack() throws {
+        let backend = try H2TestBackend { head in
+            if head.contains(where: { $0 == (":path", "/pkg.Svc/Missing") }) {
+                return .init(headers: [("content-type", "application/grpc"), ("grpc-status", "12")], trailersOnly: true)
+            }
+            return .init(headers: [("content-type", "application/grpc")], body: [0, 0, 0, 0, 2, 8, 1],
+                         trailers: [("grpc-status", "0"), ("grpc-message", "")])
+        }
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port, httpFilters: [
+            #"{name: envoy.filters.http.grpc_web, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb}}"#,
+        ]))
+        defer { proxy.shutdown() }
+        // Binary: the message frame, then the trailers as a 0x80 frame, over chunked HTTP/1.1.
+        let c = try proxy.client()
+        try c.send("POST /pkg.Svc/Call HTTP/1.1\r\nhost: example.com\r\ncontent-type: application/grpc-web+proto\r\n"
+                   + "content-length: 5\r\n\r\n\u{0}\u{0}\u{0}\u{0}\u{0}")
+        let r = try c.readResponse()
+        #expect(r.status == 200)
+        #expect(r.header("content-type") == "application/grpc-web+proto")
+        let trailer = Array("grpc-status:0\r\ngrpc-message:\r\n".utf8)
+        #expect(r.body == [0, 0, 0, 0, 2, 8, 1, 0x80, 0, 0, 0, UInt8(trailer.count)] + trailer)
+        // The upstream got gRPC.
+        let sent = try #require(backend.requests.withLockedValue { $0.first })
+        #expect(sent.contains { $0 == ("content-type", "application/grpc") })
+        #expect(sent.contains { $0 == ("te", "trailers") })
+        #expect(!sent.contains { $0.0 == "content-length" })
+        // Text: base64 in, each frame base64 on its own out.
+        try c.send("POST /pkg.Svc/Call HTTP/1.1\r\nhost: example.com\r\ncontent-type: application/grpc-web-text\r\n"
+                   + "accept: application/grpc-web-text\r\ncontent-length: 8\r\n\r\nAAAAAAA=")
+        let text = try c.readResponse()
+        #expect(text.header("content-type") == "application/grpc-web-text+proto")
+        #expect(text.bodyString == "AAAAAAIIAQ==" + Data([0x80, 0, 0, 0, UInt8(trailer.count)] + trailer).base64EncodedString())
+        // Trailers-only: the status stays in the headers, with no body.
+        try c.send("POST /pkg.Svc/Missing HTTP/1.1\r\nhost: example.com\r\ncontent-type: application/grpc-web+proto\r\n"
+                   + "content-length: 5\r\n\r\n\u{0}\u{0}\u{0}\u{0}\u{0}")
+        let missing = try c.readResponse()
+        #expect(missing.header("grpc-status") == "12")
+        #expect(missing.header("content-length") == "0")
+        #expect(missing.body.isEmpty)
+        // Bad base64 is Envoy's local 400.
+        try c.send("POST /pkg.Svc/Call HTTP/1.1\r\nhost: example.com\r\ncontent-type: application/grpc-web-text\r\n"
+                   + "content-length: 8\r\n\r\nAA*AAAA=")
+        let bad = try c.readResponse()
+        #expect(bad.status == 400)
+        #expect(bad.header("grpc-message") == "Bad gRPC-web request, invalid base64 data.")
+    }
+
     // MARK: Upgrades
 
     @Test func aWebSocketUpgradeBecomesATunnel() throws {

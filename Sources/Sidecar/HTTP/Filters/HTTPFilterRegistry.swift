@@ -13,6 +13,7 @@ enum HTTPFilterRegistry {
         CompressorFilter.registration,
         DecompressorFilter.registration,
         GRPCHTTP1BridgeFilter.registration,
+        GRPCWebFilter.registration,
         RouterFilter.registration,
     ]
 

@@ -33,6 +33,8 @@ package final class UpstreamConnection: ChannelDuplexHandler {
     package private(set) var responseEnded = false
     /// The RST_STREAM code the upstream reset this stream with (`refused_stream` retries read it).
     package private(set) var resetCode: HTTP2ErrorCode?
+    /// A stream's response head, until the next part shows whether the head ended the stream.
+    private var heldHead: HTTPResponseHead?
 
     package init(host: UpstreamHost, pool: ConnectionPool, poolKey: ConnectionPool.Key,
                  parent: HTTP2UpstreamConnection? = nil) {
@@ -59,6 +61,21 @@ package final class UpstreamConnection: ChannelDuplexHandler {
         }
         let part = unwrapInboundIn(data)
         if case .end = part { responseEnded = true }
+        if parent != nil {
+            // The HTTP/2 translation gives a header block that ends the stream as a head and an end, one after the
+            // other in one read: the head waits for what follows, so the receiver learns the stream ended with it.
+            if let head = heldHead {
+                heldHead = nil
+                if case .end(let trailers) = part, trailers == nil {
+                    stream.upstreamHeadEndedStream(head)
+                    return
+                }
+                stream.upstreamRead(.head(head))
+            } else if case .head(let head) = part, head.status.code >= 200 {
+                heldHead = head
+                return
+            }
+        }
         if parent == nil, case .head(let head) = part, !head.isKeepAlive {
             // `connection: close` (or HTTP/1.0 without keep-alive): never hand this connection out again,
             // even if its FIN has not been read yet when the response ends.
@@ -68,6 +85,10 @@ package final class UpstreamConnection: ChannelDuplexHandler {
     }
 
     package func channelReadComplete(context: ChannelHandlerContext) {
+        if let head = heldHead {
+            heldHead = nil
+            stream?.upstreamRead(.head(head))
+        }
         stream?.upstreamReadComplete()
     }
 

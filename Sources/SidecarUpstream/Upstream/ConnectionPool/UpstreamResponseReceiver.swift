@@ -10,4 +10,13 @@ package protocol UpstreamResponseReceiver: AnyObject {
     func upstreamBecameWritable()
     /// The connection closed under the request.
     func upstreamClosed()
+    /// An HTTP/2 response whose header block ended the stream (no body, no trailers: a gRPC trailers-only answer).
+    func upstreamHeadEndedStream(_ head: HTTPResponseHead)
+}
+
+extension UpstreamResponseReceiver {
+    package func upstreamHeadEndedStream(_ head: HTTPResponseHead) {
+        upstreamRead(.head(head))
+        upstreamRead(.end(nil))
+    }
 }
