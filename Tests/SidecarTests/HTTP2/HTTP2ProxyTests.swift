@@ -96,6 +96,22 @@ import Testing
         #expect(eventually(timeout: 3) { client.isClosed })
     }
 
+    @Test func maxRequestsPerConnectionEndsAnHTTP2ConnectionWithGoAway() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(
+            port: backend.port, hcmExtra: ["common_http_protocol_options: {max_requests_per_connection: 2}"]))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        #expect(try client.get("/1").status == 200)
+        #expect(client.goAway == nil)
+        #expect(try client.get("/2").status == 200)
+        #expect(eventually { client.goAway != nil })
+        #expect(client.goAway?.lastStreamID == 3)
+        #expect(eventually(timeout: 3) { client.isClosed })
+    }
+
     // MARK: Upstream
 
     @Test func http2UpstreamStreamsShareOneConnectionAndCarryTrailers() throws {

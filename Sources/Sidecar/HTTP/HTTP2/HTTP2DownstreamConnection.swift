@@ -13,7 +13,8 @@ import SidecarCore
 ///
 /// Here: the connection's stats (`downstream_cx_*`, `downstream_cx_http2_*`), network RBAC as the connection
 /// starts, the connection idle timeout (`common_http_protocol_options.idle_timeout`: no stream for that long),
-/// and graceful drain: GOAWAY (NO_ERROR) naming the last stream taken, then close once the open streams ended.
+/// `max_connection_duration` and `max_requests_per_connection`, and graceful drain: GOAWAY (NO_ERROR) naming the
+/// last stream taken, then close once the open streams ended.
 final class HTTP2DownstreamConnection: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundIn = HTTP2Frame
@@ -185,6 +186,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
             openStreams -= 1
             if draining && openStreams == 0 { context?.close(promise: nil) }
         }
+        // max_requests_per_connection: the connection takes this stream and then goes away (GOAWAY names it).
+        if let max = listener.hcm.commonProtocolOptions.maxRequestsPerConnection, streamsOpened >= max { goAway() }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
