@@ -24,6 +24,20 @@ public final class DynamicStats: Sendable {
         }
     }
 
+    /// Several counters under one lock (a stream's worth of them).
+    package func add(_ entries: [(name: String, family: String, labels: [(String, String)], n: Int)]) {
+        guard !entries.isEmpty else { return }
+        counters.withLockedValue { table in
+            for e in entries {
+                if table[e.name] == nil {
+                    table[e.name] = Counter(family: e.family, labels: e.labels, value: e.n)
+                } else {
+                    table[e.name]!.value &+= e.n
+                }
+            }
+        }
+    }
+
     package func snapshot() -> [(name: String, counter: Counter)] {
         counters.withLockedValue { table in table.map { ($0.key, $0.value) } }
     }

@@ -282,6 +282,40 @@ import Testing
         #expect(r.trailer("grpc-status") == "5")
     }
 
+    @Test func gRPCStatsCountCallsStatusesAndMessagesPerCluster() throws {
+        let backend = try H2TestBackend { head in
+            if head.contains(where: { $0 == (":path", "/pkg.Svc/Missing") }) {
+                return .init(headers: [("content-type", "application/grpc"), ("grpc-status", "12")], trailersOnly: true)
+            }
+            return .init(headers: [("content-type", "application/grpc")], body: [0, 0, 0, 0, 1, 8, 0, 0, 0, 0, 0],
+                         trailers: [("grpc-status", "0")])
+        }
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.h2Cluster(port: backend.port, httpFilters: [
+            #"{name: envoy.filters.http.grpc_stats, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig, individual_method_stats_allowlist: {services: [{name: pkg.Svc, method_names: [Listed]}]}}}"#,
+        ]))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        for path in ["/pkg.Svc/Listed", "/pkg.Svc/Other", "/pkg.Svc/Missing"] {
+            _ = try client.request("POST", path, headers: [("content-type", "application/grpc")],
+                                   body: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).wait()
+        }
+        _ = try client.get("/not-grpc")
+        #expect(eventually {
+            (try? proxy.stat("cluster.backend.grpc.pkg.Svc.Listed.success")) == 1
+        })
+        #expect(try proxy.stat("cluster.backend.grpc.pkg.Svc.Listed.0") == 1)
+        #expect(try proxy.stat("cluster.backend.grpc.pkg.Svc.Listed.request_message_count") == 2)
+        #expect(try proxy.stat("cluster.backend.grpc.pkg.Svc.Listed.response_message_count") == 2)
+        #expect(try proxy.stat("cluster.backend.grpc.total") == 2)
+        #expect(try proxy.stat("cluster.backend.grpc.success") == 1)
+        #expect(try proxy.stat("cluster.backend.grpc.failure") == 1)
+        #expect(try proxy.stat("cluster.backend.grpc.12") == 1)
+        #expect(try proxy.stat("cluster.backend.grpc.request_message_count") == 4)
+        #expect(try proxy.stat("cluster.backend.grpc.response_message_count") == 2)
+    }
+
     // MARK: gRPC-Web
 
     @Test func gRPCWebCallsBecomeGRPCAndBack() throws {

@@ -14,6 +14,7 @@ enum HTTPFilterRegistry {
         DecompressorFilter.registration,
         GRPCHTTP1BridgeFilter.registration,
         GRPCWebFilter.registration,
+        GRPCStatsFilter.registration,
         RouterFilter.registration,
     ]
 
