@@ -193,19 +193,24 @@ package final class ConnectionPool {
         }
     }
 
+    /// How every upstream connection of the cluster is made (HTTP/1.1 and HTTP/2): from its source, within
+    /// `connect_timeout`, without Nagle, with the connection buffer limit as the write watermark.
+    package func bootstrap(_ source: UpstreamSource) -> ClientBootstrap {
+        source.apply(to: ClientBootstrap(group: eventLoop))
+            .connectTimeout(connectTimeout)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: bufferLimit / 2, high: bufferLimit))
+    }
+
     private func connect(_ host: UpstreamHost, source: UpstreamSource,
                          priority: CircuitBreakerThresholds.Priority) -> EventLoopFuture<UpstreamConnection> {
         let conn = UpstreamConnection(host: host, pool: self, poolKey: Key(host: host.address, source: source.poolKey))
         let stats = self.stats
         let cs = self.clusterStats
-        let limit = bufferLimit
         let handshake = UpstreamTLSHandshake(cluster: cluster, workerStats: stats, eventLoop: eventLoop)
         // upstream_cx_connect_ms and upstream_cx_length_ms both start here, as Envoy's timers start with the client.
         let connectStart = NIODeadline.now()
-        return source.apply(to: ClientBootstrap(group: eventLoop))
-            .connectTimeout(connectTimeout)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+        return bootstrap(source)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations

@@ -212,12 +212,8 @@ package final class MultiplexedPool {
         stream.targetWindowSize = options.initialStreamWindowSize
         let config = connectionConfig, streamConfig = stream
         let bound = NIOLoopBound(connection, eventLoop: eventLoop)
-        let limit = owner.bufferLimit
         let connectStart = NIODeadline.now()
-        source.apply(to: ClientBootstrap(group: eventLoop))
-            .connectTimeout(owner.connectTimeout)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+        owner.bootstrap(source)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let ops = channel.pipeline.syncOperations
