@@ -7,13 +7,13 @@ import SidecarUpstream
 /// the switch to a byte tunnel once the upstream answered 101 (see `UpgradeTunnel`).
 extension HTTPProxyHandler {
     /// The `Upgrade` value of a request that asks to upgrade (`Connection: upgrade` and an `Upgrade` header), in
-    /// lower case; nil otherwise, and for `h2c`, which Envoy ignores (the request goes on as HTTP/1.1).
+    /// lower case; nil otherwise. `h2c` is not an upgrade the proxy makes (Envoy ignores it: the request goes on as
+    /// HTTP/1.1), but NIO's HTTP/1 parser reads nothing after any upgrade request.
     static func upgradeType(_ headers: HTTPHeaders) -> String? {
         guard let value = headers.first(name: "upgrade"),
               headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "upgrade" })
         else { return nil }
-        let type = value.lowercased()
-        return type == "h2c" ? nil : type
+        return value.lowercased()
     }
 
     /// Envoy's rule: the route's `upgrade_configs` entry for the type, else the connection manager's, else refused.

@@ -501,8 +501,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         // An HTTP/1.1 upgrade (WebSocket and the like); `Upgrade: h2c` is not one the proxy takes (Envoy drops it).
         if !multiplexed, let type = Self.upgradeType(head.headers) {
-            upgradeRequested = type
-            // The HTTP/1 decoder reads nothing after an upgrade request: a refused upgrade ends the connection.
+            // The HTTP/1 decoder reads nothing after an upgrade request: one not tunnelled ends the connection (for
+            // an ignored `Upgrade: h2c` Envoy keeps it; the client reconnects here).
+            if type != "h2c" { upgradeRequested = type }
             lifecycle.disableKeepAlive()
         }
         // The connection manager's header rules (x-forwarded-for, x-request-id, sanitising, via) run before any
