@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """End-to-end gRPC interop tests: grpc's standard interop cases (doc/interop-test-descriptions.md in grpc/grpc),
 run by a grpcio client through the proxy under test to a grpcio interop TestService server, over plaintext HTTP/2
-(h2c) and over TLS with ALPN h2; and one case of Pilotfish's own, flow_control (below).
+(h2c) and over TLS with ALPN h2; one case of Pilotfish's own, flow_control (below); and gRPC-Web cases through
+envoy.filters.http.grpc_web, written by hand over HTTP/1.1 (setup `grpcweb`, below).
 
 Usage: python3 scripts/lib/grpc_interop_suite.py (--proxy envoy|sidecar --bin PATH | --direct)
-           [--setup h2c|tls|all] [--flow-bytes SIZE] [NAME|PATTERN]... [--only NAME]... [--list] [-v]
+           [--setup h2c|tls|grpcweb|all] [--flow-bytes SIZE] [NAME|PATTERN]... [--only NAME]... [--list] [-v]
 (normally through scripts/e2e-grpc, which installs grpcio, grpcio-tools, protobuf and cryptography from PyPI).
 
 The service: scripts/lib/grpc_interop/interop_test.proto, a minimal grpc.testing.TestService written from the
@@ -14,7 +15,9 @@ Echo Status, Echo Metadata), StreamingInputCall, StreamingOutputCall (sizes, int
 (sizes, interval_us, Echo Status, Echo Metadata); UnimplementedCall is left unimplemented (the generated default
 answers UNIMPLEMENTED) and grpc.testing.UnimplementedService is not registered at all. The same server also has
 grpc.testing.FlowControlService (not an interop service): StreamBytes streams total_bytes of zeros in responses of
-chunk_size, as fast as flow control lets it, counting what it sent and how long it waited for its sends.
+chunk_size, as fast as flow control lets it, counting what it sent and how long it waited for its sends. Echo Status
+on UnaryCall sends the handler's (empty) SimpleResponse and then the status (HEADERS, DATA, trailers); on
+StreamingOutputCall it ends the call before any response, which grpcio sends as a trailers-only response.
 
 The proxy: one Envoy v3 bootstrap per setup, the same file for Envoy and the sidecar: a static listener on a free
 127.0.0.1 port with an http_connection_manager (codec_type AUTO, one virtual host `*`, prefix `/` to cluster
@@ -24,10 +27,14 @@ the router filter), a STATIC cluster grpc_backend on the server with explicit HT
 64 KiB, initial_connection_window_size 1 MiB), and an admin on a free port. Setup `h2c`: the listener is plaintext
 (gRPC clients speak HTTP/2 with prior knowledge). Setup `tls`: the listener also has a DownstreamTlsContext (a server
 certificate from tls_kit's Pki, made at run time, alpn_protocols [h2, http/1.1]); the client uses
-grpc.secure_channel with the test CA as root and ssl_target_name_override server.example.test. The proxy of a
-setup is started at that setup's first case and kept for its other cases; if it will not start, each case of the
-setup fails with the proxy's reason. With --direct the same cases run straight against the server (its plaintext
-port, and for `tls` a TLS port it also opens with the same certificate), to tell a proxy failure from a test bug.
+grpc.secure_channel with the test CA as root and ssl_target_name_override server.example.test. Setup `grpcweb`:
+the h2c listener with envoy.filters.http.grpc_web (typed_config envoy.extensions.filters.http.grpc_web.v3.GrpcWeb)
+before the router, no CORS filter (no case is a browser, and no case sends a preflight). The proxy of a setup is
+started at that setup's first case and kept for its other cases; if it will not start (a proxy that does not know
+the grpc_web filter refuses the bootstrap), each case of the setup fails with the proxy's reason. With --direct
+the same cases run straight against the server (its plaintext port, and for `tls` a TLS port it also opens with
+the same certificate), to tell a proxy failure from a test bug; `grpcweb` needs the proxy's filter and is left out
+(--setup grpcweb --direct is refused).
 
 Scenarios are named SETUP/CASE (h2c/empty_unary ... tls/timeout_on_sleeping_server); a NAME or PATTERN without a
 `/` selects that case in every selected setup (`large_unary`, `cancel_*`). Cases: empty_unary, large_unary,
@@ -52,18 +59,58 @@ rest (1 ms after each response, at most 64 MiB/s): every byte, all zeros, status
 value before the stream. The case's bound is 30 s + the volume at 4 MiB/s (the call's deadline too). With
 --direct there is no proxy and no RSS check.
 
+The grpcweb cases (setup `grpcweb` only; named grpcweb/grpcweb_*, so `grpcweb_*` selects them): a gRPC-Web client
+written by hand with http.client, as a browser's grpc-web-javascript speaks it: HTTP/1.1 POST
+/grpc.testing.TestService/METHOD with content-type application/grpc-web+proto (binary) or application/grpc-web-text
+(the framed body base64-encoded, and `accept: application/grpc-web-text` to get a text response, as the JS client
+sends it: Envoy answers in text only when accept asks for it), x-grpc-web: 1, x-user-agent:
+grpc-web-javascript/0.1, a content-length, and a body of gRPC frames (flag byte, 4-byte big-endian length, the
+message serialized with the generated classes). A response body is data frames (flag 0x00) then one trailer frame
+(flag 0x80) whose payload is `name:value` lines, each ended by CRLF; a text body is base64, decoded 4 characters at
+a time with padding ending a chunk (concatenated padded chunks, as the gRPC-Web protocol allows), and must also be
+encoded frame by frame as Envoy encodes it (each frame's own base64, padded). What is required is what Envoy 1.40
+answers (WEB_* and *_TRAILER below; Envoy's grpc_web_filter.cc):
+  grpcweb_unary_binary: UnaryCall for 1000 bytes: 200, content-type application/grpc-web+proto, no content-length
+    (chunked), one data frame (a SimpleResponse of 1000 zeros), then the trailer frame
+    `grpc-status:0` CRLF `grpc-message:` CRLF exactly (the upstream's trailers in its order, lower-case).
+  grpcweb_unary_text: the same in application/grpc-web-text with accept text: content-type
+    application/grpc-web-text+proto, each frame base64-encoded on its own (padded); then a text request without
+    accept, answered in binary (application/grpc-web+proto).
+  grpcweb_error_status: UnaryCall with Echo Status 2 "test status message": 200, the status in the trailer frame
+    after one empty data frame, nothing in the headers; the interop special_status_message comes through
+    percent-encoded as the server sent it; StreamingOutputCall with Echo Status (trailers-only upstream): 200,
+    grpc-status and grpc-message in the HTTP headers, content-length: 0, no body (no trailer frame).
+  grpcweb_unimplemented: UnimplementedCall (trailers-only 12), binary and text: 200, content-type +proto /
+    text+proto, grpc-status: 12 and grpc-message in the headers, content-length: 0, empty body.
+  grpcweb_server_streaming: StreamingOutputCall for 31415/9/2653/58979 bytes, binary and text: 4 data frames, then
+    the trailer frame.
+  grpcweb_large: 271828 bytes up and 1 MiB down in text: one data frame (one base64 run of 1398120 characters),
+    then the trailer frame.
+  grpcweb_invalid_base64: text bodies Envoy cannot decode (a bad character, a length not a multiple of 4, padding
+    inside: two padded chunks): 400, content-type application/grpc-web-text+proto, grpc-status: 13, grpc-message:
+    Bad gRPC-web request, invalid base64 data., content-length: 0, empty body, connection: close.
+  grpcweb_non_grpcweb_passthrough: grpcio over h2c through the same listener (the filter leaves non-gRPC-Web
+    requests alone): a UnaryCall, a server stream, and an Echo Status error with its message.
+  grpcweb_stats: after 2 UnaryCalls (status 0 and 2) and an UnimplementedCall over gRPC-Web, and a UnaryCall over
+    h2c, Envoy's per-method counters cluster.grpc_backend.grpc-web.grpc.testing.TestService.METHOD.{STATUS,
+    success,failure,total} move by exactly those calls (the h2c one not counted); a proxy with no grpc-web counters
+    at all passes with a note (they are in Envoy's filter, not in its documentation).
+
 Output: one line per scenario (`PASS name: what was seen` or `FAIL name: reason`), then
 `grpc: N passed, N failed, 0 skipped`; exit status 1 if any failed. Only loopback addresses are used; every
 process is stopped by PID and the server, channels and temporary directories closed, pass or fail (a SIGINT or
-SIGTERM during cleanup is held until the cleanup is done). About 6 s against Envoy for both setups, plus
-flow_control: about 10 s with 256 MiB, 25 to 40 s with 1 GiB.
+SIGTERM during cleanup is held until the cleanup is done). About 6 s against Envoy for both setups and 2 s for
+grpcweb, plus flow_control: about 10 s with 256 MiB, 25 to 40 s with 1 GiB.
 """
 
 import argparse
+import base64
+import http.client
 import logging
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -96,12 +143,14 @@ SCENARIO_LIMIT = 30  # seconds a case may take before the runner fails it (SIGAL
 RUN_LIMIT = 120  # seconds after the run's start when cases still to come are failed without running
 PIPE_LIMIT = 20  # seconds a request stream waits for its next message before it half-closes by itself
 SERVER_NAME = "server.example.test"  # in the test server certificate's SANs (tls_kit.Pki)
-SETUPS = ("h2c", "tls")
+SETUPS = ("h2c", "tls", "grpcweb")
+INTEROP_SETUPS = ("h2c", "tls")  # where CASES run; grpcweb runs WEB_CASES
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 DOWNSTREAM_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+GRPC_WEB = "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"
 
 ECHO_INITIAL = "x-grpc-test-echo-initial"
 ECHO_TRAILING = "x-grpc-test-echo-trailing-bin"
@@ -354,9 +403,9 @@ class InteropServer:
 
 
 # ---- the proxy's bootstrap ----------------------------------------------------------------------------
-def bootstrap(admin_port, listen_port, backend_port, cred=None):
+def bootstrap(admin_port, listen_port, backend_port, cred=None, grpc_web=False):
     """The one bootstrap both proxies get: h2c listener (with `cred`, TLS with ALPN h2, http/1.1) to the HTTP/2
-    cluster grpc_backend."""
+    cluster grpc_backend; with `grpc_web`, envoy.filters.http.grpc_web before the router."""
     hcm = {
         "@type": HCM,
         "stat_prefix": "grpc_ingress",
@@ -371,6 +420,8 @@ def bootstrap(admin_port, listen_port, backend_port, cred=None):
         },
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
     }
+    if grpc_web:
+        hcm["http_filters"].insert(0, {"name": "envoy.filters.http.grpc_web", "typed_config": {"@type": GRPC_WEB}})
     chain = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
     if cred is not None:
         chain["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
@@ -457,7 +508,8 @@ class GrpcSuite(Suite):
             cred = self.certs().server if setup == "tls" else None
             admin, listen = free_ports(2)
             try:
-                proc, path = self.context().launch_proxy(bootstrap(admin, listen, server.port, cred), admin, [listen])
+                doc = bootstrap(admin, listen, server.port, cred, grpc_web=setup == "grpcweb")
+                proc, path = self.context().launch_proxy(doc, admin, [listen])
             except Fail as e:
                 self.broken[setup] = "%s setup: %s" % (setup, e)
                 raise Fail(self.broken[setup])
@@ -1023,6 +1075,377 @@ def flow_control_run(t, c, total, limit):
     return summary + "; %s VmRSS %s before, peak %s (+%s)" % (suite.proxy, mib(rss.first), mib(rss.peak), mib(growth))
 
 
+# ---- gRPC-Web over HTTP/1.1 (setup grpcweb) ---------------------------------------------------------------------
+# What Envoy 1.40's grpc_web filter answers, as the cases require it of both proxies. Response content-type: the
+# filter replaces the upstream's with application/grpc-web-text+proto when the request's accept is
+# application/grpc-web-text(+proto), else application/grpc-web+proto (whatever the request's content-type was).
+# It removes content-length, so a streamed response goes out chunked; a trailers-only upstream response keeps
+# grpc-status/grpc-message in the HTTP headers with content-length: 0 and no body (no trailer frame). Otherwise the
+# upstream's trailers become one trailer frame, `name:value` CRLF lines in the upstream's order (grpcio: grpc-status,
+# grpc-message, then custom trailing metadata), names as received (lower-case), values verbatim. In text, every gRPC
+# frame (data or trailer) is base64-encoded on its own and padded, once the whole frame is in. A text request body
+# it cannot decode is answered by a local 400 made gRPC-Web: grpc-status 13 and the message in the headers.
+WEB_PROTO = "application/grpc-web+proto"
+WEB_TEXT = "application/grpc-web-text"
+WEB_TEXT_PROTO = "application/grpc-web-text+proto"
+WEB_HEADERS = {"x-grpc-web": "1", "x-user-agent": "grpc-web-javascript/0.1"}
+WEB_TRAILER_FLAG = 0x80
+WEB_UNARY_SIZE = 1000
+WEB_LARGE_RESPONSE = 1 << 20
+OK_TRAILER = b"grpc-status:0\r\ngrpc-message:\r\n"
+ERROR_STATUS = (2, "test status message")
+ERROR_TRAILER = b"grpc-status:2\r\ngrpc-message:test status message\r\n"
+SPECIAL_MESSAGE = "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n"
+# grpc-message as grpcio percent-encodes it (PROTOCOL-HTTP2.md); the proxy copies it into the trailer frame as is.
+SPECIAL_TRAILER = (b"grpc-status:2\r\ngrpc-message:%09%0Atest with whitespace%0D%0Aand Unicode BMP %E2%98%BA and "
+                   b"non-BMP %F0%9F%98%88%09%0A\r\n")
+UNIMPLEMENTED_MESSAGE = "Method not implemented!"  # grpcio's, for a method the servicer does not override
+BAD_BASE64_MESSAGE = "Bad gRPC-web request, invalid base64 data."  # Envoy's local reply
+B64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def web_frame(msg, flag=0):
+    """One gRPC(-Web) frame: the flag byte, the 4-byte big-endian length, the payload (a message or bytes)."""
+    payload = msg if isinstance(msg, bytes) else msg.SerializeToString()
+    return struct.pack(">BI", flag, len(payload)) + payload
+
+
+def web_b64decode(text, what):
+    """A grpc-web-text body: base64, possibly several padded chunks one after the other (the gRPC-Web protocol lets
+    a server encode each chunk on its own), decoded 4 characters at a time, a group with padding ending a chunk."""
+    check(len(text) % 4 == 0, "%s: a text body of %d characters, not a multiple of 4: %r"
+          % (what, len(text), text[:80]))
+    out, i = bytearray(), 0
+    while i < len(text):
+        group = text[i:i + 4]
+        data = group.rstrip(b"=")
+        check(len(data) >= 2 and all(c in B64_CHARS for c in data),
+              "%s: not base64 at character %d: %r" % (what, i, text[max(0, i - 8):i + 12]))
+        out += base64.b64decode(group)
+        i += 4
+    return bytes(out)
+
+
+def web_frames(data, what):
+    """The (flag, payload) frames of a decoded body; a frame cut short fails."""
+    frames, i = [], 0
+    while i < len(data):
+        check(len(data) - i >= 5, "%s: %d bytes after the last whole frame: %r" % (what, len(data) - i, data[i:]))
+        flag, n = struct.unpack(">BI", data[i:i + 5])
+        check(len(data) - i - 5 >= n, "%s: a frame of %d bytes (flag 0x%02x) cut short at %d"
+              % (what, n, flag, len(data) - i - 5))
+        frames.append((flag, data[i + 5:i + 5 + n]))
+        i += 5 + n
+    return frames
+
+
+class WebResponse:
+    """One gRPC-Web response: HTTP status, headers (in order, names as sent), the raw body, and, decoded (base64
+    when the content-type is a text one), its frames (a body that is not frames fails when they are asked for,
+    after the checks of the status and headers)."""
+
+    def __init__(self, what, resp, body):
+        self.what = what
+        self.status, self.reason = resp.status, resp.reason
+        self.headers = resp.getheaders()
+        self.body = body
+        self.content_type = self.header("content-type")
+        self.text = (self.content_type or "").startswith(WEB_TEXT)
+        self.error = None
+        try:
+            self._frames = web_frames(web_b64decode(body, what) if self.text else body, what)
+        except Fail as e:
+            self._frames = []
+            self.error = "%s (%s; body %r)" % (e, self.head(), body[:80])
+
+    @property
+    def frames(self):
+        if self.error is not None:
+            raise Fail(self.error)
+        return self._frames
+
+    def header(self, name):
+        """The value of header `name` (None when absent; several values joined with `, `)."""
+        vals = [v for k, v in self.headers if k.lower() == name]
+        return ", ".join(vals) if vals else None
+
+    def head(self):
+        return "%d %s, %s" % (self.status, self.reason, ", ".join("%s: %s" % (k, short(v, 60))
+                                                                for k, v in self.headers if k.lower() != "date"))
+
+    def messages(self):
+        return [p for f, p in self.frames if not f & WEB_TRAILER_FLAG]
+
+    def trailer(self):
+        """The trailer frame's payload (it must be the last frame, and the only one); None without one."""
+        flags = [f for f, _ in self.frames]
+        trailers = [i for i, f in enumerate(flags) if f & WEB_TRAILER_FLAG]
+        if not trailers:
+            return None
+        check(trailers == [len(flags) - 1], "%s: trailer frames at %s of %d frames (flags %s); expected one, last"
+              % (self.what, trailers, len(flags), ["0x%02x" % f for f in flags]))
+        return self.frames[-1][1]
+
+
+class WebClient:
+    """gRPC-Web by hand over HTTP/1.1 (http.client), as a browser's grpc-web-javascript: one keep-alive connection
+    of the case's own (reopened by http.client after a `connection: close`), closed with the case."""
+
+    def __init__(self, t, port):
+        self.t = t
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CALL_TIMEOUT)
+        t.on_close("HTTP/1.1 connection to 127.0.0.1:%d" % port, self.conn.close)
+
+    def call(self, method, msgs=(), text=False, accept=None, body=None, service="grpc.testing.TestService"):
+        """POSTs `msgs` framed (or `body` as is) to /SERVICE/METHOD: binary (application/grpc-web+proto) or with
+        `text` application/grpc-web-text, base64 (and accept: application/grpc-web-text unless `accept` says
+        otherwise; "" for none). Returns the WebResponse."""
+        path = "/%s/%s" % (service, method)
+        if body is None:
+            body = b"".join(web_frame(m) for m in msgs)
+            if text:
+                body = base64.b64encode(body)
+        headers = dict(WEB_HEADERS)
+        headers["content-type"] = WEB_TEXT if text else WEB_PROTO
+        if accept is None and text:
+            accept = WEB_TEXT
+        if accept:
+            headers["accept"] = accept
+        what = "%s (%s%s)" % (method, "text" if text else "binary", ", accept %s" % accept if accept else "")
+        try:
+            self.conn.request("POST", path, body=body, headers=headers)
+            resp = self.conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            self.conn.close()
+            raise Fail("%s: POST %s over HTTP/1.1 to 127.0.0.1:%d: %s: %s"
+                       % (what, path, self.port, type(e).__name__, e or "no response"))
+        r = WebResponse(what, resp, raw)
+        frames = "not frames" if r.error else [("trailer" if f & WEB_TRAILER_FLAG else "data", len(p))
+                                              for f, p in r.frames]
+        self.t.note("%s: %s; body %d bytes, frames %s" % (what, r.head(), len(raw), frames))
+        return r
+
+
+def check_streamed(r, ctype, what):
+    """A response that went through the upstream's headers/data/trailers: 200, `ctype`, no content-length (chunked),
+    no grpc-status in the headers, a trailer frame last; every frame base64-encoded on its own in text."""
+    check(r.status == 200, "%s: HTTP %d %s, expected 200 (%s)" % (what, r.status, r.reason, r.head()))
+    check(r.content_type == ctype, "%s: content-type %r, expected %r" % (what, r.content_type, ctype))
+    check(r.header("content-length") is None, "%s: content-length %s; Envoy removes it and sends the response "
+          "chunked" % (what, r.header("content-length")))
+    check((r.header("transfer-encoding") or "").lower() == "chunked",
+          "%s: transfer-encoding %r, expected chunked (%s)" % (what, r.header("transfer-encoding"), r.head()))
+    check(r.header("grpc-status") is None, "%s: grpc-status %s in the HTTP headers; Envoy leaves it to the trailer "
+          "frame" % (what, r.header("grpc-status")))
+    check(r.trailer() is not None, "%s: no trailer frame (frames %s)" % (what, [f for f, _ in r.frames]))
+    if r.text:
+        per_frame = b"".join(base64.b64encode(web_frame(p, f)) for f, p in r.frames)
+        check(r.body == per_frame, "%s: the text body decodes, but it is not each frame base64-encoded on its own as "
+              "Envoy sends it (%d characters, %d per frame; starts %r)" % (what, len(r.body), len(per_frame),
+                                                                          r.body[:60]))
+
+
+def check_trailers_only(r, ctype, status, code, message, what):
+    """A response with no body: `status`, `ctype`, grpc-status `code` and grpc-message `message` in the HTTP
+    headers, content-length: 0, no trailer frame."""
+    check(r.status == status, "%s: HTTP %d %s, expected %d (%s)" % (what, r.status, r.reason, status, r.head()))
+    check(r.content_type == ctype, "%s: content-type %r, expected %r" % (what, r.content_type, ctype))
+    check(r.header("grpc-status") == str(code) and r.header("grpc-message") == message,
+          "%s: headers grpc-status %r, grpc-message %r; expected %r, %r (%s)"
+          % (what, r.header("grpc-status"), r.header("grpc-message"), str(code), message, r.head()))
+    check(r.header("content-length") == "0", "%s: content-length %r, expected 0 (%s)"
+          % (what, r.header("content-length"), r.head()))
+    check(r.body == b"", "%s: a body of %d bytes (%r), expected none (no trailer frame)"
+          % (what, len(r.body), r.body[:80]))
+
+
+def check_web_trailer(r, expected, what):
+    got = r.trailer()
+    check(got == expected, "%s: trailer frame %r, expected %r" % (what, got, expected))
+
+
+def check_web_messages(r, cls, sizes, what):
+    """The data frames: uncompressed, one `cls` message for each of `sizes`, each a payload body of that many
+    zeros."""
+    flags = [f for f, _ in r.frames if not f & WEB_TRAILER_FLAG]
+    check(all(f == 0 for f in flags), "%s: data frame flags %s, expected 0x00" % (what, flags))
+    msgs = r.messages()
+    check(len(msgs) == len(sizes), "%s: %d data frames of %s bytes, expected %d"
+          % (what, len(msgs), [len(m) for m in msgs], len(sizes)))
+    for i, (m, n) in enumerate(zip(msgs, sizes)):
+        try:
+            msg = cls.FromString(m)
+        except Exception as e:  # protobuf's DecodeError
+            raise Fail("%s: data frame %d is not a %s: %s" % (what, i + 1, cls.__name__, e))
+        check_body(msg, n, "%s message %d" % (what, i + 1))
+
+
+def web_unary(size, status=None, body=0):
+    req = pb.SimpleRequest(response_type=pb.COMPRESSABLE, response_size=size)
+    if body:
+        req.payload.body = zeros(body)
+    if status is not None:
+        req.response_status.code, req.response_status.message = status
+    return req
+
+
+def grpcweb_unary_binary(t, w):
+    r = w.call("UnaryCall", [web_unary(WEB_UNARY_SIZE)])
+    check_streamed(r, WEB_PROTO, r.what)
+    check_web_messages(r, pb.SimpleResponse, [WEB_UNARY_SIZE], r.what)
+    check_web_trailer(r, OK_TRAILER, r.what)
+    return "200 %s, chunked, one data frame (%d zero bytes), trailer frame %r" % (WEB_PROTO, WEB_UNARY_SIZE,
+                                                                                  OK_TRAILER)
+
+
+def grpcweb_unary_text(t, w):
+    r = w.call("UnaryCall", [web_unary(WEB_UNARY_SIZE)], text=True)
+    check_streamed(r, WEB_TEXT_PROTO, r.what)
+    check_web_messages(r, pb.SimpleResponse, [WEB_UNARY_SIZE], r.what)
+    check_web_trailer(r, OK_TRAILER, r.what)
+    # The response is text only when accept asks for it, whatever the request's content-type.
+    b = w.call("UnaryCall", [web_unary(WEB_UNARY_SIZE)], text=True, accept="")
+    check_streamed(b, WEB_PROTO, b.what)
+    check_web_messages(b, pb.SimpleResponse, [WEB_UNARY_SIZE], b.what)
+    check_web_trailer(b, OK_TRAILER, b.what)
+    return ("200 %s, frames base64-encoded one by one (%d + %d characters), %d zero bytes, OK trailer; without "
+            "accept the answer is %s" % (WEB_TEXT_PROTO, len(base64.b64encode(web_frame(r.messages()[0]))),
+                                         len(base64.b64encode(web_frame(r.trailer(), WEB_TRAILER_FLAG))),
+                                         WEB_UNARY_SIZE, WEB_PROTO))
+
+
+def grpcweb_error_status(t, w):
+    r = w.call("UnaryCall", [web_unary(0, ERROR_STATUS)])
+    check_streamed(r, WEB_PROTO, r.what)
+    # grpcio sends the handler's empty SimpleResponse before the status: one data frame of 0 bytes.
+    check(r.messages() == [b""], "%s: data frames of %s bytes, expected one empty message (the server sends its "
+          "empty SimpleResponse)" % (r.what, [len(m) for m in r.messages()]))
+    check_web_trailer(r, ERROR_TRAILER, r.what)
+    s = w.call("UnaryCall", [web_unary(0, (2, SPECIAL_MESSAGE))])
+    check_streamed(s, WEB_PROTO, s.what + " with the special status message")
+    check_web_trailer(s, SPECIAL_TRAILER, s.what + " with the special status message")
+    # StreamingOutputCall ends before any response: the upstream answers trailers-only (one HEADERS frame).
+    o = w.call("StreamingOutputCall", [out_req(status=ERROR_STATUS)])
+    check_trailers_only(o, WEB_PROTO, 200, ERROR_STATUS[0], ERROR_STATUS[1], o.what)
+    return ("UnaryCall: 200, empty data frame, status in the trailer frame %r (special message percent-encoded as "
+            "sent); StreamingOutputCall (trailers-only): 200, grpc-status: 2 and grpc-message in the headers, "
+            "content-length: 0, no body" % ERROR_TRAILER)
+
+
+def grpcweb_unimplemented(t, w):
+    seen = []
+    for text, ctype in ((False, WEB_PROTO), (True, WEB_TEXT_PROTO)):
+        r = w.call("UnimplementedCall", [pb.Empty()], text=text)
+        check_trailers_only(r, ctype, 200, 12, UNIMPLEMENTED_MESSAGE, r.what)
+        seen.append(ctype)
+    return ("200 (%s), grpc-status: 12 and grpc-message: %s in the headers, content-length: 0, no body"
+            % (" / ".join(seen), UNIMPLEMENTED_MESSAGE))
+
+
+def grpcweb_server_streaming(t, w):
+    for text, ctype in ((False, WEB_PROTO), (True, WEB_TEXT_PROTO)):
+        r = w.call("StreamingOutputCall", [out_req(STREAM_SIZES_OUT)], text=text)
+        check_streamed(r, ctype, r.what)
+        check_web_messages(r, pb.StreamingOutputCallResponse, STREAM_SIZES_OUT, r.what)
+        check_web_trailer(r, OK_TRAILER, r.what)
+    return "binary and text: 4 data frames of %s zero bytes, then the OK trailer frame" % "/".join(
+        map(str, STREAM_SIZES_OUT))
+
+
+def grpcweb_large(t, w):
+    t0 = time.monotonic()
+    r = w.call("UnaryCall", [web_unary(WEB_LARGE_RESPONSE, body=LARGE_REQUEST)], text=True)
+    took = time.monotonic() - t0
+    check_streamed(r, WEB_TEXT_PROTO, r.what)
+    check_web_messages(r, pb.SimpleResponse, [WEB_LARGE_RESPONSE], r.what)
+    check_web_trailer(r, OK_TRAILER, r.what)
+    return "%d bytes up, %d zero bytes back in %d base64 characters (one run for the data frame), %.2f s" % (
+        LARGE_REQUEST, WEB_LARGE_RESPONSE, len(r.body), took)
+
+
+def grpcweb_invalid_base64(t, w):
+    good = base64.b64encode(web_frame(web_unary(WEB_UNARY_SIZE)))
+    frame = web_frame(web_unary(WEB_UNARY_SIZE))
+    bodies = [("a character outside base64", b"!!!!" + good),
+              ("%d characters" % (len(good) + 1), good + b"A"),
+              ("two padded chunks", base64.b64encode(frame[:4]) + base64.b64encode(frame[4:]))]
+    for why, body in bodies:
+        r = w.call("UnaryCall", body=body, text=True)
+        what = "%s, %s" % (r.what, why)
+        check_trailers_only(r, WEB_TEXT_PROTO, 400, 13, BAD_BASE64_MESSAGE, what)
+        # A local reply sent before the filter chain saw the request's end: Envoy closes the HTTP/1.1 connection.
+        check((r.header("connection") or "").lower() == "close", "%s: connection %r, expected close (Envoy closes "
+              "the HTTP/1.1 connection after this local reply) (%s)" % (what, r.header("connection"), r.head()))
+    return ("%s: 400, %s, grpc-status: 13, grpc-message: %s, content-length: 0, no body, connection: close"
+            % (", ".join(why for why, _ in bodies), WEB_TEXT_PROTO, BAD_BASE64_MESSAGE))
+
+
+def grpcweb_non_grpcweb_passthrough(t, w):
+    c = open_channel(t, "grpcweb", w.port)
+    resp = c.stub.UnaryCall(web_unary(WEB_UNARY_SIZE), timeout=CALL_TIMEOUT)
+    check_body(resp, WEB_UNARY_SIZE, "UnaryCall")
+    call = c.stub.StreamingOutputCall(out_req(STREAM_SIZES_OUT), timeout=CALL_TIMEOUT)
+    got = [len(m.payload.body) for m in call]
+    check(call.code() == grpc.StatusCode.OK, "StreamingOutputCall: status %s" % call.code())
+    check(tuple(got) == STREAM_SIZES_OUT, "StreamingOutputCall: response sizes %s, expected %s"
+          % (got, list(STREAM_SIZES_OUT)))
+    e = expect_error(lambda: c.stub.UnaryCall(web_unary(0, ERROR_STATUS), timeout=CALL_TIMEOUT), "UnaryCall")
+    check_status(e, ERROR_STATUS[0], ERROR_STATUS[1], "UnaryCall with Echo Status")
+    return "grpcio over h2c through the grpc_web listener: UnaryCall, 4-response stream, UNKNOWN %r intact" % (
+        ERROR_STATUS[1])
+
+
+WEB_STAT_PREFIX = "cluster.grpc_backend.grpc-web.grpc.testing.TestService."
+
+
+def grpcweb_stats(t, w):
+    tgt = t.suite.targets.get("grpcweb")
+    check(tgt is not None and tgt.admin, "no admin port for the grpcweb proxy")
+    before = admin_stats(tgt.admin)
+    for req, trailer in ((web_unary(10), OK_TRAILER), (web_unary(0, ERROR_STATUS), ERROR_TRAILER)):
+        r = w.call("UnaryCall", [req])
+        check_streamed(r, WEB_PROTO, r.what)
+        check_web_trailer(r, trailer, r.what)
+    check_trailers_only(w.call("UnimplementedCall", [pb.Empty()]), WEB_PROTO, 200, 12, UNIMPLEMENTED_MESSAGE,
+                        "UnimplementedCall")
+    c = open_channel(t, "grpcweb", w.port)
+    check_body(c.stub.UnaryCall(web_unary(10), timeout=CALL_TIMEOUT), 10, "UnaryCall over h2c")
+    after = admin_stats(tgt.admin)
+    moved = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    web = {k: v for k, v in moved.items() if "grpc-web" in k}
+    expected = {WEB_STAT_PREFIX + k: v for k, v in (
+        ("UnaryCall.0", 1), ("UnaryCall.2", 1), ("UnaryCall.success", 1), ("UnaryCall.failure", 1),
+        ("UnaryCall.total", 2), ("UnimplementedCall.12", 1), ("UnimplementedCall.failure", 1),
+        ("UnimplementedCall.total", 1))}
+    other = sorted(k for k in moved if k.startswith("cluster.grpc_backend.grpc."))
+    if other:
+        t.note("other gRPC counters that moved: %s" % ", ".join("%s +%d" % (k, moved[k]) for k in other))
+    if not any("grpc-web" in k for k in after):
+        return ("no grpc-web counters at all (Envoy has %s{0,2,12,success,failure,total}); other gRPC counters "
+                "that moved: %s" % (WEB_STAT_PREFIX + "METHOD.", ", ".join(other) or "none"))
+    check(web == expected, "grpc-web counters moved %s; expected %s" % (
+        ", ".join("%s +%d" % kv for kv in sorted(web.items())) or "none",
+        ", ".join("%s +%d" % kv for kv in sorted(expected.items()))))
+    return "%s{UnaryCall.{0,2,success,failure,total}, UnimplementedCall.{12,failure,total}} moved by the 3 " \
+           "gRPC-Web calls (+1 each, UnaryCall.total +2), not by the h2c one" % WEB_STAT_PREFIX
+
+
+# (name, procedure): setup grpcweb only; each procedure gets a WebClient instead of a channel.
+WEB_CASES = [
+    ("grpcweb_unary_binary", grpcweb_unary_binary),
+    ("grpcweb_unary_text", grpcweb_unary_text),
+    ("grpcweb_error_status", grpcweb_error_status),
+    ("grpcweb_unimplemented", grpcweb_unimplemented),
+    ("grpcweb_server_streaming", grpcweb_server_streaming),
+    ("grpcweb_large", grpcweb_large),
+    ("grpcweb_invalid_base64", grpcweb_invalid_base64),
+    ("grpcweb_non_grpcweb_passthrough", grpcweb_non_grpcweb_passthrough),
+    ("grpcweb_stats", grpcweb_stats),
+]
+
+
 CASES = [
     ("empty_unary", empty_unary),
     ("large_unary", large_unary),
@@ -1097,7 +1520,10 @@ def observe(t, setup, mark, stats_before):
             t.note("%s counters: %s" % (suite.proxy, ", ".join("%s +%d" % kv for kv in sorted(moved.items()))))
 
 
-def scenario(setup, case, fn):
+def scenario(setup, case, fn, web=False):
+    """The runner's procedure for SETUP/CASE: the setup's proxy, then `fn` with a channel of the case's own (with
+    `web`, a WebClient: gRPC-Web over HTTP/1.1)."""
+
     def run(t):
         if time.monotonic() - RUN_START > RUN_LIMIT:
             raise Fail("not run: the run is past its %d s bound" % RUN_LIMIT)
@@ -1113,7 +1539,7 @@ def scenario(setup, case, fn):
                 pass
         mark = suite.server.mark()
         try:
-            c = open_channel(t, setup, tgt.port)
+            c = WebClient(t, tgt.port) if web else open_channel(t, setup, tgt.port)
             return fn(t, c)
         except grpc.RpcError as e:
             raise Fail("unexpected %s" % err(e))
@@ -1304,7 +1730,7 @@ def main(argv=None):
     ap.add_argument("--proxy", choices=("envoy", "sidecar"), default="sidecar")
     ap.add_argument("--bin", help="the proxy binary (not needed with --direct or --list)")
     ap.add_argument("--direct", action="store_true", help="run the cases straight against the interop server")
-    ap.add_argument("--setup", choices=("h2c", "tls", "all"), default="all")
+    ap.add_argument("--setup", choices=SETUPS + ("all",), default="all")
     ap.add_argument("--flow-bytes", default=os.environ.get("GRPC_FLOW_BYTES") or "1GiB",
                     help="volume of the flow_control case's stream (default $GRPC_FLOW_BYTES, else 1GiB)")
     ap.add_argument("--only", action="append", default=[], help="scenario name or pattern with * and ?")
@@ -1330,7 +1756,14 @@ def main(argv=None):
     except ValueError as e:
         ap.error("--flow-bytes: %s" % e)
     setups = SETUPS if a.setup == "all" else (a.setup,)
-    scenarios = [("%s/%s" % (s, name), scenario(s, name, fn)) for s in setups for name, fn in CASES]
+    if a.direct:  # gRPC-Web needs the proxy's filter: the server speaks only HTTP/2
+        if a.setup == "grpcweb":
+            ap.error("--setup grpcweb needs a proxy (its grpc_web filter); it cannot run with --direct")
+        setups = tuple(s for s in setups if s != "grpcweb")
+    scenarios = [("%s/%s" % (s, name), scenario(s, name, fn)) for s in setups if s in INTEROP_SETUPS
+                 for name, fn in CASES]
+    scenarios += [("grpcweb/%s" % name, scenario("grpcweb", name, fn, web=True)) for name, fn in WEB_CASES
+                  if "grpcweb" in setups]
     # Last, after every setup's interop cases (it takes the longest); h2c only, TLS would only double its time.
     scenarios += [("%s/%s" % (s, name), scenario(s, name, fn)) for s, name, fn in LAST_CASES if s in setups]
     patterns = [p if "/" in p else "*/" + p for p in a.only + a.names]

@@ -69,8 +69,9 @@ final class GRPCWebFilter: HTTPStreamFilter {
         if endStream {
             if available == 0 { return .continue }
             if available % 4 != 0 {
+                // Envoy ends the connection too (what decoded before went upstream; its stream is reset).
                 stream.sendLocalReply(status: .badRequest, body: "Bad gRPC-web request, invalid base64 data.",
-                                      details: "grpc_base_64_decode_failed_bad_size")
+                                      closeConnection: true, details: "grpc_base_64_decode_failed_bad_size")
                 return .stopIterationNoBuffer
             }
         } else if available < 4 {
@@ -84,7 +85,7 @@ final class GRPCWebFilter: HTTPStreamFilter {
         var decoded = ByteBufferAllocator().buffer(capacity: text.readableBytes / 4 * 3)
         guard Base64.decode(text.readableBytesView, into: &decoded), decoded.readableBytes > 0 else {
             stream.sendLocalReply(status: .badRequest, body: "Bad gRPC-web request, invalid base64 data.",
-                                  details: "grpc_base_64_decode_failed")
+                                  closeConnection: true, details: "grpc_base_64_decode_failed")
             return .stopIterationNoBuffer
         }
         pendingText.writeBuffer(&data)
