@@ -61,6 +61,116 @@ extension HTTPProxyHandler {
         } catch {
             conn.close()
             context.close(promise: nil)
+            return
         }
+        resumeDownstreamReads()
+    }
+}
+
+// MARK: CONNECT
+
+extension HTTPProxyHandler {
+    /// A CONNECT on a route whose CONNECT upgrade has `connect_config`: the proxy is the end of the CONNECT (Envoy's
+    /// terminating mode). It opens a TCP connection to a host of the route's cluster, answers 200 itself, and the
+    /// two connections become a tunnel. A host that cannot be reached gets Envoy's 503.
+    func terminateConnect(_ target: ForwardTarget, snapshot: WorkerSnapshot) {
+        guard let slot = target.clusterSlot ?? snapshot.config.slot(named: target.cluster) else {
+            responseFlags.insert(.noClusterFound)
+            stream.sendLocalReply(status: .serviceUnavailable, body: "", closeConnection: true, details: "cluster_not_found")
+            return
+        }
+        let local = snapshot[slot]
+        cluster = local.info
+        guard let index = local.choose(hash: nil, random: &worker.random) else {
+            stats.inc(local.info.stats.cxNoneHealthy)
+            responseFlags.insert(.noHealthyUpstream)
+            stream.sendLocalReply(status: .serviceUnavailable, body: "no healthy upstream", closeConnection: true,
+                                  details: "no_healthy_upstream")
+            return
+        }
+        let host = local.hosts[index]
+        upstreamHostAddress = host.address
+        phase = .connecting
+        let clusterStats = local.info.stats
+        let stats = self.stats
+        let handshake = UpstreamTLSHandshake(cluster: local.info, workerStats: stats, eventLoop: context.eventLoop)
+        let source = UpstreamSource.choose(listener: listener.config, downstream: context.channel,
+                                           clusterSource: local.pool.clusterSource)
+        let requestID = stream.streamID
+        local.pool.bootstrap(source)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try handshake?.install(on: channel.pipeline.syncOperations,
+                                                                               eventLoop: channel.eventLoop) }
+            }
+            .connect(to: host.address)
+            .assumeIsolated()
+            .flatMap { channel in
+                guard let handshake else { return channel.eventLoop.makeSucceededFuture(channel) }
+                return handshake.promise.futureResult.map { channel }
+            }
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    stats.inc(clusterStats.cxTotal)
+                    stats.inc(clusterStats.cxActive)
+                    channel.closeFuture.whenComplete { _ in
+                        stats.dec(clusterStats.cxActive)
+                        stats.inc(clusterStats.cxDestroy)
+                    }
+                    // The client left (or the stream moved on) while the connection was made.
+                    guard context != nil, stream.active, stream.streamID == requestID, case .connecting = phase else {
+                        channel.close(promise: nil)
+                        return
+                    }
+                    upstreamLocalAddress = channel.localAddress
+                    connectTunnelEstablished(channel)
+                case .failure(let error):
+                    stats.inc(clusterStats.cxConnectFail)
+                    guard context != nil, stream.active, stream.streamID == requestID else { return }
+                    upstreamTransportFailureReason = UpstreamConnectError.transportFailureReason(error)
+                    responseFlags.insert(.upstreamConnectionFailure)
+                    phase = .decoding
+                    stream.sendLocalReply(
+                        status: .serviceUnavailable, body: LocalReply.connectFailure("remote connection failure"),
+                        closeConnection: true,
+                        details: LocalReply.resetDetails("remote connection failure",
+                                                         transportFailure: upstreamTransportFailureReason))
+                }
+            }
+    }
+
+    /// The upstream TCP connection of a terminated CONNECT is up: 200 goes down, then the bytes flow.
+    private func connectTunnelEstablished(_ upstreamChannel: Channel) {
+        upgradeAccepted = true
+        upgraded = true
+        routeTimer.clear()
+        responseCodeDetails = "via_upstream"
+        stream.encodeHeaders(HTTPResponseHead(version: .http1_1, status: .ok), endStream: false)
+        context.flush()
+        phase = .discarding
+        do {
+            try UpgradeTunnel.join(
+                downstream: context.pipeline.syncOperations, rawUpstream: upstreamChannel.pipeline.syncOperations,
+                downstreamRead: { [self] n in
+                    bytesReceived &+= UInt64(n)
+                    streamActivity &+= 1
+                },
+                upstreamRead: { [self] n in
+                    bytesSent &+= UInt64(n)
+                    streamActivity &+= 1
+                })
+        } catch {
+            upstreamChannel.close(promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        resumeDownstreamReads()
+    }
+
+    /// Reads held while the upstream was being connected go on, now through the tunnel.
+    private func resumeDownstreamReads() {
+        guard readPending else { return }
+        readPending = false
+        context.read()
     }
 }

@@ -14,6 +14,10 @@ extension HTTPProxyHandler {
     func forward(_ head: HTTPRequestHead, target: ForwardTarget, request: RouteRequest) {
         // The route resolved its cluster when the snapshot was built; only cluster_header names one per request.
         let snapshot = stream.snapshot
+        if upgradeRequested == "connect" && target.terminatesConnect {
+            terminateConnect(target, snapshot: snapshot)
+            return
+        }
         guard let slot = target.clusterSlot ?? snapshot.config.slot(named: target.cluster) else {
             // A cluster that does not exist (cluster_header): Envoy's cluster_not_found_response_code.
             responseFlags.insert(.noClusterFound)
@@ -564,7 +568,8 @@ extension HTTPProxyHandler {
         upstream?.perTryTimer = nil
         let elapsedMs = (NIODeadline.now() - upstreamStart).nanoseconds / 1_000_000
         var headers = head.headers
-        if head.status == .switchingProtocols && upgradeRequested != nil {
+        if upgradeRequested != nil && (head.status == .switchingProtocols
+            || (upgradeRequested == "connect" && (200..<300).contains(Int(head.status.code)))) {
             // Envoy passes a 101 on with its upgrade headers where they were, and without a service time.
             acceptUpgrade(&headers)
         } else {

@@ -500,7 +500,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         // An HTTP/1.1 upgrade (WebSocket and the like); `Upgrade: h2c` is not one the proxy takes (Envoy drops it).
-        if !multiplexed, let type = Self.upgradeType(head.headers) {
+        if !multiplexed, head.method == .CONNECT {
+            // CONNECT is an upgrade of its own kind (`upgrade_type: CONNECT`); the connection ends with it.
+            upgradeRequested = "connect"
+            lifecycle.disableKeepAlive()
+        } else if !multiplexed, let type = Self.upgradeType(head.headers) {
             // The HTTP/1 decoder reads nothing after an upgrade request: one not tunnelled ends the connection (for
             // an ignored `Upgrade: h2c` Envoy keeps it; the client reconnects here).
             if type != "h2c" { upgradeRequested = type }

@@ -64,6 +64,24 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         partnerContext.flush()
     }
 
+    /// The same for a terminated CONNECT, whose upstream connection is raw TCP from the start (no codec to remove).
+    static func join(downstream: ChannelPipeline.SynchronousOperations, rawUpstream: ChannelPipeline.SynchronousOperations,
+                     downstreamRead: @escaping (Int) -> Void, upstreamRead: @escaping (Int) -> Void) throws {
+        let down = UpgradeTunnel(onRead: downstreamRead)
+        let up = UpgradeTunnel(onRead: upstreamRead)
+        down.partner = up
+        up.partner = down
+        let requestDecoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        try downstream.addHandler(down, position: .after(requestDecoder))
+        try rawUpstream.addHandler(up)
+        downstream.removeHandler(try downstream.handler(type: HTTPResponseEncoder.self), promise: nil)
+        downstream.removeHandler(requestDecoder, promise: nil)
+        downstream.eventLoop.execute {
+            down.open()
+            up.open()
+        }
+    }
+
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 

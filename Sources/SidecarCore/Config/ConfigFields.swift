@@ -441,6 +441,7 @@ package enum ConfigFields {
         Message("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
                 "upgrade_type filters enabled"),
         Message("envoy.config.route.v3.RouteAction.UpgradeConfig", "upgrade_type enabled connect_config"),
+        Message("envoy.config.route.v3.RouteAction.UpgradeConfig.ConnectConfig", "proxy_protocol_config allow_post"),
         Message("envoy.config.route.v3.RouteAction.MaxStreamDuration",
                 "max_stream_duration grpc_timeout_header_max grpc_timeout_header_offset"),
         Message("envoy.config.route.v3.RouteAction.HashPolicy", """

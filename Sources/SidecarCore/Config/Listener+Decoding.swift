@@ -299,9 +299,6 @@ extension HTTPConnectionManagerConfig {
             try u.unsupported(["filters"])
             let typeValue = try u.required("upgrade_type")
             let type = try typeValue.nonEmptyString().lowercased()
-            if type == "connect" {
-                throw typeValue.error("upgrade_type CONNECT is a valid Envoy value but Pilotfish does not support CONNECT yet")
-            }
             upgrades[type] = try u.optional("enabled")?.bool() ?? true
             try u.finish()
         }

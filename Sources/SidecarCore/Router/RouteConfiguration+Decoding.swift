@@ -162,13 +162,15 @@ extension RouteMatch {
     package static func decode(_ value: ConfigValue) throws -> RouteMatch {
         let obj = try value.object()
         try obj.unsupported([
-            "tls_context", "connect_matcher", "path_match_policy", "filter_state", "cookies",
+            "tls_context", "path_match_policy", "filter_state", "cookies",
         ])
-        guard let (key, v) = try obj.oneOf(["prefix", "path", "safe_regex", "path_separated_prefix"]) else {
-            fatalError("unreachable")
-        }
+        guard let (key, v) = try obj.oneOf(["prefix", "path", "safe_regex", "path_separated_prefix", "connect_matcher"])
+        else { fatalError("unreachable") }
         let rule: PathRule
         switch key {
+        case "connect_matcher":
+            try v.object().finish()  // ConnectMatcher has no fields.
+            rule = .connect
         case "prefix": rule = .prefix(try v.string())
         case "path": rule = .path(try v.string())
         case "safe_regex": rule = .regex(try StringMatcher.decodeRegexMatcher(v))
@@ -282,12 +284,14 @@ extension ForwardAction {
         }
         for item in try obj.list("upgrade_configs") {
             let u = try item.object()
-            try u.unsupported(["connect_config"])
             let type = try u.required("upgrade_type").nonEmptyString().lowercased()
-            if type == "connect" {
-                throw try u.required("upgrade_type").error("upgrade_type CONNECT is a valid Envoy value but Pilotfish does not support CONNECT yet")
-            }
             action.upgradeConfigs[type] = try u.optional("enabled")?.bool() ?? true
+            if let cc = try u.optional("connect_config")?.object() {
+                // Terminate CONNECT here; the tunnel's own options are not supported yet.
+                try cc.unsupported(["proxy_protocol_config", "allow_post"])
+                try cc.finish()
+                if type == "connect" { action.terminatesConnect = true }
+            }
             try u.finish()
         }
         try obj.finish()

@@ -93,6 +93,8 @@ public struct RouteMatch: Sendable {
         case path(String)
         case regex(CompiledRegex)
         case separatedPrefix(String)
+        /// `connect_matcher: {}`: CONNECT requests, and only them.
+        case connect
     }
 
     public var path: PathRule
@@ -166,6 +168,9 @@ public struct ForwardAction: Sendable {
     /// (`grpc_timeout_header_offset` / `grpc_timeout_offset`) taken off. Nil: the route timeout applies.
     public var maxGRPCTimeout: ProtoDuration?
     public var grpcTimeoutOffset: ProtoDuration?
+    /// The route's CONNECT upgrade has `connect_config`: the proxy answers CONNECT itself (200) and carries the
+    /// bytes to the cluster over TCP, instead of passing the CONNECT on.
+    public var terminatesConnect = false
 }
 
 public struct DirectResponse: Sendable {

@@ -138,6 +138,8 @@ public final class ForwardTarget: Sendable {
     public let decorator: RouteDecorator?
     /// The route's `upgrade_configs` (lower-cased upgrade type → enabled).
     public let upgradeConfigs: [String: Bool]
+    /// See `ForwardAction.terminatesConnect`.
+    public let terminatesConnect: Bool
     /// See `ForwardAction.maxGRPCTimeout`.
     public let maxGRPCTimeout: ProtoDuration?
     public let grpcTimeoutOffset: ProtoDuration?
@@ -151,7 +153,7 @@ public final class ForwardTarget: Sendable {
          routeCORS: CORSPolicy? = nil, virtualHostCORS: CORSPolicy? = nil, rateLimits: [RateLimitPolicy] = [],
          virtualHostRateLimits: [RateLimitPolicy] = [], mirrorPolicies: [MirrorPolicy] = [],
          decorator: RouteDecorator? = nil, upgradeConfigs: [String: Bool] = [:],
-         maxGRPCTimeout: ProtoDuration? = nil, grpcTimeoutOffset: ProtoDuration? = nil) {
+         maxGRPCTimeout: ProtoDuration? = nil, grpcTimeoutOffset: ProtoDuration? = nil, terminatesConnect: Bool = false) {
         self.cluster = cluster
         self.clusterSlot = clusterSlot
         self.rewrittenPath = rewrittenPath
@@ -177,6 +179,7 @@ public final class ForwardTarget: Sendable {
         self.upgradeConfigs = upgradeConfigs
         self.maxGRPCTimeout = maxGRPCTimeout
         self.grpcTimeoutOffset = grpcTimeoutOffset
+        self.terminatesConnect = terminatesConnect
     }
 
     /// The route timeout of this request: the route's, or for a gRPC request on a route that reads `grpc-timeout`,
@@ -332,7 +335,8 @@ extension RouteConfiguration {
             perRequestBufferLimitBytes: route.perRequestBufferLimitBytes ?? vh.perRequestBufferLimitBytes,
             routeCORS: f.cors, virtualHostCORS: vh.cors, rateLimits: f.rateLimits,
             virtualHostRateLimits: vh.rateLimits, mirrorPolicies: f.mirrorPolicies, decorator: route.decorator,
-            upgradeConfigs: f.upgradeConfigs, maxGRPCTimeout: f.maxGRPCTimeout, grpcTimeoutOffset: f.grpcTimeoutOffset)
+            upgradeConfigs: f.upgradeConfigs, maxGRPCTimeout: f.maxGRPCTimeout, grpcTimeoutOffset: f.grpcTimeoutOffset,
+            terminatesConnect: f.terminatesConnect)
     }
 }
 
@@ -378,9 +382,14 @@ extension RouteMatch {
     }
 
     private func pathMatches(_ request: RouteRequest) -> Bool {
+        // A CONNECT request matches connect_matcher routes only, and they match nothing else (Envoy).
+        if case .connect = path { return request.method == "CONNECT" }
+        if request.method == "CONNECT" { return false }
         // Every path rule sees the path without query and fragment (Envoy's PathMatcher).
         let actual = request.pathWithoutQuery
         switch path {
+        case .connect:
+            return false
         case .prefix(let p):
             if caseSensitive { return actual.utf8.starts(with: p.utf8) }
             return actual.lowercased().hasPrefix(p.lowercased())
@@ -404,6 +413,7 @@ extension RouteMatch {
         switch path {
         case .prefix(let p), .separatedPrefix(let p), .path(let p): return p.utf8.count
         case .regex: return request.pathWithoutQuery.utf8.count
+        case .connect: return 0
         }
     }
 

@@ -416,6 +416,71 @@ import Testing
         #expect(backend.accepted.withLockedValue { $0 } == 0)
     }
 
+    // MARK: CONNECT
+
+    static func connectConfig(port: Int, terminate: Bool) -> String {
+        ProxyConfig.single(port: port, routes: [
+            #"{match: {connect_matcher: {}}, route: {cluster: backend, upgrade_configs: [{upgrade_type: CONNECT"#
+                + (terminate ? ", connect_config: {}" : "") + "}]}}",
+            #"{match: {prefix: "/"}, direct_response: {status: 200, body: {inline_string: "plain"}}}"#,
+        ], hcmExtra: ["upgrade_configs: [{upgrade_type: CONNECT}]"])
+    }
+
+    @Test func aTerminatedConnectTunnelsToTheCluster() throws {
+        // The cluster's host is a TCP echo (the UpgradeEchoBackend answers any first bytes ending in CRLFCRLF with a
+        // 101 and then echoes: the tunnel carries whatever the two ends say).
+        let backend = try UpgradeEchoBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.connectConfig(port: backend.port, terminate: true))
+        defer { proxy.shutdown() }
+        let c = try proxy.client()
+        try c.send("CONNECT backend.example:443 HTTP/1.1\r\nhost: backend.example:443\r\n\r\n")
+        // A 2xx to CONNECT has no body: read the head alone.
+        let head = try c.readResponse(head: true)
+        #expect(head.status == 200)
+        #expect(head.header("server") == "envoy")
+        #expect(head.header("content-length") == nil && head.header("transfer-encoding") == nil)
+        // What the client sends now reaches the host as it is.
+        try c.send("ping\r\n\r\n")
+        let answer = try c.readExactly(Array("HTTP/1.1 101 Switching Protocols\r\n".utf8).count)
+        #expect(String(decoding: answer, as: UTF8.self) == "HTTP/1.1 101 Switching Protocols\r\n")
+        #expect(backend.accepted.withLockedValue { $0 } == 1)
+        // A request that is not CONNECT does not match the CONNECT route; a CONNECT matches nothing else.
+        #expect(try proxy.fetch("GET", "/x").bodyString == "plain")
+    }
+
+    @Test func aForwardedConnectTunnelsOnceTheUpstreamSays200() throws {
+        let backend = try ScriptedConnectBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: Self.connectConfig(port: backend.port, terminate: false))
+        defer { proxy.shutdown() }
+        let c = try proxy.client()
+        try c.send("CONNECT target.example:80 HTTP/1.1\r\nhost: target.example:80\r\n\r\n")
+        #expect(try c.readResponse(head: true).status == 200)
+        try c.send("hello tunnel")
+        #expect(try c.readExactly(12) == Array("hello tunnel".utf8))
+        #expect(backend.firstLine.withLockedValue { $0 } == "CONNECT target.example:80 HTTP/1.1")
+    }
+
+    @Test func connectNeedsAnUpgradeConfigAndAConnectRoute() throws {
+        let backend = try UpgradeEchoBackend()
+        defer { backend.stop() }
+        // No CONNECT upgrade enabled: 403; a CONNECT with no connect_matcher route: 404.
+        let noUpgrade = try ProxyHarness(yaml: Self.connectConfig(port: backend.port, terminate: true)
+            .replacingOccurrences(of: "upgrade_configs: [{upgrade_type: CONNECT}]", with: "upgrade_configs: [{upgrade_type: CONNECT, enabled: false}]")
+            .replacingOccurrences(of: ", upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]", with: ""))
+        defer { noUpgrade.shutdown() }
+        let c = try noUpgrade.client()
+        try c.send("CONNECT backend.example:443 HTTP/1.1\r\nhost: backend.example:443\r\n\r\n")
+        #expect(try c.readResponse().status == 403)
+        let noRoute = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port, hcmExtra: ["upgrade_configs: [{upgrade_type: CONNECT}]"]))
+        defer { noRoute.shutdown() }
+        let d = try noRoute.client()
+        try d.send("CONNECT backend.example:443 HTTP/1.1\r\nhost: backend.example:443\r\n\r\n")
+        #expect(try d.readResponse().status == 404)
+        #expect(backend.accepted.withLockedValue { $0 } == 0)
+    }
+
     @Test func upgradeAndHTTP2FieldsDecode() throws {
         let yaml = Self.h2Cluster(port: 1, clusterOptions: "{max_concurrent_streams: 7, initial_stream_window_size: 70000}",
                                   hcmExtra: ["http2_protocol_options: {max_concurrent_streams: 50, initial_connection_window_size: 1048576}",
@@ -430,7 +495,6 @@ import Testing
             ("http2_protocol_options: {allow_connect: true}", "CONNECT"),
             ("http2_protocol_options: {initial_stream_window_size: 100}", "out of range"),
             ("http2_protocol_options: {connection_keepalive: {interval: 1s}}", "connection_keepalive"),
-            ("upgrade_configs: [{upgrade_type: CONNECT}]", "CONNECT"),
             ("upgrade_configs: [{upgrade_type: websocket, filters: []}]", "filters"),
         ] {
             let bad = ProxyConfig.single(port: 1, hcmExtra: [field])
@@ -440,6 +504,57 @@ import Testing
             }()
             #expect(text.contains(message), "\(field): \(text)")
         }
+    }
+}
+
+/// An upstream CONNECT proxy: it answers the first request head with `200 OK` and then echoes every byte.
+final class ScriptedConnectBackend: @unchecked Sendable {
+    let port: Int
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let channel: Channel
+    let firstLine = NIOLockedValueBox<String?>(nil)
+
+    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let backend: ScriptedConnectBackend
+        var head = [UInt8]()
+        var tunnel = false
+        init(_ backend: ScriptedConnectBackend) { self.backend = backend }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            if tunnel {
+                context.writeAndFlush(NIOAny(buffer), promise: nil)
+                return
+            }
+            head += buffer.readBytes(length: buffer.readableBytes) ?? []
+            guard let end = head.firstRange(of: Array("\r\n\r\n".utf8)) else { return }
+            tunnel = true
+            let line = String(decoding: head.prefix { $0 != 13 }, as: UTF8.self)
+            backend.firstLine.withLockedValue { $0 = line }
+            var out = context.channel.allocator.buffer(string: "HTTP/1.1 200 OK\r\n\r\n")
+            context.writeAndFlush(NIOAny(out), promise: nil)
+            let rest = Array(head[end.upperBound...])
+            if !rest.isEmpty {
+                out = context.channel.allocator.buffer(bytes: rest)
+                context.writeAndFlush(NIOAny(out), promise: nil)
+            }
+        }
+    }
+
+    init() throws {
+        let box = NIOLockedValueBox<ScriptedConnectBackend?>(nil)
+        channel = try ServerBootstrap(group: group)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Handler(box.withLockedValue { $0! })) }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        port = channel.localAddress?.port ?? 0
+        box.withLockedValue { $0 = self }
+    }
+
+    func stop() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
     }
 }
 

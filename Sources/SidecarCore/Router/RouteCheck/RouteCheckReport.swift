@@ -84,6 +84,7 @@ public struct RouteCheckReport: Sendable {
         case .path(let p): parts = ["path: \"\(p)\""]
         case .regex(let r): parts = ["safe_regex { regex: \"\(r.pattern)\" }"]
         case .separatedPrefix(let p): parts = ["path_separated_prefix: \"\(p)\""]
+        case .connect: parts = ["connect_matcher { }"]
         }
         if !match.caseSensitive { parts.append("case_sensitive { value: false }") }
         for h in match.headers { parts.append("headers { name: \"\(h.name)\" }") }
