@@ -47,9 +47,16 @@ extension HTTPProxyHandler {
         upstream?.perTryTimer?.cancel()
         upstream?.perTryTimer = nil
         context.flush()
+        joinTunnel(upstreamChannel, upstreamHasCodec: true)
+    }
+
+    /// Both connections become the tunnel; bytes count for the access log and as stream activity. Reads held while
+    /// the upstream was being readied go on, now through the tunnel.
+    private func joinTunnel(_ upstreamChannel: Channel, upstreamHasCodec: Bool) {
         do {
             try UpgradeTunnel.join(
                 downstream: context.pipeline.syncOperations, upstream: upstreamChannel.pipeline.syncOperations,
+                upstreamHasCodec: upstreamHasCodec,
                 downstreamRead: { [self] n in
                     bytesReceived &+= UInt64(n)
                     streamActivity &+= 1
@@ -59,11 +66,14 @@ extension HTTPProxyHandler {
                     streamActivity &+= 1
                 })
         } catch {
-            conn.close()
+            upstreamChannel.close(promise: nil)
             context.close(promise: nil)
             return
         }
-        resumeDownstreamReads()
+        if readPending {
+            readPending = false
+            context.read()
+        }
     }
 }
 
@@ -148,29 +158,6 @@ extension HTTPProxyHandler {
         stream.encodeHeaders(HTTPResponseHead(version: .http1_1, status: .ok), endStream: false)
         context.flush()
         phase = .discarding
-        do {
-            try UpgradeTunnel.join(
-                downstream: context.pipeline.syncOperations, rawUpstream: upstreamChannel.pipeline.syncOperations,
-                downstreamRead: { [self] n in
-                    bytesReceived &+= UInt64(n)
-                    streamActivity &+= 1
-                },
-                upstreamRead: { [self] n in
-                    bytesSent &+= UInt64(n)
-                    streamActivity &+= 1
-                })
-        } catch {
-            upstreamChannel.close(promise: nil)
-            context.close(promise: nil)
-            return
-        }
-        resumeDownstreamReads()
-    }
-
-    /// Reads held while the upstream was being connected go on, now through the tunnel.
-    private func resumeDownstreamReads() {
-        guard readPending else { return }
-        readPending = false
-        context.read()
+        joinTunnel(upstreamChannel, upstreamHasCodec: false)
     }
 }

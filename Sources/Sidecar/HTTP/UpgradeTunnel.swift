@@ -27,8 +27,11 @@ final class UpgradeTunnel: ChannelDuplexHandler {
     private init(onRead: @escaping (Int) -> Void) { self.onRead = onRead }
 
     /// Switches both connections to the tunnel. `downstream` is the pipeline of the proxy handler's connection,
-    /// `upstream` the upstream connection's. Throws when a pipeline is not as expected (the caller closes both).
+    /// `upstream` the upstream connection's: with its HTTP/1 codec (an upgrade), or raw TCP from the start
+    /// (`upstreamHasCodec` false: a terminated CONNECT). Throws when a pipeline is not as expected (the caller closes
+    /// both).
     static func join(downstream: ChannelPipeline.SynchronousOperations, upstream: ChannelPipeline.SynchronousOperations,
+                     upstreamHasCodec: Bool,
                      downstreamRead: @escaping (Int) -> Void, upstreamRead: @escaping (Int) -> Void) throws {
         let down = UpgradeTunnel(onRead: downstreamRead)
         let up = UpgradeTunnel(onRead: upstreamRead)
@@ -39,16 +42,22 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         // side at once.
         let requestDecoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         try downstream.addHandler(down, position: .after(requestDecoder))
-        let responseDecoder = try upstream.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
-        try upstream.addHandler(up, position: .after(responseDecoder))
+        var responseDecoder: ByteToMessageHandler<HTTPResponseDecoder>?
+        if upstreamHasCodec {
+            let decoder = try upstream.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
+            try upstream.addHandler(up, position: .after(decoder))
+            responseDecoder = decoder
+        } else {
+            try upstream.addHandler(up)
+        }
         downstream.removeHandler(try downstream.handler(type: HTTPResponseEncoder.self), promise: nil)
-        upstream.removeHandler(try upstream.handler(type: HTTPRequestEncoder.self), promise: nil)
+        if upstreamHasCodec { upstream.removeHandler(try upstream.handler(type: HTTPRequestEncoder.self), promise: nil) }
         downstream.removeHandler(requestDecoder, promise: nil)
-        upstream.removeHandler(responseDecoder, promise: nil)
+        if let responseDecoder { upstream.removeHandler(responseDecoder, promise: nil) }
         // A decoder removed inside its own read leaves at that read's end. Until then it is also an outbound handler
         // (the response decoder watches the requests written past it), so nothing is written into a pipeline that
         // may still have one: the bytes wait, and go (flushed) once both decoders are gone.
-        upstream.eventLoop.execute {
+        downstream.eventLoop.execute {
             down.open()
             up.open()
         }
@@ -62,24 +71,6 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         for data in waiting { partnerContext.write(data, promise: nil) }
         waiting.removeAll()
         partnerContext.flush()
-    }
-
-    /// The same for a terminated CONNECT, whose upstream connection is raw TCP from the start (no codec to remove).
-    static func join(downstream: ChannelPipeline.SynchronousOperations, rawUpstream: ChannelPipeline.SynchronousOperations,
-                     downstreamRead: @escaping (Int) -> Void, upstreamRead: @escaping (Int) -> Void) throws {
-        let down = UpgradeTunnel(onRead: downstreamRead)
-        let up = UpgradeTunnel(onRead: upstreamRead)
-        down.partner = up
-        up.partner = down
-        let requestDecoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-        try downstream.addHandler(down, position: .after(requestDecoder))
-        try rawUpstream.addHandler(up)
-        downstream.removeHandler(try downstream.handler(type: HTTPResponseEncoder.self), promise: nil)
-        downstream.removeHandler(requestDecoder, promise: nil)
-        downstream.eventLoop.execute {
-            down.open()
-            up.open()
-        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
