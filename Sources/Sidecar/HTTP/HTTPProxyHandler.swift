@@ -500,11 +500,19 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         // An HTTP/1.1 upgrade (WebSocket and the like); `Upgrade: h2c` is not one the proxy takes (Envoy drops it).
-        if !multiplexed, head.method == .CONNECT {
+        // On an HTTP/2 stream, a CONNECT or an extended CONNECT arrives translated into these (HTTP2ConnectTranslation:
+        // HTTP/2 forbids the upgrade headers, so only the translation puts them there) and ends only its stream.
+        if multiplexed {
+            if head.method == .CONNECT {
+                upgradeRequested = "connect"
+            } else if let type = Self.upgradeType(head.headers) {
+                upgradeRequested = type
+            }
+        } else if head.method == .CONNECT {
             // CONNECT is an upgrade of its own kind (`upgrade_type: CONNECT`); the connection ends with it.
             upgradeRequested = "connect"
             lifecycle.disableKeepAlive()
-        } else if !multiplexed, let type = Self.upgradeType(head.headers) {
+        } else if let type = Self.upgradeType(head.headers) {
             // The HTTP/1 decoder reads nothing after an upgrade request: one not tunnelled ends the connection (for
             // an ignored `Upgrade: h2c` Envoy keeps it; the client reconnects here).
             if type != "h2c" { upgradeRequested = type }

@@ -40,8 +40,20 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         // Each tunnel goes right behind its decoder, so the decoder's left-over bytes reach it; then the codec goes,
         // encoders first: a decoder hands its left-over bytes on as it leaves, and they are written to the other
         // side at once.
-        let requestDecoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
-        try downstream.addHandler(down, position: .after(requestDecoder))
+        var requestDecoder: ByteToMessageHandler<HTTPRequestDecoder>?
+        var connectStream: HTTP2ConnectTranslation?
+        if let translation = try? downstream.handler(type: HTTP2ConnectTranslation.self) {
+            // A stream of an HTTP/2 connection: its frames become the bytes in front of the part translation, which
+            // stays (it cannot be removed) but sees nothing more: the tunnel passes neither reads nor writes past it.
+            let bytes = HTTP2StreamBytes(ending: upstreamHasCodec ? .reset(.connectError) : .endStream)
+            try downstream.addHandler(bytes, position: .after(translation))
+            try downstream.addHandler(down, position: .after(bytes))
+            connectStream = translation
+        } else {
+            let decoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try downstream.addHandler(down, position: .after(decoder))
+            requestDecoder = decoder
+        }
         var responseDecoder: ByteToMessageHandler<HTTPResponseDecoder>?
         if upstreamHasCodec {
             let decoder = try upstream.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self)
@@ -50,10 +62,14 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         } else {
             try upstream.addHandler(up)
         }
-        downstream.removeHandler(try downstream.handler(type: HTTPResponseEncoder.self), promise: nil)
+        if let requestDecoder {
+            downstream.removeHandler(try downstream.handler(type: HTTPResponseEncoder.self), promise: nil)
+        }
         if upstreamHasCodec { upstream.removeHandler(try upstream.handler(type: HTTPRequestEncoder.self), promise: nil) }
-        downstream.removeHandler(requestDecoder, promise: nil)
+        if let requestDecoder { downstream.removeHandler(requestDecoder, promise: nil) }
         if let responseDecoder { upstream.removeHandler(responseDecoder, promise: nil) }
+        // The stream's DATA that waited for the tunnel goes into it (held by the tunnel until both sides are open).
+        connectStream?.releaseHeld()
         // A decoder removed inside its own read leaves at that read's end. Until then it is also an outbound handler
         // (the response decoder watches the requests written past it), so nothing is written into a pipeline that
         // may still have one: the bytes wait, and go (flushed) once both decoders are gone.
@@ -71,6 +87,7 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         for data in waiting { partnerContext.write(data, promise: nil) }
         waiting.removeAll()
         partnerContext.flush()
+        if inputClosedWhileWaiting { partner?.shutOutput() }
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -105,6 +122,28 @@ final class UpgradeTunnel: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+
+    /// The client ended its side (an HTTP/2 stream's END_STREAM): the other side's write side is shut once what
+    /// came before went out.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        guard isOpen else {
+            inputClosedWhileWaiting = true
+            return
+        }
+        partner?.shutOutput()
+    }
+
+    private var inputClosedWhileWaiting = false
+
+    private func shutOutput() {
+        guard let context else { return }
+        context.flush()
+        context.close(mode: .output, promise: nil)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -305,7 +305,7 @@ extension UpstreamHTTPProtocolOptions {
             let downstream = try chosen.object()
             try downstream.unsupported(["http3_protocol_options"])
             if let http1 = downstream.optional("http_protocol_options") { try checkHTTP1Options(try http1.object()) }
-            let h2 = try downstream.optional("http2_protocol_options").map(HTTP2ProtocolOptions.decode)
+            let h2 = try downstream.optional("http2_protocol_options").map { try HTTP2ProtocolOptions.decode($0, upstream: true) }
             try downstream.finish()
             let common = obj.optional("common_http_protocol_options")
             try obj.finish()
@@ -318,7 +318,7 @@ extension UpstreamHTTPProtocolOptions {
         try explicit.unsupported(["http3_protocol_options"])
         if let h2 = try explicit.oneOf(["http_protocol_options", "http2_protocol_options"])?.value,
            h2.path.hasSuffix("http2_protocol_options") {
-            let options = try HTTP2ProtocolOptions.decode(h2)
+            let options = try HTTP2ProtocolOptions.decode(h2, upstream: true)
             try explicit.finish()
             let common = obj.optional("common_http_protocol_options")
             try obj.finish()

@@ -20,6 +20,9 @@ public struct HTTP2ProtocolOptions: Sendable, Equatable {
     /// `max_outbound_control_frames` (Envoy's default 1000): control frames (PING/SETTINGS acks, RST_STREAM) queued
     /// for a peer that does not read; past it the connection ends.
     public var maxOutboundControlFrames: Int = 1000
+    /// `allow_connect`: SETTINGS_ENABLE_CONNECT_PROTOCOL is advertised, so clients may send extended CONNECT
+    /// (RFC 8441: WebSocket and other upgrades over a stream). A plain CONNECT needs no setting.
+    public var allowConnect = false
 
     public init() {}
 }
@@ -33,7 +36,8 @@ extension HTTP2ProtocolOptions {
         "use_oghttp2_codec", "max_metadata_size", "enable_huffman_encoding",
     ]
 
-    package static func decode(_ value: ConfigValue) throws -> HTTP2ProtocolOptions {
+    /// `upstream`: a cluster's options, where `allow_connect: true` (extended CONNECT sent upstream) is refused.
+    package static func decode(_ value: ConfigValue, upstream: Bool = false) throws -> HTTP2ProtocolOptions {
         let obj = try value.object()
         try obj.unsupported(unsupportedFields)
         var o = HTTP2ProtocolOptions()
@@ -48,8 +52,11 @@ extension HTTP2ProtocolOptions {
         if let v = obj.optional("initial_connection_window_size") {
             o.initialConnectionWindowSize = Int(try v.int(min: 65535, max: 2_147_483_647))
         }
-        if let v = obj.optional("allow_connect"), try v.bool() {
-            throw v.error("allow_connect: true is a valid Envoy setting but Pilotfish does not support CONNECT yet")
+        if let v = obj.optional("allow_connect") {
+            o.allowConnect = try v.bool()
+            if o.allowConnect && upstream {
+                throw v.error("allow_connect: true on a cluster (upgrades sent upstream as extended CONNECT) is a valid Envoy setting but is not supported by Pilotfish yet")
+            }
         }
         if let v = obj.optional("max_consecutive_inbound_frames_with_empty_payload") {
             o.maxConsecutiveEmptyFrames = Int(try v.uint32())

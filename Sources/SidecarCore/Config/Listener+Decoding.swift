@@ -292,7 +292,7 @@ extension HTTPConnectionManagerConfig {
             defaultHost = try hpo.optional("default_host_for_http_10")?.headerValueText()
             try hpo.finish()
         }
-        let http2 = try obj.optional("http2_protocol_options").map(HTTP2ProtocolOptions.decode) ?? HTTP2ProtocolOptions()
+        let http2 = try obj.optional("http2_protocol_options").map { try HTTP2ProtocolOptions.decode($0) } ?? HTTP2ProtocolOptions()
         var upgrades: [String: Bool] = [:]
         for item in try obj.list("upgrade_configs") {
             let u = try item.object()

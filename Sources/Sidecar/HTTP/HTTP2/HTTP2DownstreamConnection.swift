@@ -66,6 +66,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
             HTTP2Setting(parameter: .maxConcurrentStreams, value: options.maxConcurrentStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: options.initialStreamWindowSize),
             HTTP2Setting(parameter: .headerTableSize, value: options.hpackTableSize),
+            // Advertised either way, as Envoy does.
+            HTTP2Setting(parameter: .enableConnectProtocol, value: options.allowConnect ? 1 : 0),
             // The codec's own bound, past which it ends the connection; max_request_headers_kb is enforced per stream
             // below it (a request past it resets only its stream, as in Envoy: see HTTPProxyHandler.receivedHead).
             HTTP2Setting(parameter: .maxHeaderListSize, value: 2 * listener.maxHeaderBytes + 4096),
@@ -95,6 +97,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
                 connection.streamOpened(channel)
                 let ops = channel.pipeline.syncOperations
                 try ops.addHandler(HeadersEndStreamCoalescer())
+                try ops.addHandler(HTTP2ConnectTranslation())
                 try ops.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try ops.addHandler(connection.makeStreamHandler())
             }
