@@ -28,7 +28,10 @@ each an http_connection_manager with codec_type AUTO (stat_prefix h2_plain / h2_
 `/` to the STATIC HTTP/1.1 cluster backend, the router filter; listener ws (stat_prefix ws, codec_type AUTO,
 upgrade_configs [{upgrade_type: websocket}]) with routes /refused (route upgrade_configs [{upgrade_type:
 websocket, enabled: false}]), /timeout (timeout: 1s) and / to the STATIC cluster ws_backend; listener ws_off
-(stat_prefix ws_off, no upgrade_configs, / to ws_backend); an admin on a free port. The proxy is started at the
+(stat_prefix ws_off, no upgrade_configs, / to ws_backend); listener ws also has upgrade_configs CONNECT,
+http2_protocol_options {allow_connect: true} and a first route connect_matcher to the STATIC cluster tcp_echo with
+connect_config {} (a TCP echo server in this process: `bye` is answered `closing` and the connection closed,
+`flood N` answered with N bytes); an admin on a free port. The proxy is started at the
 first scenario and kept for the others (a scenario after a crash fails with the proxy's exit status and log).
 
 Scenarios:
@@ -86,6 +89,21 @@ Scenarios:
                       Envoy's other upgrade counters (downstream_cx_upgrades_total +2, downstream_cx_upgrades_active
                       1 during one, downstream_rq_ws_on_non_ws_route +1, downstream_rq_4xx +1) are compared and any
                       difference named on the PASS line, not failed
+  h2_ws_extended      WebSocket over HTTP/2 (RFC 8441) on listener ws (allow_connect: true): SETTINGS_ENABLE_CONNECT_
+                      PROTOCOL=1; an extended CONNECT to /echo answered 200 with the backend's sec-websocket-accept;
+                      a masked frame echoed; a GET on the same connection answered meanwhile; close 1000 both ways,
+                      then the stream reset CONNECT_ERROR (Envoy's); an extended CONNECT to /refused: 403
+  h2_ws_not_allowed   listener ws_off (no allow_connect): SETTINGS_ENABLE_CONNECT_PROTOCOL=0; a :protocol request is
+                      refused (Envoy ends the connection; a stream reset PROTOCOL_ERROR is judged cosmetic), the
+                      backend sees nothing, the proxy stays up
+  h2_connect_tunnel   two CONNECT streams on one connection, terminated (connect_config) to the TCP echo backend:
+                      bytes echoed on both; the backend closing one ends it with END_STREAM then RST_STREAM NO_ERROR
+                      (Envoy's); the other still works; the client's END_STREAM half-closes the upstream (the
+                      backend sees EOF) and the stream ends with END_STREAM
+  h2_connect_backpressure
+                      a CONNECT tunnel whose backend sends 128 MiB to a client that reads nothing for 1.5 s: a GET on
+                      the same connection is answered meanwhile, every byte arrives intact, the proxy's VmRSS grows
+                      at most 32 MiB
 
 The WebSocket scenarios hold the sidecar to what Envoy 1.40 does (ENVOY below); a difference fails the scenario
 with both behaviours named, except those judged cosmetic, appended to the PASS line: the 101's header names in the
@@ -164,6 +182,9 @@ WS_FLOOD = 64 << 20  # bytes the client sends to /sink in ws_backpressure
 WS_FLOOD_MESSAGE = 256 << 10  # in binary messages of this size
 EARLY_WAIT = 2  # seconds ws_early_data waits for each echo (Envoy's come within milliseconds)
 WS_RSS_LIMIT = 64 << 20  # the most the proxy's VmRSS may grow during ws_backpressure
+H2_FLOOD = 128 << 20  # bytes the backend sends into a CONNECT tunnel in h2_connect_backpressure
+H2_STALL = 1.5  # seconds the client reads nothing there
+H2_RSS_LIMIT = 32 << 20  # the most the proxy's VmRSS may grow meanwhile
 WS_IN_FLIGHT_LIMIT = 48 << 20  # the most that may be written but unread when the client's writes finish there
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -199,6 +220,16 @@ ENVOY = {
     "ws_stats": {"deltas": {"downstream_cx_upgrades_total": 2, "downstream_rq_ws_on_non_ws_route": 1,
                             "downstream_rq_4xx": 1},
                  "active_during": 1},
+    # WebSocket over HTTP/2: an extended CONNECT on a route whose websocket upgrade is off is answered 403; the
+    # backend's 101 goes down as 200; when the backend closes after its close frame, the stream is reset
+    # CONNECT_ERROR behind the bytes.
+    "h2_ws_extended": {"refused_status": 403, "reset": "CONNECT_ERROR"},
+    # Without allow_connect the setting is sent as 0, and a request with :protocol ends the connection (a protocol
+    # error in Envoy's codec). Resetting only the stream (PROTOCOL_ERROR) is judged cosmetic.
+    "h2_ws_not_allowed": {"setting": 0, "outcome": "connection closed", "cosmetic": ("reset PROTOCOL_ERROR",)},
+    # A terminated CONNECT whose upstream closes: END_STREAM behind its bytes, then RST_STREAM NO_ERROR (the client
+    # had not ended its side).
+    "h2_connect_tunnel": {"upstream_closed": "END_STREAM, RST_STREAM NO_ERROR"},
 }
 
 FRAME_NAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS", 5: "PUSH_PROMISE",
@@ -403,6 +434,70 @@ class WsBackend:
         self.server.shutdown()
 
 
+class TcpEcho:
+    """A TCP echo server on a free 127.0.0.1 port (the tcp_echo cluster, where CONNECT tunnels end): every read is
+    written back; a read that is `bye` is answered `closing` and the connection closed. Records how each
+    connection ended: 'client EOF' (the client shut its write side) or 'closed by us'."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.endings = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.open = True
+        threading.Thread(target=self.accept, name="tcp-echo", daemon=True).start()
+
+    def accept(self):
+        while self.open:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        ending = "reset"
+        try:
+            conn.settimeout(SCENARIO_LIMIT)
+            while True:
+                data = conn.recv(1 << 16)
+                if not data:
+                    ending = "client EOF"
+                    break
+                if data == b"bye":
+                    conn.sendall(b"closing")
+                    ending = "closed by us"
+                    break
+                if data.startswith(b"flood "):
+                    # `flood N`: N bytes of a repeating pattern as fast as the tunnel takes them (the connection
+                    # stays open: a proxy may drop what it still holds when the upstream closes).
+                    left = int(data[6:])
+                    chunk = bytes(range(256)) * 256
+                    while left > 0:
+                        conn.sendall(chunk[:left])
+                        left -= len(chunk)
+                    continue
+                conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            with self.lock:
+                self.endings.append(ending)
+
+    def mark(self):
+        with self.lock:
+            return len(self.endings)
+
+    def since(self, mark):
+        with self.lock:
+            return self.endings[mark:]
+
+    def close(self):
+        self.open = False
+        self.sock.close()
+
+
 # ---- the bootstrap ------------------------------------------------------------------------------------------
 def ws_chain(prefix, upgrades):
     """A plaintext HTTP connection manager for the WebSocket listeners, every route to the ws_backend cluster; with
@@ -424,7 +519,12 @@ def ws_chain(prefix, upgrades):
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
     }
     if upgrades:
-        hcm["upgrade_configs"] = [{"upgrade_type": "websocket"}]
+        # HTTP/2 too: extended CONNECT (allow_connect) for WebSocket, and CONNECT terminated to the tcp_echo cluster.
+        hcm["upgrade_configs"] = [{"upgrade_type": "websocket"}, {"upgrade_type": "CONNECT"}]
+        hcm["http2_protocol_options"] = {"allow_connect": True}
+        routes.insert(0, {"match": {"connect_matcher": {}},
+                          "route": {"cluster": "tcp_echo",
+                                    "upgrade_configs": [{"upgrade_type": "CONNECT", "connect_config": {}}]}})
     return {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
 
 
@@ -440,7 +540,8 @@ def static_cluster(name, port):
     }
 
 
-def bootstrap(admin_port, plain_port, tls_port, backend_port, cred, ws_port, ws_off_port, ws_backend_port):
+def bootstrap(admin_port, plain_port, tls_port, backend_port, cred, ws_port, ws_off_port, ws_backend_port,
+              echo_port):
     def chain(prefix, tls):
         hcm = {
             "@type": HCM,
@@ -473,7 +574,8 @@ def bootstrap(admin_port, plain_port, tls_port, backend_port, cred, ws_port, ws_
                 {"name": "ws", "address": sockaddr(ws_port), "filter_chains": [ws_chain("ws", True)]},
                 {"name": "ws_off", "address": sockaddr(ws_off_port), "filter_chains": [ws_chain("ws_off", False)]},
             ],
-            "clusters": [static_cluster("backend", backend_port), static_cluster("ws_backend", ws_backend_port)],
+            "clusters": [static_cluster("backend", backend_port), static_cluster("ws_backend", ws_backend_port),
+                         static_cluster("tcp_echo", echo_port)],
         },
     }
 
@@ -489,6 +591,7 @@ class Http2Suite(Suite):
         self.pki = None
         self.backend = None
         self.ws_backend = None
+        self.echo = None
         self.proc = None
         self.broken = None
         self.used = set()  # listeners that carried an HTTP/2 request in this run
@@ -508,10 +611,11 @@ class Http2Suite(Suite):
         self.pki = Pki(d)
         self.backend = Backend()
         self.ws_backend = WsBackend()
+        self.echo = TcpEcho()
         self.admin, self.plain, self.tls, self.ws, self.ws_off = free_ports(5)
         try:
             doc = bootstrap(self.admin, self.plain, self.tls, self.backend.port, self.pki.server, self.ws,
-                            self.ws_off, self.ws_backend.port)
+                            self.ws_off, self.ws_backend.port, self.echo.port)
             self.proc, self.config = self.shared.launch_proxy(doc, self.admin,
                                                               [self.plain, self.tls, self.ws, self.ws_off])
         except Fail as e:
@@ -532,6 +636,8 @@ class Http2Suite(Suite):
             self.backend.close()
         if self.ws_backend is not None:
             self.ws_backend.close()
+        if self.echo is not None:
+            self.echo.close()
         if problems:
             print("http2: cleanup: %s" % "; ".join(problems), file=sys.stderr, flush=True)
 
@@ -597,6 +703,7 @@ class H2Result:
         self.goaway = None  # (error code name, last stream id, debug data)
         self.closed = False
         self.ended = False
+        self.end_stream = False  # the proxy's END_STREAM came (a reset may follow it)
 
     def outcome(self):
         if self.status is not None:
@@ -655,10 +762,35 @@ class H2Client:
         if flush:
             self.flush()
 
+    def open_stream(self, headers, end_stream=False):
+        """Sends a request's HEADERS as given (pseudo-headers included, not validated by h2); returns its stream
+        id."""
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.config.validate_outbound_headers = False
+        try:
+            self.conn.send_headers(sid, list(headers), end_stream=end_stream)
+        finally:
+            self.conn.config.validate_outbound_headers = True
+        self.results[sid] = H2Result()
+        self.flush()
+        return sid
+
+    def send(self, sid, data, end_stream=False):
+        self.conn.send_data(sid, data, end_stream=end_stream)
+        self.flush()
+
+    def end(self, sid):
+        self.conn.end_stream(sid)
+        self.flush()
+
     def wait(self, sids, timeout=IO_TIMEOUT):
         """Reads until every stream in `sids` ended, the connection closed or `timeout` seconds passed."""
+        self.read_until(lambda: all(self.results[s].ended for s in sids), timeout)
+
+    def read_until(self, done, timeout=IO_TIMEOUT):
+        """Reads until `done()` holds, the connection closed or `timeout` seconds passed."""
         deadline = time.monotonic() + timeout
-        while not self.closed and not all(self.results[s].ended for s in sids):
+        while not self.closed and not done():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -677,6 +809,8 @@ class H2Client:
             except h2.exceptions.ProtocolError as e:
                 raise Fail("the proxy's frames broke the h2 client: %s" % e)
             for ev in events:
+                if os.environ.get("H2_TRACE"):
+                    print("  h2 event:", ev, file=sys.stderr)
                 res = self.results.get(getattr(ev, "stream_id", None))
                 if isinstance(ev, h2.events.ResponseReceived) and res:
                     res.headers = list(ev.headers)
@@ -688,6 +822,7 @@ class H2Client:
                         res.body += ev.data
                 elif isinstance(ev, h2.events.StreamEnded) and res:
                     res.ended = True
+                    res.end_stream = True
                 elif isinstance(ev, h2.events.StreamReset) and res:
                     res.reset = code_name(ev.error_code)
                     res.ended = True
@@ -1868,6 +2003,201 @@ def ws_stats(t):
     return text + ("; differs from Envoy (not required): " + "; ".join(diffs) if diffs else "")
 
 
+# ---- HTTP/2 tunnels: extended CONNECT (RFC 8441) and CONNECT -------------------------------------------------------
+WS_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455's Sec-WebSocket-Accept for WS_KEY
+
+
+def ext_connect_headers(port, path):
+    return [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"), (":path", path),
+            (":authority", "127.0.0.1:%d" % port), ("sec-websocket-version", "13"), ("sec-websocket-key", WS_KEY)]
+
+
+def masked_close_frame(code):
+    mask = b"\x5a\xa5\x0f\xf0"
+    payload = struct.pack("!H", code)
+    return bytes([0x88, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def h2_ws_extended(t):
+    """WebSocket over an HTTP/2 stream (RFC 8441) on the ws listener (allow_connect: true)."""
+    suite = t.suite
+    ref = ENVOY["h2_ws_extended"]
+    mark = suite.ws_backend.mark()
+    c = H2Client(suite.ws)
+    try:
+        c.settle()
+        setting = c.conn.remote_settings.get(8)
+        check(setting == 1, "SETTINGS_ENABLE_CONNECT_PROTOCOL is %s on the allow_connect listener; Envoy 1.40 "
+              "sends 1" % setting)
+        sid = c.open_stream(ext_connect_headers(suite.ws, "/echo"))
+        res = c.results[sid]
+        c.read_until(lambda: res.status is not None or res.ended)
+        check(res.status == 200, "the extended CONNECT got %s; Envoy 1.40 answers 200 for the backend's 101"
+              % res.outcome())
+        got = dict(res.headers)
+        check(got.get("sec-websocket-accept") == WS_ACCEPT, "sec-websocket-accept is %r, want %r (the backend's)"
+              % (got.get("sec-websocket-accept"), WS_ACCEPT))
+        t.note("200 headers: %s" % ", ".join("%s: %s" % kv for kv in res.headers))
+        msg = b"hello through an HTTP/2 stream"
+        want = bytes([0x81, len(msg)]) + msg
+        c.send(sid, masked_text_frame(msg))
+        c.read_until(lambda: len(res.body) >= len(want) or res.ended)
+        check(bytes(res.body[:len(want)]) == want, "the echo frame is %r, want %r" % (bytes(res.body), want))
+        other = c.results[c.start("/plain")]
+        c.read_until(lambda: other.ended)
+        check(other.status is not None, "a GET on the same connection while the tunnel is open got %s"
+              % other.outcome())
+        c.send(sid, masked_close_frame(1000))
+        c.read_until(lambda: res.ended)
+        close_back = bytes(res.body[len(want):])
+        check(close_back[:4] == b"\x88\x02\x03\xe8", "the backend's close frame did not come back whole: %r"
+              % close_back)
+        check(res.reset == ref["reset"], "after the backend closed, the stream ended with %s; Envoy 1.40 resets it "
+              "with %s" % ("END_STREAM" if res.end_stream and not res.reset else res.outcome(), ref["reset"]))
+    finally:
+        c.close()
+    # A refused upgrade: read frame by frame (Envoy sends its GOAWAY before the 403, which the h2 package will not
+    # read past).
+    r = RawConn(suite.ws)
+    try:
+        block = hpack.Encoder().encode(ext_connect_headers(suite.ws, "/refused/echo"))
+        headers_frame = len(block).to_bytes(3, "big") + bytes([1, 0x4]) + (1).to_bytes(4, "big") + block
+        # As a client must (RFC 8441 3): :protocol only once the proxy's SETTINGS allowed it (acknowledged first).
+        r.send(PREFACE + client_settings(), time.monotonic() + IO_TIMEOUT)
+        deadline = time.monotonic() + IO_TIMEOUT
+        while not r.count("SETTINGS") and r.closed is None and time.monotonic() < deadline:
+            r.pump(0.05)
+        settings_ack = SettingsFrame(0, flags={"ACK"}).serialize()
+        r.send(settings_ack + headers_frame, time.monotonic() + IO_TIMEOUT)
+        r.drain(1)
+    finally:
+        r.close()
+    decoder = hpack.Decoder()
+    refused = None
+    for name, _, sid, payload in r.frames:
+        if name == "HEADERS" and sid == 1:
+            refused = dict(decoder.decode(payload)).get(":status")
+    t.note("/refused: :status %s; %s" % (refused, r.summary()))
+    check(refused == str(ref["refused_status"]), "an extended CONNECT on route /refused (websocket enabled: false) "
+          "got :status %s (%s); Envoy 1.40 answers %d" % (refused, r.summary(), ref["refused_status"]))
+    handshakes, closes = suite.ws_backend.since(mark)
+    check(handshakes == ["/echo"], "the backend's handshakes: %s, want ['/echo']" % handshakes)
+    wait_for(lambda: suite.ws_backend.since(mark)[1], IO_TIMEOUT, "the backend to record its close")
+    closes = suite.ws_backend.since(mark)[1]
+    check(closes and closes[0][1] == 1000, "the backend's close: %s, want code 1000" % closes)
+    return ("SETTINGS_ENABLE_CONNECT_PROTOCOL=1; /refused %s; 200 with the backend's accept; a frame echoed and a GET "
+            "answered beside the tunnel; close 1000 both ways; the stream then reset %s" % (refused, res.reset))
+
+
+def h2_ws_not_allowed(t):
+    """Extended CONNECT on listener ws_off (no allow_connect): the setting is 0 and the request is refused."""
+    suite = t.suite
+    ref = ENVOY["h2_ws_not_allowed"]
+    mark = suite.ws_backend.mark()
+    c = H2Client(suite.ws_off)
+    try:
+        c.settle()
+        setting = c.conn.remote_settings.get(8)
+        check(setting == ref["setting"], "SETTINGS_ENABLE_CONNECT_PROTOCOL is %s without allow_connect; Envoy 1.40 "
+              "sends %s" % (setting, ref["setting"]))
+        sid = c.open_stream(ext_connect_headers(suite.ws_off, "/echo"))
+        res = c.results[sid]
+        c.read_until(lambda: res.ended or res.status is not None)
+        outcome = "connection closed" if c.closed else res.outcome()
+    finally:
+        c.close()
+    t.note("outcome: %s" % outcome)
+    check(res.status is None, "the extended CONNECT was answered %s; Envoy 1.40 refuses it (%s)"
+          % (res.status, ref["outcome"]))
+    check(outcome in (ref["outcome"],) + ref["cosmetic"], "the extended CONNECT ended with %s; Envoy 1.40: %s"
+          % (outcome, ref["outcome"]))
+    check(not suite.ws_backend.since(mark)[0], "the backend got a handshake")
+    still_alive(t)
+    diffs = [] if outcome == ref["outcome"] else ["%s (Envoy 1.40: %s)" % (outcome, ref["outcome"])]
+    return with_diffs("SETTINGS_ENABLE_CONNECT_PROTOCOL=%s; refused: %s" % (setting, outcome), diffs)
+
+
+def h2_connect_tunnel(t):
+    """CONNECT on HTTP/2 streams, terminated by the proxy (connect_config) to the tcp_echo cluster."""
+    suite = t.suite
+    ref = ENVOY["h2_connect_tunnel"]
+    mark = suite.echo.mark()
+    c = H2Client(suite.ws)
+    try:
+        c.settle()
+        a = c.results[c.open_stream([(":method", "CONNECT"), (":authority", "tunnel-a.example:443")])]
+        sid_a = max(c.results)
+        c.read_until(lambda: a.status is not None or a.ended)
+        check(a.status == 200, "CONNECT got %s; Envoy 1.40 answers 200" % a.outcome())
+        c.send(sid_a, b"hello over h2")
+        c.read_until(lambda: len(a.body) >= 13 or a.ended)
+        check(bytes(a.body) == b"hello over h2", "tunnel a echoed %r" % bytes(a.body))
+        b = c.results[c.open_stream([(":method", "CONNECT"), (":authority", "tunnel-b.example:443")])]
+        sid_b = max(c.results)
+        c.read_until(lambda: b.status is not None or b.ended)
+        check(b.status == 200, "a second CONNECT on the connection got %s" % b.outcome())
+        c.send(sid_b, b"bye")
+        c.read_until(lambda: b.reset is not None, IO_TIMEOUT)
+        check(bytes(b.body) == b"closing", "tunnel b got %r before it ended, want b'closing'" % bytes(b.body))
+        ending_b = ("END_STREAM, " if b.end_stream else "") + ("RST_STREAM %s" % b.reset if b.reset else "")
+        check(ending_b == ref["upstream_closed"], "when the backend closed tunnel b, the stream ended with %s; Envoy "
+              "1.40: %s" % (ending_b or a.outcome(), ref["upstream_closed"]))
+        c.send(sid_a, b"still here")
+        c.read_until(lambda: len(a.body) >= 23 or a.ended)
+        check(bytes(a.body) == b"hello over h2still here", "tunnel a after b ended: %r" % bytes(a.body))
+        c.end(sid_a)
+        c.read_until(lambda: a.ended)
+        check(a.end_stream and a.reset is None, "after the client's END_STREAM, tunnel a ended with %s; Envoy 1.40 "
+              "half-closes the upstream and ends the stream when it closes" % a.outcome())
+    finally:
+        c.close()
+    wait_for(lambda: len(suite.echo.since(mark)) >= 2, IO_TIMEOUT, "the echo backend to see both tunnels end")
+    endings = sorted(suite.echo.since(mark))
+    check(endings == ["client EOF", "closed by us"], "the echo backend's connections ended: %s" % endings)
+    return ("two tunnels on one connection: echo both ways; backend close -> %s; client END_STREAM -> upstream "
+            "EOF -> END_STREAM" % ending_b)
+
+
+def h2_connect_backpressure(t):
+    """A CONNECT tunnel whose backend sends H2_FLOOD bytes to a client that reads nothing for H2_STALL s, then reads
+    slowly: the stream's flow-control window must stop the proxy reading the backend (VmRSS bounded), every byte
+    must arrive intact, and a GET on the same connection must be answered while the tunnel is stalled."""
+    suite = t.suite
+    rss = RssSampler(suite.proc.pid)
+    c = H2Client(suite.ws, timeout=SCENARIO_LIMIT)
+    try:
+        c.settle()
+        a = c.results[c.open_stream([(":method", "CONNECT"), (":authority", "flood.example:443")])]
+        sid = max(c.results)
+        c.read_until(lambda: a.status is not None or a.ended)
+        check(a.status == 200, "CONNECT got %s" % a.outcome())
+        c.send(sid, b"flood %d" % H2_FLOOD)
+        # Stalled: the h2 client acknowledges (WINDOW_UPDATE) only what it reads, and it reads nothing now.
+        time.sleep(H2_STALL)
+        stalled_peak = max(rss.peak, vmrss(suite.proc.pid) or 0)
+        other = c.results[c.start("/plain")]
+        c.read_until(lambda: other.ended, IO_TIMEOUT)
+        check(other.status is not None, "a GET beside the stalled tunnel got %s" % other.outcome())
+        c.read_until(lambda: a.ended or len(a.body) >= H2_FLOOD, SCENARIO_LIMIT - 10)
+    finally:
+        c.close()
+        rss.stop()
+    body = bytes(a.body)
+    pattern = bytes(range(256)) * 256
+    intact = len(body) == H2_FLOOD and all(body[i:i + len(pattern)] == pattern[:len(body[i:i + len(pattern)])]
+                                          for i in range(0, len(body), len(pattern)))
+    growth = rss.peak - rss.base
+    t.note("VmRSS %.1f MiB -> peak %.1f MiB (%.1f MiB while stalled), %d samples; %d bytes received, stream %s"
+           % (mib(rss.base), mib(rss.peak), mib(stalled_peak), rss.samples, len(body), a.outcome()))
+    check(len(body) == H2_FLOOD, "received %d of %d bytes (%s)" % (len(body), H2_FLOOD, a.outcome()))
+    check(intact, "the bytes arrived altered")
+    check(growth <= H2_RSS_LIMIT, "VmRSS grew %.1f MiB while %d MiB went to a stalled client (limit %d MiB): the "
+          "tunnel did not "
+          "hold the backend back" % (mib(growth), H2_FLOOD >> 20, H2_RSS_LIMIT >> 20))
+    return "%d MiB through a tunnel stalled %ss, intact; VmRSS +%.1f MiB (limit %d MiB); a GET answered beside it" % (
+        H2_FLOOD >> 20, H2_STALL, mib(growth), H2_RSS_LIMIT >> 20)
+
+
 # ---- runner ------------------------------------------------------------------------------------------------------
 CASES = [
     ("h2c_get", h2c_get),
@@ -1893,6 +2223,10 @@ CASES = [
     ("ws_route_timeout", ws_route_timeout),
     ("ws_backpressure", ws_backpressure),
     ("ws_stats", ws_stats),
+    ("h2_ws_extended", h2_ws_extended),
+    ("h2_ws_not_allowed", h2_ws_not_allowed),
+    ("h2_connect_tunnel", h2_connect_tunnel),
+    ("h2_connect_backpressure", h2_connect_backpressure),
 ]
 
 

@@ -491,8 +491,22 @@ import Testing
         #expect(hcm.upgradeConfigs == ["websocket": true, "foo": false])
         #expect(b.clusters[0].httpProtocolOptions.http2Options?.maxConcurrentStreams == 7)
         #expect(b.clusters[0].httpProtocolOptions.http2Options?.initialStreamWindowSize == 70000)
+        #expect(hcm.http2Options.allowConnect == false)
+        let connect = try Bootstrap.load(text: ProxyConfig.single(port: 1, hcmExtra: ["http2_protocol_options: {allow_connect: true}"]))
+        guard case .httpConnectionManager(let connectHCM) = connect.listeners[0].filterChains[0].network else {
+            Issue.record("no hcm")
+            return
+        }
+        #expect(connectHCM.http2Options.allowConnect)
+        // Upstream, allow_connect would send upgrades as extended CONNECT: not done, so refused by name.
+        do {
+            _ = try Bootstrap.load(text: Self.h2Cluster(port: 1, clusterOptions: "{allow_connect: true}"))
+            Issue.record("allow_connect: true on a cluster was accepted")
+        } catch {
+            #expect("\(error)".contains("allow_connect"), "\(error)")
+            #expect("\(error)".contains("cluster"), "\(error)")
+        }
         for (field, message) in [
-            ("http2_protocol_options: {allow_connect: true}", "CONNECT"),
             ("http2_protocol_options: {initial_stream_window_size: 100}", "out of range"),
             ("http2_protocol_options: {connection_keepalive: {interval: 1s}}", "connection_keepalive"),
             ("upgrade_configs: [{upgrade_type: websocket, filters: []}]", "filters"),
