@@ -115,6 +115,62 @@ import Testing
         #expect(eventually(timeout: 3) { client.isClosed })
     }
 
+    @Test func anHTTP2ConnectionWithNoStreamForIdleTimeoutGoesAway() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(
+            port: backend.port, hcmExtra: ["common_http_protocol_options: {idle_timeout: 0.3s}"]))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        // A stream in flight longer than the timeout keeps the connection: only a connection without streams idles.
+        #expect(try client.get("/slow?ms=700").status == 200)
+        #expect(client.goAway == nil)
+        #expect(eventually(timeout: 4) { client.goAway != nil })
+        #expect(client.goAway?.code == .noError)
+        #expect(client.goAway?.lastStreamID == 1)
+        #expect(eventually(timeout: 3) { client.isClosed })
+        #expect(try proxy.stat("http.\(ProxyConfig.statPrefix).downstream_cx_idle_timeout") == 1)
+    }
+
+    @Test func anHTTP2ConnectionOlderThanMaxConnectionDurationGoesAwayAfterItsStream() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(
+            port: backend.port, hcmExtra: ["common_http_protocol_options: {max_connection_duration: 0.3s}"]))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        let slow = client.request("GET", "/slow?ms=800")
+        // The stream in flight when the connection got too old still finishes; then GOAWAY names it.
+        #expect(try slow.wait().status == 200)
+        #expect(eventually(timeout: 4) { client.goAway != nil })
+        #expect(client.goAway?.code == .noError)
+        #expect(client.goAway?.lastStreamID == 1)
+        #expect(eventually(timeout: 3) { client.isClosed })
+        #expect(try proxy.stat("http.\(ProxyConfig.statPrefix).downstream_cx_max_duration_reached") == 1)
+    }
+
+    @Test func networkRBACRefusesAnHTTP2ConnectionBeforeAnyStream() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let rbac = "      - {name: envoy.filters.network.rbac, typed_config: {\"@type\": "
+            + "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC, stat_prefix: h2net., rules: {action: "
+            + "DENY, policies: {loopback: {permissions: [{any: true}], principals: [{remote_ip: {address_prefix: "
+            + "127.0.0.1, prefix_len: 32}}]}}}}}\n"
+        let yaml = ProxyConfig.single(port: backend.port).replacingOccurrences(of: "- filters:\n", with: "- filters:\n" + rbac)
+        let proxy = try ProxyHarness(yaml: yaml)
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        // The stream goes with the connection, unanswered.
+        let r = try? client.get("/")
+        #expect(r?.status == nil)
+        #expect(eventually(timeout: 3) { client.isClosed })
+        #expect(backend.requestCount == 0)
+        #expect(try proxy.stat("h2net.rbac.denied") == 1)
+    }
+
     // MARK: Upstream
 
     @Test func http2UpstreamStreamsShareOneConnectionAndCarryTrailers() throws {
