@@ -10,6 +10,10 @@ import SidecarUpstream
 /// end. Bytes read on one side are written to the other; reads stop while the other side cannot take more; when
 /// either side closes, the other is closed after what it was sent. Bytes the upstream sent right behind its 101
 /// reach the tunnel from the removed decoder.
+///
+/// Downstream may also be one stream of an HTTP/2 connection (a CONNECT or extended CONNECT): there the tunnel sits
+/// behind `HTTP2StreamBytes`, which turns the stream's DATA into bytes, and the client's END_STREAM arrives as
+/// `ChannelEvent.inputClosed`, which shuts the upstream's write side (a half-close) rather than closing it.
 final class UpgradeTunnel: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
