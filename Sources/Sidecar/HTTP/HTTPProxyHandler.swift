@@ -458,6 +458,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             writeCodecReply(status: .upgradeRequired, body: "Upgrade Required", close: true)
             return
         }
+        if !multiplexed, !Self.acceptTarget(&head) {
+            lifecycle.disableKeepAlive()
+            phase = .discarding
+            writeCodecReply(status: .badRequest, body: "Bad Request", close: true)
+            return
+        }
         var headerBytes = head.uri.utf8.count
         for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
         if headerBytes > listener.maxHeaderBytes {
@@ -560,7 +566,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // A filter's local reply carries the route's response headers only on a forwarding route (Envoy has a
         // route entry only there); the router puts a direct response's or redirect's own on its reply.
         if case .forward(let target) = route { responseMutations = target.mutations } else { responseMutations = [] }
-        if let type = upgradeRequested, !upgradeAllowed(type, route: route) {
+        // A CONNECT no route takes is the router's 404, upgrade config or not (Envoy's order).
+        if let type = upgradeRequested, !upgradeAllowed(type, route: route),
+           !(type == "connect" && Self.isNoRoute(route)) {
             // Envoy's connection manager refuses an upgrade no config enables before any filter runs.
             responseCodeDetails = "upgrade_failed"
             phase = .discarding
@@ -571,6 +579,25 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         stream.begin(factories: listener.httpFilters, request: request, route: route, perFilterConfig: perFilter,
                      isHead: head.method == .HEAD, hasBody: Self.hasRequestBody(head), snapshot: snapshot)
         stream.decodeHeaders(head, endStream: false)
+    }
+
+    /// The request target as Envoy's HTTP/1 codec takes it: an absolute-form target becomes its path, and its
+    /// authority the Host (whatever Host said); a CONNECT's target must be host:port, and `*` is for OPTIONS only.
+    /// False when the request is a 400.
+    static func acceptTarget(_ head: inout HTTPRequestHead) -> Bool {
+        let first = head.uri.utf8.first
+        if head.method == .CONNECT { return RequestTarget.isAuthorityForm(head.uri) }
+        if first == UInt8(ascii: "/") { return true }
+        if first == UInt8(ascii: "*") { return head.uri == "*" && head.method == .OPTIONS }
+        guard let (authority, path) = RequestTarget.absoluteForm(head.uri) else { return true }
+        head.uri = path
+        head.headers.replaceOrAdd(name: "host", value: authority)
+        return true
+    }
+
+    private static func isNoRoute(_ route: RouteDecision) -> Bool {
+        if case .noRoute = route { return true }
+        return false
     }
 
     /// `value` without leading and trailing spaces and tabs (the value itself when it has none).
