@@ -20,6 +20,11 @@ later). Required of both proxies whatever else: the backend never sees more requ
 the sidecar refuses what Envoy accepts or normalises (it is stricter: NIO's llhttp parser), the case is listed in
 STRICTER with the reason, and the sidecar is held to that instead; nothing else may differ.
 
+The path_* scenarios send one GET each to listeners with the connection manager's path options (normalize_path,
+merge_slashes, both, and path_with_escaped_slashes_action REJECT_REQUEST, UNESCAPE_AND_REDIRECT with normalize_path,
+UNESCAPE_AND_FORWARD) and hold the answer, the request line the backend got and any Location to Envoy's
+(PATH_ENVOY).
+
 Output: one line per scenario (`PASS name: what was seen` or `FAIL name: reason`), then
 `smuggling: N passed, N failed, 0 skipped`; exit status 1 if any failed. Only 127.0.0.1 is used; the proxy is
 stopped by PID and the backend closed, pass or fail.
@@ -145,6 +150,61 @@ ENVOY = {
     "options_asterisk": (['404'], []),
 }
 
+# Path normalisation: listeners with the connection manager's path options, and requests to them.
+PATH_LISTENERS = [
+    ("norm", {"normalize_path": True}),
+    ("merge", {"merge_slashes": True}),
+    ("norm_merge", {"normalize_path": True, "merge_slashes": True}),
+    ("reject", {"path_with_escaped_slashes_action": "REJECT_REQUEST"}),
+    ("redirect", {"path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT", "normalize_path": True}),
+    ("forward", {"path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD"}),
+]
+PATH_CASES = {
+    "path_norm_dots": ("norm", "/a/./b/../c"),
+    "path_norm_above_root": ("norm", "/../../a"),
+    "path_norm_trailing_dot": ("norm", "/a/b/."),
+    "path_norm_trailing_dotdot": ("norm", "/a/b/.."),
+    "path_norm_encoded_dots": ("norm", "/a/%2e%2E/b"),
+    "path_norm_unreserved": ("norm", "/%41%7e%5f%2d"),
+    "path_norm_reserved_kept": ("norm", "/a%2fb%3a%20c"),
+    "path_norm_backslash": ("norm", "/a\\b"),
+    "path_norm_query_untouched": ("norm", "/a/../b?x=/../%41"),
+    "path_norm_double_slash": ("norm", "//a//b/"),
+    "path_merge_slashes": ("merge", "//a///b//?x=//"),
+    "path_merge_keeps_dots": ("merge", "/a/../b"),
+    "path_norm_merge": ("norm_merge", "//a/./b//../c"),
+    "path_reject_escaped_slash": ("reject", "/a%2Fb"),
+    "path_reject_escaped_backslash": ("reject", "/a%5cb"),
+    "path_reject_plain": ("reject", "/a/b"),
+    "path_reject_query_slash": ("reject", "/a?x=%2F"),
+    "path_redirect": ("redirect", "/a%2Fb/../c?x=%2F"),
+    "path_redirect_plain": ("redirect", "/a/./b"),
+    "path_forward": ("forward", "/a%2fb%5Cc"),
+}
+# What Envoy 1.40 did with each: (status lines, the backend's request lines, Location).
+PATH_ENVOY = {
+    "path_norm_dots": (['200'], ['GET /a/c HTTP/1.1'], None),
+    "path_norm_above_root": (['200'], ['GET /a HTTP/1.1'], None),
+    "path_norm_trailing_dot": (['200'], ['GET /a/b/ HTTP/1.1'], None),
+    "path_norm_trailing_dotdot": (['200'], ['GET /a/ HTTP/1.1'], None),
+    "path_norm_encoded_dots": (['200'], ['GET /b HTTP/1.1'], None),
+    "path_norm_unreserved": (['200'], ['GET /A~_- HTTP/1.1'], None),
+    "path_norm_reserved_kept": (['200'], ['GET /a%2fb%3a%20c HTTP/1.1'], None),
+    "path_norm_backslash": (['200'], ['GET /a/b HTTP/1.1'], None),
+    "path_norm_query_untouched": (['200'], ['GET /b?x=/../%41 HTTP/1.1'], None),
+    "path_norm_double_slash": (['200'], ['GET //a//b/ HTTP/1.1'], None),
+    "path_merge_slashes": (['200'], ['GET /a/b/?x=// HTTP/1.1'], None),
+    "path_merge_keeps_dots": (['200'], ['GET /a/../b HTTP/1.1'], None),
+    "path_norm_merge": (['200'], ['GET /a/b/c HTTP/1.1'], None),
+    "path_reject_escaped_slash": (['400'], [], None),
+    "path_reject_escaped_backslash": (['400'], [], None),
+    "path_reject_plain": (['200'], ['GET /a/b HTTP/1.1'], None),
+    "path_reject_query_slash": (['200'], ['GET /a?x=%2F HTTP/1.1'], None),
+    "path_redirect": (['307'], [], '/a/c?x=%2F'),
+    "path_redirect_plain": (['200'], ['GET /a/b HTTP/1.1'], None),
+    "path_forward": (['200'], ['GET /a/b\\c HTTP/1.1'], None),
+}
+
 # The Host the backend got where the target was absolute-form: the target's authority, whatever Host said (Envoy).
 HOSTS = {"absolute_uri": "a", "host_mismatch": "b.example", "absolute_no_host": "b.example"}
 
@@ -245,19 +305,26 @@ class Backend:
         self.sock.close()
 
 
-def bootstrap(admin_port, port, backend_port):
-    hcm = {
-        "@type": HCM,
-        "stat_prefix": "smug",
-        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
-                                            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]},
-        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
-    }
+def bootstrap(admin_port, port, backend_port, path_ports):
+    def listener(name, listen_port, extra):
+        hcm = {
+            "@type": HCM,
+            "stat_prefix": name,
+            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+        }
+        hcm.update(extra)
+        return {"name": name, "address": sockaddr(listen_port), "filter_chains": [{"filters": [
+            {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}
+
+    listeners = [listener("smug", port, {})]
+    for name, extra in PATH_LISTENERS:
+        listeners.append(listener(name, path_ports[name], extra))
     return {
         "admin": {"address": sockaddr(admin_port)},
         "static_resources": {
-            "listeners": [{"name": "smug", "address": sockaddr(port), "filter_chains": [{"filters": [
-                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+            "listeners": listeners,
             "clusters": [{"name": "backend", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
                 "cluster_name": "backend",
                 "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sockaddr(backend_port)}}]}]}}],
@@ -284,10 +351,13 @@ class SmugglingSuite(Suite):
             return
         self.shared = ScenarioContext(self, "shared", self.tmp_prefix)
         self.backend = Backend()
-        self.admin, self.port = free_ports(2)
+        ports = free_ports(2 + len(PATH_LISTENERS))
+        self.admin, self.port = ports[0], ports[1]
+        self.path_ports = {name: p for (name, _), p in zip(PATH_LISTENERS, ports[2:])}
         try:
-            self.proc, _ = self.shared.launch_proxy(bootstrap(self.admin, self.port, self.backend.port), self.admin,
-                                                    [self.port])
+            self.proc, _ = self.shared.launch_proxy(
+                bootstrap(self.admin, self.port, self.backend.port, self.path_ports), self.admin,
+                [self.port] + list(self.path_ports.values()))
         except Fail as e:
             self.broken = "proxy setup: %s" % e
             raise Fail(self.broken)
@@ -360,8 +430,35 @@ def make_case(name, data):
     return run
 
 
+def make_path_case(name, listener, path):
+    def run(t):
+        suite = t.suite
+        suite.start()
+        mark = suite.backend.mark()
+        data = ("GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path).encode()
+        statuses, closes, raw = send(suite.path_ports[listener], data)
+        time.sleep(0.05)
+        lines = [r[0] for r in suite.backend.since(mark)]
+        location = None
+        for line in raw.split(b"\r\n"):
+            if line.lower().startswith(b"location:"):
+                location = line.split(b":", 1)[1].strip().decode(errors="replace")
+        got = (statuses, lines, location)
+        t.note("%s on %s: %s" % (path, listener, got))
+        want = PATH_ENVOY[name]
+        check(got == want, "%s on listener %s: answered %s, backend %s, location %s; Envoy 1.40: %s, %s, %s"
+              % ((path, listener) + got + want))
+        if statuses and statuses[0] == "400":
+            check(closes, "the connection stays open after the 400")
+        return "%s -> %s" % (path, lines[0] if lines else "%s %s" % (statuses, location or ""))
+
+    run.__name__ = name
+    return run
+
+
 def main(argv=None):
     scenarios = [(name, make_case(name, data)) for name, data in CASES.items()]
+    scenarios += [(name, make_path_case(name, listener, path)) for name, (listener, path) in PATH_CASES.items()]
     return run_suite("smuggling", __doc__, scenarios, "pf-smuggling", suite_class=SmugglingSuite,
                      scenario_limit=SCENARIO_LIMIT, argv=argv)
 

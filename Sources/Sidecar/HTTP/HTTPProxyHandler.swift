@@ -548,13 +548,34 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // internal_only_headers: every request is external (no internal_address_config), so they go before any
         // filter sees the request, as in Envoy's connection manager.
         for name in routes.config.internalOnlyHeaders { head.headers.remove(name: name) }
+        // normalize_path / merge_slashes / path_with_escaped_slashes_action, before routing (Envoy's order): the
+        // route, the filters and the upstream see the normalised path.
+        var normalizationRedirect: String?
+        let normalization = listener.hcm.pathNormalization
+        if !normalization.isIdentity, head.method != .CONNECT {
+            switch normalization.apply(head.uri) {
+            case .continue(let path):
+                head.uri = path
+            case .reject:
+                responseCodeDetails = "path_normalization_failed"
+                phase = .discarding
+                writeCodecReply(status: .badRequest, body: "", close: true)
+                return
+            case .redirect(let path):
+                normalizationRedirect = path
+            }
+        }
         let scheme = head.headers.first(name: "x-forwarded-proto") ?? (security != nil ? "https" : "http")
         var request = RouteRequest(
             method: head.method.rawValue, path: head.uri, authority: authority, scheme: scheme,
             isInternal: false, headers: head.headers, randomValue: worker.random.next())
         // The route is chosen before the filters run, as Envoy's connection manager caches it for them: filters
         // read its per-filter config, and local replies carry its response header mutations.
-        let (route, perFilter) = routes.config.resolve(request)
+        var (route, perFilter) = routes.config.resolve(request)
+        if let location = normalizationRedirect {
+            // UNESCAPE_AND_REDIRECT: a 307 to the unescaped (and normalised) path, as Envoy answers it.
+            route = .redirect(location: location, status: 307, mutations: [], virtualHost: "", routeName: nil)
+        }
         if let tracer {
             // The route is chosen: the request lets go of the headers so the trace stage edits them in place
             // rather than copying them all.

@@ -212,6 +212,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     public var accessLogs: [AccessLogConfig] = []
     /// `tracing`: nil when the connection manager does not trace.
     public var tracing: TracingConfig?
+    /// `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action`.
+    public var pathNormalization = PathNormalization()
 
     /// The `envoy.filters.http.rbac` filters' configs, in order.
     package var httpRBAC: [RBACFilterConfig] { httpFilters.compactMap { $0.config as? RBACFilterConfig } }

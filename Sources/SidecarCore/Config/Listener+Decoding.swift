@@ -259,7 +259,7 @@ extension HTTPConnectionManagerConfig {
             "rds", "scoped_routes", "http3_protocol_options",
             "access_log_options",
             "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue",
-            "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "request_id_extension",
+            "request_id_extension",
             "local_reply_config", "strip_matching_host_port", "strip_any_host_port",
             "request_headers_timeout", "drain_timeout", "delayed_close_timeout", "internal_address_config",
             "server_header_transformation", "scheme_header_transformation", "max_request_headers_count",
@@ -345,6 +345,20 @@ extension HTTPConnectionManagerConfig {
         let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
         let accessLogs = try AccessLogConfig.decodeList(obj.optional("access_log"))
         let tracing = try obj.optional("tracing").map(TracingConfig.decode)
+        var paths = PathNormalization()
+        paths.normalizePath = try obj.optional("normalize_path")?.bool() ?? false
+        paths.mergeSlashes = try obj.optional("merge_slashes")?.bool() ?? false
+        if let v = obj.optional("path_with_escaped_slashes_action") {
+            let actions: [String: PathNormalization.EscapedSlashes] = [
+                "IMPLEMENTATION_SPECIFIC_DEFAULT": .keep, "KEEP_UNCHANGED": .keep, "REJECT_REQUEST": .reject,
+                "UNESCAPE_AND_REDIRECT": .redirect, "UNESCAPE_AND_FORWARD": .forward,
+            ]
+            let text = try v.string()
+            guard let action = actions[text] else {
+                throw v.error("unknown value '\(text)'; expected one of: IMPLEMENTATION_SPECIFIC_DEFAULT, KEEP_UNCHANGED, REJECT_REQUEST, UNESCAPE_AND_REDIRECT, UNESCAPE_AND_FORWARD")
+            }
+            paths.escapedSlashes = action
+        }
         try obj.finish()
         var config = HTTPConnectionManagerConfig(
             statPrefix: statPrefix, codecType: codecType, routeConfig: route, httpFilters: filters,
@@ -358,6 +372,7 @@ extension HTTPConnectionManagerConfig {
         config.commonProtocolOptions = common
         config.accessLogs = accessLogs
         config.tracing = tracing
+        config.pathNormalization = paths
         return config
     }
 }
