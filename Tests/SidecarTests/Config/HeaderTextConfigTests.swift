@@ -97,12 +97,12 @@ import Testing
 
     @Test func unsupportedFieldsInOneMappingAndBelowItAreAllReported() {
         var text = ConfigDecodingTests.variant(
-            "stat_prefix: ingress_http", "stat_prefix: ingress_http\n          normalize_path: true\n          local_reply_config: {}")
+            "stat_prefix: ingress_http", "stat_prefix: ingress_http\n          request_id_extension: {}\n          local_reply_config: {}")
         text = text.replacingOccurrences(
             of: "route: { cluster: service, timeout: 0.25s }",
             with: "route: { cluster: service, timeout: 0.25s }\n                tracing: { random_sampling: { numerator: 1 } }")
         let paths = Self.errors(text).map(\.path)
-        #expect(paths.contains { $0.hasSuffix("typed_config.normalize_path") }, "\(paths)")
+        #expect(paths.contains { $0.hasSuffix("typed_config.request_id_extension") }, "\(paths)")
         #expect(paths.contains { $0.hasSuffix("typed_config.local_reply_config") }, "\(paths)")
         #expect(paths.contains { $0.hasSuffix("routes[0].tracing") }, "\(paths)")
         #expect(paths.count == 3, "\(paths)")
