@@ -95,6 +95,9 @@ CASES = {
  "path_no_slash": b"GET a HTTP/1.1\r\nHost: a\r\n\r\n",
  "asterisk_get": b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
  "options_asterisk": b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+ # max_headers_count's default, 100 header fields with Host: the 100th passes, the 101st is 431.
+ "headers_100": b"GET /a HTTP/1.1\r\nHost: a\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(99)) + b"\r\n",
+ "headers_101": b"GET /a HTTP/1.1\r\nHost: a\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(100)) + b"\r\n",
 }
 
 # What Envoy 1.40 did with each (this suite's --envoy run): the status lines it answered, and the request lines the
@@ -148,6 +151,8 @@ ENVOY = {
     "path_no_slash": (['400'], []),
     "asterisk_get": (['400'], []),
     "options_asterisk": (['404'], []),
+    "headers_100": (['200'], ['GET /a HTTP/1.1']),
+    "headers_101": (['431'], []),
 }
 
 # Path normalisation: listeners with the connection manager's path options, and requests to them.

@@ -466,7 +466,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         var headerBytes = head.uri.utf8.count
         for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
-        if headerBytes > listener.maxHeaderBytes {
+        // max_request_headers_kb and common_http_protocol_options.max_headers_count: the same refusal, as in Envoy.
+        if headerBytes > listener.maxHeaderBytes
+            || head.headers.count > listener.hcm.commonProtocolOptions.maxHeadersCount {
             if multiplexed {
                 // Envoy's HTTP/2 codec resets the stream (INTERNAL_ERROR); the connection's other streams go on.
                 phase = .discarding

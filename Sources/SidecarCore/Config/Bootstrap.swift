@@ -227,6 +227,9 @@ public struct DownstreamHTTPProtocolOptions: Sendable {
     public var maxConnectionDuration: ProtoDuration?
     /// The Nth request of a connection is its last (`connection: close`).
     public var maxRequestsPerConnection: Int?
+    /// `max_headers_count`: a request with more header fields (Host included) is refused as too large (431 over
+    /// HTTP/1.1, a reset over HTTP/2), as Envoy does; Envoy's default is 100.
+    public var maxHeadersCount = 100
 }
 
 public struct Cluster: Sendable, Equatable {

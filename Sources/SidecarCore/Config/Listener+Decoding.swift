@@ -318,7 +318,7 @@ extension HTTPConnectionManagerConfig {
         var common = DownstreamHTTPProtocolOptions()
         if let c = try obj.optional("common_http_protocol_options")?.object() {
             try c.unsupported([
-                "headers_with_underscores_action", "max_headers_count", "max_stream_duration",
+                "headers_with_underscores_action", "max_stream_duration",
                 "max_response_headers_kb", "max_connection_duration_jitter",
             ])
             if let v = c.optional("idle_timeout") {
@@ -332,6 +332,10 @@ extension HTTPConnectionManagerConfig {
             if let v = c.optional("max_requests_per_connection") {
                 let n = try v.uint32Int()
                 common.maxRequestsPerConnection = n == 0 ? nil : n
+            }
+            if let v = c.optional("max_headers_count") {
+                // Envoy's bound (protoc-gen-validate: UInt32Value gte 1).
+                common.maxHeadersCount = Int(try v.int(min: 1, max: Int64(UInt32.max)))
             }
             try c.finish()
         }
