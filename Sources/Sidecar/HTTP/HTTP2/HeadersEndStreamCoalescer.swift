@@ -46,6 +46,8 @@ final class HeadersEndStreamCoalescer: ChannelOutboundHandler {
 
     /// RST_STREAM with `code` (what is held is dropped); the stream's channel closes.
     func reset(_ code: HTTP2ErrorCode) {
+        // What is held will never be written: its promise fails rather than leaking.
+        held?.promise?.fail(ChannelError.ioOnClosedChannel)
         held = nil
         context?.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
     }
