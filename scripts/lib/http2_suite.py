@@ -156,6 +156,7 @@ from suite_common import (
     Fail,
     ScenarioContext,
     Suite,
+    TcpServer,
     admin_stats,
     check,
     free_ports,
@@ -434,26 +435,14 @@ class WsBackend:
         self.server.shutdown()
 
 
-class TcpEcho:
+class TcpEcho(TcpServer):
     """A TCP echo server on a free 127.0.0.1 port (the tcp_echo cluster, where CONNECT tunnels end): every read is
     written back; a read that is `bye` is answered `closing` and the connection closed. Records how each
     connection ended: 'client EOF' (the client shut its write side) or 'closed by us'."""
 
     def __init__(self):
-        self.lock = threading.Lock()
         self.endings = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.open = True
-        threading.Thread(target=self.accept, name="tcp-echo", daemon=True).start()
-
-    def accept(self):
-        while self.open:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+        super().__init__("tcp-echo")
 
     def serve(self, conn):
         ending = "reset"
@@ -492,10 +481,6 @@ class TcpEcho:
     def since(self, mark):
         with self.lock:
             return self.endings[mark:]
-
-    def close(self):
-        self.open = False
-        self.sock.close()
 
 
 # ---- the bootstrap ------------------------------------------------------------------------------------------

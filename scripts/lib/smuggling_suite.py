@@ -33,10 +33,9 @@ stopped by PID and the backend closed, pass or fail.
 import os
 import socket
 import sys
-import threading
 import time
 
-from suite_common import Fail, ScenarioContext, Suite, check, free_ports, main as run_suite, sockaddr
+from suite_common import Fail, ScenarioContext, Suite, TcpServer, check, free_ports, main as run_suite, sockaddr
 
 # The codec's own refusals: the connection cannot be trusted past them and ends (a route's 404 keeps it).
 CODEC_ERRORS = ("400", "426", "431", "501")
@@ -229,24 +228,12 @@ STRICTER = {
 }
 
 
-class Backend:
+class Backend(TcpServer):
     """Frames requests by Content-Length or chunked, records (request line, host, body) and answers `200 req N`."""
 
     def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.requests = []
-        self.lock = threading.Lock()
-        self.open = True
-        threading.Thread(target=self.accept, name="smuggling-backend", daemon=True).start()
-
-    def accept(self):
-        while self.open:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+        super().__init__("smuggling-backend")
 
     def serve(self, c):
         buf = b""
@@ -304,10 +291,6 @@ class Backend:
     def mark(self):
         with self.lock:
             return len(self.requests)
-
-    def close(self):
-        self.open = False
-        self.sock.close()
 
 
 def bootstrap(admin_port, port, backend_port, path_ports):

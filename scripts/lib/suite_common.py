@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 START_TIMEOUT = 15  # seconds for a proxy to answer /ready and accept on its listeners
@@ -165,6 +166,33 @@ class Proc:
         for f in (self.err_file, self.out_file):
             if f is not None:
                 f.close()
+
+
+class TcpServer:
+    """A TCP server on a free 127.0.0.1 port for a suite's backends: each connection is served by `serve(conn)`
+    (the subclass's) on a thread of its own; `close()` stops accepting."""
+
+    def __init__(self, name):
+        self.lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.open = True
+        threading.Thread(target=self._accept, name=name, daemon=True).start()
+
+    def _accept(self):
+        while self.open:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.open = False
+        self.sock.close()
 
 
 def http_call(port, method, path, timeout=3.0, headers=None):
