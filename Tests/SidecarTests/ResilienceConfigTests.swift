@@ -594,6 +594,45 @@ import Testing
             explicit_http_config: { http_protocol_options: {} }
         """
 
+    static let tlsTransportSocket = """
+        transport_socket:
+          name: envoy.transport_sockets.tls
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        """
+
+    /// auto_config over TLS: HTTP/2 or HTTP/1.1 by ALPN, with `h2,http/1.1` offered when the context names no ALPN.
+    @Test func autoConfigOverTLS() throws {
+        let auto = Self.typedOptions.replacingOccurrences(
+            of: "explicit_http_config: { http_protocol_options: {} }",
+            with: "auto_config: { http2_protocol_options: { max_concurrent_streams: 7 }, http_protocol_options: {} }")
+        let c = try Self.cluster(auto + "\n" + Self.tlsTransportSocket)
+        #expect(c.httpProtocolOptions.upstreamProtocol == .auto)
+        #expect(c.httpProtocolOptions.http2Options?.maxConcurrentStreams == 7)
+        #expect(c.httpProtocolOptions.defaultALPN == ["h2", "http/1.1"])
+        #expect(c.httpProtocolOptions.needsHTTP1OnlyALPN)
+        let bare = try Self.cluster(Self.typedOptions.replacingOccurrences(
+            of: "explicit_http_config: { http_protocol_options: {} }", with: "auto_config: {}") + "\n"
+            + Self.tlsTransportSocket)
+        #expect(bare.httpProtocolOptions.http2Options?.maxConcurrentStreams == 2_147_483_647)
+        // HTTP/3 and the alternate-protocols cache are named, not ignored.
+        let options = "typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.auto_config"
+        for field in ["http3_protocol_options: {}", "alternate_protocols_cache_options: { name: c }"] {
+            let error = Self.clusterError(
+                Self.typedOptions.replacingOccurrences(
+                    of: "explicit_http_config: { http_protocol_options: {} }", with: "auto_config: { \(field) }")
+                    + "\n" + Self.tlsTransportSocket,
+                path: options + "." + field.prefix(while: { $0 != ":" }))
+            #expect(error?.message.contains("not supported by Pilotfish yet") == true)
+        }
+        // use_downstream_protocol_config over TLS now loads: each connection offers its request's protocol.
+        let downstream = try Self.cluster(Self.typedOptions.replacingOccurrences(
+            of: "explicit_http_config: { http_protocol_options: {} }", with: "use_downstream_protocol_config: {}") + "\n"
+            + Self.tlsTransportSocket)
+        #expect(downstream.httpProtocolOptions.upstreamProtocol == .downstream)
+        #expect(downstream.tls != nil)
+    }
+
     @Test func typedHttpProtocolOptionsWithEveryField() throws {
         let c = try Self.cluster(
             Self.typedOptions + "\n"
@@ -639,10 +678,13 @@ import Testing
                 "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
             """, path: options)
         #expect(noProtocol?.message.contains("one of explicit_http_config") == true)
-        _ = Self.clusterError(
+        // auto_config picks the protocol by ALPN: without TLS, Envoy's own complaint.
+        let plainAuto = Self.clusterError(
             Self.typedOptions.replacingOccurrences(
                 of: "explicit_http_config: { http_protocol_options: {} }", with: "auto_config: {}"),
-            path: options + ".auto_config")
+            path: "typed_extension_protocol_options")
+        #expect(plainAuto?.message.contains("ALPN configured for cluster") == true)
+        #expect(plainAuto?.message.contains("non-ALPN transport socket") == true)
         // HTTP/2 options Pilotfish implements load; the ones it does not are refused by name.
         let h2 = Self.bootstrap(cluster: Self.typedOptions.replacingOccurrences(
             of: "http_protocol_options: {}", with: "http2_protocol_options: { max_concurrent_streams: 10 }"))

@@ -101,32 +101,15 @@ extension HTTPProxyHandler {
         let host = local.hosts[index]
         upstreamHostAddress = host.address
         phase = .connecting
-        let clusterStats = local.info.stats
-        let stats = self.stats
-        let handshake = UpstreamTLSHandshake(cluster: local.info, workerStats: stats, eventLoop: context.eventLoop)
         let source = UpstreamSource.choose(listener: listener.config, downstream: context.channel,
                                            clusterSource: local.pool.clusterSource)
         let requestID = stream.streamID
-        local.pool.bootstrap(source)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try handshake?.install(on: channel.pipeline.syncOperations,
-                                                                               eventLoop: channel.eventLoop) }
-            }
-            .connect(to: host.address)
+        local.pool.open(to: host.address, source: source)
             .assumeIsolated()
-            .flatMap { channel in
-                guard let handshake else { return channel.eventLoop.makeSucceededFuture(channel) }
-                return handshake.promise.futureResult.map { channel }
-            }
             .whenComplete { [self] result in
                 switch result {
-                case .success(let channel):
-                    stats.inc(clusterStats.cxTotal)
-                    stats.inc(clusterStats.cxActive)
-                    channel.closeFuture.whenComplete { _ in
-                        stats.dec(clusterStats.cxActive)
-                        stats.inc(clusterStats.cxDestroy)
-                    }
+                case .success(let opened):
+                    let channel = opened.channel
                     // The client left (or the stream moved on) while the connection was made.
                     guard context != nil, stream.active, stream.streamID == requestID, case .connecting = phase else {
                         channel.close(promise: nil)
@@ -135,7 +118,6 @@ extension HTTPProxyHandler {
                     upstreamLocalAddress = channel.localAddress
                     connectTunnelEstablished(channel)
                 case .failure(let error):
-                    stats.inc(clusterStats.cxConnectFail)
                     guard context != nil, stream.active, stream.streamID == requestID else { return }
                     upstreamTransportFailureReason = UpstreamConnectError.transportFailureReason(error)
                     responseFlags.insert(.upstreamConnectionFailure)

@@ -183,7 +183,8 @@ extension HTTPProxyHandler {
         if up.target.autoHostRewrite, entry.config.type.resolvesNames {
             up.head.headers.replaceOrAdd(name: "host", value: host.hostname)
         }
-        switch local.pool.acquire(host, source: up.source, priority: up.priority, downstreamHTTP2: multiplexed) {
+        switch local.pool.acquire(host, source: up.source, priority: up.priority, downstreamHTTP2: multiplexed,
+                                 upgrade: upgradeRequested != nil) {
         case .ready(let conn):
             connectionReady(conn, up, attempt: attempt)
         case .overflow:

@@ -16,7 +16,6 @@ final class TCPProxySession {
     private let local: ThreadLocalCluster
     private var idleTimer: Scheduled<Void>?
     private var lastActivity = NIODeadline.now()
-    private var countedActive = false
     /// Downstream bytes that arrived before the upstream connection (replayed by a listener filter).
     private var early: ByteBuffer?
     /// What the downstream's TLS handshake established; nil for plaintext. Read when the connection becomes
@@ -38,8 +37,6 @@ final class TCPProxySession {
 
     var isProxying: Bool { machine.isProxying }
     private var stats: WorkerStats { worker.stats }
-    /// When the upstream connect started: `upstream_cx_connect_ms` and `upstream_cx_length_ms` run from here.
-    private var upstreamConnectStart = NIODeadline.uptimeNanoseconds(0)
     private var cluster: ClusterStats { local.info.stats }
 
     /// The accepted connection is up: choose where it goes and connect there.
@@ -59,44 +56,21 @@ final class TCPProxySession {
         connectionLog?.upstreamHost = StreamAddress(destination)
         let upstreamGlue = TCPProxyGlue(side: .upstream, session: self)
         upstream = upstreamGlue
-        let limit = local.info.config.perConnectionBufferLimitBytes
-        let handshake = UpstreamTLSHandshake(cluster: local.info, workerStats: stats, eventLoop: context.eventLoop)
-        upstreamConnectStart = .now()
-        UpstreamSource.choose(
-            listener: listener.config, downstream: context.channel, clusterSource: local.pool.clusterSource)
-            .apply(to: ClientBootstrap(group: context.eventLoop))
-            .connectTimeout(local.info.config.connectTimeout.timeAmount)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    if let handshake {
-                        // The glue holds reads until the session proxies, which would stall the handshake:
-                        // it joins once the handshake is done.
-                        try handshake.install(on: ops, eventLoop: channel.eventLoop)
-                    } else {
-                        try ops.addHandler(upstreamGlue)
-                    }
-                }
-            }
-            .connect(to: destination)
+        // The glue holds reads until the session proxies, which would stall a TLS handshake: it joins the
+        // upstream channel once the connection (and its handshake) is up.
+        local.pool.open(to: destination, source: UpstreamSource.choose(
+            listener: listener.config, downstream: context.channel, clusterSource: local.pool.clusterSource),
+                        halfClosure: true)
             .assumeIsolated()
-            .flatMap { channel in
-                if let log = self.connectionLog { log.upstreamLocalAddress = channel.localAddress.flatMap { StreamAddress($0) } }
-                guard let handshake else { return channel.eventLoop.makeSucceededVoidFuture() }
-                return handshake.promise.futureResult.assumeIsolated().flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(upstreamGlue)
-                }.nonisolated()
+            .flatMapThrowing { opened in
+                if let log = self.connectionLog {
+                    log.upstreamLocalAddress = opened.channel.localAddress.flatMap { StreamAddress($0) }
+                }
+                try opened.channel.pipeline.syncOperations.addHandler(upstreamGlue)
             }
             .whenComplete { result in
                 switch result {
                 case .success:
-                    self.stats.inc(self.cluster.cxTotal)
-                    self.stats.inc(self.cluster.cxActive)
-                    self.stats.record(self.cluster.cxConnectMs, from: self.upstreamConnectStart, to: .now())
-                    self.countedActive = true
                     self.run(self.machine.upstreamConnected())
                 case .failure(let error):
                     if let log = self.connectionLog {
@@ -106,8 +80,6 @@ final class TCPProxySession {
                         log.responseFlags.insert(.upstreamRetryLimitExceeded)
                         log.upstreamTransportFailureReason = UpstreamConnectError.transportFailureReason(error)
                     }
-                    self.stats.inc(self.cluster.cxConnectFail)
-                    if let e = error as? ChannelError, case .connectTimeout = e { self.stats.inc(self.cluster.cxConnectTimeout) }
                     Log.debug("tcp_proxy upstream connect failed", [("destination", "\(destination)"), ("error", "\(error)")])
                     self.run(self.machine.upstreamConnectFailed())
                 }
@@ -173,12 +145,6 @@ final class TCPProxySession {
     func inputClosed(_ side: TCPProxyStateMachine.Side) { run(machine.inputClosed(side)) }
 
     func channelInactive(_ side: TCPProxyStateMachine.Side) {
-        if side == .upstream && countedActive {
-            countedActive = false
-            stats.dec(cluster.cxActive)
-            stats.inc(cluster.cxDestroy)
-            stats.record(cluster.cxLengthMs, from: upstreamConnectStart, to: .now())
-        }
         if side == .downstream {
             worker.unregister(self)
             logConnection()

@@ -77,11 +77,11 @@ extension Cluster {
             throw cleanupValue.error("cleanup_interval must be at least 1ms")
         }
         let tls = try obj.optional("transport_socket").flatMap { try TLSContextConfig.decodeTransportSocket($0, side: .upstream) }
-        if tls != nil, httpProtocolOptions.upstreamProtocol == .downstream, let ts = obj.optional("transport_socket") {
-            // Envoy offers each connection the ALPN of the downstream's protocol; Pilotfish's TLS contexts offer one
-            // list per cluster.
-            throw ts.error("use_downstream_protocol_config with a TLS transport_socket is not supported by Pilotfish "
-                + "yet; use one cluster per protocol (explicit_http_config)")
+        if tls == nil, httpProtocolOptions.upstreamProtocol == .auto {
+            // Envoy's words: the protocol is chosen by ALPN, which a plaintext connection does not have.
+            throw (obj.optional("typed_extension_protocol_options") ?? obj.value).error(
+                "ALPN configured for cluster \(name) which has a non-ALPN transport socket: auto_config needs a TLS "
+                    + "transport_socket (envoy.transport_sockets.tls)")
         }
         try obj.finish()
         var cluster = Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,

@@ -139,14 +139,30 @@ public struct UpstreamHTTPProtocolOptions: Sendable, Equatable {
         case http1
         /// `explicit_http_config.http2_protocol_options`: prior knowledge in plaintext, ALPN `h2` over TLS.
         case http2
-        /// `use_downstream_protocol_config`: HTTP/2 for requests that came over HTTP/2, else HTTP/1.1.
+        /// `use_downstream_protocol_config`: HTTP/2 for requests that came over HTTP/2, else HTTP/1.1 (over TLS,
+        /// each connection offers ALPN for its protocol).
         case downstream
+        /// `auto_config`: each TLS connection offers ALPN `h2,http/1.1` and speaks what the upstream picks.
+        case auto
     }
     public var upstreamProtocol = UpstreamProtocol.http1
-    /// The options of the cluster's HTTP/2 connections (for `.http2` and `.downstream`).
+    /// The options of the cluster's HTTP/2 connections (for `.http2`, `.downstream` and `.auto`).
     public var http2Options: HTTP2ProtocolOptions?
     /// Every request goes over HTTP/2.
     public var http2: Bool { upstreamProtocol == .http2 }
+    /// The ALPN a TLS connection of the cluster offers when its UpstreamTlsContext names none, as Envoy's
+    /// fallback: `h2` for HTTP/2 (and for HTTP/2 requests of a `use_downstream_protocol_config` cluster),
+    /// `h2,http/1.1` for `auto_config`, nothing for HTTP/1.1.
+    public var defaultALPN: [String] {
+        switch upstreamProtocol {
+        case .http1: return []
+        case .http2, .downstream: return ["h2"]
+        case .auto: return ["h2", "http/1.1"]
+        }
+    }
+    /// Some connections of the cluster must speak HTTP/1.1 whatever the upstream prefers: the HTTP/1.1 requests
+    /// of a `use_downstream_protocol_config` cluster, and upgrades (WebSocket) to an `auto_config` one.
+    public var needsHTTP1OnlyALPN: Bool { upstreamProtocol == .downstream || upstreamProtocol == .auto }
 
     public init() {}
 }

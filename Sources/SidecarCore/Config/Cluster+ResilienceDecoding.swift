@@ -287,7 +287,7 @@ extension UpstreamHTTPProtocolOptions {
     }
 
     /// Checks an HttpProtocolOptions `Any` and returns its `common_http_protocol_options`, if any, and the protocol
-    /// it chose (`explicit_http_config` or `use_downstream_protocol_config`; `auto_config` is refused).
+    /// it chose (`explicit_http_config`, `use_downstream_protocol_config` or `auto_config`).
     private static func decodeTypedOptions(_ value: ConfigValue) throws
         -> (common: ConfigValue?, protocol: UpstreamProtocol, http2: HTTP2ProtocolOptions?) {
         let obj = try value.object()
@@ -311,8 +311,17 @@ extension UpstreamHTTPProtocolOptions {
             try obj.finish()
             return (common, .downstream, h2 ?? HTTP2ProtocolOptions())
         }
-        guard key == "explicit_http_config" else {
-            throw chosen.error("field '\(key)' is a valid Envoy field but is not supported by Pilotfish yet")
+        if key == "auto_config" {
+            // HTTP/2 or HTTP/1.1, whichever each connection's ALPN settles on (the cluster needs TLS: see
+            // Cluster.decode).
+            let auto = try chosen.object()
+            try auto.unsupported(["http3_protocol_options", "alternate_protocols_cache_options"])
+            if let http1 = auto.optional("http_protocol_options") { try checkHTTP1Options(try http1.object()) }
+            let h2 = try auto.optional("http2_protocol_options").map { try HTTP2ProtocolOptions.decode($0, upstream: true) }
+            try auto.finish()
+            let common = obj.optional("common_http_protocol_options")
+            try obj.finish()
+            return (common, .auto, h2 ?? HTTP2ProtocolOptions())
         }
         let explicit = try chosen.object()
         try explicit.unsupported(["http3_protocol_options"])

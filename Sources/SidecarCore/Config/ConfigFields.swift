@@ -173,6 +173,8 @@ package enum ConfigFields {
             """),
         Message("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
                 "http2_protocol_options http3_protocol_options http_protocol_options"),
+        Message("envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
+                "http_protocol_options http2_protocol_options http3_protocol_options alternate_protocols_cache_options"),
         Message("envoy.config.core.v3.Http1ProtocolOptions", """
             allow_absolute_url accept_http_10 default_host_for_http_10 header_key_format enable_trailers
             allow_chunked_length override_stream_error_on_invalid_http_message send_fully_qualified_url

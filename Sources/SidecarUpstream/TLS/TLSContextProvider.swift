@@ -12,12 +12,17 @@ package final class TLSContextProvider: Sendable {
     /// started while it was current.
     package final class Snapshot: Sendable {
         package let context: NIOSSLContext
+        /// The same context offering ALPN `http/1.1` alone, for a cluster whose connections must sometimes speak
+        /// HTTP/1.1 (`UpstreamHTTPProtocolOptions.needsHTTP1OnlyALPN`); nil otherwise.
+        package let http1Context: NIOSSLContext?
         package let validator: PeerCertificateValidator?
         /// The leaf's serial, to tell in logs which certificate a rotation installed.
         package let certificateSerial: String?
 
-        package init(context: NIOSSLContext, validator: PeerCertificateValidator?, certificateSerial: String?) {
+        package init(context: NIOSSLContext, http1Context: NIOSSLContext? = nil, validator: PeerCertificateValidator?,
+                     certificateSerial: String?) {
             self.context = context
+            self.http1Context = http1Context
             self.validator = validator
             self.certificateSerial = certificateSerial
         }
@@ -31,9 +36,13 @@ package final class TLSContextProvider: Sendable {
     package let loads = ManagedCounter()
 
     /// Reads nothing yet: `load()` does, when the server starts (or `--mode validate` checks the files).
-    package init(config: TLSContextConfig, owner: String) {
+    /// Also build a context offering ALPN `http/1.1` alone (`Snapshot.http1Context`).
+    private let http1Alternative: Bool
+
+    package init(config: TLSContextConfig, owner: String, http1Alternative: Bool = false) {
         self.config = config
         self.owner = owner
+        self.http1Alternative = http1Alternative
     }
 
     /// A filter chain's DownstreamTlsContext.
@@ -41,12 +50,13 @@ package final class TLSContextProvider: Sendable {
         self.init(config: config, owner: "listener '\(listener.name)' filter chain '\(chain.name)'")
     }
 
-    /// A cluster's UpstreamTlsContext.
-    /// An HTTP/2 cluster offers ALPN `h2` when its context names no protocol, as Envoy's does.
+    /// A cluster's UpstreamTlsContext. When it names no ALPN, the cluster's protocol chooses the offer, as Envoy's
+    /// fallback does: `h2` for HTTP/2, `h2,http/1.1` for `auto_config`.
     package convenience init(_ config: TLSContextConfig, cluster: Cluster) {
         var config = config
-        if cluster.httpProtocolOptions.http2 && config.alpnProtocols.isEmpty { config.alpnProtocols = ["h2"] }
-        self.init(config: config, owner: "cluster '\(cluster.name)'")
+        let options = cluster.httpProtocolOptions
+        if config.alpnProtocols.isEmpty { config.alpnProtocols = options.defaultALPN }
+        self.init(config: config, owner: "cluster '\(cluster.name)'", http1Alternative: options.needsHTTP1OnlyALPN)
     }
 
     /// The context new connections use. The server loads every provider before it accepts a connection.
@@ -58,7 +68,7 @@ package final class TLSContextProvider: Sendable {
     /// Reads the files and swaps in a new context (first load, or rotation). On failure the current one stays.
     @discardableResult
     package func load() throws -> Snapshot {
-        let s = try Self.build(config, owner: owner)
+        let s = try Self.build(config, owner: owner, http1Alternative: http1Alternative)
         current.withLockedValue { $0 = s }
         loads.increment()
         return s
@@ -72,7 +82,7 @@ package final class TLSContextProvider: Sendable {
         return refs
     }
 
-    package static func build(_ config: TLSContextConfig, owner: String) throws -> Snapshot {
+    package static func build(_ config: TLSContextConfig, owner: String, http1Alternative: Bool = false) throws -> Snapshot {
         let m = try TLSMaterial.load(config)
         var tls: TLSConfiguration
         switch config.side {
@@ -122,14 +132,19 @@ package final class TLSContextProvider: Sendable {
         }
         tls.renegotiationSupport = .none
         let context: NIOSSLContext
+        var http1Context: NIOSSLContext?
         do {
             context = try NIOSSLContext(configuration: tls)
+            if http1Alternative {
+                tls.applicationProtocols = ["http/1.1"]
+                http1Context = try NIOSSLContext(configuration: tls)
+            }
         } catch {
             throw TLSMaterial.LoadError(description: "\(owner): cannot build the TLS context: \(Self.explain(error, config))")
         }
         let validator = m.validates ? PeerCertificateValidator(trusted: m.trustedCAs, sanMatchers: m.sanMatchers) : nil
         let serial = m.identity.map { "\($0.leaf.serialNumber)" }
-        return Snapshot(context: context, validator: validator, certificateSerial: serial)
+        return Snapshot(context: context, http1Context: http1Context, validator: validator, certificateSerial: serial)
     }
 
     private static func version(_ v: TLSParams.Version) -> TLSVersion? {

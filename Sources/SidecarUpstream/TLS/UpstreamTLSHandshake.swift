@@ -17,8 +17,10 @@ package final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChanne
         package var description: String { "TLS handshake with the upstream failed: \(reason)" }
     }
 
-    package let promise: EventLoopPromise<Void>
+    /// Succeeds with the protocol ALPN settled on (nil: none).
+    package let promise: EventLoopPromise<String?>
     private let snapshot: TLSContextProvider.Snapshot
+    private let context: NIOSSLContext
     private let stats: TLSStats
     private let workerStats: WorkerStats
     private let cluster: String
@@ -31,9 +33,12 @@ package final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChanne
 
     /// The handshake of one new connection to `cluster`, or nil for a plaintext cluster. It takes the
     /// cluster's current TLS context, so a rotation applies to the next connection.
-    package init?(cluster: ClusterInfo, workerStats: WorkerStats, eventLoop: EventLoop) {
+    /// `http1Only`: the connection offers ALPN `http/1.1` alone (the cluster's `Snapshot.http1Context`).
+    package init?(cluster: ClusterInfo, workerStats: WorkerStats, eventLoop: EventLoop, http1Only: Bool = false) {
         guard let tls = cluster.tls else { return nil }
-        self.snapshot = tls.provider.snapshot
+        let snapshot = tls.provider.snapshot
+        self.snapshot = snapshot
+        self.context = http1Only ? snapshot.http1Context ?? snapshot.context : snapshot.context
         self.stats = tls.stats
         self.workerStats = workerStats
         self.cluster = cluster.config.name
@@ -60,12 +65,12 @@ package final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChanne
     /// The TLS handler for this connection, its verification wired to this handler.
     private func makeTLSHandler(eventLoop: EventLoop) throws -> NIOSSLClientHandler {
         guard let validator = snapshot.validator else {
-            let h = try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName)
+            let h = try NIOSSLClientHandler(context: context, serverHostname: serverName)
             tlsHandler = h
             return h
         }
         let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
-        let h = try NIOSSLClientHandler(context: snapshot.context, serverHostname: serverName, customVerificationCallback: {
+        let h = try NIOSSLClientHandler(context: context, serverHostname: serverName, customVerificationCallback: {
             certificates, result in
             let me = loopBound.value
             switch validator.validate(presented: certificates, now: Date()) {
@@ -81,12 +86,12 @@ package final class UpstreamTLSHandshake: ChannelInboundHandler, RemovableChanne
     }
 
     package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let e = event as? TLSUserEvent, case .handshakeCompleted = e, !done {
+        if let e = event as? TLSUserEvent, case .handshakeCompleted(let negotiated) = e, !done {
             done = true
             timer?.cancel()
             workerStats.inc(stats.handshake)
             if let slot = stats.slot(for: tlsHandler?.tlsVersion) { workerStats.inc(slot) }
-            promise.succeed(())
+            promise.succeed(negotiated)
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             return
         }

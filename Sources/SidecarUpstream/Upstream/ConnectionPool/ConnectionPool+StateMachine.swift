@@ -53,6 +53,8 @@ extension ConnectionPool {
             package var source: UpstreamSource
             package var priority: CircuitBreakerThresholds.Priority
             package var key: Key
+            /// The request must have HTTP/1.1 (see `ConnectionPool.acquire`), so must the connection opened for it.
+            package var http1Only: Bool
         }
 
         package enum RequestAction {
@@ -118,7 +120,7 @@ extension ConnectionPool {
 
         /// A request wants a connection to `host`: an idle one, a new one, a place in the queue, or none.
         package mutating func requestQueued(host: UpstreamHost, source: UpstreamSource,
-                                    priority: CircuitBreakerThresholds.Priority) -> RequestAction {
+                                    priority: CircuitBreakerThresholds.Priority, http1Only: Bool = false) -> RequestAction {
             let key = Key(host: host.address, source: source.poolKey)
             // Popped in place; an emptied list stays (with its capacity) for the connection's return, which would
             // otherwise allocate a new array per request. `idleSweepDue` drops empty lists.
@@ -128,7 +130,8 @@ extension ConnectionPool {
             guard resources.tryAcquire(.pendingRequests, priority) else { return .overflow }
             if resources.tryAcquire(.connections, priority) { return .connect }
             nextWaiterID += 1
-            waiters.append(Waiter(id: nextWaiterID, host: host, source: source, priority: priority, key: key))
+            waiters.append(Waiter(id: nextWaiterID, host: host, source: source, priority: priority, key: key,
+                                  http1Only: http1Only))
             return .wait(id: nextWaiterID)
         }
 
@@ -156,6 +159,13 @@ extension ConnectionPool {
         /// A connection could not be opened: its slot goes to the oldest queued request, if the breaker lets it.
         package mutating func connectionFailed(host: SocketAddress, priority: CircuitBreakerThresholds.Priority) -> SlotAction {
             perHost[host, default: HostConnections()].connectFail += 1
+            resources.release(.connections, priority)
+            return slotFreed()
+        }
+
+        /// A connection opened for a request settled on HTTP/2 (ALPN) and went to the HTTP/2 pool, which counts it
+        /// from now on: its slot here is freed.
+        package mutating func connectionLeftForHTTP2(priority: CircuitBreakerThresholds.Priority) -> SlotAction {
             resources.release(.connections, priority)
             return slotFreed()
         }

@@ -1,7 +1,6 @@
 import Atomics
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import SidecarCore
 
 /// A worker's upstream HTTP/1.1 connections for one cluster, per host. Connections are made on the worker's
@@ -63,7 +62,10 @@ package final class ConnectionPool {
     /// How often idle connections are checked against idle_timeout / max_connection_duration.
     package let idleSweepInterval: TimeAmount
     /// The cluster, for its UpstreamTlsContext: a connection is handed out only after its handshake.
-    private let cluster: ClusterInfo
+    package let cluster: ClusterInfo
+    /// `auto_config`: the hosts whose last connection settled on HTTP/2 by ALPN. Their requests get streams
+    /// (`MultiplexedPool`); the others open connections as HTTP/1.1 does, each speaking what its handshake chose.
+    private var speaksHTTP2: Set<Key> = []
     /// The cluster left the config: connections close as their requests end instead of going back idle.
     package var draining: Bool { machine.isDraining }
 
@@ -87,15 +89,27 @@ package final class ConnectionPool {
     }
 
     /// A connection for one request to `host`: an idle one, a new one, or a place in the queue.
-    /// `downstreamHTTP2`: the request came over HTTP/2 (a `use_downstream_protocol_config` cluster answers in kind).
+    /// - Parameters:
+    ///   - downstreamHTTP2: the request came over HTTP/2 (a `use_downstream_protocol_config` cluster answers in kind).
+    ///   - upgrade: the request asks for an upgrade (WebSocket), which an `auto_config` cluster sends over HTTP/1.1.
     package func acquire(_ host: UpstreamHost, source: UpstreamSource, priority: CircuitBreakerThresholds.Priority,
-                         downstreamHTTP2: Bool = false) -> Acquisition {
-        if let multiplexed, protocolOptions.upstreamProtocol == .http2 || downstreamHTTP2 {
-            return multiplexed.acquire(host, source: source, priority: priority)
+                         downstreamHTTP2: Bool = false, upgrade: Bool = false) -> Acquisition {
+        if let multiplexed {
+            let streams: Bool
+            switch protocolOptions.upstreamProtocol {
+            case .http1: streams = false
+            case .http2: streams = true
+            case .downstream: streams = downstreamHTTP2
+            case .auto: streams = !upgrade && speaksHTTP2.contains(Key(host: host.address, source: source.poolKey))
+            }
+            if streams { return multiplexed.acquire(host, source: source, priority: priority) }
         }
+        // An HTTP/1.1 connection of a cluster that also speaks HTTP/2 offers ALPN `http/1.1` alone when the request
+        // must have HTTP/1.1; else it may come back as HTTP/2 (auto_config) and carry the request as a stream.
+        let http1Only = protocolOptions.upstreamProtocol == .downstream || upgrade
         let future: EventLoopFuture<UpstreamConnection>
         var waiterID: Int?
-        switch machine.requestQueued(host: host, source: source, priority: priority) {
+        switch machine.requestQueued(host: host, source: source, priority: priority, http1Only: http1Only) {
         case .useIdle(let conn):
             return .ready(conn)
         case .overflow:
@@ -104,7 +118,7 @@ package final class ConnectionPool {
         case .connect:
             stats.inc(clusterStats.rqPendingTotal)
             stats.inc(clusterStats.rqPendingActive)
-            future = connect(host, source: source, priority: priority)
+            future = connect(host, source: source, priority: priority, http1Only: http1Only)
         case .wait(let id):
             // max_connections reached: wait for a connection to this host to be released or for room to open one.
             stats.inc(clusterStats.rqPendingTotal)
@@ -188,70 +202,59 @@ package final class ConnectionPool {
             break
         case .connect(let w):
             let promise = waiting.removeValue(forKey: w.id)
-            let future = connect(w.host, source: w.source, priority: w.priority)
+            let future = connect(w.host, source: w.source, priority: w.priority, http1Only: w.http1Only)
             if let promise { future.cascade(to: promise) }
         }
     }
 
-    /// How every upstream connection of the cluster is made (HTTP/1.1 and HTTP/2): from its source, within
-    /// `connect_timeout`, without Nagle, with the connection buffer limit as the write watermark.
-    package func bootstrap(_ source: UpstreamSource) -> ClientBootstrap {
-        source.apply(to: ClientBootstrap(group: eventLoop))
-            .connectTimeout(connectTimeout)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: bufferLimit / 2, high: bufferLimit))
-    }
-
-    private func connect(_ host: UpstreamHost, source: UpstreamSource,
-                         priority: CircuitBreakerThresholds.Priority) -> EventLoopFuture<UpstreamConnection> {
-        let conn = UpstreamConnection(host: host, pool: self, poolKey: Key(host: host.address, source: source.poolKey))
-        let stats = self.stats
-        let cs = self.clusterStats
-        let handshake = UpstreamTLSHandshake(cluster: cluster, workerStats: stats, eventLoop: eventLoop)
-        // upstream_cx_connect_ms and upstream_cx_length_ms both start here, as Envoy's timers start with the client.
-        let connectStart = NIODeadline.now()
-        return bootstrap(source)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    try handshake?.install(on: ops, eventLoop: channel.eventLoop)
-                    // No outbound header validation, as on the downstream side (see ChainInstaller).
-                    // Bytes after a 101 belong to the upgraded protocol: the decoder hands them on when an upgrade removes it.
-                    try ops.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
-                    try ops.addHandler(conn)
-                }
-            }
-            .connect(to: host.address)
-            .assumeIsolated()
-            .flatMap { channel in
-                guard let handshake else { return channel.eventLoop.makeSucceededFuture(channel) }
-                return handshake.promise.futureResult.map { channel }
-            }
-            .map { [self] channel in
-                let now = NIODeadline.now()
-                stats.inc(cs.cxTotal)
-                stats.inc(cs.cxActive)
-                stats.inc(cs.cxHTTP1Total)
-                stats.record(cs.cxConnectMs, from: connectStart, to: now)
-                traffic.store(true, ordering: .relaxed)
-                machine.connectionEstablished(conn, now: now)
-                channel.closeFuture.whenComplete { [self] _ in
-                    stats.dec(cs.cxActive)
-                    stats.inc(cs.cxDestroy)
-                    stats.record(cs.cxLengthMs, from: connectStart, to: .now())
-                    run(machine.connectionClosed(conn, priority: priority))
-                }
-                return conn
-            }
-            .flatMapErrorThrowing { [self] error in
-                stats.inc(cs.cxConnectFail)
-                if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
-                    stats.inc(cs.cxConnectTimeout)
-                }
+    /// Opens an HTTP/1.1 connection for a request. Over TLS the handshake's ALPN may settle on HTTP/2 instead
+    /// (`auto_config`, or a `use_downstream_protocol_config` context that names `h2`): the connection then goes to
+    /// the HTTP/2 pool, and the request gets a stream on it.
+    private func connect(_ host: UpstreamHost, source: UpstreamSource, priority: CircuitBreakerThresholds.Priority,
+                         http1Only: Bool) -> EventLoopFuture<UpstreamConnection> {
+        let key = Key(host: host.address, source: source.poolKey)
+        let conn = UpstreamConnection(host: host, pool: self, poolKey: key)
+        let auto = protocolOptions.upstreamProtocol == .auto
+        let promise = eventLoop.makePromise(of: UpstreamConnection.self)
+        open(to: host.address, source: source, http1Only: http1Only).assumeIsolated().whenComplete { [self] result in
+            let opened: OpenedUpstreamChannel
+            switch result {
+            case .success(let o):
+                opened = o
+            case .failure(let error):
                 run(machine.connectionFailed(host: host.address, priority: priority))
-                throw error
+                promise.fail(error)
+                return
             }
-            .nonisolated()
+            if let multiplexed, opened.negotiatedProtocol == "h2" {
+                if auto { speaksHTTP2.insert(key) }
+                // The connection slot this pool held moves to the HTTP/2 pool's count.
+                run(machine.connectionLeftForHTTP2(priority: priority))
+                multiplexed.adopt(opened, key: key, host: host, priority: priority).assumeIsolated()
+                    .whenComplete { promise.assumeIsolated().completeWith($0) }
+                return
+            }
+            if auto && !http1Only { speaksHTTP2.remove(key) }
+            machine.connectionEstablished(conn, now: .now())
+            opened.channel.closeFuture.whenComplete { [self] _ in
+                run(machine.connectionClosed(conn, priority: priority))
+            }
+            // No outbound header validation, as on the downstream side (see ChainInstaller).
+            // Bytes after a 101 belong to the upgraded protocol: the decoder hands them on when an upgrade removes it.
+            let ops = opened.channel.pipeline.syncOperations
+            do {
+                try ops.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
+                try ops.addHandler(conn)
+            } catch {
+                opened.channel.close(promise: nil)
+                promise.fail(error)
+                return
+            }
+            stats.inc(clusterStats.cxHTTP1Total)
+            traffic.store(true, ordering: .relaxed)
+            promise.assumeIsolated().succeed(conn)
+        }
+        return promise.futureResult
     }
 }
 

@@ -196,9 +196,48 @@ package final class MultiplexedPool {
     private func connect(_ key: ConnectionPool.Key, host: UpstreamHost, source: UpstreamSource,
                          priority: CircuitBreakerThresholds.Priority) {
         connecting[key, default: 0] += 1
+        owner.open(to: host.address, source: source)
+            .assumeIsolated()
+            .whenComplete { [self] result in
+                connecting[key]! -= 1
+                if connecting[key] == 0 { connecting[key] = nil }
+                switch result {
+                case .success(let opened):
+                    guard install(opened, key: key, host: host, priority: priority) != nil else {
+                        cluster.resources.release(.connections, priority)
+                        failWaitersBeyondCapacity(key, ChannelError.ioOnClosedChannel)
+                        return
+                    }
+                    serveWaiters(key)
+                    connectIfNeeded(key)
+                case .failure(let error):
+                    perHost[key.host, default: .init()].connectFail += 1
+                    cluster.resources.release(.connections, priority)
+                    failWaitersBeyondCapacity(key, error)
+                }
+            }
+    }
+
+    /// A connection the HTTP/1.1 pool opened for a request settled on HTTP/2 by ALPN (`auto_config`): it joins
+    /// this pool, counted under `max_connections` from now on, and the request gets its first stream.
+    func adopt(_ opened: OpenedUpstreamChannel, key: ConnectionPool.Key, host: UpstreamHost,
+               priority: CircuitBreakerThresholds.Priority) -> EventLoopFuture<UpstreamConnection> {
+        // The slot comes over from the HTTP/1.1 pool, which held it for this connection: taken regardless.
+        cluster.resources.acquire(.connections, priority)
+        guard let connection = install(opened, key: key, host: host, priority: priority) else {
+            cluster.resources.release(.connections, priority)
+            return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        let stream = openStream(on: connection)
+        serveWaiters(key)
+        return stream
+    }
+
+    /// Puts the HTTP/2 handlers on a new connection and makes it one of the pool's. Nil (the channel closed): the
+    /// pipeline could not be set up.
+    private func install(_ opened: OpenedUpstreamChannel, key: ConnectionPool.Key, host: UpstreamHost,
+                         priority: CircuitBreakerThresholds.Priority) -> HTTP2UpstreamConnection? {
         let connection = HTTP2UpstreamConnection(key: key, host: host, priority: priority, pool: self)
-        let stats = self.stats, cs = clusterStats
-        let handshake = UpstreamTLSHandshake(cluster: cluster, workerStats: stats, eventLoop: eventLoop)
         var connectionConfig = NIOHTTP2Handler.ConnectionConfiguration()
         connectionConfig.initialSettings = [
             HTTP2Setting(parameter: .enablePush, value: 0),
@@ -208,64 +247,29 @@ package final class MultiplexedPool {
         connectionConfig.targetWindowSize = options.initialConnectionWindowSize
         connectionConfig.maximumSequentialEmptyDataFrames = options.maxConsecutiveEmptyFrames
         connectionConfig.maximumBufferedControlFrames = options.maxOutboundControlFrames
-        var stream = NIOHTTP2Handler.StreamConfiguration()
-        stream.targetWindowSize = options.initialStreamWindowSize
-        let config = connectionConfig, streamConfig = stream
-        let bound = NIOLoopBound(connection, eventLoop: eventLoop)
-        let connectStart = NIODeadline.now()
-        owner.bootstrap(source)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    try handshake?.install(on: ops, eventLoop: channel.eventLoop)
-                    let connection = bound.value
-                    // The server does not open streams (push is off): refuse any it tries.
-                    connection.multiplexer = try ops.configureHTTP2Pipeline(
-                        mode: .client, connectionConfiguration: config, streamConfiguration: streamConfig
-                    ) { stream in stream.close() }
-                    try ops.addHandler(connection)
-                }
-            }
-            .connect(to: host.address)
-            .assumeIsolated()
-            .flatMap { channel in
-                guard let handshake else { return channel.eventLoop.makeSucceededFuture(channel) }
-                return handshake.promise.futureResult.map { channel }
-            }
-            .whenComplete { [self] result in
-                connecting[key]! -= 1
-                if connecting[key] == 0 { connecting[key] = nil }
-                switch result {
-                case .success(let channel):
-                    let now = NIODeadline.now()
-                    stats.inc(cs.cxTotal)
-                    stats.inc(cs.cxActive)
-                    stats.inc(cs.cxHTTP2Total)
-                    stats.record(cs.cxConnectMs, from: connectStart, to: now)
-                    owner.traffic.store(true, ordering: .relaxed)
-                    perHost[key.host, default: .init()].active += 1
-                    perHost[key.host, default: .init()].total += 1
-                    connection.connectedAt = now
-                    connection.idleSince = now
-                    ready[key, default: []].append(connection)
-                    channel.closeFuture.whenComplete { [self] _ in
-                        stats.dec(cs.cxActive)
-                        stats.inc(cs.cxDestroy)
-                        stats.record(cs.cxLengthMs, from: connectStart, to: .now())
-                        connectionClosed(connection)
-                    }
-                    serveWaiters(key)
-                    connectIfNeeded(key)
-                case .failure(let error):
-                    stats.inc(cs.cxConnectFail)
-                    if error is ChannelError, case ChannelError.connectTimeout = error as! ChannelError {
-                        stats.inc(cs.cxConnectTimeout)
-                    }
-                    perHost[key.host, default: .init()].connectFail += 1
-                    cluster.resources.release(.connections, priority)
-                    failWaitersBeyondCapacity(key, error)
-                }
-            }
+        var streamConfig = NIOHTTP2Handler.StreamConfiguration()
+        streamConfig.targetWindowSize = options.initialStreamWindowSize
+        let ops = opened.channel.pipeline.syncOperations
+        do {
+            // The server does not open streams (push is off): refuse any it tries.
+            connection.multiplexer = try ops.configureHTTP2Pipeline(
+                mode: .client, connectionConfiguration: connectionConfig, streamConfiguration: streamConfig
+            ) { stream in stream.close() }
+            try ops.addHandler(connection)
+        } catch {
+            opened.channel.close(promise: nil)
+            return nil
+        }
+        let now = NIODeadline.now()
+        stats.inc(clusterStats.cxHTTP2Total)
+        owner.traffic.store(true, ordering: .relaxed)
+        perHost[key.host, default: .init()].active += 1
+        perHost[key.host, default: .init()].total += 1
+        connection.connectedAt = now
+        connection.idleSince = now
+        ready[key, default: []].append(connection)
+        opened.channel.closeFuture.whenComplete { [self] _ in connectionClosed(connection) }
+        return connection
     }
 
     /// A connection failed to open: the waiting requests the remaining connections cannot take fail with its error
