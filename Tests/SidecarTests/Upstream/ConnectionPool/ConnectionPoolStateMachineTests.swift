@@ -116,6 +116,35 @@ struct ConnectionPoolStateMachineTests {
         }
     }
 
+    /// auto_config: a connection opened for a request came back HTTP/2 and left for the HTTP/2 pool. Its slot is
+    /// freed at once and goes to the oldest waiter, which keeps its need for HTTP/1.1 (an upgrade).
+    @Test func aConnectionThatLeftForHTTP2FreesItsSlotForTheNextWaiter() {
+        var (m, resources) = Self.machine(maxConnections: 1)
+        guard case .connect = m.requestQueued(host: Self.a, source: .any, priority: .DEFAULT) else {
+            Issue.record("expected a new connection")
+            return
+        }
+        guard case .wait(let id) = m.requestQueued(host: Self.a, source: .any, priority: .DEFAULT, http1Only: true)
+        else {
+            Issue.record("expected to wait at max_connections")
+            return
+        }
+        #expect(!resources.tryAcquire(.connections, .DEFAULT))
+        guard case .connect(let w) = m.connectionLeftForHTTP2(priority: .DEFAULT) else {
+            Issue.record("the slot of the connection that went to HTTP/2 went nowhere")
+            return
+        }
+        #expect(w.id == id && w.http1Only)
+        #expect(m.waitingCount == 0 && m.idleCount == 0)
+        // The waiter's connection holds the one slot again.
+        #expect(!resources.tryAcquire(.connections, .DEFAULT))
+        guard case .none = m.connectionLeftForHTTP2(priority: .DEFAULT) else {
+            Issue.record("no waiter left, yet a connection was asked for")
+            return
+        }
+        #expect(resources.tryAcquire(.connections, .DEFAULT))
+    }
+
     @Test func aClosedConnectionsSlotGoesToTheOldestWaiterWhateverItsHost() {
         var (m, _) = Self.machine(maxConnections: 1)
         let c = Self.connected(&m, Self.a)
