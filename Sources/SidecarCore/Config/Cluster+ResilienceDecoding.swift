@@ -301,27 +301,18 @@ extension UpstreamHTTPProtocolOptions {
         ])
         let protocols = ["explicit_http_config", "use_downstream_protocol_config", "auto_config"]
         guard let (key, chosen) = try obj.oneOf(protocols) else { fatalError("unreachable: oneOf is required") }
-        if key == "use_downstream_protocol_config" {
-            let downstream = try chosen.object()
-            try downstream.unsupported(["http3_protocol_options"])
-            if let http1 = downstream.optional("http_protocol_options") { try checkHTTP1Options(try http1.object()) }
-            let h2 = try downstream.optional("http2_protocol_options").map { try HTTP2ProtocolOptions.decode($0, upstream: true) }
-            try downstream.finish()
+        if key == "use_downstream_protocol_config" || key == "auto_config" {
+            // Both protocols, chosen per request (the downstream's) or per connection (by ALPN; the cluster needs
+            // TLS: see Cluster.decode).
+            let both = try chosen.object()
+            try both.unsupported(key == "auto_config" ? ["http3_protocol_options", "alternate_protocols_cache_options"]
+                                                      : ["http3_protocol_options"])
+            if let http1 = both.optional("http_protocol_options") { try checkHTTP1Options(try http1.object()) }
+            let h2 = try both.optional("http2_protocol_options").map { try HTTP2ProtocolOptions.decode($0, upstream: true) }
+            try both.finish()
             let common = obj.optional("common_http_protocol_options")
             try obj.finish()
-            return (common, .downstream, h2 ?? HTTP2ProtocolOptions())
-        }
-        if key == "auto_config" {
-            // HTTP/2 or HTTP/1.1, whichever each connection's ALPN settles on (the cluster needs TLS: see
-            // Cluster.decode).
-            let auto = try chosen.object()
-            try auto.unsupported(["http3_protocol_options", "alternate_protocols_cache_options"])
-            if let http1 = auto.optional("http_protocol_options") { try checkHTTP1Options(try http1.object()) }
-            let h2 = try auto.optional("http2_protocol_options").map { try HTTP2ProtocolOptions.decode($0, upstream: true) }
-            try auto.finish()
-            let common = obj.optional("common_http_protocol_options")
-            try obj.finish()
-            return (common, .auto, h2 ?? HTTP2ProtocolOptions())
+            return (common, key == "auto_config" ? .auto : .downstream, h2 ?? HTTP2ProtocolOptions())
         }
         let explicit = try chosen.object()
         try explicit.unsupported(["http3_protocol_options"])
