@@ -129,11 +129,21 @@ let package = Package(
             ],
             swiftSettings: sidecarSwiftSettings
         ),
+        // Kubernetes sidecar injection (`sidecar inject`, `sidecar webhook`): manifests in, injected manifests or
+        // JSON patches out. No NIO: the webhook's server lives in Sidecar.
+        .target(
+            name: "Injection",
+            dependencies: [
+                "MeshCapture",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         .executableTarget(
             name: "SidecarMain",
             dependencies: [
                 "Sidecar",
                 "SidecarCore",
+                "Injection",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -173,6 +183,7 @@ let package = Package(
                 "CCompression",
                 "Intercept",
                 "MeshCapture",
+                "Injection",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -182,7 +193,8 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
-            ]
+            ],
+            exclude: ["Injection/golden"]
         ),
     ]
 )
