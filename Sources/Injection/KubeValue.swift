@@ -72,7 +72,11 @@ extension KubeValue {
     /// Every document of a YAML (or JSON: JSON is YAML) stream; empty documents are skipped.
     public static func documents(_ text: String) throws -> [KubeValue] {
         do {
-            return try Yams.compose_all(yaml: text).compactMap { $0 }.map { try KubeValue($0) }
+            // Parser.nextRoot throws on bad input (compose_all's sequence would end quietly at the error).
+            let parser = try Parser(yaml: text)
+            var documents: [KubeValue] = []
+            while let node = try parser.nextRoot() { documents.append(try KubeValue(node)) }
+            return documents
         } catch let e as ManifestError {
             throw e
         } catch {
