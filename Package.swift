@@ -108,6 +108,7 @@ let package = Package(
         .target(
             name: "Sidecar",
             dependencies: [
+                "Injection",
                 "SidecarCore",
                 "SidecarUpstream",
                 "SidecarTracing",
