@@ -14,7 +14,7 @@ struct SidecarCommand: ParsableCommand {
             "Without a subcommand, runs the proxy (Envoy's command line); `sidecar certs` issues mesh identities; "
             + "`sidecar route-check` tests a route table as Envoy's router_check_tool does.",
         version: SidecarVersion.string,
-        subcommands: [CertsCommand.self, RouteCheckCommand.self, InjectCommand.self, WebhookCommand.self])
+        subcommands: [CertsCommand.self, RouteCheckCommand.self, InjectCommand.self, WebhookCommand.self, WaitReadyCommand.self])
 
     @Option(name: [.customShort("c"), .customLong("config-path")], help: "Envoy v3 bootstrap file (YAML or JSON).")
     var configPath: String?
@@ -148,7 +148,10 @@ struct SidecarCommand: ParsableCommand {
                     print("error: \(error)", to: &StandardError.stream)
                     throw ExitCode(1)
                 }
-                source = PodDefaults.yaml(captureMode: resolvedCaptureMode!, mesh: mesh, tracing: try podTracing())
+                // The app's probes, moved to the readiness port by `sidecar inject` (an empty value means none).
+                let probes = environment["PILOTFISH_APP_PROBES"].flatMap { $0.isEmpty ? nil : $0 }
+                source = PodDefaults.yaml(captureMode: resolvedCaptureMode!, mesh: mesh, tracing: try podTracing(),
+                                          appProbes: probes)
             } else {
                 Log.info("no -c given: running the built-in default config (see --print-default-config)")
                 source = DefaultConfig.yaml

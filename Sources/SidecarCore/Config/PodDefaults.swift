@@ -9,7 +9,8 @@ import MeshCapture
 /// - inbound 15006: the same split, delivered to the app on the port the client dialled. With TPROXY the
 ///   sidecar connects from the client's own address (original_src, mark 1337), so the app sees the real
 ///   client; with REDIRECT it connects from 127.0.0.6, the passthrough address the rules leave alone.
-/// - admin 127.0.0.1:15000; readiness `GET /healthz/ready` on 15021.
+/// - admin 127.0.0.1:15000; readiness `GET /healthz/ready` on 15021, and the app's rewritten probes
+///   (`/app-health/<container>/livez|readyz|startupz`) there too.
 ///
 /// The ports, mark and passthrough address are MeshCapture's `CaptureDefaults` and `InboundPassthrough`,
 /// the same values `sidecar-init` (Intercept's `CapturePolicy`) defaults to.
@@ -117,7 +118,14 @@ public enum PodDefaults {
         }
     }
 
-    public static func yaml(captureMode: CaptureMode, mesh: MeshTLS? = nil, tracing: Tracing? = nil) -> String {
+    /// `appProbes`: the app's probes as `sidecar inject` recorded them (`PILOTFISH_APP_PROBES`, a JSON object from
+    /// each `/app-health/…` path to its probe): the readiness listener answers those paths by running the probe
+    /// against the app (`pilotfish.filters.http.app_probes`).
+    public static func yaml(captureMode: CaptureMode, mesh: MeshTLS? = nil, tracing: Tracing? = nil,
+                            appProbes: String? = nil) -> String {
+        let probesFilter = appProbes.map {
+            "{name: pilotfish.filters.http.app_probes, typed_config: {\"@type\": type.googleapis.com/pilotfish.filters.http.app_probes.v1.AppProbes, probes: \($0)}}, "
+        } ?? ""
         let flags = "--capture-mode \(captureMode.rawValue)" + (mesh.map { " --mtls \($0.mode.rawValue)" } ?? "")
             + (tracing.map { " --tracing \($0.provider.rawValue) --tracing-collector \($0.host):\($0.port)" } ?? "")
         return """
@@ -142,7 +150,7 @@ public enum PodDefaults {
                       domains: ["*"]
                       routes:
                       - {match: {path: /healthz/ready}, direct_response: {status: 200}}
-                  http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
+                  http_filters: [\(probesFilter){name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
           clusters:
           - name: outbound_passthrough
             type: ORIGINAL_DST

@@ -8,6 +8,7 @@ enum HTTPFilterRegistry {
         FaultFilter.registration,
         LocalRateLimitFilter.registration,
         HealthCheckFilter.registration,
+        AppProbesFilter.registration,
         CORSFilter.registration,
         CSRFFilter.registration,
         CompressorFilter.registration,
