@@ -5,6 +5,8 @@ import MeshCapture
 public struct PodInjector: Sendable {
     public static let initName = "pilotfish-init"
     public static let proxyName = "pilotfish-proxy"
+    public static let binName = "pilotfish-bin"
+    public static let binDir = "/pilotfish/bin"
     public static let runVolume = "pilotfish-run"
     public static let identityVolume = "pilotfish-identity"
     public static let statusAnnotation = "pilotfish.io/status"
@@ -39,10 +41,11 @@ public struct PodInjector: Sendable {
         var initContainers = try Self.objects(spec["initContainers"], at: "\(specPath).initContainers")
         var volumes = try Self.objects(spec["volumes"], at: "\(specPath).volumes")
         let taken = Set((containers + initContainers).compactMap { $0["name"]?.string })
-        for name in [Self.initName, Self.proxyName] where taken.contains(name) {
+        for name in [Self.initName, Self.proxyName, Self.binName] where taken.contains(name) {
             throw ManifestError("\(specPath): a container is already named \(name), the name the injector uses")
         }
-        for name in [Self.runVolume, Self.identityVolume] where volumes.contains(where: { $0["name"]?.string == name }) {
+        for name in [Self.runVolume, Self.identityVolume, Self.binName]
+        where volumes.contains(where: { $0["name"]?.string == name }) {
             throw ManifestError("\(specPath).volumes: a volume is already named \(name), the name the injector uses")
         }
         for (i, c) in containers.enumerated() {
@@ -100,13 +103,21 @@ public struct PodInjector: Sendable {
             proxy["lifecycle"] = .object(KubeObject([("postStart", .object(KubeObject([("exec", .object(KubeObject([
                 ("command", .array(["sidecar", "wait-ready", "--timeout", "120s"].map { .string($0) })),
             ])))])))]))
-            initContainers = [initContainer] + initContainers
+            var injectedInit = [initContainer]
+            if ["Never", "OnFailure"].contains(spec["restartPolicy"]?.string ?? "Always") {
+                // A pod that runs to completion (a Job's) would never complete while a classic sidecar runs: the app
+                // runs under `sidecar run-app`, which asks the sidecar to quit when the app exits.
+                try Self.wrapForCompletion(&containers, at: specPath)
+                injectedInit.append(binContainer())
+                volumes.append(KubeObject([("name", .string(Self.binName)), ("emptyDir", .object(KubeObject()))]))
+            }
+            initContainers = injectedInit + initContainers
             containers = [proxy] + containers
-            status["initContainers"] = .array([.string(Self.initName)])
+            status["initContainers"] = .array(injectedInit.compactMap { $0["name"] })
             status["containers"] = .array([.string(Self.proxyName)])
         }
-        status["volumes"] = .array(([identity == Self.identityVolume ? Self.identityVolume : nil, Self.runVolume]
-            .compactMap { $0 }).map { .string($0) })
+        let ours = [Self.identityVolume, Self.runVolume, Self.binName]
+        status["volumes"] = .array(volumes.compactMap { $0["name"]?.string }.filter { ours.contains($0) }.map { .string($0) })
 
         spec["initContainers"] = .array(initContainers.map { .object($0) })
         spec["containers"] = .array(containers.map { .object($0) })
@@ -115,6 +126,45 @@ public struct PodInjector: Sendable {
         newAnnotations[Self.statusAnnotation] = .string(KubeValue.object(status).json)
         metadata["annotations"] = .object(newAnnotations)
         return .injected
+    }
+
+    /// The one app container of a run-to-completion pod runs under `sidecar run-app` (from the `pilotfish-bin`
+    /// volume). Its command must be known: the image's entrypoint is not.
+    private static func wrapForCompletion(_ containers: inout [KubeObject], at specPath: String) throws {
+        let advice = "with a classic (not native) sidecar; native sidecars (pilotfish.io/native-sidecar: \"true\", "
+            + "Kubernetes 1.29+) need neither"
+        guard containers.count == 1 else {
+            throw ManifestError("\(specPath).containers: a pod that runs to completion (restartPolicy "
+                + "Never/OnFailure) needs exactly one app container \(advice): the sidecar must quit when the app exits")
+        }
+        var app = containers[0]
+        guard let command = app["command"]?.array, !command.isEmpty else {
+            throw ManifestError("\(specPath).containers[0].command: needed for a pod that runs to completion \(advice): "
+                + "the injector wraps it with `sidecar run-app` and cannot see the image's entrypoint")
+        }
+        let args = app["args"]?.array ?? []
+        app["command"] = .array([.string("\(binDir)/sidecar"), .string("run-app"), .string("--")] + command + args)
+        app["args"] = nil
+        var mounts = try objects(app["volumeMounts"], at: "\(specPath).containers[0].volumeMounts")
+        mounts.append(KubeObject([("name", .string(binName)), ("mountPath", .string(binDir)), ("readOnly", .bool(true))]))
+        app["volumeMounts"] = .array(mounts.map { .object($0) })
+        containers[0] = app
+    }
+
+    /// `sidecar install-to`: copies the sidecar binary into the volume the app's `sidecar run-app` runs from.
+    private func binContainer() -> KubeObject {
+        KubeObject([
+            ("name", .string(Self.binName)),
+            ("image", .string(settings.image)),
+            ("command", .array([.string("sidecar"), .string("install-to"), .string(Self.binDir)])),
+            ("resources", Self.resources(cpu: "10m", memory: "16Mi", memoryLimit: "64Mi")),
+            ("securityContext", .object(KubeObject([
+                ("runAsUser", .int(Int(CaptureDefaults.proxyUID))), ("runAsGroup", .int(Int(CaptureDefaults.proxyGID))),
+                ("runAsNonRoot", .bool(true)), ("privileged", .bool(false)), ("allowPrivilegeEscalation", .bool(false)),
+                ("readOnlyRootFilesystem", .bool(true)), ("capabilities", .object(KubeObject([("drop", .array([.string("ALL")]))]))),
+            ]))),
+            ("volumeMounts", .array([.object(KubeObject([("name", .string(Self.binName)), ("mountPath", .string(Self.binDir))]))])),
+        ])
     }
 
     /// `sidecar-init apply`, as root with NET_ADMIN and NET_RAW and nothing else.

@@ -14,7 +14,8 @@ struct SidecarCommand: ParsableCommand {
             "Without a subcommand, runs the proxy (Envoy's command line); `sidecar certs` issues mesh identities; "
             + "`sidecar route-check` tests a route table as Envoy's router_check_tool does.",
         version: SidecarVersion.string,
-        subcommands: [CertsCommand.self, RouteCheckCommand.self, InjectCommand.self, WebhookCommand.self, WaitReadyCommand.self])
+        subcommands: [CertsCommand.self, RouteCheckCommand.self, InjectCommand.self, WebhookCommand.self, WaitReadyCommand.self,
+                      RunAppCommand.self, InstallToCommand.self])
 
     @Option(name: [.customShort("c"), .customLong("config-path")], help: "Envoy v3 bootstrap file (YAML or JSON).")
     var configPath: String?

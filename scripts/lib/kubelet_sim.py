@@ -7,7 +7,7 @@ Usage (as root): python3 scripts/lib/kubelet_sim.py --sidecar PATH --sidecar-ini
 
 The node: a network namespace with a bridge at 198.18.K.1/24 (K from this run's PID); each pod gets its own
 namespace with a veth on the bridge (web 198.18.K.2, client 198.18.K.3), a default route via the node, and the
-node probes it as a kubelet does, from outside the pod. Two manifests are injected with the real `sidecar inject`
+node probes it as a kubelet does, from outside the pod (batch gets 198.18.K.4). Three manifests are injected with the real `sidecar inject`
 (STRICT mTLS, mesh 198.18.0.0/15, REDIRECT capture, native sidecars):
   - pod `web` (service account web): a Python HTTP app on :8080 (GET / answers `hello from web`, GET /slow
     answers after 2 s, SIGTERM finishes the requests in flight, then exits) with an HTTP readiness probe on a named
@@ -34,7 +34,10 @@ Steps, each a PASS/FAIL line:
   5. web: terminated while the client's GET /slow is in flight (SIGTERM to the app, then, once it exited, to the
      native sidecar, as Kubernetes orders them): the slow request still answers 200
   6. client: the Job's app exits 0; the kubelet then stops the native sidecar (SIGTERM) and it exits within its
-     drain time: the pod completes
+     drain time: the pod completes. And a second Job, `batch`, injected with a classic sidecar (pilotfish.io/
+     native-sidecar: "false"): its pilotfish-bin init container copies the sidecar binary, the sidecar container's
+     postStart hook (`sidecar wait-ready`) holds the app until the proxy is ready, the app (wrapped by `sidecar
+     run-app`) sends 5 GETs to web over mTLS and exits 0, and the sidecar then quits by itself: no signal needed
   7. probes fail when the app is down: after web's app is gone its readiness path answers 503
 
 Only 198.18.0.0/15 and loopback are used. Every namespace, process (by PID), directory and mount point created is
@@ -129,6 +132,20 @@ sys.exit(0 if ok == 20 and r.status == 200 and body == b"hello from web" else 1)
 '''
 
 
+BATCH_APP = r'''
+import http.client, sys
+ok = 0
+for i in range(5):
+    c = http.client.HTTPConnection(sys.argv[1], 8080, timeout=10)
+    c.request("GET", "/batch/%d" % i)
+    r = c.getresponse()
+    ok += r.status == 200 and r.read() == b"hello from web"
+    c.close()
+print("BATCH %d/5" % ok, flush=True)
+sys.exit(0 if ok == 5 else 1)
+'''
+
+
 def manifests(web_ip, marker):
     strict = {"pilotfish.io/mtls-mode": "STRICT", "pilotfish.io/mesh-cidrs": MESH,
               "pilotfish.io/interception-mode": "redirect"}
@@ -148,7 +165,13 @@ def manifests(web_ip, marker):
                   "spec": {"serviceAccountName": "client", "restartPolicy": "Never", "containers": [{
                       "name": "app", "image": "python:3", "command": ["python3", "-c", CLIENT_APP],
                       "args": [web_ip, marker], "securityContext": app_sc}]}}}}
-    return yaml.safe_dump_all([web, client], sort_keys=False)
+    batch = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "batch", "namespace": "shop"},
+             "spec": {"backoffLimit": 0, "template": {
+                 "metadata": {"annotations": dict(strict, **{"pilotfish.io/native-sidecar": "false"})},
+                 "spec": {"serviceAccountName": "batch", "restartPolicy": "Never", "containers": [{
+                     "name": "app", "image": "python:3", "command": ["python3", "-c", BATCH_APP],
+                     "args": [web_ip], "securityContext": app_sc}]}}}}
+    return yaml.safe_dump_all([web, client, batch], sort_keys=False)
 
 
 class Proc:
@@ -274,13 +297,16 @@ class Kubelet:
             out[v["name"]] = d
         return out
 
-    def start(self, pod_name, ns, container, volumes, pod_spec):
-        """Starts one container as the kubelet would; returns its Proc."""
-        command = list(container.get("command") or []) + [str(a) for a in container.get("args") or []]
+    def start(self, pod_name, ns, container, volumes, pod_spec, hook=None):
+        """Starts one container as the kubelet would (or, with `hook`, that command in the container's context, as
+        a lifecycle exec hook runs); returns its Proc."""
+        command = list(hook) if hook else \
+            list(container.get("command") or []) + [str(a) for a in container.get("args") or []]
         check(command, "container %s has no command (images are not simulated)" % container["name"])
         exe = {"sidecar": self.a.sidecar, "sidecar-init": self.a.sidecar_init, "python3": sys.executable}
-        check(command[0] in exe, "container %s: command %s is not simulated" % (container["name"], command[0]))
-        command[0] = exe[command[0]]
+        check(command[0] in exe or command[0].startswith("/"),
+              "container %s: command %s is not simulated" % (container["name"], command[0]))
+        command[0] = exe.get(command[0], command[0])  # an absolute path is the container's own (a volume's)
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
         for e in container.get("env") or []:
             check("value" in e, "container %s env %s: only plain values are simulated" % (container["name"], e["name"]))
@@ -315,8 +341,8 @@ class Kubelet:
                 mounts.append("mount -o remount,bind,ro %s" % shlex.quote(path))
         script = "set -e; " + "; ".join(mounts + ["exec " + " ".join(shlex.quote(x) for x in setpriv + ["--"] + command)])
         argv = ["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script]
-        p = Proc(argv, "%s/%s" % (pod_name, container["name"]), env,
-                 os.path.join(self.dir, "%s-%s.log" % (pod_name, container["name"])))
+        what = "%s/%s%s" % (pod_name, container["name"], " postStart" if hook else "")
+        p = Proc(argv, what, env, os.path.join(self.dir, what.replace("/", "-").replace(" ", "-") + ".log"))
         self.procs.append(p)
         return p
 
@@ -359,7 +385,23 @@ class Kubelet:
                 check(rc == 0, "init container %s/%s exited %d: %s" % (name, c["name"], rc, short(p.text())))
                 caps = (c.get("securityContext") or {}).get("capabilities", {}).get("add")
                 step("%s: init container %s done (exit 0) with only %s" % (name, c["name"], caps))
-        apps = [self.start(name, ns, c, vols, spec) for c in spec["containers"]]
+        apps = []
+        for c in spec["containers"]:
+            p = self.start(name, ns, c, vols, spec)
+            hook = (((c.get("lifecycle") or {}).get("postStart") or {}).get("exec") or {}).get("command")
+            if hook:
+                # The kubelet starts the next container only once this container's postStart hook returned.
+                h = self.start(name, ns, c, vols, spec, hook=hook)
+                try:
+                    rc = h.popen.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    raise Fail("%s/%s postStart hook still running after 60 s" % (name, c["name"]))
+                check(rc == 0, "%s/%s postStart hook exited %d: %s" % (name, c["name"], rc, short(h.text())))
+                step("%s: container %s started; its postStart hook (%s) returned 0" % (name, c["name"], " ".join(hook)))
+            if c["name"] == "pilotfish-proxy":
+                sidecar = p
+            else:
+                apps.append(p)
         return sidecar, apps
 
 
@@ -403,9 +445,14 @@ def main():
         r = subprocess.run([a.sidecar, "inject", "-f", src], capture_output=True, text=True, timeout=30)
         check(r.returncode == 0, "sidecar inject: %s" % short(r.stderr))
         docs = list(yaml.safe_load_all(r.stdout))
-        web, job = docs[0], docs[1]
-        client = {"metadata": dict(job["spec"]["template"]["metadata"], name="client", namespace="shop"),
-                  "spec": job["spec"]["template"]["spec"]}
+        web, job, batch_job = docs[0], docs[1], docs[2]
+
+        def job_pod(job, name):
+            return {"metadata": dict(job["spec"]["template"]["metadata"], name=name, namespace="shop"),
+                    "spec": job["spec"]["template"]["spec"]}
+
+        client = job_pod(job, "client")
+        batch = job_pod(batch_job, "batch")
         step("sidecar inject: web and the client Job injected (%s)" % short(r.stderr.strip().replace("\n", "; "), 200))
 
         # Steps 1-3: web.
@@ -419,6 +466,22 @@ def main():
         code, _ = kubelet.curl(kubelet.node, "http://%s:8080/" % web_ip)
         check(code == 0, "plaintext from the node to web:8080 answered %d under STRICT mTLS" % code)
         step("web: plaintext from the node to the app's port is refused under STRICT mTLS")
+
+        # Step 4b: a Job with a classic sidecar completes by itself: its app runs under `sidecar run-app`, which asks
+        # the sidecar to quit when the app exits; the kubelet sends no signal.
+        batch_ns = kubelet.pod_netns("batch", "198.18.%d.4" % k)
+        batch_sidecar, (batch_app,) = kubelet.start_pod(batch, batch_ns, "198.18.%d.4" % k, step)
+        try:
+            rc = batch_app.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise Fail("the batch Job's app did not finish: %s" % short(batch_app.text()))
+        check(rc == 0 and "BATCH 5/5" in batch_app.text(), "batch app exited %d: %s" % (rc, short(batch_app.text())))
+        try:
+            batch_sidecar.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            raise Fail("the batch pod's classic sidecar still runs 15 s after its app exited (no /quitquitquit?)")
+        step("batch: Job with a classic sidecar: 5 GETs over mTLS, the app exited 0 and the sidecar quit by itself "
+             "(sidecar run-app, /quitquitquit): the pod completed")
 
         # Step 4: the client Job's pod.
         client_ns = kubelet.pod_netns("client", client_ip)
@@ -436,6 +499,7 @@ def main():
 
         # Step 5: terminate web while the slow request is in flight (app first, then the native sidecar).
         time.sleep(0.5)
+        check("SLOW" not in client_app.text(), "the slow request was no longer in flight when web was terminated")
         web_app.signal(signal.SIGTERM)
         try:
             web_app.popen.wait(timeout=10)

@@ -16,8 +16,15 @@ public enum ReadinessWait {
         return false
     }
 
-    /// The status of one `GET path` (HTTP/1.1 with `connection: close`: the proxy refuses HTTP/1.0, as Envoy does), or nil.
-    static func status(port: Int, path: String) -> Int? {
+    /// Asks the local sidecar to drain and exit (`POST /quitquitquit` on its admin port): what `sidecar run-app`
+    /// does once a Job's app exited, so the pod can complete. True when the sidecar said OK.
+    public static func quit(adminPort: Int) -> Bool {
+        status(port: adminPort, path: "/quitquitquit", method: "POST") == 200
+    }
+
+    /// The status of one request (HTTP/1.1 with `connection: close`: the proxy refuses HTTP/1.0, as Envoy does), or
+    /// nil.
+    static func status(port: Int, path: String, method: String = "GET") -> Int? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -32,7 +39,8 @@ public enum ReadinessWait {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { return nil }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: pilotfish-wait-ready\r\nConnection: close\r\n\r\n".utf8)
+        let request = Array(("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: pilotfish\r\n"
+            + (method == "POST" ? "Content-Length: 0\r\n" : "") + "Connection: close\r\n\r\n").utf8)
         guard send(fd, request, request.count, 0) == request.count else { return nil }
         var buffer = [UInt8](repeating: 0, count: 64)
         var got = 0

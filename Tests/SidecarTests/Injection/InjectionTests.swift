@@ -110,6 +110,18 @@ struct InjectionTests {
             .contains("spec.containers[0].livenessProbe.httpGet.port: the container has no port named 'web'"))
     }
 
+    @Test func runToCompletionPodsWithClassicSidecarsNeedOneAppWithACommand() {
+        let classic = "pilotfish.io/native-sidecar: \"false\""
+        #expect(Self.error(Self.pod(annotations: classic, spec: """
+            restartPolicy: Never
+              containers: [{name: a, image: a, command: [x]}, {name: b, image: b, command: [y]}]
+            """)).contains("needs exactly one app container with a classic (not native) sidecar"))
+        #expect(Self.error(Self.pod(annotations: classic, spec: "restartPolicy: Never\n  containers: [{name: a, image: a}]"))
+            .contains("spec.containers[0].command: needed for a pod that runs to completion"))
+        // A long-running pod (restartPolicy Always) is not wrapped.
+        #expect(Self.error(Self.pod(annotations: classic)) == "no error")
+    }
+
     @Test func probesOnAnotherHostOrExecStay() throws {
         let spec = try #require(try Self.inject(Self.pod(spec: """
             containers: [{name: app, image: a, livenessProbe: {httpGet: {host: 10.0.0.1, port: 80}}, \
