@@ -36,14 +36,7 @@ struct RunAppCommand: ParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable.contains("/") ? executable : Self.which(executable))
         process.arguments = Array(argv.dropFirst())
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { if process.isRunning { kill(process.processIdentifier, sig) } }
-            s.resume()
-            sources.append(s)
-        }
+        let sources = onTerminationSignals { sig in if process.isRunning { kill(process.processIdentifier, sig) } }
         do {
             try process.run()
         } catch {

@@ -51,14 +51,7 @@ struct WebhookCommand: ParsableCommand {
             print("error: \(error)", to: &StandardError.stream)
             throw ExitCode(1)
         }
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { server.stop() }
-            s.resume()
-            sources.append(s)
-        }
+        let sources = onTerminationSignals { _ in server.stop() }
         try server.wait()
         withExtendedLifetime(sources) {}
         Log.info("webhook stopped")

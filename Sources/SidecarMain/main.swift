@@ -198,14 +198,7 @@ struct SidecarCommand: ParsableCommand {
             try? server.shutdown()
             throw ExitCode(1)
         }
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { server.drainAndStop() }
-            s.resume()
-            sources.append(s)
-        }
+        let sources = onTerminationSignals { _ in server.drainAndStop() }
         try server.waitUntilStopped()
         withExtendedLifetime(sources) {}
     }

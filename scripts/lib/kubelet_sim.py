@@ -190,6 +190,13 @@ class Proc:
     def alive(self):
         return self.popen.poll() is None
 
+    def exit_status(self, timeout, what):
+        """Its exit status once it ends within `timeout` seconds; else Fail saying `what` did not happen."""
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise Fail("%s (%s, after %d s): %s" % (what, self.name, timeout, short(self.text())))
+
     def signal(self, sig):
         if self.alive():
             try:
@@ -378,10 +385,7 @@ class Kubelet:
                      % (name, c["name"], url, tries))
             else:
                 p = self.start(name, ns, c, vols, spec)
-                try:
-                    rc = p.popen.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    raise Fail("init container %s/%s still running after 30 s" % (name, c["name"]))
+                rc = p.exit_status(30, "the init container did not finish")
                 check(rc == 0, "init container %s/%s exited %d: %s" % (name, c["name"], rc, short(p.text())))
                 caps = (c.get("securityContext") or {}).get("capabilities", {}).get("add")
                 step("%s: init container %s done (exit 0) with only %s" % (name, c["name"], caps))
@@ -392,10 +396,7 @@ class Kubelet:
             if hook:
                 # The kubelet starts the next container only once this container's postStart hook returned.
                 h = self.start(name, ns, c, vols, spec, hook=hook)
-                try:
-                    rc = h.popen.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    raise Fail("%s/%s postStart hook still running after 60 s" % (name, c["name"]))
+                rc = h.exit_status(60, "the postStart hook did not return")
                 check(rc == 0, "%s/%s postStart hook exited %d: %s" % (name, c["name"], rc, short(h.text())))
                 step("%s: container %s started; its postStart hook (%s) returned 0" % (name, c["name"], " ".join(hook)))
             if c["name"] == "pilotfish-proxy":
@@ -471,15 +472,9 @@ def main():
         # the sidecar to quit when the app exits; the kubelet sends no signal.
         batch_ns = kubelet.pod_netns("batch", "198.18.%d.4" % k)
         batch_sidecar, (batch_app,) = kubelet.start_pod(batch, batch_ns, "198.18.%d.4" % k, step)
-        try:
-            rc = batch_app.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise Fail("the batch Job's app did not finish: %s" % short(batch_app.text()))
+        rc = batch_app.exit_status(30, "the batch Job's app did not finish")
         check(rc == 0 and "BATCH 5/5" in batch_app.text(), "batch app exited %d: %s" % (rc, short(batch_app.text())))
-        try:
-            batch_sidecar.popen.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            raise Fail("the batch pod's classic sidecar still runs 15 s after its app exited (no /quitquitquit?)")
+        batch_sidecar.exit_status(15, "the classic sidecar still runs after its app exited (no /quitquitquit?)")
         step("batch: Job with a classic sidecar: 5 GETs over mTLS, the app exited 0 and the sidecar quit by itself "
              "(sidecar run-app, /quitquitquit): the pod completed")
 
@@ -501,36 +496,24 @@ def main():
         time.sleep(0.5)
         check("SLOW" not in client_app.text(), "the slow request was no longer in flight when web was terminated")
         web_app.signal(signal.SIGTERM)
-        try:
-            web_app.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            raise Fail("web's app did not exit within 10 s of SIGTERM")
+        web_app.exit_status(10, "web's app did not exit after SIGTERM")
         check("EXITED CLEANLY" in web_app.text(), "web's app: %s" % short(web_app.text()))
         # Step 7 fits here: the app is gone, the sidecar still runs.
         code, body = kubelet.curl(kubelet.node, "http://%s:15021%s" % (web_ip, probes["readinessProbe"]["httpGet"]["path"]))
         check(code == 503, "web's readiness path with the app gone: %d %s" % (code, short(body)))
         web_sidecar.signal(signal.SIGTERM)
-        try:
-            web_sidecar.popen.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            raise Fail("web's sidecar did not exit within 15 s of SIGTERM")
+        web_sidecar.exit_status(15, "web's sidecar did not exit after SIGTERM")
         step("web: terminated (app, then its native sidecar) with the client's GET /slow in flight; readiness "
              "answered 503 once the app was gone")
 
         # Step 6: the Job's app finishes; then its native sidecar is stopped.
-        try:
-            rc = client_app.popen.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            raise Fail("the client's app did not finish")
+        rc = client_app.exit_status(20, "the client's app did not finish")
         check("SLOW 200" in client_app.text(), "the in-flight slow request: %s" % short(client_app.text()))
         check(rc == 0, "the client's app exited %d: %s" % (rc, short(client_app.text())))
         step("client: the slow request in flight during web's termination answered 200; the Job's app exited 0")
         t0 = time.monotonic()
         client_sidecar.signal(signal.SIGTERM)
-        try:
-            client_sidecar.popen.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            raise Fail("the client's sidecar did not exit within 15 s of SIGTERM")
+        client_sidecar.exit_status(15, "the client's sidecar did not exit after SIGTERM")
         step("client: its native sidecar exited %.1f s after SIGTERM: the Job's pod completed"
              % (time.monotonic() - t0))
     except Fail as e:
