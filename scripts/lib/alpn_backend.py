@@ -12,7 +12,8 @@ that protocol, its method, path and headers.
   request with `Upgrade: websocket` is answered 101 (with the RFC 6455 accept key), after which the connection
   echoes every byte it reads until the client closes.
 
-Only loopback is used; close() stops the listener and every connection.
+set_alpn() changes what new handshakes offer and drop_connections() closes the open ones (an upstream that stops
+speaking HTTP/2). Only loopback is used; close() stops the listener and every connection.
 """
 
 import base64
@@ -57,11 +58,15 @@ class AlpnBackend:
     def _serve(self, raw):
         with self.lock:
             self.sockets.add(raw)
+        conn = None
         try:
             raw.settimeout(30)
             conn = self.ctx.wrap_socket(raw, server_side=True)
             protocol = conn.selected_alpn_protocol()
             with self.lock:
+                # wrap_socket took over the descriptor: shutting the connection down goes through the TLS socket.
+                self.sockets.discard(raw)
+                self.sockets.add(conn)
                 self.connections.append(protocol)
             if protocol == "h2":
                 self._serve_h2(conn)
@@ -72,10 +77,13 @@ class AlpnBackend:
         finally:
             with self.lock:
                 self.sockets.discard(raw)
-            try:
-                raw.close()
-            except OSError:
-                pass
+                self.sockets.discard(conn)
+            for sock in (conn, raw):
+                try:
+                    if sock is not None:
+                        sock.close()
+                except OSError:
+                    pass
 
     def _record(self, protocol, method, path, headers):
         with self.lock:
@@ -147,6 +155,20 @@ class AlpnBackend:
             body = ("%s %s" % (protocol, path)).encode()
             conn.sendall(("HTTP/1.1 200 OK\r\nx-upstream-protocol: %s\r\ncontent-length: %d\r\n\r\n"
                           % (protocol, len(body))).encode() + body)
+
+    def set_alpn(self, alpn):
+        """What new handshakes offer from now on (connections already up keep theirs)."""
+        self.ctx.set_alpn_protocols(list(alpn))
+
+    def drop_connections(self):
+        """Closes every connection it holds (the proxy sees them end)."""
+        with self.lock:
+            open_sockets = list(self.sockets)
+        for s in open_sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def snapshot(self):
         """(connections, requests) recorded so far."""

@@ -32,10 +32,12 @@ websocket, enabled: false}]), /timeout (timeout: 1s) and / to the STATIC cluster
 http2_protocol_options {allow_connect: true} and a first route connect_matcher to the STATIC cluster tcp_echo with
 connect_config {} (a TCP echo server in this process: `bye` is answered `closing` and the connection closed,
 `flood N` answered with N bytes); listener upstream (stat_prefix upstream, codec_type AUTO, websocket upgrades on):
-/auto-h1/ to cluster auto_h1, /down/ to cluster down_tls, the rest to cluster auto_h2, three TLS clusters
+/auto-h1/ to cluster auto_h1, /switch/ to cluster auto_switch, /down/ to cluster down_tls, the rest to cluster
+auto_h2, four TLS clusters
 (UpstreamTlsContext checking the tls_kit CA, SNI server.example.test, no alpn_protocols) to the ALPN backends of
 scripts/lib/alpn_backend.py: auto_h2 (`auto_config`) to one offering h2 and http/1.1, auto_h1 (`auto_config`) to one
-offering http/1.1 alone, down_tls (`use_downstream_protocol_config`) to the first; an admin on a free port. The
+offering http/1.1 alone, down_tls (`use_downstream_protocol_config`) to the first, auto_switch (`auto_config`) to
+a third whose offer a scenario changes; an admin on a free port. The
 proxy is started at the
 first scenario and kept for the others (a scenario after a crash fails with the proxy's exit status and log).
 
@@ -120,6 +122,10 @@ Scenarios:
                       Pilotfish does not send extended CONNECT upstream, so it opens a connection offering ALPN
                       http/1.1 alone for the upgrade: required of the sidecar, the 101 and bytes echoed through the
                       tunnel, the backend seeing GET /ws over a new http/1.1 connection (a deliberate difference)
+  upstream_auto_downgrade
+                      cluster auto_switch (auto_config, /switch/): answered over h2 while its backend offers h2; then
+                      the backend offers http/1.1 alone and drops its connections: the next 3 requests are answered
+                      200 over HTTP/1.1 (none fails on the way)
   upstream_downstream_tls
                       use_downstream_protocol_config over TLS: an HTTP/1.1 GET reaches the backend over a connection
                       whose ALPN is http/1.1, an h2c GET over one whose ALPN is h2
@@ -565,6 +571,7 @@ def upstream_chain():
     """Listener upstream: /auto-h1/ to auto_h1, /down/ to down_tls, anything else to auto_h2; websocket upgrades
     on."""
     routes = [{"match": {"prefix": "/auto-h1/"}, "route": {"cluster": "auto_h1"}},
+              {"match": {"prefix": "/switch/"}, "route": {"cluster": "auto_switch"}},
               {"match": {"prefix": "/down/"}, "route": {"cluster": "down_tls"}},
               {"match": {"prefix": "/"}, "route": {"cluster": "auto_h2"}}]
     hcm = {"@type": HCM, "stat_prefix": "upstream", "codec_type": "AUTO",
@@ -576,7 +583,7 @@ def upstream_chain():
 
 
 def bootstrap(admin_port, plain_port, tls_port, backend_port, cred, ws_port, ws_off_port, ws_backend_port,
-              echo_port, upstream_port=None, ca=None, alpn_both=None, alpn_h1=None):
+              echo_port, upstream_port=None, ca=None, alpn_both=None, alpn_h1=None, alpn_switch=None):
     def chain(prefix, tls):
         hcm = {
             "@type": HCM,
@@ -620,6 +627,7 @@ def bootstrap(admin_port, plain_port, tls_port, backend_port, cred, ws_port, ws_
             alpn_cluster("auto_h2", alpn_both, ca, {"auto_config": {}}),
             alpn_cluster("auto_h1", alpn_h1, ca, {"auto_config": {}}),
             alpn_cluster("down_tls", alpn_both, ca, {"use_downstream_protocol_config": {}}),
+            alpn_cluster("auto_switch", alpn_switch, ca, {"auto_config": {}}),
         ]
     return doc
 
@@ -660,11 +668,12 @@ class Http2Suite(Suite):
 
         self.alpn_both = AlpnBackend(self.pki.server.cert, self.pki.server.key, ["h2", "http/1.1"])
         self.alpn_h1 = AlpnBackend(self.pki.server.cert, self.pki.server.key, ["http/1.1"])
+        self.alpn_switch = AlpnBackend(self.pki.server.cert, self.pki.server.key, ["h2", "http/1.1"])
         self.admin, self.plain, self.tls, self.ws, self.ws_off, self.upstream = free_ports(6)
         try:
             doc = bootstrap(self.admin, self.plain, self.tls, self.backend.port, self.pki.server, self.ws,
                             self.ws_off, self.ws_backend.port, self.echo.port, self.upstream, self.pki.ca,
-                            self.alpn_both.port, self.alpn_h1.port)
+                            self.alpn_both.port, self.alpn_h1.port, self.alpn_switch.port)
             self.proc, self.config = self.shared.launch_proxy(
                 doc, self.admin, [self.plain, self.tls, self.ws, self.ws_off, self.upstream])
         except Fail as e:
@@ -687,7 +696,7 @@ class Http2Suite(Suite):
             self.ws_backend.close()
         if self.echo is not None:
             self.echo.close()
-        for b in (getattr(self, "alpn_both", None), getattr(self, "alpn_h1", None)):
+        for b in (getattr(self, "alpn_both", None), getattr(self, "alpn_h1", None), getattr(self, "alpn_switch", None)):
             if b is not None:
                 b.close()
         if problems:
@@ -2348,6 +2357,27 @@ def upstream_auto_upgrade(t):
     return "with the host known for HTTP/2, the upgrade went on a new connection offering http/1.1 alone: 101, echo"
 
 
+def upstream_auto_downgrade(t):
+    suite = t.suite
+    # A backend of its own: it offers h2 first, then, its connections dropped, http/1.1 alone.
+    b = suite.alpn_switch
+    b.set_alpn(["h2", "http/1.1"])
+    status, body = http_call(suite.upstream, "GET", "/switch/one")
+    check(status == 200 and body == "h2 /switch/one", "before the switch: %s %r" % (status, body))
+    b.set_alpn(["http/1.1"])
+    b.drop_connections()
+    time.sleep(0.3)  # the proxy sees its HTTP/2 connection end
+    seen = []
+    for i in range(3):
+        status, body = http_call(suite.upstream, "GET", "/switch/%d" % i)
+        seen.append((status, body))
+    check(all(st == 200 and bd == "http/1.1 /switch/%d" % i for i, (st, bd) in enumerate(seen)),
+          "after the backend stopped offering h2: %s (backend connections by ALPN: %s)" % (seen, b.snapshot()[0]))
+    b.set_alpn(["h2", "http/1.1"])
+    return "h2 while offered; after the backend dropped h2, the next 3 requests answered over HTTP/1.1: %s" % (
+        ", ".join(str(st) for st, _ in seen))
+
+
 def upstream_downstream_tls(t):
     suite, b = t.suite, t.suite.alpn_both
     conns0, reqs0 = b.snapshot()
@@ -2395,6 +2425,7 @@ CASES = [
     ("upstream_auto_h2", upstream_auto_h2),
     ("upstream_auto_h1", upstream_auto_h1),
     ("upstream_auto_upgrade", upstream_auto_upgrade),
+    ("upstream_auto_downgrade", upstream_auto_downgrade),
     ("upstream_downstream_tls", upstream_downstream_tls),
 ]
 

@@ -88,6 +88,15 @@ package final class ConnectionPool {
         if let h2 = options.http2Options { multiplexed = MultiplexedPool(owner: self, cluster: cluster, options: h2) }
     }
 
+    /// `auto_config`: a new connection to a host known for HTTP/2 came back without `h2` (the upstream changed): the
+    /// host's requests open connections as HTTP/1.1 does again, each speaking what its handshake chooses.
+    func hostStoppedSpeakingHTTP2(_ key: Key) {
+        speaksHTTP2.remove(key)
+    }
+
+    /// Whether a connection the HTTP/2 pool opened must speak what its ALPN chose (`auto_config`).
+    var choosesProtocolByALPN: Bool { protocolOptions.upstreamProtocol == .auto }
+
     /// A connection for one request to `host`: an idle one, a new one, or a place in the queue.
     /// - Parameters:
     ///   - downstreamHTTP2: the request came over HTTP/2 (a `use_downstream_protocol_config` cluster answers in kind).

@@ -203,6 +203,15 @@ package final class MultiplexedPool {
                 if connecting[key] == 0 { connecting[key] = nil }
                 switch result {
                 case .success(let opened):
+                    if owner.choosesProtocolByALPN && opened.negotiatedProtocol != "h2" {
+                        // auto_config: the host no longer picks h2. Its waiting requests, and new ones, go the
+                        // HTTP/1.1 way, each connection speaking what its handshake chooses.
+                        opened.channel.close(promise: nil)
+                        owner.hostStoppedSpeakingHTTP2(key)
+                        cluster.resources.release(.connections, priority)
+                        requeueOverHTTP1(key)
+                        return
+                    }
                     guard install(opened, key: key, host: host, priority: priority) != nil else {
                         cluster.resources.release(.connections, priority)
                         failWaitersBeyondCapacity(key, ChannelError.ioOnClosedChannel)
@@ -270,6 +279,22 @@ package final class MultiplexedPool {
         ready[key, default: []].append(connection)
         opened.channel.closeFuture.whenComplete { [self] _ in connectionClosed(connection) }
         return connection
+    }
+
+    /// The host stopped choosing h2 (`auto_config`): the requests waiting for one of its streams ask the HTTP/1.1
+    /// pool instead. A request that gave up meanwhile gets its connection back to the pool from the router.
+    private func requeueOverHTTP1(_ key: ConnectionPool.Key) {
+        guard let list = waiters.removeValue(forKey: key) else { return }
+        for w in list {
+            switch owner.acquire(w.host, source: w.source, priority: w.priority) {
+            case .ready(let conn):
+                w.promise.assumeIsolated().succeed(conn)
+            case .pending(let future, _):
+                future.assumeIsolated().whenComplete { w.promise.assumeIsolated().completeWith($0) }
+            case .overflow:
+                w.promise.fail(ChannelError.ioOnClosedChannel)
+            }
+        }
     }
 
     /// A connection failed to open: the waiting requests the remaining connections cannot take fail with its error
