@@ -24,6 +24,25 @@ extension HTTPProxyHandler {
         }
     }
 
+    /// Envoy's `request_headers_timeout` against slow clients (slowloris): bytes arriving while the connection is
+    /// between requests are the next request's headers (`RequestHeaderBytesWatch` sees them before the decoder); if
+    /// its head does not follow within the timeout, 408 `request header timeout` (`downstream_rq_header_timeout`)
+    /// and the connection closes, as Envoy 1.40 answers. A connection that sends nothing is the idle timeout's.
+    func requestBytesArrived() {
+        guard headersTimer == nil, let timeout = listener.hcm.requestHeadersTimeout, context != nil else { return }
+        guard case .idle = phase, !requestActive, context.channel.isActive else { return }
+        let heads = headsReceived
+        headersTimer = context.eventLoop.scheduleTask(in: timeout.timeAmount) { [self] in
+            headersTimer = nil
+            guard context != nil, context.channel.isActive, headsReceived == heads, case .idle = phase, !requestActive
+            else { return }
+            stats.inc(listener.stats.rqHeaderTimeout)
+            responseCodeDetails = "request_header_timeout"
+            phase = .discarding
+            writeCodecReply(status: .requestTimeout, body: "request header timeout", close: true)
+        }
+    }
+
     /// A connection with no request in flight for `idle_timeout` is closed (`downstream_cx_idle_timeout`), as is
     /// an idle connection older than `max_connection_duration` (`downstream_cx_max_duration_reached`). One timer per
     /// connection ticks at a quarter of the timeout and counts quiet ticks, so the connection closes between 1 and

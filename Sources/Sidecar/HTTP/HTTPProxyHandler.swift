@@ -101,6 +101,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var requestSentAt: NIODeadline?
     /// `request_timeout`: the whole request must arrive within it.
     var requestTimer: Scheduled<Void>?
+    /// `request_headers_timeout`: armed when bytes of a request's headers arrive, disarmed by its head.
+    var headersTimer: Scheduled<Void>?
+    /// Request heads that arrived on this connection (the headers timer checks none came since it was armed).
+    var headsReceived = 0
     /// The connection idle timeout's quarter ticks (common_http_protocol_options.idle_timeout).
     var connectionIdleTimer: Scheduled<Void>?
     var connectionIdleQuietTicks = 0
@@ -246,6 +250,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         idleTimer = nil
         requestTimer?.cancel()
         requestTimer = nil
+        headersTimer?.cancel()
+        headersTimer = nil
         connectionIdleTimer?.cancel()
         connectionIdleTimer = nil
         // The client went away: cancel its upstream request.
@@ -269,6 +275,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         inDownstreamRead = true
         let part = unwrapInboundIn(data)
         streamActivity &+= 1
+        if case .head = part {
+            headsReceived &+= 1
+            if let t = headersTimer {
+                t.cancel()
+                headersTimer = nil
+            }
+        }
         if !queued.isEmpty {
             queued.append(part)
             return
@@ -315,6 +328,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         // One flush for everything this read sent upstream (the head, the body parts, the end).
         inDownstreamRead = false
         if case .forwarding(let up) = phase { up.flush() }
+
         context.fireChannelReadComplete()
     }
 

@@ -78,6 +78,11 @@ enum ChainInstaller {
         // No outbound header validation: what the proxy writes came through the HTTP parser or was checked
         // when the config loaded (`ConfigValue.headerValueText`); NIO's validator handler re-scanned every
         // header of every response (about 4 % of a proxied request).
+        let handler = HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: originalDestination)
+        if runtime.hcm.requestHeadersTimeout != nil {
+            // Right before the request decoder (after TLS): it sees the request's bytes as they arrive.
+            try ops.addHandler(RequestHeaderBytesWatch(handler: handler))
+        }
         if runtime.hcm.mayUpgrade {
             // NIO's upgrade handler with no upgraders of its own passes every request on and leaves with the first;
             // it is here for what it makes the request decoder do: hand the bytes a client sent behind its upgrade
@@ -89,7 +94,6 @@ enum ChainInstaller {
             try ops.configureHTTPServerPipeline(
                 withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
         }
-        let handler = HTTPProxyHandler(worker: worker, listener: runtime, originalDestination: originalDestination)
         handler.security = security
         handler.requestedServerName = serverName
         handler.connectionID = id

@@ -185,6 +185,9 @@ public struct HTTPConnectionManagerConfig: Sendable {
     public var serverName: String
     public var useRemoteAddress: Bool
     public var requestTimeout: ProtoDuration?
+    /// `request_headers_timeout` (default none): from the first byte of a request's headers to their last, on an
+    /// HTTP/1.1 connection (an HTTP/2 stream's headers arrive as one block).
+    public var requestHeadersTimeout: ProtoDuration?
     public var maxRequestHeadersKB: Int
     /// `stream_idle_timeout` (default 5 min; zero disables): a request with no activity for this long
     /// is ended (408 before the response started, else reset).

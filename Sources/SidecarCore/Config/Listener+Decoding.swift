@@ -261,7 +261,7 @@ extension HTTPConnectionManagerConfig {
             "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue",
             "request_id_extension",
             "local_reply_config", "strip_matching_host_port", "strip_any_host_port",
-            "request_headers_timeout", "drain_timeout", "delayed_close_timeout", "internal_address_config",
+            "drain_timeout", "delayed_close_timeout", "internal_address_config",
             "server_header_transformation", "scheme_header_transformation", "max_request_headers_count",
             "stream_error_on_invalid_http_message", "original_ip_detection_extensions", "early_header_mutation_extensions",
             "strip_trailing_host_dot", "proxy_status_config", "typed_header_validation_config", "append_x_forwarded_port",
@@ -344,6 +344,8 @@ extension HTTPConnectionManagerConfig {
             let d = try v.duration()
             requestTimeout = d.isZero ? nil : d
         }
+        // Zero (the default) disables it, as in Envoy.
+        let headersTimeout = try obj.optional("request_headers_timeout")?.duration()
         let maxKB = try obj.optional("max_request_headers_kb")?.int(min: 1, max: 8192) ?? 60
         // Zero disables it, as in Envoy.
         let streamIdleTimeout = try obj.optional("stream_idle_timeout")?.duration() ?? .seconds(300)
@@ -370,6 +372,7 @@ extension HTTPConnectionManagerConfig {
             useRemoteAddress: headers.useRemoteAddress, requestTimeout: requestTimeout, maxRequestHeadersKB: Int(maxKB),
             streamIdleTimeout: streamIdleTimeout)
         config.requestHeaders = headers
+        config.requestHeadersTimeout = headersTimeout.flatMap { $0.isZero ? nil : $0 }
         config.http2Options = http2
         config.upgradeConfigs = upgrades
         config.addUserAgent = addUserAgent

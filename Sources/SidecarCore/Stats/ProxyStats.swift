@@ -2,7 +2,7 @@
 public struct HTTPStats: Sendable {
     public let rqTotal, rqActive, cxTotal, cxActive, noRoute, directResponse: Int
     public let rqXX: Int  // first of downstream_rq_1xx ... 5xx
-    public let cxDestroy, rqTimeout, cxProtocolError: Int
+    public let cxDestroy, rqTimeout, rqHeaderTimeout, cxProtocolError: Int
     /// `downstream_rq_idle_timeout`: requests ended by stream_idle_timeout / route idle_timeout.
     public let rqIdleTimeout: Int
     /// `downstream_cx_idle_timeout` / `downstream_cx_max_duration_reached`: connections closed by the connection
@@ -36,6 +36,7 @@ public struct HTTPStats: Sendable {
         }
         cxDestroy = reg("downstream_cx_destroy", .counter)
         rqTimeout = reg("downstream_rq_timeout", .counter)
+        rqHeaderTimeout = reg("downstream_rq_header_timeout", .counter)
         cxProtocolError = reg("downstream_cx_protocol_error", .counter)
         rqIdleTimeout = reg("downstream_rq_idle_timeout", .counter)
         cxIdleTimeout = reg("downstream_cx_idle_timeout", .counter)
