@@ -454,10 +454,22 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     /// Listen-socket options shared by every listener: backlog, reuse, and the transparent-proxy options.
+    ///
+    /// The listen queue is `tcp_backlog_size`, else `net.core.somaxconn` as Envoy's; and a wake-up of the listener
+    /// accepts up to 256 waiting connections (NIO's default is 4), so a burst of connects (a slowloris opening
+    /// thousands) is taken in at once instead of overflowing the queue while other work runs between accepts.
+    /// The kernel's cap on listen queues (Envoy's default `tcp_backlog_size`); 128 where it cannot be read.
+    static let somaxconn: Int = {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/core/somaxconn", encoding: .utf8),
+              let n = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), n > 0 else { return 128 }
+        return n
+    }()
+
     private func serverBootstrap(_ listener: Listener) -> ServerBootstrap {
         let v6 = listener.address.address.contains(":")
         var b = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.backlog, value: Int32(listener.tcpBacklogSize ?? Self.somaxconn))
+            .serverChannelOption(ChannelOptions.maxMessagesPerRead, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
         if listener.transparent {
             // IP_TRANSPARENT (19) / IPV6_TRANSPARENT (75): needs CAP_NET_ADMIN.

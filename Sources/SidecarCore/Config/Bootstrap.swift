@@ -41,6 +41,8 @@ public struct Listener: Sendable {
     public var transparent: Bool = false
     /// IP_FREEBIND: bind before the address exists.
     public var freebind: Bool = false
+    /// `tcp_backlog_size`: the listen queue; nil is Envoy's default, the kernel's `net.core.somaxconn`.
+    public var tcpBacklogSize: Int?
     /// The `envoy.filters.listener.original_dst` listener filter: connections carry their original
     /// destination (SO_ORIGINAL_DST, else the local address of a transparent socket).
     public var originalDestination: Bool = false

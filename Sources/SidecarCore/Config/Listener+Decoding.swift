@@ -13,7 +13,7 @@ extension Listener {
         try obj.unsupported([
             "socket_options",
             "filter_chain_matcher",
-            "connection_balance_config", "reuse_port", "enable_reuse_port", "tcp_backlog_size",
+            "connection_balance_config", "reuse_port", "enable_reuse_port",
             "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
             "stat_prefix", "drain_type", "metadata", "ignore_global_conn_limit", "max_connections_to_accept_per_socket_event",
             "tcp_fast_open_queue_length", "internal_listener", "listener_specifier",
@@ -93,6 +93,7 @@ extension Listener {
             name: name, address: address, filterChains: chains, defaultFilterChain: defaultChain,
             perConnectionBufferLimitBytes: Int(limit), transparent: transparent, freebind: freebind,
             originalDestination: originalDst, httpInspector: httpInspector)
+        listener.tcpBacklogSize = try obj.optional("tcp_backlog_size").map { Int(try $0.int(min: 1, max: 65535)) }
         if let t = obj.optional("listener_filters_timeout") {
             let d = try t.duration()
             listener.listenerFiltersTimeout = d.isZero ? nil : d

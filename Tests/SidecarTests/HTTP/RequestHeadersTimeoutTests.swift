@@ -66,3 +66,25 @@ struct RequestHeadersTimeoutTests {
         #expect(try proxy.stat("http.\(ProxyConfig.statPrefix).downstream_rq_header_timeout") == 1)
     }
 }
+
+/// The limits' config fields as they decode.
+struct DownstreamLimitsConfigTests {
+    static func load(hcm: [String] = [], listener: String = "") throws -> Listener {
+        var yaml = ProxyConfig.yaml(routes: [], clusters: [], hcmExtra: hcm)
+        if !listener.isEmpty {
+            yaml = yaml.replacingOccurrences(of: "  - name: listener_0\n", with: "  - name: listener_0\n    \(listener)\n")
+        }
+        return try Bootstrap.load(text: yaml).listeners[0]
+    }
+
+    @Test func requestHeadersTimeoutAndBacklog() throws {
+        #expect(try Self.load(hcm: ["request_headers_timeout: 2.5s"]).connectionManager?
+            .requestHeadersTimeout == .milliseconds(2500))
+        // Zero disables it, as in Envoy; so does leaving it out.
+        #expect(try Self.load(hcm: ["request_headers_timeout: 0s"]).connectionManager?
+            .requestHeadersTimeout == nil)
+        #expect(try Self.load(listener: "tcp_backlog_size: 64").tcpBacklogSize == 64)
+        #expect(try Self.load().tcpBacklogSize == nil)
+        #expect(throws: ConfigError.self) { try Self.load(listener: "tcp_backlog_size: 0") }
+    }
+}
