@@ -30,6 +30,14 @@ public struct PodInjector: Sendable {
     public func inject(metadata: inout KubeObject, spec: inout KubeObject, at path: String) throws -> Outcome {
         let annotations = metadata["annotations"]?.object
         let labels = metadata["labels"]?.object
+        // Kubernetes takes only strings there (`native-sidecar: false` unquoted is refused by the API server):
+        // an unquoted value is an error here too, not an annotation quietly not seen.
+        for (field, map) in [("annotations", annotations), ("labels", labels)] {
+            for (key, value) in map?.pairs ?? [] where value.string == nil {
+                throw ManifestError("\(path).metadata.\(field)[\(key)]: \(value.json) is not a string; Kubernetes "
+                    + "takes only strings there (quote it)")
+            }
+        }
         if annotations?[Self.statusAnnotation] != nil { return .skipped("already injected") }
         if PodInjectionOptions.optedOut(annotations: annotations, labels: labels) { return .skipped("opted out") }
         if case .bool(true) = spec["hostNetwork"] ?? .null {

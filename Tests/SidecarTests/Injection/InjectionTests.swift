@@ -97,6 +97,8 @@ struct InjectionTests {
         #expect(Self.error(Self.pod(annotations: "pilotfish.io/proxy-memory: lots")).contains(
             "'lots' is not a Kubernetes quantity"))
         #expect(Self.error(Self.pod(annotations: "pilotfish.io/native-sidecar: maybe")).contains("'maybe' is not true or false"))
+        #expect(Self.error(Self.pod(annotations: "pilotfish.io/native-sidecar: false")).contains(
+            "metadata.annotations[pilotfish.io/native-sidecar]: false is not a string; Kubernetes takes only strings there"))
         #expect(Self.error(Self.pod(annotations: "pilotfish.io/mtls-mode: STRICT, pilotfish.io/identity-volume: x"))
             .contains("the pod has no volume named 'x'"))
     }
