@@ -6,6 +6,8 @@ import SidecarCore
 enum ChainInstaller {
     static func install(_ chain: ChainRuntime, on channel: Channel, worker: Worker,
                         originalDestination: SocketAddress?, serverName: String?) throws {
+        let limits = chain.connectionLimits
+        if !limits.isEmpty && !ConnectionLimiter.admit(channel, limits) { return }
         let ops = channel.pipeline.syncOperations
         let id = DownstreamConnectionLog.nextConnectionID()
         // The connection's own log (listener and tcp_proxy `access_log`) only where one is configured.

@@ -16,6 +16,8 @@ struct ListenerRuntime: Sendable {
     var tls: TransportTLS? = nil
     /// The chain's `envoy.filters.network.rbac` filters, checked when a connection starts.
     var networkRBAC: [RBACFilter] = []
+    /// The chain's `envoy.filters.network.connection_limit` filters, checked first.
+    var connectionLimits: [ConnectionLimiter] = []
     /// The connection manager's `http_filters`, ready to make each stream's filters (the router last).
     var httpFilters: [any HTTPFilterFactory] = []
     /// Some HTTP filter reads the connection's addresses or TLS peer (RBAC): looked up once per connection.
@@ -39,6 +41,8 @@ struct TCPListenerRuntime: Sendable {
     var tls: TransportTLS? = nil
     /// The chain's `envoy.filters.network.rbac` filters, checked before the upstream is connected.
     var networkRBAC: [RBACFilter] = []
+    /// The chain's `envoy.filters.network.connection_limit` filters, checked first.
+    var connectionLimits: [ConnectionLimiter] = []
 }
 
 /// One filter chain, ready to take a connection.
@@ -50,6 +54,13 @@ enum ChainRuntime: Sendable {
         switch self {
         case .http(let r): return r.tls
         case .tcp(let r): return r.tls
+        }
+    }
+
+    var connectionLimits: [ConnectionLimiter] {
+        switch self {
+        case .http(let r): return r.connectionLimits
+        case .tcp(let r): return r.connectionLimits
         }
     }
 

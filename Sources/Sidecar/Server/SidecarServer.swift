@@ -35,6 +35,8 @@ public final class SidecarServer: @unchecked Sendable {
     private var chainTLS: [Int: [Int: TransportTLS]] = [:]
     private var secretWatcher: SecretWatcher?
     private var rbacStats: [RBACStats.Scope: RBACStats] = [:]
+    /// Each chain's connection_limit filters, by listener and chain index (made and counted before the workers start).
+    private var connectionLimiters: [Int: [Int: [ConnectionLimiter]]] = [:]
     /// Each HTTP filter chain's filter factories (their stats registered), by listener and chain index.
     private var httpFilterFactories: [Int: [Int: [any HTTPFilterFactory]]] = [:]
     let startTime = Date()
@@ -90,8 +92,11 @@ public final class SidecarServer: @unchecked Sendable {
             installed = NIOLockedValueBox(ConfigSnapshot(version: 1, clusters: infos))
             snapshotError = error
         }
-        for l in bootstrap.listeners {
-            for chain in l.filterChains + [l.defaultFilterChain].compactMap({ $0 }) {
+        for (li, l) in bootstrap.listeners.enumerated() {
+            for (ci, chain) in ConfigSnapshot.networkChains(l).enumerated() {
+                if !chain.connectionLimits.isEmpty {
+                    connectionLimiters[li, default: [:]][ci] = chain.connectionLimits.map(ConnectionLimiter.init)
+                }
                 switch chain.network {
                 case .httpConnectionManager(let h) where httpStats[h.statPrefix] == nil:
                     httpStats[h.statPrefix] = HTTPStats(prefix: h.statPrefix, registry: registry)
@@ -108,6 +113,7 @@ public final class SidecarServer: @unchecked Sendable {
             }
             if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
         }
+        ConnectionLimiter.registerStats(connectionLimiters.values.flatMap { $0.values.flatMap { $0 } }, registry: registry)
         for (li, l) in bootstrap.listeners.enumerated() {
             for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
                 guard case .httpConnectionManager(let h) = chain.network else { continue }
@@ -255,7 +261,8 @@ public final class SidecarServer: @unchecked Sendable {
                 config: l,
                 selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
                 chains: ConfigSnapshot.networkChains(l).enumerated().map {
-                    chainRuntime(l, $0.element, hostname, table: snapshot.shape[li][$0.offset],
+                    chainRuntime(l, $0.element, hostname, limits: connectionLimiters[li]?[$0.offset] ?? [],
+                                 table: snapshot.shape[li][$0.offset],
                                  tls: chainTLS[li]?[$0.offset], httpFilters: httpFilterFactories[li]?[$0.offset] ?? [])
                 },
                 stats: listenerStats[l.address]!)
@@ -412,7 +419,8 @@ public final class SidecarServer: @unchecked Sendable {
     /// What a loopback peer is appended to `x-forwarded-for` as (Envoy's local address), looked up once.
     static let localAddress = ConnectionManagerHeaders.hostLocalAddress()
 
-    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, table: ConfigSnapshot.ChainTable,
+    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, limits: [ConnectionLimiter],
+                              table: ConfigSnapshot.ChainTable,
                               tls: TransportTLS?, httpFilters factories: [any HTTPFilterFactory]) -> ChainRuntime
     {
         let networkRBAC = chain.networkRBAC.map {
@@ -425,6 +433,7 @@ public final class SidecarServer: @unchecked Sendable {
                 config: l, hcm: hcm, routeTable: routeTable, stats: httpStats[hcm.statPrefix]!,
                 maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls)
             runtime.networkRBAC = networkRBAC
+            runtime.connectionLimits = limits
             runtime.httpFilters = factories
             var headers = hcm.requestHeaders
             if hcm.addUserAgent {
@@ -443,6 +452,7 @@ public final class SidecarServer: @unchecked Sendable {
             var runtime = TCPListenerRuntime(
                 config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, tcpProxy: proxy, tls: tls)
             runtime.networkRBAC = networkRBAC
+            runtime.connectionLimits = limits
             return .tcp(runtime)
         }
     }

@@ -104,6 +104,20 @@ public struct FilterChain: Sendable {
     /// `envoy.filters.network.rbac` filters before the terminal one, in order: each connection is checked
     /// against them before the terminal filter sees it.
     public var networkRBAC: [RBACFilterConfig] = []
+    /// `envoy.filters.network.connection_limit` filters, in order: a new connection over any of their limits is
+    /// closed before anything else sees it.
+    public var connectionLimits: [ConnectionLimitConfig] = []
+}
+
+/// `envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit`.
+public struct ConnectionLimitConfig: Sendable, Equatable {
+    public static let type = "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit"
+    /// `connection_limit.<stat_prefix>.*`.
+    public var statPrefix: String
+    /// Connections the filter lets through at once (per filter, across workers).
+    public var maxConnections: Int
+    /// How long a connection over the limit is held before it is closed (none: at once).
+    public var delay: ProtoDuration?
 }
 
 /// The subset of Envoy's `filter_chain_match` Pilotfish selects on, in Envoy's order of precedence.

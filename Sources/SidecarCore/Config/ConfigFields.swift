@@ -297,6 +297,8 @@ package enum ConfigFields {
             @type matcher shadow_matcher delay_deny stat_prefix enforcement_type rules shadow_rules
             shadow_rules_stat_prefix
             """),
+        Message("envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit", type: ConnectionLimitConfig.type,
+                "@type stat_prefix max_connections delay runtime_enabled"),
         Message("envoy.config.rbac.v3.RBAC", "audit_logging_options action policies"),
         Message("envoy.config.rbac.v3.Policy", "condition checked_condition cel_config permissions principals"),
         Message("envoy.config.rbac.v3.Permission", """

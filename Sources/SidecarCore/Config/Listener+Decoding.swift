@@ -125,6 +125,7 @@ extension FilterChain {
         // Zero or more envoy.filters.network.rbac, then exactly one terminal filter, as Envoy requires the
         // terminal filter to be last.
         var rbac: [RBACFilterConfig] = []
+        var limits: [ConnectionLimitConfig] = []
         var terminal: Listener.NetworkFilter?
         for (i, item) in filters.enumerated() {
             let isLast = i == filters.count - 1
@@ -135,6 +136,12 @@ extension FilterChain {
                         + "in the chain; end it with envoy.filters.network.http_connection_manager or tcp_proxy")
                 }
                 rbac.append(config)
+            case .connectionLimit(let config, let name):
+                if isLast {
+                    throw item.error("non-terminal filter '\(name)' (envoy.filters.network.connection_limit) is the last "
+                        + "filter in the chain; end it with envoy.filters.network.http_connection_manager or tcp_proxy")
+                }
+                limits.append(config)
             case .terminal(let network, let name):
                 if !isLast {
                     throw item.error("terminal filter '\(name)' must be the last filter in a network filter chain")
@@ -144,6 +151,7 @@ extension FilterChain {
         }
         guard let terminal else { fatalError("unreachable: the last filter is terminal or decoding threw") }
         var result = FilterChain(name: name, match: match, network: terminal, networkRBAC: rbac)
+        result.connectionLimits = limits
         if let ts = chain.optional("transport_socket") {
             result.tls = try TLSContextConfig.decodeTransportSocket(ts, side: .downstream)
             if let tls = result.tls, case .httpConnectionManager = terminal, let other = tls.alpnProtocols.first(where: { !["h2", "http/1.1", "http/1.0"].contains($0) }) {
@@ -156,6 +164,7 @@ extension FilterChain {
 
     private enum DecodedNetworkFilter {
         case rbac(RBACFilterConfig, name: String)
+        case connectionLimit(ConnectionLimitConfig, name: String)
         case terminal(Listener.NetworkFilter, name: String)
     }
 
@@ -179,9 +188,19 @@ extension FilterChain {
         case RBACFilterConfig.networkType:
             decoded = .rbac(try RBACFilterConfig.decodeNetwork(typedObj), name: filterName)
             names = ["envoy.filters.network.rbac"]
+        case ConnectionLimitConfig.type:
+            try typedObj.unsupported(["runtime_enabled"])
+            let prefix = try typedObj.required("stat_prefix").nonEmptyString()
+            let max = Int(try typedObj.required("max_connections").int(min: 1, max: Int64(Int32.max)))
+            let delay = try typedObj.optional("delay")?.duration()
+            try typedObj.finish()
+            decoded = .connectionLimit(
+                ConnectionLimitConfig(statPrefix: prefix, maxConnections: max, delay: delay.flatMap { $0.isZero ? nil : $0 }),
+                name: filterName)
+            names = ["envoy.filters.network.connection_limit"]
         default:
             throw type.error("network filter type '\(try type.string())' is not supported; supported: "
-                + "\(Listener.hcmType), \(Listener.tcpProxyType), \(RBACFilterConfig.networkType)")
+                + "\(Listener.hcmType), \(Listener.tcpProxyType), \(RBACFilterConfig.networkType), \(ConnectionLimitConfig.type)")
         }
         if !names.contains(filterName) && filterName.hasPrefix("envoy.filters.network.") {
             throw filter.value.error(
