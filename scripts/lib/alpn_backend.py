@@ -181,10 +181,4 @@ class AlpnBackend:
             self.listener.close()
         except OSError:
             pass
-        with self.lock:
-            open_sockets = list(self.sockets)
-        for s in open_sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self.drop_connections()
