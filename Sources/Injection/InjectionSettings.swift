@@ -28,10 +28,18 @@ public struct InjectorSettings: Sendable, Equatable {
 
 public enum InterceptionMode: String, Sendable, Equatable, CaseIterable {
     case redirect, tproxy
+
+    /// A flag's or annotation's value, in any case (Istio writes `TPROXY`).
+    public init?(text: String) { self.init(rawValue: text.lowercased()) }
+    public static let choices = "redirect or tproxy"
 }
 
 public enum MTLSMode: String, Sendable, Equatable, CaseIterable {
     case strict = "STRICT", permissive = "PERMISSIVE", disable = "DISABLE"
+
+    /// A flag's or annotation's value, in any case.
+    public init?(text: String) { self.init(rawValue: text.uppercased()) }
+    public static let choices = "STRICT, PERMISSIVE or DISABLE"
 }
 
 /// One pod's injection choices: the injector's settings as the pod's annotations change them. Pilotfish's
@@ -135,16 +143,16 @@ public struct PodInjectionOptions: Sendable, Equatable {
         nativeSidecar = try bool(.nativeSidecar, settings.nativeSidecars)
         rewriteProbes = try bool(.rewriteProbes, true)
         if let (v, name) = value(.interceptionMode) {
-            guard let m = InterceptionMode(rawValue: v.lowercased()) else {
-                throw ManifestError("\(path).annotations[\(name)]: '\(v)' is not redirect or tproxy")
+            guard let m = InterceptionMode(text: v) else {
+                throw ManifestError("\(path).annotations[\(name)]: '\(v)' is not \(InterceptionMode.choices)")
             }
             interceptionMode = m
         } else {
             interceptionMode = settings.interceptionMode
         }
         if let (v, name) = value(.mtls) {
-            guard let m = MTLSMode(rawValue: v.uppercased()) else {
-                throw ManifestError("\(path).annotations[\(name)]: '\(v)' is not STRICT, PERMISSIVE or DISABLE")
+            guard let m = MTLSMode(text: v) else {
+                throw ManifestError("\(path).annotations[\(name)]: '\(v)' is not \(MTLSMode.choices)")
             }
             mtls = m
         } else {

@@ -26,12 +26,12 @@ struct InjectorOptions: ParsableArguments {
         let env = ProcessInfo.processInfo.environment
         var s = InjectorSettings(image: image ?? env["PILOTFISH_IMAGE"] ?? Self.defaultImage, version: SidecarVersion.string)
         s.nativeSidecars = nativeSidecars
-        guard let mode = InterceptionMode(rawValue: interceptionMode.lowercased()) else {
-            throw ValidationError("--interception-mode: '\(interceptionMode)' is not redirect or tproxy")
+        guard let mode = InterceptionMode(text: interceptionMode) else {
+            throw ValidationError("--interception-mode: '\(interceptionMode)' is not \(InterceptionMode.choices)")
         }
         s.interceptionMode = mode
-        guard let m = MTLSMode(rawValue: mtls.uppercased()) else {
-            throw ValidationError("--mtls: '\(mtls)' is not STRICT, PERMISSIVE or DISABLE")
+        guard let m = MTLSMode(text: mtls) else {
+            throw ValidationError("--mtls: '\(mtls)' is not \(MTLSMode.choices)")
         }
         s.mtls = m
         if let meshCIDRs {

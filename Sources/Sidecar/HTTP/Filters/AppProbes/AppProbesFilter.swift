@@ -34,8 +34,8 @@ final class AppProbesFilter: HTTPStreamFilter, HTTPFilterFactory, @unchecked Sen
     func makeFilter(stream: HTTPFilterStream) -> any HTTPStreamFilter { self }
 
     func decodeHeaders(_ head: inout HTTPRequestHead, endStream: Bool, stream: HTTPFilterStream) -> FilterHeadersStatus {
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        guard let probe = config.probes[path] else { return .continue }
+        // The path as route matching sees it (query and fragment off).
+        guard let probe = config.probes[String(stream.request.pathWithoutQuery)] else { return .continue }
         let id = stream.streamID
         AppProbeRunner.run(probe, on: stream.eventLoop).whenComplete { result in
             guard stream.active, stream.streamID == id else { return }
