@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "sidecar", targets: ["SidecarMain"]),
         .executable(name: "sidecar-init", targets: ["Init"]),
+        .executable(name: "pilotfish-fuzz", targets: ["PilotfishFuzz"]),
         .library(name: "Sidecar", targets: ["Sidecar", "SidecarTracing", "SidecarUpstream", "SidecarCore"]),
         .library(name: "Intercept", targets: ["Intercept"]),
     ],
@@ -148,6 +149,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Fuzz targets (scripts/fuzz): what reads untrusted input, each behind one `run(bytes)`. The test suite
+        // replays their corpora; `pilotfish-fuzz` runs them under libFuzzer when built with -sanitize=fuzzer
+        // and -D PILOTFISH_LIBFUZZER, and replays files otherwise.
+        .target(
+            name: "FuzzTargets",
+            dependencies: [
+                "Sidecar",
+                "SidecarCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "PilotfishFuzz",
+            dependencies: ["FuzzTargets"]
+        ),
         .systemLibrary(
             name: "CNetfilter",
             pkgConfig: "libnftnl libmnl",
@@ -185,6 +203,7 @@ let package = Package(
                 "Intercept",
                 "MeshCapture",
                 "Injection",
+                "FuzzTargets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,7 +1,7 @@
 /// Envoy's http_inspector: is the connection's first data an HTTP/1.x request line or the HTTP/2
 /// (prior knowledge) preface? Decides as soon as the bytes allow, so non-HTTP traffic is not held.
-enum HTTPInspector {
-    enum Verdict: Equatable {
+package enum HTTPInspector {
+    package enum Verdict: Equatable {
         case needMore
         case notHTTP
         /// The detected application protocol: "http/1.1", "http/1.0" or "h2c".
@@ -12,7 +12,7 @@ enum HTTPInspector {
     /// Envoy reads at most this much before giving up.
     static let maxBytes = 64 * 1024
 
-    static func inspect(_ bytes: some Collection<UInt8>) -> Verdict {
+    package static func inspect(_ bytes: some Collection<UInt8>) -> Verdict {
         let data = Array(bytes.prefix(maxBytes))
         if data.isEmpty { return .needMore }
         let n = min(data.count, h2Preface.count)

@@ -1,6 +1,6 @@
 /// Envoy's tls_inspector: is the connection's first data a TLS ClientHello, and if so which server name
 /// (SNI) and application protocols (ALPN) does it ask for? Nothing is decrypted; the bytes are replayed.
-enum TLSInspector {
+package enum TLSInspector {
     /// Letters, digits, `-`, `.` and `_` (seen in the wild in service names).
     static func isHostNameByte(_ b: UInt8) -> Bool {
         switch b {
@@ -12,7 +12,7 @@ enum TLSInspector {
         }
     }
 
-    enum Verdict: Equatable {
+    package enum Verdict: Equatable {
         case needMore
         case notTLS
         case tls(serverName: String?, applicationProtocols: [String])
@@ -20,7 +20,7 @@ enum TLSInspector {
 
     static let maxBytes = 64 * 1024
 
-    static func inspect(_ bytes: some Collection<UInt8>) -> Verdict {
+    package static func inspect(_ bytes: some Collection<UInt8>) -> Verdict {
         let data = Array(bytes.prefix(maxBytes))
         guard let first = data.first else { return .needMore }
         // A handshake record (22) carrying TLS 1.0-1.3 (legacy version 3.x).

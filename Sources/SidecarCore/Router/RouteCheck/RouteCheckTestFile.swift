@@ -62,6 +62,11 @@ public struct RouteCheckHeader: Sendable, Equatable {
     public var key: String
     public var value: String
 
+    package init(key: String, value: String) {
+        self.key = key
+        self.value = value
+    }
+
     package static func decode(_ value: ConfigValue) throws -> RouteCheckHeader {
         let obj = try value.object()
         let key = try obj.required("key").nonEmptyString()
@@ -90,6 +95,12 @@ public struct RouteCheckInput: Sendable {
     public var additionalResponseHeaders: [RouteCheckHeader] = []
     /// Applied in order, as the set_metadata filter would (see `RouteCheckDynamicMetadata`).
     public var dynamicMetadata: [RouteCheckDynamicMetadata] = []
+
+    package init(authority: String, path: String, method: String) {
+        self.authority = authority
+        self.path = path
+        self.method = method
+    }
 
     package static func decode(_ value: ConfigValue) throws -> RouteCheckInput {
         let obj = try value.object()
