@@ -125,6 +125,11 @@ struct ProxyIntegrationTests {
         #expect(response.bodyString.hasPrefix(Self.connectFailurePrefix), "body: \(response.bodyString)")
         let stats = try proxy.stats()
         #expect(stats["cluster.backend.upstream_cx_connect_fail"] == "1")
+        // Envoy 1.40 counts the refused connection as one that was made and destroyed, on the HTTP/1.1 codec.
+        #expect(stats["cluster.backend.upstream_cx_total"] == "1")
+        #expect(stats["cluster.backend.upstream_cx_http1_total"] == "1")
+        #expect(stats["cluster.backend.upstream_cx_destroy"] == "1")
+        #expect(stats["cluster.backend.upstream_cx_active"] == "0")
         #expect(stats["cluster.backend.upstream_rq_503"] == "1")
         // As in Envoy, a request that never got a connection was pending, not an upstream request.
         #expect(stats["cluster.backend.upstream_rq_pending_total"] == "1")

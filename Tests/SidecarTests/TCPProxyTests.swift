@@ -290,6 +290,9 @@ import Intercept
         defer { s.close() }
         #expect(try s.readToEOF().isEmpty)
         #expect(try proxy.stat("cluster.echo.upstream_cx_connect_fail") == 1)
+        #expect(try proxy.stat("cluster.echo.upstream_cx_total") == 1)
+        #expect(try proxy.stat("cluster.echo.upstream_cx_destroy") == 1)
+        #expect(try proxy.stat("cluster.echo.upstream_cx_active") == 0)
     }
 }
 

@@ -26,9 +26,11 @@ extension ConnectionPool {
     /// `connect_timeout`). The caller puts its protocol handlers on the pipeline as the future succeeds: that runs
     /// as the connect or the handshake completes, before anything more is read.
     ///
-    /// Every connection is counted here the same way, as Envoy counts its upstream connections: `upstream_cx_total`,
-    /// `upstream_cx_active`, `upstream_cx_connect_ms`, and when it closes `upstream_cx_destroy` and
-    /// `upstream_cx_length_ms`; a failed connect or handshake is `upstream_cx_connect_fail` (and
+    /// Every connection is counted here the same way, as Envoy counts its upstream connections: from the moment it
+    /// is attempted in `upstream_cx_total` and `upstream_cx_active`; connected (and through TLS), in
+    /// `upstream_cx_connect_ms`; when it closes, `upstream_cx_destroy` and `upstream_cx_length_ms`. A connect or
+    /// handshake that fails is a connection that closed as well (Envoy 1.40 counts a refused connect in
+    /// `upstream_cx_total` and `upstream_cx_destroy`), plus `upstream_cx_connect_fail` (and
     /// `upstream_cx_connect_timeout` for a timeout).
     ///
     /// - Parameters:
@@ -39,6 +41,13 @@ extension ConnectionPool {
         let stats = self.stats, cs = clusterStats
         let handshake = UpstreamTLSHandshake(cluster: cluster, workerStats: stats, eventLoop: eventLoop, http1Only: http1Only)
         let connectStart = NIODeadline.now()
+        stats.inc(cs.cxTotal)
+        stats.inc(cs.cxActive)
+        func closed() {
+            stats.dec(cs.cxActive)
+            stats.inc(cs.cxDestroy)
+            stats.record(cs.cxLengthMs, from: connectStart, to: .now())
+        }
         return bootstrap(source)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: halfClosure)
             .channelInitializer { channel in
@@ -58,17 +67,12 @@ extension ConnectionPool {
                 }
             }
             .map { opened in
-                stats.inc(cs.cxTotal)
-                stats.inc(cs.cxActive)
                 stats.record(cs.cxConnectMs, from: connectStart, to: .now())
-                opened.channel.closeFuture.whenComplete { _ in
-                    stats.dec(cs.cxActive)
-                    stats.inc(cs.cxDestroy)
-                    stats.record(cs.cxLengthMs, from: connectStart, to: .now())
-                }
+                opened.channel.closeFuture.whenComplete { _ in closed() }
                 return opened
             }
             .flatMapErrorThrowing { error in
+                closed()
                 stats.inc(cs.cxConnectFail)
                 if let e = error as? ChannelError, case .connectTimeout = e { stats.inc(cs.cxConnectTimeout) }
                 throw error

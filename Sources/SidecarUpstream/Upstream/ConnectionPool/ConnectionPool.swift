@@ -225,6 +225,10 @@ package final class ConnectionPool {
         let conn = UpstreamConnection(host: host, pool: self, poolKey: key)
         let auto = protocolOptions.upstreamProtocol == .auto
         let promise = eventLoop.makePromise(of: UpstreamConnection.self)
+        // An HTTP/1.1 connection counts from its attempt, as Envoy's codec client does (a refused connect too); one
+        // whose ALPN may still choose HTTP/2 counts once it stays HTTP/1.1.
+        let counted = multiplexed == nil || http1Only
+        if counted { stats.inc(clusterStats.cxHTTP1Total) }
         open(to: host.address, source: source, http1Only: http1Only).assumeIsolated().whenComplete { [self] result in
             let opened: OpenedUpstreamChannel
             switch result {
@@ -259,7 +263,7 @@ package final class ConnectionPool {
                 promise.fail(error)
                 return
             }
-            stats.inc(clusterStats.cxHTTP1Total)
+            if !counted { stats.inc(clusterStats.cxHTTP1Total) }
             traffic.store(true, ordering: .relaxed)
             promise.assumeIsolated().succeed(conn)
         }
