@@ -64,9 +64,13 @@ final class RouteFuzz: @unchecked Sendable {
         request.isInternal = flags & 32 != 0
         request.runtime = runtime
         while let line = lines.next() {
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else { continue }
+            guard let colon = line.dropFirst().firstIndex(of: ":") else { continue }
+            let name = String(line[..<colon])
             let value = line[line.index(after: colon)...].drop { $0 == " " }
-            request.additionalRequestHeaders.append(RouteCheckHeader(key: String(line[..<colon]), value: String(value)))
+            // As the codecs and the route-check file decoder let them through: a header name is a token (after an
+            // optional ':'), a value has no CR, LF or NUL.
+            guard isHeaderName(name), !value.utf8.contains(where: { $0 == 0 || $0 == 10 || $0 == 13 }) else { continue }
+            request.additionalRequestHeaders.append(RouteCheckHeader(key: name, value: String(value)))
         }
         _ = RouteCheckObservation(config: table, input: request)
     }

@@ -2,31 +2,40 @@ import Foundation
 import FuzzTargets
 
 // Built two ways (scripts/fuzz):
-// - with -sanitize=fuzzer and -D PILOTFISH_LIBFUZZER: libFuzzer's main drives `LLVMFuzzerTestOneInput`; the target
-//   comes from PILOTFISH_FUZZ_TARGET.
+// - with -sanitize=fuzzer and -D PILOTFISH_LIBFUZZER: libFuzzer's driver (LLVMFuzzerRunDriver) runs the target
+//   PILOTFISH_FUZZ_TARGET names, with libFuzzer's own command line.
 // - plainly (every `swift build`): `pilotfish-fuzz TARGET FILE|DIR...` replays inputs, to reproduce a crash
 //   outside libFuzzer.
 
 #if PILOTFISH_LIBFUZZER
 nonisolated(unsafe) private var target = FuzzTarget.config
 
-@_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
-    let name = ProcessInfo.processInfo.environment["PILOTFISH_FUZZ_TARGET"] ?? ""
-    guard let chosen = FuzzTarget(rawValue: name) else {
-        let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
-        FileHandle.standardError.write(Data("PILOTFISH_FUZZ_TARGET must be one of: \(names)\n".utf8))
-        exit(2)
-    }
-    target = chosen
-    target.prepare()
-    return 0
-}
+/// libFuzzer's entry for programs that have their own `main` (SwiftPM gives every executable one).
+@_silgen_name("LLVMFuzzerRunDriver")
+private func runDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ testOneInput: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    target.run(UnsafeRawBufferPointer(start: data, count: size))
-    return 0
+@main
+enum Fuzz {
+    static func main() {
+        let name = ProcessInfo.processInfo.environment["PILOTFISH_FUZZ_TARGET"] ?? ""
+        guard let chosen = FuzzTarget(rawValue: name) else {
+            let names = FuzzTarget.allCases.map(\.rawValue).joined(separator: ", ")
+            FileHandle.standardError.write(Data("PILOTFISH_FUZZ_TARGET must be one of: \(names)\n".utf8))
+            exit(2)
+        }
+        target = chosen
+        target.prepare()
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(runDriver(&argc, &argv) { data, size in
+            target.run(UnsafeRawBufferPointer(start: data, count: size))
+            return 0
+        })
+    }
 }
 #else
 @main

@@ -172,6 +172,16 @@ import Testing
         #expect(error("tests: [{ test_name: t, input: { authority: a, path: /, method: GET }, validate: { cluster: x } }]")
             .contains("unknown field 'cluster'"))
         #expect(error("tests: [{ test_name: t, input: { authority: a, path: /, method: GET } }]").contains("validate"))
+        // Header names are HTTP_HEADER_NAME (a non-ASCII one crashed the tool: found by the routes fuzz target).
+        func header(_ key: String, _ value: String = "v") -> String {
+            error("tests: [{ test_name: t, input: { authority: a, path: /, method: GET, additional_request_headers: "
+                + "[{key: \"\(key)\", value: \"\(value)\"}] }, validate: {} }]")
+        }
+        #expect(header("\u{C9}-remove").contains("is not an HTTP header name"))
+        #expect(header("x y").contains("is not an HTTP header name"))
+        #expect(header("x-a", "a\\nb").contains("line feed"))
+        #expect(header(":authority") == "no error")
+        #expect(header("x-custom") == "no error")
     }
 
     @Test func testFileTakesCamelCaseAndRuntime() throws {

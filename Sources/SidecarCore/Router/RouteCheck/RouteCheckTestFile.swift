@@ -57,6 +57,13 @@ public struct RouteCheckCase: Sendable {
     }
 }
 
+/// A header name as Envoy's HTTP_HEADER_NAME rule allows it: an RFC 9110 token, optionally after the ':' that
+/// starts a pseudo-header.
+package func isHeaderName(_ name: String) -> Bool {
+    let bytes = name.utf8.first == UInt8(ascii: ":") ? name.utf8.dropFirst() : name.utf8[...]
+    return !bytes.isEmpty && bytes.allSatisfy(ConfigValue.isTokenCharacter)
+}
+
 /// A header as the test file writes it (`envoy.config.core.v3.HeaderValue`).
 public struct RouteCheckHeader: Sendable, Equatable {
     public var key: String
@@ -69,8 +76,13 @@ public struct RouteCheckHeader: Sendable, Equatable {
 
     package static func decode(_ value: ConfigValue) throws -> RouteCheckHeader {
         let obj = try value.object()
-        let key = try obj.required("key").nonEmptyString()
-        let v = try obj.optional("value")?.string() ?? ""
+        let keyValue = try obj.required("key")
+        let key = try keyValue.nonEmptyString()
+        // Envoy's HTTP_HEADER_NAME: a token, optionally after the ':' of a pseudo-header.
+        if !isHeaderName(key) {
+            throw keyValue.error("header name '\(key)' is not an HTTP header name (a token, optionally after ':')")
+        }
+        let v = try obj.optional("value")?.headerValueText() ?? ""
         try obj.unsupported(["raw_value"])
         try obj.finish()
         return RouteCheckHeader(key: key, value: v)
