@@ -123,7 +123,10 @@ enum LoopbackSockets {
 
     /// The queues of every IPv4 loopback socket, by (local port, remote port).
     static func queues() throws -> [Pair: Queues] {
-        let text = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8)
+        // Read to the end: procfs reports a size of 0, and the table runs to hundreds of KiB on a busy machine.
+        guard let handle = FileHandle(forReadingAtPath: "/proc/net/tcp") else { throw Failure("open /proc/net/tcp") }
+        defer { try? handle.close() }
+        let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
         var out: [Pair: Queues] = [:]
         for line in text.split(separator: "\n").dropFirst() {
             let f = line.split(separator: " ")
