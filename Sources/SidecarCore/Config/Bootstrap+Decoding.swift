@@ -35,9 +35,10 @@ extension Bootstrap {
         var admin: Admin?
         if let a = obj.optional("admin") {
             let ao = try a.object()
-            try ao.unsupported(["access_log", "profile_path", "socket_options"])
+            try ao.unsupported(["profile_path", "socket_options"])
             admin = Admin(address: try SocketAddressConfig.decodeAddress(try ao.required("address")))
             admin?.ignoreGlobalConnLimit = try ao.optional("ignore_global_conn_limit")?.bool() ?? false
+            admin?.accessLogs = try AccessLogConfig.decodeList(ao.optional("access_log"))
             try ao.finish()
         }
         var listeners: [Listener] = []

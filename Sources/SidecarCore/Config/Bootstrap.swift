@@ -23,6 +23,8 @@ public struct Bootstrap: Sendable {
         /// matters to the deprecated runtime key `overload.global_downstream_max_connections`, which Pilotfish does
         /// not read. Kept so `/config_dump` shows it.
         public var ignoreGlobalConnLimit: Bool = false
+        /// `access_log`: a line per admin request (see `AdminAccessLog`).
+        public var accessLogs: [AccessLogConfig] = []
     }
 }
 
