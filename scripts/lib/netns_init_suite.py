@@ -1426,6 +1426,38 @@ def t_pod_calls_its_own_service(t, mode):
     check(stat_value(t, pod, "http.inbound_http.downstream_rq_total") == 1, "the self-call did not come back in through the pod's sidecar")
 
 
+def t_admin_not_reachable_from_outside(t, mode):
+    """`sidecar --pod-defaults` binds admin to 127.0.0.1:15000 and the readiness listener to 0.0.0.0:15021, and
+    sidecar-init never captures either port: from the client namespace, <podIP>:15000 gets no admin answer
+    (refused, reset or nothing at all, and never an admin body), and 15021 answers its readiness path only."""
+    if not t.suite.sidecar:
+        raise Skip("no sidecar binary given (--sidecar PATH)")
+    p = t.pair()
+    t.apply(p.pod, "nftables", "--mode", mode)
+    start_sidecar(t, p.pod, ["--pod-defaults", "--capture-mode", mode, "--concurrency", "1"], "sidecar")
+
+    def get(port, path):
+        r = t.run(p.client, ["curl", "-s", "-m", "3", "-o", "-", "-w", "\n%{http_code}",
+                             "http://%s:%d%s" % (p.pod_ip, port, path)], timeout=10)
+        body, _, code = r.stdout.rpartition("\n")
+        return r.returncode, code, body
+
+    admin_words = ("LIVE", "server.", "cluster.", "listener.", "admin commands", "\"configs\"")
+    for path in ("/ready", "/stats", "/config_dump", "/server_info"):
+        rc, code, body = get(15000, path)
+        check(rc != 0 and code == "000",
+              "from outside, %s:15000%s answered (curl exit %d, HTTP %s): %s" % (p.pod_ip, path, rc, code, short(body)))
+        check(not any(w in body for w in admin_words), "admin content from outside on :15000%s: %s" % (path, short(body)))
+    rc, code, body = get(15021, "/healthz/ready")
+    check(rc == 0 and code == "200", "readiness %s:15021/healthz/ready: curl exit %d, HTTP %s" % (p.pod_ip, rc, code))
+    for path in ("/stats", "/ready", "/config_dump", "/quitquitquit"):
+        rc, code, body = get(15021, path)
+        check(code == "404" and not any(w in body for w in admin_words),
+              ":15021%s must not be the admin's: HTTP %s %s" % (path, code, short(body)))
+    # The requests above reached the readiness listener (and not something else on 15021).
+    check(stat_value(t, p.pod, "http.readiness.downstream_rq_total") == 5, "the readiness listener did not see the 5 requests")
+
+
 def t_sidecar_needs_net_admin(t):
     """A transparent (TPROXY) sidecar without CAP_NET_ADMIN refuses to start and says why; REDIRECT
     mode needs no capability at all."""
@@ -1554,6 +1586,8 @@ def build_tests():
         for m in MODES:
             add("sidecar_tcp_passthrough", t_sidecar_tcp_passthrough, b, m)
     add("sidecar_needs_net_admin", t_sidecar_needs_net_admin, label="tproxy refuses, redirect runs")
+    for m in MODES:
+        add("admin_not_reachable_from_outside", t_admin_not_reachable_from_outside, m)
     for m in MODES:
         add("pod_calls_its_own_service", t_pod_calls_its_own_service, m)
     add("use_original_dst_handoff", t_use_original_dst_handoff, label="redirect")

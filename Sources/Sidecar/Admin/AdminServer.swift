@@ -17,12 +17,15 @@ struct AdminServer {
 
     func bind(host: String, port: Int) throws -> Channel {
         let server = self.server
+        let logs = server.bootstrap.admin?.accessLogs ?? []
+        let accessLog = logs.isEmpty ? nil : AdminAccessLog(
+            logs: logs, runtime: server.context.runtime, hostname: ProcessInfo.processInfo.hostName)
         return try ServerBootstrap(group: server.group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(server: server))
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(server: server, accessLog: accessLog))
                 }
             }
             .bind(host: host, port: port)
@@ -39,15 +42,29 @@ final class AdminHandler: ChannelInboundHandler {
     /// The request body, kept (up to `maxBody`) for endpoints that take form values (`/runtime_modify`).
     private var body = ByteBuffer()
     private static let maxBody = 64 * 1024
+    /// `admin.access_log`, nil without one; then the request's facts below are not kept.
+    private let accessLog: AdminAccessLog?
+    private var connectionID: UInt64 = 0
+    private var requestStart: StreamStartTime?
+    private var bytesReceived = 0
 
-    init(server: SidecarServer) { self.server = server }
+    init(server: SidecarServer, accessLog: AdminAccessLog?) {
+        self.server = server
+        self.accessLog = accessLog
+        if accessLog != nil { connectionID = DownstreamConnectionLog.nextConnectionID() }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
             body.clear()
+            if accessLog != nil {
+                requestStart = .now()
+                bytesReceived = 0
+            }
         case .body(var b):
+            bytesReceived += b.readableBytes
             if body.readableBytes + b.readableBytes <= Self.maxBody { body.writeBuffer(&b) }
         case .end:
             guard let h = head else { return }
@@ -72,6 +89,12 @@ final class AdminHandler: ChannelInboundHandler {
         func param(_ n: String) -> String? { query.first { $0.name == n }?.value.removingPercentEncoding }
         let keepAlive = head.isKeepAlive
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let accessLog = self.accessLog
+        let logged = accessLog.map { _ in
+            AdminAccessLog.Request(
+                head: head, start: requestStart ?? .now(), end: .now(), bytesReceived: bytesReceived,
+                peer: context.channel.remoteAddress, local: context.channel.localAddress, connectionID: connectionID)
+        }
         func reply(_ status: HTTPResponseStatus, _ body: String, type: String = "text/plain; charset=UTF-8") {
             let ctx = loopBound.value
             var h = HTTPHeaders()
@@ -81,6 +104,10 @@ final class AdminHandler: ChannelInboundHandler {
             h.add(name: "content-length", value: String(body.utf8.count))
             h.add(name: "date", value: HTTPDate.now())
             h.add(name: "server", value: "envoy")
+            // Handed to the access log thread before the client can have its answer.
+            if let accessLog, let logged {
+                accessLog.log(logged, status: status, headers: h, bodyBytes: body.utf8.count)
+            }
             ctx.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: head.version, status: status, headers: h))), promise: nil)
             ctx.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ctx.channel.allocator.buffer(string: body)))), promise: nil)
             let done = ctx.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)))

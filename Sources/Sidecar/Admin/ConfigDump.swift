@@ -1,12 +1,12 @@
 import Foundation
 import Yams
 
-/// `/config_dump`: the loaded bootstrap as JSON. Every field in it is one Pilotfish runs, because
-/// anything else was rejected at load.
+/// `/config_dump`: the loaded bootstrap as JSON, secrets redacted as Envoy does (see `ConfigDump+Redaction.swift`).
+/// Every field in it is one Pilotfish runs, because anything else was rejected at load.
 enum ConfigDump {
     static func json(_ source: String?) -> String {
         guard let source, let node = try? Yams.compose(yaml: source) else { return "{\"configs\":[]}\n" }
-        let bootstrap = ["@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": toJSON(node)] as [String: Any]
+        let bootstrap = ["@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": redactSecrets(toJSON(node))] as [String: Any]
         let doc: [String: Any] = ["configs": [bootstrap]]
         guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]) else {
             return "{\"configs\":[]}\n"

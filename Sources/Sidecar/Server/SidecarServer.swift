@@ -37,6 +37,8 @@ public final class SidecarServer: @unchecked Sendable {
     private var rbacStats: [RBACStats.Scope: RBACStats] = [:]
     /// Each chain's connection_limit filters, by listener and chain index (made and counted before the workers start).
     private var connectionLimiters: [Int: [Int: [ConnectionLimiter]]] = [:]
+    /// The overload manager's global downstream connection count, when `overload_manager` configures it.
+    private let globalConnectionLimit: GlobalConnectionLimit?
     /// Each HTTP filter chain's filter factories (their stats registered), by listener and chain index.
     private var httpFilterFactories: [Int: [Int: [any HTTPFilterFactory]]] = [:]
     let startTime = Date()
@@ -114,6 +116,10 @@ public final class SidecarServer: @unchecked Sendable {
             if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
         }
         ConnectionLimiter.registerStats(connectionLimiters.values.flatMap { $0.values.flatMap { $0 } }, registry: registry)
+        globalConnectionLimit = bootstrap.overloadManager?.maxActiveDownstreamConnections.map {
+            GlobalConnectionLimit(maxConnections: $0)
+        }
+        globalConnectionLimit?.registerStats(registry: registry)
         for (li, l) in bootstrap.listeners.enumerated() {
             for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
                 guard case .httpConnectionManager(let h) = chain.network else { continue }
@@ -514,6 +520,8 @@ public final class SidecarServer: @unchecked Sendable {
     ) throws -> Channel {
         let workers = self.workers
         let limit = listener.perConnectionBufferLimitBytes
+        let globalLimit = listener.ignoreGlobalConnLimit ? nil : globalConnectionLimit
+        let overflowSlot = listenerStats[listener.address]?.globalCxOverflow
         return try serverBootstrap(listener)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: halfClosure)
@@ -522,6 +530,10 @@ public final class SidecarServer: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
                         throw ServerError("no worker for event loop")
+                    }
+                    if let globalLimit, !globalLimit.admit(channel) {
+                        if let overflowSlot { w.worker.value.stats.inc(overflowSlot) }
+                        return
                     }
                     try install(channel, w.worker.value)
                 }

@@ -29,14 +29,16 @@ extension Bootstrap {
         let obj = try value.object()
         try obj.unsupported([
             "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config",
-            "overload_manager", "tracing", "watchdog", "watchdogs", "hds_config", "flags_path",
+            "tracing", "watchdog", "watchdogs", "hds_config", "flags_path",
             "bootstrap_extensions", "fatal_actions", "default_socket_interface", "inline_headers",
         ])
         var admin: Admin?
         if let a = obj.optional("admin") {
             let ao = try a.object()
-            try ao.unsupported(["access_log", "profile_path", "socket_options", "ignore_global_conn_limit"])
+            try ao.unsupported(["profile_path", "socket_options"])
             admin = Admin(address: try SocketAddressConfig.decodeAddress(try ao.required("address")))
+            admin?.ignoreGlobalConnLimit = try ao.optional("ignore_global_conn_limit")?.bool() ?? false
+            admin?.accessLogs = try AccessLogConfig.decodeList(ao.optional("access_log"))
             try ao.finish()
         }
         var listeners: [Listener] = []
@@ -61,6 +63,7 @@ extension Bootstrap {
             try no.finish()
         }
         let layeredRuntime = try obj.optional("layered_runtime").map(LayeredRuntimeConfig.decode)
+        let overloadManager = try obj.optional("overload_manager").map(OverloadManagerConfig.decode)
         var statsFlushInterval = ProtoDuration.seconds(5)
         if let v = obj.optional("stats_flush_interval") {
             statsFlushInterval = try v.duration()
@@ -75,6 +78,7 @@ extension Bootstrap {
         bootstrap.nodeCluster = nodeCluster
         bootstrap.layeredRuntime = layeredRuntime
         bootstrap.statsFlushInterval = statsFlushInterval
+        bootstrap.overloadManager = overloadManager
         try bootstrap.validate(root: obj)
         return bootstrap
     }

@@ -12,9 +12,19 @@ public struct Bootstrap: Sendable {
     public var layeredRuntime: LayeredRuntimeConfig? = nil
     /// How often histograms are flushed: the `interval` quantiles admin shows cover the last complete one.
     public var statsFlushInterval: ProtoDuration = .seconds(5)
+    /// `overload_manager`: the global downstream connection limit (nil: no overload manager).
+    public var overloadManager: OverloadManagerConfig? = nil
 
     public struct Admin: Sendable {
         public var address: SocketAddressConfig
+        /// `ignore_global_conn_limit`. Envoy 1.40 accepts it, but its admin listener never takes a place from the
+        /// overload manager's connection count and is never refused for it, set or not (checked: admin answers
+        /// while the limit is reached, and `listener.admin.downstream_global_cx_overflow` stays 0); the flag only
+        /// matters to the deprecated runtime key `overload.global_downstream_max_connections`, which Pilotfish does
+        /// not read. Kept so `/config_dump` shows it.
+        public var ignoreGlobalConnLimit: Bool = false
+        /// `access_log`: a line per admin request (see `AdminAccessLog`).
+        public var accessLogs: [AccessLogConfig] = []
     }
 }
 
@@ -41,6 +51,9 @@ public struct Listener: Sendable {
     public var transparent: Bool = false
     /// IP_FREEBIND: bind before the address exists.
     public var freebind: Bool = false
+    /// `ignore_global_conn_limit`: this listener's connections neither take a place from the overload manager's
+    /// global connection count nor are refused by it.
+    public var ignoreGlobalConnLimit: Bool = false
     /// `tcp_backlog_size`: the listen queue; nil is Envoy's default, the kernel's `net.core.somaxconn`.
     public var tcpBacklogSize: Int?
     /// The `envoy.filters.listener.original_dst` listener filter: connections carry their original

@@ -104,6 +104,13 @@ package enum ConfigFields {
             """),
         Message("envoy.config.bootstrap.v3.Admin", "access_log profile_path socket_options ignore_global_conn_limit address"),
         Message("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "secrets listeners clusters"),
+        // OverloadManagerConfig.swift
+        Message("envoy.config.overload.v3.OverloadManager", """
+            refresh_interval resource_monitors actions buffer_factory_config loadshed_points
+            """),
+        Message("envoy.config.overload.v3.ResourceMonitor", "name typed_config"),
+        Message("envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                type: OverloadManagerConfig.downstreamConnectionsType, "max_active_downstream_connections"),
         Message("envoy.config.core.v3.Node", """
             metadata dynamic_parameters locality user_agent_name user_agent_version user_agent_build_version
             extensions client_features listening_addresses id cluster

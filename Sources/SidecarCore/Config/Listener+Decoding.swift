@@ -15,7 +15,7 @@ extension Listener {
             "filter_chain_matcher",
             "connection_balance_config", "reuse_port", "enable_reuse_port",
             "enable_mptcp", "additional_addresses", "udp_listener_config", "api_listener",
-            "stat_prefix", "drain_type", "metadata", "ignore_global_conn_limit", "max_connections_to_accept_per_socket_event",
+            "stat_prefix", "drain_type", "metadata", "max_connections_to_accept_per_socket_event",
             "tcp_fast_open_queue_length", "internal_listener", "listener_specifier",
         ])
         let name = try obj.optional("name")?.string() ?? "listener_\(value.path.split(separator: "[").last.map { String($0.dropLast()) } ?? "0")"
@@ -103,6 +103,7 @@ extension Listener {
         listener.tlsInspector = tlsInspector
         listener.useOriginalDst = try obj.optional("use_original_dst")?.bool() ?? false
         listener.bindToPort = try obj.optional("bind_to_port")?.bool() ?? true
+        listener.ignoreGlobalConnLimit = try obj.optional("ignore_global_conn_limit")?.bool() ?? false
         if let d = obj.optional("traffic_direction") { listener.trafficDirection = try d.enumValue(Listener.TrafficDirection.self) }
         listener.accessLogs = try AccessLogConfig.decodeList(obj.optional("access_log"))
         try obj.finish()
