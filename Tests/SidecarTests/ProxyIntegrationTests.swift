@@ -85,6 +85,8 @@ struct ProxyIntegrationTests {
         #expect(stats["cluster.backend.upstream_cx_total"] == "1")
         #expect(stats["cluster.backend.upstream_rq_total"] == "30")
         #expect(stats["http.ingress_http.downstream_cx_total"] == "11")
+        // The listener counts its connections too (it has one filter chain: no FilterChainDispatcher counts them).
+        #expect(stats["listener.127.0.0.1_0.downstream_cx_total"] == "11")
         #expect(stats["http.ingress_http.downstream_rq_total"] == "30")
     }
 

@@ -501,14 +501,19 @@ public final class SidecarServer: @unchecked Sendable {
     private func bindTCPListener(_ runtime: TCPListenerRuntime) throws -> Channel {
         // NIOSSL turns a peer's close_notify into inputClosed and our output close into close_notify when the
         // channel allows half-closure, so TLS streams half-close like plaintext ones.
-        try bind(runtime.config, halfClosure: true) { channel, worker in
+        let accepted = listenerStats[runtime.config.address]?.cxTotal
+        return try bind(runtime.config, halfClosure: true) { channel, worker in
+            // A chained listener counts in its FilterChainDispatcher; a listener of one chain counts here.
+            if let accepted { worker.stats.inc(accepted) }
             try ChainInstaller.install(.tcp(runtime), on: channel, worker: worker,
                                        originalDestination: nil, serverName: nil)
         }
     }
 
     private func bindListener(_ runtime: ListenerRuntime) throws -> Channel {
-        try bind(runtime.config, halfClosure: false) { channel, worker in
+        let accepted = listenerStats[runtime.config.address]?.cxTotal
+        return try bind(runtime.config, halfClosure: false) { channel, worker in
+            if let accepted { worker.stats.inc(accepted) }
             try ChainInstaller.install(.http(runtime), on: channel, worker: worker,
                                        originalDestination: nil, serverName: nil)
         }
