@@ -31,7 +31,17 @@ enum FuzzClient {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { fatalError("connect to the in-process proxy: errno \(errno)") }
+        // libFuzzer's timeout timer (SIGALRM) interrupts system calls: an interrupted connect goes on in the
+        // background, and is done when the socket is writable.
+        if connected != 0 {
+            guard errno == EINTR || errno == EINPROGRESS else { fatalError("connect to the in-process proxy: errno \(errno)") }
+            var writable = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            while poll(&writable, 1, 5000) < 0 && errno == EINTR {}
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            guard error == 0 else { fatalError("connect to the in-process proxy: errno \(error)") }
+        }
 
         // The proxy may answer and close before it has read everything; a failed write ends the writing there.
         if prefix.withUnsafeBytes({ writeAll(fd, $0) }) { _ = writeAll(fd, input) }
@@ -44,6 +54,7 @@ enum FuzzClient {
             if polled == 0 { break }
             if polled < 0 { if errno == EINTR { continue } else { break } }
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             answer += buffer[..<n]
         }
@@ -60,6 +71,7 @@ enum FuzzClient {
         var offset = 0
         while offset < bytes.count {
             let n = send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { return false }
             offset += n
         }
