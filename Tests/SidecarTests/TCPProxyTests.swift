@@ -293,6 +293,8 @@ import Intercept
         #expect(try proxy.stat("cluster.echo.upstream_cx_total") == 1)
         #expect(try proxy.stat("cluster.echo.upstream_cx_destroy") == 1)
         #expect(try proxy.stat("cluster.echo.upstream_cx_active") == 0)
+        // A listener of one chain counts its connections (no FilterChainDispatcher does it for it).
+        #expect(try proxy.stat("listener.127.0.0.1_0.downstream_cx_total") == 1)
     }
 }
 

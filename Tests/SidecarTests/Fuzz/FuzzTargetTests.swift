@@ -47,12 +47,13 @@ import SidecarCore
         #expect(frames.contains { $0.type == 0x0 && $0.stream == 1 && $0.payload == Array("direct".utf8) })
     }
 
-    @Test func everyRouteTableLoadsAndTheConformanceTablesAreAmongThem() {
+    @Test func everyRouteTableLoadsAndTheConformanceTablesAreAmongThem() throws {
         let count = RouteFuzz.shared.tables.count
         let conformance = URL(fileURLWithPath: Self.fuzzDirectory)
             .appendingPathComponent("../../../shared/conformance/envoy-router-check/config").standardized.path
         let yamls = ((try? FileManager.default.contentsOfDirectory(atPath: conformance)) ?? [])
             .filter { $0.hasSuffix(".yaml") }
+        try #require(!yamls.isEmpty, "Envoy's router_check tables at \(conformance)")
         #expect(count >= 1 + yamls.count / 2, "our table and most of Envoy's router_check tables load")
     }
 

@@ -226,8 +226,8 @@ package final class ConnectionPool {
         let auto = protocolOptions.upstreamProtocol == .auto
         let promise = eventLoop.makePromise(of: UpstreamConnection.self)
         // An HTTP/1.1 connection counts from its attempt, as Envoy's codec client does (a refused connect too); one
-        // whose ALPN may still choose HTTP/2 counts once it stays HTTP/1.1.
-        let counted = multiplexed == nil || http1Only
+        // whose ALPN may still choose HTTP/2 (TLS, and an HTTP/2 pool beside this one) counts once it stays HTTP/1.1.
+        let counted = multiplexed == nil || http1Only || cluster.tls == nil
         if counted { stats.inc(clusterStats.cxHTTP1Total) }
         open(to: host.address, source: source, http1Only: http1Only).assumeIsolated().whenComplete { [self] result in
             let opened: OpenedUpstreamChannel
