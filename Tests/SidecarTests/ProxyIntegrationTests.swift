@@ -486,6 +486,56 @@ struct ProxyIntegrationTests {
         #expect(backend.requestCount == 0)
     }
 
+    /// Envoy 1.40's codec answers: 501 for a transfer coding other than `chunked` alone (the ones the parser refuses
+    /// and the list it takes), 426 for a version other than 1.0 and 1.1; each closes, and nothing reaches the backend.
+    @Test(arguments: [
+        ("POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
+        ("POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 501),
+        ("POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n", 501),
+        ("GET /service\r\n\r\n", 426),
+        ("GET /service HTTP/2.0\r\nhost: a\r\n\r\n", 426),
+        ("GET /service HTTP/1.2\r\nhost: a\r\n\r\n", 426),
+        ("GET /service HTTP/1.x\r\nhost: a\r\n\r\n", 400),
+    ])
+    func codecRefusalsAnswerAsEnvoys(request: String, status: Int) throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port))
+        defer { proxy.shutdown() }
+
+        let client = try proxy.client()
+        try client.send(request)
+        let response = try client.readResponse()
+        #expect(response.status == status)
+        #expect(response.version == "HTTP/1.1")
+        #expect(response.bodyString == [400: "Bad Request", 426: "Upgrade Required", 501: "Not Implemented"][status])
+        #expect(client.waitForClose())
+        #expect(backend.requestCount == 0)
+    }
+
+    /// Malformed bytes pipelined behind complete requests are the next request's: as Envoy does, the requests before
+    /// them are answered (the last with `connection: close`) and the connection ends, with no answer to the
+    /// malformed one.
+    @Test(arguments: [1, 2])
+    func aMalformedRequestPipelinedBehindGoodOnesEndsTheConnectionAfterThem(good: Int) throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port))
+        defer { proxy.shutdown() }
+
+        let client = try proxy.client()
+        let goodRequests = String(repeating: "GET /service HTTP/1.1\r\nhost: a\r\n\r\n", count: good)
+        try client.send(goodRequests + "GET /next HTTP/2.0\r\nhost: a\r\n\r\n")
+        for i in 0..<good {
+            let response = try client.readResponse()
+            #expect(response.status == 200)
+            if i == good - 1 { #expect(response.header("connection") == "close") }
+        }
+        #expect(client.waitForClose())
+        #expect(backend.requestCount == good)
+        #expect(try proxy.stat("http.ingress_http.downstream_cx_protocol_error") == 1)
+    }
+
     // MARK: 12. Expect: 100-continue
 
     @Test func expectContinueIsAnsweredByTheProxy() throws {

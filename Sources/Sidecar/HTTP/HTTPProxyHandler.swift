@@ -129,6 +129,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var connectionID: UInt64 = 0
     /// The listener's connection log, when the listener has an `access_log`: the handler tells it the protocol.
     var connectionLog: DownstreamConnectionLog?
+    /// What the HTTP/1 request decoder is parsing, for answering its errors as Envoy does (`CodecErrorStatus`).
+    var decoderInput: DecoderInputTap?
     /// The response head as sent, kept only when the connection manager has access logs (`%RESP(...)%`).
     var loggedResponseHeaders: HTTPHeaders?
     /// Tries made so far (the upstream request is gone by the time a local reply reports them).
@@ -157,6 +159,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var replaying = false
     private static let maxQueuedParts = 64
+    /// The request decoder failed on bytes behind complete requests: those are answered, then the connection ends.
+    private var codecFailed = false
 
     /// Where the downstream connection was going before capture (original_dst listener filter).
     var originalDestination: SocketAddress?
@@ -371,9 +375,26 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
+        if codecFailed {
+            // The decoder's later complaints (more bytes after its failure) change nothing: the requests before
+            // the malformed one are still being answered.
+            if error is HTTPParserError || error is ByteToMessageDecoderError { return }
+        } else if error is HTTPParserError, lifecycle.isOpen, requestComplete || !queued.isEmpty {
+            // Malformed bytes behind a complete request are the next request's. As Envoy does, the requests before
+            // them are answered and the connection then ends, with no answer to the malformed one. Its own parts
+            // (a head and body that came before the error) are dropped.
+            stats.inc(listener.stats.cxProtocolError)
+            codecFailed = true
+            while let last = queued.last {
+                if case .end = last { break }
+                queued.removeLast()
+            }
+            if queued.isEmpty { lifecycle.disableKeepAlive() }
+            return
+        }
         stats.inc(listener.stats.cxProtocolError)
         if !responseStarted, let parse = error as? HTTPParserError {
-            let status: HTTPResponseStatus = parse == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+            let status = CodecErrorStatus.status(for: parse, input: decoderInput?.parsing)
             abandonUpstream(closeConnection: true)
             phase = .discarding
             stream.end()
@@ -453,7 +474,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             lifecycle.requestHead(keepAlive: true)
             stats.inc(listener.stats.rqHTTP2Total)
         } else {
-            lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining)
+            lifecycle.requestHead(keepAlive: head.isKeepAlive && !draining && !(codecFailed && isLastQueuedRequest))
             requestsOnConnection += 1
             let common = listener.hcm.commonProtocolOptions
             if let max = common.maxRequestsPerConnection, requestsOnConnection >= max { lifecycle.disableKeepAlive() }
@@ -466,7 +487,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if let timeout = listener.hcm.requestTimeout { startRequestTimer(timeout) }
         setStreamIdleTimeout(listener.hcm.streamIdleTimeout)
 
-        if (head.version.major != 1 && !multiplexed) || (head.version == .http1_0 && !listener.hcm.acceptHTTP10) {
+        // Envoy's codec speaks HTTP/1.1 and (when allowed) 1.0: any other version the parser lets through (1.2) is 426.
+        if (!multiplexed && head.version != .http1_1 && head.version != .http1_0)
+            || (head.version == .http1_0 && !listener.hcm.acceptHTTP10) {
             lifecycle.disableKeepAlive()
             phase = .discarding
             writeCodecReply(status: .upgradeRequired, body: "Upgrade Required", close: true)
@@ -479,7 +502,23 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         var headerBytes = head.uri.utf8.count
-        for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
+        var transferEncodings = 0
+        var chunked = true
+        for (n, v) in head.headers {
+            headerBytes += n.utf8.count + v.utf8.count + 4
+            if !multiplexed, n.utf8.count == 17, HopByHop.equalsLowercased(n, "transfer-encoding") {
+                transferEncodings += 1
+                chunked = chunked && Self.trimmingBlanks(v).lowercased() == "chunked"
+            }
+        }
+        // Envoy's codec knows one transfer coding, `chunked`, alone: any other, or a list (`gzip, chunked`, which
+        // the parser takes), is 501 Not Implemented (RFC 9112 6.1).
+        if transferEncodings > 0 && (transferEncodings > 1 || !chunked) {
+            lifecycle.disableKeepAlive()
+            phase = .discarding
+            writeCodecReply(status: .notImplemented, body: "Not Implemented", close: true)
+            return
+        }
         // max_request_headers_kb and common_http_protocol_options.max_headers_count: the same refusal, as in Envoy.
         if headerBytes > listener.maxHeaderBytes
             || head.headers.count > listener.hcm.commonProtocolOptions.maxHeadersCount {
@@ -806,7 +845,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         responseCode = Int(status.code)
         var head = LocalReply.head(status: status, bodyLength: body.utf8.count, server: listener.hcm.serverName,
                                    close: close)
-        head.version = downstreamVersion.major == 1 ? downstreamVersion : .http1_1
+        head.version = downstreamVersion == .http1_0 ? .http1_0 : .http1_1
         stats.inc(listener.stats.responseClass(Int(status.code)))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if !body.isEmpty {
@@ -845,6 +884,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             break
         }
         replayQueued()
+        if codecFailed, queued.isEmpty, case .idle = phase {
+            // What followed the requests answered was malformed (see errorCaught): nothing more can be read.
+            context.close(promise: nil)
+            return
+        }
         if readPending, case .idle = phase {
             readPending = false
             context.read()
@@ -861,6 +905,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             queued.removeFirst()
             handle(next)
         }
+    }
+
+    /// Whether no other request head waits behind the one being handled.
+    private var isLastQueuedRequest: Bool {
+        !queued.contains { if case .head = $0 { return true } else { return false } }
     }
 
     private var isIdle: Bool {

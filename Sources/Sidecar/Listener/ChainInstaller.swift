@@ -85,6 +85,9 @@ enum ChainInstaller {
             // Right before the request decoder (after TLS): it sees the request's bytes as they arrive.
             try ops.addHandler(RequestHeaderBytesWatch(handler: handler))
         }
+        let tap = DecoderInputTap()
+        try ops.addHandler(tap)
+        handler.decoderInput = tap
         if runtime.hcm.mayUpgrade {
             // NIO's upgrade handler with no upgraders of its own passes every request on and leaves with the first;
             // it is here for what it makes the request decoder do: hand the bytes a client sent behind its upgrade
