@@ -136,6 +136,12 @@ struct ProxyIntegrationTests {
         // As in Envoy, a request that never got a connection was pending, not an upstream request.
         #expect(stats["cluster.backend.upstream_rq_pending_total"] == "1")
         #expect(stats["cluster.backend.upstream_rq_total"] == "0")
+        // /clusters counts it for the host the same way (Envoy 1.40: cx_total 1, cx_connect_fail 1).
+        let host = "backend::127.0.0.1:\(deadPort)::"
+        let clusters = try proxy.admin("GET", "/clusters").bodyString
+        #expect(clusters.contains(host + "cx_total::1\n"), "\(clusters)")
+        #expect(clusters.contains(host + "cx_connect_fail::1\n"))
+        #expect(clusters.contains(host + "cx_active::0\n"))
     }
 
     // MARK: 5. Route timeout

@@ -158,7 +158,9 @@ extension ConnectionPool {
 
         /// A connection could not be opened: its slot goes to the oldest queued request, if the breaker lets it.
         package mutating func connectionFailed(host: SocketAddress, priority: CircuitBreakerThresholds.Priority) -> SlotAction {
+            // Envoy counts a connection in the host's cx_total from the attempt, as upstream_cx_total.
             perHost[host, default: HostConnections()].connectFail += 1
+            perHost[host, default: HostConnections()].total += 1
             resources.release(.connections, priority)
             return slotFreed()
         }

@@ -221,6 +221,7 @@ package final class MultiplexedPool {
                     connectIfNeeded(key)
                 case .failure(let error):
                     perHost[key.host, default: .init()].connectFail += 1
+                    perHost[key.host, default: .init()].total += 1
                     cluster.resources.release(.connections, priority)
                     failWaitersBeyondCapacity(key, error)
                 }
