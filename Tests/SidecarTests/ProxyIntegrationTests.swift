@@ -542,6 +542,37 @@ struct ProxyIntegrationTests {
         #expect(try proxy.stat("http.ingress_http.downstream_cx_protocol_error") == 1)
     }
 
+    /// A client that sends two pipelined requests and resets the connection at once: the proxy reads both with the
+    /// reset, its answer to the first fails to write and closes the connection, and the decoder then hands it the
+    /// second from the same read. Nothing may start for it. (Found by the http1 fuzz target: the second request
+    /// opened an upstream connection for a downstream already gone, whose connect then reached the removed handler
+    /// and trapped.)
+    @Test func pipelinedRequestsBehindAResetStartNothing() throws {
+        let (listener, upstreamPort) = try LoopbackSockets.listen()
+        defer { Glibc.close(listener) }
+        let direct = #"{match: {prefix: "/direct"}, direct_response: {status: 200, body: {inline_string: hi}}}"#
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: upstreamPort, routes: [direct, ProxyConfig.catchAll]))
+        defer { proxy.shutdown() }
+        let loop = try #require(proxy.server.workers.first?.loop)
+
+        for _ in 0..<5 {
+            let client = try proxy.client()
+            usleep(50_000)  // accepted
+            // The worker is held while the requests and the reset arrive, so it finds them together.
+            loop.execute { usleep(200_000) }
+            usleep(20_000)
+            try client.send("GET /direct HTTP/1.1\r\nhost: a\r\n\r\nGET /b HTTP/1.1\r\nhost: a\r\n\r\n")
+            client.abort()
+            usleep(400_000)
+        }
+        #expect(throws: (any Error).self, "an upstream connection was opened for a client that was gone") {
+            Glibc.close(try LoopbackSockets.accept(listener, timeout: 0.3))
+        }
+        #expect(try proxy.stat("cluster.backend.upstream_cx_total") == 0)
+        #expect(try proxy.stat("http.ingress_http.downstream_cx_active") == 0)
+        #expect(try proxy.fetch("GET", "/direct").status == 200)
+    }
+
     // MARK: 12. Expect: 100-continue
 
     @Test func expectContinueIsAnsweredByTheProxy() throws {

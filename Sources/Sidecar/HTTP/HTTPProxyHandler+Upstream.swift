@@ -369,10 +369,12 @@ extension HTTPProxyHandler {
     /// Drops the request's upstream side entirely (client gone, route timeout, local reply).
     func abandonUpstream(closeConnection: Bool) {
         guard let up = upstream else { return }
+        // Detached first: closing the connection calls back at once (`upstreamClosed`), which must not find the
+        // request and act on it (a retry, a 503, the next pipelined request) while it is being dropped.
+        upstream = nil
         let held = up.attempts.abandoned()
         if held == .connection, closeConnection, case .forwarding(let conn) = phase { conn.close() }
         endAttempt(up, held)
-        upstream = nil
     }
 
     /// A retry after `backOff` nanoseconds; the request holds a unit of the retry breaker until it starts.

@@ -158,6 +158,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Parts of pipelined requests received while the previous response was still in flight.
     private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var replaying = false
+    /// The downstream connection closed (channelInactive): no request starts on it any more.
+    private var downstreamClosed = false
     private static let maxQueuedParts = 64
     /// The request decoder failed on bytes behind complete requests: those are answered, then the connection ends.
     private var codecFailed = false
@@ -243,6 +245,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // First: what runs below calls back into this handler (closing the upstream connection, the filters'
+        // stream end), and nothing may start a request for a connection that is gone: no pipelined request is
+        // replayed, no part read.
+        downstreamClosed = true
+        queued.removeAll()
         if !multiplexed {
             stats.dec(listener.stats.cxActive)
             stats.dec(listener.stats.cxHTTP1Active)
@@ -268,14 +275,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         logAccess()
         finishTracing()
         stream.end()
-        queued.removeAll()
         endRequestStats()
         if !multiplexed { worker.unregister(self) }
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if accessDenied { return }
+        if accessDenied || downstreamClosed { return }
         inDownstreamRead = true
         let part = unwrapInboundIn(data)
         streamActivity &+= 1
@@ -897,7 +903,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Feeds held-back pipelined requests in order, until one is waiting for its response.
     private func replayQueued() {
-        guard !replaying else { return }
+        guard !replaying, !downstreamClosed else { return }
         replaying = true
         defer { replaying = false }
         while let next = queued.first {
