@@ -62,9 +62,9 @@ enum CodecErrorStatus {
                 return false
             }
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { continue }
-            let name = line[line.startIndex..<colon]
-            if equalsLowercased(name, "transfer-encoding") { transferEncoding = true }
-            if equalsLowercased(name, "content-length") { contentLength = true }
+            let name = UnsafeRawBufferPointer(rebasing: line[line.startIndex..<colon]).assumingMemoryBound(to: UInt8.self)
+            if HopByHop.equalsLowercased(name, "transfer-encoding") { transferEncoding = true }
+            if HopByHop.equalsLowercased(name, "content-length") { contentLength = true }
         }
         return transferEncoding && !contentLength
     }
@@ -79,12 +79,6 @@ enum CodecErrorStatus {
         guard let first = token.first else { return false }
         return first == UInt8(ascii: "/") || first == UInt8(ascii: "*")
             || ((first | 0x20) >= UInt8(ascii: "a") && (first | 0x20) <= UInt8(ascii: "z"))
-    }
-
-    private static func equalsLowercased(_ token: Slice<UnsafeRawBufferPointer>, _ name: StaticString) -> Bool {
-        guard token.count == name.utf8CodeUnitCount else { return false }
-        let n = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-        return zip(token, n).allSatisfy { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 | 0x20 : $0) == $1 }
     }
 
     /// Lines split at LF, without their CR; `lastEndedInBareLF` says whether the line just returned ended in an LF

@@ -514,7 +514,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             headerBytes += n.utf8.count + v.utf8.count + 4
             if !multiplexed, n.utf8.count == 17, HopByHop.equalsLowercased(n, "transfer-encoding") {
                 transferEncodings += 1
-                chunked = chunked && Self.trimmingBlanks(v).lowercased() == "chunked"
+                chunked = chunked && HopByHop.equalsLowercased(Self.trimmingBlanks(v), "chunked")
             }
         }
         // Envoy's codec knows one transfer coding, `chunked`, alone: any other, or a list (`gzip, chunked`, which
