@@ -156,7 +156,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     lazy var stream = HTTPFilterStream(codec: self, worker: worker, router: RouterFilter(connection: self))
     lazy var connectionFilterState = ConnectionFilterState()
     /// Parts of pipelined requests received while the previous response was still in flight.
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    /// Requests pipelined behind the one in flight (rare): room for one until more arrive.
+    private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 1)
     private var replaying = false
     /// The downstream connection closed (channelInactive): no request starts on it any more.
     private var downstreamClosed = false

@@ -3,8 +3,10 @@ import SidecarCore
 import SidecarUpstream
 import SidecarTracing
 
-/// An HTTP listener's immutable settings as its connections use them.
-struct ListenerRuntime: Sendable {
+/// An HTTP listener's immutable settings as its connections use them. A class: every connection's handler (and
+/// every HTTP/2 stream's) holds it, and as a struct its 2.2 KB were copied into each of them (and into the codec
+/// selector and its install closure) with a retain per reference inside.
+final class ListenerRuntime: Sendable {
     let config: Listener
     let hcm: HTTPConnectionManagerConfig
     /// Where this connection manager's route table is in every config snapshot (`ConfigSnapshot.routeTables`).
@@ -13,21 +15,42 @@ struct ListenerRuntime: Sendable {
     let maxHeaderBytes: Int
     let hostname: String
     /// DownstreamTlsContext of this filter chain.
-    var tls: TransportTLS? = nil
+    let tls: TransportTLS?
     /// The chain's `envoy.filters.network.rbac` filters, checked when a connection starts.
-    var networkRBAC: [RBACFilter] = []
+    let networkRBAC: [RBACFilter]
     /// The chain's `envoy.filters.network.connection_limit` filters, checked first.
-    var connectionLimits: [ConnectionLimiter] = []
+    let connectionLimits: [ConnectionLimiter]
     /// The connection manager's `http_filters`, ready to make each stream's filters (the router last).
-    var httpFilters: [any HTTPFilterFactory] = []
+    let httpFilters: [any HTTPFilterFactory]
     /// Some HTTP filter reads the connection's addresses or TLS peer (RBAC): looked up once per connection.
-    var filtersReadConnection = false
+    let filtersReadConnection: Bool
     /// The connection manager's request/response header rules, with the node's identity filled in.
-    var requestHeaders = ConnectionManagerHeaders()
+    let requestHeaders: ConnectionManagerHeaders
     /// The connection manager's tracer (`tracing`); nil when it does not trace.
-    var tracer: HTTPTracer?
+    let tracer: HTTPTracer?
     /// A child span per upstream attempt (the router's `start_child_span`, or `spawn_upstream_span`).
-    var startChildSpan = false
+    let startChildSpan: Bool
+
+    init(config: Listener, hcm: HTTPConnectionManagerConfig, routeTable: Int, stats: HTTPStats, maxHeaderBytes: Int,
+         hostname: String, tls: TransportTLS? = nil, networkRBAC: [RBACFilter] = [],
+         connectionLimits: [ConnectionLimiter] = [], httpFilters: [any HTTPFilterFactory] = [],
+         filtersReadConnection: Bool = false, requestHeaders: ConnectionManagerHeaders = ConnectionManagerHeaders(),
+         tracer: HTTPTracer? = nil, startChildSpan: Bool = false) {
+        self.config = config
+        self.hcm = hcm
+        self.routeTable = routeTable
+        self.stats = stats
+        self.maxHeaderBytes = maxHeaderBytes
+        self.hostname = hostname
+        self.tls = tls
+        self.networkRBAC = networkRBAC
+        self.connectionLimits = connectionLimits
+        self.httpFilters = httpFilters
+        self.filtersReadConnection = filtersReadConnection
+        self.requestHeaders = requestHeaders
+        self.tracer = tracer
+        self.startChildSpan = startChildSpan
+    }
 }
 
 /// A tcp_proxy listener's immutable settings.

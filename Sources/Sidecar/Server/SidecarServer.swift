@@ -435,24 +435,20 @@ public final class SidecarServer: @unchecked Sendable {
         switch chain.network {
         case .httpConnectionManager(let hcm):
             guard case .routes(let routeTable) = table else { preconditionFailure("chain table mismatch") }
-            var runtime = ListenerRuntime(
-                config: l, hcm: hcm, routeTable: routeTable, stats: httpStats[hcm.statPrefix]!,
-                maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls)
-            runtime.networkRBAC = networkRBAC
-            runtime.connectionLimits = limits
-            runtime.httpFilters = factories
             var headers = hcm.requestHeaders
             if hcm.addUserAgent {
                 headers.userAgent = bootstrap.nodeCluster ?? ""
                 headers.nodeID = bootstrap.nodeID ?? ""
             }
             if headers.useRemoteAddress { headers.localAddress = Self.localAddress }
-            runtime.requestHeaders = headers
-            runtime.filtersReadConnection = hcm.httpFilters.contains { $0.config is RBACFilterConfig }
-            runtime.tracer = tracer(hcm, egress: l.trafficDirection == .OUTBOUND)
             let router = hcm.httpFilters.last?.config as? RouterConfig
-            runtime.startChildSpan = (router?.startChildSpan ?? false) || (hcm.tracing?.spawnUpstreamSpan ?? false)
-            return .http(runtime)
+            return .http(ListenerRuntime(
+                config: l, hcm: hcm, routeTable: routeTable, stats: httpStats[hcm.statPrefix]!,
+                maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls,
+                networkRBAC: networkRBAC, connectionLimits: limits, httpFilters: factories,
+                filtersReadConnection: hcm.httpFilters.contains { $0.config is RBACFilterConfig },
+                requestHeaders: headers, tracer: tracer(hcm, egress: l.trafficDirection == .OUTBOUND),
+                startChildSpan: (router?.startChildSpan ?? false) || (hcm.tracing?.spawnUpstreamSpan ?? false)))
         case .tcpProxy(let tcp):
             guard case .tcpProxy(let proxy) = table else { preconditionFailure("chain table mismatch") }
             var runtime = TCPListenerRuntime(
