@@ -478,14 +478,18 @@ extension HTTPProxyHandler {
     }
 
     private func armRouteTimer(at time: NIODeadline) {
-        let task = context.eventLoop.scheduleTask(deadline: time) { [self] in
-            switch routeTimer.fired(now: .now()) {
-            case .expired: routeTimedOut()
-            case .rearm(let next): armRouteTimer(at: next)
-            case .idle: break
-            }
+        guard let callback = try? context.eventLoop.assumeIsolated().scheduleCallback(
+            at: time, handler: HTTPProxyTimerCallback(handler: self, timer: .route))
+        else { return }  // the event loop is shutting down
+        routeTimer.armed(callback, at: time)
+    }
+
+    func routeTimerFired() {
+        switch routeTimer.fired(now: .now()) {
+        case .expired: routeTimedOut()
+        case .rearm(let next): armRouteTimer(at: next)
+        case .idle: break
         }
-        routeTimer.armed(task, at: time)
     }
 
     private func routeTimedOut() {

@@ -85,7 +85,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// clock source has no vDSO, so idleness is judged by this counter at quarter-timeout ticks instead.
     var streamActivity: UInt32 = 0
     /// One timer per connection ticking every quarter of the idle timeout while a request is active.
-    var idleTimer: Scheduled<Void>?
+    var idleTimer: NIOScheduledCallback?
     var idleTick = TimeAmount.zero
     var idleQuietTicks = 0
     var idleActivitySeen: UInt32 = 0
@@ -717,13 +717,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     private func armIdleTimer() {
-        idleTimer = context.eventLoop.scheduleTask(in: idleTick) { [self] in
-            idleTimer = nil
-            idleTimerFired()
-        }
+        idleTimer = try? context.eventLoop.assumeIsolated().scheduleCallback(
+            in: idleTick, handler: HTTPProxyTimerCallback(handler: self, timer: .streamIdle))
     }
 
-    private func idleTimerFired() {
+    func idleTimerFired() {
+        idleTimer = nil
         guard requestActive, !responseComplete || !requestComplete, let timeout = streamIdleTimeout else { return }
         if streamActivity != idleActivitySeen {
             idleActivitySeen = streamActivity

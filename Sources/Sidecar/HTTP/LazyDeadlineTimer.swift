@@ -16,7 +16,7 @@ import NIOCore
 struct LazyDeadlineTimer {
     /// The deadline in force; nil: none.
     private(set) var deadline: NIODeadline?
-    private var task: Scheduled<Void>?
+    private var task: NIOScheduledCallback?
     private var taskFiresAt = NIODeadline.distantFuture
 
     enum Fired: Equatable {
@@ -41,8 +41,8 @@ struct LazyDeadlineTimer {
         return newDeadline
     }
 
-    /// Records the task scheduled for the time `set` or `fired` asked for.
-    mutating func armed(_ scheduled: Scheduled<Void>, at time: NIODeadline) {
+    /// Records the callback scheduled for the time `set` or `fired` asked for.
+    mutating func armed(_ scheduled: NIOScheduledCallback, at time: NIODeadline) {
         task = scheduled
         taskFiresAt = time
     }
