@@ -155,8 +155,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// The request's trip through the listener's `http_filters`; reused for every request of the connection.
     lazy var stream = HTTPFilterStream(codec: self, worker: worker, router: RouterFilter(connection: self))
     lazy var connectionFilterState = ConnectionFilterState()
-    /// Parts of pipelined requests received while the previous response was still in flight.
-    /// Requests pipelined behind the one in flight (rare): room for one until more arrive.
+    /// Parts of pipelined requests received while the previous response was still in flight (rare: room for one
+    /// until more arrive).
     private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 1)
     private var replaying = false
     /// The downstream connection closed (channelInactive): no request starts on it any more.
