@@ -186,52 +186,36 @@ package final class HTTPTracer: Sendable {
     }
 
     func writeTags(_ span: Span, _ info: DownstreamInfo) {
+        downstreamTags(info).append(to: span)
+    }
+
+    /// The downstream span's tags, as Envoy's `finalizeDownstreamSpan` makes them.
+    func downstreamTags(_ info: DownstreamInfo) -> DownstreamSpanTags {
         let h = info.requestHeaders
-        span.tags.reserveCapacity(18 + config.customTags.count)
-        span.setTag("node_id", nodeID)
-        // Envoy's OpenTelemetry spans carry the node's zone (empty without a locality); its Zipkin spans do not.
-        if case .openTelemetry = provider { span.setTag("zone", "") }
-        if let id = h.first(name: "x-request-id") { span.setTag("guid:x-request-id", id) }
-        if let id = h.first(name: "x-client-trace-id") { span.setTag("guid:x-client-trace-id", id) }
         // Envoy's buildUrl: the path (the original one when rewritten) is cut to max_path_tag_length bytes, then
         // joined to the scheme and host.
-        let path = h.first(name: "x-envoy-original-path") ?? info.path
-        var url = info.scheme
-        url.reserveCapacity(info.scheme.utf8.count + 3 + info.host.utf8.count + min(path.utf8.count, config.maxPathTagLength))
-        url += "://"
-        url += info.host
-        if path.utf8.count > config.maxPathTagLength {
-            url += String(decoding: path.utf8.prefix(config.maxPathTagLength), as: UTF8.self)
-        } else {
-            url += path
-        }
-        span.setTag("http.url", url)
-        span.setTag("http.method", info.method)
-        span.setTag("downstream_cluster", h.first(name: "x-envoy-downstream-service-cluster") ?? "-")
-        span.setTag("user_agent", h.first(name: "user-agent") ?? "-")
-        span.setTag("http.protocol", info.httpProtocol)
-        span.setTag("peer.address", info.peerAddress)
-        span.setTag("request_size", String(info.requestSize))
-        span.setTag("response_size", String(info.responseSize))
-        span.setTag("component", "proxy")
-        if let cluster = info.upstreamCluster {
-            span.setTag("upstream_cluster", cluster)
-            span.setTag("upstream_cluster.name", cluster)
-        }
-        span.setTag("http.status_code", String(info.statusCode))
-        var flags = ""
-        info.responseFlags.render(long: false, into: &flags)
-        span.setTag("response_flags", flags)
-        for (k, v) in fixedTags { span.setTag(k, v) }
+        let fullPath = h.first(name: "x-envoy-original-path") ?? info.path
+        let path = fullPath.utf8.count > config.maxPathTagLength
+            ? Substring(String(decoding: fullPath.utf8.prefix(config.maxPathTagLength), as: UTF8.self))
+            : Substring(fullPath)
+        var fromRequest: [(String, String)] = []
         for tag in config.customTags {
             if case .requestHeader(let name, let def) = tag.source, let v = h.first(name: name) ?? def {
-                span.setTag(tag.tag, v)
+                fromRequest.append((tag.tag, v))
             }
         }
-        if info.statusCode == 0 || info.statusCode >= 500 {
-            span.error = true
-            span.setTag("error", "true")
-        }
+        var flags = ""
+        info.responseFlags.render(long: false, into: &flags)
+        let zone: Bool
+        if case .openTelemetry = provider { zone = true } else { zone = false }
+        return DownstreamSpanTags(
+            nodeID: nodeID, zone: zone, requestID: h.first(name: "x-request-id"),
+            clientTraceID: h.first(name: "x-client-trace-id"), scheme: info.scheme, host: info.host, path: path,
+            method: info.method, downstreamCluster: h.first(name: "x-envoy-downstream-service-cluster") ?? "-",
+            userAgent: h.first(name: "user-agent") ?? "-", httpProtocol: info.httpProtocol,
+            peerAddress: info.peerAddress, requestSize: info.requestSize, responseSize: info.responseSize,
+            upstreamCluster: info.upstreamCluster, statusCode: UInt64(clamping: info.statusCode),
+            responseFlags: flags, fixed: fixedTags, fromRequest: fromRequest)
     }
 
     /// The router's `finalizeUpstreamSpan` for one attempt. `upstreamAddress`: `host:port`, nil when no host was
@@ -247,7 +231,7 @@ package final class HTTPTracer: Sendable {
         span.setTag("component", "proxy")
         span.setTag("upstream_cluster", cluster)
         span.setTag("upstream_cluster.name", cluster)
-        span.setTag("http.status_code", String(statusCode))
+        span.setTag("http.status_code", ShortASCII.decimal(UInt64(clamping: statusCode)))
         span.setTag("response_flags", responseFlags)
         if statusCode == 0 || statusCode >= 500 {
             span.error = true

@@ -22,11 +22,10 @@ struct JSONBytesWriter {
     }
 
     mutating func literal(_ s: StaticString) {
-        s.withUTF8Buffer { bytes in
-            precondition(count + bytes.count <= base.count)
-            UnsafeMutableRawBufferPointer(rebasing: base[count...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
-            count += bytes.count
-        }
+        let n = s.utf8CodeUnitCount
+        precondition(count &+ n <= base.count)
+        base.baseAddress!.advanced(by: count).copyMemory(from: s.utf8Start, byteCount: n)
+        count &+= n
     }
 
     /// Bytes already encoded (the local endpoint, the same in every span).
@@ -64,29 +63,78 @@ struct JSONBytesWriter {
 
     /// A JSON string literal, escaped by `JSONEscape`. Needs `worstCase(s)` bytes.
     mutating func string(_ s: String) {
+        byte(UInt8(ascii: "\""))
+        var s = s
+        s.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
+        byte(UInt8(ascii: "\""))
+    }
+
+    /// A JSON string literal of `scheme://host` followed by `path` (a span's URL tag, not joined first).
+    mutating func string(_ scheme: String, _ host: String, _ path: Substring) {
+        byte(UInt8(ascii: "\""))
+        var scheme = scheme
+        scheme.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
+        literal("://")
+        var host = host
+        host.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
+        var path = path
+        path.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
+        byte(UInt8(ascii: "\""))
+    }
+
+    /// A JSON string literal of text known to need no escape (a tag name of Envoy's): copied, not scanned.
+    mutating func cleanString(_ s: String) {
+        byte(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
-            precondition(count + bytes.count * 6 + 2 <= base.count)
-            var o = count
-            base[o] = UInt8(ascii: "\"")
-            o += 1
-            // Nearly every tag needs no escape: a scan, then one copy.
-            if !bytes.contains(where: JSONEscape.needed) {
-                UnsafeMutableRawBufferPointer(rebasing: base[o...]).copyMemory(from: UnsafeRawBufferPointer(bytes))
-                o += bytes.count
-            } else {
-                for b in bytes {
-                    if JSONEscape.needed(b) {
-                        o += JSONEscape.write(b, into: base, at: o)
-                    } else {
-                        base[o] = b
-                        o += 1
-                    }
-                }
+            precondition(count &+ bytes.count < base.count)
+            if let src = bytes.baseAddress {
+                Self.copy(base.baseAddress! + count, UnsafeRawPointer(src), bytes.count)
             }
-            base[o] = UInt8(ascii: "\"")
-            count = o + 1
+            count &+= bytes.count
         }
+        byte(UInt8(ascii: "\""))
+    }
+
+    /// `n` bytes: at most sixteen (nearly every tag) by two overlapping word stores, more by memcpy.
+    @inline(__always)
+    private static func copy(_ dst: UnsafeMutableRawPointer, _ src: UnsafeRawPointer, _ n: Int) {
+        if n >= 8 && n <= 16 {
+            dst.storeBytes(of: src.loadUnaligned(as: UInt64.self), as: UInt64.self)
+            dst.storeBytes(of: src.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self), toByteOffset: n &- 8, as: UInt64.self)
+        } else if n < 8 {
+            var i = 0
+            while i < n {
+                dst.storeBytes(of: src.load(fromByteOffset: i, as: UInt8.self), toByteOffset: i, as: UInt8.self)
+                i &+= 1
+            }
+        } else {
+            dst.copyMemory(from: src, byteCount: n)
+        }
+    }
+
+    /// `bytes` escaped, without quotes. Needs six bytes of room for each.
+    @inline(__always)
+    private mutating func contents(_ bytes: UnsafeRawBufferPointer) {
+        let n = bytes.count
+        precondition(count &+ n &* 6 <= base.count)
+        guard n > 0, let src = bytes.baseAddress, let dst = base.baseAddress else { return }
+        // Nearly every value needs no escape: a scan (eight bytes a step), then one copy.
+        let first = JSONEscape.firstNeeded(in: bytes)
+        Self.copy(dst + count, src, first)
+        var o = count &+ first
+        var i = first
+        while i < n {
+            let b = src.load(fromByteOffset: i, as: UInt8.self)
+            if JSONEscape.needed(b) {
+                o &+= JSONEscape.write(b, into: base, at: o)
+            } else {
+                dst.storeBytes(of: b, toByteOffset: o, as: UInt8.self)
+                o &+= 1
+            }
+            i &+= 1
+        }
+        count = o
     }
 }
 

@@ -129,7 +129,8 @@ package final class SpanExporter: @unchecked Sendable {
             return batch
         }
         guard !batch.isEmpty else { return }
-        for span in batch { span.resolveTags() }
+        // Zipkin's encoder writes a downstream span's deferred tags itself, without making the tag list.
+        if kind != .zipkin { for span in batch { span.resolveTags() } }
         transport.send(batch).whenComplete { [self] result in
             switch result {
             case .success:

@@ -24,9 +24,15 @@ enum ZipkinJSON {
         out.writeInteger(UInt8(ascii: "["))
         endpoint.withUnsafeReadableBytes { endpointBytes in
             for (i, s) in spans.enumerated() {
+                // A downstream span's tags are written from what they are made of (the tracer left them to the
+                // exporter), after any the span already has.
+                let deferred = s.deferredTags.map { $0.tracer.downstreamTags($0.info) }
                 // The fixed text, ids, numbers and the endpoint, then every string at its worst.
                 var bound = 400 + endpointBytes.count + JSONBytesWriter.worstCase(s.name)
                 for tag in s.tags { bound += JSONBytesWriter.worstCase(tag.name) + JSONBytesWriter.worstCase(tag.value) + 2 }
+                var worst = TagsWorstCase()
+                deferred?.visit(&worst)
+                bound += worst.bytes
                 out.writeJSON(worstCase: bound) { w in
                     if i > 0 { w.byte(UInt8(ascii: ",")) }
                     w.literal("{\"traceId\":\"")
@@ -51,14 +57,10 @@ enum ZipkinJSON {
                     w.literal(",\"annotations\":[{\"timestamp\":")
                     w.decimal(s.endUnixNanos / 1000)
                     w.literal(s.kind == .server ? ",\"value\":\"ss\"}],\"tags\":{" : ",\"value\":\"cr\"}],\"tags\":{")
-                    var firstTag = true
-                    for tag in s.tags {
-                        if !firstTag { w.byte(UInt8(ascii: ",")) }
-                        firstTag = false
-                        w.string(tag.name)
-                        w.byte(UInt8(ascii: ":"))
-                        w.string(tag.value)
-                    }
+                    var tags = TagsWriter(writer: w)
+                    for tag in s.tags { tags.tag(tag.name, tag.value, nameIsClean: false) }
+                    deferred?.visit(&tags)
+                    w = tags.writer
                     w.byte(UInt8(ascii: "}"))
                     if s.shared { w.literal(",\"shared\":true") }
                     w.byte(UInt8(ascii: "}"))
@@ -67,6 +69,63 @@ enum ZipkinJSON {
         }
         out.writeInteger(UInt8(ascii: "]"))
         return out
+    }
+}
+
+extension ZipkinJSON {
+    /// Writes the tags object's members (`"name":"value"`, comma-separated).
+    struct TagsWriter: SpanTagVisitor {
+        var writer: JSONBytesWriter
+        var first = true
+
+        init(writer: JSONBytesWriter) {
+            self.writer = writer
+        }
+
+        private mutating func name(_ name: String, clean: Bool = true) {
+            if !first { writer.byte(UInt8(ascii: ",")) }
+            first = false
+            if clean {
+                writer.cleanString(name)
+            } else {
+                writer.string(name)
+            }
+            writer.byte(UInt8(ascii: ":"))
+        }
+
+        mutating func tag(_ name: String, _ value: String, nameIsClean: Bool) {
+            self.name(name, clean: nameIsClean)
+            writer.string(value)
+        }
+
+        mutating func decimal(_ name: String, _ value: UInt64) {
+            self.name(name)
+            writer.byte(UInt8(ascii: "\""))
+            writer.decimal(value)
+            writer.byte(UInt8(ascii: "\""))
+        }
+
+        mutating func url(_ name: String, scheme: String, host: String, path: Substring) {
+            self.name(name)
+            writer.string(scheme, host, path)
+        }
+    }
+
+    /// The most bytes `TagsWriter` can write for some tags.
+    struct TagsWorstCase: SpanTagVisitor {
+        var bytes = 0
+
+        mutating func tag(_ name: String, _ value: String, nameIsClean: Bool) {
+            bytes += JSONBytesWriter.worstCase(name) + JSONBytesWriter.worstCase(value) + 2
+        }
+
+        mutating func decimal(_ name: String, _ value: UInt64) {
+            bytes += JSONBytesWriter.worstCase(name) + 24
+        }
+
+        mutating func url(_ name: String, scheme: String, host: String, path: Substring) {
+            bytes += JSONBytesWriter.worstCase(name) + 2 + (scheme.utf8.count + 3 + host.utf8.count + path.utf8.count) * 6 + 2
+        }
     }
 }
 

@@ -24,3 +24,26 @@ package enum ShortASCII {
         return n < 10 ? 48 &+ n : 87 &+ n
     }
 }
+
+extension ShortASCII {
+    /// `value` in decimal (a status code, a byte count): digits right to left by division by the constant 10,
+    /// into a small string, where `String(value)` goes through the generic integer description.
+    @inlinable
+    package static func decimal(_ value: UInt64) -> String {
+        var digits = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            digits &+= 1
+        }
+        return make(count: digits) { out in
+            var v = value
+            var i = digits
+            repeat {
+                i &-= 1
+                out[i] = 0x30 &+ UInt8(truncatingIfNeeded: v % 10)
+                v /= 10
+            } while i > 0
+        }
+    }
+}

@@ -137,7 +137,8 @@ import Testing
         #expect(child.finished)
     }
 
-    static func finished(_ tracer: HTTPTracer, status: Int, headers: HTTPHeaders = HTTPHeaders()) throws -> Span {
+    static func finished(_ tracer: HTTPTracer, status: Int, headers: HTTPHeaders = HTTPHeaders(),
+                         path: String = "/p?q=1", deferTags: Bool = false) throws -> Span {
         var random = FastRandom()
         let span = try #require(tracer.startSpan(headers, reason: .sampling, operation: nil, host: "a.example",
                                                  random: &random))
@@ -145,10 +146,29 @@ import Testing
         h.add(name: "x-request-id", value: "rid")
         h.add(name: "user-agent", value: "ua")
         tracer.finish(span, HTTPTracer.DownstreamInfo(
-            requestHeaders: h, scheme: "http", host: "a.example", path: "/p?q=1", method: "GET",
+            requestHeaders: h, scheme: "http", host: "a.example", path: path, method: "GET",
             httpProtocol: "HTTP/1.1", peerAddress: "127.0.0.1", requestSize: 3, responseSize: 5,
-            upstreamCluster: "svc", statusCode: status, responseFlags: []))
+            upstreamCluster: "svc", statusCode: status, responseFlags: []), deferTags: deferTags)
         return span
+    }
+
+    /// The exporter's Zipkin report writes a downstream span's tags from what they are made of; they are the
+    /// tags the span's own list gets, escapes and a cut path included.
+    @Test func zipkinWritesDeferredTagsAsTheSpansTagList() throws {
+        for status in [0, 200, 503] {
+            let headers = HTTPHeaders([("x-client-trace-id", "c\"t"), ("x-envoy-downstream-service-cluster", "front\tend")])
+            let path = "/p?q=" + String(repeating: "\u{e9}", count: 200)
+            let listed = try Self.finished(Self.zipkin(), status: status, headers: headers, path: path)
+            let deferred = try Self.finished(Self.zipkin(), status: status, headers: headers, path: path, deferTags: true)
+            #expect(deferred.tags.isEmpty)
+            let json = ZipkinJSON.encode([deferred], localEndpoint: .init(serviceName: "s", address: "192.0.2.2"))
+            let list = try #require(try JSONSerialization.jsonObject(with: Data(json.readableBytesView)) as? [[String: Any]])
+            let tags = try #require(list.first?["tags"] as? [String: String])
+            #expect(tags == Dictionary(uniqueKeysWithValues: listed.tags.map { ($0.name, $0.value) }))
+            #expect(tags["http.url"]?.hasPrefix("http://a.example/p?q=\u{e9}") == true)
+            #expect(tags["guid:x-client-trace-id"] == "c\"t")
+            #expect((tags["error"] == "true") == (status != 200))
+        }
     }
 
     @Test func downstreamSpanTagsAreEnvoys() throws {
