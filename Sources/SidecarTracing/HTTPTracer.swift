@@ -138,9 +138,10 @@ package final class HTTPTracer: Sendable {
 
     // MARK: Finishing
 
-    /// What the connection manager knows of a request when its stream ends. A class: it is made once and kept
-    /// by its span until the exporter writes the tags (a struct this size was copied on the way in).
-    package final class DownstreamInfo {
+    /// What the connection manager knows of a request when its stream ends, kept in its span (not an object of
+    /// its own: one allocation per span, and one free on the exporter's thread, fewer) until the exporter writes
+    /// the tags.
+    package struct DownstreamInfo {
         package let requestHeaders: HTTPHeaders
         package let scheme: String
         package let host: String
@@ -179,7 +180,7 @@ package final class HTTPTracer: Sendable {
     package func finish(_ span: Span, _ info: DownstreamInfo, deferTags: Bool = false) {
         span.finish()
         if deferTags {
-            span.deferredTags = (self, info)
+            span.deferredTags = DeferredTags(tracer: self, info: info)
         } else {
             writeTags(span, info)
         }

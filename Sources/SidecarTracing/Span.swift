@@ -30,7 +30,7 @@ package final class Span: @unchecked Sendable {
     package var tags: [SpanTag] = []
     package var error = false
     /// What the downstream span's tags are made of, when the tracer left writing them to the exporter.
-    package var deferredTags: (tracer: HTTPTracer, info: HTTPTracer.DownstreamInfo)?
+    package var deferredTags: DeferredTags?
 
     package init(trace: TraceID, spanID: UInt64, parentID: UInt64, name: String, kind: Kind, sampled: Bool,
                  shared: Bool = false, remoteParent: Bool = false, traceState: String = "",
@@ -68,6 +68,12 @@ package final class Span: @unchecked Sendable {
     }
 
     package var durationMicros: UInt64 { endUnixNanos >= startUnixNanos ? (endUnixNanos - startUnixNanos) / 1000 : 0 }
+}
+
+/// A downstream span's tags, left to the exporter: the tracer that writes them and what they are made of.
+package struct DeferredTags {
+    let tracer: HTTPTracer
+    let info: HTTPTracer.DownstreamInfo
 }
 
 /// One tag of a span (a struct, not a tuple: arrays of it are copied and destroyed by specialised code).

@@ -68,10 +68,13 @@ public struct SubstitutionFormat: Sendable {
             out.appendText(literal)
             return
         }
-        for piece in pieces {
-            switch piece {
-            case .text(let t): out.appendText(t)
-            case .command(let c): if !c.render(context, into: &out) { out.appendText(missing) }
+        // Read in place: a `for piece in pieces` copies each piece (a retain and a release of its payload).
+        pieces.withUnsafeBufferPointer { pieces in
+            for i in pieces.indices {
+                switch pieces[i] {
+                case .text(let t): out.appendText(t)
+                case .command(let c): if !c.render(context, into: &out) { out.appendText(missing) }
+                }
             }
         }
     }
@@ -187,14 +190,25 @@ extension FormatContext {
 }
 
 extension HeaderLookup {
-    /// The value, cut to `maxLength` bytes (Envoy cuts bytes, not characters).
-    fileprivate func render<S: StringProtocol>(_ value: S?, into out: inout [UInt8]) -> Bool {
-        guard let value else { return false }
-        if let maxLength, value.utf8.count > maxLength {
-            out.append(contentsOf: value.utf8.prefix(maxLength))
-        } else {
-            out.append(contentsOf: value.utf8)
-        }
+    /// The value, cut to `maxLength` bytes (Envoy cuts bytes, not characters). Its bytes are copied as one
+    /// buffer (`appendText`), not appended as a sequence of code units.
+    fileprivate func render(_ value: String?, into out: inout [UInt8]) -> Bool {
+        guard var value else { return false }
+        value.withUTF8 { append($0, into: &out) }
         return true
+    }
+
+    fileprivate func render(_ value: Substring?, into out: inout [UInt8]) -> Bool {
+        guard var value else { return false }
+        value.withUTF8 { append($0, into: &out) }
+        return true
+    }
+
+    private func append(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        if let maxLength, bytes.count > maxLength {
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[..<maxLength]))
+        } else {
+            out.append(contentsOf: bytes)
+        }
     }
 }
