@@ -212,6 +212,54 @@ import Testing
         #expect(s["duration"] as? Int == Int(span.durationMicros))
     }
 
+    /// Reports of many spans whose tag inputs hold every kind of text (escapes, control bytes, multi-byte
+    /// characters, long values, custom tags from the request): each parses as JSON and carries the span's own tag
+    /// list, so no span outgrows the room reserved for it.
+    @Test func zipkinReportsOfArbitraryTextParseAndMatchTheTagLists() throws {
+        var random = FastRandom()
+        let alphabet: [Character] = ["a", "Z", "0", "/", "?", "=", "\"", "\\", "\n", "\t", "\u{0}", "\u{1f}", "\u{7f}",
+                                     "é", "日", "🙂", " ", ":", "-"]
+        func text(_ max: Int) -> String {
+            String((0..<Int(random.next() % UInt64(max + 1))).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] })
+        }
+        var config = TracingConfig()
+        config.provider = .zipkin(ZipkinTracerConfig(collectorCluster: "zipkin", collectorEndpoint: "/api/v2/spans",
+                                                     collectorHostname: "zipkin"))
+        config.maxPathTagLength = 64
+        config.customTags = [CustomTag(tag: "from\"header", source: .requestHeader(name: "x-custom", default: "d")),
+                             CustomTag(tag: "lit", source: .literal("v\u{1}al"))]
+        let tracer = HTTPTracer(config: config, egress: false, exporter: nil, nodeID: text(40), environment: [:])
+        for _ in 0..<20 {
+            var deferred: [Span] = []
+            var listed: [Span] = []
+            for _ in 0..<10 {
+                var h = HTTPHeaders()
+                for name in ["x-request-id", "user-agent", "x-client-trace-id", "x-custom", "x-envoy-original-path"]
+                    where random.next() % 2 == 0 {
+                    h.add(name: name, value: text(30))
+                }
+                let info = HTTPTracer.DownstreamInfo(
+                    requestHeaders: h, scheme: "https", host: text(20), path: "/" + text(100), method: text(8),
+                    httpProtocol: "HTTP/2", peerAddress: text(15), requestSize: random.next(), responseSize: random.next() % 1000,
+                    upstreamCluster: random.next() % 2 == 0 ? nil : text(20), statusCode: Int(random.next() % 600),
+                    responseFlags: [])
+                for deferTags in [true, false] {
+                    let span = try #require(tracer.startSpan(HTTPHeaders(), reason: .sampling, operation: text(10),
+                                                             host: "h", random: &random))
+                    tracer.finish(span, info, deferTags: deferTags)
+                    if deferTags { deferred.append(span) } else { listed.append(span) }
+                }
+            }
+            let json = ZipkinJSON.encode(deferred, localEndpoint: .init(serviceName: text(10), address: "192.0.2.2"))
+            let list = try #require(try JSONSerialization.jsonObject(with: Data(json.readableBytesView)) as? [[String: Any]])
+            #expect(list.count == deferred.count)
+            for (s, l) in zip(list, listed) {
+                let tags = try #require(s["tags"] as? [String: String])
+                #expect(tags == Dictionary(l.tags.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a }))
+            }
+        }
+    }
+
     @Test func otlpSpanHasEnvoysFlagsAndStatus() throws {
         var random = FastRandom()
         let tracer = Self.otel()
