@@ -68,10 +68,6 @@ struct DownstreamSpanTags {
     }
 }
 
-extension SpanTagVisitor {
-    mutating func tag(_ name: String, _ value: String) { tag(name, value, nameIsClean: true) }
-}
-
 /// What a span's tags are written to, one tag at a time.
 protocol SpanTagVisitor {
     /// `nameIsClean`: the name is one of Envoy's (no byte of it needs a JSON escape); custom tags' names are not.
@@ -80,6 +76,10 @@ protocol SpanTagVisitor {
     mutating func decimal(_ name: String, _ value: UInt64)
     /// A tag whose value is `scheme://host` followed by `path`.
     mutating func url(_ name: String, scheme: String, host: String, path: Substring)
+}
+
+extension SpanTagVisitor {
+    mutating func tag(_ name: String, _ value: String) { tag(name, value, nameIsClean: true) }
 }
 
 /// Tags as a span's list of names and values.

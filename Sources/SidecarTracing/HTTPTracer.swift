@@ -175,8 +175,8 @@ package final class HTTPTracer: Sendable {
     }
 
     /// Envoy's `finalizeDownstreamSpan`: the tags, the error mark (no response, or 5xx), the end. With
-    /// `deferTags`, the span ends now and keeps what the tags are made of; the exporter's thread writes them
-    /// (`Span.resolveTags`) before the span is encoded, off the request path.
+    /// `deferTags`, the span ends now and keeps what the tags are made of; the exporter's thread writes them off the
+    /// request path: straight into the report (Zipkin), or into the tag list before encoding (`Span.resolveTags`).
     package func finish(_ span: Span, _ info: DownstreamInfo, deferTags: Bool = false) {
         span.finish()
         if deferTags {
