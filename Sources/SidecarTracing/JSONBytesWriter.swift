@@ -46,37 +46,25 @@ struct JSONBytesWriter {
     }
 
     mutating func decimal(_ v: UInt64) {
-        var digits = 1
-        var rest = v
-        while rest >= 10 {
-            rest /= 10
-            digits += 1
-        }
+        let digits = ShortASCII.decimalDigits(v)
         precondition(count + digits <= base.count)
-        var n = v
-        for i in stride(from: count + digits - 1, through: count, by: -1) {
-            base[i] = 0x30 &+ UInt8(truncatingIfNeeded: n % 10)
-            n /= 10
-        }
+        ShortASCII.writeDecimal(v, digits: digits, to: base.baseAddress!.advanced(by: count).assumingMemoryBound(to: UInt8.self))
         count += digits
     }
 
     /// A JSON string literal, escaped by `JSONEscape`. Needs `worstCase(s)` bytes.
     mutating func string(_ s: String) {
         byte(UInt8(ascii: "\""))
-        var s = s
-        s.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
+        contents(s)
         byte(UInt8(ascii: "\""))
     }
 
     /// A JSON string literal of `scheme://host` followed by `path` (a span's URL tag, not joined first).
     mutating func string(_ scheme: String, _ host: String, _ path: Substring) {
         byte(UInt8(ascii: "\""))
-        var scheme = scheme
-        scheme.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
+        contents(scheme)
         literal("://")
-        var host = host
-        host.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
+        contents(host)
         var path = path
         path.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
         byte(UInt8(ascii: "\""))
@@ -111,6 +99,12 @@ struct JSONBytesWriter {
         } else {
             dst.copyMemory(from: src, byteCount: n)
         }
+    }
+
+    /// `s` escaped, without quotes.
+    private mutating func contents(_ s: String) {
+        var s = s
+        s.withUTF8 { contents(UnsafeRawBufferPointer($0)) }
     }
 
     /// `bytes` escaped, without quotes. Needs six bytes of room for each.

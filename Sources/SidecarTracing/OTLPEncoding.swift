@@ -42,7 +42,10 @@ enum OTLPEncoding {
         return request
     }
 
+    /// On the exporter's thread: a downstream span's deferred tags become its tag list here (Zipkin's encoder
+    /// writes them straight into its report instead).
     static func span(_ s: Span) -> Opentelemetry_Proto_Trace_V1_Span {
+        s.resolveTags()
         var m = Opentelemetry_Proto_Trace_V1_Span()
         m.traceID = bytes(s.trace.high) + bytes(s.trace.low)
         m.spanID = bytes(s.spanID)

@@ -129,8 +129,6 @@ package final class SpanExporter: @unchecked Sendable {
             return batch
         }
         guard !batch.isEmpty else { return }
-        // Zipkin's encoder writes a downstream span's deferred tags itself, without making the tag list.
-        if kind != .zipkin { for span in batch { span.resolveTags() } }
         transport.send(batch).whenComplete { [self] result in
             switch result {
             case .success:

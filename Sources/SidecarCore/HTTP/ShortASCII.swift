@@ -30,20 +30,31 @@ extension ShortASCII {
     /// into a small string, where `String(value)` goes through the generic integer description.
     @inlinable
     package static func decimal(_ value: UInt64) -> String {
+        let digits = decimalDigits(value)
+        return make(count: digits) { writeDecimal(value, digits: digits, to: $0) }
+    }
+
+    /// How many decimal digits `value` has.
+    @inlinable @inline(__always)
+    package static func decimalDigits(_ value: UInt64) -> Int {
         var digits = 1
         var rest = value
         while rest >= 10 {
             rest /= 10
             digits &+= 1
         }
-        return make(count: digits) { out in
-            var v = value
-            var i = digits
-            repeat {
-                i &-= 1
-                out[i] = 0x30 &+ UInt8(truncatingIfNeeded: v % 10)
-                v /= 10
-            } while i > 0
-        }
+        return digits
+    }
+
+    /// Writes `value`'s `digits` (`decimalDigits(value)`) decimal digits at `out`, right to left.
+    @inlinable @inline(__always)
+    package static func writeDecimal(_ value: UInt64, digits: Int, to out: UnsafeMutablePointer<UInt8>) {
+        var v = value
+        var i = digits
+        repeat {
+            i &-= 1
+            out[i] = 0x30 &+ UInt8(truncatingIfNeeded: v % 10)
+            v /= 10
+        } while i > 0
     }
 }

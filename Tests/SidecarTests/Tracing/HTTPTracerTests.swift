@@ -282,4 +282,17 @@ import Testing
         })
         #expect(resource["service.name"] == "front")
     }
+
+    /// A span whose tags the tracer left to the exporter gets them, and its error status, when it is encoded for
+    /// OTLP: the same tags as one tagged at once.
+    @Test func otlpEncodingWritesDeferredTags() throws {
+        let deferred = try Self.finished(Self.otel(), status: 503, deferTags: true)
+        let listed = try Self.finished(Self.otel(), status: 503)
+        #expect(deferred.tags.isEmpty)
+        let m = OTLPEncoding.span(deferred)
+        let attributes = Dictionary(uniqueKeysWithValues: m.attributes.map { ($0.key, $0.value.stringValue) })
+        #expect(attributes == Dictionary(uniqueKeysWithValues: listed.tags.map { ($0.name, $0.value) }))
+        #expect(attributes["zone"] == "")
+        #expect(m.status.code == .error)
+    }
 }
