@@ -184,7 +184,7 @@ import Testing
             dnsRefreshRate: .seconds(5), dnsLookupFamily: .AUTO, perConnectionBufferLimitBytes: 1 << 20)
         c.circuitBreakers[0].maxRetries = 0
         let registry = StatsRegistry()
-        let entry = try #require(try ClusterManager(registry: registry).infos(for: [c]).first)
+        let entry = try #require(ClusterManager(registry: registry).infos(for: [c]).first)
         #expect(!entry.resources.tryAcquire(.retries, .DEFAULT))
 
         let text = try Self.render(registry, filter: "^cluster\\.svc\\.").text()

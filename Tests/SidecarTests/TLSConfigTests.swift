@@ -178,13 +178,13 @@ import X509
         try f.write("tls.crt", try pem(second.cert))
         watcher.check()
         #expect(provider.snapshot.certificateSerial == firstSerial)
-        let rejected = registry.computed[registry.names.firstIndex(of: "sds.default.key_rotation_failed")!]!
+        let rejected = registry.snapshot.computed[registry.names.firstIndex(of: "sds.default.key_rotation_failed")!]!
         #expect(rejected() == 1)
         // The key arrives: the pair is consistent and new handshakes get the new certificate.
         try f.write("tls.key", second.key.pemRepresentation)
         watcher.check()
         #expect(provider.snapshot.certificateSerial == "\(second.cert.serialNumber)")
-        let success = registry.computed[registry.names.firstIndex(of: "sds.default.update_success")!]!
+        let success = registry.snapshot.computed[registry.names.firstIndex(of: "sds.default.update_success")!]!
         #expect(success() == 2)  // the first load and this rotation, as Envoy counts them
         // Nothing changed: no reload.
         watcher.check()

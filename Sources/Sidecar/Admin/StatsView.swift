@@ -29,11 +29,14 @@ struct StatsView {
     init(registry: StatsRegistry, values: [Int], histograms: HistogramsView? = nil, filter: CompiledRegex?,
          usedOnly: Bool) {
         let values = registry.resolvingComputed(values)
+        // Read once: clusters that arrive meanwhile (CDS) add stats; those the values do not cover yet show next
+        // time.
+        let table = registry.snapshot
         var rows: [Row] = []
-        for i in 0..<registry.count {
-            if registry.lazy[i] && values[i] == 0 { continue }
-            rows.append(Row(name: registry.names[i], value: values[i], isCounter: registry.kinds[i] == .counter,
-                            family: registry.prometheus[i].family, labels: registry.prometheus[i].labels))
+        for i in 0..<min(table.count, values.count) {
+            if table.lazy[i] && values[i] == 0 { continue }
+            rows.append(Row(name: table.names[i], value: values[i], isCounter: table.kinds[i] == .counter,
+                            family: table.prometheus[i].family, labels: table.prometheus[i].labels))
         }
         for (name, c) in registry.dynamic.snapshot() {
             rows.append(Row(name: name, value: c.value, isCounter: true, family: c.family, labels: c.labels))
@@ -46,7 +49,7 @@ struct StatsView {
 
         var histogramRows: [HistogramRow] = []
         if let histograms {
-            for (h, info) in registry.histograms.enumerated() {
+            for (h, info) in table.histograms.enumerated() {
                 let base = h * HistogramLayout.stride
                 guard base + HistogramLayout.stride <= histograms.cumulative.count else { break }
                 if let filter, !filter.partialMatch(info.name) { continue }

@@ -27,7 +27,7 @@ extension SidecarServer {
         let count = registry.histograms.count * HistogramLayout.stride
         return EventLoopFuture.whenAllSucceed(futures, on: group.next()).map { snaps in
             var total = Array(repeating: 0, count: count)
-            for s in snaps where s.count == count { for i in 0..<count { total[i] &+= s[i] } }
+            for s in snaps { for i in 0..<min(count, s.count) { total[i] &+= s[i] } }
             return total
         }
     }

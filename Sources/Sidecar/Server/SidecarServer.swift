@@ -84,8 +84,7 @@ public final class SidecarServer: @unchecked Sendable {
         self.context = context
         let clusterManager = ClusterManager(registry: registry)
         self.clusterManager = clusterManager
-        // Cannot throw: nothing is sealed before start.
-        let infos = try! clusterManager.infos(for: bootstrap.clusters)
+        let infos = clusterManager.infos(for: bootstrap.clusters)
         do {
             installed = NIOLockedValueBox(try ConfigSnapshot(
                 version: 1, bootstrap: bootstrap, clusters: infos, runtime: context.runtime))
@@ -249,8 +248,6 @@ public final class SidecarServer: @unchecked Sendable {
             Log.warning("cluster has no resolved hosts", [("cluster", c.config.name)])
         }
         makeSpanExporters()
-        // Workers size their stat arrays now: no stat can be registered after this.
-        clusterManager.seal()
         let registry = self.registry
         let context = self.context
         for (i, loop) in group.makeIterator().enumerated() {
@@ -367,18 +364,18 @@ public final class SidecarServer: @unchecked Sendable {
         task?.cancel()
     }
 
-    /// Installs the routes and clusters of `next` (what xDS will do with RDS and CDS updates): every worker starts
-    /// its new streams on them, while streams already running finish on the snapshot they started with. Clusters
-    /// `next` keeps with the same config keep their hosts, health and pooled connections; clusters it drops drain
-    /// (idle connections close now, busy ones when their requests end) and stop their health checks and DNS
-    /// refreshes; clusters it adds back get them again.
+    /// Installs the routes and clusters of `next` (what CDS and RDS updates do): every worker starts its new
+    /// streams on them, while streams already running finish on the snapshot they started with. Clusters `next`
+    /// keeps with the same config keep their hosts, health and pooled connections; clusters it drops, or whose
+    /// config changed, drain (idle connections close now, busy ones when their requests end) and stop their
+    /// health checks and DNS refreshes; clusters it adds, or changes, get new ones. New stats (a new cluster's,
+    /// a per-route filter config's) are registered first, and each worker makes room for them as it installs.
     ///
     /// Only the route tables and clusters are taken from `next`: the listeners must be the same as the running
     /// ones, chain for chain, and their other settings (connection managers, filters, TLS) stay as they are
-    /// (changing them is LDS: a new listener, not a new snapshot). No cluster may be new or changed, nor may a
-    /// route carry a per-filter config with stats of its own: their stats would have to be registered while
-    /// workers run, which is not supported yet.
-    /// Returns once every worker has the snapshot; blocks, so never call it on an event loop.
+    /// (changing them is LDS: a new listener, not a new snapshot). A new cluster's TLS files are read here; one
+    /// that names SDS secrets is refused, as the secret watcher only knows the secrets of the config it started
+    /// with. Returns once every worker has the snapshot; blocks, so never call it on an event loop.
     public func install(_ next: Bootstrap) throws {
         try installLock.withLock {
             guard !workers.isEmpty, !stopping.value else {
@@ -388,6 +385,23 @@ public final class SidecarServer: @unchecked Sendable {
             guard ConfigSnapshot.shape(of: next.listeners) == current.shape else {
                 throw ServerError("install: the listeners and their filter chains must stay as they are")
             }
+            let before = Set(current.clusters.map(ObjectIdentifier.init))
+            let infos = clusterManager.infos(for: next.clusters)
+            let added = infos.filter { !before.contains(ObjectIdentifier($0)) }
+            for info in added {
+                guard let provider = info.tls?.provider else { continue }
+                guard provider.secretReferences.isEmpty else {
+                    throw ServerError("cluster '\(info.name)': transport_socket names SDS secrets; a cluster added "
+                        + "while the proxy runs can only use certificate files")
+                }
+                do {
+                    try provider.load()
+                } catch {
+                    throw ServerError("cluster '\(info.name)': \(error)")
+                }
+            }
+            let snapshot = try ConfigSnapshot(
+                version: current.version + 1, bootstrap: next, clusters: infos, runtime: context.runtime)
             for l in next.listeners {
                 for chain in ConfigSnapshot.networkChains(l) {
                     guard case .httpConnectionManager(let hcm) = chain.network else { continue }
@@ -395,15 +409,13 @@ public final class SidecarServer: @unchecked Sendable {
                     let maps = [rc.typedPerFilterConfig] + rc.virtualHosts.flatMap {
                         [$0.typedPerFilterConfig] + $0.routes.map(\.typedPerFilterConfig)
                     }
-                    for (name, entry) in maps.flatMap({ $0 }) where entry.config is StartupRegistering {
-                        throw ServerError("install: per-route config of '\(name)' has stats of its own")
+                    for map in maps {
+                        for (_, entry) in map.sorted(by: { $0.key < $1.key }) {
+                            (entry.config as? StartupRegistering)?.registerStats(registry)
+                        }
                     }
                 }
             }
-            let infos = try clusterManager.infos(for: next.clusters)
-            let snapshot = try ConfigSnapshot(
-                version: current.version + 1, bootstrap: next, clusters: infos, runtime: context.runtime)
-            let before = Set(current.clusters.map(ObjectIdentifier.init))
             let after = Set(infos.map(ObjectIdentifier.init))
             // Only clusters the workers do not have yet need hosts.
             let hosts = infos.map { before.contains(ObjectIdentifier($0)) ? [] : ClusterManager.resolve($0.config) }
@@ -593,7 +605,8 @@ public final class SidecarServer: @unchecked Sendable {
         let count = registry.count
         return EventLoopFuture.whenAllSucceed(futures, on: group.next()).map { snaps in
             var total = Array(repeating: 0, count: count)
-            for s in snaps { for i in 0..<count { total[i] &+= s[i] } }
+            // A worker that has not installed the snapshot bringing the newest stats has fewer of them.
+            for s in snaps { for i in 0..<min(count, s.count) { total[i] &+= s[i] } }
             return total
         }
     }

@@ -8,6 +8,8 @@ import SidecarTracing
 final class Worker {
     let eventLoop: EventLoop
     let stats: WorkerStats
+    /// Where `stats` finds room for stats registered while the proxy runs (clusters added by CDS).
+    private let registry: StatsRegistry
     /// The config new streams start on, with this worker's thread-local clusters for it. Replaced by `install`
     /// on this loop; read once per stream (one reference load, no lock or atomic).
     private(set) var current: WorkerSnapshot
@@ -32,6 +34,7 @@ final class Worker {
         self.index = index
         self.server = server
         self.stats = WorkerStats(registry: registry)
+        self.registry = registry
         self.current = WorkerSnapshot(config: ConfigSnapshot(version: 0, clusters: []), clusters: [])
         install(snapshot, hosts: { hosts[$0.index] })
     }
@@ -42,6 +45,8 @@ final class Worker {
     /// the only ones left using it. Runs on this worker's loop.
     func install(_ snapshot: ConfigSnapshot, hosts: (ClusterSlot) -> [UpstreamHost]) {
         eventLoop.assertInEventLoop()
+        // The snapshot's new clusters registered their stats before it was built.
+        stats.grow(to: registry)
         var next: [ObjectIdentifier: ThreadLocalCluster] = [:]
         let locals = snapshot.clusters.enumerated().map { slot, info in
             let id = ObjectIdentifier(info)

@@ -1,28 +1,42 @@
+import NIOConcurrencyHelpers
 import NIOCore
 
-/// The names of every stat, fixed at start-up. Workers count into flat per-loop arrays indexed by
-/// slot, so the hot path is one add with no lock and no lookup; admin sums the arrays on read.
+/// The names of every stat. Workers count into flat per-loop arrays indexed by slot, so the hot path is one add
+/// with no lock and no lookup; admin sums the arrays on read.
+///
+/// Most stats are registered before the workers start. Stats of clusters that arrive later (CDS) are registered
+/// while workers run: the tables grow under a lock, and each worker grows its own arrays when it installs the
+/// snapshot that brings them (`WorkerStats.grow`), on its own loop. A name registered again is the same stat, as
+/// in Envoy's store: a cluster whose config changed keeps its counters.
 public final class StatsRegistry: @unchecked Sendable {
-    // Only mutated before the server starts; read-only afterwards.
     public enum Kind: Sendable { case counter, gauge }
 
-    public private(set) var names: [String] = []
-    public private(set) var kinds: [Kind] = []
-    /// For the Prometheus form: the stat family and its labels, e.g. ("cluster.upstream_rq_total", [("envoy_cluster_name", "c1")]).
-    public private(set) var prometheus: [(family: String, labels: [(String, String)])] = []
-    /// Slots whose value is shown only when non-zero (per-code counters Envoy creates lazily).
-    public private(set) var lazy: [Bool] = []
+    /// Every table, read and grown under `lock`.
+    public struct Table: Sendable {
+        public var names: [String] = []
+        public var kinds: [Kind] = []
+        /// For the Prometheus form: the stat family and its labels, e.g. ("cluster.upstream_rq_total",
+        /// [("envoy_cluster_name", "c1")]).
+        public var prometheus: [(family: String, labels: [(String, String)])] = []
+        /// Slots whose value is shown only when non-zero (per-code counters Envoy creates lazily).
+        public var lazy: [Bool] = []
+        /// Gauges read when stats are shown instead of counted by workers, by slot: values that live in shared
+        /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
+        public var computed: [Int: @Sendable () -> Int] = [:]
+        /// Histograms, by histogram slot (a numbering of their own: slot h's counts are at
+        /// h × `HistogramLayout.stride` in each worker's histogram array).
+        public var histograms: [Histogram] = []
+        fileprivate var slotsByName: [String: Int] = [:]
+        fileprivate var histogramsByName: [String: Int] = [:]
 
-    /// Gauges read when stats are shown instead of counted by workers, by slot: values that live in shared
-    /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
-    public private(set) var computed: [Int: @Sendable () -> Int] = [:]
+        public var count: Int { names.count }
+    }
+
+    private let lock = NIOLock()
+    private var table = Table()
 
     /// Counters named at run time (created when first counted).
     public let dynamic = DynamicStats()
-
-    /// Histograms, by histogram slot (a numbering of their own: slot h's counts are at h × `HistogramLayout.stride`
-    /// in each worker's histogram array).
-    public private(set) var histograms: [Histogram] = []
 
     public struct Histogram: Sendable {
         public var name: String
@@ -33,22 +47,30 @@ public final class StatsRegistry: @unchecked Sendable {
         public var lazy: Bool
     }
 
-    /// Slots by name, for `registerOnce`.
-    private var slotsByName: [String: Int] = [:]
-
     public init() {}
 
-    public var count: Int { names.count }
+    /// Every table as it is now: what admin renders from, read once.
+    public var snapshot: Table { lock.withLock { table } }
 
+    public var count: Int { lock.withLock { table.names.count } }
+    public var names: [String] { lock.withLock { table.names } }
+    public var kinds: [Kind] { lock.withLock { table.kinds } }
+    public var lazy: [Bool] { lock.withLock { table.lazy } }
+    public var histograms: [Histogram] { lock.withLock { table.histograms } }
+
+    /// The stat's slot; a name already registered keeps its slot (the same stat).
     @discardableResult
     public func register(_ name: String, _ kind: Kind, family: String? = nil, labels: [(String, String)] = [],
                          lazy isLazy: Bool = false) -> Int {
-        names.append(name)
-        kinds.append(kind)
-        prometheus.append((family ?? name, labels))
-        lazy.append(isLazy)
-        slotsByName[name] = names.count - 1
-        return names.count - 1
+        lock.withLock {
+            if let slot = table.slotsByName[name] { return slot }
+            table.names.append(name)
+            table.kinds.append(kind)
+            table.prometheus.append((family ?? name, labels))
+            table.lazy.append(isLazy)
+            table.slotsByName[name] = table.names.count - 1
+            return table.names.count - 1
+        }
     }
 
     /// The slot already registered under `name`, else a new one: for stats that several filters may name
@@ -57,33 +79,39 @@ public final class StatsRegistry: @unchecked Sendable {
     public func registerOnce(_ name: String, _ kind: Kind, family: String? = nil, labels: [(String, String)] = [])
         -> Int
     {
-        if let slot = slotsByName[name] { return slot }
-        return register(name, kind, family: family, labels: labels)
+        register(name, kind, family: family, labels: labels)
     }
 
     /// Registers a histogram of whole-millisecond values; returns its histogram slot for `WorkerStats.record`.
+    /// A name already registered keeps its slot.
     @discardableResult
     public func registerHistogram(_ name: String, family: String? = nil, labels: [(String, String)] = [],
                                   lazy isLazy: Bool = false) -> Int {
-        histograms.append(Histogram(name: name, family: family ?? name, labels: labels, lazy: isLazy))
-        return histograms.count - 1
+        lock.withLock {
+            if let slot = table.histogramsByName[name] { return slot }
+            table.histograms.append(Histogram(name: name, family: family ?? name, labels: labels, lazy: isLazy))
+            table.histogramsByName[name] = table.histograms.count - 1
+            return table.histograms.count - 1
+        }
     }
 
-    /// The slot registered under `name`, if any (a lookup, safe while workers run).
-    public func slot(named name: String) -> Int? { slotsByName[name] }
+    /// The slot registered under `name`, if any.
+    public func slot(named name: String) -> Int? { lock.withLock { table.slotsByName[name] } }
 
     /// Registers a gauge whose value `read` supplies when stats are shown; admin renders it like any other
-    /// gauge (text, JSON, Prometheus, `filter`, `usedonly`).
+    /// gauge (text, JSON, Prometheus, `filter`, `usedonly`). Registered again under the same name (a cluster
+    /// whose config changed), the stat reads the new `read`.
     @discardableResult
     public func registerComputed(_ name: String, kind: Kind = .gauge, family: String? = nil, labels: [(String, String)] = [],
                                  _ read: @escaping @Sendable () -> Int) -> Int {
         let slot = register(name, kind, family: family, labels: labels)
-        computed[slot] = read
+        lock.withLock { table.computed[slot] = read }
         return slot
     }
 
     /// The workers' summed values with every computed gauge read now: the values admin shows.
     public func resolvingComputed(_ values: [Int]) -> [Int] {
+        let computed = lock.withLock { table.computed }
         guard !computed.isEmpty else { return values }
         var out = values
         for (slot, read) in computed where slot < out.count { out[slot] = read() }
@@ -93,16 +121,17 @@ public final class StatsRegistry: @unchecked Sendable {
 
 /// One event loop's stat values. Owned by that loop's worker; never shared across threads.
 public final class WorkerStats {
-    @usableFromInline package let values: UnsafeMutablePointer<Int>
-    package let count: Int
+    @usableFromInline package private(set) var values: UnsafeMutablePointer<Int>
+    package private(set) var count: Int
     /// Every histogram's counts, `HistogramLayout.stride` integers each, allocated once here so that recording
     /// never allocates.
-    @usableFromInline package let histogramValues: UnsafeMutablePointer<Int>
-    package let histogramCount: Int
+    @usableFromInline package private(set) var histogramValues: UnsafeMutablePointer<Int>
+    package private(set) var histogramCount: Int
 
     /// Room for every stat and histogram `registry` has now (register first).
     package convenience init(registry: StatsRegistry) {
-        self.init(count: registry.count, histograms: registry.histograms.count)
+        let table = registry.snapshot
+        self.init(count: table.count, histograms: table.histograms.count)
     }
 
     package init(count: Int, histograms: Int) {
@@ -118,6 +147,36 @@ public final class WorkerStats {
     deinit {
         values.deallocate()
         histogramValues.deallocate()
+    }
+
+    /// Room for stats registered since (a cluster added while the proxy runs), the values so far kept. Called on
+    /// the owning loop before anything counts into the new slots: the snapshot that brings them is installed
+    /// after this.
+    package func grow(count newCount: Int, histograms newHistograms: Int) {
+        if newCount > count {
+            let grown = UnsafeMutablePointer<Int>.allocate(capacity: newCount)
+            grown.initialize(from: values, count: max(count, 1))
+            (grown + max(count, 1)).initialize(repeating: 0, count: newCount - max(count, 1))
+            values.deallocate()
+            values = grown
+            count = newCount
+        }
+        if newHistograms > histogramCount {
+            let old = max(histogramCount * HistogramLayout.stride, 1)
+            let cells = newHistograms * HistogramLayout.stride
+            let grown = UnsafeMutablePointer<Int>.allocate(capacity: cells)
+            grown.initialize(from: histogramValues, count: old)
+            (grown + old).initialize(repeating: 0, count: cells - old)
+            histogramValues.deallocate()
+            histogramValues = grown
+            histogramCount = newHistograms
+        }
+    }
+
+    /// Grows to what `registry` has now.
+    package func grow(to registry: StatsRegistry) {
+        let table = registry.snapshot
+        grow(count: table.count, histograms: table.histograms.count)
     }
 
     /// Records a value in ms into histogram slot `histogram`.
@@ -149,7 +208,7 @@ public final class WorkerStats {
 
     /// `/reset_counters`: gauges keep their values.
     package func resetCounters(_ kinds: [StatsRegistry.Kind]) {
-        for i in 0..<count where kinds[i] == .counter { values[i] = 0 }
+        for i in 0..<min(count, kinds.count) where kinds[i] == .counter { values[i] = 0 }
     }
 }
 

@@ -4,43 +4,34 @@ import NIOCore
 import NIOPosix
 import SidecarCore
 
-/// Keeps one `ClusterInfo` per cluster across config snapshots (Envoy's cluster manager, without CDS): a snapshot
-/// that names a cluster with the config it had before gets the same object, so its stats, breakers and every
-/// worker's pools and hosts carry over. Stats are registered before the workers start; after that
-/// (`sealed`) a cluster that is new or whose config changed would need stats the workers have no room for yet,
-/// and is refused.
+/// Keeps one `ClusterInfo` per cluster across config snapshots (Envoy's cluster manager): a snapshot that names a
+/// cluster with the config it had before gets the same object, so its stats, breakers and every worker's pools
+/// and hosts carry over. A cluster that is new, or whose config changed, gets a new object; its stats are
+/// registered under its name, so a changed cluster keeps counting into the stats it had (as in Envoy's store),
+/// and workers make room for new ones when they install the snapshot that brings them.
 package final class ClusterManager: @unchecked Sendable {
     private let registry: StatsRegistry
-    /// Guards `known` and `sealed`: snapshots may be built from any thread.
+    /// Guards `known`: snapshots may be built from any thread.
     private let lock = NIOLock()
-    /// Every cluster ever given out, by name: a cluster removed and later added back unchanged is the same.
+    /// The latest info given out for each cluster name: a cluster removed and later added back unchanged is
+    /// the same.
     private var known: [String: ClusterInfo] = [:]
-    private var sealed = false
 
     package init(registry: StatsRegistry) {
         self.registry = registry
     }
 
-    /// The cluster infos for `configs`, in order: known ones reused, new ones made (their stats registered).
-    package func infos(for configs: [Cluster]) throws -> [ClusterInfo] {
-        try lock.withLock {
-            try configs.map { c in
+    /// The cluster infos for `configs`, in order: known ones reused, new or changed ones made (their stats
+    /// registered).
+    package func infos(for configs: [Cluster]) -> [ClusterInfo] {
+        lock.withLock {
+            configs.map { c in
                 if let info = known[c.name], info.config == c { return info }
-                guard !sealed else {
-                    throw ServerError(known[c.name] == nil
-                        ? "cluster '\(c.name)' is new: clusters can only be added before the server starts"
-                        : "cluster '\(c.name)' changed: a cluster's config can only change before the server starts")
-                }
                 let info = ClusterInfo(config: c, registry: registry)
                 known[c.name] = info
                 return info
             }
         }
-    }
-
-    /// The workers are about to size their stat arrays: no stat may be registered from now on.
-    package func seal() {
-        lock.withLock { sealed = true }
     }
 
     /// Resolves a cluster's endpoints: IPs as they are, names through getaddrinfo (STRICT_DNS keeps every

@@ -73,9 +73,9 @@ final class ProxyHarness {
     let adminPort: Int
     private var stopped = false
 
-    init(yaml: String, drainTime: TimeAmount = .seconds(5)) throws {
+    init(yaml: String, drainTime: TimeAmount = .seconds(5), concurrency: Int = 1) throws {
         let bootstrap = try Bootstrap.load(text: yaml)
-        server = SidecarServer(bootstrap: bootstrap, concurrency: 1, drainTime: drainTime, configSource: yaml)
+        server = SidecarServer(bootstrap: bootstrap, concurrency: concurrency, drainTime: drainTime, configSource: yaml)
         do {
             try server.start()
         } catch {
