@@ -156,7 +156,8 @@ final class AdminHandler: ChannelInboundHandler {
         case "/server_info":
             reply(.ok, serverInfo(), type: "application/json")
         case "/config_dump":
-            reply(.ok, ConfigDump.json(server.configSource), type: "application/json")
+            reply(.ok, ConfigDump.json(server.configSource, startTime: server.startTime,
+                                       clusters: server.clusterDiscovery?.current), type: "application/json")
         case "/listeners":
             var out = ""
             for (l, a) in zip(server.bootstrap.listeners, server.listenerAddresses) {

@@ -47,6 +47,11 @@ public final class SidecarServer: @unchecked Sendable {
     /// The periodic flush, started with the workers and cancelled when the server stops.
     var statsFlushTask: RepeatedTask?
     let configSource: String?
+    /// CDS from a file, when `dynamic_resources.cds_config` names one.
+    let clusterDiscovery: ClusterDiscovery?
+    /// Re-reads the CDS file when a new one is moved into place (started with the workers).
+    private var clusterWatcher: FileMoveWatcher?
+    let clusterManagerStats: ClusterManagerStats
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
     /// One active health checker and DNS refresh per cluster of the installed snapshot that has them, by the
@@ -84,10 +89,19 @@ public final class SidecarServer: @unchecked Sendable {
         self.context = context
         let clusterManager = ClusterManager(registry: registry)
         self.clusterManager = clusterManager
-        let infos = clusterManager.infos(for: bootstrap.clusters)
+        // The CDS file's clusters join the static ones from the start; a file refused now leaves them out, and
+        // the next file moved into place is tried again.
+        var effective = bootstrap
+        clusterDiscovery = bootstrap.dynamicResources?.clusters.map {
+            ClusterDiscovery(source: $0, staticNames: Set(bootstrap.clusters.map(\.name)), registry: registry)
+        }
+        clusterDiscovery?.update { effective.clusters = bootstrap.clusters + $0 }
+        clusterManagerStats = ClusterManagerStats(registry: registry)
+        clusterManagerStats.count(from: [], to: effective.clusters)
+        let infos = clusterManager.infos(for: effective.clusters)
         do {
             installed = NIOLockedValueBox(try ConfigSnapshot(
-                version: 1, bootstrap: bootstrap, clusters: infos, runtime: context.runtime))
+                version: 1, bootstrap: effective, clusters: infos, runtime: context.runtime))
             snapshotError = nil
         } catch {
             installed = NIOLockedValueBox(ConfigSnapshot(version: 1, clusters: infos))
@@ -304,7 +318,34 @@ public final class SidecarServer: @unchecked Sendable {
             try startClusterServices(info, slot: i, hosts: hosts[i])
         }
         secretWatcher?.start()
+        try startClusterDiscovery()
         startStatsFlush()
+    }
+
+    /// Watches the CDS file's directory: each file moved into place is read and, when accepted, installed.
+    private func startClusterDiscovery() throws {
+        guard let discovery = clusterDiscovery else { return }
+        let source = discovery.source
+        let file = URL(fileURLWithPath: source.path)
+        let watcher = try FileMoveWatcher(
+            directory: source.watchedDirectory ?? file.deletingLastPathComponent().path,
+            name: source.watchedDirectory == nil ? file.lastPathComponent : nil
+        ) { [weak self] in self?.reloadClusters() }
+        clusterWatcher = watcher
+        watcher.start()
+    }
+
+    /// Reads the CDS file again and installs its clusters beside the static ones; a refused file leaves the
+    /// clusters as they are. Returns the error of a refused file. Blocks: never on an event loop.
+    @discardableResult
+    func reloadClusters() -> String? {
+        guard let discovery = clusterDiscovery, !stopping.value else { return nil }
+        let bootstrap = self.bootstrap
+        return discovery.update { clusters in
+            var next = bootstrap
+            next.clusters = bootstrap.clusters + clusters
+            try install(next)
+        }
     }
 
     /// Starts a cluster's health checker and DNS refresh, if it has them. Verdicts and new host lists go to every
@@ -423,6 +464,7 @@ public final class SidecarServer: @unchecked Sendable {
                 w.loop.submit { w.worker.value.install(snapshot, hosts: { hosts[$0.index] }) }
             }
             installed.withLockedValue { $0 = snapshot }
+            clusterManagerStats.count(from: current.clusters.map(\.config), to: infos.map(\.config))
             for info in current.clusters where !after.contains(ObjectIdentifier(info)) { stopClusterServices(info) }
             // Health checkers start once every worker has the cluster, so that no verdict is pushed to a worker
             // that would drop it.
@@ -651,6 +693,7 @@ public final class SidecarServer: @unchecked Sendable {
             for hc in stopped.healthCheckers.values { hc.stop() }
         }
         secretWatcher?.stop()
+        clusterWatcher?.stop()
         statsFlushTask?.cancel()
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()

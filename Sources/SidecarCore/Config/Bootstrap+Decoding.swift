@@ -28,7 +28,7 @@ extension Bootstrap {
     package static func decode(_ value: ConfigValue) throws -> Bootstrap {
         let obj = try value.object()
         try obj.unsupported([
-            "dynamic_resources", "cluster_manager", "stats_sinks", "stats_config",
+            "cluster_manager", "stats_sinks", "stats_config",
             "tracing", "watchdog", "watchdogs", "hds_config", "flags_path",
             "bootstrap_extensions", "fatal_actions", "default_socket_interface", "inline_headers",
         ])
@@ -62,6 +62,7 @@ extension Bootstrap {
             nodeCluster = try no.optional("cluster")?.headerValueText()
             try no.finish()
         }
+        let dynamicResources = try obj.optional("dynamic_resources").map(DynamicResources.decode)
         let layeredRuntime = try obj.optional("layered_runtime").map(LayeredRuntimeConfig.decode)
         let overloadManager = try obj.optional("overload_manager").map(OverloadManagerConfig.decode)
         var statsFlushInterval = ProtoDuration.seconds(5)
@@ -79,6 +80,7 @@ extension Bootstrap {
         bootstrap.layeredRuntime = layeredRuntime
         bootstrap.statsFlushInterval = statsFlushInterval
         bootstrap.overloadManager = overloadManager
+        bootstrap.dynamicResources = dynamicResources
         try bootstrap.validate(root: obj)
         return bootstrap
     }
@@ -119,7 +121,10 @@ extension Bootstrap {
             let http2Clusters = Set(clusters.filter { $0.httpProtocolOptions.http2 }.map(\.name))
             switch l.network {
             case .httpConnectionManager(let hcm):
-                try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))
+                // `validate_clusters: false` leaves it to request time (503, NC), for clusters CDS brings later.
+                if hcm.routeConfig.validateClusters ?? true {
+                    try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))
+                }
                 if let tracer = hcm.tracing?.provider {
                     let at = filter + ".tracing.provider.typed_config"
                     let cluster = tracer.collectorCluster

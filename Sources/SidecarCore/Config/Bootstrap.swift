@@ -14,6 +14,8 @@ public struct Bootstrap: Sendable {
     public var statsFlushInterval: ProtoDuration = .seconds(5)
     /// `overload_manager`: the global downstream connection limit (nil: no overload manager).
     public var overloadManager: OverloadManagerConfig? = nil
+    /// `dynamic_resources`: clusters from a CDS file (nil: every cluster is static).
+    public var dynamicResources: DynamicResources? = nil
 
     public struct Admin: Sendable {
         public var address: SocketAddressConfig

@@ -12,7 +12,7 @@ extension RouteConfiguration {
     package static func decode(_ value: ConfigValue) throws -> RouteConfiguration {
         let obj = try value.object()
         try obj.unsupported([
-            "vhds", "validate_clusters", "max_direct_response_body_size_bytes",
+            "vhds", "max_direct_response_body_size_bytes",
             "cluster_specifier_plugins", "request_mirror_policies", "ignore_port_in_host_matching",
             "ignore_path_parameters_in_path_matching",
             "most_specific_header_mutations_wins", "request_headers_to_add_mutations",
@@ -23,11 +23,13 @@ extension RouteConfiguration {
         let metadata = try obj.optional("metadata").map(Metadata.decode) ?? Metadata()
         let perFilter = try obj.value.httpFilters.decodePerFilterConfig(obj.optional("typed_per_filter_config"))
         let internalOnly = try obj.list("internal_only_headers").compactMap(decodeInternalOnlyHeader)
+        let validateClusters = try obj.optional("validate_clusters").map { try $0.bool() }
         try obj.finish()
         var config = RouteConfiguration(name: name, virtualHosts: hosts, headers: headers)
         config.metadata = metadata
         config.typedPerFilterConfig = perFilter
         config.internalOnlyHeaders = internalOnly
+        config.validateClusters = validateClusters
         config.formatsReadTiming = config.allHeaderMutations.contains { $0.readsStreamTiming }
         try config.buildDomainIndex(value)
         return config

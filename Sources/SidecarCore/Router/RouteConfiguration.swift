@@ -19,6 +19,9 @@ public struct RouteConfiguration: Sendable {
     /// routed, as Envoy's connection manager does. Pseudo-headers and `host` are left out: in Envoy, removing
     /// them by these names touches nothing.
     public var internalOnlyHeaders: [String] = []
+    /// `validate_clusters`: whether every cluster a route names must exist when the config loads (nil: Envoy's
+    /// default for an inline route_config, yes).
+    public var validateClusters: Bool? = nil
     /// The server's runtime, which `runtime_fraction` keys read (set when a server runs this table; nil: every
     /// key is absent and the default fractions decide).
     package var runtime: Runtime? = nil
