@@ -104,6 +104,19 @@ package enum ConfigFields {
             """),
         Message("envoy.config.bootstrap.v3.Admin", "access_log profile_path socket_options ignore_global_conn_limit address"),
         Message("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "secrets listeners clusters"),
+        // Discovery/ConfigSource.swift, Discovery/ClusterDiscoveryFile.swift
+        Message("envoy.config.bootstrap.v3.Bootstrap.DynamicResources", """
+            lds_config lds_resources_locator cds_config cds_resources_locator ads_config default_config_source
+            """),
+        Message("envoy.config.core.v3.ConfigSource", """
+            authorities path path_config_source api_config_source ads self initial_fetch_timeout
+            resource_api_version
+            """),
+        Message("envoy.config.core.v3.PathConfigSource", "path watched_directory"),
+        Message("envoy.config.core.v3.WatchedDirectory", "path"),
+        Message("envoy.service.discovery.v3.DiscoveryResponse", """
+            version_info resources canary type_url nonce control_plane resource_errors
+            """),
         // OverloadManagerConfig.swift
         Message("envoy.config.overload.v3.OverloadManager", """
             refresh_interval resource_monitors actions buffer_factory_config loadshed_points

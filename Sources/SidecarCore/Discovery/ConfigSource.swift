@@ -38,7 +38,7 @@ extension DynamicResources {
 extension FileConfigSource {
     package static func decode(_ value: ConfigValue) throws -> FileConfigSource {
         let obj = try value.object()
-        try obj.unsupported(["api_config_source", "ads", "self", "authorities", "config_source_specifier"])
+        try obj.unsupported(["api_config_source", "ads", "self", "authorities"])
         if let v = obj.optional("resource_api_version"), try v.string() != "V3" {
             throw v.error("resource_api_version must be V3 (Envoy removed V2)")
         }
