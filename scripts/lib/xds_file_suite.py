@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Clusters from a CDS file (issue 15), the same scenarios against Envoy 1.40 and the sidecar.
+
+Usage: python3 scripts/lib/xds_file_suite.py --proxy envoy|sidecar --bin PATH [NAME|PATTERN]... [--list] [-v]
+(normally through scripts/e2e-xds).
+
+The proxy: one listener (stat_prefix xds) whose route_config (validate_clusters: false) sends /static to the static
+cluster `fixed` and everything else to `svc`, which only the CDS file (`dynamic_resources.cds_config`,
+`path_config_source`) has; one worker; an admin on a free port. Backends are loopback HTTP/1.1 servers that answer
+their own name. A new file is written beside the watched one and renamed into place, as Envoy expects.
+
+Scenarios:
+  initial          the file's cluster serves; cluster_manager.cds.update_success is 1.
+  swap-under-load  4 keep-alive clients send requests for 4 s while the file moves `svc` between two backends 6
+                   times: no request fails, both backends answer, update_success is 7.
+  bad-resource     a file whose cluster has a connect_timeout of 0s (Envoy requires more) is rejected (update_rejected 1); the cluster
+                   of the last good file keeps serving; the next good file is taken.
+  removed-cluster  a file without clusters removes `svc`: its route answers 503 (no cluster), /static still 200.
+  watched-dir      `watched_directory`: the file is a link through `..data`, swapped to a new directory as a
+                   Kubernetes ConfigMap volume does; the new cluster serves.
+
+Output: a PASS/FAIL line per scenario and `xds-file: N passed, N failed, 0 skipped`; exit 1 if any failed. Only
+loopback is used; processes are stopped by PID, pass or fail.
+"""
+
+import http.client
+import os
+import threading
+import time
+
+from suite_common import (
+    Fail,
+    ScenarioContext,
+    Suite,
+    TcpServer,
+    admin_stats,
+    check,
+    free_ports,
+    http_call,
+    main as run_suite,
+    sockaddr,
+    to_yaml,
+    wait_for,
+)
+
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+
+
+class NameServer(TcpServer):
+    """HTTP/1.1 keep-alive server answering 200 with its name to every request."""
+
+    def __init__(self, name):
+        self.name = name
+        self.count = 0
+        super().__init__("backend-" + name)
+
+    def serve(self, conn):
+        body = self.name.encode()
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                with self.lock:
+                    self.count += 1
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def cluster(name, port, extra=None):
+    c = {"@type": CLUSTER, "name": name, "connect_timeout": "1s", "type": "STATIC",
+         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+             {"endpoint": {"address": sockaddr(port)}}]}]}}
+    c.update(extra or {})
+    return c
+
+
+def cds_text(version, clusters):
+    return to_yaml({"version_info": version, "resources": clusters}) + "\n"
+
+
+def publish(path, text):
+    """Writes `text` beside `path` and renames it into place."""
+    staging = os.path.join(os.path.dirname(path), ".staging-" + os.path.basename(path))
+    with open(staging, "w") as f:
+        f.write(text)
+    os.rename(staging, path)
+
+
+def bootstrap(admin, port, cds_path, fixed_port, watched=None):
+    hcm = {"@type": HCM, "stat_prefix": "xds", "codec_type": "AUTO",
+           "route_config": {"name": "r", "validate_clusters": False, "virtual_hosts": [
+               {"name": "all", "domains": ["*"], "routes": [
+                   {"match": {"prefix": "/static"}, "route": {"cluster": "fixed"}},
+                   {"match": {"prefix": "/"}, "route": {"cluster": "svc"}}]}]},
+           "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}
+    static_cluster = cluster("fixed", fixed_port)
+    del static_cluster["@type"]
+    source = {"path": cds_path}
+    if watched:
+        source["watched_directory"] = {"path": watched}
+    return {"admin": {"address": sockaddr(admin)},
+            "node": {"id": "xds-file", "cluster": "xds-file"},
+            "dynamic_resources": {"cds_config": {"resource_api_version": "V3", "path_config_source": source}},
+            "static_resources": {
+                "listeners": [{"name": "xds", "address": sockaddr(port), "filter_chains": [
+                    {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+                "clusters": [static_cluster]}}
+
+
+def backends(t, *names):
+    out = []
+    for n in names:
+        s = NameServer(n)
+        t.on_close("backend " + n, s.close)
+        out.append(s)
+    return out
+
+
+def start(t, cds_path, fixed, watched=None):
+    admin, port = free_ports(2)
+    proc, _ = t.launch_proxy(bootstrap(admin, port, cds_path, fixed.port, watched), admin, [port])
+    return proc, admin, port
+
+
+def body(port, path="/"):
+    status, text = http_call(port, "GET", path)
+    return "%d %s" % (status, text)
+
+
+def stat(admin, name):
+    return admin_stats(admin).get(name, 0)
+
+
+def initial(t):
+    a, fixed = backends(t, "a", "fixed")
+    cds = os.path.join(t.dir, "cds.yaml")
+    publish(cds, cds_text("1", [cluster("svc", a.port)]))
+    proc, admin, port = start(t, cds, fixed)
+    check(body(port) == "200 a", "GET / through svc: %s" % body(port))
+    check(body(port, "/static") == "200 fixed", "GET /static: %s" % body(port, "/static"))
+    check(stat(admin, "cluster_manager.cds.update_success") == 1, "update_success %d"
+          % stat(admin, "cluster_manager.cds.update_success"))
+    return "svc from the file serves; update_success 1"
+
+
+def swap_under_load(t):
+    a, b, fixed = backends(t, "a", "b", "fixed")
+    cds = os.path.join(t.dir, "cds.yaml")
+    publish(cds, cds_text("1", [cluster("svc", a.port)]))
+    proc, admin, port = start(t, cds, fixed)
+    stop = threading.Event()
+    results = {"ok": 0, "bad": []}
+    lock = threading.Lock()
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            while not stop.is_set():
+                try:
+                    conn.request("GET", "/")
+                    r = conn.getresponse()
+                    data = r.read().decode(errors="replace")
+                    with lock:
+                        if r.status == 200 and data in ("a", "b"):
+                            results["ok"] += 1
+                        else:
+                            results["bad"].append("%d %s" % (r.status, data[:80]))
+                except (OSError, http.client.HTTPException) as e:
+                    with lock:
+                        results["bad"].append("%s: %s" % (type(e).__name__, e))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    for th in threads:
+        th.start()
+    t.on_close("load clients", lambda: (stop.set(), [th.join(5) for th in threads]))
+    try:
+        time.sleep(0.5)
+        for i in range(6):
+            target = b if i % 2 == 0 else a
+            publish(cds, cds_text(str(i + 2), [cluster("svc", target.port)]))
+            time.sleep(0.55)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(10)
+    success = stat(admin, "cluster_manager.cds.update_success")
+    check(not results["bad"], "%d failed requests of %d, first: %s"
+          % (len(results["bad"]), results["ok"] + len(results["bad"]), results["bad"][:3]))
+    check(results["ok"] >= 100, "only %d requests in 4 s" % results["ok"])
+    check(a.count > 0 and b.count > 0, "backend a answered %d, b %d" % (a.count, b.count))
+    check(success == 7, "update_success %d after 6 files" % success)
+    return "%d requests, none failed (a %d, b %d); update_success %d" % (results["ok"], a.count, b.count, success)
+
+
+def bad_resource(t):
+    a, b, fixed = backends(t, "a", "b", "fixed")
+    cds = os.path.join(t.dir, "cds.yaml")
+    publish(cds, cds_text("1", [cluster("svc", a.port)]))
+    proc, admin, port = start(t, cds, fixed)
+    publish(cds, cds_text("2", [cluster("svc", b.port, {"connect_timeout": "0s"})]))
+    check(wait_for(lambda: stat(admin, "cluster_manager.cds.update_rejected") == 1, 5),
+          "update_rejected %d" % stat(admin, "cluster_manager.cds.update_rejected"))
+    check(body(port) == "200 a", "after the rejected file: %s" % body(port))
+    check(proc.alive(), "the proxy died")
+    publish(cds, cds_text("3", [cluster("svc", b.port)]))
+    check(wait_for(lambda: body(port) == "200 b", 5), "the next good file was not taken: %s" % body(port))
+    return "rejected (update_rejected 1), a kept serving; version 3 took svc to b"
+
+
+def removed_cluster(t):
+    a, fixed = backends(t, "a", "fixed")
+    cds = os.path.join(t.dir, "cds.yaml")
+    publish(cds, cds_text("1", [cluster("svc", a.port)]))
+    proc, admin, port = start(t, cds, fixed)
+    publish(cds, cds_text("2", []))
+    check(wait_for(lambda: body(port).startswith("503"), 5), "GET / after svc was removed: %s" % body(port))
+    check(body(port, "/static") == "200 fixed", "GET /static: %s" % body(port, "/static"))
+    return "svc removed: 503; the static cluster still serves"
+
+
+def watched_dir(t):
+    a, b, fixed = backends(t, "a", "b", "fixed")
+    d = os.path.join(t.dir, "configmap")
+    os.mkdir(d)
+
+    def swap(version, port):
+        data = os.path.join(d, "..v" + version)
+        os.mkdir(data)
+        with open(os.path.join(data, "cds.yaml"), "w") as f:
+            f.write(cds_text(version, [cluster("svc", port)]))
+        os.symlink("..v" + version, os.path.join(d, "..data_tmp"))
+        os.rename(os.path.join(d, "..data_tmp"), os.path.join(d, "..data"))
+
+    swap("1", a.port)
+    os.symlink("..data/cds.yaml", os.path.join(d, "cds.yaml"))
+    proc, admin, port = start(t, os.path.join(d, "cds.yaml"), fixed, watched=d)
+    check(body(port) == "200 a", "GET /: %s" % body(port))
+    swap("2", b.port)
+    check(wait_for(lambda: body(port) == "200 b", 5), "after the ..data swap: %s" % body(port))
+    return "..data swapped: svc moved to b"
+
+
+SCENARIOS = [
+    ("initial", initial),
+    ("swap-under-load", swap_under_load),
+    ("bad-resource", bad_resource),
+    ("removed-cluster", removed_cluster),
+    ("watched-dir", watched_dir),
+]
+
+if __name__ == "__main__":
+    raise SystemExit(run_suite("xds-file", __doc__, SCENARIOS, "pf-xds", scenario_limit=60))
