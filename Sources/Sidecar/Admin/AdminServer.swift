@@ -157,7 +157,7 @@ final class AdminHandler: ChannelInboundHandler {
             reply(.ok, serverInfo(), type: "application/json")
         case "/config_dump":
             reply(.ok, ConfigDump.json(server.configSource, startTime: server.startTime,
-                                       clusters: server.clusterDiscovery?.current), type: "application/json")
+                                       dynamic: server.dynamicConfig), type: "application/json")
         case "/listeners":
             var out = ""
             for (l, a) in zip(server.bootstrap.listeners, server.listenerAddresses) {

@@ -1,32 +1,67 @@
 import Foundation
+import SidecarCore
 import Yams
 
 /// `/config_dump`: the loaded bootstrap as JSON, secrets redacted as Envoy does (see `ConfigDump+Redaction.swift`).
 /// Every field in it is one Pilotfish runs, because anything else was rejected at load.
 enum ConfigDump {
-    /// `startTime`: when the static clusters were loaded; `clusters`: the CDS file's state, when there is one.
-    static func json(_ source: String?, startTime: Date = Date(), clusters: ClusterDiscovery.State? = nil) -> String {
+    /// `startTime`: when the static resources were loaded; `dynamic`: the discovery files, when there are any.
+    static func json(_ source: String?, startTime: Date = Date(), dynamic: DynamicConfig? = nil) -> String {
         guard let source, let node = try? Yams.compose(yaml: source) else { return "{\"configs\":[]}\n" }
         let root = redactSecrets(toJSON(node))
         let bootstrap = ["@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": root] as [String: Any]
-        let doc: [String: Any] = ["configs": [bootstrap, clustersDump(root, startTime: startTime, clusters)]]
+        var configs: [Any] = [bootstrap, clustersDump(root, startTime: startTime, dynamic?.clusters?.current)]
+        if let routes = dynamic?.routes, !routes.isEmpty { configs.append(routesDump(routes)) }
+        let doc: [String: Any] = ["configs": configs]
         guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]) else {
             return "{\"configs\":[]}\n"
         }
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 
-    private static let clusterType = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    private static let clusterType = DiscoveryType.cluster
+
+    private static func typed(_ resource: Any, _ type: String) -> Any {
+        guard var r = resource as? [String: Any] else { return resource }
+        r["@type"] = type
+        return r
+    }
+
+    private static func document(_ text: String) -> Any {
+        (try? Yams.compose(yaml: text)).flatMap { $0 }.map { redactSecrets(toJSON($0)) } ?? [String: Any]()
+    }
+
+    /// `error_state`: why the last file was refused (what was wrong, where, and when).
+    private static func errorState(_ refusal: FileSubscription<some Sendable>.Refusal) -> [String: Any] {
+        var failure: [String: Any] = ["details": refusal.message, "last_update_attempt": timestamp(refusal.at)]
+        if let v = refusal.versionInfo { failure["version_info"] = v }
+        return failure
+    }
+
+    /// Envoy's `RoutesConfigDump`: each RDS file's route configuration with its `version_info`, and the last
+    /// refusal as `error_state`.
+    private static func routesDump(_ routes: [RDSConfig: FileSubscription<RouteConfiguration>]) -> [String: Any] {
+        let dynamic = routes.sorted { $0.key.routeConfigName < $1.key.routeConfigName }.compactMap {
+            (_, subscription) -> [String: Any]? in
+            let state = subscription.current
+            guard let text = state.documents.first else { return nil }
+            var entry: [String: Any] = [
+                "version_info": state.versionInfo, "route_config": typed(document(text), DiscoveryType.routeConfiguration),
+            ]
+            if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
+            if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }
+            return entry
+        }
+        return ["@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": dynamic]
+    }
 
     /// Envoy's `ClustersConfigDump`: the static clusters, and the CDS file's with its `version_info`. When the
-    /// last file was refused, each dynamic cluster carries the refusal as `error_state` (what was wrong, where,
-    /// and when), and the clusters shown are those still serving.
-    private static func clustersDump(_ bootstrap: Any, startTime: Date, _ state: ClusterDiscovery.State?) -> [String: Any] {
-        func typed(_ cluster: Any) -> Any {
-            guard var c = cluster as? [String: Any] else { return cluster }
-            c["@type"] = clusterType
-            return c
-        }
+    /// last file was refused, each dynamic cluster carries the refusal as `error_state`, and the clusters shown
+    /// are those still serving.
+    private static func clustersDump(_ bootstrap: Any, startTime: Date, _ state: FileSubscription<Cluster>.State?)
+        -> [String: Any]
+    {
+        func typed(_ cluster: Any) -> Any { Self.typed(cluster, clusterType) }
         let statics = ((bootstrap as? [String: Any])?["static_resources"] as? [String: Any])?["clusters"] as? [Any] ?? []
         var dump: [String: Any] = [
             "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
@@ -35,14 +70,9 @@ enum ConfigDump {
         guard let state else { return dump }
         dump["version_info"] = state.versionInfo
         dump["dynamic_active_clusters"] = state.documents.map { text -> [String: Any] in
-            let cluster = (try? Yams.compose(yaml: text)).flatMap { $0 }.map { redactSecrets(toJSON($0)) } ?? [:]
-            var entry: [String: Any] = ["version_info": state.versionInfo, "cluster": typed(cluster)]
+            var entry: [String: Any] = ["version_info": state.versionInfo, "cluster": typed(document(text))]
             if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
-            if let error = state.lastError {
-                var failure: [String: Any] = ["details": error.message, "last_update_attempt": timestamp(error.at)]
-                if let v = error.versionInfo { failure["version_info"] = v }
-                entry["error_state"] = failure
-            }
+            if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }
             return entry
         }
         return dump

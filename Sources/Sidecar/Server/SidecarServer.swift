@@ -47,10 +47,10 @@ public final class SidecarServer: @unchecked Sendable {
     /// The periodic flush, started with the workers and cancelled when the server stops.
     var statsFlushTask: RepeatedTask?
     let configSource: String?
-    /// CDS from a file, when `dynamic_resources.cds_config` names one.
-    let clusterDiscovery: ClusterDiscovery?
-    /// Re-reads the CDS file when a new one is moved into place (started with the workers).
-    private var clusterWatcher: FileMoveWatcher?
+    /// The CDS and RDS files, when the bootstrap names any.
+    let dynamicConfig: DynamicConfig?
+    /// Re-read the discovery files when new ones are moved into place (started with the workers).
+    private var discoveryWatchers: [FileMoveWatcher] = []
     let clusterManagerStats: ClusterManagerStats
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
@@ -89,13 +89,12 @@ public final class SidecarServer: @unchecked Sendable {
         self.context = context
         let clusterManager = ClusterManager(registry: registry)
         self.clusterManager = clusterManager
-        // The CDS file's clusters join the static ones from the start; a file refused now leaves them out, and
-        // the next file moved into place is tried again.
-        var effective = bootstrap
-        clusterDiscovery = bootstrap.dynamicResources?.clusters.map {
-            ClusterDiscovery(source: $0, staticNames: Set(bootstrap.clusters.map(\.name)), registry: registry)
-        }
-        clusterDiscovery?.update { effective.clusters = bootstrap.clusters + $0 }
+        // The CDS file's clusters join the static ones from the start, and RDS files give their connection
+        // managers' routes; a file refused now leaves its resources out, and the next one moved into place is
+        // tried again.
+        let dynamic = DynamicConfig(bootstrap: bootstrap, registry: registry, httpFilters: HTTPFilterRegistry.catalog)
+        dynamicConfig = dynamic.isEmpty ? nil : dynamic
+        let effective = dynamicConfig?.initial() ?? bootstrap
         clusterManagerStats = ClusterManagerStats(registry: registry)
         clusterManagerStats.count(from: [], to: effective.clusters)
         let infos = clusterManager.infos(for: effective.clusters)
@@ -318,33 +317,26 @@ public final class SidecarServer: @unchecked Sendable {
             try startClusterServices(info, slot: i, hosts: hosts[i])
         }
         secretWatcher?.start()
-        try startClusterDiscovery()
+        try startDiscoveryWatchers()
         startStatsFlush()
     }
 
-    /// Watches the CDS file's directory: each file moved into place is read and, when accepted, installed.
-    private func startClusterDiscovery() throws {
-        guard let discovery = clusterDiscovery else { return }
-        let source = discovery.source
-        let file = URL(fileURLWithPath: source.path)
-        let watcher = try FileMoveWatcher(
-            directory: source.watchedDirectory ?? file.deletingLastPathComponent().path,
-            name: source.watchedDirectory == nil ? file.lastPathComponent : nil
-        ) { [weak self] in self?.reloadClusters() }
-        clusterWatcher = watcher
-        watcher.start()
+    /// Watches the discovery files' directories: each file moved into place is read and, when accepted,
+    /// installed.
+    private func startDiscoveryWatchers() throws {
+        guard let dynamicConfig else { return }
+        discoveryWatchers = try dynamicConfig.watchers { [weak self] what in self?.reload(what) }
+        for w in discoveryWatchers { w.start() }
     }
 
-    /// Reads the CDS file again and installs its clusters beside the static ones; a refused file leaves the
-    /// clusters as they are. Returns the error of a refused file. Blocks: never on an event loop.
+    /// Reads a discovery file again and installs what it brings; a refused file leaves the config as it is.
+    /// Returns the error of a refused file. Blocks: never on an event loop.
     @discardableResult
-    func reloadClusters() -> String? {
-        guard let discovery = clusterDiscovery, !stopping.value else { return nil }
-        let bootstrap = self.bootstrap
-        return discovery.update { clusters in
-            var next = bootstrap
-            next.clusters = bootstrap.clusters + clusters
-            try install(next)
+    func reload(_ what: DynamicConfig.Reload) -> String? {
+        guard let dynamicConfig, !stopping.value else { return nil }
+        switch what {
+        case .clusters: return dynamicConfig.reloadClusters { try install($0) }
+        case .routes(let rds): return dynamicConfig.reloadRoutes(rds) { try install($0) }
         }
     }
 
@@ -693,7 +685,7 @@ public final class SidecarServer: @unchecked Sendable {
             for hc in stopped.healthCheckers.values { hc.stop() }
         }
         secretWatcher?.stop()
-        clusterWatcher?.stop()
+        for w in discoveryWatchers { w.stop() }
         statsFlushTask?.cancel()
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()

@@ -122,7 +122,7 @@ extension Bootstrap {
             switch l.network {
             case .httpConnectionManager(let hcm):
                 // `validate_clusters: false` leaves it to request time (503, NC), for clusters CDS brings later.
-                if hcm.routeConfig.validateClusters ?? true {
+                if hcm.rds == nil, hcm.routeConfig.validateClusters ?? true {
                     try hcm.routeConfig.checkClusters(clusterNames, in: doc.locate(filter + ".route_config"))
                 }
                 if let tracer = hcm.tracing?.provider {

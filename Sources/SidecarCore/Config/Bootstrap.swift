@@ -209,6 +209,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     public var statPrefix: String
     public var codecType: CodecType
     public var routeConfig: RouteConfiguration
+    /// `rds`: `routeConfig` comes from this file (and is replaced with each accepted one); nil: inline.
+    public var rds: RDSConfig? = nil
     /// `http_filters`, in order; the router is last.
     public var httpFilters: [HTTPFilterEntry]
     public var acceptHTTP10: Bool
@@ -231,7 +233,8 @@ public struct HTTPConnectionManagerConfig: Sendable {
     public var upgradeConfigs: [String: Bool] = [:]
     /// Some upgrade may be tunnelled: the connection manager or a route enables one.
     public var mayUpgrade: Bool {
-        upgradeConfigs.values.contains(true) || routeConfig.virtualHosts.contains { vh in
+        // Routes from RDS may enable one later.
+        rds != nil || upgradeConfigs.values.contains(true) || routeConfig.virtualHosts.contains { vh in
             vh.routes.contains { r in
                 if case .forward(let f) = r.action { return f.upgradeConfigs.values.contains(true) }
                 return false

@@ -104,7 +104,7 @@ package enum ConfigFields {
             """),
         Message("envoy.config.bootstrap.v3.Admin", "access_log profile_path socket_options ignore_global_conn_limit address"),
         Message("envoy.config.bootstrap.v3.Bootstrap.StaticResources", "secrets listeners clusters"),
-        // Discovery/ConfigSource.swift, Discovery/ClusterDiscoveryFile.swift
+        // Discovery/ConfigSource.swift, Discovery/DiscoveryFile.swift
         Message("envoy.config.bootstrap.v3.Bootstrap.DynamicResources", """
             lds_config lds_resources_locator cds_config cds_resources_locator ads_config default_config_source
             """),
@@ -113,6 +113,7 @@ package enum ConfigFields {
             resource_api_version
             """),
         Message("envoy.config.core.v3.PathConfigSource", "path watched_directory"),
+        Message("envoy.extensions.filters.network.http_connection_manager.v3.Rds", "config_source route_config_name"),
         Message("envoy.config.core.v3.WatchedDirectory", "path"),
         Message("envoy.service.discovery.v3.DiscoveryResponse", """
             version_info resources canary type_url nonce control_plane resource_errors
@@ -400,6 +401,7 @@ package enum ConfigFields {
             api_config_source ads self authorities initial_fetch_timeout resource_api_version path_config_source path
             """),
         Message("envoy.config.core.v3.PathConfigSource", "path watched_directory"),
+        Message("envoy.extensions.filters.network.http_connection_manager.v3.Rds", "config_source route_config_name"),
         Message("envoy.config.core.v3.WatchedDirectory", "path"),
         Message("envoy.service.discovery.v3.DiscoveryResponse", "version_info canary type_url nonce control_plane resources"),
         Message("envoy.extensions.transport_sockets.tls.v3.Secret", type: TLSContextConfig.secretType, """

@@ -277,7 +277,7 @@ extension TCPProxyConfig {
 extension HTTPConnectionManagerConfig {
     package static func decode(_ obj: ConfigObject) throws -> HTTPConnectionManagerConfig {
         try obj.unsupported([
-            "rds", "scoped_routes", "http3_protocol_options",
+            "scoped_routes", "http3_protocol_options",
             "access_log_options",
             "forward_client_cert_details", "set_current_client_cert_details", "proxy_100_continue",
             "request_id_extension",
@@ -299,7 +299,19 @@ extension HTTPConnectionManagerConfig {
             }
             codecType = try codec.enumValue(CodecType.self)
         }
-        let route = try RouteConfiguration.decode(try obj.required("route_config"))
+        // `route_config` inline, or `rds`: a route configuration from a file, read when the server starts and
+        // again when a new one is moved into place (empty until then).
+        var route = RouteConfiguration(name: "", virtualHosts: [], headers: HeaderMutations())
+        var rds: RDSConfig?
+        if let (key, value) = try obj.oneOf(["route_config", "rds"]) {
+            if key == "route_config" {
+                route = try RouteConfiguration.decode(value)
+            } else {
+                let r = try RDSConfig.decode(value)
+                route.name = r.routeConfigName
+                rds = r
+            }
+        }
         let filters = try obj.value.httpFilters.decodeChain(try obj.required("http_filters"))
         var acceptHTTP10 = false
         var defaultHost: String?
@@ -393,6 +405,7 @@ extension HTTPConnectionManagerConfig {
             useRemoteAddress: headers.useRemoteAddress, requestTimeout: requestTimeout, maxRequestHeadersKB: Int(maxKB),
             streamIdleTimeout: streamIdleTimeout)
         config.requestHeaders = headers
+        config.rds = rds
         config.requestHeadersTimeout = headersTimeout.flatMap { $0.isZero ? nil : $0 }
         config.http2Options = http2
         config.upgradeConfigs = upgrades

@@ -1,6 +1,6 @@
 /// Where a discovery service's resources come from (Envoy's `ConfigSource`). Pilotfish reads them from a file so
 /// far: `path_config_source` (or the older `path`), re-read when a file is moved into place.
-public struct FileConfigSource: Sendable, Equatable {
+public struct FileConfigSource: Sendable, Hashable {
     /// The file holding a `DiscoveryResponse` (`version_info`, `resources`), YAML or JSON.
     public var path: String
     /// `watched_directory.path`: any file moved into this directory triggers a re-read (a Kubernetes ConfigMap
@@ -63,5 +63,24 @@ extension FileConfigSource {
         }
         try obj.finish()
         return result
+    }
+}
+
+/// An HTTP connection manager's `rds`: its route configuration, by name, from a file.
+public struct RDSConfig: Sendable, Hashable {
+    public var routeConfigName: String
+    public var source: FileConfigSource
+
+    public init(routeConfigName: String, source: FileConfigSource) {
+        self.routeConfigName = routeConfigName
+        self.source = source
+    }
+
+    package static func decode(_ value: ConfigValue) throws -> RDSConfig {
+        let obj = try value.object()
+        let name = try obj.required("route_config_name").nonEmptyString()
+        let source = try FileConfigSource.decode(try obj.required("config_source"))
+        try obj.finish()
+        return RDSConfig(routeConfigName: name, source: source)
     }
 }

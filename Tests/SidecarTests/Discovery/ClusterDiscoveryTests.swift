@@ -65,18 +65,22 @@ struct ClusterDiscoveryTests {
 
     // MARK: The file
 
+    static func decode(_ text: String) throws -> DiscoveryFile<Cluster> {
+        try .decode(text: text, what: "CDS", typeURL: DiscoveryType.cluster, decode: Cluster.decode, name: \.name)
+    }
+
     @Test func decodesVersionAndClustersAndRefusesWhatItCannotRun() throws {
-        let ok = try ClusterDiscoveryFile.decode(text: Self.file(version: "7", [
+        let ok = try Self.decode(Self.file(version: "7", [
             Self.cluster("a", port: 1), Self.cluster("b", port: 2),
         ]))
         #expect(ok.versionInfo == "7")
-        #expect(ok.clusters.map(\.name) == ["a", "b"])
-        #expect(ok.clusters[1].endpoints.first?.address.port == 2)
+        #expect(ok.resources.map(\.name) == ["a", "b"])
+        #expect(ok.resources[1].endpoints.first?.address.port == 2)
         #expect(ok.documents.count == 2 && !ok.documents[0].contains("@type"))
 
         func error(_ text: String) -> ConfigError? {
             do {
-                _ = try ClusterDiscoveryFile.decode(text: text)
+                _ = try Self.decode(text)
                 return nil
             } catch let e as ConfigError {
                 return e
@@ -106,7 +110,7 @@ struct ClusterDiscoveryTests {
             of: "- \"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\n  name", with: "- name")
         #expect(error(untyped)?.message.contains("'@type'") == true)
         let twice = try #require(error(Self.file(version: "1", [Self.cluster("a", port: 1), Self.cluster("a", port: 2)])))
-        #expect(twice.path == "resources[1].name" && twice.message.contains("duplicate cluster name 'a'"))
+        #expect(twice.path == "resources[1].name" && twice.message.contains("duplicate name 'a'"))
         #expect(error("type_url: type.googleapis.com/envoy.config.route.v3.RouteConfiguration\nresources: []\n")?
             .path == "type_url")
         // Errors in several resources are reported together.

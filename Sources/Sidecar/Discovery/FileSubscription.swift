@@ -1,0 +1,121 @@
+import Atomics
+import Foundation
+import NIOConcurrencyHelpers
+import SidecarCore
+
+/// One discovery file (`path_config_source`) and what became of it: the resources of the last accepted file, its
+/// version, and the outcome of every attempt, counted as Envoy's file subscriptions count them under each of
+/// `scopes` (`cluster_manager.cds`, `http.<prefix>.rds.<name>`). A file that cannot be read or parsed is a
+/// failure (`update_failure`); one whose resources are refused (a field Pilotfish does not run, a clash with a
+/// static resource, a snapshot that cannot be built) is rejected (`update_rejected`), and the resources accepted
+/// before keep serving.
+final class FileSubscription<Resource: Sendable>: Sendable {
+    let source: FileConfigSource
+    /// "CDS", "RDS": for logs.
+    let what: String
+    private let read: @Sendable (String) throws -> DiscoveryFile<Resource>
+    private let state = NIOLockedValueBox(State())
+    private let counters = Counters()
+    private let emptyCounted: Bool
+
+    struct State: Sendable {
+        var versionInfo = ""
+        var resources: [Resource] = []
+        var documents: [String] = []
+        var lastUpdated: Date?
+        /// Why the last attempt was refused, when it was; cleared by the next accepted one.
+        var lastError: Refusal?
+        /// Whether a file was ever accepted.
+        var accepted: Bool { lastUpdated != nil }
+    }
+
+    struct Refusal: Sendable {
+        var message: String
+        var at: Date
+        var versionInfo: String?
+    }
+
+    private final class Counters: Sendable {
+        let attempt = ManagedAtomic(0), success = ManagedAtomic(0), rejected = ManagedAtomic(0)
+        let failure = ManagedAtomic(0), empty = ManagedAtomic(0), reload = ManagedAtomic(0)
+        let updateTime = ManagedAtomic(0)
+    }
+
+    /// `emptyCounted`: RDS counts files without resources as `update_empty` (and keeps its routes).
+    init(source: FileConfigSource, what: String, scopes: [String], registry: StatsRegistry, emptyCounted: Bool = false,
+         read: @escaping @Sendable (String) throws -> DiscoveryFile<Resource>) {
+        self.source = source
+        self.what = what
+        self.read = read
+        self.emptyCounted = emptyCounted
+        let c = counters
+        var stats: [(String, StatsRegistry.Kind, ManagedAtomic<Int>?)] = [
+            ("config_reload", .counter, c.reload), ("config_reload_time_ms", .gauge, c.updateTime),
+            ("init_fetch_timeout", .counter, nil), ("update_attempt", .counter, c.attempt),
+            ("update_failure", .counter, c.failure), ("update_rejected", .counter, c.rejected),
+            ("update_success", .counter, c.success), ("update_time", .gauge, c.updateTime),
+        ]
+        if emptyCounted { stats.append(("update_empty", .counter, c.empty)) }
+        for scope in scopes {
+            for (name, kind, value) in stats {
+                registry.registerComputed("\(scope).\(name)", kind: kind) { value?.load(ordering: .relaxed) ?? 0 }
+            }
+        }
+    }
+
+    var current: State { state.withLockedValue { $0 } }
+
+    /// Reads the file and hands its resources to `apply` (which installs them, or throws why not); counts the
+    /// attempt and keeps the outcome. Returns the error of a refused attempt.
+    @discardableResult
+    func update(_ apply: ([Resource]) throws -> Void) -> String? {
+        counters.attempt.wrappingIncrement(ordering: .relaxed)
+        let now = Date()
+        let file: DiscoveryFile<Resource>
+        do {
+            file = try read(source.path)
+        } catch let error as ConfigError where error.path.isEmpty && error.others.isEmpty {
+            // Nothing decoded: the file is missing, unreadable or not YAML/JSON (Envoy's fetch failure).
+            counters.failure.wrappingIncrement(ordering: .relaxed)
+            return refused("\(source.path): \(error)", at: now, versionInfo: nil, rejected: false)
+        } catch {
+            counters.rejected.wrappingIncrement(ordering: .relaxed)
+            return refused("\(source.path): \(error)", at: now, versionInfo: nil, rejected: true)
+        }
+        do {
+            try apply(file.resources)
+        } catch {
+            counters.rejected.wrappingIncrement(ordering: .relaxed)
+            return refused("\(source.path): \(error)", at: now, versionInfo: file.versionInfo, rejected: true)
+        }
+        let keep = emptyCounted && file.resources.isEmpty
+        if keep { counters.empty.wrappingIncrement(ordering: .relaxed) }
+        state.withLockedValue {
+            // An empty RDS file changes nothing (Envoy's update_empty): the routes accepted before stay.
+            $0 = State(versionInfo: file.versionInfo, resources: keep ? $0.resources : file.resources,
+                       documents: keep ? $0.documents : file.documents, lastUpdated: now, lastError: nil)
+        }
+        counters.success.wrappingIncrement(ordering: .relaxed)
+        counters.reload.wrappingIncrement(ordering: .relaxed)
+        counters.updateTime.store(Int(now.timeIntervalSince1970 * 1000), ordering: .relaxed)
+        Log.info("\(what.lowercased()): update accepted", [
+            ("path", source.path), ("version_info", file.versionInfo), ("resources", "\(file.resources.count)"),
+        ])
+        return nil
+    }
+
+    private func refused(_ message: String, at: Date, versionInfo: String?, rejected: Bool) -> String {
+        state.withLockedValue { $0.lastError = Refusal(message: message, at: at, versionInfo: versionInfo) }
+        Log.warning("\(what.lowercased()): update \(rejected ? "rejected" : "failed")", [("error", message)])
+        return message
+    }
+
+    /// Watches the file's directory (or `watched_directory`): `changed` runs on the watcher's thread for each
+    /// file moved into place.
+    func watch(_ changed: @escaping @Sendable () -> Void) throws -> FileMoveWatcher {
+        let file = URL(fileURLWithPath: source.path)
+        return try FileMoveWatcher(
+            directory: source.watchedDirectory ?? file.deletingLastPathComponent().path,
+            name: source.watchedDirectory == nil ? file.lastPathComponent : nil, onMove: changed)
+    }
+}
