@@ -18,6 +18,11 @@ Scenarios:
   removed-cluster  a file without clusters removes `svc`: its route answers 503 (no cluster), /static still 200.
   watched-dir      `watched_directory`: the file is a link through `..data`, swapped to a new directory as a
                    Kubernetes ConfigMap volume does; the new cluster serves.
+  rds-under-load   the connection manager's routes come from an RDS file (`rds`, route_config_name dyn): 4
+                   keep-alive clients send requests for 4 s while the file sends / to static cluster a or b in turn,
+                   6 times: no request fails, both answer, http.xds.rds.dyn.update_success is 7.
+  rds-bad          RDS files of another route configuration's name, and with two route configurations, are
+                   rejected (update_rejected 2); the routes accepted before keep serving.
 
 Output: a PASS/FAIL line per scenario and `xds-file: N passed, N failed, 0 skipped`; exit 1 if any failed. Only
 loopback is used; processes are stopped by PID, pass or fail.
@@ -117,6 +122,71 @@ def bootstrap(admin, port, cds_path, fixed_port, watched=None):
                 "clusters": [static_cluster]}}
 
 
+def route_text(version, name, cluster_name):
+    rc = {"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": name,
+          "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+              {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]}
+    return to_yaml({"version_info": version, "resources": [rc]}) + "\n"
+
+
+def rds_bootstrap(admin, port, rds_path, clusters):
+    hcm = {"@type": HCM, "stat_prefix": "xds", "codec_type": "AUTO",
+           "rds": {"route_config_name": "dyn", "config_source": {
+               "resource_api_version": "V3", "path_config_source": {"path": rds_path}}},
+           "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}
+    statics = []
+    for name, backend in clusters:
+        c = cluster(name, backend.port)
+        del c["@type"]
+        statics.append(c)
+    return {"admin": {"address": sockaddr(admin)},
+            "node": {"id": "xds-file", "cluster": "xds-file"},
+            "static_resources": {
+                "listeners": [{"name": "xds", "address": sockaddr(port), "filter_chains": [
+                    {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+                "clusters": statics}}
+
+
+def load(port, seconds, changes, clients=4):
+    """`clients` keep-alive clients GET / for about `seconds` while `changes()` runs; returns (ok, failures)."""
+    stop = threading.Event()
+    results = {"ok": 0, "bad": []}
+    lock = threading.Lock()
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            while not stop.is_set():
+                try:
+                    conn.request("GET", "/")
+                    r = conn.getresponse()
+                    data = r.read().decode(errors="replace")
+                    with lock:
+                        if r.status == 200 and data in ("a", "b"):
+                            results["ok"] += 1
+                        else:
+                            results["bad"].append("%d %s" % (r.status, data[:80]))
+                except (OSError, http.client.HTTPException) as e:
+                    with lock:
+                        results["bad"].append("%s: %s" % (type(e).__name__, e))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for th in threads:
+        th.start()
+    try:
+        time.sleep(0.5)
+        changes()
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(10)
+    return results["ok"], results["bad"]
+
+
 def backends(t, *names):
     out = []
     for n in names:
@@ -158,52 +228,19 @@ def swap_under_load(t):
     cds = os.path.join(t.dir, "cds.yaml")
     publish(cds, cds_text("1", [cluster("svc", a.port)]))
     proc, admin, port = start(t, cds, fixed)
-    stop = threading.Event()
-    results = {"ok": 0, "bad": []}
-    lock = threading.Lock()
 
-    def client():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            while not stop.is_set():
-                try:
-                    conn.request("GET", "/")
-                    r = conn.getresponse()
-                    data = r.read().decode(errors="replace")
-                    with lock:
-                        if r.status == 200 and data in ("a", "b"):
-                            results["ok"] += 1
-                        else:
-                            results["bad"].append("%d %s" % (r.status, data[:80]))
-                except (OSError, http.client.HTTPException) as e:
-                    with lock:
-                        results["bad"].append("%s: %s" % (type(e).__name__, e))
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
-    for th in threads:
-        th.start()
-    t.on_close("load clients", lambda: (stop.set(), [th.join(5) for th in threads]))
-    try:
-        time.sleep(0.5)
+    def changes():
         for i in range(6):
-            target = b if i % 2 == 0 else a
-            publish(cds, cds_text(str(i + 2), [cluster("svc", target.port)]))
+            publish(cds, cds_text(str(i + 2), [cluster("svc", (b if i % 2 == 0 else a).port)]))
             time.sleep(0.55)
-    finally:
-        stop.set()
-        for th in threads:
-            th.join(10)
+
+    ok, bad = load(port, 4, changes)
     success = stat(admin, "cluster_manager.cds.update_success")
-    check(not results["bad"], "%d failed requests of %d, first: %s"
-          % (len(results["bad"]), results["ok"] + len(results["bad"]), results["bad"][:3]))
-    check(results["ok"] >= 100, "only %d requests in 4 s" % results["ok"])
+    check(not bad, "%d failed requests of %d, first: %s" % (len(bad), ok + len(bad), bad[:3]))
+    check(ok >= 100, "only %d requests in 4 s" % ok)
     check(a.count > 0 and b.count > 0, "backend a answered %d, b %d" % (a.count, b.count))
     check(success == 7, "update_success %d after 6 files" % success)
-    return "%d requests, none failed (a %d, b %d); update_success %d" % (results["ok"], a.count, b.count, success)
+    return "%d requests, none failed (a %d, b %d); update_success %d" % (ok, a.count, b.count, success)
 
 
 def bad_resource(t):
@@ -254,12 +291,56 @@ def watched_dir(t):
     return "..data swapped: svc moved to b"
 
 
+def rds_start(t, rds, a, b):
+    admin, port = free_ports(2)
+    proc, _ = t.launch_proxy(rds_bootstrap(admin, port, rds, [("a", a), ("b", b)]), admin, [port])
+    return proc, admin, port
+
+
+def rds_under_load(t):
+    a, b = backends(t, "a", "b")
+    rds = os.path.join(t.dir, "rds.yaml")
+    publish(rds, route_text("1", "dyn", "a"))
+    proc, admin, port = rds_start(t, rds, a, b)
+    check(body(port) == "200 a", "GET /: %s" % body(port))
+
+    def changes():
+        for i in range(6):
+            publish(rds, route_text(str(i + 2), "dyn", "b" if i % 2 == 0 else "a"))
+            time.sleep(0.55)
+
+    ok, bad = load(port, 4, changes)
+    success = stat(admin, "http.xds.rds.dyn.update_success")
+    check(not bad, "%d failed requests of %d, first: %s" % (len(bad), ok + len(bad), bad[:3]))
+    check(a.count > 0 and b.count > 0, "backend a answered %d, b %d" % (a.count, b.count))
+    check(success == 7, "http.xds.rds.dyn.update_success %d after 6 files" % success)
+    return "%d requests, none failed (a %d, b %d); update_success %d" % (ok, a.count, b.count, success)
+
+
+def rds_bad(t):
+    a, b = backends(t, "a", "b")
+    rds = os.path.join(t.dir, "rds.yaml")
+    publish(rds, route_text("1", "dyn", "a"))
+    proc, admin, port = rds_start(t, rds, a, b)
+    publish(rds, route_text("2", "other", "b"))
+    check(wait_for(lambda: stat(admin, "http.xds.rds.dyn.update_rejected") == 1, 5),
+          "another name: update_rejected %d" % stat(admin, "http.xds.rds.dyn.update_rejected"))
+    two = route_text("3", "dyn", "b").rstrip("\n") + "\n" + route_text("3", "dyn2", "b").split("resources:\n", 1)[1]
+    publish(rds, two)
+    check(wait_for(lambda: stat(admin, "http.xds.rds.dyn.update_rejected") == 2, 5),
+          "two configurations: update_rejected %d" % stat(admin, "http.xds.rds.dyn.update_rejected"))
+    check(body(port) == "200 a", "after the rejected files: %s" % body(port))
+    return "another name and two configurations rejected; a kept serving"
+
+
 SCENARIOS = [
     ("initial", initial),
     ("swap-under-load", swap_under_load),
     ("bad-resource", bad_resource),
     ("removed-cluster", removed_cluster),
     ("watched-dir", watched_dir),
+    ("rds-under-load", rds_under_load),
+    ("rds-bad", rds_bad),
 ]
 
 if __name__ == "__main__":

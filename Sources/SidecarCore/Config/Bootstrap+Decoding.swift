@@ -88,6 +88,23 @@ extension Bootstrap {
     /// Cross-references: names are unique and every route names a cluster that exists.
     private func validate(root: ConfigObject) throws {
         let doc = root.value
+        // As Envoy: a discovery subscription identifies its proxy, so the node must say who it is.
+        if (nodeID ?? "").isEmpty || (nodeCluster ?? "").isEmpty {
+            var subscriber: (at: String, what: String)?
+            if dynamicResources?.clusters != nil { subscriber = ("dynamic_resources.cds_config", "CDS") }
+            for (i, l) in listeners.enumerated() where subscriber == nil {
+                for (c, chain) in l.filterChains.enumerated() {
+                    if case .httpConnectionManager(let hcm) = chain.network, hcm.rds != nil {
+                        subscriber = ("static_resources.listeners[\(i)].filter_chains[\(c)]", "RDS")
+                        break
+                    }
+                }
+            }
+            if let subscriber {
+                throw doc.error(at: subscriber.at, "\(subscriber.what) needs node 'id' and 'cluster' (as in Envoy); set "
+                    + "both in 'node'")
+            }
+        }
         var clusterNames = Set<String>()
         for (i, c) in clusters.enumerated() where !clusterNames.insert(c.name).inserted {
             throw doc.error(at: "static_resources.clusters[\(i)].name", "duplicate cluster name '\(c.name)'")

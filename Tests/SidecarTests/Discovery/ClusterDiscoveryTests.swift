@@ -55,7 +55,7 @@ struct ClusterDiscoveryTests {
     /// A proxy routing everything to cluster `svc` (which only the CDS file has) and /static to a static one.
     static func proxyYAML(cds: String, staticPort: Int, watchedDirectory: String? = nil) -> String {
         let watched = watchedDirectory.map { ", watched_directory: {path: \"\($0)\"}" } ?? ""
-        return "dynamic_resources:\n  cds_config: {resource_api_version: V3, path_config_source: {path: \"\(cds)\"\(watched)}}\n"
+        return "node: {id: test, cluster: test}\ndynamic_resources:\n  cds_config: {resource_api_version: V3, path_config_source: {path: \"\(cds)\"\(watched)}}\n"
             + ProxyConfig.yaml(
                 routes: [#"{match: {prefix: "/static"}, route: {cluster: fixed}}"#,
                          #"{match: {prefix: "/"}, route: {cluster: svc}}"#],
@@ -129,6 +129,14 @@ struct ClusterDiscoveryTests {
         let ads = yaml.replacingOccurrences(of: "path_config_source: {path: \"/x/cds.yaml\", watched_directory: {path: \"/x\"}}",
                                             with: "ads: {}")
         #expect(throws: ConfigError.self) { try Bootstrap.load(text: ads) }
+        // CDS needs the node's id and cluster, as in Envoy.
+        let anonymous = yaml.replacingOccurrences(of: "node: {id: test, cluster: test}\n", with: "")
+        do {
+            _ = try Bootstrap.load(text: anonymous)
+            Issue.record("CDS without a node was accepted")
+        } catch let e as ConfigError {
+            #expect(e.path == "dynamic_resources.cds_config" && e.message.contains("node 'id' and 'cluster'"))
+        }
         // Routes to clusters only CDS has need validate_clusters: false, as in Envoy.
         let validated = yaml.replacingOccurrences(of: "            validate_clusters: false\n", with: "")
         do {
