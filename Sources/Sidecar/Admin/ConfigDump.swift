@@ -19,7 +19,7 @@ enum ConfigDump {
         return String(decoding: data, as: UTF8.self) + "\n"
     }
 
-    private static let clusterType = DiscoveryType.cluster
+    private static let clusterType = DiscoveryResources.cluster
 
     private static func typed(_ resource: Any, _ type: String) -> Any {
         guard var r = resource as? [String: Any] else { return resource }
@@ -46,7 +46,7 @@ enum ConfigDump {
             let state = subscription.current
             guard let text = state.documents.first else { return nil }
             var entry: [String: Any] = [
-                "version_info": state.versionInfo, "route_config": typed(document(text), DiscoveryType.routeConfiguration),
+                "version_info": state.versionInfo, "route_config": typed(document(text), DiscoveryResources.routeConfiguration),
             ]
             if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
             if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }

@@ -16,7 +16,7 @@ final class DynamicConfig: Sendable {
         self.bootstrap = bootstrap
         clusters = bootstrap.dynamicResources?.clusters.map { source in
             FileSubscription(source: source, what: "CDS", scopes: ["cluster_manager.cds"], registry: registry) {
-                try DiscoveryType.clusters(path: $0)
+                try DiscoveryResources.clusters(path: $0)
             }
         }
         var scopes: [RDSConfig: [String]] = [:]
@@ -29,7 +29,7 @@ final class DynamicConfig: Sendable {
         for (rds, scopes) in scopes {
             routes[rds] = FileSubscription(source: rds.source, what: "RDS", scopes: scopes, registry: registry,
                                            emptyCounted: true) {
-                try DiscoveryType.routes(path: $0, httpFilters: httpFilters)
+                try DiscoveryResources.routes(path: $0, httpFilters: httpFilters)
             }
         }
         self.routes = routes

@@ -41,21 +41,24 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         let updateTime = ManagedAtomic(0)
     }
 
-    /// `emptyCounted`: RDS counts files without resources as `update_empty` (and keeps its routes).
+    /// `emptyCounted`: RDS and EDS count files without their resource as `update_empty` (and keep what they had);
+    /// `reloadCounted`: CDS and RDS count `config_reload` too.
     init(source: FileConfigSource, what: String, scopes: [String], registry: StatsRegistry, emptyCounted: Bool = false,
-         read: @escaping @Sendable (String) throws -> DiscoveryFile<Resource>) {
+         reloadCounted: Bool = true, read: @escaping @Sendable (String) throws -> DiscoveryFile<Resource>) {
         self.source = source
         self.what = what
         self.read = read
         self.emptyCounted = emptyCounted
         let c = counters
         var stats: [(String, StatsRegistry.Kind, ManagedAtomic<Int>?)] = [
-            ("config_reload", .counter, c.reload), ("config_reload_time_ms", .gauge, c.updateTime),
             ("init_fetch_timeout", .counter, nil), ("update_attempt", .counter, c.attempt),
             ("update_failure", .counter, c.failure), ("update_rejected", .counter, c.rejected),
             ("update_success", .counter, c.success), ("update_time", .gauge, c.updateTime),
         ]
         if emptyCounted { stats.append(("update_empty", .counter, c.empty)) }
+        if reloadCounted {
+            stats += [("config_reload", .counter, c.reload), ("config_reload_time_ms", .gauge, c.updateTime)]
+        }
         for scope in scopes {
             for (name, kind, value) in stats {
                 registry.registerComputed("\(scope).\(name)", kind: kind) { value?.load(ordering: .relaxed) ?? 0 }

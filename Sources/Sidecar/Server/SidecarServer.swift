@@ -52,6 +52,8 @@ public final class SidecarServer: @unchecked Sendable {
     /// Re-read the discovery files when new ones are moved into place (started with the workers).
     private var discoveryWatchers: [FileMoveWatcher] = []
     let clusterManagerStats: ClusterManagerStats
+    /// The endpoints of EDS clusters, from their files.
+    let endpointDiscovery: EndpointDiscovery
     private let stopPromise: EventLoopPromise<Void>
     private let stopping = NIOLockedValueBoxBool()
     /// One active health checker and DNS refresh per cluster of the installed snapshot that has them, by the
@@ -95,6 +97,9 @@ public final class SidecarServer: @unchecked Sendable {
         let dynamic = DynamicConfig(bootstrap: bootstrap, registry: registry, httpFilters: HTTPFilterRegistry.catalog)
         dynamicConfig = dynamic.isEmpty ? nil : dynamic
         let effective = dynamicConfig?.initial() ?? bootstrap
+        endpointDiscovery = EndpointDiscovery(registry: registry)
+        // Not watching yet, so nothing here throws.
+        try? endpointDiscovery.sync(effective.clusters)
         clusterManagerStats = ClusterManagerStats(registry: registry)
         clusterManagerStats.count(from: [], to: effective.clusters)
         let infos = clusterManager.infos(for: effective.clusters)
@@ -256,7 +261,7 @@ public final class SidecarServer: @unchecked Sendable {
         secretWatcher?.initialLoadSucceeded()
         threadPool.start()
         let snapshot = self.snapshot
-        let hosts = snapshot.clusters.map { ClusterManager.resolve($0.config) }
+        let hosts = snapshot.clusters.map { self.hosts(for: $0.config) }
         for (i, c) in snapshot.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {
             Log.warning("cluster has no resolved hosts", [("cluster", c.config.name)])
         }
@@ -321,9 +326,27 @@ public final class SidecarServer: @unchecked Sendable {
         startStatsFlush()
     }
 
+    /// A cluster's hosts now: its EDS file's, else its endpoints (names resolved).
+    private func hosts(for cluster: Cluster) -> [UpstreamHost] {
+        cluster.eds != nil ? endpointDiscovery.hosts(for: cluster) : ClusterManager.resolve(cluster)
+    }
+
+    /// An EDS file replaced a cluster's hosts: every worker's thread-local cluster and its health checker take
+    /// them (the cluster of the installed snapshot by that name; none, when it left meanwhile).
+    private func pushHosts(_ name: String, _ hosts: [UpstreamHost]) {
+        guard let info = snapshot.clusters.first(where: { $0.name == name }) else { return }
+        for w in workers {
+            w.loop.execute { w.worker.value.threadLocal(for: info)?.replaceHosts(hosts) }
+        }
+        let checker = services.withLockedValue { $0?.healthCheckers[ObjectIdentifier(info)] }
+        checker?.replaceHosts(hosts)
+        Log.info("eds: hosts replaced", [("cluster", name), ("hosts", "\(hosts.count)")])
+    }
+
     /// Watches the discovery files' directories: each file moved into place is read and, when accepted,
     /// installed.
     private func startDiscoveryWatchers() throws {
+        try endpointDiscovery.start { [weak self] name, hosts in self?.pushHosts(name, hosts) }
         guard let dynamicConfig else { return }
         discoveryWatchers = try dynamicConfig.watchers { [weak self] what in self?.reload(what) }
         for w in discoveryWatchers { w.start() }
@@ -451,7 +474,8 @@ public final class SidecarServer: @unchecked Sendable {
             }
             let after = Set(infos.map(ObjectIdentifier.init))
             // Only clusters the workers do not have yet need hosts.
-            let hosts = infos.map { before.contains(ObjectIdentifier($0)) ? [] : ClusterManager.resolve($0.config) }
+            try endpointDiscovery.sync(next.clusters)
+            let hosts = infos.map { before.contains(ObjectIdentifier($0)) ? [] : self.hosts(for: $0.config) }
             let installs = workers.map { w in
                 w.loop.submit { w.worker.value.install(snapshot, hosts: { hosts[$0.index] }) }
             }
@@ -686,6 +710,7 @@ public final class SidecarServer: @unchecked Sendable {
         }
         secretWatcher?.stop()
         for w in discoveryWatchers { w.stop() }
+        endpointDiscovery.stop()
         statsFlushTask?.cancel()
         let loop = group.next()
         let adminClose = adminChannel?.close() ?? loop.makeSucceededVoidFuture()

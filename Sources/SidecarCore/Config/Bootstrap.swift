@@ -272,6 +272,8 @@ public struct DownstreamHTTPProtocolOptions: Sendable {
 public struct Cluster: Sendable, Equatable {
     public enum DiscoveryType: String, Sendable, CaseIterable {
         case STATIC, STRICT_DNS, LOGICAL_DNS, ORIGINAL_DST
+        /// Hosts come from an EDS file (`eds_cluster_config`).
+        case EDS
         /// Hosts come from DNS and are refreshed every `dns_refresh_rate`.
         public var resolvesNames: Bool { self == .STRICT_DNS || self == .LOGICAL_DNS }
     }
@@ -297,6 +299,8 @@ public struct Cluster: Sendable, Equatable {
     }
     public var httpProtocolOptions = UpstreamHTTPProtocolOptions()
     public var endpoints: [Endpoint]
+    /// `eds_cluster_config` of an EDS cluster: where its endpoints come from.
+    public var eds: EDSClusterConfig? = nil
     public var dnsRefreshRate: ProtoDuration
     public var dnsLookupFamily: DNSLookupFamily
     public var perConnectionBufferLimitBytes: Int

@@ -4,7 +4,7 @@ extension Cluster {
         try obj.unsupported([
             "transport_socket_matches", "transport_socket_matcher", "http2_protocol_options",
             "http_protocol_options", "upstream_http_protocol_options", "protocol_selection", "lb_subset_config",
-            "original_dst_lb_config", "load_balancing_policy", "cluster_type", "eds_cluster_config",
+            "original_dst_lb_config", "load_balancing_policy", "cluster_type",
             "upstream_connection_options", "dns_resolvers", "dns_resolution_config", "typed_dns_resolver_config",
             "use_tcp_for_dns_lookups", "respect_dns_ttl", "dns_failure_refresh_rate", "dns_jitter", "track_timeout_budgets",
             "track_cluster_stats", "preconnect_policy", "close_connections_on_host_health_failure",
@@ -16,10 +16,6 @@ extension Cluster {
         let name = try obj.required("name").nonEmptyString()
         var type = DiscoveryType.STATIC
         if let t = obj.optional("type") {
-            let s = try t.string()
-            if ["EDS"].contains(s) {
-                throw t.error("cluster type \(s) is a valid Envoy value but is not supported by Pilotfish yet")
-            }
             type = try t.enumValue(DiscoveryType.self)
         }
         let connectTimeoutValue = obj.optional("connect_timeout")
@@ -50,7 +46,21 @@ extension Cluster {
         var endpoints: [Endpoint] = []
         let la = obj.optional("load_assignment")
         if let la {
-            endpoints = try decodeLoadAssignment(la, requireIP: type == .STATIC)
+            endpoints = try decodeLoadAssignment(la, requireIP: type == .STATIC || type == .EDS).endpoints
+        }
+        let edsValue = obj.optional("eds_cluster_config")
+        let eds = try edsValue.map { v in
+            let o = try v.object()
+            let source = try FileConfigSource.decode(try o.required("eds_config"))
+            let serviceName = try o.optional("service_name")?.nonEmptyString() ?? name
+            try o.finish()
+            return EDSClusterConfig(serviceName: serviceName, source: source)
+        }
+        if type == .EDS {
+            guard eds != nil else { throw obj.value.error("an EDS cluster needs eds_cluster_config") }
+            if let la { throw la.error("an EDS cluster takes its endpoints from eds_cluster_config, not load_assignment") }
+        } else if let edsValue {
+            throw edsValue.error("eds_cluster_config is for clusters of type EDS")
         }
         // Envoy: an ORIGINAL_DST cluster must use CLUSTER_PROVIDED and have no endpoints, and only it may.
         if type == .ORIGINAL_DST && lb != .CLUSTER_PROVIDED {
@@ -87,6 +97,7 @@ extension Cluster {
         var cluster = Cluster(name: name, type: type, connectTimeout: connectTimeout, lbPolicy: lb, endpoints: endpoints,
                               dnsRefreshRate: refresh, dnsLookupFamily: family, perConnectionBufferLimitBytes: Int(limit))
         cluster.upstreamSourceAddress = source
+        cluster.eds = eds
         cluster.cleanupInterval = cleanup
         cluster.loadBalancing = loadBalancing
         cluster.healthChecks = healthChecks
@@ -97,10 +108,11 @@ extension Cluster {
         return cluster
     }
 
-    private static func decodeLoadAssignment(_ value: ConfigValue, requireIP: Bool) throws -> [Endpoint] {
+    /// A `ClusterLoadAssignment`: the cluster's endpoints, inline or from EDS.
+    package static func decodeLoadAssignment(_ value: ConfigValue, requireIP: Bool) throws -> ClusterLoadAssignment {
         let obj = try value.object()
         try obj.unsupported(["policy", "named_endpoints"])
-        _ = try obj.optional("cluster_name")?.string()
+        let clusterName = try obj.optional("cluster_name")?.string() ?? ""
         var out: [Endpoint] = []
         for group in try obj.list("endpoints") {
             let g = try group.object()
@@ -123,6 +135,6 @@ extension Cluster {
             try g.finish()
         }
         try obj.finish()
-        return out
+        return ClusterLoadAssignment(clusterName: clusterName, endpoints: out)
     }
 }

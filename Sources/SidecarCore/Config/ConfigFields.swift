@@ -113,6 +113,7 @@ package enum ConfigFields {
             resource_api_version
             """),
         Message("envoy.config.core.v3.PathConfigSource", "path watched_directory"),
+        Message("envoy.config.cluster.v3.Cluster.EdsClusterConfig", "eds_config service_name"),
         Message("envoy.extensions.filters.network.http_connection_manager.v3.Rds", "config_source route_config_name"),
         Message("envoy.config.core.v3.WatchedDirectory", "path"),
         Message("envoy.service.discovery.v3.DiscoveryResponse", """
@@ -401,6 +402,7 @@ package enum ConfigFields {
             api_config_source ads self authorities initial_fetch_timeout resource_api_version path_config_source path
             """),
         Message("envoy.config.core.v3.PathConfigSource", "path watched_directory"),
+        Message("envoy.config.cluster.v3.Cluster.EdsClusterConfig", "eds_config service_name"),
         Message("envoy.extensions.filters.network.http_connection_manager.v3.Rds", "config_source route_config_name"),
         Message("envoy.config.core.v3.WatchedDirectory", "path"),
         Message("envoy.service.discovery.v3.DiscoveryResponse", "version_info canary type_url nonce control_plane resources"),

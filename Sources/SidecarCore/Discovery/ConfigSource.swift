@@ -84,3 +84,32 @@ public struct RDSConfig: Sendable, Hashable {
         return RDSConfig(routeConfigName: name, source: source)
     }
 }
+
+/// A cluster's `eds_cluster_config`: its endpoints are the `ClusterLoadAssignment` named `serviceName` in a file.
+public struct EDSClusterConfig: Sendable, Hashable {
+    /// `service_name`, else the cluster's name.
+    public var serviceName: String
+    public var source: FileConfigSource
+
+    public init(serviceName: String, source: FileConfigSource) {
+        self.serviceName = serviceName
+        self.source = source
+    }
+}
+
+/// `envoy.config.endpoint.v3.ClusterLoadAssignment`: a cluster's endpoints.
+public struct ClusterLoadAssignment: Sendable, Equatable {
+    public var clusterName: String
+    public var endpoints: [Cluster.Endpoint]
+
+    public init(clusterName: String, endpoints: [Cluster.Endpoint]) {
+        self.clusterName = clusterName
+        self.endpoints = endpoints
+    }
+
+    package static func decode(_ value: ConfigValue) throws -> ClusterLoadAssignment {
+        let la = try Cluster.decodeLoadAssignment(value, requireIP: true)
+        if la.clusterName.isEmpty { throw value.error("missing required field 'cluster_name'") }
+        return la
+    }
+}

@@ -72,9 +72,16 @@ public struct DiscoveryFile<Resource: Sendable>: Sendable {
 }
 
 /// The resource types discovery files hold.
-public enum DiscoveryType {
+public enum DiscoveryResources {
     public static let cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
     public static let routeConfiguration = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    public static let clusterLoadAssignment = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+    /// An EDS file's load assignments.
+    public static func endpoints(path: String) throws -> DiscoveryFile<ClusterLoadAssignment> {
+        try .load(path: path, what: "EDS", typeURL: clusterLoadAssignment, decode: ClusterLoadAssignment.decode,
+                  name: \.clusterName)
+    }
 
     /// A CDS file's clusters.
     public static func clusters(path: String) throws -> DiscoveryFile<Cluster> {

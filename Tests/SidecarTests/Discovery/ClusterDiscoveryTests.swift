@@ -66,7 +66,7 @@ struct ClusterDiscoveryTests {
     // MARK: The file
 
     static func decode(_ text: String) throws -> DiscoveryFile<Cluster> {
-        try .decode(text: text, what: "CDS", typeURL: DiscoveryType.cluster, decode: Cluster.decode, name: \.name)
+        try .decode(text: text, what: "CDS", typeURL: DiscoveryResources.cluster, decode: Cluster.decode, name: \.name)
     }
 
     @Test func decodesVersionAndClustersAndRefusesWhatItCannotRun() throws {
@@ -240,7 +240,7 @@ struct ClusterDiscoveryTests {
         defer { proxy.shutdown() }
         #expect(try proxy.fetch("GET", "/").bodyString == "blue")
         try publish("2", port: green.port)
-        #expect(Self.waitUntil { (try? proxy.fetch("GET", "/").bodyString) == "green" })
-        #expect(try proxy.stat("cluster_manager.cds.update_success") == 2)
+        #expect(Self.waitUntil { (try? proxy.stat("cluster_manager.cds.update_success")) == 2 })
+        #expect(try proxy.fetch("GET", "/").bodyString == "green")
     }
 }

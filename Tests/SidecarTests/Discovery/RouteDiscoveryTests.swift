@@ -61,8 +61,9 @@ struct RouteDiscoveryTests {
         #expect(try proxy.stat("\(scope).update_success") == 1)
 
         try dir.replace("rds.yaml", with: Self.routes(version: "2", to: "green"))
-        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.fetch("GET", "/").bodyString) == "green" })
-        #expect(try proxy.stat("\(scope).update_success") == 2)
+        // The count follows the install: wait for it, then look.
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("\(scope).update_success")) == 2 })
+        #expect(try proxy.fetch("GET", "/").bodyString == "green")
 
         // Another route configuration's name, a field Pilotfish does not know, two configurations: rejected, and
         // green keeps serving.
@@ -91,8 +92,8 @@ struct RouteDiscoveryTests {
         #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("\(scope).update_empty")) == 1 })
         #expect(try proxy.fetch("GET", "/").bodyString == "green")
         try dir.replace("rds.yaml", with: Self.routes(version: "7", to: "nowhere"))
-        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.fetch("GET", "/").status) == 503 })
-        #expect(try proxy.stat("\(scope).update_success") == 4)
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("\(scope).update_success")) == 4 })
+        #expect(try proxy.fetch("GET", "/").status == 503)
     }
 
     /// A route configuration file that is not there at start: the connection manager has no routes (404, as

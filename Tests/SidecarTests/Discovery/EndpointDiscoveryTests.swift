@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+@testable import Sidecar
+@testable import SidecarCore
+
+/// EDS from a file: an EDS cluster's endpoints, read when the cluster first appears and replaced by each file
+/// moved into place, on a running proxy with real loopback sockets.
+@Suite(.serialized)
+struct EndpointDiscoveryTests {
+    typealias Directory = ClusterDiscoveryTests.Directory
+
+    static func assignment(version: String, _ clusters: [(name: String, ports: [Int])]) -> String {
+        var out = "version_info: \"\(version)\"\nresources:\n"
+        for c in clusters {
+            out += """
+            - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+              cluster_name: \(c.name)
+              endpoints:
+              - lb_endpoints:
+
+            """
+            for p in c.ports {
+                out += "    - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: \(p)}}}\n"
+            }
+        }
+        return out
+    }
+
+    /// One static EDS cluster `svc` whose endpoints are in `eds`, everything routed to it.
+    static func proxyYAML(eds: String, serviceName: String? = nil) -> String {
+        let service = serviceName.map { ", service_name: \($0)" } ?? ""
+        let cluster = "  - {name: svc, connect_timeout: 1s, type: EDS, eds_cluster_config: {eds_config: "
+            + "{resource_api_version: V3, path_config_source: {path: \"\(eds)\"}}\(service)}}\n"
+        return "node: {id: test, cluster: test}\n"
+            + ProxyConfig.yaml(routes: [#"{match: {prefix: "/"}, route: {cluster: svc}}"#], clusters: []) + cluster
+    }
+
+    @Test func endpointsFromTheFileServeAndAnUpdateKeepsThePooledConnectionsOfHostsThatStay() throws {
+        let a = try TestBackend()
+        defer { a.stop() }
+        let b = try TestBackend()
+        defer { b.stop() }
+        let dir = try Directory()
+        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("svc", [a.port])]))
+        let proxy = try ProxyHarness(yaml: Self.proxyYAML(eds: dir.path + "/eds.yaml"))
+        defer { proxy.shutdown() }
+        #expect(try proxy.fetch("GET", "/1").status == 200)
+        #expect(a.requestCount == 1)
+        #expect(try proxy.stat("cluster.svc.update_success") == 1)
+        #expect(try proxy.stat("cluster.svc.membership_total") == 1)
+
+        // a and b: a's pooled connection stays.
+        try dir.replace("eds.yaml", with: Self.assignment(version: "2", [("svc", [a.port, b.port])]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.membership_total")) == 2 })
+        for i in 0..<4 { #expect(try proxy.fetch("GET", "/r\(i)").status == 200) }
+        #expect(a.requestCount == 3 && b.requestCount == 2, "round robin over both hosts")
+        #expect(a.acceptedConnections == 1, "the host that stayed kept its pooled connection")
+
+        // Only b; then a file without svc's assignment (another cluster's) changes nothing.
+        try dir.replace("eds.yaml", with: Self.assignment(version: "3", [("svc", [b.port])]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.membership_total")) == 1 })
+        try dir.replace("eds.yaml", with: Self.assignment(version: "4", [("other", [a.port])]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.update_empty")) == 1 })
+        #expect(try proxy.fetch("GET", "/only-b").status == 200)
+        #expect(b.requestCount == 3 && a.requestCount == 3)
+        // A hostname is not an endpoint EDS can carry: rejected, b keeps serving.
+        try dir.replace("eds.yaml", with: Self.assignment(version: "5", [("svc", [a.port])])
+            .replacingOccurrences(of: "address: 127.0.0.1", with: "address: localhost"))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.update_rejected")) == 1 })
+        #expect(try proxy.fetch("GET", "/still-b").status == 200)
+        #expect(b.requestCount == 4)
+        #expect(b.acceptedConnections == 1)
+    }
+
+    @Test func serviceNameSelectsTheAssignmentAndAClusterFromCDSGetsItsEndpoints() throws {
+        let a = try TestBackend()
+        defer { a.stop() }
+        let dir = try Directory()
+        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("other", [1]), ("backend-v1", [a.port])]))
+        let proxy = try ProxyHarness(yaml: Self.proxyYAML(eds: dir.path + "/eds.yaml", serviceName: "backend-v1"))
+        defer { proxy.shutdown() }
+        #expect(try proxy.fetch("GET", "/").status == 200)
+        #expect(a.requestCount == 1)
+
+        let decoded = try Bootstrap.load(text: Self.proxyYAML(eds: "/x/eds.yaml"))
+        #expect(decoded.clusters.first?.eds == EDSClusterConfig(
+            serviceName: "svc", source: FileConfigSource(path: "/x/eds.yaml")))
+        #expect(throws: ConfigError.self) {
+            try Bootstrap.load(text: Self.proxyYAML(eds: "/x").replacingOccurrences(of: "type: EDS, ", with: ""))
+        }
+    }
+
+    /// CDS brings an EDS cluster while the proxy runs: it starts with its file's endpoints.
+    @Test func anEDSClusterFromCDSStartsWithItsEndpoints() throws {
+        let a = try TestBackend()
+        defer { a.stop() }
+        let dir = try Directory()
+        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("svc", [a.port])]))
+        let cds = dir.path + "/cds.yaml"
+        try dir.replace("cds.yaml", with: "version_info: \"1\"\nresources: []\n")
+        let proxy = try ProxyHarness(yaml: ClusterDiscoveryTests.proxyYAML(cds: cds, staticPort: a.port))
+        defer { proxy.shutdown() }
+        #expect(try proxy.fetch("GET", "/").status == 503)
+        try dir.replace("cds.yaml", with: """
+            version_info: "2"
+            resources:
+            - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+              name: svc
+              type: EDS
+              connect_timeout: 1s
+              eds_cluster_config: {eds_config: {path_config_source: {path: "\(dir.path)/eds.yaml"}}}
+
+            """)
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster_manager.cds.update_success")) == 2 })
+        #expect(try proxy.fetch("GET", "/").status == 200)
+        #expect(try proxy.stat("cluster.svc.update_success") == 1)
+        #expect(try proxy.stat("cluster.svc.membership_total") == 1)
+    }
+}
