@@ -21,6 +21,9 @@ Scenarios:
   rds-under-load   the connection manager's routes come from an RDS file (`rds`, route_config_name dyn): 4
                    keep-alive clients send requests for 4 s while the file sends / to static cluster a or b in turn,
                    6 times: no request fails, both answer, http.xds.rds.dyn.update_success is 7.
+  eds-under-load   a static EDS cluster `svc` (eds_cluster_config, path_config_source): 4 keep-alive clients send
+                   requests for 4 s while its endpoints go from a to a+b to b to a+b to a to b: no request fails,
+                   both answer, cluster.svc.update_success is 6 and membership_total follows the file.
   rds-bad          RDS files of another route configuration's name, and with two route configurations, are
                    rejected (update_rejected 2); the routes accepted before keep serving.
 
@@ -291,6 +294,46 @@ def watched_dir(t):
     return "..data swapped: svc moved to b"
 
 
+def eds_text(version, ports):
+    la = {"@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name": "svc",
+          "endpoints": [{"lb_endpoints": [{"endpoint": {"address": sockaddr(p)}} for p in ports]}]}
+    return to_yaml({"version_info": version, "resources": [la]}) + "\n"
+
+
+def eds_under_load(t):
+    a, b, fixed = backends(t, "a", "b", "fixed")
+    eds = os.path.join(t.dir, "eds.yaml")
+    publish(eds, eds_text("1", [a.port]))
+    admin, port = free_ports(2)
+    doc = bootstrap(admin, port, os.path.join(t.dir, "unused-cds.yaml"), fixed.port)
+    del doc["dynamic_resources"]
+    doc["static_resources"]["clusters"].append({
+        "name": "svc", "connect_timeout": "1s", "type": "EDS",
+        "eds_cluster_config": {"eds_config": {"resource_api_version": "V3", "path_config_source": {"path": eds}}}})
+    proc, _ = t.launch_proxy(doc, admin, [port])
+    check(body(port) == "200 a", "GET /: %s" % body(port))
+    steps = [[a.port, b.port], [b.port], [a.port, b.port], [a.port], [b.port]]
+    seen = []
+
+    def changes():
+        for i, ports in enumerate(steps):
+            publish(eds, eds_text(str(i + 2), ports))
+            time.sleep(0.55)
+            check(proc.alive(), "the proxy died: %s" % proc.stderr_tail())
+            seen.append(stat(admin, "cluster.svc.membership_total"))
+
+    ok, bad = load(port, 4, changes)
+    check(proc.alive(), "the proxy died: %s" % proc.stderr_tail())
+    success = stat(admin, "cluster.svc.update_success")
+    check(not bad, "%d failed requests of %d, first: %s" % (len(bad), ok + len(bad), bad[:3]))
+    check(a.count > 0 and b.count > 0, "backend a answered %d, b %d" % (a.count, b.count))
+    check(success == 6, "cluster.svc.update_success %d after 5 files" % success)
+    check(seen == [len(p) for p in steps], "membership_total after each file %s, files had %s"
+          % (seen, [len(p) for p in steps]))
+    return "%d requests, none failed (a %d, b %d); update_success %d; membership %s" % (
+        ok, a.count, b.count, success, seen)
+
+
 def rds_start(t, rds, a, b):
     admin, port = free_ports(2)
     proc, _ = t.launch_proxy(rds_bootstrap(admin, port, rds, [("a", a), ("b", b)]), admin, [port])
@@ -340,6 +383,7 @@ SCENARIOS = [
     ("removed-cluster", removed_cluster),
     ("watched-dir", watched_dir),
     ("rds-under-load", rds_under_load),
+    ("eds-under-load", eds_under_load),
     ("rds-bad", rds_bad),
 ]
 

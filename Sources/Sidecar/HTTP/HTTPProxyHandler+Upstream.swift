@@ -170,8 +170,9 @@ extension HTTPProxyHandler {
             let tried = up.tried
             let maxAttempts = avoid ? max(1, policy?.hostSelectionRetryMaxAttempts ?? 1) : 1
             up.hostIndex = local.choose(hash: up.hash, random: &worker.random, maxAttempts: maxAttempts,
-                                        reject: { avoid && tried.contains($0) })
+                                        reject: { avoid && tried.contains(local.hosts[$0]) })
             up.host = up.hostIndex.map { local.hosts[$0] }
+            up.hostGeneration = local.hostsGeneration
         }
         upstreamHostAddress = up.host?.address
         guard let host = up.host else {
@@ -179,7 +180,7 @@ extension HTTPProxyHandler {
             run(up.attempts.noHealthyHost(), up)
             return
         }
-        if let i = up.hostIndex, up.attempts.retryPolicy?.avoidPreviousHosts ?? false { up.tried.append(i) }
+        if up.hostIndex != nil, up.attempts.retryPolicy?.avoidPreviousHosts ?? false { up.tried.append(host) }
         if up.target.autoHostRewrite, entry.config.type.resolvesNames {
             up.head.headers.replaceOrAdd(name: "host", value: host.hostname)
         }
@@ -241,12 +242,12 @@ extension HTTPProxyHandler {
         case .releaseFailedAttempt(let failure, let held):
             switch failure {
             case .connectFailure:
-                if let i = up.hostIndex { up.local.record(i, .connectFailed, random: &worker.random) }
+                if let i = up.currentHostIndex { up.local.record(i, .connectFailed, random: &worker.random) }
             case .reset, .remoteReset:
-                if let i = up.hostIndex { up.local.record(i, .reset, random: &worker.random) }
+                if let i = up.currentHostIndex { up.local.record(i, .reset, random: &worker.random) }
             case .perTryTimeout, .perTryIdleTimeout:
                 stats.inc(failure == .perTryTimeout ? up.info.stats.rqPerTryTimeout : up.info.stats.rqPerTryIdleTimeout)
-                if let i = up.hostIndex { up.local.record(i, .timeout, random: &worker.random) }
+                if let i = up.currentHostIndex { up.local.record(i, .timeout, random: &worker.random) }
             }
             if held == .connection, case .forwarding(let conn) = phase { conn.close() }
             endAttempt(up, held)
@@ -291,7 +292,7 @@ extension HTTPProxyHandler {
     private func attach(_ conn: UpstreamConnection, _ up: UpstreamRequest, attempt: Int, perTryDeadline: NIODeadline?) {
         stats.inc(up.info.stats.rqTotal)
         stats.inc(up.info.stats.rqActive)
-        if let i = up.hostIndex { up.local.requestStarted(i) }
+        if let i = up.currentHostIndex { up.local.requestStarted(i) }
         conn.stream = self
         phase = .forwarding(conn)
         // Read now: a closed channel forgets its addresses (the cache is read without a lock on the loop).
@@ -358,7 +359,7 @@ extension HTTPProxyHandler {
             if up.childSpan != nil { finishChildSpan(up) }
             stats.dec(up.info.stats.rqActive)
             up.info.resources.release(.requests, up.priority)
-            if let i = up.hostIndex { up.local.requestEnded(i) }
+            if let i = up.currentHostIndex { up.local.requestEnded(i) }
         case .scheduledRetry:
             up.backoffTimer?.cancel()
             up.backoffTimer = nil
@@ -500,7 +501,7 @@ extension HTTPProxyHandler {
             // Never retried: whatever the attempt held goes, its host is charged a timeout.
             let held = up.attempts.routeTimeoutFired()
             if held == .connection {
-                if let i = up.hostIndex { up.local.record(i, .timeout, random: &worker.random) }
+                if let i = up.currentHostIndex { up.local.record(i, .timeout, random: &worker.random) }
                 if case .forwarding(let conn) = phase { conn.close() }
             }
             endAttempt(up, held)
@@ -560,7 +561,7 @@ extension HTTPProxyHandler {
         guard let up = upstream else { return }
         let code = Int(head.status.code)
         up.childStatus = code
-        if let i = up.hostIndex { up.local.record(i, .httpStatus(code), random: &worker.random) }
+        if let i = up.currentHostIndex { up.local.record(i, .httpStatus(code), random: &worker.random) }
         let resources = up.info.resources
         let priority = up.priority
         let action = up.attempts.responseHeadReceived(

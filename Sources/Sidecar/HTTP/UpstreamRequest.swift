@@ -27,11 +27,20 @@ final class UpstreamRequest {
     let bufferLimit: Int
 
     // What the current attempt holds, for the handler to give back (the state machine says when).
-    /// Index of the host in the thread-local cluster (nil for ORIGINAL_DST destinations).
+    /// Index of the host in the thread-local cluster when it was chosen (nil for ORIGINAL_DST destinations); the
+    /// host list may be replaced while the attempt runs (EDS, DNS), so it is read through `currentHostIndex`.
     var hostIndex: Int?
+    /// The thread-local cluster's `hostsGeneration` when `hostIndex` was chosen.
+    var hostGeneration = 0
     var host: UpstreamHost?
-    /// Hosts already tried (previous_hosts predicate).
-    var tried: [Int] = []
+
+    /// Where the attempt's host is in the cluster's host list now; nil when it has none or the host was removed.
+    var currentHostIndex: Int? {
+        guard let i = hostIndex, let host else { return nil }
+        return local.currentIndex(i, generation: hostGeneration, host: host)
+    }
+    /// Hosts already tried (previous_hosts predicate), by host: indices may move when the host list is replaced.
+    var tried: [UpstreamHost] = []
     /// The pool's queue entry while the attempt waits for a connection.
     var waiter: Int?
     var perTryTimer: Scheduled<Void>?

@@ -72,6 +72,15 @@ package final class ThreadLocalCluster {
         return picked
     }
 
+    /// Counts host-list replacements (EDS, DNS): a host index taken before one may name another host after it.
+    package private(set) var hostsGeneration = 0
+
+    /// Where `host`, chosen at `index` when the host list was `generation`, is now: the same index while the list
+    /// is the same, else wherever the host went (nil: it was removed). Streams give their host back through this.
+    package func currentIndex(_ index: Int, generation: Int, host: UpstreamHost) -> Int? {
+        generation == hostsGeneration ? index : hosts.firstIndex(of: host)
+    }
+
     package func requestStarted(_ host: Int) {
         activeRequests[host] += 1
         hostCounters[host].rqTotal += 1
@@ -156,6 +165,7 @@ package final class ThreadLocalCluster {
             counters[i] = hostCounters[old]
         }
         hosts = newHosts
+        hostsGeneration &+= 1
         passesHealthCheck = verdicts
         activeRequests = active
         hostCounters = counters

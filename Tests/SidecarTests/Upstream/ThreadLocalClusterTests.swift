@@ -47,4 +47,29 @@ struct ThreadLocalClusterTests {
         #expect(stats.values[info.stats.membershipHealthy] == 0)
         #expect(stats.values[info.outlierStats!.ejectionsActive] == 0)
     }
+
+    /// A host chosen before the host list was replaced (EDS, DNS) is given back where it is now, or not at all
+    /// when it left: its index may name another host, or none, in the new list.
+    @Test func aHostChosenBeforeTheListWasReplacedIsFoundByWhatItIs() {
+        let config = Cluster(
+            name: "svc", type: .EDS, connectTimeout: .seconds(1), lbPolicy: .ROUND_ROBIN, endpoints: [],
+            dnsRefreshRate: .seconds(5), dnsLookupFamily: .AUTO, perConnectionBufferLimitBytes: 1 << 20)
+        let registry = StatsRegistry()
+        let info = ClusterInfo(config: config, registry: registry)
+        let local = ThreadLocalCluster(info: info, hosts: Self.hosts(3), eventLoop: EmbeddedEventLoop(), workerIndex: 0,
+                                       stats: WorkerStats(registry: registry))
+        let hosts = Self.hosts(3)
+        let generation = local.hostsGeneration
+        local.requestStarted(2)
+        local.requestStarted(1)
+        #expect(local.currentIndex(2, generation: generation, host: hosts[2]) == 2)
+
+        // Host 3 moves to the front; host 2 leaves.
+        local.replaceHosts([hosts[2], hosts[0]])
+        #expect(local.currentIndex(2, generation: generation, host: hosts[2]) == 0)
+        #expect(local.currentIndex(1, generation: generation, host: hosts[1]) == nil)
+        #expect(local.activeRequests == [1, 0], "host 3's request moved with it; host 2's left with host 2")
+        local.requestEnded(local.currentIndex(2, generation: generation, host: hosts[2])!)
+        #expect(local.activeRequests == [0, 0])
+    }
 }
