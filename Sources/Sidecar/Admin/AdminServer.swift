@@ -156,8 +156,10 @@ final class AdminHandler: ChannelInboundHandler {
         case "/server_info":
             reply(.ok, serverInfo(), type: "application/json")
         case "/config_dump":
+            // Envoy leaves EDS out unless asked with include_eds.
+            let endpoints = query.contains { $0.name == "include_eds" } ? server.endpointDiscovery.subscriptions : nil
             reply(.ok, ConfigDump.json(server.configSource, startTime: server.startTime,
-                                       dynamic: server.dynamicConfig), type: "application/json")
+                                       dynamic: server.dynamicConfig, endpoints: endpoints), type: "application/json")
         case "/listeners":
             var out = ""
             for (l, a) in zip(server.bootstrap.listeners, server.listenerAddresses) {

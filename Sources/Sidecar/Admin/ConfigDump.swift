@@ -6,12 +6,17 @@ import Yams
 /// Every field in it is one Pilotfish runs, because anything else was rejected at load.
 enum ConfigDump {
     /// `startTime`: when the static resources were loaded; `dynamic`: the discovery files, when there are any.
-    static func json(_ source: String?, startTime: Date = Date(), dynamic: DynamicConfig? = nil) -> String {
+    /// `endpoints`: the EDS files' assignments, for `?include_eds`.
+    static func json(_ source: String?, startTime: Date = Date(), dynamic: DynamicConfig? = nil,
+                     endpoints: [(cluster: String, subscription: FileSubscription<ClusterLoadAssignment>)]? = nil)
+        -> String
+    {
         guard let source, let node = try? Yams.compose(yaml: source) else { return "{\"configs\":[]}\n" }
         let root = redactSecrets(toJSON(node))
         let bootstrap = ["@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": root] as [String: Any]
         var configs: [Any] = [bootstrap, clustersDump(root, startTime: startTime, dynamic?.clusters?.current)]
         if let routes = dynamic?.routes, !routes.isEmpty { configs.append(routesDump(routes)) }
+        if let endpoints { configs.append(endpointsDump(endpoints)) }
         let doc: [String: Any] = ["configs": configs]
         guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]) else {
             return "{\"configs\":[]}\n"
@@ -36,6 +41,24 @@ enum ConfigDump {
         var failure: [String: Any] = ["details": refusal.message, "last_update_attempt": timestamp(refusal.at)]
         if let v = refusal.versionInfo { failure["version_info"] = v }
         return failure
+    }
+
+    /// Envoy's `EndpointsConfigDump` (`?include_eds`): each EDS cluster's assignment as its file gave it last.
+    private static func endpointsDump(_ endpoints: [(cluster: String, subscription: FileSubscription<ClusterLoadAssignment>)])
+        -> [String: Any]
+    {
+        let dynamic = endpoints.compactMap { _, subscription -> [String: Any]? in
+            let state = subscription.current
+            guard let text = state.documents.first else { return nil }
+            var entry: [String: Any] = [
+                "version_info": state.versionInfo,
+                "endpoint_config": typed(document(text), DiscoveryResources.clusterLoadAssignment),
+            ]
+            if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
+            if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }
+            return entry
+        }
+        return ["@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": dynamic]
     }
 
     /// Envoy's `RoutesConfigDump`: each RDS file's route configuration with its `version_info`, and the last

@@ -70,6 +70,17 @@ struct EndpointDiscoveryTests {
         #expect(try proxy.fetch("GET", "/still-b").status == 200)
         #expect(b.requestCount == 4)
         #expect(b.acceptedConnections == 1)
+
+        // /config_dump shows the assignment with ?include_eds only, as Envoy's does.
+        #expect(!(try proxy.admin("GET", "/config_dump").bodyString.contains("EndpointsConfigDump")))
+        let dump = try proxy.admin("GET", "/config_dump?include_eds").bodyString
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [String: Any])
+        let configs = try #require(json["configs"] as? [[String: Any]])
+        let eds = try #require(configs.first { ($0["@type"] as? String)?.hasSuffix("EndpointsConfigDump") == true })
+        let entry = try #require((eds["dynamic_endpoint_configs"] as? [[String: Any]])?.first)
+        #expect(entry["version_info"] as? String == "4", "the last accepted file, which had no assignment for svc")
+        #expect((entry["endpoint_config"] as? [String: Any])?["cluster_name"] as? String == "svc")
+        #expect(((entry["error_state"] as? [String: Any])?["details"] as? String)?.contains("localhost") == true)
     }
 
     @Test func serviceNameSelectsTheAssignmentAndAClusterFromCDSGetsItsEndpoints() throws {
