@@ -157,7 +157,7 @@ final class AdminHandler: ChannelInboundHandler {
             reply(.ok, serverInfo(), type: "application/json")
         case "/config_dump":
             // Envoy leaves EDS out unless asked with include_eds.
-            let endpoints = query.contains { $0.name == "include_eds" } ? server.endpointDiscovery.subscriptions : nil
+            let endpoints = query.contains { $0.name == "include_eds" } ? server.endpointDiscovery.assignments : nil
             reply(.ok, ConfigDump.json(server.configSource, startTime: server.startTime,
                                        dynamic: server.dynamicConfig, endpoints: endpoints), type: "application/json")
         case "/listeners":

@@ -8,7 +8,8 @@ enum ConfigDump {
     /// `startTime`: when the static resources were loaded; `dynamic`: the discovery files, when there are any.
     /// `endpoints`: the EDS files' assignments, for `?include_eds`.
     static func json(_ source: String?, startTime: Date = Date(), dynamic: DynamicConfig? = nil,
-                     endpoints: [(cluster: String, subscription: FileSubscription<ClusterLoadAssignment>)]? = nil)
+                     endpoints: [(cluster: String, accepted: EndpointDiscovery.Accepted,
+                                  refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)]? = nil)
         -> String
     {
         guard let source, let node = try? Yams.compose(yaml: source) else { return "{\"configs\":[]}\n" }
@@ -44,18 +45,17 @@ enum ConfigDump {
     }
 
     /// Envoy's `EndpointsConfigDump` (`?include_eds`): each EDS cluster's assignment as its file gave it last.
-    private static func endpointsDump(_ endpoints: [(cluster: String, subscription: FileSubscription<ClusterLoadAssignment>)])
-        -> [String: Any]
-    {
-        let dynamic = endpoints.compactMap { _, subscription -> [String: Any]? in
-            let state = subscription.current
-            guard let text = state.documents.first else { return nil }
+    private static func endpointsDump(
+        _ endpoints: [(cluster: String, accepted: EndpointDiscovery.Accepted,
+                       refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)]
+    ) -> [String: Any] {
+        let dynamic = endpoints.map { _, accepted, refusal -> [String: Any] in
             var entry: [String: Any] = [
-                "version_info": state.versionInfo,
-                "endpoint_config": typed(document(text), DiscoveryResources.clusterLoadAssignment),
+                "version_info": accepted.versionInfo,
+                "endpoint_config": typed(document(accepted.document), DiscoveryResources.clusterLoadAssignment),
             ]
-            if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
-            if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }
+            if let at = accepted.at { entry["last_updated"] = timestamp(at) }
+            if let refusal { entry["error_state"] = errorState(refusal) }
             return entry
         }
         return ["@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": dynamic]

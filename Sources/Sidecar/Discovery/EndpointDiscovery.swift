@@ -1,100 +1,154 @@
+import Atomics
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import SidecarCore
 import SidecarUpstream
 
-/// The endpoints of EDS clusters, each from its `eds_cluster_config` file: the `ClusterLoadAssignment` named by
-/// the cluster's `service_name`. A cluster's subscription starts when a config snapshot first has it (its file
-/// read then, so the cluster starts with its endpoints) and stops when no snapshot has it; each file moved into
-/// place afterwards replaces the cluster's hosts on every worker through `push`, keeping its pools and what is
-/// known of the hosts that stay (as a DNS refresh does). Counted as Envoy counts EDS, under
-/// `cluster.<name>.update_*`. A file without the cluster's assignment changes nothing (`update_empty`).
+/// The endpoints of EDS clusters, from their `eds_cluster_config` files: a cluster's hosts are the
+/// `ClusterLoadAssignment` named by its `service_name`. Each file is read once per change however many clusters
+/// take their endpoints from it: its subscription starts when a config snapshot first has one of them (the file
+/// read then, so the cluster starts with its endpoints) and stops when no snapshot has any. Each file moved into
+/// place afterwards replaces, on every worker and in its health checker, the hosts of each cluster whose
+/// assignment changed (`push`), keeping its pools and what is known of the hosts that stay, as a DNS refresh
+/// does. Counted as Envoy counts EDS, under `cluster.<name>.update_*`; a file without a cluster's assignment
+/// leaves that cluster's hosts as they are and counts its `update_empty`.
 final class EndpointDiscovery: @unchecked Sendable {
     private let registry: StatsRegistry
     /// Hands a cluster's new hosts to the workers and its health checker (by cluster name); set by `start`.
     private var push: (@Sendable (String, [UpstreamHost]) -> Void)?
     private let lock = NIOLock()
-    /// By cluster name. Guarded by `lock`.
-    private var entries: [String: Entry] = [:]
+    /// By file. Guarded by `lock`.
+    private var files: [FileConfigSource: File] = [:]
     private var started = false
 
-    private struct Entry {
-        var config: EDSClusterConfig
+    private struct File {
         var subscription: FileSubscription<ClusterLoadAssignment>
         var watcher: FileMoveWatcher?
+        /// The clusters reading this file, by name.
+        var clusters: [String: Member] = [:]
+    }
+
+    private struct Member {
+        var serviceName: String
+        /// The endpoints last handed to the workers (nil: none yet), with the document and version they came in.
+        var endpoints: [Cluster.Endpoint]?
+        var accepted: Accepted?
+        let empty: ManagedAtomic<Int>
+    }
+
+    /// A cluster's assignment as accepted last: what /config_dump shows.
+    struct Accepted {
+        var document: String
+        var versionInfo: String
+        var at: Date?
     }
 
     init(registry: StatsRegistry) {
         self.registry = registry
     }
 
-    /// Subscribes every EDS cluster of `clusters` not subscribed yet (reading its file now) and unsubscribes
-    /// those no longer there. After `start`, new subscriptions are watched at once.
+    /// Subscribes every EDS cluster of `clusters` not subscribed yet (reading its file now, unless another
+    /// cluster reads it already) and unsubscribes those no longer there. After `start`, new files are watched at
+    /// once.
     func sync(_ clusters: [Cluster]) throws {
         try lock.withLock {
             var wanted: [String: EDSClusterConfig] = [:]
             for c in clusters { if let eds = c.eds { wanted[c.name] = eds } }
-            for (name, entry) in entries where wanted[name] != entry.config {
-                entry.watcher?.stop()
-                entries[name] = nil
-            }
-            for (name, config) in wanted where entries[name] == nil {
-                let serviceName = config.serviceName
-                let subscription = FileSubscription<ClusterLoadAssignment>(
-                    source: config.source, what: "EDS", scopes: ["cluster.\(name)"], registry: registry,
-                    emptyCounted: true, reloadCounted: false
-                ) { path in
-                    var file = try DiscoveryResources.endpoints(path: path)
-                    let mine = file.resources.indices.filter { file.resources[$0].clusterName == serviceName }
-                    file.resources = mine.map { file.resources[$0] }
-                    file.documents = mine.map { file.documents[$0] }
-                    return file
+            for source in Array(files.keys) {
+                for (name, member) in files[source]!.clusters
+                where wanted[name]?.source != source || wanted[name]?.serviceName != member.serviceName {
+                    files[source]!.clusters[name] = nil
                 }
-                subscription.update { _ in }
-                var entry = Entry(config: config, subscription: subscription)
-                if started { entry.watcher = try watch(name, subscription) }
-                entries[name] = entry
+                if files[source]!.clusters.isEmpty {
+                    files[source]!.watcher?.stop()
+                    files[source] = nil
+                }
+            }
+            for (name, config) in wanted.sorted(by: { $0.key < $1.key })
+            where files[config.source]?.clusters[name] == nil {
+                if files[config.source] == nil {
+                    let subscription = FileSubscription<ClusterLoadAssignment>(
+                        source: config.source, what: "EDS", scopes: [], registry: registry, reloadCounted: false
+                    ) { try DiscoveryResources.endpoints(path: $0) }
+                    subscription.update { _ in }
+                    files[config.source] = File(subscription: subscription)
+                    if started { files[config.source]!.watcher = try watch(config.source) }
+                }
+                let file = files[config.source]!
+                file.subscription.register(scope: "cluster.\(name)", in: registry)
+                let empty = ManagedAtomic(0)
+                registry.registerComputed("cluster.\(name).update_empty", kind: .counter) {
+                    empty.load(ordering: .relaxed)
+                }
+                let state = file.subscription.current
+                let i = state.resources.firstIndex { $0.clusterName == config.serviceName }
+                files[config.source]!.clusters[name] = Member(
+                    serviceName: config.serviceName, endpoints: i.map { state.resources[$0].endpoints },
+                    accepted: i.map { Accepted(document: state.documents[$0], versionInfo: state.versionInfo,
+                                               at: state.lastUpdated) },
+                    empty: empty)
             }
         }
     }
 
-    /// Watches every subscription's file from now on; `push` gets each accepted file's hosts.
+    /// Watches every file from now on; `push` gets the hosts of each cluster an accepted file changes.
     func start(push: @escaping @Sendable (String, [UpstreamHost]) -> Void) throws {
         try lock.withLock {
             started = true
             self.push = push
-            for (name, entry) in entries where entry.watcher == nil {
-                entries[name]!.watcher = try watch(name, entry.subscription)
+            for (source, file) in files where file.watcher == nil {
+                files[source]!.watcher = try watch(source)
             }
         }
     }
 
     func stop() {
         lock.withLock {
-            for entry in entries.values { entry.watcher?.stop() }
-            entries = [:]
+            for file in files.values { file.watcher?.stop() }
+            files = [:]
         }
     }
 
-    private func watch(_ name: String, _ subscription: FileSubscription<ClusterLoadAssignment>) throws
-        -> FileMoveWatcher
-    {
-        let watcher = try subscription.watch { [weak self, weak subscription] in
-            guard let self, let subscription else { return }
-            subscription.update { assignments in
-                guard let la = assignments.first else { return }
-                let push = self.lock.withLock { self.push }
-                push?(name, Self.hosts(la))
-            }
-        }
+    private func watch(_ source: FileConfigSource) throws -> FileMoveWatcher {
+        let subscription = files[source]!.subscription
+        let watcher = try subscription.watch { [weak self] in self?.reload(source) }
         watcher.start()
         return watcher
     }
 
-    /// The hosts of an EDS cluster as its file gave them last (none before a file was accepted).
+    /// The file at `source` was replaced: read it once, and push each of its clusters' changed hosts.
+    private func reload(_ source: FileConfigSource) {
+        let subscription = lock.withLock { files[source]?.subscription }
+        guard let subscription else { return }
+        var changed: [(String, [UpstreamHost])] = []
+        let refused = subscription.update { _ in }
+        guard refused == nil else { return }
+        let state = subscription.current
+        let push = lock.withLock { () -> (@Sendable (String, [UpstreamHost]) -> Void)? in
+            guard let members = files[source]?.clusters else { return nil }
+            for (name, member) in members {
+                guard let i = state.resources.firstIndex(where: { $0.clusterName == member.serviceName }) else {
+                    member.empty.wrappingIncrement(ordering: .relaxed)
+                    continue
+                }
+                files[source]!.clusters[name]!.accepted = Accepted(
+                    document: state.documents[i], versionInfo: state.versionInfo, at: state.lastUpdated)
+                let la = state.resources[i]
+                guard la.endpoints != member.endpoints else { continue }
+                files[source]!.clusters[name]!.endpoints = la.endpoints
+                changed.append((name, Self.hosts(la)))
+            }
+            return self.push
+        }
+        for (name, hosts) in changed { push?(name, hosts) }
+    }
+
+    /// The hosts of an EDS cluster as its file gave them last (none before a file had its assignment); a later
+    /// file without its assignment leaves them.
     func hosts(for cluster: Cluster) -> [UpstreamHost] {
-        let la = lock.withLock { entries[cluster.name]?.subscription.current.resources.first }
-        return la.map(Self.hosts) ?? []
+        let endpoints = lock.withLock { cluster.eds.flatMap { files[$0.source]?.clusters[cluster.name]?.endpoints } }
+        return endpoints.map { Self.hosts(ClusterLoadAssignment(clusterName: cluster.name, endpoints: $0)) } ?? []
     }
 
     private static func hosts(_ la: ClusterLoadAssignment) -> [UpstreamHost] {
@@ -106,8 +160,17 @@ final class EndpointDiscovery: @unchecked Sendable {
         }
     }
 
-    /// The subscriptions, for /config_dump.
-    var subscriptions: [(cluster: String, subscription: FileSubscription<ClusterLoadAssignment>)] {
-        lock.withLock { entries.map { ($0.key, $0.value.subscription) }.sorted { $0.cluster < $1.cluster } }
+    /// Each EDS cluster's assignment as accepted last, and the last refusal of its file, for /config_dump.
+    var assignments: [(cluster: String, accepted: Accepted, refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)] {
+        lock.withLock {
+            var out: [(cluster: String, accepted: Accepted, refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)] = []
+            for file in files.values {
+                let refusal = file.subscription.current.lastError
+                for (name, member) in file.clusters {
+                    if let accepted = member.accepted { out.append((name, accepted, refusal)) }
+                }
+            }
+            return out.sorted { $0.cluster < $1.cluster }
+        }
     }
 }

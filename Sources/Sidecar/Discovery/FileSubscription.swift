@@ -17,6 +17,7 @@ final class FileSubscription<Resource: Sendable>: Sendable {
     private let state = NIOLockedValueBox(State())
     private let counters = Counters()
     private let emptyCounted: Bool
+    private let reloadCounted: Bool
 
     struct State: Sendable {
         var versionInfo = ""
@@ -41,7 +42,7 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         let updateTime = ManagedAtomic(0)
     }
 
-    /// `emptyCounted`: RDS and EDS count files without their resource as `update_empty` (and keep what they had);
+    /// `emptyCounted`: RDS counts files without resources as `update_empty` (and keeps what it had);
     /// `reloadCounted`: CDS and RDS count `config_reload` too.
     init(source: FileConfigSource, what: String, scopes: [String], registry: StatsRegistry, emptyCounted: Bool = false,
          reloadCounted: Bool = true, read: @escaping @Sendable (String) throws -> DiscoveryFile<Resource>) {
@@ -49,6 +50,12 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         self.what = what
         self.read = read
         self.emptyCounted = emptyCounted
+        self.reloadCounted = reloadCounted
+        for scope in scopes { register(scope: scope, in: registry) }
+    }
+
+    /// Counts this file's attempts under `scope` too (an EDS cluster that joins a file others read already).
+    func register(scope: String, in registry: StatsRegistry) {
         let c = counters
         var stats: [(String, StatsRegistry.Kind, ManagedAtomic<Int>?)] = [
             ("init_fetch_timeout", .counter, nil), ("update_attempt", .counter, c.attempt),
@@ -59,10 +66,8 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         if reloadCounted {
             stats += [("config_reload", .counter, c.reload), ("config_reload_time_ms", .gauge, c.updateTime)]
         }
-        for scope in scopes {
-            for (name, kind, value) in stats {
-                registry.registerComputed("\(scope).\(name)", kind: kind) { value?.load(ordering: .relaxed) ?? 0 }
-            }
+        for (name, kind, value) in stats {
+            registry.registerComputed("\(scope).\(name)", kind: kind) { value?.load(ordering: .relaxed) ?? 0 }
         }
     }
 

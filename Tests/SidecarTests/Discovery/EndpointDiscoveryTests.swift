@@ -78,7 +78,7 @@ struct EndpointDiscoveryTests {
         let configs = try #require(json["configs"] as? [[String: Any]])
         let eds = try #require(configs.first { ($0["@type"] as? String)?.hasSuffix("EndpointsConfigDump") == true })
         let entry = try #require((eds["dynamic_endpoint_configs"] as? [[String: Any]])?.first)
-        #expect(entry["version_info"] as? String == "4", "the last accepted file, which had no assignment for svc")
+        #expect(entry["version_info"] as? String == "3", "the last file with svc's assignment")
         #expect((entry["endpoint_config"] as? [String: Any])?["cluster_name"] as? String == "svc")
         #expect(((entry["error_state"] as? [String: Any])?["details"] as? String)?.contains("localhost") == true)
     }
@@ -126,5 +126,37 @@ struct EndpointDiscoveryTests {
         #expect(try proxy.fetch("GET", "/").status == 200)
         #expect(try proxy.stat("cluster.svc.update_success") == 1)
         #expect(try proxy.stat("cluster.svc.membership_total") == 1)
+    }
+
+    /// Clusters whose endpoints are in one file read it once per change; each takes its own assignment, and only
+    /// a cluster whose assignment changed has its hosts replaced.
+    @Test func clustersSharingAFileReadItOnceAndTakeTheirOwnAssignments() throws {
+        let a = try TestBackend()
+        defer { a.stop() }
+        let b = try TestBackend()
+        defer { b.stop() }
+        let dir = try Directory()
+        let eds = dir.path + "/eds.yaml"
+        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("one", [a.port]), ("two", [b.port])]))
+        let source = "eds_config: {path_config_source: {path: \"\(eds)\"}}"
+        let yaml = "node: {id: test, cluster: test}\n" + ProxyConfig.yaml(
+            routes: [#"{match: {prefix: "/one"}, route: {cluster: one}}"#,
+                     #"{match: {prefix: "/two"}, route: {cluster: two}}"#], clusters: [])
+            + "  - {name: one, connect_timeout: 1s, type: EDS, eds_cluster_config: {\(source)}}\n"
+            + "  - {name: two, connect_timeout: 1s, type: EDS, eds_cluster_config: {\(source)}}\n"
+        let proxy = try ProxyHarness(yaml: yaml)
+        defer { proxy.shutdown() }
+        #expect(try proxy.fetch("GET", "/one").status == 200)
+        #expect(try proxy.fetch("GET", "/two").status == 200)
+        #expect(a.requestCount == 1 && b.requestCount == 1)
+
+        // two moves to a; one's assignment is the same.
+        try dir.replace("eds.yaml", with: Self.assignment(version: "2", [("one", [a.port]), ("two", [a.port])]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.two.update_success")) == 2 })
+        #expect(try proxy.stat("cluster.one.update_attempt") == 2, "the file is read once per change")
+        #expect(try proxy.fetch("GET", "/two").status == 200)
+        #expect(a.requestCount == 2 && b.requestCount == 1)
+        #expect(try proxy.fetch("GET", "/one").status == 200)
+        #expect(a.acceptedConnections == 2, "one kept its pooled connection; two opened one to a")
     }
 }
