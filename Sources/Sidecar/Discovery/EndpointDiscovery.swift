@@ -5,14 +5,14 @@ import NIOCore
 import SidecarCore
 import SidecarUpstream
 
-/// The endpoints of EDS clusters, from their `eds_cluster_config` files: a cluster's hosts are the
-/// `ClusterLoadAssignment` named by its `service_name`. Each file is read once per change however many clusters
-/// take their endpoints from it: its subscription starts when a config snapshot first has one of them (the file
-/// read then, so the cluster starts with its endpoints) and stops when no snapshot has any. Each file moved into
-/// place afterwards replaces, on every worker and in its health checker, the hosts of each cluster whose
-/// assignment changed (`push`), keeping its pools and what is known of the hosts that stay, as a DNS refresh
-/// does. Counted as Envoy counts EDS, under `cluster.<name>.update_*`; a file without a cluster's assignment
-/// leaves that cluster's hosts as they are and counts its `update_empty`.
+/// The endpoints of EDS clusters, from their `eds_cluster_config` files. As in Envoy, a cluster's file must hold
+/// exactly one `ClusterLoadAssignment`, named by the cluster's `service_name`; anything else is rejected for that
+/// cluster, which keeps its hosts. A file is read once per change however many clusters name it, and its
+/// subscription starts when a config snapshot first has one of them (the file read then, so the cluster starts
+/// with its endpoints) and stops when no snapshot has any. Each accepted file replaces, on every worker and in the
+/// health checker, the hosts of a cluster whose assignment changed (`push`), keeping its pools and what is known of
+/// the hosts that stay, as a DNS refresh does. Counted per cluster as Envoy counts EDS: `cluster.<name>.update_*`
+/// (a file with no assignment counts `update_empty` and changes nothing).
 final class EndpointDiscovery: @unchecked Sendable {
     private let registry: StatsRegistry
     /// Hands a cluster's new hosts to the workers and its health checker (by cluster name); set by `start`.
@@ -34,7 +34,27 @@ final class EndpointDiscovery: @unchecked Sendable {
         /// The endpoints last handed to the workers (nil: none yet), with the document and version they came in.
         var endpoints: [Cluster.Endpoint]?
         var accepted: Accepted?
-        let empty: ManagedAtomic<Int>
+        /// Why the last file was refused for this cluster (cleared by the next accepted one).
+        var refusal: FileSubscription<ClusterLoadAssignment>.Refusal?
+        let counters: Counters
+    }
+
+    /// A cluster's EDS counters (Envoy's subscription stats in the cluster's scope).
+    private final class Counters: Sendable {
+        let attempt = ManagedAtomic(0), success = ManagedAtomic(0), rejected = ManagedAtomic(0)
+        let failure = ManagedAtomic(0), empty = ManagedAtomic(0), updateTime = ManagedAtomic(0)
+
+        init(cluster: String, registry: StatsRegistry) {
+            let stats: [(String, StatsRegistry.Kind, ManagedAtomic<Int>?)] = [
+                ("init_fetch_timeout", .counter, nil), ("update_attempt", .counter, attempt),
+                ("update_empty", .counter, empty), ("update_failure", .counter, failure),
+                ("update_rejected", .counter, rejected), ("update_success", .counter, success),
+                ("update_time", .gauge, updateTime),
+            ]
+            for (name, kind, value) in stats {
+                registry.registerComputed("cluster.\(cluster).\(name)", kind: kind) { value?.load(ordering: .relaxed) ?? 0 }
+            }
+        }
     }
 
     /// A cluster's assignment as accepted last: what /config_dump shows.
@@ -75,21 +95,56 @@ final class EndpointDiscovery: @unchecked Sendable {
                     files[config.source] = File(subscription: subscription)
                     if started { files[config.source]!.watcher = try watch(config.source) }
                 }
-                let file = files[config.source]!
-                file.subscription.register(scope: "cluster.\(name)", in: registry)
-                let empty = ManagedAtomic(0)
-                registry.registerComputed("cluster.\(name).update_empty", kind: .counter) {
-                    empty.load(ordering: .relaxed)
-                }
-                let state = file.subscription.current
-                let i = state.resources.firstIndex { $0.clusterName == config.serviceName }
-                files[config.source]!.clusters[name] = Member(
-                    serviceName: config.serviceName, endpoints: i.map { state.resources[$0].endpoints },
-                    accepted: i.map { Accepted(document: state.documents[$0], versionInfo: state.versionInfo,
-                                               at: state.lastUpdated) },
-                    empty: empty)
+                var member = Member(serviceName: config.serviceName,
+                                    counters: Counters(cluster: name, registry: registry))
+                _ = Self.take(files[config.source]!.subscription.current, into: &member)
+                files[config.source]!.clusters[name] = member
             }
         }
+    }
+
+    /// Counts the file's last attempt for `member` and, when it is accepted for it, takes its assignment; returns
+    /// the assignment when its endpoints changed.
+    private static func take(_ state: FileSubscription<ClusterLoadAssignment>.State, into member: inout Member)
+        -> ClusterLoadAssignment?
+    {
+        let c = member.counters
+        c.attempt.wrappingIncrement(ordering: .relaxed)
+        switch state.lastAttempt {
+        case .none:
+            return nil
+        case .failed:
+            c.failure.wrappingIncrement(ordering: .relaxed)
+            member.refusal = state.lastError
+            return nil
+        case .rejected:
+            c.rejected.wrappingIncrement(ordering: .relaxed)
+            member.refusal = state.lastError
+            return nil
+        case .accepted:
+            break
+        }
+        let at = state.lastUpdated ?? Date()
+        func reject(_ message: String) -> ClusterLoadAssignment? {
+            c.rejected.wrappingIncrement(ordering: .relaxed)
+            member.refusal = .init(message: message, at: at, versionInfo: state.versionInfo)
+            return nil
+        }
+        if state.resources.isEmpty {
+            c.empty.wrappingIncrement(ordering: .relaxed)
+        } else if state.resources.count > 1 {
+            return reject("Unexpected EDS resource length: \(state.resources.count)")
+        } else if state.resources[0].clusterName != member.serviceName {
+            return reject("Unexpected EDS cluster (expecting \(member.serviceName)): \(state.resources[0].clusterName)")
+        }
+        c.success.wrappingIncrement(ordering: .relaxed)
+        c.updateTime.store(Int(at.timeIntervalSince1970 * 1000), ordering: .relaxed)
+        member.refusal = nil
+        guard let la = state.resources.first else { return nil }
+        member.accepted = Accepted(document: state.documents[0], versionInfo: state.versionInfo, at: at)
+        guard la.endpoints != member.endpoints else { return nil }
+        member.endpoints = la.endpoints
+        return la
     }
 
     /// Watches every file from now on; `push` gets the hosts of each cluster an accepted file changes.
@@ -121,23 +176,15 @@ final class EndpointDiscovery: @unchecked Sendable {
     private func reload(_ source: FileConfigSource) {
         let subscription = lock.withLock { files[source]?.subscription }
         guard let subscription else { return }
-        var changed: [(String, [UpstreamHost])] = []
-        let refused = subscription.update { _ in }
-        guard refused == nil else { return }
+        subscription.update { _ in }
         let state = subscription.current
+        var changed: [(String, [UpstreamHost])] = []
         let push = lock.withLock { () -> (@Sendable (String, [UpstreamHost]) -> Void)? in
-            guard let members = files[source]?.clusters else { return nil }
-            for (name, member) in members {
-                guard let i = state.resources.firstIndex(where: { $0.clusterName == member.serviceName }) else {
-                    member.empty.wrappingIncrement(ordering: .relaxed)
-                    continue
+            guard let names = files[source]?.clusters.keys else { return nil }
+            for name in names {
+                if let la = Self.take(state, into: &files[source]!.clusters[name]!) {
+                    changed.append((name, Self.hosts(la)))
                 }
-                files[source]!.clusters[name]!.accepted = Accepted(
-                    document: state.documents[i], versionInfo: state.versionInfo, at: state.lastUpdated)
-                let la = state.resources[i]
-                guard la.endpoints != member.endpoints else { continue }
-                files[source]!.clusters[name]!.endpoints = la.endpoints
-                changed.append((name, Self.hosts(la)))
             }
             return self.push
         }
@@ -165,9 +212,8 @@ final class EndpointDiscovery: @unchecked Sendable {
         lock.withLock {
             var out: [(cluster: String, accepted: Accepted, refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)] = []
             for file in files.values {
-                let refusal = file.subscription.current.lastError
                 for (name, member) in file.clusters {
-                    if let accepted = member.accepted { out.append((name, accepted, refusal)) }
+                    if let accepted = member.accepted { out.append((name, accepted, member.refusal)) }
                 }
             }
             return out.sorted { $0.cluster < $1.cluster }

@@ -9,70 +9,106 @@ import Glibc
 /// Calls back when a file is moved into a directory (inotify `IN_MOVED_TO`), as Envoy's file subscriptions
 /// watch: an update is written elsewhere and renamed into place, so a half-written file is never read. With a
 /// file name, only moves onto that name count; without one, any move into the directory does (Envoy's
-/// `watched_directory`, where a Kubernetes ConfigMap swaps its `..data` link). Runs its own thread, which wakes
-/// every 200 ms to see whether it was stopped.
+/// `watched_directory`, where a Kubernetes ConfigMap swaps its `..data` link).
+///
+/// Every watcher of the process shares one inotify descriptor and one thread (`FileWatchThread`): a thousand
+/// EDS files cost a thousand watch registrations, not a thousand threads. Callbacks run on that thread, one at a
+/// time, so updates are applied in the order their files moved.
 final class FileMoveWatcher: Sendable {
-    private let fd: Int32
-    private let name: String?
-    private let stopped = ManagedFlag()
-    private let onMove: @Sendable () -> Void
+    private let id: Int
 
+    /// Watches from now on, but calls back only once started. Throws when the directory cannot be watched.
     init(directory: String, name: String?, onMove: @escaping @Sendable () -> Void) throws {
-        let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
-        guard fd >= 0 else { throw ServerError("inotify_init1: \(String(cString: strerror(errno)))") }
-        guard inotify_add_watch(fd, directory, UInt32(IN_MOVED_TO)) >= 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw ServerError("cannot watch directory '\(directory)': \(reason)")
-        }
-        self.fd = fd
-        self.name = name
-        self.onMove = onMove
+        id = try FileWatchThread.shared.add(directory: directory, name: name, onMove: onMove)
     }
 
-    func start() {
-        let thread = Thread { [self] in run() }
-        thread.name = "file-watch"
-        thread.start()
-    }
+    func start() { FileWatchThread.shared.activate(id) }
 
-    func stop() { stopped.set() }
-
-    private func run() {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        defer { close(fd) }
-        while !stopped.isSet {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 200) > 0 else { continue }
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard n > 0 else { continue }
-            if stopped.isSet { return }
-            if movedOntoName(buffer, count: n) { onMove() }
-        }
-    }
-
-    /// Whether the events read include a move onto the watched name (any move, without one).
-    private func movedOntoName(_ buffer: [UInt8], count: Int) -> Bool {
-        guard let name else { return true }
-        var offset = 0
-        let header = MemoryLayout<inotify_event>.size
-        var found = false
-        buffer.withUnsafeBytes { raw in
-            while offset + header <= count {
-                let len = Int(raw.load(fromByteOffset: offset + 12, as: UInt32.self))
-                let start = offset + header
-                let bytes = raw[start..<min(start + len, count)].prefix { $0 != 0 }
-                if String(decoding: bytes, as: UTF8.self) == name { found = true }
-                offset = start + len
-            }
-        }
-        return found
-    }
+    func stop() { FileWatchThread.shared.remove(id) }
 }
 
-/// A flag one thread sets and another polls.
-final class ManagedFlag: Sendable {
-    private let value = NIOLockedValueBox(false)
-    func set() { value.withLockedValue { $0 = true } }
-    var isSet: Bool { value.withLockedValue { $0 } }
+/// The process's inotify descriptor and the thread that reads it.
+private final class FileWatchThread: @unchecked Sendable {
+    static let shared = FileWatchThread()
+
+    private struct Registration {
+        var wd: Int32
+        var name: String?
+        var onMove: @Sendable () -> Void
+        var active = false
+    }
+
+    private let lock = NIOLock()
+    /// Guarded by `lock`.
+    private var fd: Int32 = -1
+    private var registrations: [Int: Registration] = [:]
+    private var nextID = 0
+
+    func add(directory: String, name: String?, onMove: @escaping @Sendable () -> Void) throws -> Int {
+        try lock.withLock {
+            if fd < 0 {
+                let made = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+                guard made >= 0 else { throw ServerError("inotify_init1: \(String(cString: strerror(errno)))") }
+                fd = made
+                let thread = Thread { [self] in run(made) }
+                thread.name = "file-watch"
+                thread.start()
+            }
+            let wd = inotify_add_watch(fd, directory, UInt32(IN_MOVED_TO))
+            guard wd >= 0 else {
+                throw ServerError("cannot watch directory '\(directory)': \(String(cString: strerror(errno)))")
+            }
+            nextID += 1
+            registrations[nextID] = Registration(wd: wd, name: name, onMove: onMove)
+            return nextID
+        }
+    }
+
+    func activate(_ id: Int) {
+        lock.withLock { registrations[id]?.active = true }
+    }
+
+    /// No more callbacks for `id`; the directory's watch goes when no registration needs it.
+    func remove(_ id: Int) {
+        lock.withLock {
+            guard let r = registrations.removeValue(forKey: id) else { return }
+            if !registrations.values.contains(where: { $0.wd == r.wd }) { inotify_rm_watch(fd, r.wd) }
+        }
+    }
+
+    private func run(_ fd: Int32) {
+        let size = 64 * 1024
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        while true {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, -1) > 0 else { continue }
+            let n = read(fd, buffer, size)
+            guard n > 0 else { continue }
+            let moved = Self.events(UnsafeRawBufferPointer(start: buffer, count: n))
+            let callbacks = lock.withLock {
+                registrations.sorted { $0.key < $1.key }.compactMap { _, r -> (@Sendable () -> Void)? in
+                    guard r.active, moved.contains(where: { $0.wd == r.wd && (r.name == nil || r.name == $0.name) })
+                    else { return nil }
+                    return r.onMove
+                }
+            }
+            for callback in callbacks { callback() }
+        }
+    }
+
+    /// The (watch, file name) of each event read.
+    private static func events(_ raw: UnsafeRawBufferPointer) -> [(wd: Int32, name: String)] {
+        var out: [(wd: Int32, name: String)] = []
+        let header = MemoryLayout<inotify_event>.size
+        var offset = 0
+        while offset + header <= raw.count {
+            let wd = raw.load(fromByteOffset: offset, as: Int32.self)
+            let len = Int(raw.load(fromByteOffset: offset + 12, as: UInt32.self))
+            let start = offset + header
+            let bytes = raw[start..<min(start + len, raw.count)].prefix { $0 != 0 }
+            out.append((wd, String(decoding: bytes, as: UTF8.self)))
+            offset = start + len
+        }
+        return out
+    }
 }

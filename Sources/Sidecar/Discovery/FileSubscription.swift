@@ -26,8 +26,10 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         var lastUpdated: Date?
         /// Why the last attempt was refused, when it was; cleared by the next accepted one.
         var lastError: Refusal?
-        /// Whether a file was ever accepted.
-        var accepted: Bool { lastUpdated != nil }
+        /// What became of the last attempt.
+        var lastAttempt = Attempt.none
+
+        enum Attempt: Sendable { case none, accepted, rejected, failed }
     }
 
     struct Refusal: Sendable {
@@ -101,7 +103,8 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         state.withLockedValue {
             // An empty RDS file changes nothing (Envoy's update_empty): the routes accepted before stay.
             $0 = State(versionInfo: file.versionInfo, resources: keep ? $0.resources : file.resources,
-                       documents: keep ? $0.documents : file.documents, lastUpdated: now, lastError: nil)
+                       documents: keep ? $0.documents : file.documents, lastUpdated: now, lastError: nil,
+                       lastAttempt: .accepted)
         }
         counters.success.wrappingIncrement(ordering: .relaxed)
         counters.reload.wrappingIncrement(ordering: .relaxed)
@@ -113,7 +116,10 @@ final class FileSubscription<Resource: Sendable>: Sendable {
     }
 
     private func refused(_ message: String, at: Date, versionInfo: String?, rejected: Bool) -> String {
-        state.withLockedValue { $0.lastError = Refusal(message: message, at: at, versionInfo: versionInfo) }
+        state.withLockedValue {
+            $0.lastError = Refusal(message: message, at: at, versionInfo: versionInfo)
+            $0.lastAttempt = rejected ? .rejected : .failed
+        }
         Log.warning("\(what.lowercased()): update \(rejected ? "rejected" : "failed")", [("error", message)])
         return message
     }

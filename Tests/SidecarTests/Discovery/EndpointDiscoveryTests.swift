@@ -56,17 +56,24 @@ struct EndpointDiscoveryTests {
         #expect(a.requestCount == 3 && b.requestCount == 2, "round robin over both hosts")
         #expect(a.acceptedConnections == 1, "the host that stayed kept its pooled connection")
 
-        // Only b; then a file without svc's assignment (another cluster's) changes nothing.
+        // Only b. Then, as Envoy: another cluster's assignment, and two assignments, are rejected; a file with
+        // none changes nothing.
         try dir.replace("eds.yaml", with: Self.assignment(version: "3", [("svc", [b.port])]))
         #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.membership_total")) == 1 })
         try dir.replace("eds.yaml", with: Self.assignment(version: "4", [("other", [a.port])]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.update_rejected")) == 1 })
+        try dir.replace("eds.yaml", with: Self.assignment(version: "5", [("svc", [a.port]), ("svc2", [a.port])]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.update_rejected")) == 2 })
+        try dir.replace("eds.yaml", with: "version_info: \"6\"\nresources: []\n")
         #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.update_empty")) == 1 })
         #expect(try proxy.fetch("GET", "/only-b").status == 200)
         #expect(b.requestCount == 3 && a.requestCount == 3)
         // A hostname is not an endpoint EDS can carry: rejected, b keeps serving.
-        try dir.replace("eds.yaml", with: Self.assignment(version: "5", [("svc", [a.port])])
+        try dir.replace("eds.yaml", with: Self.assignment(version: "7", [("svc", [a.port])])
             .replacingOccurrences(of: "address: 127.0.0.1", with: "address: localhost"))
-        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.update_rejected")) == 1 })
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.svc.update_rejected")) == 3 })
+        #expect(try proxy.stat("cluster.svc.update_success") == 4)
+        #expect(try proxy.stat("cluster.svc.update_attempt") == 7)
         #expect(try proxy.fetch("GET", "/still-b").status == 200)
         #expect(b.requestCount == 4)
         #expect(b.acceptedConnections == 1)
@@ -78,7 +85,7 @@ struct EndpointDiscoveryTests {
         let configs = try #require(json["configs"] as? [[String: Any]])
         let eds = try #require(configs.first { ($0["@type"] as? String)?.hasSuffix("EndpointsConfigDump") == true })
         let entry = try #require((eds["dynamic_endpoint_configs"] as? [[String: Any]])?.first)
-        #expect(entry["version_info"] as? String == "3", "the last file with svc's assignment")
+        #expect(entry["version_info"] as? String == "3", "the last file that gave svc endpoints")
         #expect((entry["endpoint_config"] as? [String: Any])?["cluster_name"] as? String == "svc")
         #expect(((entry["error_state"] as? [String: Any])?["details"] as? String)?.contains("localhost") == true)
     }
@@ -87,7 +94,7 @@ struct EndpointDiscoveryTests {
         let a = try TestBackend()
         defer { a.stop() }
         let dir = try Directory()
-        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("other", [1]), ("backend-v1", [a.port])]))
+        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("backend-v1", [a.port])]))
         let proxy = try ProxyHarness(yaml: Self.proxyYAML(eds: dir.path + "/eds.yaml", serviceName: "backend-v1"))
         defer { proxy.shutdown() }
         #expect(try proxy.fetch("GET", "/").status == 200)
@@ -128,16 +135,15 @@ struct EndpointDiscoveryTests {
         #expect(try proxy.stat("cluster.svc.membership_total") == 1)
     }
 
-    /// Clusters whose endpoints are in one file read it once per change; each takes its own assignment, and only
-    /// a cluster whose assignment changed has its hosts replaced.
-    @Test func clustersSharingAFileReadItOnceAndTakeTheirOwnAssignments() throws {
+    /// Two clusters naming one file: as in Envoy, a file with both assignments is refused for each (an EDS file
+    /// holds one); with one assignment it is accepted for its cluster and refused for the other. The file is
+    /// read once per change.
+    @Test func clustersSharingAFileEachNeedItToHoldTheirAssignmentAlone() throws {
         let a = try TestBackend()
         defer { a.stop() }
-        let b = try TestBackend()
-        defer { b.stop() }
         let dir = try Directory()
         let eds = dir.path + "/eds.yaml"
-        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("one", [a.port]), ("two", [b.port])]))
+        try dir.replace("eds.yaml", with: Self.assignment(version: "1", [("one", [a.port]), ("two", [a.port])]))
         let source = "eds_config: {path_config_source: {path: \"\(eds)\"}}"
         let yaml = "node: {id: test, cluster: test}\n" + ProxyConfig.yaml(
             routes: [#"{match: {prefix: "/one"}, route: {cluster: one}}"#,
@@ -146,17 +152,16 @@ struct EndpointDiscoveryTests {
             + "  - {name: two, connect_timeout: 1s, type: EDS, eds_cluster_config: {\(source)}}\n"
         let proxy = try ProxyHarness(yaml: yaml)
         defer { proxy.shutdown() }
-        #expect(try proxy.fetch("GET", "/one").status == 200)
-        #expect(try proxy.fetch("GET", "/two").status == 200)
-        #expect(a.requestCount == 1 && b.requestCount == 1)
+        #expect(try proxy.stat("cluster.one.update_rejected") == 1)
+        #expect(try proxy.stat("cluster.two.update_rejected") == 1)
+        #expect(try proxy.fetch("GET", "/one").status == 503)
 
-        // two moves to a; one's assignment is the same.
-        try dir.replace("eds.yaml", with: Self.assignment(version: "2", [("one", [a.port]), ("two", [a.port])]))
-        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.two.update_success")) == 2 })
-        #expect(try proxy.stat("cluster.one.update_attempt") == 2, "the file is read once per change")
+        try dir.replace("eds.yaml", with: Self.assignment(version: "2", [("two", [a.port])]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("cluster.two.update_success")) == 1 })
+        #expect(try proxy.stat("cluster.one.update_rejected") == 2)
+        #expect(try proxy.stat("cluster.one.update_attempt") == 2 && (try proxy.stat("cluster.two.update_attempt")) == 2)
         #expect(try proxy.fetch("GET", "/two").status == 200)
-        #expect(a.requestCount == 2 && b.requestCount == 1)
-        #expect(try proxy.fetch("GET", "/one").status == 200)
-        #expect(a.acceptedConnections == 2, "one kept its pooled connection; two opened one to a")
+        #expect(try proxy.fetch("GET", "/one").status == 503)
+        #expect(a.requestCount == 1)
     }
 }
