@@ -35,8 +35,9 @@ struct StatsView {
         var rows: [Row] = []
         for i in 0..<min(table.count, values.count) {
             if table.lazy[i] && values[i] == 0 { continue }
-            rows.append(Row(name: table.names[i], value: values[i], isCounter: table.kinds[i] == .counter,
-                            family: table.prometheus[i].family, labels: table.prometheus[i].labels))
+            let (family, labels) = table.family(i)
+            rows.append(Row(name: table.name(i), value: values[i], isCounter: table.kinds[i] == .counter,
+                            family: family, labels: labels))
         }
         for (name, c) in registry.dynamic.snapshot() {
             rows.append(Row(name: name, value: c.value, isCounter: true, family: c.family, labels: c.labels))

@@ -126,12 +126,8 @@ public struct ClusterStats: Sendable {
             r.register("cluster.\(cluster).upstream_rq_\(c)xx", .counter, family: "cluster.upstream_rq_xx",
                        labels: [("envoy_response_code_class", "\(c)"), label], lazy: true)
         }
-        rqCode = r.register("cluster.\(cluster).upstream_rq_100", .counter, family: "cluster.upstream_rq",
-                            labels: [("envoy_response_code", "100"), label], lazy: true)
-        for c in 101...599 {
-            r.register("cluster.\(cluster).upstream_rq_\(c)", .counter, family: "cluster.upstream_rq",
-                       labels: [("envoy_response_code", "\(c)"), label], lazy: true)
-        }
+        rqCode = r.registerRange("cluster.\(cluster).upstream_rq_", 100...599, family: "cluster.upstream_rq",
+                                 labelName: "envoy_response_code", labels: [label])
         func hist(_ s: String, lazy: Bool = false) -> Int {
             r.registerHistogram("cluster.\(cluster).\(s)", family: "cluster.\(s)", labels: [label], lazy: lazy)
         }

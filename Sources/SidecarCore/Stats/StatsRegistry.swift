@@ -28,8 +28,49 @@ public final class StatsRegistry: @unchecked Sendable {
         public var histograms: [Histogram] = []
         fileprivate var slotsByName: [String: Int] = [:]
         fileprivate var histogramsByName: [String: Int] = [:]
+        /// Runs of slots named by number (`registerRange`), by first slot: their `names` and `prometheus`
+        /// entries are empty, and `name(_:)` / `family(_:)` spell them out when shown.
+        public var ranges: [SlotRange] = []
+        fileprivate var rangesByPrefix: [String: Int] = [:]
 
         public var count: Int { names.count }
+
+        /// Slot `i`'s name.
+        public func name(_ i: Int) -> String {
+            if !names[i].isEmpty { return names[i] }
+            guard let r = range(of: i) else { return names[i] }
+            return r.prefix + String(r.start + i - r.first)
+        }
+
+        /// Slot `i`'s Prometheus family and labels.
+        public func family(_ i: Int) -> (family: String, labels: [(String, String)]) {
+            guard names[i].isEmpty, let r = range(of: i) else { return prometheus[i] }
+            return (r.family, [(r.labelName, String(r.start + i - r.first))] + r.labels)
+        }
+
+        private func range(of slot: Int) -> SlotRange? {
+            var lo = 0, hi = ranges.count - 1
+            while lo <= hi {
+                let mid = (lo + hi) / 2
+                let r = ranges[mid]
+                if slot < r.first { hi = mid - 1 } else if slot >= r.first + r.count { lo = mid + 1 } else { return r }
+            }
+            return nil
+        }
+    }
+
+    /// Counters named `prefix` + a number from `start` on, one slot each, whose names are only spelled out when
+    /// shown: a cluster's `upstream_rq_<code>` are 500 of them, and as strings they were most of what a cluster
+    /// cost in memory.
+    public struct SlotRange: Sendable {
+        public var first: Int
+        public var count: Int
+        public var prefix: String
+        public var start: Int
+        public var family: String
+        /// The label that carries the number, before `labels`.
+        public var labelName: String
+        public var labels: [(String, String)]
     }
 
     private let lock = NIOLock()
@@ -80,6 +121,26 @@ public final class StatsRegistry: @unchecked Sendable {
         -> Int
     {
         register(name, kind, family: family, labels: labels)
+    }
+
+    /// Registers lazy counters `prefix` + n for n in `numbers` (see `SlotRange`); returns the first one's slot.
+    /// The same prefix registered again keeps its slots.
+    @discardableResult
+    public func registerRange(_ prefix: String, _ numbers: ClosedRange<Int>, family: String, labelName: String,
+                              labels: [(String, String)] = []) -> Int {
+        lock.withLock {
+            if let first = table.rangesByPrefix[prefix] { return first }
+            let first = table.names.count
+            let n = numbers.count
+            table.names.append(contentsOf: repeatElement("", count: n))
+            table.kinds.append(contentsOf: repeatElement(.counter, count: n))
+            table.prometheus.append(contentsOf: repeatElement((family: "", labels: [(String, String)]()), count: n))
+            table.lazy.append(contentsOf: repeatElement(true, count: n))
+            table.ranges.append(SlotRange(first: first, count: n, prefix: prefix, start: numbers.lowerBound,
+                                          family: family, labelName: labelName, labels: labels))
+            table.rangesByPrefix[prefix] = first
+            return first
+        }
     }
 
     /// Registers a histogram of whole-millisecond values; returns its histogram slot for `WorkerStats.record`.
