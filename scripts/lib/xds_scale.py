@@ -14,6 +14,11 @@ no clusters, and the node's id and cluster. Then, timed from the moment each fil
 A request to /c0 then must reach a loopback backend (c0's endpoints are all that backend; the others' are
 loopback ports nothing listens on, and nothing is sent to them). RSS is VmRSS before the push and 1 s after.
 Prints one markdown table row per proxy: times, RSS before and after, and the RSS each cluster added.
+
+Envoy opens an inotify instance per watched file, and Linux allows 128 per user by default
+(fs.inotify.max_user_instances): past about 120 EDS clusters its file subscriptions fail. Run as root, this
+script raises the limit to what the run needs while Envoy runs and puts it back afterwards (and says so); the
+sidecar shares one instance for every file and needs no change.
 """
 
 import argparse
@@ -112,6 +117,7 @@ def wait(pred, timeout, what):
 def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
     work = tempfile.mkdtemp(prefix="pf-xds-scale-")
     proc = None
+    restore = []
     try:
         admin, listener = free_port(), free_port()
         cds, rds = (os.path.join(work, f) for f in ("cds.json", "rds.json"))
@@ -143,6 +149,15 @@ def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
         config = os.path.join(work, "bootstrap.json")
         with open(config, "w") as f:
             json.dump(bootstrap, f)
+        limit_path = "/proc/sys/fs/inotify/max_user_instances"
+        if name == "envoy" and n_clusters > 100 and os.geteuid() == 0:
+            with open(limit_path) as f:
+                saved_limit = f.read().strip()
+            if int(saved_limit) < n_clusters + 256:
+                log("envoy: raising %s from %s to %d for the run" % (limit_path, saved_limit, n_clusters + 256))
+                with open(limit_path, "w") as f:
+                    f.write(str(n_clusters + 256))
+                restore.append((limit_path, saved_limit))
         argv = [binary, "-c", config, "--concurrency", "1", "--log-level", "error"]
         if name == "envoy":
             argv += ["--disable-hot-restart", "--base-id", str(os.getpid() % 40000 + 7)]
@@ -188,6 +203,9 @@ def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        for path, value in restore:
+            with open(path, "w") as f:
+                f.write(value)
         shutil.rmtree(work, ignore_errors=True)
 
 
