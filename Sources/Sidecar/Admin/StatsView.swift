@@ -51,14 +51,10 @@ struct StatsView {
         var histogramRows: [HistogramRow] = []
         if let histograms {
             for (h, info) in table.histograms.enumerated() {
-                let base = h * HistogramLayout.stride
-                guard base + HistogramLayout.stride <= histograms.cumulative.count else { break }
                 if let filter, !filter.partialMatch(info.name) { continue }
-                let cumulative = HistogramStatistics(histograms.cumulative, base: base)
+                let cumulative = histograms.cumulative[h].map { HistogramStatistics($0) } ?? .empty
                 if cumulative.count == 0 && (usedOnly || info.lazy) { continue }
-                let interval = histograms.interval.flatMap {
-                    base + HistogramLayout.stride <= $0.count ? HistogramStatistics($0, base: base) : nil
-                }
+                let interval = histograms.interval.map { $0[h].map { HistogramStatistics($0) } ?? .empty }
                 histogramRows.append(HistogramRow(name: info.name, family: info.family, labels: info.labels,
                                                   cumulative: cumulative, interval: interval))
             }

@@ -4,8 +4,8 @@ import SidecarCore
 
 /// Histogram counts as of the last two stats flushes, merged over workers.
 struct FlushedHistograms: Sendable {
-    var previous: [Int] = []
-    var last: [Int] = []
+    var previous: HistogramCounts = [:]
+    var last: HistogramCounts = [:]
     /// Flushes so far: the interval part exists once there has been one.
     var flushes = 0
 }
@@ -14,20 +14,19 @@ struct FlushedHistograms: Sendable {
 /// complete stats flush interval.
 struct HistogramsView: Sendable {
     /// Merged over workers now (Envoy's cumulative stops at its last flush; ours is up to the read).
-    var cumulative: [Int]
+    var cumulative: HistogramCounts
     /// Recorded between the last two flushes (the first flush: since start); nil before the first flush.
-    var interval: [Int]?
+    var interval: HistogramCounts?
 }
 
 extension SidecarServer {
     /// Every worker's histogram counts, summed. Asked of each worker on its own loop; the workers keep
     /// recording into their own arrays meanwhile, without a lock.
-    func collectHistograms() -> EventLoopFuture<[Int]> {
+    func collectHistograms() -> EventLoopFuture<HistogramCounts> {
         let futures = workers.map { w in w.loop.submit { w.worker.value.stats.histogramSnapshot() } }
-        let count = registry.histograms.count * HistogramLayout.stride
         return EventLoopFuture.whenAllSucceed(futures, on: group.next()).map { snaps in
-            var total = Array(repeating: 0, count: count)
-            for s in snaps { for i in 0..<min(count, s.count) { total[i] &+= s[i] } }
+            var total: HistogramCounts = [:]
+            for s in snaps { HistogramStatistics.add(s, into: &total) }
             return total
         }
     }
@@ -38,8 +37,7 @@ extension SidecarServer {
         return collectHistograms().map { cumulative in
             let f = flushed.withLockedValue { $0 }
             guard f.flushes > 0 else { return HistogramsView(cumulative: cumulative, interval: nil) }
-            let previous = f.previous.isEmpty ? Array(repeating: 0, count: f.last.count) : f.previous
-            return HistogramsView(cumulative: cumulative, interval: HistogramStatistics.difference(f.last, previous))
+            return HistogramsView(cumulative: cumulative, interval: HistogramStatistics.difference(f.last, f.previous))
         }
     }
 

@@ -49,12 +49,29 @@ public struct HistogramStatistics: Sendable, Equatable {
         return out
     }
 
-    /// The histogram `later` minus `earlier` (both laid out as `HistogramLayout` says, of the same histograms):
-    /// what was recorded between two reads.
-    public static func difference(_ later: [Int], _ earlier: [Int]) -> [Int] {
-        guard earlier.count == later.count else { return later }
+    /// Each histogram of `later` minus the same one in `earlier` (absent there: nothing recorded yet): what was
+    /// recorded between two reads.
+    public static func difference(_ later: HistogramCounts, _ earlier: HistogramCounts) -> HistogramCounts {
         var out = later
-        for i in out.indices { out[i] &-= earlier[i] }
+        for (h, counts) in later {
+            guard let before = earlier[h], before.count == counts.count else { continue }
+            for i in counts.indices { out[h]![i] &-= before[i] }
+        }
         return out
     }
+
+    /// Sums `part` into `total`, histogram by histogram.
+    public static func add(_ part: HistogramCounts, into total: inout HistogramCounts) {
+        for (h, counts) in part {
+            if var sum = total[h], sum.count == counts.count {
+                for i in counts.indices { sum[i] &+= counts[i] }
+                total[h] = sum
+            } else {
+                total[h] = counts
+            }
+        }
+    }
+
+    /// A histogram with nothing recorded.
+    public static let empty = HistogramStatistics(Array(repeating: 0, count: HistogramLayout.stride))
 }

@@ -23,8 +23,8 @@ public final class StatsRegistry: @unchecked Sendable {
         /// Gauges read when stats are shown instead of counted by workers, by slot: values that live in shared
         /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
         public var computed: [Int: @Sendable () -> Int] = [:]
-        /// Histograms, by histogram slot (a numbering of their own: slot h's counts are at
-        /// h × `HistogramLayout.stride` in each worker's histogram array).
+        /// Histograms, by histogram slot (a numbering of their own; each worker keeps a block of
+        /// `HistogramLayout.stride` counts per histogram it has recorded into).
         public var histograms: [Histogram] = []
         fileprivate var slotsByName: [String: Int] = [:]
         fileprivate var histogramsByName: [String: Int] = [:]
@@ -180,13 +180,18 @@ public final class StatsRegistry: @unchecked Sendable {
     }
 }
 
+/// Histograms' counts by histogram slot, `HistogramLayout.stride` integers each; a histogram with no value
+/// recorded is absent.
+public typealias HistogramCounts = [Int: [Int]]
+
 /// One event loop's stat values. Owned by that loop's worker; never shared across threads.
 public final class WorkerStats {
     @usableFromInline package private(set) var values: UnsafeMutablePointer<Int>
     package private(set) var count: Int
-    /// Every histogram's counts, `HistogramLayout.stride` integers each, allocated once here so that recording
-    /// never allocates.
-    @usableFromInline package private(set) var histogramValues: UnsafeMutablePointer<Int>
+    /// Each histogram's counts, `HistogramLayout.stride` integers, by histogram slot: allocated when the
+    /// histogram records its first value (as Envoy makes a histogram on first use), so that a cluster that never
+    /// sees a request costs no histogram memory; after that, recording never allocates.
+    @usableFromInline package private(set) var histogramBlocks: UnsafeMutablePointer<UnsafeMutablePointer<Int>?>
     package private(set) var histogramCount: Int
 
     /// Room for every stat and histogram `registry` has now (register first).
@@ -200,14 +205,14 @@ public final class WorkerStats {
         values = .allocate(capacity: max(count, 1))
         values.initialize(repeating: 0, count: max(count, 1))
         histogramCount = histograms
-        let cells = max(histograms * HistogramLayout.stride, 1)
-        histogramValues = .allocate(capacity: cells)
-        histogramValues.initialize(repeating: 0, count: cells)
+        histogramBlocks = .allocate(capacity: max(histograms, 1))
+        histogramBlocks.initialize(repeating: nil, count: max(histograms, 1))
     }
 
     deinit {
         values.deallocate()
-        histogramValues.deallocate()
+        for h in 0..<histogramCount { histogramBlocks[h]?.deallocate() }
+        histogramBlocks.deallocate()
     }
 
     /// Room for stats registered since (a cluster added while the proxy runs), the values so far kept. Called on
@@ -223,13 +228,11 @@ public final class WorkerStats {
             count = newCount
         }
         if newHistograms > histogramCount {
-            let old = max(histogramCount * HistogramLayout.stride, 1)
-            let cells = newHistograms * HistogramLayout.stride
-            let grown = UnsafeMutablePointer<Int>.allocate(capacity: cells)
-            grown.initialize(from: histogramValues, count: old)
-            (grown + old).initialize(repeating: 0, count: cells - old)
-            histogramValues.deallocate()
-            histogramValues = grown
+            let grown = UnsafeMutablePointer<UnsafeMutablePointer<Int>?>.allocate(capacity: newHistograms)
+            grown.initialize(from: histogramBlocks, count: histogramCount)
+            (grown + histogramCount).initialize(repeating: nil, count: newHistograms - histogramCount)
+            histogramBlocks.deallocate()
+            histogramBlocks = grown
             histogramCount = newHistograms
         }
     }
@@ -242,7 +245,7 @@ public final class WorkerStats {
 
     /// Records a value in ms into histogram slot `histogram`.
     @inlinable @inline(__always) package func record(_ histogram: Int, milliseconds v: Int) {
-        let h = histogramValues + histogram &* HistogramLayout.stride
+        let h = histogramBlocks[histogram] ?? block(histogram)
         h[HistogramLayout.bucket(v)] &+= 1
         h[HistogramLayout.sumIndex] &+= v
         h[HistogramLayout.binsOffset &+ HistogramLayout.bin(v)] &+= 1
@@ -254,9 +257,22 @@ public final class WorkerStats {
         record(histogram, milliseconds: end < start ? 0 : Int(ns / 1_000_000))
     }
 
-    /// A copy of every histogram's counts, for admin to merge with the other workers'.
-    package func histogramSnapshot() -> [Int] {
-        Array(UnsafeBufferPointer(start: histogramValues, count: histogramCount * HistogramLayout.stride))
+    /// The first value of `histogram`: its block, made now.
+    @usableFromInline @inline(never) package func block(_ histogram: Int) -> UnsafeMutablePointer<Int> {
+        let made = UnsafeMutablePointer<Int>.allocate(capacity: HistogramLayout.stride)
+        made.initialize(repeating: 0, count: HistogramLayout.stride)
+        histogramBlocks[histogram] = made
+        return made
+    }
+
+    /// A copy of the counts of every histogram that has recorded a value, for admin to merge with the other
+    /// workers'.
+    package func histogramSnapshot() -> HistogramCounts {
+        var out: HistogramCounts = [:]
+        for h in 0..<histogramCount {
+            if let b = histogramBlocks[h] { out[h] = Array(UnsafeBufferPointer(start: b, count: HistogramLayout.stride)) }
+        }
+        return out
     }
 
     // Counted per request from every target: inlinable, or each count is a call across the module boundary

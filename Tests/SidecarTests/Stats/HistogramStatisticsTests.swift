@@ -8,7 +8,7 @@ struct HistogramStatisticsTests {
     static func counts(_ values: [Int]) -> [Int] {
         let w = WorkerStats(count: 0, histograms: 1)
         for v in values { w.record(0, milliseconds: v) }
-        return w.histogramSnapshot()
+        return w.histogramSnapshot()[0] ?? Array(repeating: 0, count: HistogramLayout.stride)
     }
 
     @Test func valuesLandInEnvoysBucketsByTheirUpperBound() {
@@ -76,11 +76,14 @@ struct HistogramStatisticsTests {
     @Test func workersMergeBySummingAndIntervalsBySubtracting() {
         let a = Self.counts([3, 3, 400])
         let b = Self.counts([3, 9000])
-        var merged = a
-        for i in merged.indices { merged[i] += b[i] }
-        #expect(merged == Self.counts([3, 3, 400, 3, 9000]))
-        #expect(HistogramStatistics.difference(merged, a) == b)
-        let s = HistogramStatistics(merged)
+        var merged: HistogramCounts = [0: a]
+        HistogramStatistics.add([0: b], into: &merged)
+        #expect(merged[0] == Self.counts([3, 3, 400, 3, 9000]))
+        #expect(HistogramStatistics.difference(merged, [0: a]) == [0: b])
+        // A histogram the earlier read did not have yet is all new.
+        #expect(HistogramStatistics.difference([0: a, 1: b], [0: a])[1] == b)
+        let merged0 = merged[0]!
+        let s = HistogramStatistics(merged0)
         #expect(s.count == 5)
         #expect(s.sum == 9409)
     }
@@ -91,7 +94,20 @@ struct HistogramStatisticsTests {
         w.record(0, from: start, to: NIODeadline.uptimeNanoseconds(1_000_000_000 + 2_999_999))
         w.record(1, from: start, to: NIODeadline.uptimeNanoseconds(999_000_000))  // a clock going back records 0
         let snap = w.histogramSnapshot()
-        #expect(HistogramStatistics(snap, base: 0).sum == 2)
-        #expect(HistogramStatistics(snap, base: HistogramLayout.stride).cumulativeBuckets.first == 1)
+        #expect(HistogramStatistics(snap[0]!).sum == 2)
+        #expect(HistogramStatistics(snap[1]!).cumulativeBuckets.first == 1)
+    }
+
+    /// A worker has no counts for a histogram until it records into it (Envoy makes histograms on first use):
+    /// a cluster that never sees a request costs no histogram memory.
+    @Test func aHistogramTakesMemoryFromItsFirstValue() {
+        let w = WorkerStats(count: 0, histograms: 3)
+        #expect(w.histogramSnapshot().isEmpty)
+        w.record(2, milliseconds: 5)
+        #expect(Array(w.histogramSnapshot().keys) == [2])
+        w.grow(count: 0, histograms: 5)
+        w.record(4, milliseconds: 1)
+        #expect(Set(w.histogramSnapshot().keys) == [2, 4])
+        #expect(HistogramStatistics(w.histogramSnapshot()[2]!).sum == 5)
     }
 }
