@@ -357,6 +357,8 @@ public final class SidecarServer: @unchecked Sendable {
     @discardableResult
     func reload(_ what: DynamicConfig.Reload) -> String? {
         guard let dynamicConfig, !stopping.value else { return nil }
+        // Decoding a large file leaves freed memory in the heap that glibc keeps; give it back once applied.
+        defer { _ = glibcMallocTrim(0) }
         switch what {
         case .clusters: return dynamicConfig.reloadClusters { try install($0) }
         case .routes(let rds): return dynamicConfig.reloadRoutes(rds) { try install($0) }
@@ -756,3 +758,8 @@ final class NIOLockedValueBoxBool: @unchecked Sendable {
 }
 
 import NIOConcurrencyHelpers
+
+/// glibc's `malloc_trim` (malloc.h, which the Glibc module does not bring in): returns free heap memory to the
+/// system.
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
