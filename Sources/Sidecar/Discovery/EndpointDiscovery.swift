@@ -75,30 +75,31 @@ final class EndpointDiscovery: @unchecked Sendable {
         try lock.withLock {
             var wanted: [String: EDSClusterConfig] = [:]
             for c in clusters { if let eds = c.eds { wanted[c.name] = eds } }
+            // New subscriptions first: when one cannot be made (its directory cannot be watched), the update is
+            // refused and nothing of the running config has been taken away.
+            for (name, config) in wanted.sorted(by: { $0.key < $1.key }) {
+                if let m = files[config.source]?.clusters[name], m.serviceName == config.serviceName { continue }
+                if files[config.source] == nil {
+                    let subscription = FileSubscription<ClusterLoadAssignment>(
+                        source: config.source, what: "EDS", scopes: [], registry: registry, reloadCounted: false
+                    ) { try DiscoveryResources.endpoints(path: $0) }
+                    let watcher = started ? try watch(config.source, subscription) : nil
+                    subscription.update { _ in }
+                    files[config.source] = File(subscription: subscription, watcher: watcher)
+                }
+                var member = Member(serviceName: config.serviceName,
+                                    counters: Counters(cluster: name, registry: registry))
+                _ = Self.take(files[config.source]!.subscription.current, into: &member)
+                files[config.source]!.clusters[name] = member
+            }
             for source in Array(files.keys) {
-                for (name, member) in files[source]!.clusters
-                where wanted[name]?.source != source || wanted[name]?.serviceName != member.serviceName {
+                for name in Array(files[source]!.clusters.keys) where wanted[name]?.source != source {
                     files[source]!.clusters[name] = nil
                 }
                 if files[source]!.clusters.isEmpty {
                     files[source]!.watcher?.stop()
                     files[source] = nil
                 }
-            }
-            for (name, config) in wanted.sorted(by: { $0.key < $1.key })
-            where files[config.source]?.clusters[name] == nil {
-                if files[config.source] == nil {
-                    let subscription = FileSubscription<ClusterLoadAssignment>(
-                        source: config.source, what: "EDS", scopes: [], registry: registry, reloadCounted: false
-                    ) { try DiscoveryResources.endpoints(path: $0) }
-                    subscription.update { _ in }
-                    files[config.source] = File(subscription: subscription)
-                    if started { files[config.source]!.watcher = try watch(config.source) }
-                }
-                var member = Member(serviceName: config.serviceName,
-                                    counters: Counters(cluster: name, registry: registry))
-                _ = Self.take(files[config.source]!.subscription.current, into: &member)
-                files[config.source]!.clusters[name] = member
             }
         }
     }
@@ -153,7 +154,7 @@ final class EndpointDiscovery: @unchecked Sendable {
             started = true
             self.push = push
             for (source, file) in files where file.watcher == nil {
-                files[source]!.watcher = try watch(source)
+                files[source]!.watcher = try watch(source, file.subscription)
             }
         }
     }
@@ -165,8 +166,9 @@ final class EndpointDiscovery: @unchecked Sendable {
         }
     }
 
-    private func watch(_ source: FileConfigSource) throws -> FileMoveWatcher {
-        let subscription = files[source]!.subscription
+    private func watch(_ source: FileConfigSource, _ subscription: FileSubscription<ClusterLoadAssignment>) throws
+        -> FileMoveWatcher
+    {
         let watcher = try subscription.watch { [weak self] in self?.reload(source) }
         watcher.start()
         return watcher

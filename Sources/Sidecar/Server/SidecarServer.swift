@@ -103,6 +103,7 @@ public final class SidecarServer: @unchecked Sendable {
         clusterManagerStats = ClusterManagerStats(registry: registry)
         clusterManagerStats.count(from: [], to: effective.clusters)
         let infos = clusterManager.infos(for: effective.clusters)
+        clusterManager.commit(infos)
         do {
             installed = NIOLockedValueBox(try ConfigSnapshot(
                 version: 1, bootstrap: effective, clusters: infos, runtime: context.runtime))
@@ -482,6 +483,7 @@ public final class SidecarServer: @unchecked Sendable {
                 w.loop.submit { w.worker.value.install(snapshot, hosts: { hosts[$0.index] }) }
             }
             installed.withLockedValue { $0 = snapshot }
+            clusterManager.commit(infos)
             clusterManagerStats.count(from: current.clusters.map(\.config), to: infos.map(\.config))
             for info in current.clusters where !after.contains(ObjectIdentifier(info)) { stopClusterServices(info) }
             // Health checkers start once every worker has the cluster, so that no verdict is pushed to a worker

@@ -22,15 +22,21 @@ package final class ClusterManager: @unchecked Sendable {
     }
 
     /// The cluster infos for `configs`, in order: known ones reused, new or changed ones made (their stats
-    /// registered).
+    /// registered). They become known with `commit`, once the snapshot made of them is installed: an update that
+    /// is refused after this leaves the running clusters the ones a later update reuses.
     package func infos(for configs: [Cluster]) -> [ClusterInfo] {
         lock.withLock {
             configs.map { c in
                 if let info = known[c.name], info.config == c { return info }
-                let info = ClusterInfo(config: c, registry: registry)
-                known[c.name] = info
-                return info
+                return ClusterInfo(config: c, registry: registry)
             }
+        }
+    }
+
+    /// `infos` are installed: the ones a later snapshot that names their clusters unchanged reuses.
+    package func commit(_ infos: [ClusterInfo]) {
+        lock.withLock {
+            for info in infos { known[info.name] = info }
         }
     }
 

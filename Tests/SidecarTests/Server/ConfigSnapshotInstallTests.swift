@@ -268,7 +268,10 @@ struct ConfigSnapshotInstallTests {
         #expect(target("/h", [("x-cluster", "a")])?.clusterSlot == nil)
         #expect(snapshot[a].name == "a" && snapshot[b].name == "b")
 
-        // Unchanged clusters keep their info in the next snapshot; a changed one gets a new info.
+        // Unchanged clusters keep their info in the next snapshot once it is installed; a changed one gets a new
+        // info.
+        #expect(manager.infos(for: bootstrap.clusters)[0] !== snapshot.clusters[0], "not installed yet")
+        manager.commit(snapshot.clusters)
         let again = manager.infos(for: bootstrap.clusters)
         #expect(again[0] === snapshot.clusters[0] && again[1] === snapshot.clusters[1])
         var changed = bootstrap.clusters[0]
