@@ -35,6 +35,7 @@ struct StatsView {
         var rows: [Row] = []
         for i in 0..<min(table.count, values.count) {
             if table.lazy[i] && values[i] == 0 { continue }
+            if !table.shows(i) { continue }
             let (family, labels) = table.family(i)
             rows.append(Row(name: table.name(i), value: values[i], isCounter: table.kinds[i] == .counter,
                             family: family, labels: labels))
@@ -52,6 +53,7 @@ struct StatsView {
         if let histograms {
             for (h, info) in table.histograms.enumerated() {
                 if let filter, !filter.partialMatch(info.name) { continue }
+                if !table.showsHistogram(h) { continue }
                 let cumulative = histograms.cumulative[h].map { HistogramStatistics($0) } ?? .empty
                 if cumulative.count == 0 && (usedOnly || info.lazy) { continue }
                 let interval = histograms.interval.map { $0[h].map { HistogramStatistics($0) } ?? .empty }

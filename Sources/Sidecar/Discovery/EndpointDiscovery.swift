@@ -87,8 +87,10 @@ final class EndpointDiscovery: @unchecked Sendable {
                     subscription.update { _ in }
                     files[config.source] = File(subscription: subscription, watcher: watcher)
                 }
-                var member = Member(serviceName: config.serviceName,
-                                    counters: Counters(cluster: name, registry: registry))
+                let counters = registry.owned(by: ClusterInfo.statsOwner(name)) {
+                    Counters(cluster: name, registry: registry)
+                }
+                var member = Member(serviceName: config.serviceName, counters: counters)
                 _ = Self.take(files[config.source]!.subscription.current, into: &member)
                 files[config.source]!.clusters[name] = member
             }

@@ -484,6 +484,10 @@ public final class SidecarServer: @unchecked Sendable {
             }
             installed.withLockedValue { $0 = snapshot }
             clusterManager.commit(infos)
+            // A removed cluster's stats leave /stats, as in Envoy; one added back shows them again.
+            let names = Set(infos.map(\.name))
+            registry.setHidden(Set(current.clusters.map(\.name).filter { !names.contains($0) }.map(ClusterInfo.statsOwner)),
+                               shown: Set(names.map(ClusterInfo.statsOwner)))
             clusterManagerStats.count(from: current.clusters.map(\.config), to: infos.map(\.config))
             for info in current.clusters where !after.contains(ObjectIdentifier(info)) { stopClusterServices(info) }
             // Health checkers start once every worker has the cluster, so that no verdict is pushed to a worker

@@ -32,6 +32,20 @@ public final class StatsRegistry: @unchecked Sendable {
         /// entries are empty, and `name(_:)` / `family(_:)` spell them out when shown.
         public var ranges: [SlotRange] = []
         fileprivate var rangesByPrefix: [String: Int] = [:]
+        /// Who registered each slot and each histogram (`owned(by:)`), 0 for none: a cluster's stats, which
+        /// admin leaves out while the cluster is not in the config (`setHidden`), as Envoy drops them.
+        public var owners: [Int32] = []
+        public var histogramOwners: [Int32] = []
+        public var hiddenOwners: Set<Int32> = []
+        fileprivate var ownerIDs: [String: Int32] = [:]
+        fileprivate var currentOwner: Int32 = 0
+
+        /// Whether slot `i` is shown.
+        public func shows(_ i: Int) -> Bool { hiddenOwners.isEmpty || !hiddenOwners.contains(owners[i]) }
+        /// Whether histogram `h` is shown.
+        public func showsHistogram(_ h: Int) -> Bool {
+            hiddenOwners.isEmpty || !hiddenOwners.contains(histogramOwners[h])
+        }
 
         public var count: Int { names.count }
 
@@ -106,6 +120,7 @@ public final class StatsRegistry: @unchecked Sendable {
         lock.withLock {
             if let slot = table.slotsByName[name] { return slot }
             table.names.append(name)
+            table.owners.append(table.currentOwner)
             table.kinds.append(kind)
             table.prometheus.append((family ?? name, labels))
             table.lazy.append(isLazy)
@@ -123,6 +138,26 @@ public final class StatsRegistry: @unchecked Sendable {
         register(name, kind, family: family, labels: labels)
     }
 
+    /// Runs `body`, whose registrations belong to `owner` (a cluster's `cluster.<name>`). Registrations are
+    /// made one owner at a time (the caller holds the server's install lock, or runs before the server starts).
+    public func owned<T>(by owner: String, _ body: () throws -> T) rethrows -> T {
+        lock.withLock {
+            if table.ownerIDs[owner] == nil { table.ownerIDs[owner] = Int32(table.ownerIDs.count + 1) }
+            table.currentOwner = table.ownerIDs[owner]!
+        }
+        defer { lock.withLock { table.currentOwner = 0 } }
+        return try body()
+    }
+
+    /// Leaves `owners`' stats out of what admin shows, or shows them again: a cluster removed from the config,
+    /// or added back.
+    public func setHidden(_ owners: Set<String>, shown: Set<String>) {
+        lock.withLock {
+            for o in owners { if let id = table.ownerIDs[o] { table.hiddenOwners.insert(id) } }
+            for o in shown { if let id = table.ownerIDs[o] { table.hiddenOwners.remove(id) } }
+        }
+    }
+
     /// Registers lazy counters `prefix` + n for n in `numbers` (see `SlotRange`); returns the first one's slot.
     /// The same prefix registered again keeps its slots.
     @discardableResult
@@ -133,6 +168,7 @@ public final class StatsRegistry: @unchecked Sendable {
             let first = table.names.count
             let n = numbers.count
             table.names.append(contentsOf: repeatElement("", count: n))
+            table.owners.append(contentsOf: repeatElement(table.currentOwner, count: n))
             table.kinds.append(contentsOf: repeatElement(.counter, count: n))
             table.prometheus.append(contentsOf: repeatElement((family: "", labels: [(String, String)]()), count: n))
             table.lazy.append(contentsOf: repeatElement(true, count: n))
@@ -151,6 +187,7 @@ public final class StatsRegistry: @unchecked Sendable {
         lock.withLock {
             if let slot = table.histogramsByName[name] { return slot }
             table.histograms.append(Histogram(name: name, family: family ?? name, labels: labels, lazy: isLazy))
+            table.histogramOwners.append(table.currentOwner)
             table.histogramsByName[name] = table.histograms.count - 1
             return table.histograms.count - 1
         }

@@ -20,18 +20,26 @@ public final class ClusterInfo: Sendable {
     /// Registers the cluster's stats: call once per cluster name, before the workers size their stat arrays.
     package init(config c: Cluster, registry: StatsRegistry) {
         config = c
-        stats = ClusterStats(cluster: c.name, registry: registry)
-        resources = ClusterResources(thresholds: c.circuitBreakers)
-        _ = CircuitBreakerStats(cluster: c.name, resources: resources, registry: registry)
-        outlierStats = c.outlierDetection.map { _ in OutlierDetectionStats(cluster: c.name, registry: registry) }
-        healthCheckStats = c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry)
-        tls = c.tls.map {
-            TransportTLS(
-                provider: TLSContextProvider($0, cluster: c),
-                stats: TLSStats(scope: "cluster.\(c.name)", familyPrefix: "cluster",
-                                label: ("envoy_cluster_name", c.name), registry: registry))
+        let resources = ClusterResources(thresholds: c.circuitBreakers)
+        self.resources = resources
+        // Owned by the cluster: admin leaves them out while the cluster is not in the config.
+        (stats, outlierStats, healthCheckStats, tls) = registry.owned(by: Self.statsOwner(c.name)) {
+            let stats = ClusterStats(cluster: c.name, registry: registry)
+            _ = CircuitBreakerStats(cluster: c.name, resources: resources, registry: registry)
+            let outlier = c.outlierDetection.map { _ in OutlierDetectionStats(cluster: c.name, registry: registry) }
+            let health = c.healthChecks.isEmpty ? nil : HealthCheckStats(cluster: c.name, registry: registry)
+            let tls = c.tls.map {
+                TransportTLS(
+                    provider: TLSContextProvider($0, cluster: c),
+                    stats: TLSStats(scope: "cluster.\(c.name)", familyPrefix: "cluster",
+                                    label: ("envoy_cluster_name", c.name), registry: registry))
+            }
+            return (stats, outlier, health, tls)
         }
     }
+
+    /// Who owns a cluster's stats in the registry (`StatsRegistry.owned(by:)`).
+    package static func statsOwner(_ cluster: String) -> String { "cluster.\(cluster)" }
 
     package var name: String { config.name }
 }

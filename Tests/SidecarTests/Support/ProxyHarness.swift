@@ -124,4 +124,13 @@ final class ProxyHarness {
     func stat(_ name: String) throws -> Int? {
         try stats()[name].flatMap { Int($0) }
     }
+
+    /// A registered stat's value summed over workers, shown by admin or not (a removed cluster's stats are left
+    /// out of /stats, as Envoy drops them, while its last connections drain).
+    func registeredStat(_ name: String) throws -> Int? {
+        let table = server.registry.snapshot
+        guard let slot = (0..<table.count).first(where: { table.name($0) == name }) else { return nil }
+        let values = server.registry.resolvingComputed(try server.collectStats().wait())
+        return slot < values.count ? values[slot] : nil
+    }
 }
