@@ -41,7 +41,10 @@ final class DynamicConfig: Sendable {
     /// out; the next file moved into place is tried again.
     func initial() -> Bootstrap {
         lock.withLock {
-            clusters?.update { try checkClusters($0) }
+            clusters?.update {
+                try checkClusters($0)
+                try SidecarServer.checkTLSFiles(ofDynamic: $0)
+            }
             for (rds, subscription) in routes { subscription.update { try Self.check($0, rds) } }
             return compose()
         }

@@ -242,6 +242,25 @@ public final class SidecarServer: @unchecked Sendable {
         try load(providers)
     }
 
+    /// The certificate files of clusters that arrive by CDS, read as `install` reads them: a cluster that names SDS
+    /// secrets, or files that cannot be read, refuses the update (at start too, so that a bad CDS file is
+    /// rejected instead of stopping the proxy, as in Envoy).
+    static func checkTLSFiles(ofDynamic clusters: [Cluster]) throws {
+        for c in clusters {
+            guard let tls = c.tls else { continue }
+            let provider = TLSContextProvider(tls, cluster: c)
+            guard provider.secretReferences.isEmpty else {
+                throw ServerError("cluster '\(c.name)': transport_socket names SDS secrets; a cluster from CDS can "
+                    + "only use certificate files")
+            }
+            do {
+                try provider.load()
+            } catch {
+                throw ServerError("cluster '\(c.name)': \(error)")
+            }
+        }
+    }
+
     private static func load(_ providers: [TLSContextProvider]) throws {
         for p in providers {
             do {

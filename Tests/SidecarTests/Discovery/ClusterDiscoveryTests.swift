@@ -215,6 +215,30 @@ struct ClusterDiscoveryTests {
         #expect(try proxy.stat("cluster_manager.cds.update_attempt") == 6)
     }
 
+    /// A CDS file whose cluster cannot be made (its CA file is missing) is rejected at start as it would be later,
+    /// not fatal: the proxy starts with its static clusters, as Envoy does.
+    @Test func aCDSFileRefusedAtStartLeavesTheProxyRunning() throws {
+        let fixed = try ScriptedBackend { _ in .init(body: Array("fixed".utf8)) }
+        defer { fixed.stop() }
+        let dir = try Directory()
+        let tls = """
+
+              transport_socket:
+                name: envoy.transport_sockets.tls
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                  common_tls_context:
+                    validation_context: {trusted_ca: {filename: "\(dir.path)/missing-ca.pem"}}
+            """
+        try dir.replace("cds.yaml", with: Self.file(version: "1", [Self.cluster("svc", port: 1, extra: tls)]))
+        let proxy = try ProxyHarness(yaml: Self.proxyYAML(cds: dir.path + "/cds.yaml", staticPort: fixed.port))
+        defer { proxy.shutdown() }
+        #expect(try proxy.stat("cluster_manager.cds.update_rejected") == 1)
+        #expect(try proxy.stat("cluster_manager.active_clusters") == 1)
+        #expect(try proxy.fetch("GET", "/static").bodyString == "fixed")
+        #expect(try proxy.fetch("GET", "/").status == 503)
+    }
+
     /// `watched_directory`: a Kubernetes ConfigMap volume, where the file is a link through `..data`, and an
     /// update swaps `..data` to a new directory.
     @Test func aWatchedDirectoryPicksUpAConfigMapStyleSwap() throws {
