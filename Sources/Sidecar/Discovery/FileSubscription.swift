@@ -56,7 +56,8 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         for scope in scopes { register(scope: scope, in: registry) }
     }
 
-    /// Counts this file's attempts under `scope` too (an EDS cluster that joins a file others read already).
+    /// Counts this file's attempts under `scope` (`cluster_manager.cds`; `http.<prefix>.rds.<name>` for each
+    /// connection manager that reads an RDS file).
     func register(scope: String, in registry: StatsRegistry) {
         let c = counters
         var stats: [(String, StatsRegistry.Kind, ManagedAtomic<Int>?)] = [
