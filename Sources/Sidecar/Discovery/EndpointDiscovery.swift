@@ -187,7 +187,7 @@ final class EndpointDiscovery: @unchecked Sendable {
             guard let names = files[source]?.clusters.keys else { return nil }
             for name in names {
                 if let la = Self.take(state, into: &files[source]!.clusters[name]!) {
-                    changed.append((name, Self.hosts(la)))
+                    changed.append((name, la.endpoints.compactMap(ClusterManager.ipHost)))
                 }
             }
             return self.push
@@ -199,16 +199,7 @@ final class EndpointDiscovery: @unchecked Sendable {
     /// file without its assignment leaves them.
     func hosts(for cluster: Cluster) -> [UpstreamHost] {
         let endpoints = lock.withLock { cluster.eds.flatMap { files[$0.source]?.clusters[cluster.name]?.endpoints } }
-        return endpoints.map { Self.hosts(ClusterLoadAssignment(clusterName: cluster.name, endpoints: $0)) } ?? []
-    }
-
-    private static func hosts(_ la: ClusterLoadAssignment) -> [UpstreamHost] {
-        la.endpoints.compactMap { ep in
-            guard let address = try? SocketAddress(ipAddress: ep.address.address, port: ep.address.port) else {
-                return nil
-            }
-            return UpstreamHost(address: address, hostname: ep.hostname ?? ep.address.address, weight: ep.weight)
-        }
+        return endpoints?.compactMap(ClusterManager.ipHost) ?? []
     }
 
     /// Each EDS cluster's assignment as accepted last, and the last refusal of its file, for /config_dump.

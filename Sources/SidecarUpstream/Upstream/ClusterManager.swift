@@ -40,14 +40,20 @@ package final class ClusterManager: @unchecked Sendable {
         }
     }
 
+    /// The host of an endpoint whose address is an IP (nil for a name).
+    package static func ipHost(_ ep: Cluster.Endpoint) -> UpstreamHost? {
+        guard let addr = try? SocketAddress(ipAddress: ep.address.address, port: ep.address.port) else { return nil }
+        return UpstreamHost(address: addr, hostname: ep.hostname ?? ep.address.address, weight: ep.weight)
+    }
+
     /// Resolves a cluster's endpoints: IPs as they are, names through getaddrinfo (STRICT_DNS keeps every
     /// address, LOGICAL_DNS the first).
     package static func resolve(_ cluster: Cluster) -> [UpstreamHost] {
         var hosts: [UpstreamHost] = []
         for ep in cluster.endpoints {
             let port = ep.address.port
-            if let addr = try? SocketAddress(ipAddress: ep.address.address, port: port) {
-                hosts.append(UpstreamHost(address: addr, hostname: ep.hostname ?? ep.address.address, weight: ep.weight))
+            if let host = ipHost(ep) {
+                hosts.append(host)
                 continue
             }
             var addrs = lookup(ep.address.address, port: port, family: cluster.dnsLookupFamily)
