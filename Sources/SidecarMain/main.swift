@@ -15,7 +15,7 @@ struct SidecarCommand: ParsableCommand {
             + "`sidecar route-check` tests a route table as Envoy's router_check_tool does.",
         version: SidecarVersion.string,
         subcommands: [CertsCommand.self, RouteCheckCommand.self, InjectCommand.self, WebhookCommand.self, WaitReadyCommand.self,
-                      RunAppCommand.self, InstallToCommand.self])
+                      RunAppCommand.self, InstallToCommand.self, ConfigFieldsCommand.self])
 
     @Option(name: [.customShort("c"), .customLong("config-path")], help: "Envoy v3 bootstrap file (YAML or JSON).")
     var configPath: String?

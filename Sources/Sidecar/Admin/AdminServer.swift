@@ -121,7 +121,9 @@ final class AdminHandler: ChannelInboundHandler {
         switch path {
         case "/ready":
             // Envoy: DRAINING (503) while the health check is failed, as when draining.
-            if server.isInitializing {
+            if server.isPreInitializing {
+                reply(.serviceUnavailable, "PRE_INITIALIZING\n")
+            } else if server.isInitializing {
                 reply(.serviceUnavailable, "INITIALIZING\n")
             } else if server.isDraining || server.context.healthCheckFailed {
                 reply(.serviceUnavailable, "DRAINING\n")

@@ -9,7 +9,7 @@ enum ConfigDump {
     /// `endpoints`: the EDS files' assignments, for `?include_eds`.
     static func json(_ source: String?, startTime: Date = Date(), dynamic: DynamicConfig? = nil,
                      endpoints: [(cluster: String, accepted: EndpointDiscovery.Accepted,
-                                  refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)]? = nil)
+                                  refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?)]? = nil)
         -> String
     {
         guard let source, let node = try? Yams.compose(yaml: source) else { return "{\"configs\":[]}\n" }
@@ -38,7 +38,7 @@ enum ConfigDump {
     }
 
     /// `error_state`: why the last file was refused (what was wrong, where, and when).
-    private static func errorState(_ refusal: FileSubscription<some Sendable>.Refusal) -> [String: Any] {
+    private static func errorState(_ refusal: DiscoverySubscription<some Sendable>.Refusal) -> [String: Any] {
         var failure: [String: Any] = ["details": refusal.message, "last_update_attempt": timestamp(refusal.at)]
         if let v = refusal.versionInfo { failure["version_info"] = v }
         return failure
@@ -47,7 +47,7 @@ enum ConfigDump {
     /// Envoy's `EndpointsConfigDump` (`?include_eds`): each EDS cluster's assignment as its file gave it last.
     private static func endpointsDump(
         _ endpoints: [(cluster: String, accepted: EndpointDiscovery.Accepted,
-                       refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)]
+                       refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?)]
     ) -> [String: Any] {
         let dynamic = endpoints.map { _, accepted, refusal -> [String: Any] in
             var entry: [String: Any] = [
@@ -63,7 +63,7 @@ enum ConfigDump {
 
     /// Envoy's `RoutesConfigDump`: each RDS file's route configuration with its `version_info`, and the last
     /// refusal as `error_state`.
-    private static func routesDump(_ routes: [RDSConfig: FileSubscription<RouteConfiguration>]) -> [String: Any] {
+    private static func routesDump(_ routes: [RDSConfig: DiscoverySubscription<RouteConfiguration>]) -> [String: Any] {
         let dynamic = routes.sorted { $0.key.routeConfigName < $1.key.routeConfigName }.compactMap {
             (_, subscription) -> [String: Any]? in
             let state = subscription.current
@@ -81,7 +81,7 @@ enum ConfigDump {
     /// Envoy's `ClustersConfigDump`: the static clusters, and the CDS file's with its `version_info`. When the
     /// last file was refused, each dynamic cluster carries the refusal as `error_state`, and the clusters shown
     /// are those still serving.
-    private static func clustersDump(_ bootstrap: Any, startTime: Date, _ state: FileSubscription<Cluster>.State?)
+    private static func clustersDump(_ bootstrap: Any, startTime: Date, _ state: DiscoverySubscription<Cluster>.State?)
         -> [String: Any]
     {
         func typed(_ cluster: Any) -> Any { Self.typed(cluster, clusterType) }

@@ -1,21 +1,21 @@
 import NIOConcurrencyHelpers
 import SidecarCore
 
-/// The bootstrap's discovery files and the config they make together: the static clusters plus the CDS file's,
-/// and each connection manager's `rds` route configuration from its file. Each accepted file gives a new
-/// bootstrap to install; updates are taken one at a time, so each one is built on the resources the others
-/// accepted last.
+/// The bootstrap's discovery subscriptions and the config they make together: the static clusters plus the CDS
+/// subscription's, and each connection manager's `rds` route configuration, from files or the ADS stream. Each
+/// accepted update gives a new bootstrap to install; updates are taken one at a time, so each one is built on the
+/// resources the others accepted last.
 final class DynamicConfig: Sendable {
     let bootstrap: Bootstrap
-    let clusters: FileSubscription<Cluster>?
+    let clusters: DiscoverySubscription<Cluster>?
     /// One subscription per route configuration name and file, shared by the connection managers that name both.
-    let routes: [RDSConfig: FileSubscription<RouteConfiguration>]
+    let routes: [RDSConfig: DiscoverySubscription<RouteConfiguration>]
     private let lock = NIOLock()
 
     init(bootstrap: Bootstrap, registry: StatsRegistry, httpFilters: HTTPFilterCatalog) {
         self.bootstrap = bootstrap
         clusters = bootstrap.dynamicResources?.clusters.map { source in
-            FileSubscription(source: source, what: "CDS", scopes: ["cluster_manager.cds"], registry: registry) {
+            DiscoverySubscription(source: source, what: "CDS", scopes: ["cluster_manager.cds"], registry: registry) {
                 try DiscoveryResources.clusters(path: $0)
             }
         }
@@ -25,9 +25,9 @@ final class DynamicConfig: Sendable {
             let scope = "http.\(hcm.statPrefix).rds.\(rds.routeConfigName)"
             if !(scopes[rds]?.contains(scope) ?? false) { scopes[rds, default: []].append(scope) }
         }
-        var routes: [RDSConfig: FileSubscription<RouteConfiguration>] = [:]
+        var routes: [RDSConfig: DiscoverySubscription<RouteConfiguration>] = [:]
         for (rds, scopes) in scopes {
-            routes[rds] = FileSubscription(source: rds.source, what: "RDS", scopes: scopes, registry: registry,
+            routes[rds] = DiscoverySubscription(source: rds.source, what: "RDS", scopes: scopes, registry: registry,
                                            emptyCounted: true) {
                 try DiscoveryResources.routes(path: $0, httpFilters: httpFilters)
             }
@@ -101,6 +101,58 @@ final class DynamicConfig: Sendable {
         }
     }
 
+    /// A CDS response from the ADS stream (decoded, or why not); `install` gets the bootstrap with its clusters.
+    /// Returns why it was refused.
+    func applyADSClusters(_ decoded: Result<DiscoveryFile<Cluster>, Error>, _ install: (Bootstrap) throws -> Void)
+        -> String?
+    {
+        lock.withLock {
+            guard let clusters, clusters.source == .ads else { return "CDS does not come from ADS" }
+            return clusters.update(with: decoded) { next in
+                try checkClusters(next)
+                try install(compose(clusters: next))
+            }
+        }
+    }
+
+    /// The route configuration names wanted from the ADS stream.
+    var adsRouteNames: Set<String> { Set(routes.keys.filter { $0.source == .ads }.map(\.routeConfigName)) }
+
+    /// An RDS response from the ADS stream: each route configuration in it goes to the connection managers that
+    /// name it, in one install (a response carries only those that changed). Returns why it was refused.
+    func applyADSRoutes(_ decoded: Result<DiscoveryFile<RouteConfiguration>, Error>,
+                        _ install: (Bootstrap) throws -> Void) -> String? {
+        lock.withLock {
+            let subscriptions = routes.filter { $0.key.source == .ads }
+            let file: DiscoveryFile<RouteConfiguration>
+            switch decoded {
+            case .failure:
+                var error: String?
+                for s in subscriptions.values { error = s.update(with: decoded) { _ in } }
+                return error
+            case .success(let f):
+                file = f
+            }
+            var next: [RDSConfig: RouteConfiguration] = [:]
+            var parts: [RDSConfig: DiscoveryFile<RouteConfiguration>] = [:]
+            for rds in subscriptions.keys {
+                guard let i = file.resources.firstIndex(where: { $0.name == rds.routeConfigName }) else { continue }
+                next[rds] = file.resources[i]
+                parts[rds] = DiscoveryFile(versionInfo: file.versionInfo, resources: [file.resources[i]],
+                                           documents: [file.documents[i]])
+            }
+            guard !next.isEmpty else { return nil }
+            var failure: Error?
+            do { try install(compose(routes: next)) } catch { failure = error }
+            var refused: String?
+            for (rds, part) in parts {
+                let error = subscriptions[rds]!.update(with: .success(part)) { _ in if let failure { throw failure } }
+                refused = refused ?? error
+            }
+            return refused
+        }
+    }
+
     /// Envoy's rules for an RDS update: one route configuration, of the name asked for (none: nothing changes).
     private static func check(_ configs: [RouteConfiguration], _ rds: RDSConfig) throws {
         guard configs.count <= 1 else {
@@ -123,8 +175,10 @@ final class DynamicConfig: Sendable {
     /// A watcher per file, each calling `changed` with what to reload; not started.
     func watchers(_ changed: @escaping @Sendable (Reload) -> Void) throws -> [FileMoveWatcher] {
         var out: [FileMoveWatcher] = []
-        if let clusters { out.append(try clusters.watch { changed(.clusters) }) }
-        for (rds, subscription) in routes { out.append(try subscription.watch { changed(.routes(rds)) }) }
+        if let w = try clusters?.watch({ changed(.clusters) }) { out.append(w) }
+        for (rds, subscription) in routes {
+            if let w = try subscription.watch({ changed(.routes(rds)) }) { out.append(w) }
+        }
         return out
     }
 

@@ -21,9 +21,16 @@ final class EndpointDiscovery: @unchecked Sendable {
     /// By file. Guarded by `lock`.
     private var files: [FileConfigSource: File] = [:]
     private var started = false
+    /// The clusters whose assignment comes on the ADS stream, by name. Guarded by `lock`.
+    private var ads: [String: Member] = [:]
+    /// The assignments the ADS stream gave last, by name (a response carries only those that changed; a cluster
+    /// that joins later, or is replaced by CDS, starts with its service's). Guarded by `lock`.
+    private var adsAssignments: [String: (assignment: ClusterLoadAssignment, accepted: Accepted)] = [:]
+    /// Called (without the lock) when the service names wanted from the ADS stream changed.
+    private var adsNamesChanged: (@Sendable () -> Void)?
 
     private struct File {
-        var subscription: FileSubscription<ClusterLoadAssignment>
+        var subscription: DiscoverySubscription<ClusterLoadAssignment>
         var watcher: FileMoveWatcher?
         /// The clusters reading this file, by name.
         var clusters: [String: Member] = [:]
@@ -35,7 +42,7 @@ final class EndpointDiscovery: @unchecked Sendable {
         var endpoints: [Cluster.Endpoint]?
         var accepted: Accepted?
         /// Why the last file was refused for this cluster (cleared by the next accepted one).
-        var refusal: FileSubscription<ClusterLoadAssignment>.Refusal?
+        var refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?
         let counters: Counters
     }
 
@@ -72,30 +79,28 @@ final class EndpointDiscovery: @unchecked Sendable {
     /// cluster reads it already) and unsubscribes those no longer there. After `start`, new files are watched at
     /// once.
     func sync(_ clusters: [Cluster]) throws {
-        try lock.withLock {
+        let namesChanged = try lock.withLock { () -> Bool in
             var wanted: [String: EDSClusterConfig] = [:]
             for c in clusters { if let eds = c.eds { wanted[c.name] = eds } }
             // New subscriptions first: when one cannot be made (its directory cannot be watched), the update is
             // refused and nothing of the running config has been taken away.
             for (name, config) in wanted.sorted(by: { $0.key < $1.key }) {
-                if let m = files[config.source]?.clusters[name], m.serviceName == config.serviceName { continue }
-                if files[config.source] == nil {
-                    let subscription = FileSubscription<ClusterLoadAssignment>(
+                guard let source = config.source.file else { continue }
+                if let m = files[source]?.clusters[name], m.serviceName == config.serviceName { continue }
+                if files[source] == nil {
+                    let subscription = DiscoverySubscription<ClusterLoadAssignment>(
                         source: config.source, what: "EDS", scopes: [], registry: registry, reloadCounted: false
                     ) { try DiscoveryResources.endpoints(path: $0) }
-                    let watcher = started ? try watch(config.source, subscription) : nil
+                    let watcher = started ? try watch(source, subscription) : nil
                     subscription.update { _ in }
-                    files[config.source] = File(subscription: subscription, watcher: watcher)
+                    files[source] = File(subscription: subscription, watcher: watcher)
                 }
-                let counters = registry.owned(by: ClusterInfo.statsOwner(name)) {
-                    Counters(cluster: name, registry: registry)
-                }
-                var member = Member(serviceName: config.serviceName, counters: counters)
-                _ = Self.take(files[config.source]!.subscription.current, into: &member)
-                files[config.source]!.clusters[name] = member
+                var member = Member(serviceName: config.serviceName, counters: counters(name))
+                _ = Self.take(files[source]!.subscription.current, into: &member)
+                files[source]!.clusters[name] = member
             }
             for source in Array(files.keys) {
-                for name in Array(files[source]!.clusters.keys) where wanted[name]?.source != source {
+                for name in Array(files[source]!.clusters.keys) where wanted[name]?.source.file != source {
                     files[source]!.clusters[name] = nil
                 }
                 if files[source]!.clusters.isEmpty {
@@ -103,12 +108,79 @@ final class EndpointDiscovery: @unchecked Sendable {
                     files[source] = nil
                 }
             }
+            let namesBefore = Set(ads.values.map(\.serviceName))
+            for (name, config) in wanted where config.source == .ads {
+                if let m = ads[name], m.serviceName == config.serviceName { continue }
+                var member = Member(serviceName: config.serviceName, counters: counters(name))
+                if let cached = adsAssignments[config.serviceName] {
+                    member.endpoints = cached.assignment.endpoints
+                    member.accepted = cached.accepted
+                }
+                ads[name] = member
+            }
+            for name in Array(ads.keys) where wanted[name]?.source != .ads { ads[name] = nil }
+            let names = Set(ads.values.map(\.serviceName))
+            for name in Array(adsAssignments.keys) where !names.contains(name) { adsAssignments[name] = nil }
+            return names != namesBefore
         }
+        if namesChanged { lock.withLock { adsNamesChanged }?() }
+    }
+
+    private func counters(_ cluster: String) -> Counters {
+        registry.owned(by: ClusterInfo.statsOwner(cluster)) { Counters(cluster: cluster, registry: registry) }
+    }
+
+    /// The service names the ADS stream is to deliver, and who to tell when they change.
+    var adsServiceNames: Set<String> { lock.withLock { Set(ads.values.map(\.serviceName)) } }
+
+    func onADSNamesChanged(_ changed: @escaping @Sendable () -> Void) {
+        lock.withLock { adsNamesChanged = changed }
+    }
+
+    /// An EDS response from the ADS stream (decoded, or why not): each assignment in it replaces the hosts of the
+    /// clusters of its service (a response carries only the assignments that changed; the others stay). A
+    /// refused response is counted against every ADS cluster and changes nothing. Returns why it was refused.
+    func applyADS(_ decoded: Result<DiscoveryFile<ClusterLoadAssignment>, Error>) -> String? {
+        let now = Date()
+        var changed: [(String, [UpstreamHost])] = []
+        let (push, error) = lock.withLock { () -> ((@Sendable (String, [UpstreamHost]) -> Void)?, String?) in
+            let file: DiscoveryFile<ClusterLoadAssignment>
+            switch decoded {
+            case .failure(let error):
+                for name in ads.keys {
+                    ads[name]!.counters.attempt.wrappingIncrement(ordering: .relaxed)
+                    ads[name]!.counters.rejected.wrappingIncrement(ordering: .relaxed)
+                    ads[name]!.refusal = .init(message: "\(error)", at: now, versionInfo: nil)
+                }
+                return (nil, "\(error)")
+            case .success(let f):
+                file = f
+            }
+            for (i, la) in file.resources.enumerated() {
+                adsAssignments[la.clusterName] = (la, Accepted(document: file.documents[i], versionInfo: file.versionInfo, at: now))
+            }
+            for name in ads.keys {
+                guard let cached = adsAssignments[ads[name]!.serviceName],
+                      file.resources.contains(where: { $0.clusterName == ads[name]!.serviceName }) else { continue }
+                let c = ads[name]!.counters
+                c.attempt.wrappingIncrement(ordering: .relaxed)
+                c.success.wrappingIncrement(ordering: .relaxed)
+                c.updateTime.store(Int(now.timeIntervalSince1970 * 1000), ordering: .relaxed)
+                ads[name]!.refusal = nil
+                ads[name]!.accepted = cached.accepted
+                guard cached.assignment.endpoints != ads[name]!.endpoints else { continue }
+                ads[name]!.endpoints = cached.assignment.endpoints
+                changed.append((name, cached.assignment.endpoints.compactMap(ClusterManager.ipHost)))
+            }
+            return (self.push, nil)
+        }
+        for (name, hosts) in changed { push?(name, hosts) }
+        return error
     }
 
     /// Counts the file's last attempt for `member` and, when it is accepted for it, takes its assignment; returns
     /// the assignment when its endpoints changed.
-    private static func take(_ state: FileSubscription<ClusterLoadAssignment>.State, into member: inout Member)
+    private static func take(_ state: DiscoverySubscription<ClusterLoadAssignment>.State, into member: inout Member)
         -> ClusterLoadAssignment?
     {
         let c = member.counters
@@ -165,13 +237,15 @@ final class EndpointDiscovery: @unchecked Sendable {
         lock.withLock {
             for file in files.values { file.watcher?.stop() }
             files = [:]
+            ads = [:]
+            adsNamesChanged = nil
         }
     }
 
-    private func watch(_ source: FileConfigSource, _ subscription: FileSubscription<ClusterLoadAssignment>) throws
+    private func watch(_ source: FileConfigSource, _ subscription: DiscoverySubscription<ClusterLoadAssignment>) throws
         -> FileMoveWatcher
     {
-        let watcher = try subscription.watch { [weak self] in self?.reload(source) }
+        let watcher = try subscription.watch { [weak self] in self?.reload(source) }!
         watcher.start()
         return watcher
     }
@@ -198,18 +272,25 @@ final class EndpointDiscovery: @unchecked Sendable {
     /// The hosts of an EDS cluster as its file gave them last (none before a file had its assignment); a later
     /// file without its assignment leaves them.
     func hosts(for cluster: Cluster) -> [UpstreamHost] {
-        let endpoints = lock.withLock { cluster.eds.flatMap { files[$0.source]?.clusters[cluster.name]?.endpoints } }
+        let endpoints = lock.withLock { () -> [Cluster.Endpoint]? in
+            guard let eds = cluster.eds else { return nil }
+            guard let file = eds.source.file else { return ads[cluster.name]?.endpoints }
+            return files[file]?.clusters[cluster.name]?.endpoints
+        }
         return endpoints?.compactMap(ClusterManager.ipHost) ?? []
     }
 
     /// Each EDS cluster's assignment as accepted last, and the last refusal of its file, for /config_dump.
-    var assignments: [(cluster: String, accepted: Accepted, refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)] {
+    var assignments: [(cluster: String, accepted: Accepted, refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?)] {
         lock.withLock {
-            var out: [(cluster: String, accepted: Accepted, refusal: FileSubscription<ClusterLoadAssignment>.Refusal?)] = []
+            var out: [(cluster: String, accepted: Accepted, refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?)] = []
             for file in files.values {
                 for (name, member) in file.clusters {
                     if let accepted = member.accepted { out.append((name, accepted, member.refusal)) }
                 }
+            }
+            for (name, member) in ads {
+                if let accepted = member.accepted { out.append((name, accepted, member.refusal)) }
             }
             return out.sorted { $0.cluster < $1.cluster }
         }

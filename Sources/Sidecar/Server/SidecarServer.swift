@@ -4,6 +4,8 @@ import NIOHTTP1
 import NIOPosix
 import Yams
 import SidecarCore
+import SwiftProtobuf
+import XDSMessages
 import SidecarUpstream
 import SidecarTracing
 
@@ -51,6 +53,12 @@ public final class SidecarServer: @unchecked Sendable {
     let dynamicConfig: DynamicConfig?
     /// Re-read the discovery files when new ones are moved into place (started with the workers).
     private var discoveryWatchers: [FileMoveWatcher] = []
+    /// The aggregated discovery stream, when `ads_config` names a control plane (started with the workers).
+    private var adsClient: ADSClient?
+    /// Admin /ready answers 503 PRE_INITIALIZING while set: from the start until the ADS stream's first fetch
+    /// is over, as Envoy's init manager holds the server.
+    private let preInitializing = NIOLockedValueBoxBool()
+    var isPreInitializing: Bool { preInitializing.value }
     let clusterManagerStats: ClusterManagerStats
     /// The endpoints of EDS clusters, from their files.
     let endpointDiscovery: EndpointDiscovery
@@ -94,6 +102,7 @@ public final class SidecarServer: @unchecked Sendable {
         // The CDS file's clusters join the static ones from the start, and RDS files give their connection
         // managers' routes; a file refused now leaves its resources out, and the next one moved into place is
         // tried again.
+        preInitializing.value = bootstrap.dynamicResources?.ads != nil
         let dynamic = DynamicConfig(bootstrap: bootstrap, registry: registry, httpFilters: HTTPFilterRegistry.catalog)
         dynamicConfig = dynamic.isEmpty ? nil : dynamic
         let effective = dynamicConfig?.initial() ?? bootstrap
@@ -367,9 +376,76 @@ public final class SidecarServer: @unchecked Sendable {
     /// installed.
     private func startDiscoveryWatchers() throws {
         try endpointDiscovery.start { [weak self] name, hosts in self?.pushHosts(name, hosts) }
+        try startADS()
         guard let dynamicConfig else { return }
         discoveryWatchers = try dynamicConfig.watchers { [weak self] what in self?.reload(what) }
         for w in discoveryWatchers { w.start() }
+    }
+
+    /// Opens the ADS stream to the `ads_config` cluster's first host, subscribed to the types the config takes
+    /// from it (CDS as a wildcard; EDS and RDS by name). Readiness waits for their first fetch.
+    private func startADS() throws {
+        guard let ads = bootstrap.dynamicResources?.ads else { return }
+        guard let cluster = bootstrap.clusters.first(where: { $0.name == ads.clusterName }),
+              let host = ClusterManager.resolve(cluster).first else {
+            throw ServerError("the ADS cluster '\(ads.clusterName)' has no address")
+        }
+        var types: [(typeURL: String, wildcard: Bool)] = []
+        if bootstrap.dynamicResources?.clusters == .ads { types.append((DiscoveryResources.cluster, true)) }
+        types.append((DiscoveryResources.clusterLoadAssignment, false))
+        types.append((DiscoveryResources.routeConfiguration, false))
+        let timeout = Double(bootstrap.dynamicResources?.initialFetchTimeout.nanoseconds ?? 15_000_000_000) / 1e9
+        let endpointDiscovery = self.endpointDiscovery
+        let dynamicConfig = self.dynamicConfig
+        let client = try ADSClient(
+            address: host.address, config: ads, nodeID: bootstrap.nodeID ?? "", nodeCluster: bootstrap.nodeCluster ?? "",
+            types: types, initialFetchTimeout: timeout, registry: registry,
+            names: { url in
+                switch url {
+                case DiscoveryResources.clusterLoadAssignment: return endpointDiscovery.adsServiceNames
+                case DiscoveryResources.routeConfiguration: return dynamicConfig?.adsRouteNames ?? []
+                default: return []
+                }
+            },
+            apply: { [weak self] url, resources, version in self?.applyADS(url, resources, version) })
+        adsClient = client
+        endpointDiscovery.onADSNamesChanged { [weak client] in client?.refreshNames() }
+        Log.info("ads: connecting", [("cluster", ads.clusterName), ("address", Log.describe(host.address))])
+        client.start { [weak self] in
+            self?.preInitializing.value = false
+            Log.info("ads: initial fetch done", [])
+        }
+    }
+
+    /// Installs a response from the ADS stream; returns why it was refused (the NACK's error_detail).
+    /// Blocks: never on an event loop.
+    func applyADS(_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String) -> String? {
+        guard !stopping.value else { return nil }
+        defer { _ = glibcMallocTrim(0) }
+        let filters = HTTPFilterRegistry.catalog
+        switch typeURL {
+        case DiscoveryResources.cluster:
+            let decoded = Result {
+                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, typeURL: typeURL, what: "CDS",
+                                               decode: Cluster.decode, name: \.name)
+            }
+            guard let dynamicConfig else { return "CDS is not configured to come from ADS" }
+            return dynamicConfig.applyADSClusters(decoded) { try install($0) }
+        case DiscoveryResources.routeConfiguration:
+            let decoded = Result {
+                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, typeURL: typeURL, what: "RDS",
+                                               httpFilters: filters, decode: RouteConfiguration.decode, name: \.name)
+            }
+            return dynamicConfig?.applyADSRoutes(decoded) { try install($0) }
+        case DiscoveryResources.clusterLoadAssignment:
+            let decoded = Result {
+                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, typeURL: typeURL, what: "EDS",
+                                               decode: ClusterLoadAssignment.decode, name: \.clusterName)
+            }
+            return endpointDiscovery.applyADS(decoded)
+        default:
+            return "Pilotfish does not take \(typeURL) resources"
+        }
     }
 
     /// Reads a discovery file again and installs what it brings; a refused file leaves the config as it is.
@@ -737,6 +813,7 @@ public final class SidecarServer: @unchecked Sendable {
         }
         secretWatcher?.stop()
         for w in discoveryWatchers { w.stop() }
+        adsClient?.stop()
         endpointDiscovery.stop()
         statsFlushTask?.cancel()
         let loop = group.next()

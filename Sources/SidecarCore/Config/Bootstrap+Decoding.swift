@@ -85,6 +85,43 @@ extension Bootstrap {
         return bootstrap
     }
 
+    /// `ads: {}` needs `ads_config`, whose cluster must be a static one with a fixed address (the stream cannot
+    /// depend on what it delivers), in plaintext so far.
+    private func validateADS(_ doc: ConfigValue) throws {
+        var user: String?
+        if dynamicResources?.clusters == .ads { user = "dynamic_resources.cds_config" }
+        for (i, l) in listeners.enumerated() where user == nil {
+            for (c, chain) in l.filterChains.enumerated() {
+                if case .httpConnectionManager(let hcm) = chain.network, hcm.rds?.source == .ads {
+                    user = "static_resources.listeners[\(i)].filter_chains[\(c)]"
+                }
+            }
+        }
+        for (i, c) in clusters.enumerated() where user == nil && c.eds?.source == .ads {
+            user = "static_resources.clusters[\(i)].eds_cluster_config"
+        }
+        guard let ads = dynamicResources?.ads else {
+            if let user { throw doc.error(at: user, "'ads: {}' needs dynamic_resources.ads_config") }
+            return
+        }
+        let at = "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name"
+        guard let cluster = clusters.first(where: { $0.name == ads.clusterName }) else {
+            throw doc.error(at: at, "unknown static cluster '\(ads.clusterName)' (the ADS cluster must be a static cluster)")
+        }
+        guard cluster.eds == nil, cluster.endpoints.first != nil else {
+            throw doc.error(at: at, "the ADS cluster '\(ads.clusterName)' needs an endpoint in its load_assignment")
+        }
+        if cluster.tls != nil {
+            throw doc.error(at: at, "the ADS cluster '\(ads.clusterName)' has a transport_socket: TLS to the control plane "
+                + "is not supported yet")
+        }
+        if !cluster.httpProtocolOptions.http2 {
+            throw doc.error(at: at, "the ADS cluster '\(ads.clusterName)' must speak HTTP/2 (gRPC): set "
+                + "typed_extension_protocol_options envoy.extensions.upstreams.http.v3.HttpProtocolOptions "
+                + "explicit_http_config.http2_protocol_options, as Envoy requires")
+        }
+    }
+
     /// Cross-references: names are unique and every route names a cluster that exists.
     private func validate(root: ConfigObject) throws {
         let doc = root.value
@@ -92,6 +129,7 @@ extension Bootstrap {
         if (nodeID ?? "").isEmpty || (nodeCluster ?? "").isEmpty {
             var subscriber: (at: String, what: String)?
             if dynamicResources?.clusters != nil { subscriber = ("dynamic_resources.cds_config", "CDS") }
+            if dynamicResources?.ads != nil { subscriber = ("dynamic_resources.ads_config", "ADS") }
             for (i, l) in listeners.enumerated() where subscriber == nil {
                 for (c, chain) in l.filterChains.enumerated() {
                     if case .httpConnectionManager(let hcm) = chain.network, hcm.rds != nil {
@@ -109,6 +147,7 @@ extension Bootstrap {
         for (i, c) in clusters.enumerated() where !clusterNames.insert(c.name).inserted {
             throw doc.error(at: "static_resources.clusters[\(i)].name", "duplicate cluster name '\(c.name)'")
         }
+        try validateADS(doc)
         // A cluster left out after an error of its own (see `ConfigSession.decode`) still counts for references,
         // so that its error is not followed by one for every route to it; if it has no name to count, references
         // are not checked at all.

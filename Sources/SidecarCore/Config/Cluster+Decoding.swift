@@ -51,7 +51,7 @@ extension Cluster {
         let edsValue = obj.optional("eds_cluster_config")
         let eds = try edsValue.map { v in
             let o = try v.object()
-            let source = try FileConfigSource.decode(try o.required("eds_config"))
+            let source = try ConfigSource.decode(try o.required("eds_config"))
             let serviceName = try o.optional("service_name")?.nonEmptyString() ?? name
             try o.finish()
             return EDSClusterConfig(serviceName: serviceName, source: source)

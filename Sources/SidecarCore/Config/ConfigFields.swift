@@ -113,6 +113,12 @@ package enum ConfigFields {
             resource_api_version
             """),
         Message("envoy.config.core.v3.PathConfigSource", "path watched_directory"),
+        // `ads: {}`: no fields.
+        Message("envoy.config.core.v3.AggregatedConfigSource", ""),
+        Message("envoy.config.core.v3.ApiConfigSource", """
+            api_type transport_api_version cluster_names grpc_services refresh_delay request_timeout
+            rate_limit_settings set_node_on_first_message_only config_validators
+            """),
         Message("envoy.config.cluster.v3.Cluster.EdsClusterConfig", "eds_config service_name"),
         Message("envoy.extensions.filters.network.http_connection_manager.v3.Rds", "config_source route_config_name"),
         Message("envoy.config.core.v3.WatchedDirectory", "path"),

@@ -1,5 +1,4 @@
-/// Where a discovery service's resources come from (Envoy's `ConfigSource`). Pilotfish reads them from a file so
-/// far: `path_config_source` (or the older `path`), re-read when a file is moved into place.
+/// A discovery file: `path_config_source` (or the older `path`), re-read when a file is moved into place.
 public struct FileConfigSource: Sendable, Hashable {
     /// The file holding a `DiscoveryResponse` (`version_info`, `resources`), YAML or JSON.
     public var path: String
@@ -13,32 +12,149 @@ public struct FileConfigSource: Sendable, Hashable {
     }
 }
 
-/// The bootstrap's `dynamic_resources`: for now, clusters (CDS) from a file.
+/// Where a discovery service's resources come from (Envoy's `ConfigSource`): a file, or the bootstrap's
+/// aggregated discovery stream (`ads: {}`).
+public enum ConfigSource: Sendable, Hashable {
+    case file(FileConfigSource)
+    case ads
+
+    public var file: FileConfigSource? {
+        if case .file(let f) = self { return f }
+        return nil
+    }
+}
+
+/// `dynamic_resources.ads_config`: one gRPC stream to a control plane that carries every resource type
+/// (state of the world, `api_type: GRPC`), to the static cluster `clusterName`.
+public struct ADSConfig: Sendable, Hashable {
+    public var clusterName: String
+    /// `set_node_on_first_message_only`: the node goes on the stream's first request only.
+    public var nodeOnFirstMessageOnly: Bool
+
+    public init(clusterName: String, nodeOnFirstMessageOnly: Bool = false) {
+        self.clusterName = clusterName
+        self.nodeOnFirstMessageOnly = nodeOnFirstMessageOnly
+    }
+}
+
+/// The bootstrap's `dynamic_resources`: clusters (CDS) from a file or the ADS stream, and that stream.
 public struct DynamicResources: Sendable {
     /// `cds_config`.
-    public var clusters: FileConfigSource?
+    public var clusters: ConfigSource?
+    public var ads: ADSConfig?
+    /// The longest the first fetch of an ADS resource type holds readiness (`initial_fetch_timeout` of
+    /// `cds_config`; Envoy's default 15 s). Zero: no limit.
+    public var initialFetchTimeout: ProtoDuration
 
-    public init(clusters: FileConfigSource? = nil) {
+    public init(clusters: ConfigSource? = nil, ads: ADSConfig? = nil,
+                initialFetchTimeout: ProtoDuration = ProtoDuration(nanoseconds: 15_000_000_000)) {
         self.clusters = clusters
+        self.ads = ads
+        self.initialFetchTimeout = initialFetchTimeout
     }
 }
 
 extension DynamicResources {
     package static func decode(_ value: ConfigValue) throws -> DynamicResources {
         let obj = try value.object()
-        try obj.unsupported([
-            "lds_config", "lds_resources_locator", "cds_resources_locator", "ads_config", "default_config_source",
-        ])
-        let clusters = try obj.optional("cds_config").map(FileConfigSource.decode)
+        try obj.unsupported(["lds_config", "lds_resources_locator", "cds_resources_locator", "default_config_source"])
+        var result = DynamicResources()
+        if let v = obj.optional("ads_config") { result.ads = try ADSConfig.decode(v) }
+        if let v = obj.optional("cds_config") {
+            result.clusters = try ConfigSource.decode(v)
+            if let t = try v.object().optional("initial_fetch_timeout") { result.initialFetchTimeout = try t.duration() }
+        }
         try obj.finish()
-        return DynamicResources(clusters: clusters)
+        return result
+    }
+}
+
+extension ADSConfig {
+    package static func decode(_ value: ConfigValue) throws -> ADSConfig {
+        let obj = try value.object()
+        try obj.unsupported([
+            "cluster_names", "refresh_delay", "request_timeout", "rate_limit_settings", "config_validators",
+        ])
+        let apiType = try obj.required("api_type")
+        switch try apiType.string() {
+        case "GRPC": break
+        case "DELTA_GRPC": throw apiType.error("api_type DELTA_GRPC is not supported yet (use GRPC, state of the world)")
+        case let other: throw apiType.error("ads_config api_type must be GRPC, not '\(other)'")
+        }
+        if let v = obj.optional("transport_api_version"), try v.string() != "V3" {
+            throw v.error("transport_api_version must be V3 (Envoy removed V2)")
+        }
+        let services = try obj.list("grpc_services")
+        guard services.count == 1 else {
+            throw value.error(at: "grpc_services", "ads_config needs exactly one grpc_services entry, found \(services.count)")
+        }
+        let service = try services[0].object()
+        try service.unsupported(["google_grpc", "timeout", "initial_metadata", "retry_policy"])
+        let envoy = try service.required("envoy_grpc").object()
+        let cluster = try envoy.required("cluster_name").nonEmptyString()
+        try envoy.unsupported(["authority", "retry_policy", "max_receive_message_length", "skip_envoy_headers"])
+        try envoy.finish()
+        try service.finish()
+        let nodeOnce = try obj.optional("set_node_on_first_message_only")?.bool() ?? false
+        try obj.finish()
+        return ADSConfig(clusterName: cluster, nodeOnFirstMessageOnly: nodeOnce)
+    }
+}
+
+extension ConfigSource {
+    package static func decode(_ value: ConfigValue) throws -> ConfigSource {
+        let obj = try value.object()
+        if obj.optional("ads") != nil {
+            try obj.unsupported(["api_config_source", "self", "authorities"])
+            if let v = obj.optional("resource_api_version"), try v.string() != "V3" {
+                throw v.error("resource_api_version must be V3 (Envoy removed V2)")
+            }
+            if let v = obj.optional("initial_fetch_timeout") { _ = try v.duration() }
+            guard let (_, ads) = try obj.oneOf(["path_config_source", "path", "ads"]) else { preconditionFailure() }
+            try ads.object().finish()
+            try obj.finish()
+            return .ads
+        }
+        return .file(try FileConfigSource.decode(value))
+    }
+}
+
+/// An HTTP connection manager's `rds`: its route configuration, by name, from a file or the ADS stream.
+public struct RDSConfig: Sendable, Hashable {
+    public var routeConfigName: String
+    public var source: ConfigSource
+
+    public init(routeConfigName: String, source: ConfigSource) {
+        self.routeConfigName = routeConfigName
+        self.source = source
+    }
+
+    package static func decode(_ value: ConfigValue) throws -> RDSConfig {
+        let obj = try value.object()
+        let name = try obj.required("route_config_name").nonEmptyString()
+        let source = try ConfigSource.decode(try obj.required("config_source"))
+        try obj.finish()
+        return RDSConfig(routeConfigName: name, source: source)
+    }
+}
+
+/// A cluster's `eds_cluster_config`: its endpoints are the `ClusterLoadAssignment` named `serviceName`, in a file
+/// or from the ADS stream.
+public struct EDSClusterConfig: Sendable, Hashable {
+    /// `service_name`, else the cluster's name.
+    public var serviceName: String
+    public var source: ConfigSource
+
+    public init(serviceName: String, source: ConfigSource) {
+        self.serviceName = serviceName
+        self.source = source
     }
 }
 
 extension FileConfigSource {
     package static func decode(_ value: ConfigValue) throws -> FileConfigSource {
         let obj = try value.object()
-        try obj.unsupported(["api_config_source", "ads", "self", "authorities"])
+        try obj.unsupported(["api_config_source", "self", "authorities"])
         if let v = obj.optional("resource_api_version"), try v.string() != "V3" {
             throw v.error("resource_api_version must be V3 (Envoy removed V2)")
         }
@@ -63,36 +179,5 @@ extension FileConfigSource {
         }
         try obj.finish()
         return result
-    }
-}
-
-/// An HTTP connection manager's `rds`: its route configuration, by name, from a file.
-public struct RDSConfig: Sendable, Hashable {
-    public var routeConfigName: String
-    public var source: FileConfigSource
-
-    public init(routeConfigName: String, source: FileConfigSource) {
-        self.routeConfigName = routeConfigName
-        self.source = source
-    }
-
-    package static func decode(_ value: ConfigValue) throws -> RDSConfig {
-        let obj = try value.object()
-        let name = try obj.required("route_config_name").nonEmptyString()
-        let source = try FileConfigSource.decode(try obj.required("config_source"))
-        try obj.finish()
-        return RDSConfig(routeConfigName: name, source: source)
-    }
-}
-
-/// A cluster's `eds_cluster_config`: its endpoints are the `ClusterLoadAssignment` named `serviceName` in a file.
-public struct EDSClusterConfig: Sendable, Hashable {
-    /// `service_name`, else the cluster's name.
-    public var serviceName: String
-    public var source: FileConfigSource
-
-    public init(serviceName: String, source: FileConfigSource) {
-        self.serviceName = serviceName
-        self.source = source
     }
 }

@@ -10,6 +10,12 @@ public struct DiscoveryFile<Resource: Sendable>: Sendable {
     /// Each resource as written (without its `@type`), as YAML text: what /config_dump shows.
     public var documents: [String]
 
+    public init(versionInfo: String, resources: [Resource], documents: [String]) {
+        self.versionInfo = versionInfo
+        self.resources = resources
+        self.documents = documents
+    }
+
     /// `what`: the service, for messages ("CDS"); `typeURL`: its resources' type; `name`: a resource's name,
     /// which must be unique.
     package static func load(path: String, what: String, typeURL: String, httpFilters: HTTPFilterCatalog = .none,

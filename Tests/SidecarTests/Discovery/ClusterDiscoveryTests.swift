@@ -123,7 +123,7 @@ struct ClusterDiscoveryTests {
     @Test func bootstrapReadsTheConfigSourceAndRefusesTransportsItDoesNotRun() throws {
         let yaml = Self.proxyYAML(cds: "/x/cds.yaml", staticPort: 1, watchedDirectory: "/x")
         let b = try Bootstrap.load(text: yaml)
-        #expect(b.dynamicResources?.clusters == FileConfigSource(path: "/x/cds.yaml", watchedDirectory: "/x"))
+        #expect(b.dynamicResources?.clusters == .file(FileConfigSource(path: "/x/cds.yaml", watchedDirectory: "/x")))
         #expect(b.listeners.count == 1)
 
         let ads = yaml.replacingOccurrences(of: "path_config_source: {path: \"/x/cds.yaml\", watched_directory: {path: \"/x\"}}",

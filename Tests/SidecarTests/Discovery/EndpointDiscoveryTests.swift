@@ -102,7 +102,7 @@ struct EndpointDiscoveryTests {
 
         let decoded = try Bootstrap.load(text: Self.proxyYAML(eds: "/x/eds.yaml"))
         #expect(decoded.clusters.first?.eds == EDSClusterConfig(
-            serviceName: "svc", source: FileConfigSource(path: "/x/eds.yaml")))
+            serviceName: "svc", source: .file(FileConfigSource(path: "/x/eds.yaml"))))
         #expect(throws: ConfigError.self) {
             try Bootstrap.load(text: Self.proxyYAML(eds: "/x").replacingOccurrences(of: "type: EDS, ", with: ""))
         }

@@ -3,14 +3,14 @@ import Foundation
 import NIOConcurrencyHelpers
 import SidecarCore
 
-/// One discovery file (`path_config_source`) and what became of it: the resources of the last accepted file, its
-/// version, and the outcome of every attempt, counted as Envoy's file subscriptions count them under each of
-/// `scopes` (`cluster_manager.cds`, `http.<prefix>.rds.<name>`). A file that cannot be read or parsed is a
-/// failure (`update_failure`); one whose resources are refused (a field Pilotfish does not run, a clash with a
-/// static resource, a snapshot that cannot be built) is rejected (`update_rejected`), and the resources accepted
-/// before keep serving.
-final class FileSubscription<Resource: Sendable>: Sendable {
-    let source: FileConfigSource
+/// One discovery subscription, to a file (`path_config_source`) or to a type on the ADS stream, and what became of
+/// it: the resources of the last accepted update, its version, and the outcome of every attempt, counted as
+/// Envoy's subscriptions count them under each of `scopes` (`cluster_manager.cds`, `http.<prefix>.rds.<name>`).
+/// A file that cannot be read or parsed is a failure (`update_failure`); an update whose resources are refused (a
+/// field Pilotfish does not run, a clash with a static resource, a snapshot that cannot be built) is rejected
+/// (`update_rejected`), and the resources accepted before keep serving.
+final class DiscoverySubscription<Resource: Sendable>: Sendable {
+    let source: ConfigSource
     /// "CDS", "RDS": for logs.
     let what: String
     private let read: @Sendable (String) throws -> DiscoveryFile<Resource>
@@ -46,7 +46,7 @@ final class FileSubscription<Resource: Sendable>: Sendable {
 
     /// `emptyCounted`: RDS counts files without resources as `update_empty` (and keeps what it had);
     /// `reloadCounted`: CDS and RDS count `config_reload` too.
-    init(source: FileConfigSource, what: String, scopes: [String], registry: StatsRegistry, emptyCounted: Bool = false,
+    init(source: ConfigSource, what: String, scopes: [String], registry: StatsRegistry, emptyCounted: Bool = false,
          reloadCounted: Bool = true, read: @escaping @Sendable (String) throws -> DiscoveryFile<Resource>) {
         self.source = source
         self.what = what
@@ -80,24 +80,36 @@ final class FileSubscription<Resource: Sendable>: Sendable {
     /// attempt and keeps the outcome. Returns the error of a refused attempt.
     @discardableResult
     func update(_ apply: ([Resource]) throws -> Void) -> String? {
+        guard let file = source.file else { return nil }
+        return update(from: file.path, { try read(file.path) }, apply)
+    }
+
+    /// An update that came decoded (from the ADS stream), or the error that refused it, as `update` takes a file.
+    @discardableResult
+    func update(with decoded: Result<DiscoveryFile<Resource>, Error>, _ apply: ([Resource]) throws -> Void) -> String? {
+        update(from: "ads", { try decoded.get() }, apply)
+    }
+
+    private func update(from origin: String, _ read: () throws -> DiscoveryFile<Resource>,
+                        _ apply: ([Resource]) throws -> Void) -> String? {
         counters.attempt.wrappingIncrement(ordering: .relaxed)
         let now = Date()
         let file: DiscoveryFile<Resource>
         do {
-            file = try read(source.path)
+            file = try read()
         } catch let error as ConfigError where error.path.isEmpty && error.others.isEmpty {
             // Nothing decoded: the file is missing, unreadable or not YAML/JSON (Envoy's fetch failure).
             counters.failure.wrappingIncrement(ordering: .relaxed)
-            return refused("\(source.path): \(error)", at: now, versionInfo: nil, rejected: false)
+            return refused("\(origin): \(error)", at: now, versionInfo: nil, rejected: false)
         } catch {
             counters.rejected.wrappingIncrement(ordering: .relaxed)
-            return refused("\(source.path): \(error)", at: now, versionInfo: nil, rejected: true)
+            return refused("\(origin): \(error)", at: now, versionInfo: nil, rejected: true)
         }
         do {
             try apply(file.resources)
         } catch {
             counters.rejected.wrappingIncrement(ordering: .relaxed)
-            return refused("\(source.path): \(error)", at: now, versionInfo: file.versionInfo, rejected: true)
+            return refused("\(origin): \(error)", at: now, versionInfo: file.versionInfo, rejected: true)
         }
         let keep = emptyCounted && file.resources.isEmpty
         if keep { counters.empty.wrappingIncrement(ordering: .relaxed) }
@@ -111,7 +123,7 @@ final class FileSubscription<Resource: Sendable>: Sendable {
         counters.reload.wrappingIncrement(ordering: .relaxed)
         counters.updateTime.store(Int(now.timeIntervalSince1970 * 1000), ordering: .relaxed)
         Log.info("\(what.lowercased()): update accepted", [
-            ("path", source.path), ("version_info", file.versionInfo), ("resources", "\(file.resources.count)"),
+            ("path", origin), ("version_info", file.versionInfo), ("resources", "\(file.resources.count)"),
         ])
         return nil
     }
@@ -127,7 +139,8 @@ final class FileSubscription<Resource: Sendable>: Sendable {
 
     /// Watches the file's directory (or `watched_directory`): `changed` runs on the watcher's thread for each
     /// file moved into place.
-    func watch(_ changed: @escaping @Sendable () -> Void) throws -> FileMoveWatcher {
+    func watch(_ changed: @escaping @Sendable () -> Void) throws -> FileMoveWatcher? {
+        guard let source = source.file else { return nil }
         let file = URL(fileURLWithPath: source.path)
         return try FileMoveWatcher(
             directory: source.watchedDirectory ?? file.deletingLastPathComponent().path,

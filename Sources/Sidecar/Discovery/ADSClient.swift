@@ -1,0 +1,220 @@
+import Dispatch
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GRPCProtobuf
+import NIOConcurrencyHelpers
+import NIOCore
+import SidecarCore
+import SwiftProtobuf
+import XDSMessages
+
+/// The aggregated discovery stream (`envoy.service.discovery.v3.AggregatedDiscoveryService/
+/// StreamAggregatedResources`, state of the world) to the control plane of `ads_config`. It sends what `ADSState`
+/// says, hands each response's resources to `apply` (which installs them or says why not) one at a time, off the
+/// event loops, and answers with the ACK or NACK. When the stream ends it keeps the config it has and opens a new
+/// one after a jittered exponential back-off (Envoy's: from 500 ms, at most 30 s), sending the versions it has.
+final class ADSClient: Sendable {
+    typealias Apply = @Sendable (_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String) -> String?
+
+    private static let method = MethodDescriptor(
+        fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
+        method: "StreamAggregatedResources")
+
+    private let client: GRPCClient<HTTP2ClientTransport.Posix>
+    private let node: Envoy_Config_Core_V3_Node
+    private let apply: Apply
+    /// The names wanted now for a non-wildcard type (EDS, RDS).
+    private let names: @Sendable (String) -> Set<String>
+    private let applyQueue = DispatchQueue(label: "pilotfish.ads.apply")
+    private let state: NIOLockedValueBox<Shared>
+    private let connected = NIOLockedValueBox(false)
+    private let initialFetchTimeout: TimeInterval
+
+    private struct Shared {
+        var protocolState: ADSState
+        var outbound: AsyncStream<Envoy_Service_Discovery_V3_DiscoveryRequest>.Continuation?
+        var onInitialized: (@Sendable () -> Void)?
+        var task: Task<Void, Never>?
+        var stopped = false
+    }
+
+    /// `types`: the resource types wanted, in Envoy's order, with whether each is a wildcard subscription.
+    init(address: NIOCore.SocketAddress, config: ADSConfig, nodeID: String, nodeCluster: String,
+         types: [(typeURL: String, wildcard: Bool)], initialFetchTimeout: TimeInterval, registry: StatsRegistry,
+         names: @escaping @Sendable (String) -> Set<String>, apply: @escaping Apply) throws {
+        guard let ip = address.ipAddress, let port = address.port else {
+            throw ServerError("the ADS cluster's address \(address) is not an IP address")
+        }
+        let transport: HTTP2ClientTransport.Posix
+        if address.protocol == .inet6 {
+            let target: ResolvableTargets.IPv6 = .ipv6(address: ip, port: port)
+            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+        } else {
+            let target: ResolvableTargets.IPv4 = .ipv4(address: ip, port: port)
+            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+        }
+        client = GRPCClient(transport: transport)
+        var node = Envoy_Config_Core_V3_Node()
+        node.id = nodeID
+        node.cluster = nodeCluster
+        node.userAgentName = "pilotfish"
+        node.userAgentVersion = SidecarVersion.string
+        self.node = node
+        self.names = names
+        self.apply = apply
+        self.initialFetchTimeout = initialFetchTimeout
+        state = NIOLockedValueBox(Shared(protocolState: ADSState(
+            types: types, nodeOnFirstMessageOnly: config.nodeOnFirstMessageOnly)))
+        let connected = self.connected
+        registry.registerComputed("control_plane.connected_state", kind: .gauge) { connected.withLockedValue { $0 } ? 1 : 0 }
+    }
+
+    /// Whether every wanted type had its first response (or the initial fetch timed out).
+    var initialized: Bool { state.withLockedValue { $0.onInitialized == nil } }
+
+    /// Opens the stream. `onInitialized` runs once, when every wanted type had its first response, or once
+    /// `initialFetchTimeout` passed without.
+    func start(onInitialized: @escaping @Sendable () -> Void) {
+        state.withLockedValue { s in
+            s.onInitialized = onInitialized
+            for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
+                _ = s.protocolState.namesChanged(typeURL: url, to: names(url))
+            }
+        }
+        checkInitialized()
+        if initialFetchTimeout > 0 {
+            DispatchQueue.global().asyncAfter(deadline: .now() + initialFetchTimeout) { [weak self] in
+                guard let self, let done = self.state.withLockedValue({ s -> (@Sendable () -> Void)? in
+                    defer { s.onInitialized = nil }
+                    return s.onInitialized
+                }) else { return }
+                Log.warning("ads: initial fetch timed out; serving with what arrived", [])
+                done()
+            }
+        }
+        let client = self.client
+        Task { try? await client.runConnections() }
+        let task = Task { [weak self] in guard let self else { return }; await self.run() }
+        state.withLockedValue { $0.task = task }
+    }
+
+    func stop() {
+        let task = state.withLockedValue { s -> Task<Void, Never>? in
+            s.stopped = true
+            s.outbound?.finish()
+            return s.task
+        }
+        task?.cancel()
+        client.beginGracefulShutdown()
+    }
+
+    /// The names wanted for the non-wildcard types may have changed (a CDS update brought EDS clusters): asks for
+    /// the new ones.
+    func refreshNames() {
+        state.withLockedValue { s in
+            for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
+                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(message(r)) }
+            }
+        }
+        checkInitialized()
+    }
+
+    private func checkInitialized() {
+        let done = state.withLockedValue { s -> (@Sendable () -> Void)? in
+            guard s.protocolState.initialFetchDone, let done = s.onInitialized else { return nil }
+            s.onInitialized = nil
+            return done
+        }
+        done?()
+    }
+
+    private func message(_ r: ADSState.Request) -> Envoy_Service_Discovery_V3_DiscoveryRequest {
+        var m = Envoy_Service_Discovery_V3_DiscoveryRequest()
+        m.typeURL = r.typeURL
+        m.versionInfo = r.versionInfo
+        m.resourceNames = r.resourceNames
+        m.responseNonce = r.responseNonce
+        if r.includeNode { m.node = node }
+        if let error = r.errorDetail {
+            var status = Google_Rpc_Status()
+            status.code = 3  // INVALID_ARGUMENT, as Envoy sends
+            status.message = error
+            m.errorDetail = status
+        }
+        return m
+    }
+
+    /// Streams until stopped, reconnecting with back-off.
+    private func run() async {
+        var attempt = 0
+        while !Task.isCancelled, !state.withLockedValue({ $0.stopped }) {
+            let (stream, continuation) = AsyncStream<Envoy_Service_Discovery_V3_DiscoveryRequest>.makeStream()
+            state.withLockedValue { s in
+                s.outbound = continuation
+                for r in s.protocolState.streamStarted() { continuation.yield(message(r)) }
+            }
+            let received = NIOLockedValueBox(false)
+            do {
+                try await client.bidirectionalStreaming(
+                    request: StreamingClientRequest(producer: { writer in
+                        for await request in stream { try await writer.write(request) }
+                    }),
+                    descriptor: Self.method,
+                    serializer: ProtobufSerializer<Envoy_Service_Discovery_V3_DiscoveryRequest>(),
+                    deserializer: ProtobufDeserializer<Envoy_Service_Discovery_V3_DiscoveryResponse>(),
+                    options: .defaults
+                ) { [self] response in
+                    for try await message in response.messages {
+                        if !received.withLockedValue({ $0 }) {
+                            received.withLockedValue { $0 = true }
+                            connected.withLockedValue { $0 = true }
+                            Log.info("ads: stream established", [])
+                        }
+                        await handle(message)
+                    }
+                }
+                Log.warning("ads: stream closed by the control plane", [])
+            } catch {
+                if !state.withLockedValue({ $0.stopped }) {
+                    Log.warning("ads: stream failed", [("error", "\(error)")])
+                }
+            }
+            connected.withLockedValue { $0 = false }
+            state.withLockedValue { s in
+                s.protocolState.streamEnded()
+                s.outbound = nil
+            }
+            continuation.finish()
+            if received.withLockedValue({ $0 }) { attempt = 0 }
+            // Envoy's jittered exponential back-off: a random wait below min(500 ms × 2^attempt, 30 s).
+            let ceiling = min(0.5 * pow(2, Double(min(attempt, 10))), 30)
+            attempt += 1
+            try? await Task.sleep(nanoseconds: UInt64(Double.random(in: 0.05...max(0.05, ceiling)) * 1e9))
+        }
+    }
+
+    /// Applies one response off the cooperative pool (installing blocks), then ACKs or NACKs it.
+    private func handle(_ response: Envoy_Service_Discovery_V3_DiscoveryResponse) async {
+        let apply = self.apply
+        let error: String? = await withCheckedContinuation { done in
+            applyQueue.async { done.resume(returning: apply(response.typeURL, response.resources, response.versionInfo)) }
+        }
+        if let error {
+            Log.warning("ads: update rejected (NACK)", [
+                ("type_url", response.typeURL), ("version_info", response.versionInfo), ("error", error),
+            ])
+        }
+        state.withLockedValue { s in
+            if let r = s.protocolState.responded(typeURL: response.typeURL, versionInfo: response.versionInfo,
+                                                 nonce: response.nonce, error: error) {
+                s.outbound?.yield(message(r))
+            }
+            // A CDS update may have changed the EDS names: ask for them right after the ACK, as Envoy does.
+            for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
+                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(message(r)) }
+            }
+        }
+        checkInitialized()
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import SidecarCore
+import SwiftProtobuf
+import XDSMessages
+
+/// Resources from a control plane, protobuf `Any`s, made into the same typed config values a discovery file
+/// gives: each is checked for fields Pilotfish's subset lacks (they land in unknown fields; one is refused, naming
+/// its number and message, never dropped), then written as Envoy's JSON form and handed to the file decoder, so a
+/// field is refused with the same words whichever way it came.
+enum XDSResourceDecoding {
+    /// The `Any` payload types, registered once so that nested `typed_config`s encode as JSON.
+    private static let registered: Bool = {
+        for type in XDSAnyTypes.all { Google_Protobuf_Any.register(messageType: type) }
+        return true
+    }()
+
+    private static let jsonOptions: JSONEncodingOptions = {
+        var o = JSONEncodingOptions()
+        o.preserveProtoFieldNames = true
+        return o
+    }()
+
+    /// `resources` as a discovery file of `typeURL` resources, at `versionInfo`.
+    static func decode<R>(_ resources: [Google_Protobuf_Any], versionInfo: String, typeURL: String, what: String,
+                          httpFilters: HTTPFilterCatalog = .none, decode: (ConfigValue) throws -> R,
+                          name: (R) -> String) throws -> DiscoveryFile<R> {
+        _ = registered
+        var items: [String] = []
+        for (i, any) in resources.enumerated() {
+            guard any.typeURL == typeURL else {
+                throw ConfigError(path: "resources[\(i)]", line: nil,
+                                  message: "a \(what) resource must be a \(typeURL), not '\(any.typeURL)'")
+            }
+            do {
+                try UnknownFieldCheck.check(any: any)
+                items.append(try any.jsonString(options: jsonOptions))
+            } catch let error as UnknownFieldCheck.Refusal {
+                throw ConfigError(path: "resources[\(i)]\(error.path)", line: nil, message: error.message)
+            } catch {
+                throw ConfigError(path: "resources[\(i)]", line: nil, message: "cannot decode \(typeURL): \(error)")
+            }
+        }
+        let text = "{\"version_info\": \(jsonQuoted(versionInfo)), \"resources\": [\(items.joined(separator: ",\n"))]}"
+        do {
+            return try DiscoveryFile.decode(text: text, what: what, typeURL: typeURL, httpFilters: httpFilters,
+                                            decode: decode, name: name)
+        } catch let error as ConfigError {
+            // The JSON is ours, so its lines mean nothing to the control plane: the path names the field.
+            throw error.withoutLines
+        }
+    }
+
+    private static func jsonQuoted(_ s: String) -> String {
+        let data = try! JSONSerialization.data(withJSONObject: [s], options: [])
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
+    }
+}
+
+extension ConfigError {
+    /// The same errors without line numbers.
+    var withoutLines: ConfigError {
+        var all = self.all.map { ConfigError(path: $0.path, line: nil, message: $0.message) }
+        var first = all.removeFirst()
+        first.others = all
+        return first
+    }
+}
+
+/// Walks a message, and the payload of every `Any` in it, for unknown fields: a field the control plane set that
+/// Pilotfish's protobuf subset lacks, which would otherwise be lost without a word.
+struct UnknownFieldCheck: SwiftProtobuf.Visitor {
+    struct Refusal: Error {
+        var path: String
+        var message: String
+    }
+
+    /// The field path so far (".load_assignment.endpoints[0]"), for the refusal.
+    private var path: String
+    private let messageName: String
+
+    private init(path: String, message: any SwiftProtobuf.Message) {
+        self.path = path
+        messageName = type(of: message).protoMessageName
+    }
+
+    static func check(any: Google_Protobuf_Any) throws {
+        try check(any: any, path: "")
+    }
+
+    private static func check(any: Google_Protobuf_Any, path: String) throws {
+        guard let type = Google_Protobuf_Any.messageType(forTypeURL: any.typeURL) else {
+            throw Refusal(path: path, message: "unsupported type '\(any.typeURL)': Pilotfish does not run it")
+        }
+        let message = try type.init(unpackingAny: any)
+        try check(message, path: path)
+    }
+
+    private static func check(_ message: any SwiftProtobuf.Message, path: String) throws {
+        if let any = message as? Google_Protobuf_Any {
+            try check(any: any, path: path)
+            return
+        }
+        var visitor = UnknownFieldCheck(path: path, message: message)
+        try message.traverse(visitor: &visitor)
+    }
+
+    private func name(_ number: Int) -> String {
+        XDSAnyTypes.fieldNames[messageName]?[number] ?? "#\(number)"
+    }
+
+    mutating func visitUnknown(bytes: Data) throws {
+        let numbers = Self.fieldNumbers(bytes)
+        let list = numbers.map(String.init).joined(separator: ", ")
+        let noun = numbers.count == 1 ? "field number \(list) is" : "field numbers \(list) are"
+        throw Refusal(path: path, message: "\(messageName) \(noun) not supported by Pilotfish (not in its subset of the API)")
+    }
+
+    /// The field numbers in unknown-field bytes (protobuf wire format).
+    static func fieldNumbers(_ bytes: Data) -> [Int] {
+        var numbers: [Int] = []
+        var i = bytes.startIndex
+        func varint() -> UInt64? {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while i < bytes.endIndex, shift < 64 {
+                let b = bytes[i]
+                i += 1
+                v |= UInt64(b & 0x7f) << shift
+                if b & 0x80 == 0 { return v }
+                shift += 7
+            }
+            return nil
+        }
+        while i < bytes.endIndex, let tag = varint() {
+            let number = Int(tag >> 3)
+            if !numbers.contains(number) { numbers.append(number) }
+            switch tag & 7 {
+            case 0: guard varint() != nil else { return numbers }
+            case 1: i += 8
+            case 2: guard let n = varint() else { return numbers }; i += Int(n)
+            case 5: i += 4
+            default: return numbers  // groups: not in Envoy's API
+            }
+        }
+        return numbers
+    }
+
+    mutating func visitSingularMessageField<M: SwiftProtobuf.Message>(value: M, fieldNumber: Int) throws {
+        try Self.check(value, path: "\(path).\(name(fieldNumber))")
+    }
+
+    mutating func visitRepeatedMessageField<M: SwiftProtobuf.Message>(value: [M], fieldNumber: Int) throws {
+        for (i, v) in value.enumerated() { try Self.check(v, path: "\(path).\(name(fieldNumber))[\(i)]") }
+    }
+
+    mutating func visitMapField<KeyType, ValueType: MapValueType>(
+        fieldType: _ProtobufMap<KeyType, ValueType>.Type, value: _ProtobufMap<KeyType, ValueType>.BaseType,
+        fieldNumber: Int) throws {}
+
+    mutating func visitMapField<KeyType, ValueType>(
+        fieldType: _ProtobufEnumMap<KeyType, ValueType>.Type, value: _ProtobufEnumMap<KeyType, ValueType>.BaseType,
+        fieldNumber: Int) throws {}
+
+    mutating func visitMapField<KeyType, ValueType>(
+        fieldType: _ProtobufMessageMap<KeyType, ValueType>.Type,
+        value: _ProtobufMessageMap<KeyType, ValueType>.BaseType, fieldNumber: Int) throws {
+        for (k, v) in value {
+            try Self.check(v as! any SwiftProtobuf.Message, path: "\(path).\(name(fieldNumber))[\(k)]")
+        }
+    }
+
+    mutating func visitSingularDoubleField(value: Double, fieldNumber: Int) throws {}
+    mutating func visitSingularInt64Field(value: Int64, fieldNumber: Int) throws {}
+    mutating func visitSingularUInt64Field(value: UInt64, fieldNumber: Int) throws {}
+    mutating func visitSingularBoolField(value: Bool, fieldNumber: Int) throws {}
+    mutating func visitSingularStringField(value: String, fieldNumber: Int) throws {}
+    mutating func visitSingularBytesField(value: Data, fieldNumber: Int) throws {}
+    mutating func visitSingularEnumField<E: SwiftProtobuf.Enum>(value: E, fieldNumber: Int) throws {}
+}

@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Config from a control plane over ADS (issue 15), the same scenarios against Envoy 1.40 and the sidecar.
+
+Usage: python3 scripts/lib/xds_ads_suite.py --proxy envoy|sidecar --bin PATH [NAME|PATTERN]... [--list] [-v]
+(normally through scripts/e2e-xds, on .venv-e2e's Python with grpcio and xds-protos).
+
+The control plane is written here with grpcio and xds-protos (Envoy's own generated messages): an
+AggregatedDiscoveryService, state of the world, that answers each subscription with the resources it holds,
+records every request (versions, nonces, error_detail, node), and pushes new resources to the open streams.
+The proxy: one listener (stat_prefix xds) whose connection manager takes route configuration `dyn` over ADS;
+CDS over ADS (`svc`, an EDS cluster whose endpoints come over ADS too); the static cluster `xds_cluster` to the
+plane (HTTP/2, plaintext). Backends are loopback HTTP/1.1 servers that answer their own name.
+
+Scenarios:
+  initial         /ready is 503 PRE_INITIALIZING while the plane holds its answers; once it answers, 200 LIVE
+                  and GET / reaches a; every response is ACKed with its version and nonce; the node is sent.
+  under-load      4 keep-alive clients for 4 s while the plane moves svc's endpoints a → a+b → b → a+b → a and
+                  the route between svc and the static cluster `b`: no request fails, both answer.
+  nack            a cluster with connect_timeout 0s is NACKed (error_detail names the field, version stays 1);
+                  a keeps serving; update_rejected 1; the next good push is ACKed and taken.
+  unknown-field   (sidecar) a Cluster with track_cluster_stats set, a field Pilotfish's subset lacks: NACKed, naming
+                  field number 49 of envoy.config.cluster.v3.Cluster; a keeps serving.
+  plane-restart   the plane is stopped: the proxy keeps serving, control_plane.connected_state goes to 0; a new
+                  plane on the same port gets requests with the versions the proxy has, pushes b, and b serves.
+
+Output: a PASS/FAIL line per scenario and `xds-ads: N passed, N failed, 0 skipped`; exit 1 if any failed. Only
+loopback is used; processes are stopped by PID, pass or fail.
+"""
+
+import os
+import queue
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401 (registers the type for Any)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import json_format
+
+from suite_common import (
+    ScenarioContext,  # noqa: F401
+    admin_stats,
+    check,
+    free_ports,
+    http_call,
+    main as run_suite,
+    sockaddr,
+    wait_for,
+)
+from xds_file_suite import NameServer, backends, body, load
+
+CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+H2_OPTIONS = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "explicit_http_config": {"http2_protocol_options": {}}}}
+MESSAGES = {CDS: cluster_pb2.Cluster, EDS: endpoint_pb2.ClusterLoadAssignment, RDS: route_pb2.RouteConfiguration}
+NAME_FIELD = {CDS: "name", EDS: "cluster_name", RDS: "name"}
+
+
+class ControlPlane:
+    """A state-of-the-world ADS server: per type, a version and resources by name."""
+
+    def __init__(self, port, hold=False):
+        self.port = port
+        self.lock = threading.Lock()
+        self.state = {}  # type_url -> (version, {name: message})
+        self.requests = []  # every DiscoveryRequest, in order
+        self.streams = []
+        self.nonce = 0
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self._Servicer(self), self.server)
+        self.server.add_insecure_port("127.0.0.1:%d" % port)
+        self.server.start()
+
+    class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+        def __init__(self, plane):
+            self.plane = plane
+
+        def StreamAggregatedResources(self, request_iterator, context):
+            return self.plane._stream(request_iterator, context)
+
+    class _Stream:
+        def __init__(self):
+            self.out = queue.Queue()
+            self.names = {}  # type_url -> set of names (empty: wildcard)
+            self.sent = {}  # type_url -> version sent
+
+    def _stream(self, requests, context):
+        s = self._Stream()
+        with self.lock:
+            self.streams.append(s)
+
+        def reader():
+            try:
+                for r in requests:
+                    with self.lock:
+                        self.requests.append(r)
+                        if r.response_nonce == "" or set(r.resource_names) != s.names.get(r.type_url):
+                            s.names[r.type_url] = set(r.resource_names)
+                            if self.released.is_set():
+                                self._send(s, r.type_url, force=True)
+            except Exception:
+                pass
+            s.out.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        self.released.wait()
+        with self.lock:
+            for t in list(s.names):
+                if s.sent.get(t) is None:
+                    self._send(s, t, force=True)
+        while True:
+            m = s.out.get()
+            if m is None:
+                break
+            yield m
+        with self.lock:
+            self.streams.remove(s)
+
+    def _send(self, s, type_url, force=False):
+        if type_url not in s.names or type_url not in self.state:
+            return
+        version, resources = self.state[type_url]
+        if not force and s.sent.get(type_url) == version:
+            return
+        names = s.names[type_url]
+        chosen = [m for n, m in sorted(resources.items()) if not names or n in names]
+        self.nonce += 1
+        resp = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce=str(self.nonce))
+        for m in chosen:
+            resp.resources.add().Pack(m)
+        s.sent[type_url] = version
+        s.out.put(resp)
+
+    def set(self, type_url, version, resources):
+        """Holds `resources` (dicts in Envoy's JSON form, or messages) as `type_url` at `version`, and pushes
+        them to every stream subscribed to the type."""
+        msgs = {}
+        for r in resources:
+            if isinstance(r, dict):
+                r = json_format.ParseDict(r, MESSAGES[type_url]())
+            msgs[getattr(r, NAME_FIELD[type_url])] = r
+        with self.lock:
+            self.state[type_url] = (version, msgs)
+            for s in self.streams:
+                self._send(s, type_url)
+
+    def release(self):
+        with self.lock:
+            self.released.set()
+
+    def acks(self, type_url):
+        """(version_info, response_nonce, error_detail message) of every request for `type_url`."""
+        with self.lock:
+            return [(r.version_info, r.response_nonce, r.error_detail.message if r.HasField("error_detail") else None)
+                    for r in self.requests if r.type_url == type_url]
+
+    def stop(self):
+        self.server.stop(0)
+
+
+def eds_cluster(name="svc", extra=None):
+    c = {"name": name, "connect_timeout": "1s", "type": "EDS",
+         "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}}
+    c.update(extra or {})
+    return c
+
+
+def assignment(ports, name="svc"):
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": sockaddr(p)}} for p in ports]}]}
+
+
+def routes(cluster_name):
+    return {"name": "dyn", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]}
+
+
+def bootstrap(admin, port, plane_port, statics=()):
+    hcm = {"@type": HCM, "stat_prefix": "xds", "codec_type": "AUTO",
+           "rds": {"route_config_name": "dyn", "config_source": {"ads": {}, "resource_api_version": "V3"}},
+           "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}
+    clusters = [{"name": "xds_cluster", "connect_timeout": "1s", "type": "STATIC",
+                 "typed_extension_protocol_options": H2_OPTIONS,
+                 "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
+                     {"endpoint": {"address": sockaddr(plane_port)}}]}]}}]
+    for name, p in statics:
+        clusters.append({"name": name, "connect_timeout": "1s", "type": "STATIC",
+                         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                             {"endpoint": {"address": sockaddr(p)}}]}]}})
+    return {"admin": {"address": sockaddr(admin)},
+            "node": {"id": "xds-ads", "cluster": "xds-ads"},
+            "dynamic_resources": {
+                "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                               "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]},
+                "cds_config": {"ads": {}, "resource_api_version": "V3"}},
+            "static_resources": {
+                "listeners": [{"name": "xds", "address": sockaddr(port), "filter_chains": [
+                    {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+                "clusters": clusters}}
+
+
+def plane(t, port=None, hold=False):
+    port = port or free_ports(1)[0]
+    p = ControlPlane(port, hold=hold)
+    t.on_close("control plane", p.stop)
+    return p
+
+
+def seed(p, a_port, version="1"):
+    p.set(CDS, version, [eds_cluster()])
+    p.set(EDS, version, [assignment([a_port])])
+    p.set(RDS, version, [routes("svc")])
+
+
+def start(t, p, statics=()):
+    admin, port = free_ports(2)
+    proc, _ = t.launch_proxy(bootstrap(admin, port, p.port, statics), admin, [port])
+    return proc, admin, port
+
+
+def stat(admin, name):
+    return admin_stats(admin).get(name, 0)
+
+
+def ready(admin):
+    """Admin /ready as (status, text); (0, error) while the admin does not answer."""
+    try:
+        status, text = http_call(admin, "GET", "/ready", timeout=1)
+        return status, text.strip()
+    except OSError as e:
+        return 0, str(e)
+
+
+def initial(t):
+    (a,) = backends(t, "a")
+    p = plane(t, hold=True)
+    seed(p, a.port)
+    admin, port = free_ports(2)
+    path = t.write_config(bootstrap(admin, port, p.port))
+    proc = t.spawn(t.suite.proxy_argv(path), "proxy")
+    check(wait_for(lambda: ready(admin)[0] == 503, 10), "/ready while the plane holds its answers: %s" % (ready(admin),))
+    time.sleep(0.5)
+    check(ready(admin) == (503, "PRE_INITIALIZING"), "/ready said %s" % (ready(admin),))
+    p.release()
+    check(wait_for(lambda: ready(admin)[0] == 200, 10), "/ready after the plane answered: %s" % (ready(admin),))
+    check(wait_for(lambda: body(port) == "200 a", 5), "GET /: %s" % body(port))
+    for url in (CDS, EDS, RDS):
+        check(wait_for(lambda: any(v == "1" and n and e is None for v, n, e in p.acks(url)), 5),
+              "no ACK of version 1 for %s: %s" % (url, p.acks(url)))
+    with p.lock:
+        first = p.requests[0]
+    check(first.node.id == "xds-ads" and first.node.cluster == "xds-ads", "node on the first request: %s" % first.node)
+    check(stat(admin, "control_plane.connected_state") == 1, "connected_state %d"
+          % stat(admin, "control_plane.connected_state"))
+    return "PRE_INITIALIZING until the plane answered, then LIVE; a serves; CDS, EDS and RDS ACKed at version 1"
+
+
+def under_load(t):
+    a, b = backends(t, "a", "b")
+    p = plane(t)
+    seed(p, a.port)
+    proc, admin, port = start(t, p, statics=[("b", b.port)])
+    check(body(port) == "200 a", "GET /: %s" % body(port))
+    steps = [[a.port, b.port], [b.port], [a.port, b.port], [a.port]]
+
+    def changes():
+        for i, ports in enumerate(steps):
+            p.set(EDS, str(i + 2), [assignment(ports)])
+            time.sleep(0.4)
+            p.set(RDS, str(i + 2), [routes("b" if i % 2 == 0 else "svc")])
+            time.sleep(0.4)
+            check(proc.alive(), "the proxy died: %s" % proc.stderr_tail())
+
+    ok, bad = load(port, 4, changes)
+    check(not bad, "%d failed requests of %d, first: %s" % (len(bad), ok + len(bad), bad[:3]))
+    check(ok >= 100, "only %d requests" % ok)
+    check(a.count > 0 and b.count > 0, "backend a answered %d, b %d" % (a.count, b.count))
+    eds = stat(admin, "cluster.svc.update_success")
+    rds = stat(admin, "http.xds.rds.dyn.update_success")
+    check(eds == 5 and rds == 5, "update_success: cluster.svc %d, rds.dyn %d (want 5 each)" % (eds, rds))
+    return "%d requests, none failed (a %d, b %d); EDS and RDS update_success 5" % (ok, a.count, b.count)
+
+
+def nack(t):
+    a, b = backends(t, "a", "b")
+    p = plane(t)
+    seed(p, a.port)
+    proc, admin, port = start(t, p)
+    p.set(CDS, "2", [eds_cluster(extra={"connect_timeout": "0s"})])
+    check(wait_for(lambda: any(e for v, n, e in p.acks(CDS)), 5), "no NACK: %s" % p.acks(CDS))
+    version, _, error = [x for x in p.acks(CDS) if x[2]][0]
+    check(version == "1", "the NACK's version_info is %r, not the last accepted 1" % version)
+    check("connect_timeout" in error, "the NACK does not name connect_timeout: %s" % error)
+    check(stat(admin, "cluster_manager.cds.update_rejected") == 1, "update_rejected %d"
+          % stat(admin, "cluster_manager.cds.update_rejected"))
+    check(body(port) == "200 a", "after the NACK: %s" % body(port))
+    # CDS, then EDS (the order the protocol asks of a control plane): Envoy warms the new cluster until its
+    # assignment arrives, and ACKs the CDS update then.
+    p.set(CDS, "3", [eds_cluster(extra={"connect_timeout": "2s"})])
+    time.sleep(0.2)
+    p.set(EDS, "3", [assignment([b.port])])
+    check(wait_for(lambda: ("3", True, None) in [(v, bool(n), e) for v, n, e in p.acks(CDS)], 5),
+          "version 3 not ACKed: %s" % p.acks(CDS))
+    check(wait_for(lambda: body(port) == "200 b", 5), "after version 3: %s" % body(port))
+    return "NACKed at version 1 (%s); a kept serving; version 3 ACKed and b serves" % error[:90]
+
+
+def unknown_field(t):
+    if t.suite.proxy == "envoy":
+        return "skip: Envoy knows every field"
+    (a,) = backends(t, "a")
+    p = plane(t)
+    seed(p, a.port)
+    proc, admin, port = start(t, p)
+    p.set(CDS, "2", [eds_cluster(extra={"track_cluster_stats": {"timeout_budgets": True}})])
+    check(wait_for(lambda: any(e for v, n, e in p.acks(CDS)), 5), "no NACK: %s" % p.acks(CDS))
+    error = [x for x in p.acks(CDS) if x[2]][0][2]
+    check("49" in error and "envoy.config.cluster.v3.Cluster" in error, "the NACK does not name field 49: %s" % error)
+    check(body(port) == "200 a", "after the NACK: %s" % body(port))
+    return "NACKed: %s" % error[:120]
+
+
+def plane_restart(t):
+    a, b = backends(t, "a", "b")
+    p = plane(t)
+    seed(p, a.port)
+    proc, admin, port = start(t, p)
+    check(stat(admin, "control_plane.connected_state") == 1, "connected_state before: %d"
+          % stat(admin, "control_plane.connected_state"))
+    p.stop()
+    check(wait_for(lambda: stat(admin, "control_plane.connected_state") == 0, 10),
+          "connected_state after the plane stopped: %d" % stat(admin, "control_plane.connected_state"))
+    for _ in range(20):
+        check(body(port) == "200 a", "while the plane is away: %s" % body(port))
+    q = plane(t, port=p.port)
+    seed(q, a.port)
+    q.set(EDS, "2", [assignment([b.port])])
+    check(wait_for(lambda: body(port) == "200 b", 15), "after the new plane pushed b: %s" % body(port))
+    first = q.acks(CDS)[0]
+    check(first[0] == "1", "the new stream's CDS request has version %r, not the 1 the proxy has" % first[0])
+    check(stat(admin, "control_plane.connected_state") == 1, "connected_state after: %d"
+          % stat(admin, "control_plane.connected_state"))
+    return "served through the outage; reconnected with version 1; b from the new plane serves"
+
+
+SCENARIOS = [
+    ("initial", initial),
+    ("under-load", under_load),
+    ("nack", nack),
+    ("unknown-field", unknown_field),
+    ("plane-restart", plane_restart),
+]
+
+if __name__ == "__main__":
+    raise SystemExit(run_suite("xds-ads", __doc__, SCENARIOS, "pf-ads", scenario_limit=60))
