@@ -215,6 +215,8 @@ let package = Package(
                 "MeshCapture",
                 "Injection",
                 "FuzzTargets",
+                "XDSMessages",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

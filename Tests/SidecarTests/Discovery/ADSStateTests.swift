@@ -1,0 +1,74 @@
+import Testing
+@testable import Sidecar
+@testable import SidecarCore
+
+/// The ADS protocol state on its own: which requests a stream sends, what ACKs and NACKs carry, and when the
+/// first fetch is over.
+struct ADSStateTests {
+    let cds = DiscoveryResources.cluster
+    let eds = DiscoveryResources.clusterLoadAssignment
+    let rds = DiscoveryResources.routeConfiguration
+
+    func state(nodeOnce: Bool = false) -> ADSState {
+        ADSState(types: [(cds, true), (eds, false), (rds, false)], nodeOnFirstMessageOnly: nodeOnce)
+    }
+
+    @Test func aStreamAsksForTheWildcardTypesAndTheNamedOnesThatHaveNames() {
+        var s = state()
+        #expect(s.namesChanged(typeURL: rds, to: ["dyn"]) == nil)  // no stream yet: nothing to send
+        let first = s.streamStarted()
+        #expect(first.map(\.typeURL) == [cds, rds])
+        #expect(first[0].resourceNames == [] && first[1].resourceNames == ["dyn"])
+        #expect(first.allSatisfy { $0.versionInfo == "" && $0.responseNonce == "" && $0.errorDetail == nil })
+        #expect(first.allSatisfy { $0.includeNode })
+    }
+
+    @Test func theNodeGoesOnTheFirstRequestOnlyWhenAskedTo() {
+        var s = state(nodeOnce: true)
+        _ = s.namesChanged(typeURL: rds, to: ["dyn"])
+        #expect(s.streamStarted().map(\.includeNode) == [true, false])
+        s.streamEnded()
+        #expect(s.streamStarted().map(\.includeNode) == [true, false])  // again on each new stream
+    }
+
+    @Test func anACKTakesTheVersionAndANACKKeepsTheLastAcceptedOne() {
+        var s = state()
+        _ = s.streamStarted()
+        let ack = s.responded(typeURL: cds, versionInfo: "1", nonce: "n1", error: nil)
+        #expect(ack == .init(typeURL: cds, versionInfo: "1", resourceNames: [], responseNonce: "n1", errorDetail: nil,
+                             includeNode: true))
+        let nack = s.responded(typeURL: cds, versionInfo: "2", nonce: "n2", error: "connect_timeout: bad")
+        #expect(nack?.versionInfo == "1" && nack?.responseNonce == "n2" && nack?.errorDetail == "connect_timeout: bad")
+        // A new stream says what the proxy has, without a nonce.
+        s.streamEnded()
+        let again = s.streamStarted()
+        #expect(again.first?.versionInfo == "1" && again.first?.responseNonce == "")
+    }
+
+    @Test func newNamesAreAskedForWithTheTypesVersionAndNonce() {
+        var s = state()
+        _ = s.streamStarted()
+        _ = s.responded(typeURL: eds, versionInfo: "3", nonce: "n7", error: nil)
+        let r = s.namesChanged(typeURL: eds, to: ["a", "b"])
+        #expect(r?.resourceNames == ["a", "b"] && r?.versionInfo == "3" && r?.responseNonce == "n7")
+        #expect(s.namesChanged(typeURL: eds, to: ["b", "a"]) == nil)  // the same set
+        #expect(s.namesChanged(typeURL: eds, to: []) == nil)  // an empty list would be a wildcard
+        #expect(s.namesChanged(typeURL: cds, to: ["x"]) == nil)  // wildcard types have no names
+    }
+
+    @Test func theFirstFetchIsOverWhenEveryWantedTypeAnswered() {
+        var s = state()
+        _ = s.namesChanged(typeURL: rds, to: ["dyn"])
+        _ = s.streamStarted()
+        #expect(!s.initialFetchDone)
+        _ = s.responded(typeURL: cds, versionInfo: "1", nonce: "1", error: nil)
+        #expect(!s.initialFetchDone)
+        // CDS brought an EDS cluster: EDS is wanted now, and awaited.
+        _ = s.namesChanged(typeURL: eds, to: ["svc"])
+        _ = s.responded(typeURL: rds, versionInfo: "1", nonce: "2", error: nil)
+        #expect(!s.initialFetchDone)
+        // A NACK ends the first fetch too: the proxy serves without the refused resources, as Envoy does.
+        _ = s.responded(typeURL: eds, versionInfo: "1", nonce: "3", error: "bad")
+        #expect(s.initialFetchDone)
+    }
+}
