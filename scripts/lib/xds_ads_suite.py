@@ -27,6 +27,7 @@ Output: a PASS/FAIL line per scenario and `xds-ads: N passed, N failed, 0 skippe
 loopback is used; processes are stopped by PID, pass or fail.
 """
 
+import json
 import os
 import queue
 import threading
@@ -44,11 +45,13 @@ from google.protobuf import json_format
 
 from suite_common import (
     ScenarioContext,  # noqa: F401
+    admin_get,
     admin_stats,
     check,
     free_ports,
     http_call,
     main as run_suite,
+    short,
     sockaddr,
     wait_for,
 )
@@ -166,6 +169,12 @@ class ControlPlane:
         with self.lock:
             return [(r.version_info, r.response_nonce, r.error_detail.message if r.HasField("error_detail") else None)
                     for r in self.requests if r.type_url == type_url]
+
+    def acks_with_names(self, type_url):
+        """As `acks`, with each request's resource names as a set."""
+        with self.lock:
+            return [(r.version_info, r.response_nonce, r.error_detail.message if r.HasField("error_detail") else None,
+                     set(r.resource_names)) for r in self.requests if r.type_url == type_url]
 
     def stop(self):
         self.server.stop(0)
@@ -307,6 +316,11 @@ def nack(t):
     check(stat(admin, "cluster_manager.cds.update_rejected") == 1, "update_rejected %d"
           % stat(admin, "cluster_manager.cds.update_rejected"))
     check(body(port) == "200 a", "after the NACK: %s" % body(port))
+    dump = json.loads(admin_get(admin, "/config_dump"))
+    clusters = [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
+    active = {c["cluster"]["name"]: c for c in clusters.get("dynamic_active_clusters", [])}
+    check(active.get("svc", {}).get("version_info") == "1", "config_dump's svc: %s" % active.get("svc"))
+    check("connect_timeout" in json.dumps(clusters), "config_dump does not show the refusal: %s" % short(json.dumps(clusters)))
     # CDS, then EDS (the order the protocol asks of a control plane): Envoy warms the new cluster until its
     # assignment arrives, and ACKs the CDS update then.
     p.set(CDS, "3", [eds_cluster(extra={"connect_timeout": "2s"})])

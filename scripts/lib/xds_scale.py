@@ -4,6 +4,7 @@ discovery files, and measure how long each takes to apply and what it costs in r
 `scripts/bench xds` for Envoy 1.40 and the sidecar, one after the other, with the same files.
 
 Usage: xds_scale.py --proxy NAME=BIN [--proxy NAME=BIN]... [--clusters N] [--endpoints N] [--routes N]
+                    [--source files|ads]
 
 Each proxy starts with one listener whose routes come from an RDS file (one route at first), a CDS file with
 no clusters, and the node's id and cluster. Then, timed from the moment each file is moved into place:
@@ -14,6 +15,11 @@ no clusters, and the node's id and cluster. Then, timed from the moment each fil
 A request to /c0 then must reach a loopback backend (c0's endpoints are all that backend; the others' are
 loopback ports nothing listens on, and nothing is sent to them). RSS is VmRSS before the push and 1 s after.
 Prints one markdown table row per proxy: times, RSS before and after, and the RSS each cluster added.
+
+With --source ads (on a Python with grpcio and xds-protos) the same resources come from a control plane over
+ADS instead (scripts/lib/xds_ads_suite.py's, state of the world): the plane holds the 1,000 assignments from the
+start, and times run from the push until the plane has the proxy's ACK of the new version (for CDS, also the ACK
+of the assignments of every cluster, which Envoy only sends once its clusters warmed), and the same stats agree.
 
 Envoy opens an inotify instance per watched file, and Linux allows 128 per user by default
 (fs.inotify.max_user_instances): past about 120 EDS clusters its file subscriptions fail. Run as root, this
@@ -114,9 +120,10 @@ def wait(pred, timeout, what):
     raise RuntimeError("%s: not within %d s" % (what, timeout))
 
 
-def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
+def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log, source="files"):
     work = tempfile.mkdtemp(prefix="pf-xds-scale-")
     proc = None
+    plane = None
     restore = []
     try:
         admin, listener = free_port(), free_port()
@@ -146,6 +153,28 @@ def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
                      "static_resources": {"listeners": [{"name": "scale", "address": addr(listener), "filter_chains": [
                          {"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                        "typed_config": hcm}]}]}]}}
+        if source == "ads":
+            from xds_ads_suite import CDS, EDS, RDS, ControlPlane, H2_OPTIONS
+            plane = ControlPlane(free_port())
+            plane.set(EDS, "1", [{"cluster_name": "c%d" % i, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": addr(p)}} for p in ([backend_port] * n_endpoints if i == 0 else [
+                    40000 + (i * n_endpoints + j) % 20000 for j in range(n_endpoints)])]}]}
+                for i in range(n_clusters)])
+            plane.set(CDS, "0", [])
+            first = routes(1)
+            del first["@type"]
+            plane.set(RDS, "0", [first])
+            ads = {"ads": {}, "resource_api_version": "V3"}
+            hcm["rds"]["config_source"] = ads
+            bootstrap["dynamic_resources"] = {
+                "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                               "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+                "cds_config": ads}
+            bootstrap["static_resources"]["clusters"] = [{
+                "name": "xds", "type": "STATIC", "connect_timeout": "1s",
+                "typed_extension_protocol_options": H2_OPTIONS,
+                "load_assignment": {"cluster_name": "xds", "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": addr(plane.port)}}]}]}}]
         config = os.path.join(work, "bootstrap.json")
         with open(config, "w") as f:
             json.dump(bootstrap, f)
@@ -173,9 +202,25 @@ def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
                                                 "eds_config": {"path_config_source": {
                                                     "path": os.path.join(work, "eds", "c%d.json" % i)}}}}
                         for i in range(n_clusters)]
-        log("%s: pushing %d clusters" % (name, n_clusters))
+        if plane:
+            for c in cluster_list:
+                del c["@type"]
+                c["eds_cluster_config"]["eds_config"] = {"ads": {}, "resource_api_version": "V3"}
+
+        def acked(url, version, names=None):
+            for v, nonce, error, got in plane.acks_with_names(url):
+                if v == version and nonce and error is None and (names is None or got == names):
+                    return True
+            return False
+
+        log("%s: pushing %d clusters%s" % (name, n_clusters, " over ADS" if plane else ""))
         t0 = time.monotonic()
-        publish(cds, {"version_info": "1", "resources": cluster_list})
+        if plane:
+            plane.set(CDS, "1", cluster_list)
+            everyone = set("c%d" % i for i in range(n_clusters))
+            wait(lambda: acked(CDS, "1") and acked(EDS, "1", everyone), 300, "%s: ACKs of CDS and EDS" % name)
+        else:
+            publish(cds, {"version_info": "1", "resources": cluster_list})
 
         def clusters_active():
             s = stats(admin)
@@ -184,13 +229,23 @@ def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
                 s.get("cluster_manager.cds.update_success", 0) >= 2 and \
                 all(s.get("cluster.c%d.update_success" % i, 0) >= 1 for i in range(n_clusters))
 
-        wait(clusters_active, 300, "%s: %d clusters active" % (name, n_clusters))
-        t_cds = time.monotonic() - t0
+        if plane:
+            t_cds = time.monotonic() - t0
+            wait(clusters_active, 10, "%s: %d clusters active after the ACK" % (name, n_clusters))
+        else:
+            wait(clusters_active, 300, "%s: %d clusters active" % (name, n_clusters))
+            t_cds = time.monotonic() - t0
         log("%s: pushing %d routes" % (name, n_routes))
         t0 = time.monotonic()
-        publish(rds, {"version_info": "1", "resources": [routes(n_routes)]})
-        wait(lambda: stats(admin).get("http.scale.rds.scale.update_success", 0) >= 2, 300,
-             "%s: %d routes" % (name, n_routes))
+        if plane:
+            rc = routes(n_routes)
+            del rc["@type"]
+            plane.set(RDS, "1", [rc])
+            wait(lambda: acked(RDS, "1"), 300, "%s: ACK of %d routes" % (name, n_routes))
+        else:
+            publish(rds, {"version_info": "1", "resources": [routes(n_routes)]})
+            wait(lambda: stats(admin).get("http.scale.rds.scale.update_success", 0) >= 2, 300,
+                 "%s: %d routes" % (name, n_routes))
         t_rds = time.monotonic() - t0
         status = get(listener, "/c0")
         if status != 200:
@@ -203,6 +258,8 @@ def run(name, binary, n_clusters, n_endpoints, n_routes, backend_port, log):
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+        if plane is not None:
+            plane.stop()
         for path, value in restore:
             with open(path, "w") as f:
                 f.write(value)
@@ -215,6 +272,7 @@ def main():
     ap.add_argument("--clusters", type=int, default=1000)
     ap.add_argument("--endpoints", type=int, default=10)
     ap.add_argument("--routes", type=int, default=1000)
+    ap.add_argument("--source", choices=["files", "ads"], default="files")
     a = ap.parse_args()
 
     def log(msg):
@@ -226,12 +284,14 @@ def main():
     try:
         for spec in a.proxy:
             name, _, binary = spec.partition("=")
-            rows.append(run(name, binary, a.clusters, a.endpoints, a.routes, server.server_address[1], log))
+            rows.append(run(name, binary, a.clusters, a.endpoints, a.routes, server.server_address[1], log,
+                            a.source))
     finally:
         server.shutdown()
     base = next((r for r in rows if r["name"] == "envoy"), rows[0])
-    print("| proxy | %d clusters (CDS + EDS) applied | %d routes (RDS) applied | RSS MB before | RSS MB after | "
-          "kB per cluster | per cluster vs Envoy |" % (a.clusters, a.routes))
+    done = "ACKed" if a.source == "ads" else "applied"
+    print("| proxy | %d clusters (CDS + EDS) %s | %d routes (RDS) %s | RSS MB before | RSS MB after | "
+          "kB per cluster | per cluster vs Envoy |" % (a.clusters, done, a.routes, done))
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ratio = r["per_cluster_kb"] / base["per_cluster_kb"] if base["per_cluster_kb"] > 0 else float("nan")

@@ -80,12 +80,18 @@ final class DynamicConfig: Sendable {
         }
     }
 
-    /// CDS may not replace a static cluster.
+    /// CDS may not replace a static cluster, nor take endpoints from an ADS stream the bootstrap does not have.
     private func checkClusters(_ next: [Cluster]) throws {
         let statics = Set(bootstrap.clusters.map(\.name))
         for (i, c) in next.enumerated() where statics.contains(c.name) {
             throw ConfigError(path: "resources[\(i)].name", line: nil,
                               message: "cluster '\(c.name)' is a static cluster; CDS cannot replace it")
+        }
+        if bootstrap.dynamicResources?.ads == nil {
+            for (i, c) in next.enumerated() where c.eds?.source == .ads {
+                throw ConfigError(path: "resources[\(i)].eds_cluster_config.eds_config", line: nil,
+                                  message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
+            }
         }
     }
 

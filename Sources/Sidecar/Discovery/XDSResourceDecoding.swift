@@ -42,8 +42,13 @@ enum XDSResourceDecoding {
         }
         let text = "{\"version_info\": \(jsonQuoted(versionInfo)), \"resources\": [\(items.joined(separator: ",\n"))]}"
         do {
-            return try DiscoveryFile.decode(text: text, what: what, typeURL: typeURL, httpFilters: httpFilters,
-                                            decode: decode, name: name)
+            guard let root = try ConfigDocument.parse(text) else { preconditionFailure("the text is not empty") }
+            // Not written back as YAML for /config_dump (a third of the decoding time for 1,000 assignments):
+            var file = try DiscoveryFile.decode(root: root, what: what, typeURL: typeURL, httpFilters: httpFilters,
+                                                documents: false, decode: decode, name: name)
+            // What /config_dump shows: the resources as the control plane sent them, in Envoy's JSON form.
+            file.documents = items
+            return file
         } catch let error as ConfigError {
             // The JSON is ours, so its lines mean nothing to the control plane: the path names the field.
             throw error.withoutLines

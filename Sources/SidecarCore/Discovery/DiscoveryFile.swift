@@ -35,7 +35,15 @@ public struct DiscoveryFile<Resource: Sendable>: Sendable {
         guard let root = try ConfigDocument.parse(text) else {
             throw ConfigError(path: "", line: nil, message: "the \(what) file is empty")
         }
-        return try ConfigSession.decode(root, recovering: ["resources"], httpFilters: httpFilters) { value in
+        return try Self.decode(root: root, what: what, typeURL: typeURL, httpFilters: httpFilters, decode: decode,
+                               name: name)
+    }
+
+    /// `root` parsed already; `documents: false` leaves `documents` empty (the caller has them in another form).
+    package static func decode(root: Node, what: String, typeURL: String, httpFilters: HTTPFilterCatalog = .none,
+                               documents keepDocuments: Bool = true, decode: (ConfigValue) throws -> Resource,
+                               name: (Resource) -> String) throws -> Self {
+        try ConfigSession.decode(root, recovering: ["resources"], httpFilters: httpFilters) { value in
             let obj = try value.object()
             let version = try obj.optional("version_info")?.string() ?? ""
             if let t = obj.optional("type_url"), try t.string() != typeURL {
@@ -52,7 +60,7 @@ public struct DiscoveryFile<Resource: Sendable>: Sendable {
                 }
                 names[name(resource)] = i
                 resources.append(resource)
-                documents.append((try? Yams.serialize(node: document)) ?? "")
+                if keepDocuments { documents.append((try? Yams.serialize(node: document)) ?? "") }
             }
             try obj.finish()
             return DiscoveryFile(versionInfo: version, resources: resources, documents: documents)

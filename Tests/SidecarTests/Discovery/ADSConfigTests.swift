@@ -1,0 +1,60 @@
+import Testing
+@testable import Sidecar
+@testable import SidecarCore
+
+/// `ads_config` and `ads: {}` in a bootstrap: what is taken, and what is refused with a reason.
+struct ADSConfigTests {
+    static func bootstrap(ads: String = "", cds: String = "{ads: {}, resource_api_version: V3}",
+                          xds: String = "http2: true") -> String {
+        let options = xds.contains("http2: true") ? """
+                typed_extension_protocol_options:
+                  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                    explicit_http_config: {http2_protocol_options: {}}
+            """ : ""
+        return """
+            node: {id: n, cluster: c}
+            dynamic_resources:
+              ads_config:
+                api_type: GRPC
+                transport_api_version: V3
+                grpc_services: [{envoy_grpc: {cluster_name: xds}}]\(ads)
+              cds_config: \(cds)
+            static_resources:
+              clusters:
+              - name: xds
+                type: STATIC
+                connect_timeout: 1s
+            \(options)
+                load_assignment:
+                  cluster_name: xds
+                  endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]
+            """
+    }
+
+    @Test func anADSBootstrapIsTaken() throws {
+        let b = try Bootstrap.load(text: Self.bootstrap(ads: "\n    set_node_on_first_message_only: true",
+                                                        cds: "{ads: {}, initial_fetch_timeout: 3s}"))
+        #expect(b.dynamicResources?.ads == ADSConfig(clusterName: "xds", nodeOnFirstMessageOnly: true))
+        #expect(b.dynamicResources?.clusters == .ads)
+        #expect(b.dynamicResources?.initialFetchTimeout == .seconds(3))
+    }
+
+    @Test func whatIsNotThereYetIsRefusedByName() {
+        func error(_ yaml: String) -> String {
+            do { _ = try Bootstrap.load(text: yaml); return "" } catch { return "\(error)" }
+        }
+        #expect(error(Self.bootstrap().replacingOccurrences(of: "api_type: GRPC", with: "api_type: DELTA_GRPC"))
+            .contains("DELTA_GRPC is not supported yet"))
+        #expect(error(Self.bootstrap(xds: "")).contains("must speak HTTP/2"))
+        #expect(error(Self.bootstrap().replacingOccurrences(of: "cluster_name: xds}", with: "cluster_name: nope}"))
+            .contains("unknown static cluster 'nope'"))
+        #expect(error(Self.bootstrap(cds: "{api_config_source: {api_type: GRPC}}"))
+            .contains("api_config_source"))
+        // `ads: {}` without an ads_config.
+        let noADS = Self.bootstrap().replacingOccurrences(
+            of: "  ads_config:\n    api_type: GRPC\n    transport_api_version: V3\n    grpc_services: [{envoy_grpc: {cluster_name: xds}}]\n",
+            with: "")
+        #expect(error(noADS).contains("'ads: {}' needs dynamic_resources.ads_config"))
+    }
+}
