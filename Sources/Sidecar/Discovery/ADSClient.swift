@@ -40,18 +40,19 @@ final class ADSClient: Sendable {
     }
 
     /// `types`: the resource types wanted, in Envoy's order, with whether each is a wildcard subscription.
-    init(address: NIOCore.SocketAddress, config: ADSConfig, nodeID: String, nodeCluster: String,
+    /// `host`: an IP address, or a name resolved by DNS at each connection (as a STRICT_DNS cluster's is).
+    init(host: String, port: Int, config: ADSConfig, nodeID: String, nodeCluster: String,
          types: [(typeURL: String, wildcard: Bool)], initialFetchTimeout: TimeInterval, registry: StatsRegistry,
          names: @escaping @Sendable (String) -> Set<String>, apply: @escaping Apply) throws {
-        guard let ip = address.ipAddress, let port = address.port else {
-            throw ServerError("the ADS cluster's address \(address) is not an IP address")
-        }
         let transport: HTTP2ClientTransport.Posix
-        if address.protocol == .inet6 {
-            let target: ResolvableTargets.IPv6 = .ipv6(address: ip, port: port)
+        if case .v6? = IPAddress(parsing: host) {
+            let target: ResolvableTargets.IPv6 = .ipv6(address: host, port: port)
+            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+        } else if IPAddress(parsing: host) != nil {
+            let target: ResolvableTargets.IPv4 = .ipv4(address: host, port: port)
             transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
         } else {
-            let target: ResolvableTargets.IPv4 = .ipv4(address: ip, port: port)
+            let target: ResolvableTargets.DNS = .dns(host: host, port: port)
             transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
         }
         client = GRPCClient(transport: transport)

@@ -159,9 +159,10 @@ final class EndpointDiscovery: @unchecked Sendable {
             for (i, la) in file.resources.enumerated() {
                 adsAssignments[la.clusterName] = (la, Accepted(document: file.documents[i], versionInfo: file.versionInfo, at: now))
             }
+            let inResponse = Set(file.resources.map(\.clusterName))
             for name in ads.keys {
-                guard let cached = adsAssignments[ads[name]!.serviceName],
-                      file.resources.contains(where: { $0.clusterName == ads[name]!.serviceName }) else { continue }
+                guard inResponse.contains(ads[name]!.serviceName),
+                      let cached = adsAssignments[ads[name]!.serviceName] else { continue }
                 let c = ads[name]!.counters
                 c.attempt.wrappingIncrement(ordering: .relaxed)
                 c.success.wrappingIncrement(ordering: .relaxed)

@@ -387,7 +387,7 @@ public final class SidecarServer: @unchecked Sendable {
     private func startADS() throws {
         guard let ads = bootstrap.dynamicResources?.ads else { return }
         guard let cluster = bootstrap.clusters.first(where: { $0.name == ads.clusterName }),
-              let host = ClusterManager.resolve(cluster).first else {
+              let address = cluster.endpoints.first?.address else {
             throw ServerError("the ADS cluster '\(ads.clusterName)' has no address")
         }
         var types: [(typeURL: String, wildcard: Bool)] = []
@@ -398,7 +398,7 @@ public final class SidecarServer: @unchecked Sendable {
         let endpointDiscovery = self.endpointDiscovery
         let dynamicConfig = self.dynamicConfig
         let client = try ADSClient(
-            address: host.address, config: ads, nodeID: bootstrap.nodeID ?? "", nodeCluster: bootstrap.nodeCluster ?? "",
+            host: address.address, port: address.port, config: ads, nodeID: bootstrap.nodeID ?? "", nodeCluster: bootstrap.nodeCluster ?? "",
             types: types, initialFetchTimeout: timeout, registry: registry,
             names: { url in
                 switch url {
@@ -410,7 +410,7 @@ public final class SidecarServer: @unchecked Sendable {
             apply: { [weak self] url, resources, version in self?.applyADS(url, resources, version) })
         adsClient = client
         endpointDiscovery.onADSNamesChanged { [weak client] in client?.refreshNames() }
-        Log.info("ads: connecting", [("cluster", ads.clusterName), ("address", Log.describe(host.address))])
+        Log.info("ads: connecting", [("cluster", ads.clusterName), ("address", "\(address)")])
         client.start { [weak self] in
             self?.preInitializing.value = false
             Log.info("ads: initial fetch done", [])
