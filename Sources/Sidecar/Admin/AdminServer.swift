@@ -283,8 +283,10 @@ final class AdminHandler: ChannelInboundHandler {
                 out += "\(a)::hostname::\(hostname)\n"
                 out += "\(a)::health_flags::\(r.healthFlags)\n"
                 out += "\(a)::weight::\(r.host.weight)\n"
-                out += "\(a)::region::\n\(a)::zone::\n\(a)::sub_zone::\n\(a)::canary::false\n"
-                out += "\(a)::priority::0\n"
+                let locality = r.host.group.locality
+                out += "\(a)::region::\(locality.region)\n\(a)::zone::\(locality.zone)\n"
+                out += "\(a)::sub_zone::\(locality.subZone)\n\(a)::canary::false\n"
+                out += "\(a)::priority::\(r.host.group.priority)\n"
                 out += "\(a)::success_rate::\(Self.rate(r.successRate))\n"
                 out += "\(a)::local_origin_success_rate::\(Self.rate(r.localOriginSuccessRate))\n"
             }

@@ -316,6 +316,12 @@ public struct Cluster: Sendable, Equatable {
         public var address: SocketAddressConfig
         public var weight: UInt32
         public var hostname: String?
+        /// Priority and locality (`Cluster+Locality.swift`).
+        public var group = EndpointGroup()
+        public var healthStatus = EndpointHealthStatus.UNKNOWN
+        /// `endpoint.health_check_config.port_value`: active health checks go to this port instead (nil: the
+        /// endpoint's own).
+        public var healthCheckPort: Int? = nil
     }
 
     public init(name: String, type: DiscoveryType, connectTimeout: ProtoDuration, lbPolicy: LBPolicy,

@@ -108,21 +108,68 @@ extension Cluster {
         return cluster
     }
 
-    /// A `ClusterLoadAssignment`: the cluster's endpoints, inline or from EDS.
+    /// A `ClusterLoadAssignment`: the cluster's endpoints, inline or from EDS, each with the priority, locality and
+    /// health status of its entry.
     package static func decodeLoadAssignment(_ value: ConfigValue, requireIP: Bool) throws -> ClusterLoadAssignment {
         let obj = try value.object()
         try obj.unsupported(["policy", "named_endpoints"])
         let clusterName = try obj.optional("cluster_name")?.string() ?? ""
         var out: [Endpoint] = []
-        for group in try obj.list("endpoints") {
+        // Envoy's checks when it builds the priority set (ClusterImplBase::validateEndpoints): the locality weights
+        // of a priority, and the endpoint weights of a locality, each sum to at most UInt32.max.
+        var localityWeightSums: [UInt32: UInt64] = [:]
+        var seenLocalities: [UInt32: Set<Locality>] = [:]
+        for (index, group) in try obj.list("endpoints").enumerated() {
             let g = try group.object()
-            try g.unsupported(["locality", "load_balancing_weight", "priority", "metadata", "proximity", "leds_cluster_locality_config"])
+            try g.unsupported(["metadata", "proximity", "leds_cluster_locality_config"])
+            let locality = try g.optional("locality").map(Self.decodeLocality) ?? Locality()
+            let weightValue = g.optional("load_balancing_weight")
+            let localityWeight = try weightValue?.int(min: 1, max: Int64(UInt32.max)) ?? 0
+            let priorityValue = g.optional("priority")
+            let priority = UInt32(try priorityValue?.int(min: 0, max: 128) ?? 0)  // endpoint_components.proto: lte 128
+            if !seenLocalities[priority, default: []].insert(locality).inserted {
+                // Envoy folds such entries into one locality; which weight wins is not obvious, so we ask for one entry.
+                throw (g.optional("locality") ?? group).error(
+                    "locality \(locality.text) appears twice at priority \(priority); give it one entry of endpoints")
+            }
+            localityWeightSums[priority, default: 0] += UInt64(localityWeight)
+            if localityWeightSums[priority]! > UInt64(UInt32.max) {
+                throw (weightValue ?? group).error(
+                    "the sum of weights of all localities at the same priority exceeds \(UInt32.max)")
+            }
+            let endpointGroup = EndpointGroup(priority: priority, index: index, locality: locality,
+                                              localityWeight: UInt32(localityWeight))
+            var hostWeightSum: UInt64 = 0
             for item in try g.list("lb_endpoints") {
                 let e = try item.object()
-                try e.unsupported(["health_status", "metadata", "endpoint_name"])
-                let weight = try e.optional("load_balancing_weight")?.int(min: 1, max: Int64(UInt32.max)) ?? 1
+                try e.unsupported(["metadata", "endpoint_name"])
+                let weightValue = e.optional("load_balancing_weight")
+                let weight = try weightValue?.int(min: 1, max: Int64(UInt32.max)) ?? 1
+                hostWeightSum += UInt64(weight)
+                if hostWeightSum > UInt64(UInt32.max) {
+                    throw (weightValue ?? item).error(
+                        "the sum of weights of all upstream hosts in a locality exceeds \(UInt32.max)")
+                }
+                var health = EndpointHealthStatus.UNKNOWN
+                if let status = e.optional("health_status") {
+                    if (try? status.string()) == "DEGRADED" {
+                        throw status.error("health_status DEGRADED is a valid Envoy value but is not supported by "
+                            + "Pilotfish yet (it has no degraded tier of hosts)")
+                    }
+                    health = try status.enumValue(EndpointHealthStatus.self)
+                }
                 let ep = try e.required("endpoint").object()
-                try ep.unsupported(["health_check_config", "additional_addresses"])
+                try ep.unsupported(["additional_addresses"])
+                var healthCheckPort: Int?
+                if let hc = ep.optional("health_check_config") {
+                    let hco = try hc.object()
+                    try hco.unsupported(["hostname", "address", "disable_active_health_check"])
+                    if let port = hco.optional("port_value") {
+                        let p = try port.int(min: 0, max: 65535)
+                        healthCheckPort = p == 0 ? nil : Int(p)  // 0: the endpoint's own port, as in Envoy
+                    }
+                    try hco.finish()
+                }
                 let hostname = try ep.optional("hostname")?.headerValueText()  // auto_host_rewrite sends it as `host`
                 let addr = try ep.required("address").object()
                 try addr.unsupported(["pipe", "envoy_internal_address"])
@@ -130,11 +177,22 @@ extension Cluster {
                 try addr.finish()
                 try ep.finish()
                 try e.finish()
-                out.append(Endpoint(address: sa, weight: UInt32(weight), hostname: hostname))
+                out.append(Endpoint(address: sa, weight: UInt32(weight), hostname: hostname, group: endpointGroup,
+                                    healthStatus: health, healthCheckPort: healthCheckPort))
             }
             try g.finish()
         }
         try obj.finish()
         return ClusterLoadAssignment(clusterName: clusterName, endpoints: out)
+    }
+
+    /// `envoy.config.core.v3.Locality`.
+    private static func decodeLocality(_ value: ConfigValue) throws -> Locality {
+        let obj = try value.object()
+        let locality = Locality(region: try obj.optional("region")?.string() ?? "",
+                                zone: try obj.optional("zone")?.string() ?? "",
+                                subZone: try obj.optional("sub_zone")?.string() ?? "")
+        try obj.finish()
+        return locality
     }
 }

@@ -17,6 +17,9 @@ public struct LoadBalancingConfig: Sendable, Equatable {
     public var maximumRingSize: Int = 8 * 1024 * 1024
     /// `maglev_lb_config.table_size` (default 65537, must be prime).
     public var maglevTableSize: Int = 65537
+    /// `common_lb_config.locality_weighted_lb_config`: within a priority, a locality is picked first by its
+    /// `load_balancing_weight` scaled by its health, then a host of it by the policy.
+    public var localityWeighted = false
 
     public init() {}
 }

@@ -41,13 +41,25 @@ extension LoadBalancingConfig {
         if let common = cluster.optional("common_lb_config") {
             let obj = try common.object()
             try obj.unsupported([
-                "zone_aware_lb_config", "locality_weighted_lb_config", "update_merge_window",
+                "zone_aware_lb_config", "update_merge_window",
                 "ignore_new_hosts_until_first_hc", "close_connections_on_host_set_change",
                 "consistent_hashing_lb_config", "override_host_status",
             ])
             if let panic = obj.optional("healthy_panic_threshold") {
                 // Envoy converts the percent to a whole number by truncation (convertPercent into 0...100).
                 lb.healthyPanicThreshold = try panic.percent().rounded(.towardZero)
+            }
+            if let weighted = obj.optional("locality_weighted_lb_config") {
+                try weighted.object().finish()
+                switch policy {
+                case .ROUND_ROBIN, .LEAST_REQUEST, .RANDOM:
+                    lb.localityWeighted = true
+                case .RING_HASH, .MAGLEV, .CLUSTER_PROVIDED:
+                    // Envoy folds locality weights into the hash table's host weights; Pilotfish does not yet.
+                    throw weighted.error(
+                        "locality_weighted_lb_config with lb_policy \(policy.rawValue) is not supported by Pilotfish "
+                            + "yet (it is with ROUND_ROBIN, LEAST_REQUEST and RANDOM)")
+                }
             }
             try obj.finish()
         }

@@ -167,6 +167,9 @@ package enum ConfigFields {
             """),
         Message("envoy.config.endpoint.v3.LbEndpoint", "health_status metadata endpoint_name load_balancing_weight endpoint"),
         Message("envoy.config.endpoint.v3.Endpoint", "health_check_config additional_addresses hostname address"),
+        Message("envoy.config.endpoint.v3.Endpoint.HealthCheckConfig",
+                "hostname address disable_active_health_check port_value"),
+        Message("envoy.config.core.v3.Locality", "region zone sub_zone"),
         Message("envoy.config.cluster.v3.Cluster.RoundRobinLbConfig", "slow_start_config"),
         Message("envoy.config.cluster.v3.Cluster.LeastRequestLbConfig", "slow_start_config choice_count active_request_bias"),
         Message("envoy.config.core.v3.RuntimeDouble", "default_value runtime_key"),
@@ -177,6 +180,7 @@ package enum ConfigFields {
             close_connections_on_host_set_change consistent_hashing_lb_config override_host_status
             healthy_panic_threshold
             """),
+        Message("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", ""),
         Message("envoy.config.cluster.v3.OutlierDetection", """
             monitors detect_degraded_hosts interval base_ejection_time max_ejection_time_jitter max_ejection_time
             consecutive_5xx consecutive_gateway_failure consecutive_local_origin_failure success_rate_minimum_hosts

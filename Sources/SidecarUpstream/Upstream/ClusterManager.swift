@@ -43,7 +43,7 @@ package final class ClusterManager: @unchecked Sendable {
     /// The host of an endpoint whose address is an IP (nil for a name).
     package static func ipHost(_ ep: Cluster.Endpoint) -> UpstreamHost? {
         guard let addr = try? SocketAddress(ipAddress: ep.address.address, port: ep.address.port) else { return nil }
-        return UpstreamHost(address: addr, hostname: ep.hostname ?? ep.address.address, weight: ep.weight)
+        return UpstreamHost(ep, address: addr)
     }
 
     /// Resolves a cluster's endpoints: IPs as they are, names through getaddrinfo (STRICT_DNS keeps every
@@ -59,7 +59,7 @@ package final class ClusterManager: @unchecked Sendable {
             var addrs = lookup(ep.address.address, port: port, family: cluster.dnsLookupFamily)
             if cluster.type == .LOGICAL_DNS { addrs = Array(addrs.prefix(1)) }
             for a in addrs {
-                hosts.append(UpstreamHost(address: a, hostname: ep.hostname ?? ep.address.address, weight: ep.weight))
+                hosts.append(UpstreamHost(ep, address: a))
             }
         }
         return hosts

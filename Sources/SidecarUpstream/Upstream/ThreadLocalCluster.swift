@@ -51,9 +51,9 @@ package final class ThreadLocalCluster {
         rebuild()
     }
 
-    /// Usable: passes health checks and is not ejected.
+    /// Usable: healthy by the load assignment's `health_status`, passes health checks and is not ejected.
     package func isHealthy(_ host: Int) -> Bool {
-        passesHealthCheck[host] && !(outlier?.isEjected(host) ?? false)
+        hosts[host].healthStatus.isHealthy && passesHealthCheck[host] && !(outlier?.isEjected(host) ?? false)
     }
 
     private func rebuild() {
@@ -66,10 +66,10 @@ package final class ThreadLocalCluster {
 
     /// Picks a host for a request. `reject` is the retry host predicate (hosts already tried).
     package func choose(hash: UInt64?, random: inout FastRandom, maxAttempts: Int = 1, reject: (Int) -> Bool = { _ in false }) -> Int? {
-        let picked = balancer.choose(hash: hash, activeRequests: activeRequests, random: &random,
-                                     maxAttempts: maxAttempts, reject: reject)
-        if picked != nil && balancer.inPanic { stats.inc(info.stats.lbHealthyPanic) }
-        return picked
+        guard let picked = balancer.choose(hash: hash, activeRequests: activeRequests, random: &random,
+                                           maxAttempts: maxAttempts, reject: reject) else { return nil }
+        if picked.panic { stats.inc(info.stats.lbHealthyPanic) }
+        return picked.host
     }
 
     /// Counts host-list replacements (EDS, DNS): a host index taken before one may name another host after it.
@@ -191,6 +191,7 @@ package final class ThreadLocalCluster {
     package func healthFlags(_ host: Int) -> String {
         var flags: [String] = []
         if !passesHealthCheck[host] { flags.append("/failed_active_hc") }
+        if !hosts[host].healthStatus.isHealthy { flags.append("/failed_eds_health") }
         if outlier?.isEjected(host) ?? false { flags.append("/failed_outlier_check") }
         return flags.isEmpty ? "healthy" : flags.joined()
     }

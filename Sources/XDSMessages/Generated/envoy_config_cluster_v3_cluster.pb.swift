@@ -560,6 +560,16 @@ public nonisolated struct Envoy_Config_Cluster_V3_Cluster: @unchecked Sendable {
     /// Clears the value of `healthyPanicThreshold`. Subsequent reads from it will return its default value.
     public mutating func clearHealthyPanicThreshold() {self._healthyPanicThreshold = nil}
 
+    public var localityConfigSpecifier: Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.OneOf_LocalityConfigSpecifier? = nil
+
+    public var localityWeightedLbConfig: Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.LocalityWeightedLbConfig {
+      get {
+        if case .localityWeightedLbConfig(let v)? = localityConfigSpecifier {return v}
+        return Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.LocalityWeightedLbConfig()
+      }
+      set {localityConfigSpecifier = .localityWeightedLbConfig(newValue)}
+    }
+
     public var updateMergeWindow: SwiftProtobuf.Google_Protobuf_Duration {
       get {_updateMergeWindow ?? SwiftProtobuf.Google_Protobuf_Duration()}
       set {_updateMergeWindow = newValue}
@@ -574,6 +584,21 @@ public nonisolated struct Envoy_Config_Cluster_V3_Cluster: @unchecked Sendable {
     public var closeConnectionsOnHostSetChange: Bool = false
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public nonisolated enum OneOf_LocalityConfigSpecifier: Equatable, Sendable {
+      case localityWeightedLbConfig(Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.LocalityWeightedLbConfig)
+
+    }
+
+    public nonisolated struct LocalityWeightedLbConfig: Sendable {
+      // SwiftProtobuf.Message conformance is added in an extension below. See the
+      // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+      // methods supported on all messages.
+
+      public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+      public init() {}
+    }
 
     public init() {}
 
@@ -1163,7 +1188,7 @@ nonisolated extension Envoy_Config_Cluster_V3_Cluster.ClusterProtocolSelection: 
 
 nonisolated extension Envoy_Config_Cluster_V3_Cluster.CommonLbConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = Envoy_Config_Cluster_V3_Cluster.protoMessageName + ".CommonLbConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}healthy_panic_threshold\0\u{4}\u{3}update_merge_window\0\u{3}ignore_new_hosts_until_first_hc\0\u{3}close_connections_on_host_set_change\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}healthy_panic_threshold\0\u{4}\u{2}locality_weighted_lb_config\0\u{3}update_merge_window\0\u{3}ignore_new_hosts_until_first_hc\0\u{3}close_connections_on_host_set_change\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1172,6 +1197,19 @@ nonisolated extension Envoy_Config_Cluster_V3_Cluster.CommonLbConfig: SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._healthyPanicThreshold) }()
+      case 3: try {
+        var v: Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.LocalityWeightedLbConfig?
+        var hadOneofValue = false
+        if let current = self.localityConfigSpecifier {
+          hadOneofValue = true
+          if case .localityWeightedLbConfig(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.localityConfigSpecifier = .localityWeightedLbConfig(v)
+        }
+      }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._updateMergeWindow) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.ignoreNewHostsUntilFirstHc) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.closeConnectionsOnHostSetChange) }()
@@ -1188,6 +1226,9 @@ nonisolated extension Envoy_Config_Cluster_V3_Cluster.CommonLbConfig: SwiftProto
     try { if let v = self._healthyPanicThreshold {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    try { if case .localityWeightedLbConfig(let v)? = self.localityConfigSpecifier {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try { if let v = self._updateMergeWindow {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
@@ -1202,9 +1243,29 @@ nonisolated extension Envoy_Config_Cluster_V3_Cluster.CommonLbConfig: SwiftProto
 
   public static func ==(lhs: Envoy_Config_Cluster_V3_Cluster.CommonLbConfig, rhs: Envoy_Config_Cluster_V3_Cluster.CommonLbConfig) -> Bool {
     if lhs._healthyPanicThreshold != rhs._healthyPanicThreshold {return false}
+    if lhs.localityConfigSpecifier != rhs.localityConfigSpecifier {return false}
     if lhs._updateMergeWindow != rhs._updateMergeWindow {return false}
     if lhs.ignoreNewHostsUntilFirstHc != rhs.ignoreNewHostsUntilFirstHc {return false}
     if lhs.closeConnectionsOnHostSetChange != rhs.closeConnectionsOnHostSetChange {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.LocalityWeightedLbConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.protoMessageName + ".LocalityWeightedLbConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.LocalityWeightedLbConfig, rhs: Envoy_Config_Cluster_V3_Cluster.CommonLbConfig.LocalityWeightedLbConfig) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

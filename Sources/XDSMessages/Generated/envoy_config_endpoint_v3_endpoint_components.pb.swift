@@ -37,13 +37,50 @@ public nonisolated struct Envoy_Config_Endpoint_V3_Endpoint: Sendable {
   /// Clears the value of `address`. Subsequent reads from it will return its default value.
   public mutating func clearAddress() {self._address = nil}
 
+  public var healthCheckConfig: Envoy_Config_Endpoint_V3_Endpoint.HealthCheckConfig {
+    get {_healthCheckConfig ?? Envoy_Config_Endpoint_V3_Endpoint.HealthCheckConfig()}
+    set {_healthCheckConfig = newValue}
+  }
+  /// Returns true if `healthCheckConfig` has been explicitly set.
+  public var hasHealthCheckConfig: Bool {self._healthCheckConfig != nil}
+  /// Clears the value of `healthCheckConfig`. Subsequent reads from it will return its default value.
+  public mutating func clearHealthCheckConfig() {self._healthCheckConfig = nil}
+
   public var hostname: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
+  public nonisolated struct HealthCheckConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var portValue: UInt32 = 0
+
+    public var hostname: String = String()
+
+    public var address: Envoy_Config_Core_V3_Address {
+      get {_address ?? Envoy_Config_Core_V3_Address()}
+      set {_address = newValue}
+    }
+    /// Returns true if `address` has been explicitly set.
+    public var hasAddress: Bool {self._address != nil}
+    /// Clears the value of `address`. Subsequent reads from it will return its default value.
+    public mutating func clearAddress() {self._address = nil}
+
+    public var disableActiveHealthCheck: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+
+    fileprivate var _address: Envoy_Config_Core_V3_Address? = nil
+  }
+
   public init() {}
 
   fileprivate var _address: Envoy_Config_Core_V3_Address? = nil
+  fileprivate var _healthCheckConfig: Envoy_Config_Endpoint_V3_Endpoint.HealthCheckConfig? = nil
 }
 
 public nonisolated struct Envoy_Config_Endpoint_V3_LocalityLbEndpoints: Sendable {
@@ -101,48 +138,54 @@ public nonisolated struct Envoy_Config_Endpoint_V3_LocalityLbEndpoints: Sendable
   fileprivate var _proximity: SwiftProtobuf.Google_Protobuf_UInt32Value? = nil
 }
 
-public nonisolated struct Envoy_Config_Endpoint_V3_LbEndpoint: Sendable {
+public nonisolated struct Envoy_Config_Endpoint_V3_LbEndpoint: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var hostIdentifier: Envoy_Config_Endpoint_V3_LbEndpoint.OneOf_HostIdentifier? = nil
+  public var hostIdentifier: OneOf_HostIdentifier? {
+    get {return _storage._hostIdentifier}
+    set {_uniqueStorage()._hostIdentifier = newValue}
+  }
 
   public var endpoint: Envoy_Config_Endpoint_V3_Endpoint {
     get {
-      if case .endpoint(let v)? = hostIdentifier {return v}
+      if case .endpoint(let v)? = _storage._hostIdentifier {return v}
       return Envoy_Config_Endpoint_V3_Endpoint()
     }
-    set {hostIdentifier = .endpoint(newValue)}
+    set {_uniqueStorage()._hostIdentifier = .endpoint(newValue)}
   }
 
   public var endpointName: String {
     get {
-      if case .endpointName(let v)? = hostIdentifier {return v}
+      if case .endpointName(let v)? = _storage._hostIdentifier {return v}
       return String()
     }
-    set {hostIdentifier = .endpointName(newValue)}
+    set {_uniqueStorage()._hostIdentifier = .endpointName(newValue)}
   }
 
-  public var healthStatus: Envoy_Config_Core_V3_HealthStatus = .unknown
+  public var healthStatus: Envoy_Config_Core_V3_HealthStatus {
+    get {_storage._healthStatus}
+    set {_uniqueStorage()._healthStatus = newValue}
+  }
 
   public var metadata: Envoy_Config_Core_V3_Metadata {
-    get {_metadata ?? Envoy_Config_Core_V3_Metadata()}
-    set {_metadata = newValue}
+    get {_storage._metadata ?? Envoy_Config_Core_V3_Metadata()}
+    set {_uniqueStorage()._metadata = newValue}
   }
   /// Returns true if `metadata` has been explicitly set.
-  public var hasMetadata: Bool {self._metadata != nil}
+  public var hasMetadata: Bool {_storage._metadata != nil}
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
-  public mutating func clearMetadata() {self._metadata = nil}
+  public mutating func clearMetadata() {_uniqueStorage()._metadata = nil}
 
   public var loadBalancingWeight: SwiftProtobuf.Google_Protobuf_UInt32Value {
-    get {_loadBalancingWeight ?? SwiftProtobuf.Google_Protobuf_UInt32Value()}
-    set {_loadBalancingWeight = newValue}
+    get {_storage._loadBalancingWeight ?? SwiftProtobuf.Google_Protobuf_UInt32Value()}
+    set {_uniqueStorage()._loadBalancingWeight = newValue}
   }
   /// Returns true if `loadBalancingWeight` has been explicitly set.
-  public var hasLoadBalancingWeight: Bool {self._loadBalancingWeight != nil}
+  public var hasLoadBalancingWeight: Bool {_storage._loadBalancingWeight != nil}
   /// Clears the value of `loadBalancingWeight`. Subsequent reads from it will return its default value.
-  public mutating func clearLoadBalancingWeight() {self._loadBalancingWeight = nil}
+  public mutating func clearLoadBalancingWeight() {_uniqueStorage()._loadBalancingWeight = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -154,8 +197,7 @@ public nonisolated struct Envoy_Config_Endpoint_V3_LbEndpoint: Sendable {
 
   public init() {}
 
-  fileprivate var _metadata: Envoy_Config_Core_V3_Metadata? = nil
-  fileprivate var _loadBalancingWeight: SwiftProtobuf.Google_Protobuf_UInt32Value? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -164,7 +206,7 @@ fileprivate nonisolated let _protobuf_package = "envoy.config.endpoint.v3"
 
 nonisolated extension Envoy_Config_Endpoint_V3_Endpoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Endpoint"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{2}\u{2}hostname\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{3}health_check_config\0\u{1}hostname\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -173,6 +215,7 @@ nonisolated extension Envoy_Config_Endpoint_V3_Endpoint: SwiftProtobuf.Message, 
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._address) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._healthCheckConfig) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
       default: break
       }
@@ -187,6 +230,9 @@ nonisolated extension Envoy_Config_Endpoint_V3_Endpoint: SwiftProtobuf.Message, 
     try { if let v = self._address {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    try { if let v = self._healthCheckConfig {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     if !self.hostname.isEmpty {
       try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 3)
     }
@@ -195,7 +241,57 @@ nonisolated extension Envoy_Config_Endpoint_V3_Endpoint: SwiftProtobuf.Message, 
 
   public static func ==(lhs: Envoy_Config_Endpoint_V3_Endpoint, rhs: Envoy_Config_Endpoint_V3_Endpoint) -> Bool {
     if lhs._address != rhs._address {return false}
+    if lhs._healthCheckConfig != rhs._healthCheckConfig {return false}
     if lhs.hostname != rhs.hostname {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Envoy_Config_Endpoint_V3_Endpoint.HealthCheckConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Envoy_Config_Endpoint_V3_Endpoint.protoMessageName + ".HealthCheckConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}port_value\0\u{1}hostname\0\u{1}address\0\u{3}disable_active_health_check\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.portValue) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._address) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.disableActiveHealthCheck) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.portValue != 0 {
+      try visitor.visitSingularUInt32Field(value: self.portValue, fieldNumber: 1)
+    }
+    if !self.hostname.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 2)
+    }
+    try { if let v = self._address {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.disableActiveHealthCheck != false {
+      try visitor.visitSingularBoolField(value: self.disableActiveHealthCheck, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Envoy_Config_Endpoint_V3_Endpoint.HealthCheckConfig, rhs: Envoy_Config_Endpoint_V3_Endpoint.HealthCheckConfig) -> Bool {
+    if lhs.portValue != rhs.portValue {return false}
+    if lhs.hostname != rhs.hostname {return false}
+    if lhs._address != rhs._address {return false}
+    if lhs.disableActiveHealthCheck != rhs.disableActiveHealthCheck {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -264,69 +360,111 @@ nonisolated extension Envoy_Config_Endpoint_V3_LbEndpoint: SwiftProtobuf.Message
   public static let protoMessageName: String = _protobuf_package + ".LbEndpoint"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}endpoint\0\u{3}health_status\0\u{1}metadata\0\u{3}load_balancing_weight\0\u{3}endpoint_name\0")
 
+  fileprivate class _StorageClass {
+    var _hostIdentifier: Envoy_Config_Endpoint_V3_LbEndpoint.OneOf_HostIdentifier?
+    var _healthStatus: Envoy_Config_Core_V3_HealthStatus = .unknown
+    var _metadata: Envoy_Config_Core_V3_Metadata? = nil
+    var _loadBalancingWeight: SwiftProtobuf.Google_Protobuf_UInt32Value? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _hostIdentifier = source._hostIdentifier
+      _healthStatus = source._healthStatus
+      _metadata = source._metadata
+      _loadBalancingWeight = source._loadBalancingWeight
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try {
-        var v: Envoy_Config_Endpoint_V3_Endpoint?
-        var hadOneofValue = false
-        if let current = self.hostIdentifier {
-          hadOneofValue = true
-          if case .endpoint(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try {
+          var v: Envoy_Config_Endpoint_V3_Endpoint?
+          var hadOneofValue = false
+          if let current = _storage._hostIdentifier {
+            hadOneofValue = true
+            if case .endpoint(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._hostIdentifier = .endpoint(v)
+          }
+        }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._healthStatus) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._metadata) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._loadBalancingWeight) }()
+        case 5: try {
+          var v: String?
+          try decoder.decodeSingularStringField(value: &v)
+          if let v = v {
+            if _storage._hostIdentifier != nil {try decoder.handleConflictingOneOf()}
+            _storage._hostIdentifier = .endpointName(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.hostIdentifier = .endpoint(v)
-        }
-      }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.healthStatus) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._loadBalancingWeight) }()
-      case 5: try {
-        var v: String?
-        try decoder.decodeSingularStringField(value: &v)
-        if let v = v {
-          if self.hostIdentifier != nil {try decoder.handleConflictingOneOf()}
-          self.hostIdentifier = .endpointName(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if case .endpoint(let v)? = self.hostIdentifier {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if self.healthStatus != .unknown {
-      try visitor.visitSingularEnumField(value: self.healthStatus, fieldNumber: 2)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if case .endpoint(let v)? = _storage._hostIdentifier {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._healthStatus != .unknown {
+        try visitor.visitSingularEnumField(value: _storage._healthStatus, fieldNumber: 2)
+      }
+      try { if let v = _storage._metadata {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._loadBalancingWeight {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if case .endpointName(let v)? = _storage._hostIdentifier {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+      } }()
     }
-    try { if let v = self._metadata {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
-    try { if let v = self._loadBalancingWeight {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    try { if case .endpointName(let v)? = self.hostIdentifier {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Envoy_Config_Endpoint_V3_LbEndpoint, rhs: Envoy_Config_Endpoint_V3_LbEndpoint) -> Bool {
-    if lhs.hostIdentifier != rhs.hostIdentifier {return false}
-    if lhs.healthStatus != rhs.healthStatus {return false}
-    if lhs._metadata != rhs._metadata {return false}
-    if lhs._loadBalancingWeight != rhs._loadBalancingWeight {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._hostIdentifier != rhs_storage._hostIdentifier {return false}
+        if _storage._healthStatus != rhs_storage._healthStatus {return false}
+        if _storage._metadata != rhs_storage._metadata {return false}
+        if _storage._loadBalancingWeight != rhs_storage._loadBalancingWeight {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

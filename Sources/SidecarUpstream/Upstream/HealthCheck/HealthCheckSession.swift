@@ -136,7 +136,7 @@ package final class HealthCheckSession {
                     }
                 }
             }
-            .connect(to: host.address)
+            .connect(to: host.healthCheckAddress)
             .whenComplete { result in bound.value.connectCompleted(id: id, result) }
     }
 

@@ -1,91 +1,98 @@
 import SidecarCore
 
-/// One worker's balancer for one cluster, following Envoy's `lb_policy` semantics
-/// (`source/extensions/load_balancing_policies/{round_robin,least_request,random,ring_hash,maglev}` and the
-/// shared base in `common/load_balancer_impl.cc` and `common/thread_aware_lb_impl.cc`).
+/// One worker's balancer for one cluster (Envoy's `LoadBalancerBase` with its policy): it picks a priority level
+/// by the levels' shares of the load (`PriorityLoad`), then — with `locality_weighted_lb_config` — a locality of
+/// that level by its health-scaled weight, then a host by `lb_policy` (`HostSetBalancer`).
 ///
-/// Rebuilt whenever the host list or any host's health changes: everything that depends only on those (the
-/// candidate set, panic, a ring or Maglev table) is worked out here once, so `choose` allocates nothing.
+/// Rebuilt whenever the host list or any host's health changes, so `choose` allocates nothing. A cluster with
+/// one priority and no locality weighting (most of them) picks straight from its one level, drawing nothing
+/// for the priority.
 ///
-/// Panic (`common_lb_config.healthy_panic_threshold`, default 50 %): when fewer than that share of hosts is
-/// healthy, the few healthy ones would be overwhelmed, so Envoy spreads load over every host instead, healthy
-/// or not. A threshold of 0 turns this off; then an all-unhealthy cluster has no host to give.
+/// Panic (`common_lb_config.healthy_panic_threshold`, default 50 %): when a level has too few healthy hosts and
+/// the levels together cannot make up for it, the level's few healthy hosts would be overwhelmed, so Envoy
+/// spreads its load over all its hosts instead, healthy or not, and ignores localities. A threshold of 0 turns
+/// this off; then a cluster with no healthy host has none to give.
 package struct LoadBalancer {
     package let policy: Cluster.LBPolicy
-    /// Whether the share of healthy hosts is below `healthy_panic_threshold`, so every host is a candidate.
-    package let inPanic: Bool
-    /// Indices (into the host list) that may be chosen: the healthy hosts, or every host in panic.
-    package let candidates: [Int]
+    /// How load is shared among the priorities, and which are in panic.
+    package let priorityLoad: PriorityLoad
+    private var levels: [Level]
 
-    private let choiceCount: Int
-    /// `LEAST_REQUEST` over candidates of differing weights (Envoy switches to its weighted schedule then).
-    private let leastRequestWeighted: Bool
-    private var roundRobin = SmoothRoundRobin(weights: [])
-    private var weightedLeastRequest = WeightedLeastRequest(weights: [], bias: 1)
-    private var ring = HashRing()
-    private var maglev = MaglevTable()
+    /// One priority level: its balancer over the healthy hosts (all of them in panic), and with locality
+    /// weighting one per locality that has healthy hosts and a weight, with the schedule that picks among them.
+    private struct Level {
+        var hosts: HostSetBalancer
+        var localities: [HostSetBalancer] = []
+        var localityPicker = SmoothRoundRobin(weights: [])
+    }
 
     /// - Parameters:
-    ///   - healthy: per host, whether it may take traffic (active health checks passing, not ejected).
+    ///   - healthy: per host, whether it may take traffic (EDS health, active health checks, not ejected).
     ///   - workerIndex: offsets round robin so the workers do not all send their first request to one host.
     package init(config: LoadBalancingConfig, hosts: [UpstreamHost], healthy: [Bool], workerIndex: Int) {
         precondition(healthy.count == hosts.count, "one health flag per host")
         policy = config.policy
-        let healthyCount = healthy.reduce(0) { $0 + ($1 ? 1 : 0) }
-        // Envoy rounds the configured percentage to an integer and caps it at 100; an empty host set counts
-        // as 0 % healthy (so it is "in panic" unless panic is disabled; there is nothing to choose either way).
-        let threshold = min(100, max(0, config.healthyPanicThreshold.rounded()))
-        let healthyPercent = hosts.isEmpty ? 0 : 100 * Double(healthyCount) / Double(hosts.count)
-        inPanic = healthyPercent < threshold
-        candidates = inPanic ? Array(hosts.indices) : hosts.indices.filter { healthy[$0] }
-
-        let weights = candidates.map { hosts[$0].weight }
-        let uniform = weights.allSatisfy { $0 == weights.first }
-        choiceCount = max(config.choiceCount, 1)
-        leastRequestWeighted = !uniform
-
-        switch policy {
-        case .ROUND_ROBIN, .CLUSTER_PROVIDED:
-            // CLUSTER_PROVIDED (ORIGINAL_DST clusters) takes its host from the connection, not from here; should
-            // such a cluster still have a host list, it is used round robin.
-            roundRobin = SmoothRoundRobin(weights: weights, start: workerIndex)
-            if !uniform {
-                // SmoothRoundRobin offsets only plain rotation; for a weighted schedule, start this worker
-                // `workerIndex` steps into it (the shares over a full cycle are unchanged).
-                let total = weights.reduce(0) { $0 + Int($1) }
-                for _ in 0..<(total > 0 ? max(workerIndex, 0) % total : 0) { _ = roundRobin.pick() }
+        let levelCount = Int(hosts.lazy.map(\.group.priority).max() ?? 0) + 1
+        var members = Array(repeating: [Int](), count: levelCount)
+        for i in hosts.indices { members[Int(hosts[i].group.priority)].append(i) }
+        let healthyCounts = members.map { $0.reduce(0) { $0 + (healthy[$1] ? 1 : 0) } }
+        priorityLoad = PriorityLoad(hostCounts: members.map(\.count), healthyCounts: healthyCounts,
+                                    panicThreshold: config.healthyPanicThreshold)
+        levels = []
+        levels.reserveCapacity(levelCount)
+        for p in 0..<levelCount {
+            let panic = priorityLoad.panic[p]
+            let candidates = panic ? members[p] : members[p].filter { healthy[$0] }
+            var level = Level(hosts: HostSetBalancer(config: config, hosts: hosts, candidates: candidates,
+                                                     workerIndex: workerIndex))
+            if config.localityWeighted && !panic {
+                // Localities in the order of their entries in the load assignment.
+                var byEntry: [Int: [Int]] = [:]
+                var order: [Int] = []
+                for i in members[p] {
+                    let entry = hosts[i].group.index
+                    if byEntry[entry] == nil { order.append(entry) }
+                    byEntry[entry, default: []].append(i)
+                }
+                var weights: [Int] = []
+                for entry in order {
+                    let all = byEntry[entry]!
+                    let usable = all.filter { healthy[$0] }
+                    let weight = PriorityLoad.effectiveLocalityWeight(
+                        weight: hosts[all[0]].group.localityWeight, hosts: all.count, healthy: usable.count)
+                    guard weight > 0 else { continue }
+                    weights.append(weight)
+                    level.localities.append(HostSetBalancer(config: config, hosts: hosts, candidates: usable,
+                                                            workerIndex: workerIndex))
+                }
+                // No locality with a share: Envoy falls back to the level's healthy hosts.
+                if !weights.isEmpty { level.localityPicker = SmoothRoundRobin(shares: weights, start: workerIndex) }
             }
-        case .LEAST_REQUEST:
-            if !uniform {
-                weightedLeastRequest = WeightedLeastRequest(weights: weights, bias: config.activeRequestBias)
-            }
-        case .RANDOM:
-            break
-        case .RING_HASH:
-            ring = HashRing(
-                keys: candidates.map { hosts[$0].hashKey }, weights: weights,
-                minimumSize: config.minimumRingSize, maximumSize: max(config.maximumRingSize, config.minimumRingSize))
-        case .MAGLEV:
-            // Config decoding refuses a non-prime table_size as Envoy does; should one get here anyway, use the
-            // default rather than build a table whose permutations cannot fill it.
-            let size = MaglevTable.isPrime(config.maglevTableSize) ? config.maglevTableSize : MaglevTable.defaultSize
-            maglev = MaglevTable(keys: candidates.map { hosts[$0].hashKey }, weights: weights, size: size)
+            levels.append(level)
         }
     }
 
-    /// The index of the host to use, or nil when there is none (no hosts, or none healthy with panic off).
+    /// Whether any level is in panic.
+    package var inPanic: Bool { priorityLoad.panic.contains(true) }
+
+    /// Every host index a pick may give, level by level.
+    package var candidates: [Int] { levels.flatMap(\.hosts.candidates) }
+
+    /// The index of the host to use, or nil when there is none (no hosts, or none healthy with panic off), and
+    /// whether it came from a level in panic.
     ///
     /// - Parameters:
     ///   - hash: the request's hash from the route's `hash_policy` (RING_HASH, MAGLEV); nil means a random
-    ///     one, as in Envoy (which then behaves like RANDOM). Ignored by the other policies.
+    ///     one, as in Envoy (which then behaves like RANDOM). Ignored by the other policies. It picks the
+    ///     priority too, so a hash lands on the same level while the levels' health holds.
     ///   - activeRequests: requests in flight per host index (LEAST_REQUEST); a missing entry counts as 0.
     ///   - maxAttempts: `host_selection_retry_max_attempts`: how many times a host refused by `reject` is
-    ///     picked again. Envoy makes at most `maxAttempts + 1` picks and uses the last even if refused.
+    ///     picked again (priority and locality included). Envoy makes at most `maxAttempts + 1` picks and uses
+    ///     the last even if refused.
     ///   - reject: the retry host predicates (e.g. `previous_hosts`): true means "pick another".
     package mutating func choose<R: RandomSource>(
         hash: UInt64?, activeRequests: [Int], random: inout R, maxAttempts: Int, reject: (Int) -> Bool
-    ) -> Int? {
-        if candidates.isEmpty { return nil }
+    ) -> (host: Int, panic: Bool)? {
         let requestHash: UInt64
         switch policy {
         case .RING_HASH, .MAGLEV:
@@ -94,61 +101,39 @@ package struct LoadBalancer {
         case .ROUND_ROBIN, .CLUSTER_PROVIDED, .LEAST_REQUEST, .RANDOM:
             requestHash = 0
         }
-        var picked: Int?
+        var picked: (host: Int, panic: Bool)?
         for attempt in 0...max(maxAttempts, 0) {
-            picked = pickOnce(hash: requestHash, attempt: attempt, activeRequests: activeRequests, random: &random)
-            guard let host = picked else { return nil }
-            if !reject(host) { return host }
+            var p = 0
+            if levels.count > 1 {
+                switch policy {
+                case .RING_HASH, .MAGLEV: p = priorityLoad.level(for: requestHash)
+                case .ROUND_ROBIN, .CLUSTER_PROVIDED, .LEAST_REQUEST, .RANDOM: p = priorityLoad.level(for: random.next())
+                }
+            }
+            let host: Int?
+            if let locality = levels[p].localityPicker.pick() {
+                host = levels[p].localities[locality].pickOnce(
+                    hash: requestHash, attempt: attempt, activeRequests: activeRequests, random: &random)
+            } else {
+                host = levels[p].hosts.pickOnce(
+                    hash: requestHash, attempt: attempt, activeRequests: activeRequests, random: &random)
+            }
+            guard let host else { return nil }
+            picked = (host, priorityLoad.panic[p])
+            if !reject(host) { return picked }
         }
         return picked
     }
 
-    private mutating func pickOnce<R: RandomSource>(
-        hash: UInt64, attempt: Int, activeRequests: [Int], random: inout R
-    ) -> Int? {
-        let n = candidates.count
-        switch policy {
-        case .ROUND_ROBIN, .CLUSTER_PROVIDED:
-            return roundRobin.pick().map { candidates[$0] }
-        case .LEAST_REQUEST:
-            if leastRequestWeighted {
-                let candidates = self.candidates
-                return weightedLeastRequest.pick { Self.active(activeRequests, candidates[$0]) }.map { candidates[$0] }
-            }
-            // Power of N choices, as Envoy: draw choice_count candidates with replacement, keep the first of the
-            // least loaded.
-            var best = candidates[Int(random.next() % UInt64(n))]
-            for _ in 1..<max(choiceCount, 1) {
-                let sampled = candidates[Int(random.next() % UInt64(n))]
-                if Self.active(activeRequests, sampled) < Self.active(activeRequests, best) { best = sampled }
-            }
-            return best
-        case .RANDOM:
-            return candidates[Int(random.next() % UInt64(n))]
-        case .RING_HASH:
-            return ring.host(for: hash, attempt: attempt).map { candidates[$0] }
-        case .MAGLEV:
-            return maglev.host(for: hash, attempt: attempt).map { candidates[$0] }
-        }
-    }
+    /// The rings' sizes, for `ring_hash_lb.size` (0 unless RING_HASH).
+    package var ringSize: Int { levels.reduce(0) { $0 + $1.hosts.ringSize } }
 
-    @inline(__always)
-    private static func active(_ activeRequests: [Int], _ host: Int) -> Int {
-        host < activeRequests.count ? activeRequests[host] : 0
-    }
-
-    /// The ring's size, for `ring_hash_lb.size` (0 unless RING_HASH).
-    package var ringSize: Int { ring.size }
     /// Ring entries or Maglev slots per host index (for `min/max_hashes_per_host`, `min/max_entries_per_host`).
     package func hashEntriesPerHost(hostCount: Int) -> [Int] {
         var out = Array(repeating: 0, count: hostCount)
-        let perCandidate: [Int]
-        switch policy {
-        case .RING_HASH: perCandidate = ring.entriesPerHost(count: candidates.count)
-        case .MAGLEV: perCandidate = maglev.entriesPerHost(count: candidates.count)
-        case .ROUND_ROBIN, .CLUSTER_PROVIDED, .LEAST_REQUEST, .RANDOM: return out
+        for level in levels {
+            for (i, n) in level.hosts.hashEntriesPerHost(hostCount: hostCount).enumerated() where n > 0 { out[i] = n }
         }
-        for (k, host) in candidates.enumerated() where host < hostCount { out[host] = perCandidate[k] }
         return out
     }
 }

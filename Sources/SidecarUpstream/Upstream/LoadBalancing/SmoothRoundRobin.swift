@@ -8,11 +8,16 @@ public struct SmoothRoundRobin: Sendable {
     private var next = 0
 
     public init(weights: [UInt32], start: Int = 0) {
-        self.weights = weights.map { Int($0) }
-        self.current = Array(repeating: 0, count: weights.count)
-        self.total = self.weights.reduce(0, +)
-        self.uniform = Set(weights).count <= 1
-        self.next = weights.isEmpty ? 0 : start % weights.count
+        self.init(shares: weights.map { Int($0) }, start: start)
+    }
+
+    /// Weights wider than `UInt32` (locality weights scaled by health).
+    public init(shares: [Int], start: Int = 0) {
+        self.weights = shares
+        self.current = Array(repeating: 0, count: shares.count)
+        self.total = shares.reduce(0, +)
+        self.uniform = Set(shares).count <= 1
+        self.next = shares.isEmpty ? 0 : start % shares.count
     }
 
     /// The index of the next host, or nil when there are none.
