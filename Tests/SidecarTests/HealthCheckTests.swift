@@ -128,6 +128,12 @@ import Testing
         let c = Self.config(interval: 100, unhealthy: 30, noTraffic: 5000)
         #expect(Self.next(c, healthy: true, traffic: false, &r) == 5000 * Self.ms)
         #expect(Self.next(c, healthy: false, traffic: false, &r) == 5000 * Self.ms)
+        // no_traffic_healthy_interval, when set, follows a passing check.
+        var quick = c
+        quick.noTrafficHealthyInterval = .milliseconds(400)
+        #expect(Self.next(quick, healthy: true, traffic: false, &r) == 400 * Self.ms)
+        #expect(Self.next(quick, healthy: false, traffic: false, &r) == 5000 * Self.ms)
+        #expect(Self.next(quick, healthy: true, traffic: true, &r) == 100 * Self.ms)
     }
 
     @Test func aClusterWithTrafficUsesIntervalOrUnhealthyInterval() {

@@ -18,7 +18,8 @@ scenario leaves nothing behind. Only loopback addresses are used.
 
 Scenarios: retry, outlier, circuit_breaker, circuit_breaker_kinds, weighted_rr, least_request, ring_hash,
 health_check, backend_killed, retry_overflow, route_timeout, per_try_timeout, connect_failure,
-retry_headers, retry_headers_internal, attempt_count, panic (--list prints them; each one's docstring
+retry_headers, retry_headers_internal, attempt_count, panic, locality_priorities, locality_replicas (envoyproxy/examples'
+locality-load-balancing walkthrough), health_check_port (--list prints them; each one's docstring
 says what Envoy 1.40 does that the issue text did not foresee). The whole suite takes about 35 s.
 
 --only NAME selects scenarios by name or by a pattern with * and ? wildcards; it may be repeated.
@@ -1292,6 +1293,164 @@ def scenario_panic(t):
     return "default: 6 x 200 over both hosts (lb_healthy_panic %d); threshold 0: 503 'no healthy upstream'" % panic
 
 
+# envoyproxy/examples' locality-load-balancing sandbox, on loopback: its cluster as written there (STRICT_DNS,
+# ROUND_ROBIN, locality_weighted_lb_config, one endpoint per locality at priorities 0, 1, 1 and 2, each with a
+# hostname and a health_check_config port), with the health checks at 0.5 s instead of 2 s and on /healthz (the
+# sandbox's service fails every path when it is told to; the chaos backend fails only /healthz).
+LOCALITY_HEALTH_CHECK = {
+    "interval": "0.5s",
+    "timeout": "0.25s",
+    "no_traffic_interval": "0.5s",
+    "no_traffic_healthy_interval": "0.5s",
+    "unhealthy_threshold": 1,
+    "healthy_threshold": 1,
+    "http_health_check": {"path": "/healthz"},
+}
+
+
+def locality_cluster(groups):
+    """`groups`: (region, zone, priority, [(name, port, health_check_port)]) per locality."""
+    endpoints = []
+    for region, zone, priority, members in groups:
+        endpoints.append(
+            {
+                "locality": {"region": region, "zone": zone},
+                "load_balancing_weight": 1,
+                "priority": priority,
+                "lb_endpoints": [
+                    {
+                        "endpoint": {
+                            "address": sockaddr(port),
+                            "health_check_config": {"port_value": hc_port},
+                            "hostname": name,
+                        }
+                    }
+                    for name, port, hc_port in members
+                ],
+            }
+        )
+    return {
+        "name": CLUSTER,
+        "connect_timeout": "1s",
+        "type": "STRICT_DNS",
+        "lb_policy": "ROUND_ROBIN",
+        "common_lb_config": {"locality_weighted_lb_config": {}},
+        "health_checks": [LOCALITY_HEALTH_CHECK],
+        "load_assignment": {"cluster_name": CLUSTER, "endpoints": endpoints},
+    }
+
+
+def spread(t, p, n, tag):
+    """`n` requests one after another; who served them, as shares in percent."""
+    rs = [one(p.listener, rid="%s-%d" % (tag, i)) for i in range(n)]
+    check(all(r.ok for r in rs), "%s: %s" % (tag, failures(rs)))
+    counts = served_by(rs)
+    shares = {k: round(pct(v, n)) for k, v in sorted(counts.items())}
+    t.note("%s: %s" % (tag, shares))
+    return shares
+
+
+def expect_spread(shares, expected, tag, tolerance=12):
+    """`expected`: backend -> share in percent (None: some, any share); nobody else may serve."""
+    check(set(shares) == set(expected), "%s: served by %s, expected %s" % (tag, sorted(shares), sorted(expected)))
+    for name, want in expected.items():
+        if want is not None:
+            check(abs(shares[name] - want) <= tolerance, "%s: %s took %d %%, expected about %d %%" % (
+                tag, name, shares[name], want))
+
+
+def set_health(b, p, names, code, healthy_after):
+    """Sets the /healthz status of `names` and waits until /clusters and membership_healthy show it, then 1.5 s
+    more: Envoy 1.40 hands health changes of a STRICT_DNS cluster to its load balancers up to
+    update_merge_window (1 s by default) later (measured: right after the flag flips, it still sends everything
+    to the failed host; a STATIC cluster changes at once). Pilotfish changes at once either way."""
+    for n in names:
+        b.mode(n, "health:%d" % code)
+    want = "healthy" if code == 200 else "/failed_active_hc"
+    check(
+        wait_for(lambda: all(p.host_line(b.port[n], "health_flags") == want for n in names), 5),
+        "%s not %s: %s" % (names, want, [p.host_line(b.port[n], "health_flags") for n in names]),
+    )
+    check(wait_for(lambda: p.stat("membership_healthy") == healthy_after, 5),
+          "membership_healthy %d, expected %d" % (p.stat("membership_healthy"), healthy_after))
+    time.sleep(1.5)
+
+
+def scenario_locality_priorities(t):
+    """The sandbox's first walkthrough. All healthy: priority 0 (local-1) takes everything. local-1 failing: its
+    level's health is 0, so priority 1 takes all, split 1:1 between its two localities. local-2 failing too:
+    priority 1 is half healthy, health 50 % x 1.4 = 70 %, so it takes 70 % (all of it to remote-1, since a locality
+    with no healthy host weighs nothing) and priority 2 (remote-2) the other 30 %. /clusters shows each host's
+    region, zone and priority, as Envoy does."""
+    b = t.backends(4)
+    local1, local2, remote1, remote2 = b.names
+    port = b.port
+    p = t.proxy(clusters=[locality_cluster([
+        ("local", "zone-1", 0, [("backend-local-1", port[local1], port[local1])]),
+        ("local", "zone-2", 1, [("backend-local-2", port[local2], port[local2])]),
+        ("remote", "zone-1", 1, [("backend-remote-1", port[remote1], port[remote1])]),
+        ("remote", "zone-2", 2, [("backend-remote-2", port[remote2], port[remote2])]),
+    ])])
+    check(wait_for(lambda: p.stat("membership_healthy") == 4, 5), "membership_healthy never reached 4")
+    for name, field, want in [(remote1, "region", "remote"), (remote1, "zone", "zone-1"), (remote1, "priority", "1"),
+                              (remote2, "priority", "2"), (local1, "hostname", "backend-local-1")]:
+        got = p.host_line(port[name], field)
+        check(got == want, "/clusters %s of %s: %r, expected %r" % (field, name, got, want))
+    expect_spread(spread(t, p, 100, "all healthy"), {local1: 100}, "all healthy")
+    set_health(b, p, [local1], 503, 3)
+    expect_spread(spread(t, p, 200, "P0 down"), {local2: 50, remote1: 50}, "P0 down")
+    set_health(b, p, [local2], 503, 2)
+    shares = spread(t, p, 300, "P0 down, P1 half")
+    expect_spread(shares, {remote1: 70, remote2: 30}, "P0 down, P1 half")
+    return "P0 100 %%; P0 down: P1 1:1; P1 half healthy: remote-1 %d %%, remote-2 %d %%" % (
+        shares[remote1], shares[remote2])
+
+
+def scenario_locality_replicas(t):
+    """The sandbox's second walkthrough: local-1 scaled to 5 replicas (five endpoints in its locality). Four of
+    them failing: priority 0's health is 20 % x 1.4 = 28 %, so the one healthy replica takes 28 % and priority 1
+    the rest (no panic: the levels together are 100 % healthy). Priority 1 failing as well: 28 % stays on local-1
+    and 72 % goes to priority 2."""
+    b = t.backends(8)
+    replicas, (local2, remote1, remote2) = b.names[:5], b.names[5:]
+    port = b.port
+    p = t.proxy(clusters=[locality_cluster([
+        ("local", "zone-1", 0, [("backend-local-1", port[n], port[n]) for n in replicas]),
+        ("local", "zone-2", 1, [("backend-local-2", port[local2], port[local2])]),
+        ("remote", "zone-1", 1, [("backend-remote-1", port[remote1], port[remote1])]),
+        ("remote", "zone-2", 2, [("backend-remote-2", port[remote2], port[remote2])]),
+    ])])
+    check(wait_for(lambda: p.stat("membership_healthy") == 8, 5), "membership_healthy never reached 8")
+    set_health(b, p, replicas[1:], 503, 4)
+    first = spread(t, p, 300, "P0 20 % healthy")
+    expect_spread(first, {replicas[0]: 28, local2: 36, remote1: 36}, "P0 20 % healthy")
+    set_health(b, p, [local2, remote1], 503, 2)
+    second = spread(t, p, 300, "P0 20 %, P1 down")
+    expect_spread(second, {replicas[0]: 28, remote2: 72}, "P0 20 %, P1 down")
+    check(p.stat("lb_healthy_panic") == 0, "lb_healthy_panic %d" % p.stat("lb_healthy_panic"))
+    return "one replica of five: local-1 %d %%; then P1 down: local-1 %d %%, remote-2 %d %%" % (
+        first[replicas[0]], second[replicas[0]], second[remote2])
+
+
+def scenario_health_check_port(t):
+    """`endpoint.health_check_config.port_value`: the health checks of a host go to that port. Here b0's go to
+    b1, so b0 is marked unhealthy when b1's /healthz fails (b0's own stays 200) and b0 gets no traffic."""
+    b = t.backends(3)
+    c = cluster(b.ports[:1] + b.ports[2:], health_checks=[LOCALITY_HEALTH_CHECK])
+    c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["health_check_config"] = {
+        "port_value": b.port["b1"]}
+    p = t.proxy(clusters=[c])
+    check(wait_for(lambda: p.stat("membership_healthy") == 2, 5), "membership_healthy never reached 2")
+    b.mode("b1", "health:503")
+    check(wait_for(lambda: p.host_line(b.port["b0"], "health_flags") == "/failed_active_hc", 5),
+          "b0 not failed when its health-check port fails: %r" % p.host_line(b.port["b0"], "health_flags"))
+    expect_spread(spread(t, p, 20, "b0 checked on b1"), {"b2": 100}, "b0 checked on b1")
+    checks = b.stats()["backends"]
+    check(checks["b1"]["health_checks"] > 0 and checks["b0"]["health_checks"] == 0,
+          "health checks seen: b0 %d, b1 %d" % (checks["b0"]["health_checks"], checks["b1"]["health_checks"]))
+    return "b0 checked on b1's port (%d checks there, none on b0's)" % checks["b1"]["health_checks"]
+
+
 SCENARIOS = [
     ("retry", scenario_retry),
     ("outlier", scenario_outlier),
@@ -1312,6 +1471,9 @@ SCENARIOS = [
     ("retry_headers_internal", scenario_retry_headers_internal),
     ("attempt_count", scenario_attempt_count),
     ("panic", scenario_panic),
+    ("locality_priorities", scenario_locality_priorities),
+    ("locality_replicas", scenario_locality_replicas),
+    ("health_check_port", scenario_health_check_port),
 ]
 
 

@@ -58,6 +58,8 @@ public struct HealthCheckConfig: Sendable, Equatable {
     public var healthyThreshold: Int
     /// `no_traffic_interval` (default 60s): used until the cluster has carried traffic.
     public var noTrafficInterval: ProtoDuration = .seconds(60)
+    /// `no_traffic_healthy_interval` (default: `no_traffic_interval`): the same, after a passing check.
+    public var noTrafficHealthyInterval: ProtoDuration?
     /// `unhealthy_interval` (default: `interval`), used while a host is unhealthy.
     public var unhealthyInterval: ProtoDuration?
     /// `reuse_connection` (default true).

@@ -17,7 +17,7 @@ extension HealthCheckConfig {
         let obj = try value.object()
         try obj.unsupported([
             "name", "interval_jitter_percent", "alt_port", "grpc_health_check", "custom_health_check",
-            "no_traffic_healthy_interval", "unhealthy_edge_interval", "healthy_edge_interval", "event_log_path",
+            "unhealthy_edge_interval", "healthy_edge_interval", "event_log_path",
             "event_logger", "event_service", "always_log_health_check_failures", "always_log_health_check_success",
             "tls_options", "transport_socket_match_criteria",
         ])
@@ -34,6 +34,9 @@ extension HealthCheckConfig {
         if let v = obj.optional("interval_jitter") { config.intervalJitter = try v.duration() }
         if let v = obj.optional("initial_jitter") { config.initialJitter = try v.duration() }
         if let v = obj.optional("no_traffic_interval") { config.noTrafficInterval = try v.positiveDuration() }
+        if let v = obj.optional("no_traffic_healthy_interval") {
+            config.noTrafficHealthyInterval = try v.positiveDuration()
+        }
         if let v = obj.optional("unhealthy_interval") { config.unhealthyInterval = try v.positiveDuration() }
         if let v = obj.optional("reuse_connection") { config.reuseConnection = try v.bool() }
         try obj.finish()

@@ -5,7 +5,8 @@ import SidecarCore
 /// Envoy's `HealthCheckerImplBase::interval` and `intervalWithJitter`
 /// (source/extensions/health_checkers/common/health_checker_base_impl.cc):
 /// - until the cluster has carried traffic (Envoy: `upstream_cx_total` was ever used), `no_traffic_interval`
-///   (default 60 s), so idle clusters cost little and their hosts' view is still roughly current;
+///   (default 60 s), so idle clusters cost little and their hosts' view is still roughly current, or after a
+///   passing check `no_traffic_healthy_interval` when set;
 /// - then `interval` after a passing check and `unhealthy_interval` (default `interval`) after a failing one;
 /// - plus a random `[0, interval_jitter)`, and never less than 1 ms so a zero config cannot spin;
 /// - the first check of a host runs at once, or after a random `[0, initial_jitter)` (at least 1 ms) when
@@ -34,7 +35,7 @@ package enum HealthCheckSchedule {
         }
         let base: Int64
         if !clusterHasTraffic {
-            base = config.noTrafficInterval.nanoseconds
+            base = ((hostHealthy ? config.noTrafficHealthyInterval : nil) ?? config.noTrafficInterval).nanoseconds
         } else if hostHealthy {
             base = config.interval.nanoseconds
         } else {
