@@ -20,6 +20,9 @@ Scenarios:
                   a keeps serving; update_rejected 1; the next good push is ACKed and taken.
   unknown-field   (sidecar) a Cluster with track_cluster_stats set, a field Pilotfish's subset lacks: NACKed, naming
                   field number 49 of envoy.config.cluster.v3.Cluster; a keeps serving.
+  eds-priorities  endpoints at priorities 0 (a) and 1 (b) with health_status: a UNHEALTHY sends everything to b
+                  (/clusters: /failed_eds_health, priority 1), HEALTHY again brings it back; (sidecar) DEGRADED is
+                  NACKed, naming health_status.
   plane-restart   the plane is stopped: the proxy keeps serving, control_plane.connected_state goes to 0; a new
                   plane on the same port gets requests with the versions the proxy has, pushes b, and b serves.
 
@@ -370,12 +373,49 @@ def plane_restart(t):
     return "served through the outage; reconnected with version 1; b from the new plane serves"
 
 
+def prioritized(groups, name="svc"):
+    """An assignment with one locality per (zone, priority, port, health_status) in `groups`."""
+    return {"cluster_name": name, "endpoints": [
+        {"locality": {"region": "r", "zone": zone}, "priority": priority, "load_balancing_weight": 1,
+         "lb_endpoints": [{"endpoint": {"address": sockaddr(port)}, "health_status": health}]}
+        for zone, priority, port, health in groups]}
+
+
+def eds_priorities(t):
+    a, b = backends(t, "a", "b")
+    p = plane(t)
+    seed(p, a.port)
+    p.set(EDS, "1", [prioritized([("z0", 0, a.port, "HEALTHY"), ("z1", 1, b.port, "HEALTHY")])])
+    proc, admin, port = start(t, p)
+
+    def answers(n=10):
+        return sorted({body(port) for _ in range(n)})
+
+    check(answers() == ["200 a"], "priority 0 healthy: %s" % answers())
+    p.set(EDS, "2", [prioritized([("z0", 0, a.port, "UNHEALTHY"), ("z1", 1, b.port, "HEALTHY")])])
+    check(wait_for(lambda: answers() == ["200 b"], 5), "priority 0 UNHEALTHY: %s" % answers())
+    clusters = admin_get(admin, "/clusters")
+    line = "svc::127.0.0.1:%d::health_flags::/failed_eds_health" % a.port
+    check(line in clusters, "/clusters lacks %s: %s" % (line, short(clusters)))
+    check("svc::127.0.0.1:%d::priority::1" % b.port in clusters, "/clusters lacks b's priority 1")
+    p.set(EDS, "3", [prioritized([("z0", 0, a.port, "HEALTHY"), ("z1", 1, b.port, "HEALTHY")])])
+    check(wait_for(lambda: answers() == ["200 a"], 5), "priority 0 healthy again: %s" % answers())
+    if t.suite.proxy == "sidecar":
+        p.set(EDS, "4", [prioritized([("z0", 0, a.port, "DEGRADED"), ("z1", 1, b.port, "HEALTHY")])])
+        check(wait_for(lambda: any(e for v, n, e in p.acks(EDS)), 5), "no NACK of DEGRADED: %s" % p.acks(EDS))
+        error = [x for x in p.acks(EDS) if x[2]][0][2]
+        check("health_status" in error and "DEGRADED" in error, "the NACK does not name health_status: %s" % error)
+        check(answers() == ["200 a"], "after the NACK: %s" % answers())
+    return "P0 a; a UNHEALTHY over EDS: P1 b takes all (/failed_eds_health); a HEALTHY: back to a"
+
+
 SCENARIOS = [
     ("initial", initial),
     ("under-load", under_load),
     ("nack", nack),
     ("unknown-field", unknown_field),
     ("plane-restart", plane_restart),
+    ("eds-priorities", eds_priorities),
 ]
 
 if __name__ == "__main__":
