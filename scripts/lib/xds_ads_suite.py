@@ -23,6 +23,9 @@ Scenarios:
   eds-priorities  endpoints at priorities 0 (a) and 1 (b) with health_status: a UNHEALTHY sends everything to b
                   (/clusters: /failed_eds_health, priority 1), HEALTHY again brings it back; (sidecar) DEGRADED is
                   NACKed, naming health_status.
+  tls-plane       the plane over mTLS (it requires a client certificate from the test CA): the ADS cluster's
+                  UpstreamTlsContext with a client certificate, trusted_ca and sni; the plane sees the client's
+                  CN and a serves. A proxy trusting another CA gets no stream and stays PRE_INITIALIZING.
   plane-restart   the plane is stopped: the proxy keeps serving, control_plane.connected_state goes to 0; a new
                   plane on the same port gets requests with the versions the proxy has, pushes b, and b serves.
 
@@ -32,10 +35,13 @@ loopback is used; processes are stopped by PID, pass or fail.
 
 import json
 import os
+
 import queue
 import threading
 import time
 from concurrent import futures
+
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc loads: the TLS scenario's refused handshakes are expected
 
 import grpc
 from envoy.config.cluster.v3 import cluster_pb2
@@ -75,8 +81,10 @@ NAME_FIELD = {CDS: "name", EDS: "cluster_name", RDS: "name"}
 class ControlPlane:
     """A state-of-the-world ADS server: per type, a version and resources by name."""
 
-    def __init__(self, port, hold=False):
+    def __init__(self, port, hold=False, tls=None):
+        """`tls`: (certificate file, key file, CA file whose clients it requires) for a TLS port; plaintext without."""
         self.port = port
+        self.peers = []  # the client certificate's common name on each stream (TLS), or None
         self.lock = threading.Lock()
         self.state = {}  # type_url -> (version, {name: message})
         self.requests = []  # every DiscoveryRequest, in order
@@ -87,7 +95,12 @@ class ControlPlane:
             self.released.set()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self._Servicer(self), self.server)
-        self.server.add_insecure_port("127.0.0.1:%d" % port)
+        if tls:
+            cert, key, ca = (open(f, "rb").read() for f in tls)
+            creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+            self.server.add_secure_port("127.0.0.1:%d" % port, creds)
+        else:
+            self.server.add_insecure_port("127.0.0.1:%d" % port)
         self.server.start()
 
     class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
@@ -105,8 +118,10 @@ class ControlPlane:
 
     def _stream(self, requests, context):
         s = self._Stream()
+        cn = context.auth_context().get("x509_common_name")
         with self.lock:
             self.streams.append(s)
+            self.peers.append(cn[0].decode() if cn else None)
 
         def reader():
             try:
@@ -200,7 +215,8 @@ def routes(cluster_name):
         {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]}
 
 
-def bootstrap(admin, port, plane_port, statics=()):
+def bootstrap(admin, port, plane_port, statics=(), plane_tls=None):
+    """`plane_tls`: the transport_socket of the cluster to the plane (plaintext without)."""
     hcm = {"@type": HCM, "stat_prefix": "xds", "codec_type": "AUTO",
            "rds": {"route_config_name": "dyn", "config_source": {"ads": {}, "resource_api_version": "V3"}},
            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}
@@ -208,6 +224,8 @@ def bootstrap(admin, port, plane_port, statics=()):
                  "typed_extension_protocol_options": H2_OPTIONS,
                  "load_assignment": {"cluster_name": "xds_cluster", "endpoints": [{"lb_endpoints": [
                      {"endpoint": {"address": sockaddr(plane_port)}}]}]}}]
+    if plane_tls:
+        clusters[0]["transport_socket"] = plane_tls
     for name, p in statics:
         clusters.append({"name": name, "connect_timeout": "1s", "type": "STATIC",
                          "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
@@ -224,9 +242,9 @@ def bootstrap(admin, port, plane_port, statics=()):
                 "clusters": clusters}}
 
 
-def plane(t, port=None, hold=False):
+def plane(t, port=None, hold=False, tls=None):
     port = port or free_ports(1)[0]
-    p = ControlPlane(port, hold=hold)
+    p = ControlPlane(port, hold=hold, tls=tls)
     t.on_close("control plane", p.stop)
     return p
 
@@ -237,9 +255,9 @@ def seed(p, a_port, version="1"):
     p.set(RDS, version, [routes("svc")])
 
 
-def start(t, p, statics=()):
+def start(t, p, statics=(), plane_tls=None):
     admin, port = free_ports(2)
-    proc, _ = t.launch_proxy(bootstrap(admin, port, p.port, statics), admin, [port])
+    proc, _ = t.launch_proxy(bootstrap(admin, port, p.port, statics, plane_tls), admin, [port])
     return proc, admin, port
 
 
@@ -409,6 +427,36 @@ def eds_priorities(t):
     return "P0 a; a UNHEALTHY over EDS: P1 b takes all (/failed_eds_health); a HEALTHY: back to a"
 
 
+def tls_plane(t):
+    from tls_kit import Pki, upstream_tls, validation
+    pki = Pki(t.dir)
+    (a,) = backends(t, "a")
+    p = plane(t, tls=(pki.server.cert, pki.server.key, pki.ca.cert))
+    seed(p, a.port)
+    mtls = upstream_tls(pki.client, validation(pki.ca), sni="server.example.test")
+    proc, admin, port = start(t, p, plane_tls=mtls)
+    check(wait_for(lambda: body(port) == "200 a", 10), "GET / over config from the TLS plane: %s" % body(port))
+    check(p.peers and p.peers[0] == "client", "the plane saw client certificates %s" % p.peers)
+    check(stat(admin, "control_plane.connected_state") == 1, "connected_state %d"
+          % stat(admin, "control_plane.connected_state"))
+    # A proxy that trusts another CA does not take the plane's certificate: no stream, no config.
+    q = plane(t, tls=(pki.server.cert, pki.server.key, pki.ca.cert))
+    seed(q, a.port)
+    admin2, port2 = free_ports(2)
+    wrong = upstream_tls(pki.client, validation(pki.other_ca))
+    path = t.write_config(bootstrap(admin2, port2, q.port, plane_tls=wrong))
+    t.spawn(t.suite.proxy_argv(path), "proxy-wrong-ca")
+    check(wait_for(lambda: ready(admin2)[0] == 503, 10), "/ready of the proxy trusting another CA: %s" % (ready(admin2),))
+    time.sleep(2)
+    with q.lock:
+        seen = len(q.requests)
+    check(seen == 0, "the plane got %d requests from a proxy that should not trust it" % seen)
+    check(ready(admin2)[0] == 503, "/ready of the proxy trusting another CA: %s" % (ready(admin2),))
+    check(stat(admin2, "control_plane.connected_state") == 0, "connected_state %d with the wrong CA"
+          % stat(admin2, "control_plane.connected_state"))
+    return "mTLS to the plane (it saw CN %s); a proxy trusting another CA never got a stream" % p.peers[0]
+
+
 SCENARIOS = [
     ("initial", initial),
     ("under-load", under_load),
@@ -416,6 +464,7 @@ SCENARIOS = [
     ("unknown-field", unknown_field),
     ("plane-restart", plane_restart),
     ("eds-priorities", eds_priorities),
+    ("tls-plane", tls_plane),
 ]
 
 if __name__ == "__main__":

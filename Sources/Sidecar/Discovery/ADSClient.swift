@@ -41,19 +41,24 @@ final class ADSClient: Sendable {
 
     /// `types`: the resource types wanted, in Envoy's order, with whether each is a wildcard subscription.
     /// `host`: an IP address, or a name resolved by DNS at each connection (as a STRICT_DNS cluster's is).
-    init(host: String, port: Int, config: ADSConfig, nodeID: String, nodeCluster: String,
+    /// `tls`: the ADS cluster's UpstreamTlsContext (nil: plaintext).
+    init(host: String, port: Int, tls: TLSContextConfig?, config: ADSConfig, nodeID: String, nodeCluster: String,
          types: [(typeURL: String, wildcard: Bool)], initialFetchTimeout: TimeInterval, registry: StatsRegistry,
          names: @escaping @Sendable (String) -> Set<String>, apply: @escaping Apply) throws {
         let transport: HTTP2ClientTransport.Posix
+        let security = ADSTransportSecurity.make(tls)
+        var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
+        // The TLS server name (SNI) is the transport's authority; Envoy sends `sni` when it is set, else none.
+        if let sni = tls?.sni { transportConfig.http2.authority = sni }
         if case .v6? = IPAddress(parsing: host) {
             let target: ResolvableTargets.IPv6 = .ipv6(address: host, port: port)
-            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: transportConfig)
         } else if IPAddress(parsing: host) != nil {
             let target: ResolvableTargets.IPv4 = .ipv4(address: host, port: port)
-            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: transportConfig)
         } else {
             let target: ResolvableTargets.DNS = .dns(host: host, port: port)
-            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
+            transport = try HTTP2ClientTransport.Posix(target: target, transportSecurity: security, config: transportConfig)
         }
         client = GRPCClient(transport: transport)
         var node = Envoy_Config_Core_V3_Node()

@@ -398,7 +398,7 @@ public final class SidecarServer: @unchecked Sendable {
         let endpointDiscovery = self.endpointDiscovery
         let dynamicConfig = self.dynamicConfig
         let client = try ADSClient(
-            host: address.address, port: address.port, config: ads, nodeID: bootstrap.nodeID ?? "", nodeCluster: bootstrap.nodeCluster ?? "",
+            host: address.address, port: address.port, tls: cluster.tls, config: ads, nodeID: bootstrap.nodeID ?? "", nodeCluster: bootstrap.nodeCluster ?? "",
             types: types, initialFetchTimeout: timeout, registry: registry,
             names: { url in
                 switch url {
@@ -410,7 +410,8 @@ public final class SidecarServer: @unchecked Sendable {
             apply: { [weak self] url, resources, version in self?.applyADS(url, resources, version) })
         adsClient = client
         endpointDiscovery.onADSNamesChanged { [weak client] in client?.refreshNames() }
-        Log.info("ads: connecting", [("cluster", ads.clusterName), ("address", "\(address)")])
+        Log.info("ads: connecting", [("cluster", ads.clusterName), ("address", "\(address)"),
+                                     ("tls", cluster.tls == nil ? "no" : "yes")])
         client.start { [weak self] in
             self?.preInitializing.value = false
             Log.info("ads: initial fetch done", [])

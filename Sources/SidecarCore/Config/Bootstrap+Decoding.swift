@@ -111,9 +111,29 @@ extension Bootstrap {
         guard cluster.eds == nil, cluster.endpoints.first != nil else {
             throw doc.error(at: at, "the ADS cluster '\(ads.clusterName)' needs an endpoint in its load_assignment")
         }
-        if cluster.tls != nil {
-            throw doc.error(at: at, "the ADS cluster '\(ads.clusterName)' has a transport_socket: TLS to the control plane "
-                + "is not supported yet")
+        if let tls = cluster.tls {
+            // TLS to the control plane goes through the gRPC transport's TLS, which takes certificates and a CA.
+            let refused: String?
+            if case .sds = tls.certificates {
+                refused = "takes its client certificate from SDS"
+            } else if case .inline(let certs) = tls.certificates, certs.count > 1 {
+                refused = "has more than one tls_certificates entry"
+            } else if case .sds? = tls.validation {
+                refused = "takes its validation context from SDS"
+            } else if case .inline(let v)? = tls.validation, !v.matchSubjectAltNames.isEmpty {
+                refused = "matches the server's subject alt names"
+            } else if tls.params != TLSParams() {
+                refused = "sets tls_params"
+            } else if !tls.alpnProtocols.isEmpty {
+                refused = "sets alpn_protocols (gRPC offers h2 itself)"
+            } else {
+                refused = nil
+            }
+            if let refused {
+                throw doc.error(at: at, "the ADS cluster '\(ads.clusterName)' \(refused): not supported by Pilotfish for "
+                    + "the connection to the control plane yet (certificate and key files or inline PEM, and "
+                    + "validation_context.trusted_ca, are)")
+            }
         }
         if !cluster.httpProtocolOptions.http2 {
             throw doc.error(at: at, "the ADS cluster '\(ads.clusterName)' must speak HTTP/2 (gRPC): set "

@@ -57,4 +57,33 @@ struct ADSConfigTests {
             with: "")
         #expect(error(noADS).contains("'ads: {}' needs dynamic_resources.ads_config"))
     }
+
+    /// TLS to the control plane: files or inline PEM and trusted_ca are taken; what the gRPC transport cannot do
+    /// as Envoy does is refused, naming the ADS cluster field.
+    @Test func theADSClusterTakesTLSWithFilesAndACA() throws {
+        func withTLS(_ context: String) -> String {
+            Self.bootstrap().replacingOccurrences(of: "    load_assignment:\n      cluster_name: xds", with: """
+                    transport_socket:
+                      name: envoy.transport_sockets.tls
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                        sni: plane.example.test
+                        common_tls_context: \(context)
+                    load_assignment:
+                      cluster_name: xds
+                """)
+        }
+        func error(_ yaml: String) -> String {
+            do { _ = try Bootstrap.load(text: yaml); return "" } catch { return "\(error)" }
+        }
+        let files = "{tls_certificates: [{certificate_chain: {filename: /c.pem}, private_key: {filename: /k.pem}}]"
+        let b = try Bootstrap.load(text: withTLS(files + ", validation_context: {trusted_ca: {filename: /ca.pem}}}"))
+        #expect(b.clusters.first?.tls?.sni == "plane.example.test")
+        let san = error(withTLS(files + ", validation_context: {trusted_ca: {filename: /ca.pem}, "
+            + "match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: plane}}]}}"))
+        #expect(san.contains("grpc_services[0].envoy_grpc.cluster_name"))
+        #expect(san.contains("matches the server's subject alt names: not supported by Pilotfish"))
+        let params = error(withTLS(files + ", tls_params: {tls_minimum_protocol_version: TLSv1_3}}"))
+        #expect(params.contains("sets tls_params"))
+    }
 }
