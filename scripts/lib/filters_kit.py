@@ -61,7 +61,10 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(out)))
         self.send_header("x-backend", "echo")
         self.end_headers()
-        self.wfile.write(out)
+        if self.command != "HEAD":
+            # A HEAD response has no body: bytes after it would be taken as the start of the next response on
+            # the proxy's pooled connection (and break the request that reuses it).
+            self.wfile.write(out)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _answer
 
