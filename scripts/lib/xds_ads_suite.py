@@ -26,6 +26,9 @@ Scenarios:
   tls-plane       the plane over mTLS (it requires a client certificate from the test CA): the ADS cluster's
                   UpstreamTlsContext with a client certificate, trusted_ca and sni; the plane sees the client's
                   CN and a serves. A proxy trusting another CA gets no stream and stays PRE_INITIALIZING.
+  delta-*         initial, under-load, nack and plane-restart over DeltaAggregatedResources (api_type DELTA_GRPC):
+                  subscriptions, per-resource versions, ACK/NACK by nonce, initial_resource_versions on the new
+                  stream (svc); delta-removal: a cluster in removed_resources goes, svc keeps serving.
   plane-restart   the plane is stopped: the proxy keeps serving, control_plane.connected_state goes to 0; a new
                   plane on the same port gets requests with the versions the proxy has, pushes b, and b serves.
 
@@ -33,9 +36,9 @@ Output: a PASS/FAIL line per scenario and `xds-ads: N passed, N failed, 0 skippe
 loopback is used; processes are stopped by PID, pass or fail.
 """
 
+import hashlib
 import json
 import os
-
 import queue
 import threading
 import time
@@ -82,8 +85,10 @@ class ControlPlane:
     """A state-of-the-world ADS server: per type, a version and resources by name."""
 
     def __init__(self, port, hold=False, tls=None):
-        """`tls`: (certificate file, key file, CA file whose clients it requires) for a TLS port; plaintext without."""
+        """`tls`: (certificate file, key file, CA file whose clients it requires) for a TLS port; plaintext without.
+        It serves both StreamAggregatedResources and DeltaAggregatedResources."""
         self.port = port
+        self.nonce_versions = {}  # nonce -> the version_info / system_version_info of the response it named
         self.peers = []  # the client certificate's common name on each stream (TLS), or None
         self.lock = threading.Lock()
         self.state = {}  # type_url -> (version, {name: message})
@@ -109,6 +114,9 @@ class ControlPlane:
 
         def StreamAggregatedResources(self, request_iterator, context):
             return self.plane._stream(request_iterator, context)
+
+        def DeltaAggregatedResources(self, request_iterator, context):
+            return self.plane._delta_stream(request_iterator, context)
 
     class _Stream:
         def __init__(self):
@@ -150,6 +158,90 @@ class ControlPlane:
         with self.lock:
             self.streams.remove(s)
 
+    class _DeltaStream:
+        def __init__(self):
+            self.out = queue.Queue()
+            self.subs = {}  # type_url -> set of names, or None for a wildcard subscription
+            self.sent = {}  # type_url -> {name: resource version the proxy has}
+            self.delta = True
+
+    def _delta_stream(self, requests, context):
+        s = self._DeltaStream()
+        cn = context.auth_context().get("x509_common_name")
+        with self.lock:
+            self.streams.append(s)
+            self.peers.append(cn[0].decode() if cn else None)
+
+        def reader():
+            try:
+                for r in requests:
+                    with self.lock:
+                        self.requests.append(r)
+                        if r.response_nonce:
+                            continue  # an ACK or NACK
+                        t = r.type_url
+                        subscribe, unsubscribe = set(r.resource_names_subscribe), set(r.resource_names_unsubscribe)
+                        if t not in s.subs:
+                            # The legacy wildcard: a first request without names.
+                            s.subs[t] = None if not subscribe or "*" in subscribe else subscribe
+                            s.sent[t] = dict(r.initial_resource_versions)
+                            first = True
+                        else:
+                            if s.subs[t] is not None:
+                                s.subs[t] = (s.subs[t] | subscribe) - unsubscribe
+                            for n in unsubscribe:
+                                s.sent[t].pop(n, None)
+                            first = False
+                        if self.released.is_set():
+                            self._send_delta(s, t, force=first)
+            except Exception:
+                pass
+            s.out.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        self.released.wait()
+        with self.lock:
+            for t in list(s.subs):
+                self._send_delta(s, t, force=True)
+        while True:
+            m = s.out.get()
+            if m is None:
+                break
+            yield m
+        with self.lock:
+            self.streams.remove(s)
+
+    @staticmethod
+    def _resource_version(m):
+        return hashlib.sha256(m.SerializeToString(deterministic=True)).hexdigest()[:12]
+
+    def _send_delta(self, s, type_url, force=False):
+        """What changed for this stream since it last heard: resources with new versions, and names removed."""
+        if type_url not in s.subs or type_url not in self.state:
+            return
+        version, resources = self.state[type_url]
+        names = s.subs[type_url]
+        wanted = {n: m for n, m in resources.items() if names is None or n in names}
+        sent = s.sent[type_url]
+        changed = [(n, m) for n, m in sorted(wanted.items()) if sent.get(n) != self._resource_version(m)]
+        removed = sorted(n for n in sent if n not in wanted)
+        if not changed and not removed and not force:
+            return
+        self.nonce += 1
+        resp = discovery_pb2.DeltaDiscoveryResponse(system_version_info=version, type_url=type_url,
+                                                    nonce=str(self.nonce))
+        for n, m in changed:
+            r = resp.resources.add()
+            r.name = n
+            r.version = self._resource_version(m)
+            r.resource.Pack(m)
+            sent[n] = r.version
+        for n in removed:
+            del sent[n]
+        resp.removed_resources.extend(removed)
+        self.nonce_versions[resp.nonce] = version
+        s.out.put(resp)
+
     def _send(self, s, type_url, force=False):
         if type_url not in s.names or type_url not in self.state:
             return
@@ -176,16 +268,21 @@ class ControlPlane:
         with self.lock:
             self.state[type_url] = (version, msgs)
             for s in self.streams:
-                self._send(s, type_url)
+                if getattr(s, "delta", False):
+                    self._send_delta(s, type_url)
+                else:
+                    self._send(s, type_url)
 
     def release(self):
         with self.lock:
             self.released.set()
 
     def acks(self, type_url):
-        """(version_info, response_nonce, error_detail message) of every request for `type_url`."""
+        """(version_info, response_nonce, error_detail message) of every request for `type_url`. A delta request
+        has no version_info: its entry has the version of the response its nonce answers (None for none)."""
         with self.lock:
-            return [(r.version_info, r.response_nonce, r.error_detail.message if r.HasField("error_detail") else None)
+            return [(r.version_info if hasattr(r, "version_info") else self.nonce_versions.get(r.response_nonce),
+                     r.response_nonce, r.error_detail.message if r.HasField("error_detail") else None)
                     for r in self.requests if r.type_url == type_url]
 
     def acks_with_names(self, type_url):
@@ -215,8 +312,8 @@ def routes(cluster_name):
         {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]}
 
 
-def bootstrap(admin, port, plane_port, statics=(), plane_tls=None):
-    """`plane_tls`: the transport_socket of the cluster to the plane (plaintext without)."""
+def bootstrap(admin, port, plane_port, statics=(), plane_tls=None, delta=False):
+    """`plane_tls`: the transport_socket of the cluster to the plane (plaintext without); `delta`: DELTA_GRPC."""
     hcm = {"@type": HCM, "stat_prefix": "xds", "codec_type": "AUTO",
            "rds": {"route_config_name": "dyn", "config_source": {"ads": {}, "resource_api_version": "V3"}},
            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}
@@ -233,13 +330,18 @@ def bootstrap(admin, port, plane_port, statics=(), plane_tls=None):
     return {"admin": {"address": sockaddr(admin)},
             "node": {"id": "xds-ads", "cluster": "xds-ads"},
             "dynamic_resources": {
-                "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                "ads_config": {"api_type": "DELTA_GRPC" if delta else "GRPC", "transport_api_version": "V3",
                                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]},
                 "cds_config": {"ads": {}, "resource_api_version": "V3"}},
             "static_resources": {
                 "listeners": [{"name": "xds", "address": sockaddr(port), "filter_chains": [
                     {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
                 "clusters": clusters}}
+
+
+def is_delta(t):
+    """The scenario runs over DeltaAggregatedResources (the delta-* names)."""
+    return t.name.startswith("delta-")
 
 
 def plane(t, port=None, hold=False, tls=None):
@@ -257,7 +359,7 @@ def seed(p, a_port, version="1"):
 
 def start(t, p, statics=(), plane_tls=None):
     admin, port = free_ports(2)
-    proc, _ = t.launch_proxy(bootstrap(admin, port, p.port, statics, plane_tls), admin, [port])
+    proc, _ = t.launch_proxy(bootstrap(admin, port, p.port, statics, plane_tls, delta=is_delta(t)), admin, [port])
     return proc, admin, port
 
 
@@ -279,7 +381,7 @@ def initial(t):
     p = plane(t, hold=True)
     seed(p, a.port)
     admin, port = free_ports(2)
-    path = t.write_config(bootstrap(admin, port, p.port))
+    path = t.write_config(bootstrap(admin, port, p.port, delta=is_delta(t)))
     proc = t.spawn(t.suite.proxy_argv(path), "proxy")
     check(wait_for(lambda: ready(admin)[0] == 503, 10), "/ready while the plane holds its answers: %s" % (ready(admin),))
     time.sleep(0.5)
@@ -329,10 +431,21 @@ def nack(t):
     p = plane(t)
     seed(p, a.port)
     proc, admin, port = start(t, p)
+
+    def svc_version():
+        dump = json.loads(admin_get(admin, "/config_dump"))
+        clusters = [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
+        active = {c["cluster"]["name"]: c for c in clusters.get("dynamic_active_clusters", [])}
+        return active.get("svc", {}).get("version_info")
+
+    # State of the world: the response's version_info. Delta: Envoy shows the resource's own version there (the
+    # sidecar the response's system_version_info); either way a NACK leaves it as it was.
+    accepted = "1" if not is_delta(t) else svc_version()
     p.set(CDS, "2", [eds_cluster(extra={"connect_timeout": "0s"})])
     check(wait_for(lambda: any(e for v, n, e in p.acks(CDS)), 5), "no NACK: %s" % p.acks(CDS))
     version, _, error = [x for x in p.acks(CDS) if x[2]][0]
-    check(version == "1", "the NACK's version_info is %r, not the last accepted 1" % version)
+    if not is_delta(t):
+        check(version == "1", "the NACK's version_info is %r, not the last accepted 1" % version)
     check("connect_timeout" in error, "the NACK does not name connect_timeout: %s" % error)
     check(stat(admin, "cluster_manager.cds.update_rejected") == 1, "update_rejected %d"
           % stat(admin, "cluster_manager.cds.update_rejected"))
@@ -340,7 +453,7 @@ def nack(t):
     dump = json.loads(admin_get(admin, "/config_dump"))
     clusters = [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
     active = {c["cluster"]["name"]: c for c in clusters.get("dynamic_active_clusters", [])}
-    check(active.get("svc", {}).get("version_info") == "1", "config_dump's svc: %s" % active.get("svc"))
+    check(active.get("svc", {}).get("version_info") == accepted, "config_dump's svc: %s" % active.get("svc"))
     check("connect_timeout" in json.dumps(clusters), "config_dump does not show the refusal: %s" % short(json.dumps(clusters)))
     # CDS, then EDS (the order the protocol asks of a control plane): Envoy warms the new cluster until its
     # assignment arrives, and ACKs the CDS update then.
@@ -384,8 +497,14 @@ def plane_restart(t):
     seed(q, a.port)
     q.set(EDS, "2", [assignment([b.port])])
     check(wait_for(lambda: body(port) == "200 b", 15), "after the new plane pushed b: %s" % body(port))
-    first = q.acks(CDS)[0]
-    check(first[0] == "1", "the new stream's CDS request has version %r, not the 1 the proxy has" % first[0])
+    if is_delta(t):
+        with q.lock:
+            first = [r for r in q.requests if r.type_url == CDS][0]
+        held = dict(first.initial_resource_versions)
+        check(set(held) == {"svc"}, "the new stream's CDS request holds %s, not svc" % held)
+    else:
+        first = q.acks(CDS)[0]
+        check(first[0] == "1", "the new stream's CDS request has version %r, not the 1 the proxy has" % first[0])
     check(stat(admin, "control_plane.connected_state") == 1, "connected_state after: %d"
           % stat(admin, "control_plane.connected_state"))
     return "served through the outage; reconnected with version 1; b from the new plane serves"
@@ -457,6 +576,21 @@ def tls_plane(t):
     return "mTLS to the plane (it saw CN %s); a proxy trusting another CA never got a stream" % p.peers[0]
 
 
+def delta_removal(t):
+    a, b = backends(t, "a", "b")
+    p = plane(t)
+    seed(p, a.port)
+    p.set(CDS, "2", [eds_cluster(), eds_cluster("extra")])
+    p.set(EDS, "2", [assignment([a.port]), assignment([b.port], name="extra")])
+    proc, admin, port = start(t, p)
+    check(wait_for(lambda: "extra::" in admin_get(admin, "/clusters"), 5), "cluster extra never arrived")
+    p.set(CDS, "3", [eds_cluster()])
+    check(wait_for(lambda: "extra::" not in admin_get(admin, "/clusters"), 5), "cluster extra still there after its removal")
+    check(body(port) == "200 a", "svc after the removal: %s" % body(port))
+    check(any(v == "3" and n and e is None for v, n, e in p.acks(CDS)), "removal not ACKed: %s" % p.acks(CDS))
+    return "cluster extra removed by removed_resources (ACKed); svc kept serving"
+
+
 SCENARIOS = [
     ("initial", initial),
     ("under-load", under_load),
@@ -465,6 +599,11 @@ SCENARIOS = [
     ("plane-restart", plane_restart),
     ("eds-priorities", eds_priorities),
     ("tls-plane", tls_plane),
+    ("delta-initial", initial),
+    ("delta-under-load", under_load),
+    ("delta-nack", nack),
+    ("delta-plane-restart", plane_restart),
+    ("delta-removal", delta_removal),
 ]
 
 if __name__ == "__main__":

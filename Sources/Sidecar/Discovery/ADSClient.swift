@@ -10,7 +10,8 @@ import SwiftProtobuf
 import XDSMessages
 
 /// The aggregated discovery stream (`envoy.service.discovery.v3.AggregatedDiscoveryService/
-/// StreamAggregatedResources`, state of the world) to the control plane of `ads_config`. It sends what `ADSState`
+/// StreamAggregatedResources`, state of the world, or `DeltaAggregatedResources` with `api_type: DELTA_GRPC`) to
+/// the control plane of `ads_config`. It sends what `ADSState`
 /// says, hands each response's resources to `apply` (which installs them or says why not) one at a time, off the
 /// event loops, and answers with the ACK or NACK. When the stream ends it keeps the config it has and opens a new
 /// one after a jittered exponential back-off (Envoy's: from 500 ms, at most 30 s), sending the versions it has.
@@ -20,6 +21,9 @@ final class ADSClient: Sendable {
     private static let method = MethodDescriptor(
         fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
         method: "StreamAggregatedResources")
+    private static let deltaMethod = MethodDescriptor(
+        fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
+        method: "DeltaAggregatedResources")
 
     private let client: GRPCClient<HTTP2ClientTransport.Posix>
     private let node: Envoy_Config_Core_V3_Node
@@ -33,7 +37,9 @@ final class ADSClient: Sendable {
 
     private struct Shared {
         var protocolState: ADSState
-        var outbound: AsyncStream<Envoy_Service_Discovery_V3_DiscoveryRequest>.Continuation?
+        var outbound: AsyncStream<ADSState.Request>.Continuation?
+        /// Delta, wildcard types (CDS): every resource held, by name, as the last accepted responses left them.
+        var held: [String: [String: Google_Protobuf_Any]] = [:]
         var onInitialized: (@Sendable () -> Void)?
         var task: Task<Void, Never>?
         var stopped = false
@@ -71,7 +77,7 @@ final class ADSClient: Sendable {
         self.apply = apply
         self.initialFetchTimeout = initialFetchTimeout
         state = NIOLockedValueBox(Shared(protocolState: ADSState(
-            types: types, nodeOnFirstMessageOnly: config.nodeOnFirstMessageOnly)))
+            types: types, nodeOnFirstMessageOnly: config.nodeOnFirstMessageOnly, delta: config.delta)))
         let connected = self.connected
         registry.registerComputed("control_plane.connected_state", kind: .gauge) { connected.withLockedValue { $0 } ? 1 : 0 }
     }
@@ -120,7 +126,7 @@ final class ADSClient: Sendable {
     func refreshNames() {
         state.withLockedValue { s in
             for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
-                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(message(r)) }
+                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(r) }
             }
         }
         checkInitialized()
@@ -142,57 +148,38 @@ final class ADSClient: Sendable {
         m.resourceNames = r.resourceNames
         m.responseNonce = r.responseNonce
         if r.includeNode { m.node = node }
-        if let error = r.errorDetail {
-            var status = Google_Rpc_Status()
-            status.code = 3  // INVALID_ARGUMENT, as Envoy sends
-            status.message = error
-            m.errorDetail = status
-        }
+        if let error = r.errorDetail { m.errorDetail = Self.status(error) }
         return m
+    }
+
+    private func deltaMessage(_ r: ADSState.Request) -> Envoy_Service_Discovery_V3_DeltaDiscoveryRequest {
+        var m = Envoy_Service_Discovery_V3_DeltaDiscoveryRequest()
+        m.typeURL = r.typeURL
+        m.resourceNamesSubscribe = r.subscribe
+        m.resourceNamesUnsubscribe = r.unsubscribe
+        m.initialResourceVersions = r.initialResourceVersions
+        m.responseNonce = r.responseNonce
+        if r.includeNode { m.node = node }
+        if let error = r.errorDetail { m.errorDetail = Self.status(error) }
+        return m
+    }
+
+    private static func status(_ message: String) -> Google_Rpc_Status {
+        var status = Google_Rpc_Status()
+        status.code = 3  // INVALID_ARGUMENT, as Envoy sends
+        status.message = message
+        return status
     }
 
     /// Streams until stopped, reconnecting with back-off.
     private func run() async {
         var attempt = 0
+        let delta = state.withLockedValue { $0.protocolState.delta }
         while !Task.isCancelled, !state.withLockedValue({ $0.stopped }) {
-            let (stream, continuation) = AsyncStream<Envoy_Service_Discovery_V3_DiscoveryRequest>.makeStream()
-            state.withLockedValue { s in
-                s.outbound = continuation
-                for r in s.protocolState.streamStarted() { continuation.yield(message(r)) }
-            }
-            let received = NIOLockedValueBox(false)
-            do {
-                try await client.bidirectionalStreaming(
-                    request: StreamingClientRequest(producer: { writer in
-                        for await request in stream { try await writer.write(request) }
-                    }),
-                    descriptor: Self.method,
-                    serializer: ProtobufSerializer<Envoy_Service_Discovery_V3_DiscoveryRequest>(),
-                    deserializer: ProtobufDeserializer<Envoy_Service_Discovery_V3_DiscoveryResponse>(),
-                    options: .defaults
-                ) { [self] response in
-                    for try await message in response.messages {
-                        if !received.withLockedValue({ $0 }) {
-                            received.withLockedValue { $0 = true }
-                            connected.withLockedValue { $0 = true }
-                            Log.info("ads: stream established", [])
-                        }
-                        await handle(message)
-                    }
-                }
-                Log.warning("ads: stream closed by the control plane", [])
-            } catch {
-                if !state.withLockedValue({ $0.stopped }) {
-                    Log.warning("ads: stream failed", [("error", "\(error)")])
-                }
-            }
-            connected.withLockedValue { $0 = false }
-            state.withLockedValue { s in
-                s.protocolState.streamEnded()
-                s.outbound = nil
-            }
-            continuation.finish()
-            if received.withLockedValue({ $0 }) { attempt = 0 }
+            let received = delta
+                ? await stream(Self.deltaMethod, deltaMessage, handle: { [self] in await handleDelta($0) })
+                : await stream(Self.method, message, handle: { [self] in await handle($0) })
+            if received { attempt = 0 }
             // Envoy's jittered exponential back-off: a random wait below min(500 ms × 2^attempt, 30 s).
             let ceiling = min(0.5 * pow(2, Double(min(attempt, 10))), 30)
             attempt += 1
@@ -200,25 +187,113 @@ final class ADSClient: Sendable {
         }
     }
 
+    /// One stream, until it ends: the requests `ADSState` gives, written as `Request`s; each response handed to
+    /// `handle`. Returns whether a response arrived.
+    private func stream<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ descriptor: MethodDescriptor, _ convert: @escaping @Sendable (ADSState.Request) -> Request,
+        handle: @escaping @Sendable (Response) async -> Void
+    ) async -> Bool {
+        let (stream, continuation) = AsyncStream<ADSState.Request>.makeStream()
+        state.withLockedValue { s in
+            s.outbound = continuation
+            for r in s.protocolState.streamStarted() { continuation.yield(r) }
+        }
+        let received = NIOLockedValueBox(false)
+        do {
+            try await client.bidirectionalStreaming(
+                request: StreamingClientRequest(producer: { writer in
+                    for await request in stream { try await writer.write(convert(request)) }
+                }),
+                descriptor: descriptor,
+                serializer: ProtobufSerializer<Request>(),
+                deserializer: ProtobufDeserializer<Response>(),
+                options: .defaults
+            ) { [self] response in
+                for try await message in response.messages {
+                    if !received.withLockedValue({ $0 }) {
+                        received.withLockedValue { $0 = true }
+                        connected.withLockedValue { $0 = true }
+                        Log.info("ads: stream established", [("method", descriptor.method)])
+                    }
+                    await handle(message)
+                }
+            }
+            Log.warning("ads: stream closed by the control plane", [])
+        } catch {
+            if !state.withLockedValue({ $0.stopped }) {
+                Log.warning("ads: stream failed", [("error", "\(error)")])
+            }
+        }
+        connected.withLockedValue { $0 = false }
+        state.withLockedValue { s in
+            s.protocolState.streamEnded()
+            s.outbound = nil
+        }
+        continuation.finish()
+        return received.withLockedValue { $0 }
+    }
+
     /// Applies one response off the cooperative pool (installing blocks), then ACKs or NACKs it.
     private func handle(_ response: Envoy_Service_Discovery_V3_DiscoveryResponse) async {
+        let error = await install(response.typeURL, response.resources, response.versionInfo)
+        respond(response.typeURL, version: response.versionInfo, nonce: response.nonce, error: error)
+    }
+
+    /// A delta response: CDS (a wildcard type) is applied as the whole set the proxy then holds, so removed
+    /// clusters go; EDS and RDS responses carry only what they change, as state-of-the-world ones already do. A
+    /// removed assignment leaves its cluster without endpoints; a removed route configuration is kept, with an
+    /// error logged (Envoy's behaviour: RDS removals are not supported).
+    private func handleDelta(_ response: Envoy_Service_Discovery_V3_DeltaDiscoveryResponse) async {
+        let url = response.typeURL
+        let removed = response.removedResources
+        let wildcard = state.withLockedValue { $0.protocolState.types[url]?.wildcard ?? false }
+        var resources: [Google_Protobuf_Any]
+        var held: [String: Google_Protobuf_Any] = [:]
+        if wildcard {
+            held = state.withLockedValue { $0.held[url] ?? [:] }
+            for r in response.resources { held[r.name] = r.resource }
+            for name in removed { held[name] = nil }
+            resources = held.keys.sorted().map { held[$0]! }
+        } else {
+            resources = response.resources.map(\.resource)
+            if url == DiscoveryResources.clusterLoadAssignment {
+                for name in removed {
+                    var empty = Envoy_Config_Endpoint_V3_ClusterLoadAssignment()
+                    empty.clusterName = name
+                    if let any = try? Google_Protobuf_Any(message: empty) { resources.append(any) }
+                }
+            } else if !removed.isEmpty {
+                Log.error("ads: the control plane removed resources of a type whose removal is not supported; kept",
+                          [("type_url", url), ("names", removed.joined(separator: ","))])
+            }
+        }
+        let error = await install(url, resources, response.systemVersionInfo)
+        if error == nil && wildcard { state.withLockedValue { $0.held[url] = held } }
+        respond(url, version: response.systemVersionInfo, nonce: response.nonce, error: error,
+                updated: response.resources.map { ($0.name, $0.version) }, removed: removed)
+    }
+
+    private func install(_ typeURL: String, _ resources: [Google_Protobuf_Any], _ version: String) async -> String? {
         let apply = self.apply
         let error: String? = await withCheckedContinuation { done in
-            applyQueue.async { done.resume(returning: apply(response.typeURL, response.resources, response.versionInfo)) }
+            applyQueue.async { done.resume(returning: apply(typeURL, resources, version)) }
         }
         if let error {
-            Log.warning("ads: update rejected (NACK)", [
-                ("type_url", response.typeURL), ("version_info", response.versionInfo), ("error", error),
-            ])
+            Log.warning("ads: update rejected (NACK)", [("type_url", typeURL), ("version_info", version), ("error", error)])
         }
+        return error
+    }
+
+    private func respond(_ typeURL: String, version: String, nonce: String, error: String?,
+                         updated: [(name: String, version: String)] = [], removed: [String] = []) {
         state.withLockedValue { s in
-            if let r = s.protocolState.responded(typeURL: response.typeURL, versionInfo: response.versionInfo,
-                                                 nonce: response.nonce, error: error) {
-                s.outbound?.yield(message(r))
+            if let r = s.protocolState.responded(typeURL: typeURL, versionInfo: version, nonce: nonce, error: error,
+                                                 updated: updated, removed: removed) {
+                s.outbound?.yield(r)
             }
             // A CDS update may have changed the EDS names: ask for them right after the ACK, as Envoy does.
             for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
-                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(message(r)) }
+                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(r) }
             }
         }
         checkInitialized()

@@ -30,10 +30,13 @@ public struct ADSConfig: Sendable, Hashable {
     public var clusterName: String
     /// `set_node_on_first_message_only`: the node goes on the stream's first request only.
     public var nodeOnFirstMessageOnly: Bool
+    /// `api_type: DELTA_GRPC`: the incremental protocol (DeltaAggregatedResources) instead of state of the world.
+    public var delta: Bool
 
-    public init(clusterName: String, nodeOnFirstMessageOnly: Bool = false) {
+    public init(clusterName: String, nodeOnFirstMessageOnly: Bool = false, delta: Bool = false) {
         self.clusterName = clusterName
         self.nodeOnFirstMessageOnly = nodeOnFirstMessageOnly
+        self.delta = delta
     }
 }
 
@@ -76,10 +79,11 @@ extension ADSConfig {
             "cluster_names", "refresh_delay", "request_timeout", "rate_limit_settings", "config_validators",
         ])
         let apiType = try obj.required("api_type")
+        let delta: Bool
         switch try apiType.string() {
-        case "GRPC": break
-        case "DELTA_GRPC": throw apiType.error("api_type DELTA_GRPC is not supported yet (use GRPC, state of the world)")
-        case let other: throw apiType.error("ads_config api_type must be GRPC, not '\(other)'")
+        case "GRPC": delta = false
+        case "DELTA_GRPC": delta = true
+        case let other: throw apiType.error("ads_config api_type must be GRPC or DELTA_GRPC, not '\(other)'")
         }
         if let v = obj.optional("transport_api_version"), try v.string() != "V3" {
             throw v.error("transport_api_version must be V3 (Envoy removed V2)")
@@ -97,7 +101,7 @@ extension ADSConfig {
         try service.finish()
         let nodeOnce = try obj.optional("set_node_on_first_message_only")?.bool() ?? false
         try obj.finish()
-        return ADSConfig(clusterName: cluster, nodeOnFirstMessageOnly: nodeOnce)
+        return ADSConfig(clusterName: cluster, nodeOnFirstMessageOnly: nodeOnce, delta: delta)
     }
 }
 

@@ -38,14 +38,17 @@ struct ADSConfigTests {
         #expect(b.dynamicResources?.ads == ADSConfig(clusterName: "xds", nodeOnFirstMessageOnly: true))
         #expect(b.dynamicResources?.clusters == .ads)
         #expect(b.dynamicResources?.initialFetchTimeout == .seconds(3))
+        let delta = try Bootstrap.load(text: Self.bootstrap().replacingOccurrences(of: "api_type: GRPC",
+                                                                                   with: "api_type: DELTA_GRPC"))
+        #expect(delta.dynamicResources?.ads?.delta == true)
     }
 
     @Test func whatIsNotThereYetIsRefusedByName() {
         func error(_ yaml: String) -> String {
             do { _ = try Bootstrap.load(text: yaml); return "" } catch { return "\(error)" }
         }
-        #expect(error(Self.bootstrap().replacingOccurrences(of: "api_type: GRPC", with: "api_type: DELTA_GRPC"))
-            .contains("DELTA_GRPC is not supported yet"))
+        #expect(error(Self.bootstrap().replacingOccurrences(of: "api_type: GRPC", with: "api_type: REST"))
+            .contains("api_type must be GRPC or DELTA_GRPC, not 'REST'"))
         #expect(error(Self.bootstrap(xds: "")).contains("must speak HTTP/2"))
         #expect(error(Self.bootstrap().replacingOccurrences(of: "cluster_name: xds}", with: "cluster_name: nope}"))
             .contains("unknown static cluster 'nope'"))

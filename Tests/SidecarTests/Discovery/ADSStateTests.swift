@@ -71,4 +71,49 @@ struct ADSStateTests {
         _ = s.responded(typeURL: eds, versionInfo: "1", nonce: "3", error: "bad")
         #expect(s.initialFetchDone)
     }
+
+    // MARK: Delta
+
+    func deltaState() -> ADSState {
+        ADSState(types: [(cds, true), (eds, false), (rds, false)], nodeOnFirstMessageOnly: false, delta: true)
+    }
+
+    @Test func aDeltaStreamSubscribesAndSaysWhatItHolds() {
+        var s = deltaState()
+        _ = s.namesChanged(typeURL: eds, to: ["a", "b"])
+        let first = s.streamStarted()
+        #expect(first.map(\.typeURL) == [cds, eds])
+        #expect(first[0].subscribe == [] && first[1].subscribe == ["a", "b"])  // CDS: the legacy wildcard form
+        #expect(first.allSatisfy { $0.initialResourceVersions.isEmpty && $0.responseNonce == "" })
+        // ACKs carry the nonce only; accepted resources are remembered with their versions.
+        let ack = s.responded(typeURL: cds, versionInfo: "", nonce: "n1", error: nil,
+                              updated: [("svc", "v1"), ("old", "v1")])
+        #expect(ack?.responseNonce == "n1" && ack?.errorDetail == nil && ack?.subscribe == [])
+        _ = s.responded(typeURL: cds, versionInfo: "", nonce: "n2", error: nil, updated: [("svc", "v2")], removed: ["old"])
+        _ = s.responded(typeURL: eds, versionInfo: "", nonce: "n3", error: nil, updated: [("a", "7"), ("b", "8")])
+        // A NACK changes nothing held.
+        let nack = s.responded(typeURL: cds, versionInfo: "", nonce: "n4", error: "bad", updated: [("svc", "v3")])
+        #expect(nack?.errorDetail == "bad" && nack?.responseNonce == "n4")
+        // A new stream sends the versions held: every CDS resource, and the EDS ones still wanted.
+        s.streamEnded()
+        _ = s.namesChanged(typeURL: eds, to: ["a"])
+        let again = s.streamStarted()
+        #expect(again[0].initialResourceVersions == ["svc": "v2"])
+        #expect(again[1].subscribe == ["a"] && again[1].initialResourceVersions == ["a": "7"])
+    }
+
+    @Test func deltaNameChangesSendTheDifference() {
+        var s = deltaState()
+        _ = s.namesChanged(typeURL: eds, to: ["a", "b"])
+        _ = s.streamStarted()
+        _ = s.responded(typeURL: eds, versionInfo: "", nonce: "n1", error: nil)
+        let r = s.namesChanged(typeURL: eds, to: ["b", "c"])
+        #expect(r?.subscribe == ["c"] && r?.unsubscribe == ["a"] && r?.responseNonce == "")
+        // Unsubscribing from everything is a request too (no wildcard ambiguity after the first request).
+        let none = s.namesChanged(typeURL: eds, to: [])
+        #expect(none?.unsubscribe == ["b", "c"] && none?.subscribe == [])
+        // A type first wanted on a running stream: its first request subscribes.
+        let routes = s.namesChanged(typeURL: rds, to: ["dyn"])
+        #expect(routes?.subscribe == ["dyn"] && routes?.typeURL == rds)
+    }
 }
