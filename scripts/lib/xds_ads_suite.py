@@ -124,8 +124,9 @@ class ControlPlane:
             self.names = {}  # type_url -> set of names (empty: wildcard)
             self.sent = {}  # type_url -> version sent
 
-    def _stream(self, requests, context):
-        s = self._Stream()
+    def _serve(self, s, requests, context, on_request, on_release):
+        """The life of one stream `s`: its requests read on a thread (`on_request(r)`, under the lock), and once
+        the plane is released `on_release()` (under the lock), then what is put on `s.out`, until it ends."""
         cn = context.auth_context().get("x509_common_name")
         with self.lock:
             self.streams.append(s)
@@ -136,10 +137,7 @@ class ControlPlane:
                 for r in requests:
                     with self.lock:
                         self.requests.append(r)
-                        if r.response_nonce == "" or set(r.resource_names) != s.names.get(r.type_url):
-                            s.names[r.type_url] = set(r.resource_names)
-                            if self.released.is_set():
-                                self._send(s, r.type_url, force=True)
+                        on_request(r)
             except Exception:
                 pass
             s.out.put(None)
@@ -147,9 +145,7 @@ class ControlPlane:
         threading.Thread(target=reader, daemon=True).start()
         self.released.wait()
         with self.lock:
-            for t in list(s.names):
-                if s.sent.get(t) is None:
-                    self._send(s, t, force=True)
+            on_release()
         while True:
             m = s.out.get()
             if m is None:
@@ -157,6 +153,22 @@ class ControlPlane:
             yield m
         with self.lock:
             self.streams.remove(s)
+
+    def _stream(self, requests, context):
+        s = self._Stream()
+
+        def on_request(r):
+            if r.response_nonce == "" or set(r.resource_names) != s.names.get(r.type_url):
+                s.names[r.type_url] = set(r.resource_names)
+                if self.released.is_set():
+                    self._send(s, r.type_url, force=True)
+
+        def on_release():
+            for t in list(s.names):
+                if s.sent.get(t) is None:
+                    self._send(s, t, force=True)
+
+        return self._serve(s, requests, context, on_request, on_release)
 
     class _DeltaStream:
         def __init__(self):
@@ -167,49 +179,30 @@ class ControlPlane:
 
     def _delta_stream(self, requests, context):
         s = self._DeltaStream()
-        cn = context.auth_context().get("x509_common_name")
-        with self.lock:
-            self.streams.append(s)
-            self.peers.append(cn[0].decode() if cn else None)
 
-        def reader():
-            try:
-                for r in requests:
-                    with self.lock:
-                        self.requests.append(r)
-                        if r.response_nonce:
-                            continue  # an ACK or NACK
-                        t = r.type_url
-                        subscribe, unsubscribe = set(r.resource_names_subscribe), set(r.resource_names_unsubscribe)
-                        if t not in s.subs:
-                            # The legacy wildcard: a first request without names.
-                            s.subs[t] = None if not subscribe or "*" in subscribe else subscribe
-                            s.sent[t] = dict(r.initial_resource_versions)
-                            first = True
-                        else:
-                            if s.subs[t] is not None:
-                                s.subs[t] = (s.subs[t] | subscribe) - unsubscribe
-                            for n in unsubscribe:
-                                s.sent[t].pop(n, None)
-                            first = False
-                        if self.released.is_set():
-                            self._send_delta(s, t, force=first)
-            except Exception:
-                pass
-            s.out.put(None)
+        def on_request(r):
+            if r.response_nonce:
+                return  # an ACK or NACK
+            t = r.type_url
+            subscribe, unsubscribe = set(r.resource_names_subscribe), set(r.resource_names_unsubscribe)
+            first = t not in s.subs
+            if first:
+                # The legacy wildcard: a first request without names.
+                s.subs[t] = None if not subscribe or "*" in subscribe else subscribe
+                s.sent[t] = dict(r.initial_resource_versions)
+            else:
+                if s.subs[t] is not None:
+                    s.subs[t] = (s.subs[t] | subscribe) - unsubscribe
+                for n in unsubscribe:
+                    s.sent[t].pop(n, None)
+            if self.released.is_set():
+                self._send_delta(s, t, force=first)
 
-        threading.Thread(target=reader, daemon=True).start()
-        self.released.wait()
-        with self.lock:
+        def on_release():
             for t in list(s.subs):
                 self._send_delta(s, t, force=True)
-        while True:
-            m = s.out.get()
-            if m is None:
-                break
-            yield m
-        with self.lock:
-            self.streams.remove(s)
+
+        return self._serve(s, requests, context, on_request, on_release)
 
     @staticmethod
     def _resource_version(m):

@@ -90,9 +90,7 @@ final class ADSClient: Sendable {
     func start(onInitialized: @escaping @Sendable () -> Void) {
         state.withLockedValue { s in
             s.onInitialized = onInitialized
-            for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
-                _ = s.protocolState.namesChanged(typeURL: url, to: names(url))
-            }
+            askForChangedNames(&s)  // no stream yet: this only records them
         }
         checkInitialized()
         if initialFetchTimeout > 0 {
@@ -124,12 +122,15 @@ final class ADSClient: Sendable {
     /// The names wanted for the non-wildcard types may have changed (a CDS update brought EDS clusters): asks for
     /// the new ones.
     func refreshNames() {
-        state.withLockedValue { s in
-            for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
-                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(r) }
-            }
-        }
+        state.withLockedValue { askForChangedNames(&$0) }
         checkInitialized()
+    }
+
+    /// Sends a request for each non-wildcard type whose wanted names are not the ones subscribed.
+    private func askForChangedNames(_ s: inout Shared) {
+        for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
+            if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(r) }
+        }
     }
 
     private func checkInitialized() {
@@ -292,9 +293,7 @@ final class ADSClient: Sendable {
                 s.outbound?.yield(r)
             }
             // A CDS update may have changed the EDS names: ask for them right after the ACK, as Envoy does.
-            for url in s.protocolState.order where !(s.protocolState.types[url]!.wildcard) {
-                if let r = s.protocolState.namesChanged(typeURL: url, to: names(url)) { s.outbound?.yield(r) }
-            }
+            askForChangedNames(&s)
         }
         checkInitialized()
     }
