@@ -431,9 +431,10 @@ def nack(t):
         active = {c["cluster"]["name"]: c for c in clusters.get("dynamic_active_clusters", [])}
         return active.get("svc", {}).get("version_info")
 
-    # State of the world: the response's version_info. Delta: Envoy shows the resource's own version there (the
-    # sidecar the response's system_version_info); either way a NACK leaves it as it was.
-    accepted = "1" if not is_delta(t) else svc_version()
+    # State of the world: the response's version_info. Delta: the resource's own version, as Envoy shows it.
+    with p.lock:
+        accepted = "1" if not is_delta(t) else p._resource_version(p.state[CDS][1]["svc"])
+    check(svc_version() == accepted, "config_dump's svc version %r, expected %r" % (svc_version(), accepted))
     p.set(CDS, "2", [eds_cluster(extra={"connect_timeout": "0s"})])
     check(wait_for(lambda: any(e for v, n, e in p.acks(CDS)), 5), "no NACK: %s" % p.acks(CDS))
     version, _, error = [x for x in p.acks(CDS) if x[2]][0]

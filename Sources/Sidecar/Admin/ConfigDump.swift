@@ -69,7 +69,8 @@ enum ConfigDump {
             let state = subscription.current
             guard let text = state.documents.first else { return nil }
             var entry: [String: Any] = [
-                "version_info": state.versionInfo, "route_config": typed(document(text), DiscoveryResources.routeConfiguration),
+                "version_info": state.resourceVersions?.first ?? state.versionInfo,
+                "route_config": typed(document(text), DiscoveryResources.routeConfiguration),
             ]
             if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
             if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }
@@ -92,8 +93,10 @@ enum ConfigDump {
         ]
         guard let state else { return dump }
         dump["version_info"] = state.versionInfo
-        dump["dynamic_active_clusters"] = state.documents.map { text -> [String: Any] in
-            var entry: [String: Any] = ["version_info": state.versionInfo, "cluster": typed(document(text))]
+        dump["dynamic_active_clusters"] = state.documents.enumerated().map { i, text -> [String: Any] in
+            // Delta xDS: the resource's own version, as Envoy shows it.
+            let version = state.resourceVersions.map { $0[i] } ?? state.versionInfo
+            var entry: [String: Any] = ["version_info": version, "cluster": typed(document(text))]
             if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
             if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }
             return entry

@@ -16,7 +16,9 @@ import XDSMessages
 /// event loops, and answers with the ACK or NACK. When the stream ends it keeps the config it has and opens a new
 /// one after a jittered exponential back-off (Envoy's: from 500 ms, at most 30 s), sending the versions it has.
 final class ADSClient: Sendable {
-    typealias Apply = @Sendable (_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String) -> String?
+    /// `resourceVersions`: delta, each resource's own version (nil: state of the world).
+    typealias Apply = @Sendable (_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String,
+                                 _ resourceVersions: [String]?) -> String?
 
     private static let method = MethodDescriptor(
         fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
@@ -236,7 +238,7 @@ final class ADSClient: Sendable {
 
     /// Applies one response off the cooperative pool (installing blocks), then ACKs or NACKs it.
     private func handle(_ response: Envoy_Service_Discovery_V3_DiscoveryResponse) async {
-        let error = await install(response.typeURL, response.resources, response.versionInfo)
+        let error = await install(response.typeURL, response.resources, response.versionInfo, nil)
         respond(response.typeURL, version: response.versionInfo, nonce: response.nonce, error: error)
     }
 
@@ -249,35 +251,47 @@ final class ADSClient: Sendable {
         let removed = response.removedResources
         let wildcard = state.withLockedValue { $0.protocolState.types[url]?.wildcard ?? false }
         var resources: [Google_Protobuf_Any]
+        var versions: [String]
         var held: [String: Google_Protobuf_Any] = [:]
         if wildcard {
-            held = state.withLockedValue { $0.held[url] ?? [:] }
-            for r in response.resources { held[r.name] = r.resource }
+            var heldVersions: [String: String] = [:]
+            (held, heldVersions) = state.withLockedValue { ($0.held[url] ?? [:], $0.protocolState.types[url]?.resourceVersions ?? [:]) }
+            for r in response.resources {
+                held[r.name] = r.resource
+                heldVersions[r.name] = r.version
+            }
             for name in removed { held[name] = nil }
-            resources = held.keys.sorted().map { held[$0]! }
+            let names = held.keys.sorted()
+            resources = names.map { held[$0]! }
+            versions = names.map { heldVersions[$0] ?? "" }
         } else {
             resources = response.resources.map(\.resource)
+            versions = response.resources.map(\.version)
             if url == DiscoveryResources.clusterLoadAssignment {
                 for name in removed {
                     var empty = Envoy_Config_Endpoint_V3_ClusterLoadAssignment()
                     empty.clusterName = name
-                    if let any = try? Google_Protobuf_Any(message: empty) { resources.append(any) }
+                    if let any = try? Google_Protobuf_Any(message: empty) {
+                        resources.append(any)
+                        versions.append("")
+                    }
                 }
             } else if !removed.isEmpty {
                 Log.error("ads: the control plane removed resources of a type whose removal is not supported; kept",
                           [("type_url", url), ("names", removed.joined(separator: ","))])
             }
         }
-        let error = await install(url, resources, response.systemVersionInfo)
+        let error = await install(url, resources, response.systemVersionInfo, versions)
         if error == nil && wildcard { state.withLockedValue { $0.held[url] = held } }
         respond(url, version: response.systemVersionInfo, nonce: response.nonce, error: error,
                 updated: response.resources.map { ($0.name, $0.version) }, removed: removed)
     }
 
-    private func install(_ typeURL: String, _ resources: [Google_Protobuf_Any], _ version: String) async -> String? {
+    private func install(_ typeURL: String, _ resources: [Google_Protobuf_Any], _ version: String,
+                         _ versions: [String]?) async -> String? {
         let apply = self.apply
         let error: String? = await withCheckedContinuation { done in
-            applyQueue.async { done.resume(returning: apply(typeURL, resources, version)) }
+            applyQueue.async { done.resume(returning: apply(typeURL, resources, version, versions)) }
         }
         if let error {
             Log.warning("ads: update rejected (NACK)", [("type_url", typeURL), ("version_info", version), ("error", error)])

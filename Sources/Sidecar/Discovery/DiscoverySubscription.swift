@@ -21,6 +21,8 @@ final class DiscoverySubscription<Resource: Sendable>: Sendable {
 
     struct State: Sendable {
         var versionInfo = ""
+        /// Delta xDS: each resource's own version (`DiscoveryFile.resourceVersions`).
+        var resourceVersions: [String]? = nil
         var resources: [Resource] = []
         var documents: [String] = []
         var lastUpdated: Date?
@@ -115,7 +117,8 @@ final class DiscoverySubscription<Resource: Sendable>: Sendable {
         if keep { counters.empty.wrappingIncrement(ordering: .relaxed) }
         state.withLockedValue {
             // An empty RDS file changes nothing (Envoy's update_empty): the routes accepted before stay.
-            $0 = State(versionInfo: file.versionInfo, resources: keep ? $0.resources : file.resources,
+            $0 = State(versionInfo: file.versionInfo, resourceVersions: keep ? $0.resourceVersions : file.resourceVersions,
+                       resources: keep ? $0.resources : file.resources,
                        documents: keep ? $0.documents : file.documents, lastUpdated: now, lastError: nil,
                        lastAttempt: .accepted)
         }

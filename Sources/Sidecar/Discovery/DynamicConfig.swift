@@ -144,8 +144,10 @@ final class DynamicConfig: Sendable {
             for rds in subscriptions.keys {
                 guard let i = file.resources.firstIndex(where: { $0.name == rds.routeConfigName }) else { continue }
                 next[rds] = file.resources[i]
-                parts[rds] = DiscoveryFile(versionInfo: file.versionInfo, resources: [file.resources[i]],
-                                           documents: [file.documents[i]])
+                var part = DiscoveryFile(versionInfo: file.versionInfo, resources: [file.resources[i]],
+                                         documents: [file.documents[i]])
+                part.resourceVersions = file.resourceVersions.map { [$0[i]] }
+                parts[rds] = part
             }
             guard !next.isEmpty else { return nil }
             var failure: Error?

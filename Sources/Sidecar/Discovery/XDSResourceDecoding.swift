@@ -21,7 +21,9 @@ enum XDSResourceDecoding {
     }()
 
     /// `resources` as a discovery file of `typeURL` resources, at `versionInfo`.
-    static func decode<R>(_ resources: [Google_Protobuf_Any], versionInfo: String, typeURL: String, what: String,
+    /// `resourceVersions`: delta xDS, each resource's own version (in order).
+    static func decode<R>(_ resources: [Google_Protobuf_Any], versionInfo: String, resourceVersions: [String]? = nil,
+                          typeURL: String, what: String,
                           httpFilters: HTTPFilterCatalog = .none, decode: (ConfigValue) throws -> R,
                           name: (R) -> String) throws -> DiscoveryFile<R> {
         _ = registered
@@ -48,6 +50,7 @@ enum XDSResourceDecoding {
                                                 documents: false, decode: decode, name: name)
             // What /config_dump shows: the resources as the control plane sent them, in Envoy's JSON form.
             file.documents = items
+            file.resourceVersions = resourceVersions
             return file
         } catch let error as ConfigError {
             // The JSON is ours, so its lines mean nothing to the control plane: the path names the field.

@@ -407,7 +407,7 @@ public final class SidecarServer: @unchecked Sendable {
                 default: return []
                 }
             },
-            apply: { [weak self] url, resources, version in self?.applyADS(url, resources, version) })
+            apply: { [weak self] url, resources, version, versions in self?.applyADS(url, resources, version, versions) })
         adsClient = client
         endpointDiscovery.onADSNamesChanged { [weak client] in client?.refreshNames() }
         Log.info("ads: connecting", [("cluster", ads.clusterName), ("address", "\(address)"),
@@ -420,27 +420,31 @@ public final class SidecarServer: @unchecked Sendable {
 
     /// Installs a response from the ADS stream; returns why it was refused (the NACK's error_detail).
     /// Blocks: never on an event loop.
-    func applyADS(_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String) -> String? {
+    func applyADS(_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String,
+                  _ resourceVersions: [String]?) -> String? {
         guard !stopping.value else { return nil }
         defer { _ = glibcMallocTrim(0) }
         let filters = HTTPFilterRegistry.catalog
         switch typeURL {
         case DiscoveryResources.cluster:
             let decoded = Result {
-                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, typeURL: typeURL, what: "CDS",
+                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
+                                               typeURL: typeURL, what: "CDS",
                                                decode: Cluster.decode, name: \.name)
             }
             guard let dynamicConfig else { return "CDS is not configured to come from ADS" }
             return dynamicConfig.applyADSClusters(decoded) { try install($0) }
         case DiscoveryResources.routeConfiguration:
             let decoded = Result {
-                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, typeURL: typeURL, what: "RDS",
+                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
+                                               typeURL: typeURL, what: "RDS",
                                                httpFilters: filters, decode: RouteConfiguration.decode, name: \.name)
             }
             return dynamicConfig?.applyADSRoutes(decoded) { try install($0) }
         case DiscoveryResources.clusterLoadAssignment:
             let decoded = Result {
-                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, typeURL: typeURL, what: "EDS",
+                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
+                                               typeURL: typeURL, what: "EDS",
                                                decode: ClusterLoadAssignment.decode, name: \.clusterName)
             }
             return endpointDiscovery.applyADS(decoded)

@@ -9,6 +9,9 @@ public struct DiscoveryFile<Resource: Sendable>: Sendable {
     public var resources: [Resource]
     /// Each resource as written (without its `@type`), as YAML text: what /config_dump shows.
     public var documents: [String]
+    /// Delta xDS: each resource's own version, in the order of `resources` (what /config_dump shows as its
+    /// `version_info`, as Envoy does); nil for files and state-of-the-world responses.
+    public var resourceVersions: [String]? = nil
 
     public init(versionInfo: String, resources: [Resource], documents: [String]) {
         self.versionInfo = versionInfo
