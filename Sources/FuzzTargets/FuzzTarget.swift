@@ -17,6 +17,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// The route table: Envoy's router_check route configs and one of ours, with path normalisation, for a
     /// request the input describes.
     case routes
+    /// A control plane's DiscoveryResponse (protobuf bytes) through the ADS decoding: CDS, EDS and RDS.
+    case xds
 
     /// Runs one input. Must not crash for any input.
     public func run(_ input: UnsafeRawBufferPointer) {
@@ -26,6 +28,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .http2: ProxyFuzz.shared.runHTTP2(input)
         case .inspectors: InspectorFuzz.run(input)
         case .routes: RouteFuzz.shared.run(input)
+        case .xds: XDSFuzz.run(input)
         }
     }
 
@@ -39,7 +42,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         switch self {
         case .http1, .http2: _ = ProxyFuzz.shared
         case .routes: _ = RouteFuzz.shared
-        case .config, .inspectors: break
+        case .config, .inspectors, .xds: break
         }
     }
 }

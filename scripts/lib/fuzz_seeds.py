@@ -4,11 +4,13 @@
 scripts/fuzz starts each run from these seeds plus the committed corpus (Tests/Fuzz/corpus/<target>), which
 libFuzzer grows and `scripts/fuzz --merge` minimises. Run this again when a seed source changes:
 
-    .venv-e2e/bin/python scripts/lib/fuzz_seeds.py     (needs the h2 package for the HTTP/2 seeds)
+    .venv-e2e/bin/python scripts/lib/fuzz_seeds.py     (needs the h2 package for the HTTP/2 seeds, and xds-protos
+                                                         for the xds ones: scripts/e2e-xds installs it there)
 
 Sources: the smuggling suite's raw requests (scripts/lib/smuggling_suite.py), hand-written requests for each route
 and filter of the in-process proxy (ProxyFuzz.config), HTTP/2 client frames written by the h2 library, the repo's
-configs and Envoy's router_check configs (../shared/conformance), real TLS ClientHellos from Python's ssl module.
+configs and Envoy's router_check configs (../shared/conformance), real TLS ClientHellos from Python's ssl module,
+DiscoveryResponses like the ADS suite's control plane sends (Envoy's own messages, from xds-protos).
 """
 import glob
 import hashlib
@@ -231,7 +233,67 @@ def routes():
         write("routes", req(table, 0, "GET", "www.lyft.com", "/new_endpoint/x"), f"conformance-{table}")
 
 
+def xds():
+    """Serialized DiscoveryResponses: CDS (an EDS cluster with health checks, outlier detection and TLS; a static
+    one), EDS (priorities, localities, health status), RDS (routes with retries and a typed_per_filter_config), and
+    one with a field Pilotfish's subset lacks."""
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.endpoint.v3 import endpoint_pb2
+    from envoy.config.route.v3 import route_pb2
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2  # noqa: F401 (registers the type for Any)
+    from envoy.extensions.filters.http.fault.v3 import fault_pb2  # noqa: F401
+    from envoy.service.discovery.v3 import discovery_pb2
+    from google.protobuf import json_format
+
+    def response(type_url, message, items, version="1"):
+        r = discovery_pb2.DiscoveryResponse(version_info=version, type_url=type_url, nonce="1")
+        for item in items:
+            r.resources.add().Pack(json_format.ParseDict(item, message()))
+        return r.SerializeToString()
+
+    cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    eds = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+    rds = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    clusters = [
+        {"name": "svc", "type": "EDS", "connect_timeout": "1s", "lb_policy": "LEAST_REQUEST",
+         "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}, "service_name": "svc"},
+         "common_lb_config": {"healthy_panic_threshold": {"value": 40}, "locality_weighted_lb_config": {}},
+         "health_checks": [{"timeout": "1s", "interval": "2s", "unhealthy_threshold": 2, "healthy_threshold": 1,
+                            "http_health_check": {"path": "/healthz"}}],
+         "outlier_detection": {"consecutive_5xx": 3, "interval": "1s"},
+         "circuit_breakers": {"thresholds": [{"max_connections": 10, "max_retries": 2}]},
+         "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+             "sni": "svc.example", "common_tls_context": {"alpn_protocols": ["h2"]}}}},
+        {"name": "static", "type": "STATIC", "connect_timeout": "0.25s", "load_assignment": {
+            "cluster_name": "static", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": 8080}}}}]}]}},
+    ]
+    write("xds", response(cds, cluster_pb2.Cluster, clusters), "cds")
+    assignments = [{"cluster_name": "svc", "endpoints": [
+        {"locality": {"region": "r", "zone": "z%d" % p}, "priority": p, "load_balancing_weight": 1 + p,
+         "lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "198.18.0.%d" % (i + 1),
+                                                                        "port_value": 8080}},
+                                        "health_check_config": {"port_value": 9090}, "hostname": "h%d" % i},
+                           "health_status": status, "load_balancing_weight": 2}
+                          for i, status in enumerate(["HEALTHY", "UNHEALTHY", "DRAINING"])]}
+        for p in range(2)]}]
+    write("xds", response(eds, endpoint_pb2.ClusterLoadAssignment, assignments), "eds")
+    routes = [{"name": "dyn", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/api", "headers": [{"name": "x-canary", "string_match": {"exact": "1"}}]},
+         "route": {"cluster": "svc", "timeout": "2s", "retry_policy": {"retry_on": "5xx", "num_retries": 2}},
+         "typed_per_filter_config": {"envoy.filters.http.fault": {
+             "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+             "abort": {"http_status": 503, "percentage": {"numerator": 10}}}}},
+        {"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [
+            {"name": "svc", "weight": 90}, {"name": "static", "weight": 10}]}}}]}]}]
+    write("xds", response(rds, route_pb2.RouteConfiguration, routes), "rds")
+    unknown = dict(clusters[1], track_cluster_stats={"timeout_budgets": True})
+    write("xds", response(cds, cluster_pb2.Cluster, [unknown]), "cds-unknown-field")
+
+
 if __name__ == "__main__":
+    xds()
     http1()
     http2()
     config()

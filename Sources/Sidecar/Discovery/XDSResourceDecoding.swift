@@ -7,7 +7,7 @@ import XDSMessages
 /// gives: each is checked for fields Pilotfish's subset lacks (they land in unknown fields; one is refused, naming
 /// its number and message, never dropped), then written as Envoy's JSON form and handed to the file decoder, so a
 /// field is refused with the same words whichever way it came.
-enum XDSResourceDecoding {
+package enum XDSResourceDecoding {
     /// The `Any` payload types, registered once so that nested `typed_config`s encode as JSON.
     private static let registered: Bool = {
         for type in XDSAnyTypes.all { Google_Protobuf_Any.register(messageType: type) }
@@ -19,6 +19,30 @@ enum XDSResourceDecoding {
         o.preserveProtoFieldNames = true
         return o
     }()
+
+    /// A serialized `DiscoveryResponse` as the ADS stream gets it, decoded as its `type_url` says (CDS, EDS or RDS),
+    /// as the proxy would before installing it; nil for bytes that are not one, a `ConfigError` naming what is wrong
+    /// for one that cannot be taken. What the `xds` fuzz target runs.
+    @discardableResult
+    package static func decodeResponse(_ bytes: [UInt8]) throws -> Int? {
+        guard let response = try? Envoy_Service_Discovery_V3_DiscoveryResponse(serializedBytes: bytes) else { return nil }
+        let resources = response.resources
+        let version = response.versionInfo
+        switch response.typeURL {
+        case DiscoveryResources.cluster:
+            return try decode(resources, versionInfo: version, typeURL: response.typeURL, what: "CDS",
+                              decode: Cluster.decode, name: \.name).resources.count
+        case DiscoveryResources.clusterLoadAssignment:
+            return try decode(resources, versionInfo: version, typeURL: response.typeURL, what: "EDS",
+                              decode: ClusterLoadAssignment.decode, name: \.clusterName).resources.count
+        case DiscoveryResources.routeConfiguration:
+            return try decode(resources, versionInfo: version, typeURL: response.typeURL, what: "RDS",
+                              httpFilters: HTTPFilterRegistry.catalog, decode: RouteConfiguration.decode,
+                              name: \.name).resources.count
+        default:
+            return nil
+        }
+    }
 
     /// `resources` as a discovery file of `typeURL` resources, at `versionInfo`.
     /// `resourceVersions`: delta xDS, each resource's own version (in order).

@@ -76,4 +76,19 @@ struct XDSResourceDecodingTests {
         let zero = try #require(throws: ConfigError.self) { try decode([try Google_Protobuf_Any(message: c)]) }
         #expect(zero.path == "resources[0].connect_timeout" && zero.line == nil)
     }
+
+    /// The xds fuzz target's seeds (written by scripts/lib/fuzz_seeds.py with Envoy's own messages) decode as the
+    /// proxy would take them: so the target explores the decoder, not the protobuf parser's refusals.
+    @Test func theFuzzSeedsAreResponsesTheDecoderTakes() throws {
+        let seeds = URL(fileURLWithPath: FuzzTargetTests.fuzzDirectory).appendingPathComponent("seeds/xds")
+        func read(_ name: String) throws -> [UInt8] {
+            Array(try Data(contentsOf: seeds.appendingPathComponent(name)))
+        }
+        #expect(try XDSResourceDecoding.decodeResponse(read("cds")) == 2)
+        #expect(try XDSResourceDecoding.decodeResponse(read("eds")) == 1)
+        #expect(try XDSResourceDecoding.decodeResponse(read("rds")) == 1)
+        let unknown = try #require(throws: ConfigError.self) { try XDSResourceDecoding.decodeResponse(read("cds-unknown-field")) }
+        #expect(unknown.message.contains("field number 49"))
+        #expect(try XDSResourceDecoding.decodeResponse(Array("not protobuf at all".utf8)) == nil)
+    }
 }
