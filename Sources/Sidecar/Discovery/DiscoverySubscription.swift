@@ -15,7 +15,7 @@ final class DiscoverySubscription<Resource: Sendable>: Sendable {
     let what: String
     private let read: @Sendable (String) throws -> DiscoveryFile<Resource>
     private let state = NIOLockedValueBox(State())
-    private let counters = Counters()
+    private let counters = SubscriptionCounters()
     private let emptyCounted: Bool
     private let reloadCounted: Bool
 
@@ -40,12 +40,6 @@ final class DiscoverySubscription<Resource: Sendable>: Sendable {
         var versionInfo: String?
     }
 
-    private final class Counters: Sendable {
-        let attempt = ManagedAtomic(0), success = ManagedAtomic(0), rejected = ManagedAtomic(0)
-        let failure = ManagedAtomic(0), empty = ManagedAtomic(0), reload = ManagedAtomic(0)
-        let updateTime = ManagedAtomic(0)
-    }
-
     /// `emptyCounted`: RDS counts files without resources as `update_empty` (and keeps what it had);
     /// `reloadCounted`: CDS and RDS count `config_reload` too.
     init(source: ConfigSource, what: String, scopes: [String], registry: StatsRegistry, emptyCounted: Bool = false,
@@ -61,19 +55,7 @@ final class DiscoverySubscription<Resource: Sendable>: Sendable {
     /// Counts this file's attempts under `scope` (`cluster_manager.cds`; `http.<prefix>.rds.<name>` for each
     /// connection manager that reads an RDS file).
     func register(scope: String, in registry: StatsRegistry) {
-        let c = counters
-        var stats: [(String, StatsRegistry.Kind, ManagedAtomic<Int>?)] = [
-            ("init_fetch_timeout", .counter, nil), ("update_attempt", .counter, c.attempt),
-            ("update_failure", .counter, c.failure), ("update_rejected", .counter, c.rejected),
-            ("update_success", .counter, c.success), ("update_time", .gauge, c.updateTime),
-        ]
-        if emptyCounted { stats.append(("update_empty", .counter, c.empty)) }
-        if reloadCounted {
-            stats += [("config_reload", .counter, c.reload), ("config_reload_time_ms", .gauge, c.updateTime)]
-        }
-        for (name, kind, value) in stats {
-            registry.registerComputed("\(scope).\(name)", kind: kind) { value?.load(ordering: .relaxed) ?? 0 }
-        }
+        counters.register(scope: scope, in: registry, empty: emptyCounted, reload: reloadCounted)
     }
 
     var current: State { state.withLockedValue { $0 } }

@@ -43,25 +43,8 @@ final class EndpointDiscovery: @unchecked Sendable {
         var accepted: Accepted?
         /// Why the last file was refused for this cluster (cleared by the next accepted one).
         var refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?
-        let counters: Counters
-    }
-
-    /// A cluster's EDS counters (Envoy's subscription stats in the cluster's scope).
-    private final class Counters: Sendable {
-        let attempt = ManagedAtomic(0), success = ManagedAtomic(0), rejected = ManagedAtomic(0)
-        let failure = ManagedAtomic(0), empty = ManagedAtomic(0), updateTime = ManagedAtomic(0)
-
-        init(cluster: String, registry: StatsRegistry) {
-            let stats: [(String, StatsRegistry.Kind, ManagedAtomic<Int>?)] = [
-                ("init_fetch_timeout", .counter, nil), ("update_attempt", .counter, attempt),
-                ("update_empty", .counter, empty), ("update_failure", .counter, failure),
-                ("update_rejected", .counter, rejected), ("update_success", .counter, success),
-                ("update_time", .gauge, updateTime),
-            ]
-            for (name, kind, value) in stats {
-                registry.registerComputed("cluster.\(cluster).\(name)", kind: kind) { value?.load(ordering: .relaxed) ?? 0 }
-            }
-        }
+        /// Envoy's subscription stats in the cluster's scope.
+        let counters: SubscriptionCounters
     }
 
     /// A cluster's assignment as accepted last: what /config_dump shows.
@@ -126,8 +109,12 @@ final class EndpointDiscovery: @unchecked Sendable {
         if namesChanged { lock.withLock { adsNamesChanged }?() }
     }
 
-    private func counters(_ cluster: String) -> Counters {
-        registry.owned(by: ClusterInfo.statsOwner(cluster)) { Counters(cluster: cluster, registry: registry) }
+    private func counters(_ cluster: String) -> SubscriptionCounters {
+        registry.owned(by: ClusterInfo.statsOwner(cluster)) {
+            let c = SubscriptionCounters()
+            c.register(scope: "cluster.\(cluster)", in: registry, empty: true, reload: false)
+            return c
+        }
     }
 
     /// The service names the ADS stream is to deliver, and who to tell when they change.
