@@ -183,10 +183,9 @@ final class ADSClient: Sendable {
                 ? await stream(Self.deltaMethod, deltaMessage, handle: { [self] in await handleDelta($0) })
                 : await stream(Self.method, message, handle: { [self] in await handle($0) })
             if received { attempt = 0 }
-            // Envoy's jittered exponential back-off: a random wait below min(500 ms × 2^attempt, 30 s).
-            let ceiling = min(0.5 * pow(2, Double(min(attempt, 10))), 30)
+            let wait = ADSState.backoff(attempt: attempt, draw: Double.random(in: 0..<1))
             attempt += 1
-            try? await Task.sleep(nanoseconds: UInt64(Double.random(in: 0.05...max(0.05, ceiling)) * 1e9))
+            try? await Task.sleep(nanoseconds: UInt64(wait * 1e9))
         }
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The xDS protocol's state on one aggregated (ADS) stream, as Envoy's xds_protocol document describes it, in its
 /// state-of-the-world form or (`delta`) its incremental one, and nothing else: per resource type, the names
 /// subscribed, the version accepted last (per resource, in delta) and the nonce of the last response; from them,
@@ -132,6 +134,14 @@ struct ADSState {
         r.unsubscribe = before.subtracting(names).sorted()
         types[typeURL]!.subscribedOnStream = names
         return r.subscribe.isEmpty && r.unsubscribe.isEmpty ? nil : r
+    }
+
+    /// Seconds to wait before the next stream after `attempt` failed ones in a row (0 after a stream that
+    /// delivered): Envoy's jittered exponential back-off, a random wait below min(500 ms × 2^attempt, 30 s), at
+    /// least 50 ms. `draw` is uniform in [0, 1).
+    static func backoff(attempt: Int, draw: Double) -> Double {
+        let ceiling = min(0.5 * pow(2, Double(min(max(attempt, 0), 10))), 30)
+        return max(0.05, draw * ceiling)
     }
 
     /// Every wanted type has had its first response.

@@ -116,4 +116,12 @@ struct ADSStateTests {
         let routes = s.namesChanged(typeURL: rds, to: ["dyn"])
         #expect(routes?.subscribe == ["dyn"] && routes?.typeURL == rds)
     }
+
+    @Test func theBackOffGrowsToThirtySecondsWithJitterBelowIt() {
+        #expect(ADSState.backoff(attempt: 0, draw: 0.5) == 0.25)  // below 500 ms
+        #expect(ADSState.backoff(attempt: 3, draw: 0.5) == 2)  // below 4 s
+        #expect(ADSState.backoff(attempt: 6, draw: 0.999) < 30)  // 32 s capped at 30
+        #expect(ADSState.backoff(attempt: 60, draw: 0.5) == 15)  // no overflow however many attempts
+        #expect(ADSState.backoff(attempt: 0, draw: 0) == 0.05)  // never a busy loop
+    }
 }
