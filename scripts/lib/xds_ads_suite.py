@@ -390,6 +390,14 @@ def initial(t):
     check(first.node.id == "xds-ads" and first.node.cluster == "xds-ads", "node on the first request: %s" % first.node)
     check(stat(admin, "control_plane.connected_state") == 1, "connected_state %d"
           % stat(admin, "control_plane.connected_state"))
+    if is_delta(t):
+        # The cluster's own version in /config_dump, as Envoy shows it.
+        dump = json.loads(admin_get(admin, "/config_dump"))
+        with p.lock:
+            want = p._resource_version(p.state[CDS][1]["svc"])
+        clusters = [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
+        got = [c.get("version_info") for c in clusters.get("dynamic_active_clusters", []) if c["cluster"]["name"] == "svc"]
+        check(got == [want], "config_dump's svc cluster version %s, expected %s" % (got, want))
     return "PRE_INITIALIZING until the plane answered, then LIVE; a serves; CDS, EDS and RDS ACKed at version 1"
 
 
