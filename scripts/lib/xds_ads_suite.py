@@ -204,6 +204,11 @@ class ControlPlane:
 
         return self._serve(s, requests, context, on_request, on_release)
 
+    def resource_version(self, type_url, name):
+        """The version the delta protocol gives resource `name` of `type_url` as held now."""
+        with self.lock:
+            return self._resource_version(self.state[type_url][1][name])
+
     @staticmethod
     def _resource_version(m):
         return hashlib.sha256(m.SerializeToString(deterministic=True)).hexdigest()[:12]
@@ -360,6 +365,18 @@ def stat(admin, name):
     return admin_stats(admin).get(name, 0)
 
 
+def clusters_dump(admin):
+    """/config_dump's ClustersConfigDump."""
+    dump = json.loads(admin_get(admin, "/config_dump"))
+    return [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
+
+
+def active_clusters(admin, dump=None):
+    """The dynamic active clusters of /config_dump (or of `dump`, a ClustersConfigDump), by name."""
+    dump = dump if dump is not None else clusters_dump(admin)
+    return {c["cluster"]["name"]: c for c in dump.get("dynamic_active_clusters", [])}
+
+
 def ready(admin):
     """Admin /ready as (status, text); (0, error) while the admin does not answer."""
     try:
@@ -392,12 +409,10 @@ def initial(t):
           % stat(admin, "control_plane.connected_state"))
     if is_delta(t):
         # The cluster's own version in /config_dump, as Envoy shows it.
-        dump = json.loads(admin_get(admin, "/config_dump"))
-        with p.lock:
-            want = p._resource_version(p.state[CDS][1]["svc"])
-        clusters = [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
-        got = [c.get("version_info") for c in clusters.get("dynamic_active_clusters", []) if c["cluster"]["name"] == "svc"]
-        check(got == [want], "config_dump's svc cluster version %s, expected %s" % (got, want))
+        want = p.resource_version(CDS, "svc")
+        got = [c.get("version_info") for c in clusters_dump(admin).get("dynamic_active_clusters", [])
+               if c["cluster"]["name"] == "svc"]
+        check(got == [want], "config_dump's svc cluster version %s, expected %s" % (got, [want]))
     return "PRE_INITIALIZING until the plane answered, then LIVE; a serves; CDS, EDS and RDS ACKed at version 1"
 
 
@@ -434,14 +449,10 @@ def nack(t):
     proc, admin, port = start(t, p)
 
     def svc_version():
-        dump = json.loads(admin_get(admin, "/config_dump"))
-        clusters = [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
-        active = {c["cluster"]["name"]: c for c in clusters.get("dynamic_active_clusters", [])}
-        return active.get("svc", {}).get("version_info")
+        return active_clusters(admin).get("svc", {}).get("version_info")
 
     # State of the world: the response's version_info. Delta: the resource's own version, as Envoy shows it.
-    with p.lock:
-        accepted = "1" if not is_delta(t) else p._resource_version(p.state[CDS][1]["svc"])
+    accepted = "1" if not is_delta(t) else p.resource_version(CDS, "svc")
     check(svc_version() == accepted, "config_dump's svc version %r, expected %r" % (svc_version(), accepted))
     p.set(CDS, "2", [eds_cluster(extra={"connect_timeout": "0s"})])
     check(wait_for(lambda: any(e for v, n, e in p.acks(CDS)), 5), "no NACK: %s" % p.acks(CDS))
@@ -452,9 +463,8 @@ def nack(t):
     check(stat(admin, "cluster_manager.cds.update_rejected") == 1, "update_rejected %d"
           % stat(admin, "cluster_manager.cds.update_rejected"))
     check(body(port) == "200 a", "after the NACK: %s" % body(port))
-    dump = json.loads(admin_get(admin, "/config_dump"))
-    clusters = [c for c in dump["configs"] if c["@type"].endswith("ClustersConfigDump")][0]
-    active = {c["cluster"]["name"]: c for c in clusters.get("dynamic_active_clusters", [])}
+    clusters = clusters_dump(admin)
+    active = active_clusters(admin, clusters)
     check(active.get("svc", {}).get("version_info") == accepted, "config_dump's svc: %s" % active.get("svc"))
     check("connect_timeout" in json.dumps(clusters), "config_dump does not show the refusal: %s" % short(json.dumps(clusters)))
     # CDS, then EDS (the order the protocol asks of a control plane): Envoy warms the new cluster until its
