@@ -164,9 +164,7 @@ final class AdminHandler: ChannelInboundHandler {
                                        dynamic: server.dynamicConfig, endpoints: endpoints), type: "application/json")
         case "/listeners":
             var out = ""
-            for (l, a) in zip(server.bootstrap.listeners, server.listenerAddresses) {
-                out += "\(l.name)::\(a.ipAddress ?? "?"):\(a.port ?? 0)\n"
-            }
+            for (name, address) in server.listenerTable { out += "\(name)::\(address)\n" }
             reply(.ok, out)
         case "/clusters":
             server.hostReports().hop(to: context.eventLoop).whenComplete { result in

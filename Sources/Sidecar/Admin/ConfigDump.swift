@@ -16,6 +16,7 @@ enum ConfigDump {
         let root = redactSecrets(toJSON(node))
         let bootstrap = ["@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": root] as [String: Any]
         var configs: [Any] = [bootstrap, clustersDump(root, startTime: startTime, dynamic?.clusters?.current)]
+        configs.append(listenersDump(root, startTime: startTime, dynamic))
         if let routes = dynamic?.routes, !routes.isEmpty { configs.append(routesDump(routes)) }
         if let endpoints { configs.append(endpointsDump(endpoints)) }
         let doc: [String: Any] = ["configs": configs]
@@ -59,6 +60,39 @@ enum ConfigDump {
             return entry
         }
         return ["@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": dynamic]
+    }
+
+    /// Envoy's `ListenersConfigDump`: the static listeners, and LDS's by name, each with the state it serves
+    /// (`active_state`: the version that last changed it), the one it waits to serve (`warming_state`: its routes
+    /// have not arrived), and the last refusal as `error_state`.
+    private static func listenersDump(_ bootstrap: Any, startTime: Date, _ dynamic: DynamicConfig?) -> [String: Any] {
+        let type = DiscoveryResources.listener
+        let statics = ((bootstrap as? [String: Any])?["static_resources"] as? [String: Any])?["listeners"] as? [Any] ?? []
+        var dump: [String: Any] = [
+            "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "static_listeners": statics.map { ["listener": typed($0, type), "last_updated": timestamp(startTime)] },
+        ]
+        guard let subscription = dynamic?.listeners, let dynamic else { return dump }
+        let state = subscription.current
+        dump["version_info"] = state.versionInfo
+        let (active, warming) = dynamic.listenerStates()
+        var entries: [String: [String: Any]] = [:]
+        for l in active {
+            entries[l.listener.name, default: ["name": l.listener.name]]["active_state"] = [
+                "version_info": l.versionInfo, "listener": typed(document(l.revision), type),
+                "last_updated": timestamp(l.updated),
+            ] as [String: Any]
+        }
+        for w in warming {
+            entries[w.listener.name, default: ["name": w.listener.name]]["warming_state"] = [
+                "version_info": state.versionInfo, "listener": typed(document(w.document), type),
+            ] as [String: Any]
+        }
+        if let refusal = state.lastError {
+            for name in entries.keys { entries[name]!["error_state"] = errorState(refusal) }
+        }
+        dump["dynamic_listeners"] = entries.keys.sorted().map { entries[$0]! }
+        return dump
     }
 
     /// Envoy's `RoutesConfigDump`: each RDS file's route configuration with its `version_info`, and the last

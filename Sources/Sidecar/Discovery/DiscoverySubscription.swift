@@ -68,10 +68,12 @@ final class DiscoverySubscription<Resource: Sendable>: Sendable {
         return update(from: file.path, { try read(file.path) }, apply)
     }
 
-    /// An update that came decoded (from the ADS stream), or the error that refused it, as `update` takes a file.
+    /// An update that came decoded (from the ADS stream, or a file read by the caller: `origin` names it), or
+    /// the error that refused it, as `update` takes a file.
     @discardableResult
-    func update(with decoded: Result<DiscoveryFile<Resource>, Error>, _ apply: ([Resource]) throws -> Void) -> String? {
-        update(from: "ads", { try decoded.get() }, apply)
+    func update(with decoded: Result<DiscoveryFile<Resource>, Error>, origin: String = "ads",
+                _ apply: ([Resource]) throws -> Void) -> String? {
+        update(from: origin, { try decoded.get() }, apply)
     }
 
     private func update(from origin: String, _ read: () throws -> DiscoveryFile<Resource>,

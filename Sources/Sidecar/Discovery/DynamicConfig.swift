@@ -1,22 +1,48 @@
+import Foundation
 import NIOConcurrencyHelpers
 import SidecarCore
+import SidecarUpstream
 
 /// The bootstrap's discovery subscriptions and the config they make together: the static clusters plus the CDS
-/// subscription's, and each connection manager's `rds` route configuration, from files or the ADS stream. Each
-/// accepted update gives a new bootstrap to install; updates are taken one at a time, so each one is built on the
-/// resources the others accepted last.
-final class DynamicConfig: Sendable {
+/// subscription's, the static listeners plus the LDS subscription's, and each connection manager's `rds` route
+/// configuration, from files or the ADS stream. Each accepted update gives a new bootstrap to install; updates are
+/// taken one at a time, so each one is built on the resources the others accepted last.
+///
+/// A listener from LDS whose routes come by RDS warms (Envoy's word) until they arrive: it is left out of the
+/// bootstrap, or, when it replaces a listener of the same name, the one it replaces keeps serving meanwhile.
+final class DynamicConfig: @unchecked Sendable {
     let bootstrap: Bootstrap
     let clusters: DiscoverySubscription<Cluster>?
-    /// One subscription per route configuration name and file, shared by the connection managers that name both.
-    let routes: [RDSConfig: DiscoverySubscription<RouteConfiguration>]
+    let listeners: DiscoverySubscription<Listener>?
+    /// The static listeners' route subscriptions: one per route configuration name and file, shared by the
+    /// connection managers that name both.
+    private let staticRoutes: [RDSConfig: DiscoverySubscription<RouteConfiguration>]
+    /// The route subscriptions of listeners from LDS, made as listeners naming them arrive (guarded by `lock`).
+    private var ldsRoutes: [RDSConfig: DiscoverySubscription<RouteConfiguration>] = [:]
+    /// The LDS listeners of the bootstrap installed last, by name, as LDS gave them, with their revisions.
+    /// Written under `lock`; its own lock lets admin read it while an update holds `lock` (an update waits for
+    /// every event loop, admin's included).
+    private let installedBox = NIOLockedValueBox<[String: LDSListener]>([:])
+    private var installedListeners: [String: LDSListener] {
+        get { installedBox.withLockedValue { $0 } }
+        set { installedBox.withLockedValue { $0 = newValue } }
+    }
+    private let registry: StatsRegistry
     private let lock = NIOLock()
+    /// Held while `ldsRoutes` is read or replaced (admin reads it without `lock`).
+    private let routesLock = NIOLock()
 
     init(bootstrap: Bootstrap, registry: StatsRegistry, httpFilters: HTTPFilterCatalog) {
         self.bootstrap = bootstrap
+        self.registry = registry
         clusters = bootstrap.dynamicResources?.clusters.map { source in
             DiscoverySubscription(source: source, what: "CDS", scopes: ["cluster_manager.cds"], registry: registry) {
                 try DiscoveryResources.clusters(path: $0)
+            }
+        }
+        listeners = bootstrap.dynamicResources?.listeners.map { source in
+            DiscoverySubscription(source: source, what: "LDS", scopes: ["listener_manager.lds"], registry: registry) {
+                try DiscoveryResources.listeners(path: $0, httpFilters: httpFilters)
             }
         }
         var scopes: [RDSConfig: [String]] = [:]
@@ -32,50 +58,206 @@ final class DynamicConfig: Sendable {
                 try DiscoveryResources.routes(path: $0, httpFilters: httpFilters)
             }
         }
-        self.routes = routes
+        staticRoutes = routes
     }
 
-    var isEmpty: Bool { clusters == nil && routes.isEmpty }
+    var isEmpty: Bool { clusters == nil && listeners == nil && staticRoutes.isEmpty }
 
-    /// Reads every file once (the start): the bootstrap to start with. A refused file leaves its resources
-    /// out; the next file moved into place is tried again.
-    func initial() -> Bootstrap {
+    /// Every route subscription: the static listeners' and those of listeners from LDS.
+    var routes: [RDSConfig: DiscoverySubscription<RouteConfiguration>] {
+        routesLock.withLock { staticRoutes.merging(ldsRoutes) { a, _ in a } }
+    }
+
+    /// What an update installs: the bootstrap, and the revision of each listener from LDS in it (its resource as
+    /// delivered; a listener whose revision is unchanged keeps running as it is).
+    struct Composed {
+        var bootstrap: Bootstrap
+        var revisions: [String: String]
+        fileprivate var lds: [String: LDSListener]
+    }
+
+    /// A listener from LDS as installed: the resource, its revision (the resource as delivered), and the version
+    /// and time of the update that last changed it (what /config_dump shows).
+    struct LDSListener: Sendable {
+        var listener: Listener
+        var revision: String
+        var versionInfo: String
+        var updated: Date
+    }
+
+    typealias Install = (_ bootstrap: Bootstrap, _ listenerRevisions: [String: String]) throws -> Void
+
+    /// Reads every file once (the start): the bootstrap to start with, and its LDS listeners' revisions. A
+    /// refused file leaves its resources out; the next file moved into place is tried again.
+    func initial() -> (bootstrap: Bootstrap, revisions: [String: String]) {
         lock.withLock {
             clusters?.update {
                 try checkClusters($0)
                 try SidecarServer.checkTLSFiles(ofDynamic: $0)
             }
-            for (rds, subscription) in routes { subscription.update { try Self.check($0, rds) } }
-            return compose()
+            listeners?.update { next in
+                try checkListeners(next)
+                subscribeRoutes(of: next)
+            }
+            for (rds, subscription) in routes where rds.source.file != nil {
+                subscription.update { try Self.check($0, rds) }
+            }
+            let c = compose()
+            installedListeners = c.lds
+            return (c.bootstrap, c.revisions)
         }
     }
 
+    /// Installs `c`; remembers its LDS listeners once installed.
+    private func install(_ c: Composed, _ install: Install) throws {
+        try install(c.bootstrap, c.revisions)
+        installedListeners = c.lds
+    }
+
     /// The bootstrap with the resources accepted last, or these instead.
-    private func compose(clusters next: [Cluster]? = nil, routes nextRoutes: [RDSConfig: RouteConfiguration] = [:])
-        -> Bootstrap
+    private func compose(clusters next: [Cluster]? = nil,
+                         listeners nextListeners: (resources: [Listener], documents: [String], version: String)? = nil,
+                         routes nextRoutes: [RDSConfig: RouteConfiguration] = [:]) -> Composed
     {
         var out = bootstrap
         out.clusters = bootstrap.clusters + (next ?? clusters?.current.resources ?? [])
-        guard !routes.isEmpty else { return out }
+        let routes = self.routes
+        func routeConfig(_ rds: RDSConfig) -> RouteConfiguration? {
+            nextRoutes[rds] ?? routes[rds]?.current.resources.first
+        }
+        // LDS listeners: those whose routes arrived; the one installed before for the others (warming).
+        var lds: [String: LDSListener] = [:]
+        var order: [String] = []
+        if let subscription = listeners {
+            let wanted = nextListeners ?? {
+                let state = subscription.current
+                return (state.resources, state.documents, state.versionInfo)
+            }()
+            let installed = installedListeners
+            for (l, revision) in zip(wanted.resources, wanted.documents) {
+                let warm = Self.connectionManagers(l).allSatisfy { $0.rds == nil || routeConfig($0.rds!) != nil }
+                if let before = installed[l.name], before.revision == revision {
+                    lds[l.name] = before
+                } else if warm {
+                    lds[l.name] = LDSListener(listener: l, revision: revision, versionInfo: wanted.version, updated: Date())
+                } else if let before = installed[l.name] {
+                    lds[l.name] = before
+                } else {
+                    continue
+                }
+                order.append(l.name)
+            }
+        }
+        out.listeners += order.map { lds[$0]!.listener }
         func resolve(_ chain: inout FilterChain) {
             guard case .httpConnectionManager(var hcm) = chain.network, let rds = hcm.rds else { return }
-            if let rc = nextRoutes[rds] ?? routes[rds]?.current.resources.first { hcm.routeConfig = rc }
+            if let rc = routeConfig(rds) { hcm.routeConfig = rc }
             chain.network = .httpConnectionManager(hcm)
         }
         for l in out.listeners.indices {
             for c in out.listeners[l].filterChains.indices { resolve(&out.listeners[l].filterChains[c]) }
             if out.listeners[l].defaultFilterChain != nil { resolve(&out.listeners[l].defaultFilterChain!) }
         }
-        return out
+        return Composed(bootstrap: out, revisions: lds.mapValues(\.revision), lds: lds)
     }
 
     /// Reads the CDS file again; `install` gets the bootstrap with its clusters. Returns why it was refused.
     @discardableResult
-    func reloadClusters(_ install: (Bootstrap) throws -> Void) -> String? {
+    func reloadClusters(_ install: Install) -> String? {
         lock.withLock {
             clusters?.update { next in
                 try checkClusters(next)
-                try install(compose(clusters: next))
+                try self.install(compose(clusters: next), install)
+            }
+        }
+    }
+
+    /// Reads the LDS file again; `install` gets the bootstrap with its listeners. Returns why it was refused.
+    @discardableResult
+    func reloadListeners(_ install: Install) -> String? {
+        lock.withLock {
+            guard let listeners, let path = listeners.source.file?.path else { return nil }
+            // The documents are the revisions: read the file once, as the subscription will.
+            let decoded = Result { try DiscoveryResources.listeners(path: path, httpFilters: HTTPFilterRegistry.catalog) }
+            return listeners.update(with: decoded, origin: path) { next in
+                try applyListeners(next, decoded, install)
+            }
+        }
+    }
+
+    /// An LDS response from the ADS stream (decoded, or why not). Returns why it was refused.
+    func applyADSListeners(_ decoded: Result<DiscoveryFile<Listener>, Error>, _ install: Install) -> String? {
+        lock.withLock {
+            guard let listeners, listeners.source == .ads else { return "LDS does not come from ADS" }
+            return listeners.update(with: decoded) { next in
+                try applyListeners(next, decoded, install)
+            }
+        }
+    }
+
+    private func applyListeners(_ next: [Listener], _ decoded: Result<DiscoveryFile<Listener>, Error>,
+                                _ install: Install) throws {
+        let file = try decoded.get()
+        try checkListeners(next)
+        let before = routes
+        subscribeRoutes(of: next)
+        do {
+            // Delta xDS: each listener's own version.
+            let version = file.resourceVersions?.first ?? file.versionInfo
+            try self.install(compose(listeners: (next, file.documents, version)), install)
+        } catch {
+            routesLock.withLock { ldsRoutes = ldsRoutes.filter { before[$0.key] != nil } }
+            throw error
+        }
+        // Routes no listener from LDS names any more are unsubscribed (their counters stay).
+        let named = Set(installedListeners.values.flatMap { Self.connectionManagers($0.listener) }.compactMap(\.rds)
+            + next.flatMap(Self.connectionManagers).compactMap(\.rds))
+        routesLock.withLock { ldsRoutes = ldsRoutes.filter { named.contains($0.key) } }
+    }
+
+    /// A route subscription for each `rds` of `listeners` (from LDS) that has none.
+    private func subscribeRoutes(of listeners: [Listener]) {
+        let catalog = HTTPFilterRegistry.catalog
+        for hcm in listeners.flatMap(Self.connectionManagers) {
+            guard let rds = hcm.rds else { continue }
+            let scope = "http.\(hcm.statPrefix).rds.\(rds.routeConfigName)"
+            if let existing = staticRoutes[rds] ?? routesLock.withLock({ ldsRoutes[rds] }) {
+                existing.register(scope: scope, in: registry)
+                continue
+            }
+            let subscription = DiscoverySubscription<RouteConfiguration>(
+                source: rds.source, what: "RDS", scopes: [scope], registry: registry, emptyCounted: true
+            ) { try DiscoveryResources.routes(path: $0, httpFilters: catalog) }
+            routesLock.withLock { ldsRoutes[rds] = subscription }
+        }
+    }
+
+    /// What LDS may not do: replace a static listener, take routes from a file (file RDS is for static
+    /// listeners), name ADS without a stream, or use SDS secrets (the secret watcher knows the static ones only).
+    private func checkListeners(_ next: [Listener]) throws {
+        let statics = Set(bootstrap.listeners.map(\.name))
+        for (i, l) in next.enumerated() {
+            if statics.contains(l.name) {
+                throw ConfigError(path: "resources[\(i)].name", line: nil,
+                                  message: "listener '\(l.name)' is a static listener; LDS cannot replace it")
+            }
+            for (c, chain) in ConfigSnapshot.networkChains(l).enumerated() {
+                let at = "resources[\(i)].filter_chains[\(c)]"
+                if case .httpConnectionManager(let hcm) = chain.network, let rds = hcm.rds {
+                    if rds.source != .ads {
+                        throw ConfigError(path: at + ".rds.config_source", line: nil, message:
+                            "a listener from LDS takes its routes from 'ads: {}' or inline (route_config); RDS files "
+                            + "are for static listeners in Pilotfish")
+                    }
+                    if bootstrap.dynamicResources?.ads == nil {
+                        throw ConfigError(path: at + ".rds.config_source", line: nil,
+                                          message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
+                    }
+                }
+                if let tls = chain.tls, !TLSContextProvider(tls, listener: l, chain: chain).secretReferences.isEmpty {
+                    throw ConfigError(path: at + ".transport_socket", line: nil, message:
+                        "listener '\(l.name)': a listener from LDS can only use certificate files, not SDS secrets")
+                }
             }
         }
     }
@@ -97,26 +279,24 @@ final class DynamicConfig: Sendable {
 
     /// Reads `rds`'s file again; `install` gets the bootstrap with its route configuration.
     @discardableResult
-    func reloadRoutes(_ rds: RDSConfig, _ install: (Bootstrap) throws -> Void) -> String? {
+    func reloadRoutes(_ rds: RDSConfig, _ install: Install) -> String? {
         lock.withLock {
             routes[rds]?.update { next in
                 try Self.check(next, rds)
                 guard let rc = next.first else { return }
-                try install(compose(routes: [rds: rc]))
+                try self.install(compose(routes: [rds: rc]), install)
             }
         }
     }
 
     /// A CDS response from the ADS stream (decoded, or why not); `install` gets the bootstrap with its clusters.
     /// Returns why it was refused.
-    func applyADSClusters(_ decoded: Result<DiscoveryFile<Cluster>, Error>, _ install: (Bootstrap) throws -> Void)
-        -> String?
-    {
+    func applyADSClusters(_ decoded: Result<DiscoveryFile<Cluster>, Error>, _ install: Install) -> String? {
         lock.withLock {
             guard let clusters, clusters.source == .ads else { return "CDS does not come from ADS" }
             return clusters.update(with: decoded) { next in
                 try checkClusters(next)
-                try install(compose(clusters: next))
+                try self.install(compose(clusters: next), install)
             }
         }
     }
@@ -124,11 +304,14 @@ final class DynamicConfig: Sendable {
     /// The route configuration names wanted from the ADS stream.
     var adsRouteNames: Set<String> { Set(routes.keys.filter { $0.source == .ads }.map(\.routeConfigName)) }
 
+    /// LDS from the ADS stream.
+    var listenersFromADS: Bool { listeners?.source == .ads }
+
     /// An RDS response from the ADS stream: each route configuration in it goes to the connection managers that
     /// name it, in one install (a response carries only those that changed). Returns why it was refused.
-    func applyADSRoutes(_ decoded: Result<DiscoveryFile<RouteConfiguration>, Error>,
-                        _ install: (Bootstrap) throws -> Void) -> String? {
+    func applyADSRoutes(_ decoded: Result<DiscoveryFile<RouteConfiguration>, Error>, _ install: Install) -> String? {
         lock.withLock {
+            let routes = self.routes
             let subscriptions = routes.filter { $0.key.source == .ads }
             let file: DiscoveryFile<RouteConfiguration>
             switch decoded {
@@ -151,7 +334,7 @@ final class DynamicConfig: Sendable {
             }
             guard !next.isEmpty else { return nil }
             var failure: Error?
-            do { try install(compose(routes: next)) } catch { failure = error }
+            do { try self.install(compose(routes: next), install) } catch { failure = error }
             var refused: String?
             for (rds, part) in parts {
                 let error = subscriptions[rds]!.update(with: .success(part)) { _ in if let failure { throw failure } }
@@ -174,17 +357,35 @@ final class DynamicConfig: Sendable {
 
     /// Every connection manager of the bootstrap's listeners, in order.
     static func connectionManagers(_ bootstrap: Bootstrap) -> [HTTPConnectionManagerConfig] {
-        bootstrap.listeners.flatMap(ConfigSnapshot.networkChains).compactMap {
+        bootstrap.listeners.flatMap(connectionManagers)
+    }
+
+    /// A listener's connection managers, in chain order.
+    static func connectionManagers(_ listener: Listener) -> [HTTPConnectionManagerConfig] {
+        ConfigSnapshot.networkChains(listener).compactMap {
             if case .httpConnectionManager(let hcm) = $0.network { return hcm }
             return nil
         }
+    }
+
+    /// The LDS listeners for admin: each installed one with its revision, and each wanted one that is not
+    /// installed as it is wanted (warming: its routes have not arrived).
+    func listenerStates() -> (active: [LDSListener], warming: [(listener: Listener, document: String)]) {
+        let state = listeners?.current
+        let installed = installedListeners
+        let active = installed.values.sorted { $0.listener.name < $1.listener.name }
+        let warming = zip(state?.resources ?? [], state?.documents ?? []).filter {
+            installed[$0.0.name]?.revision != $0.1
+        }
+        return (active, warming.map { (listener: $0.0, document: $0.1) })
     }
 
     /// A watcher per file, each calling `changed` with what to reload; not started.
     func watchers(_ changed: @escaping @Sendable (Reload) -> Void) throws -> [FileMoveWatcher] {
         var out: [FileMoveWatcher] = []
         if let w = try clusters?.watch({ changed(.clusters) }) { out.append(w) }
-        for (rds, subscription) in routes {
+        if let w = try listeners?.watch({ changed(.listeners) }) { out.append(w) }
+        for (rds, subscription) in staticRoutes {
             if let w = try subscription.watch({ changed(.routes(rds)) }) { out.append(w) }
         }
         return out
@@ -192,6 +393,7 @@ final class DynamicConfig: Sendable {
 
     enum Reload: Sendable {
         case clusters
+        case listeners
         case routes(RDSConfig)
     }
 }

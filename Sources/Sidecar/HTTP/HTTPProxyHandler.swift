@@ -420,6 +420,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    var listenerGeneration: Int { listener.generation }
+
+    /// Its listener drains: the next response says `Connection: close` and the connection closes after it; an
+    /// idle connection stays open until then (or the drain time's end), so a request already on its way is served.
+    func drainGently() {
+        if multiplexed { return }
+        draining = true
+        lifecycle.disableKeepAlive()
+    }
+
     /// Graceful drain: close now if idle, else after the response in flight.
     func drain() {
         // A stream is not drained: its connection sends GOAWAY and lets it finish.

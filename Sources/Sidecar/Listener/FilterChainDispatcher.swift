@@ -31,7 +31,7 @@ final class FilterChainDispatcher: ChannelInboundHandler, RemovableChannelHandle
             (config.originalDestination || config.transparent || config.useOriginalDst)
             ? OriginalDestination.lookup(context.channel, listener: config) ?? context.channel.localAddress
             : context.channel.localAddress
-        if config.useOriginalDst, let destination = connection.destination, let target = listener.handoffTarget(for: destination) {
+        if config.useOriginalDst, let destination = connection.destination, let target = worker.current.config.handoffTarget(for: destination, from: listener.tag) {
             // Envoy's use_original_dst: the listener of the original destination takes the connection.
             listener = target
             config = target.config

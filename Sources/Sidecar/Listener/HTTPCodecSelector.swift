@@ -145,6 +145,8 @@ final class HTTPCodecSelector: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 extension HTTPCodecSelector: DrainableConnection {
+    var listenerGeneration: Int { listener.generation }
+
     /// No request has started: the connection closes now.
     func drain() {
         guard !decided else { return }

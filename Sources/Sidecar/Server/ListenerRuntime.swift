@@ -9,6 +9,8 @@ import SidecarTracing
 final class ListenerRuntime: Sendable {
     let config: Listener
     let hcm: HTTPConnectionManagerConfig
+    /// The listener generation this chain belongs to (its connections drain with it).
+    let generation: Int
     /// Where this connection manager's route table is in every config snapshot (`ConfigSnapshot.routeTables`).
     let routeTable: Int
     let stats: HTTPStats
@@ -31,13 +33,14 @@ final class ListenerRuntime: Sendable {
     /// A child span per upstream attempt (the router's `start_child_span`, or `spawn_upstream_span`).
     let startChildSpan: Bool
 
-    init(config: Listener, hcm: HTTPConnectionManagerConfig, routeTable: Int, stats: HTTPStats, maxHeaderBytes: Int,
+    init(config: Listener, hcm: HTTPConnectionManagerConfig, generation: Int = 0, routeTable: Int, stats: HTTPStats, maxHeaderBytes: Int,
          hostname: String, tls: TransportTLS? = nil, networkRBAC: [RBACFilter] = [],
          connectionLimits: [ConnectionLimiter] = [], httpFilters: [any HTTPFilterFactory] = [],
          filtersReadConnection: Bool = false, requestHeaders: ConnectionManagerHeaders = ConnectionManagerHeaders(),
          tracer: HTTPTracer? = nil, startChildSpan: Bool = false) {
         self.config = config
         self.hcm = hcm
+        self.generation = generation
         self.routeTable = routeTable
         self.stats = stats
         self.maxHeaderBytes = maxHeaderBytes
@@ -58,6 +61,8 @@ struct TCPListenerRuntime: Sendable {
     let config: Listener
     let proxy: TCPProxyConfig
     let stats: TCPProxyStats
+    /// The listener generation this chain belongs to (its connections drain with it).
+    var generation = 0
     /// Where this tcp_proxy's cluster is in every config snapshot (`ConfigSnapshot.tcpProxyClusters`).
     let tcpProxy: Int
     /// DownstreamTlsContext of this filter chain.
@@ -98,19 +103,11 @@ enum ChainRuntime: Sendable {
 
 /// A listener whose connections are inspected before a filter chain is chosen.
 struct ChainedListenerRuntime: Sendable {
+    /// The listener generation's tag.
+    let tag: Int
     let config: Listener
     let selector: FilterChainSelector
     /// Index-aligned with `config.filterChains`, then the default chain.
     let chains: [ChainRuntime]
     let stats: ListenerStats
-    /// For `use_original_dst`: the other listeners, by address, a connection may be handed to.
-    var handoff: [SocketAddressConfig: ChainedListenerRuntime] = [:]
-
-    /// The listener for a connection originally going to `destination`: exact address, then the
-    /// wildcard address of its family on that port.
-    func handoffTarget(for destination: SocketAddress) -> ChainedListenerRuntime? {
-        guard let ip = destination.ipAddress, let port = destination.port else { return nil }
-        let wildcard = destination.protocol == .inet6 ? "::" : "0.0.0.0"
-        return handoff[SocketAddressConfig(address: ip, port: port)] ?? handoff[SocketAddressConfig(address: wildcard, port: port)]
-    }
 }

@@ -22,27 +22,26 @@ public final class SidecarServer: @unchecked Sendable {
     /// The config snapshot installed last (what new streams start on once every worker has it).
     private let installed: NIOLockedValueBox<ConfigSnapshot>
     /// Why the bootstrap's own snapshot could not be built (thrown by `start`).
-    private let snapshotError: Error?
+    private var snapshotError: Error?
     /// Serialises `install` calls.
     private let installLock = NIOLock()
     let group: MultiThreadedEventLoopGroup
     private(set) var workers: [(loop: EventLoop, worker: NIOLoopBound<Worker>)] = []
-    private var listenerChannels: [Channel] = []
     private var adminChannel: Channel?
-    /// Stats are registered before start, once per stat prefix (chains may share one, as in Envoy).
-    private var httpStats: [String: HTTPStats] = [:]
-    private var tcpStats: [String: TCPProxyStats] = [:]
-    private var listenerStats: [SocketAddressConfig: ListenerStats] = [:]
-    /// DownstreamTlsContext per listener index, then chain index (the default chain last).
-    private var chainTLS: [Int: [Int: TransportTLS]] = [:]
+    /// The listeners: active generations, draining ones, sockets (see `SidecarServer+Listeners.swift`). Changed
+    /// under `installLock`.
+    let listenerSet = NIOLockedValueBox(ListenerSet())
+    let listenerCounters = ListenerCounters()
+    /// Stats are registered when a listener generation is made, once per stat prefix (chains may share one, as
+    /// in Envoy). Changed under `installLock` (or in `init`).
+    var httpStats: [String: HTTPStats] = [:]
+    var tcpStats: [String: TCPProxyStats] = [:]
+    var listenerStats: [SocketAddressConfig: ListenerStats] = [:]
+    var listenerTLSStats: [SocketAddressConfig: TLSStats] = [:]
+    var rbacStats: [RBACStats.Scope: RBACStats] = [:]
     private var secretWatcher: SecretWatcher?
-    private var rbacStats: [RBACStats.Scope: RBACStats] = [:]
-    /// Each chain's connection_limit filters, by listener and chain index (made and counted before the workers start).
-    private var connectionLimiters: [Int: [Int: [ConnectionLimiter]]] = [:]
     /// The overload manager's global downstream connection count, when `overload_manager` configures it.
-    private let globalConnectionLimit: GlobalConnectionLimit?
-    /// Each HTTP filter chain's filter factories (their stats registered), by listener and chain index.
-    private var httpFilterFactories: [Int: [Int: [any HTTPFilterFactory]]] = [:]
+    let globalConnectionLimit: GlobalConnectionLimit?
     let startTime = Date()
     /// Every histogram's merged counts at the last two stats flushes (see `SidecarServer+Histograms.swift`).
     let flushedHistograms = NIOLockedValueBox(FlushedHistograms())
@@ -105,7 +104,7 @@ public final class SidecarServer: @unchecked Sendable {
         preInitializing.value = bootstrap.dynamicResources?.ads != nil
         let dynamic = DynamicConfig(bootstrap: bootstrap, registry: registry, httpFilters: HTTPFilterRegistry.catalog)
         dynamicConfig = dynamic.isEmpty ? nil : dynamic
-        let effective = dynamicConfig?.initial() ?? bootstrap
+        let (effective, revisions) = dynamicConfig?.initial() ?? (bootstrap, [:])
         endpointDiscovery = EndpointDiscovery(registry: registry)
         // Not watching yet, so nothing here throws.
         try? endpointDiscovery.sync(effective.clusters)
@@ -113,73 +112,29 @@ public final class SidecarServer: @unchecked Sendable {
         clusterManagerStats.count(from: [], to: effective.clusters)
         let infos = clusterManager.infos(for: effective.clusters)
         clusterManager.commit(infos)
-        do {
-            installed = NIOLockedValueBox(try ConfigSnapshot(
-                version: 1, bootstrap: effective, clusters: infos, runtime: context.runtime))
-            snapshotError = nil
-        } catch {
-            installed = NIOLockedValueBox(ConfigSnapshot(version: 1, clusters: infos))
-            snapshotError = error
-        }
-        for (li, l) in bootstrap.listeners.enumerated() {
-            for (ci, chain) in ConfigSnapshot.networkChains(l).enumerated() {
-                if !chain.connectionLimits.isEmpty {
-                    connectionLimiters[li, default: [:]][ci] = chain.connectionLimits.map(ConnectionLimiter.init)
-                }
-                switch chain.network {
-                case .httpConnectionManager(let h) where httpStats[h.statPrefix] == nil:
-                    httpStats[h.statPrefix] = HTTPStats(prefix: h.statPrefix, registry: registry)
-                case .tcpProxy(let t) where tcpStats[t.statPrefix] == nil:
-                    tcpStats[t.statPrefix] = TCPProxyStats(prefix: t.statPrefix, registry: registry)
-                default:
-                    break
-                }
-                let rbacScopes = chain.networkRBAC.map { $0.statsScope(connectionManagerPrefix: nil) }
-                for scope in rbacScopes where rbacStats[scope] == nil {
-                    rbacStats[scope] = RBACStats(scope, registry: registry)
-                }
-                for rbac in chain.networkRBAC { rbac.registerStats(registry) }
-            }
-            if listenerStats[l.address] == nil { listenerStats[l.address] = ListenerStats(address: l.address, registry: registry) }
-        }
-        ConnectionLimiter.registerStats(connectionLimiters.values.flatMap { $0.values.flatMap { $0 } }, registry: registry)
+        installed = NIOLockedValueBox(ConfigSnapshot(version: 1, clusters: infos))
         globalConnectionLimit = bootstrap.overloadManager?.maxActiveDownstreamConnections.map {
             GlobalConnectionLimit(maxConnections: $0)
         }
         globalConnectionLimit?.registerStats(registry: registry)
-        for (li, l) in bootstrap.listeners.enumerated() {
-            for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
-                guard case .httpConnectionManager(let h) = chain.network else { continue }
-                httpFilterFactories[li, default: [:]][ci] = h.httpFilters.map {
-                    $0.filterConfig.makeFactory(HTTPFilterBuildContext(
-                        registry: registry, statPrefix: h.statPrefix, filterName: $0.name, server: context))
-                }
-                // Per-route filter configs with counters of their own (local_ratelimit) register them now too.
-                let rc = h.routeConfig
-                let maps = [rc.typedPerFilterConfig] + rc.virtualHosts.flatMap {
-                    [$0.typedPerFilterConfig] + $0.routes.map(\.typedPerFilterConfig)
-                }
-                for map in maps {
-                    for (_, entry) in map.sorted(by: { $0.key < $1.key }) {
-                        (entry.config as? StartupRegistering)?.registerStats(registry)
-                    }
-                }
-            }
-        }
-        var listenerTLSStats: [SocketAddressConfig: TLSStats] = [:]
-        for (li, l) in bootstrap.listeners.enumerated() {
-            for (ci, chain) in (l.filterChains + [l.defaultFilterChain].compactMap({ $0 })).enumerated() {
-                guard let tls = chain.tls else { continue }
-                let name = "\(l.address.address)_\(l.address.port)"
-                let stats = listenerTLSStats[l.address] ?? TLSStats(
-                    scope: "listener.\(name)", familyPrefix: "listener", label: ("envoy_listener_address", name), registry: registry)
-                listenerTLSStats[l.address] = stats
-                let provider = TLSContextProvider(tls, listener: l, chain: chain)
-                chainTLS[li, default: [:]][ci] = TransportTLS(provider: provider, stats: stats)
-            }
-        }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: self.concurrency)
         self.stopPromise = group.next().makePromise()
+        // The listeners as generations, their sockets to be bound by `start`.
+        var set = ListenerSet()
+        do {
+            let plan = try planListeners(effective.listeners, revisions: revisions, in: &set)
+            set.active = plan.active.map(\.generation)
+            listenerCounters.added.wrappingIncrement(by: plan.added, ordering: .relaxed)
+            let served = Self.acceptors(set.active)
+            let snapshot = try ConfigSnapshot(
+                version: 1, listeners: set.active.map(\.listenerTables), clusters: infos, runtime: context.runtime,
+                acceptors: served.acceptors, handoff: served.handoff)
+            installed.withLockedValue { $0 = snapshot }
+        } catch {
+            snapshotError = error
+        }
+        listenerSet.withLockedValue { $0 = set }
+        registerListenerManagerStats()
         // Registered here, with every other stat, before workers size their stat arrays.
         context.runtime.registerStats(registry)
         // Envoy's `server.live` follows /healthcheck/fail at once; `server.state` (0 LIVE, 1 DRAINING) is refreshed
@@ -193,8 +148,8 @@ public final class SidecarServer: @unchecked Sendable {
         }
         // Envoy's `ssl_context_update_by_sds`, per listener address and per cluster, for contexts fed by SDS.
         var listenerSDS: [SocketAddressConfig: [TLSContextProvider]] = [:]
-        for (li, chains) in chainTLS {
-            listenerSDS[bootstrap.listeners[li].address, default: []] += chains.values.map(\.provider)
+        for g in set.active where !g.tlsProviders.isEmpty {
+            listenerSDS[g.config.address, default: []] += g.tlsProviders
         }
         var sdsScopes: [(scope: String, factory: String, label: (String, String), providers: [TLSContextProvider])] = []
         for (address, providers) in listenerSDS.sorted(by: { "\($0.key)" < "\($1.key)" }) {
@@ -221,14 +176,11 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    /// Addresses the listeners are bound to, in config order (useful with port 0).
-    public var listenerAddresses: [SocketAddress] { listenerChannels.compactMap(\.localAddress) }
     public var adminAddress: SocketAddress? { adminChannel?.localAddress }
 
     /// Every TLS context of the config, unloaded (filter chains, then clusters).
     var tlsProviders: [TLSContextProvider] {
-        chainTLS.keys.sorted().flatMap { li in chainTLS[li]!.keys.sorted().map { chainTLS[li]![$0]!.provider } }
-            + snapshot.clusters.compactMap { $0.tls?.provider }
+        listenerSet.withLockedValue { $0.active.flatMap(\.tlsProviders) } + snapshot.clusters.compactMap { $0.tls?.provider }
     }
 
     /// Reads every certificate, key and CA file the config names, so a missing or mismatched file stops the
@@ -294,7 +246,6 @@ public final class SidecarServer: @unchecked Sendable {
         for (i, c) in snapshot.clusters.enumerated() where c.config.type.resolvesNames && hosts[i].isEmpty {
             Log.warning("cluster has no resolved hosts", [("cluster", c.config.name)])
         }
-        makeSpanExporters()
         let registry = self.registry
         let context = self.context
         for (i, loop) in group.makeIterator().enumerated() {
@@ -304,40 +255,21 @@ public final class SidecarServer: @unchecked Sendable {
             }.wait()
             workers.append((loop, bound))
         }
-        let hostname = ProcessInfo.processInfo.hostName
-        // Every listener as a chained runtime, for use_original_dst hand-offs.
-        var chained: [ChainedListenerRuntime] = bootstrap.listeners.enumerated().map { li, l in
-            ChainedListenerRuntime(
-                config: l,
-                selector: FilterChainSelector(chains: l.filterChains.map(\.match), hasDefault: l.defaultFilterChain != nil),
-                chains: ConfigSnapshot.networkChains(l).enumerated().map {
-                    chainRuntime(l, $0.element, hostname, limits: connectionLimiters[li]?[$0.offset] ?? [],
-                                 table: snapshot.shape[li][$0.offset],
-                                 tls: chainTLS[li]?[$0.offset], httpFilters: httpFilterFactories[li]?[$0.offset] ?? [])
-                },
-                stats: listenerStats[l.address]!)
-        }
-        for i in chained.indices where chained[i].config.useOriginalDst {
-            for (j, other) in chained.enumerated() where j != i { chained[i].handoff[other.config.address] = other }
-        }
-        for (i, l) in bootstrap.listeners.enumerated() {
-            guard l.bindToPort else {
-                Log.info("virtual listener (bind_to_port: false)", [("name", l.name), ("address", "\(l.address)")])
+        let active = listenerSet.withLockedValue { $0.active }
+        listenerCounters.created.wrappingIncrement(by: active.count * workers.count, ordering: .relaxed)
+        for g in active {
+            guard let slot = g.socket else {
+                Log.info("virtual listener (bind_to_port: false)", [("name", g.config.name), ("address", "\(g.config.address)")])
                 continue
             }
+            let socket: ListenSocket
             do {
-                if l.needsChainSelection {
-                    listenerChannels.append(try bindChainedListener(chained[i]))
-                } else {
-                    switch chained[i].chains[0] {
-                    case .http(let runtime): listenerChannels.append(try bindListener(runtime))
-                    case .tcp(let runtime): listenerChannels.append(try bindTCPListener(runtime))
-                    }
-                }
+                socket = try bindSocket(slot, for: g.config, accepting: true)
             } catch {
-                throw ServerError("cannot bind listener '\(l.name)' to \(l.address): \(error)")
+                throw ServerError("cannot bind listener '\(g.config.name)' to \(g.config.address): \(error)")
             }
-            Log.info("listener started", [("name", l.name), ("address", Log.describe(listenerChannels.last!.localAddress))])
+            listenerSet.withLockedValue { $0.sockets[slot] = socket }
+            Log.info("listener started", [("name", g.config.name), ("address", Log.describe(socket.channel.localAddress))])
         }
         if let admin = bootstrap.admin {
             do {
@@ -393,6 +325,7 @@ public final class SidecarServer: @unchecked Sendable {
         var types: [(typeURL: String, wildcard: Bool)] = []
         if bootstrap.dynamicResources?.clusters == .ads { types.append((DiscoveryResources.cluster, true)) }
         types.append((DiscoveryResources.clusterLoadAssignment, false))
+        if dynamicConfig?.listenersFromADS ?? false { types.append((DiscoveryResources.listener, true)) }
         types.append((DiscoveryResources.routeConfiguration, false))
         let timeout = Double(bootstrap.dynamicResources?.initialFetchTimeout.nanoseconds ?? 15_000_000_000) / 1e9
         let endpointDiscovery = self.endpointDiscovery
@@ -433,14 +366,25 @@ public final class SidecarServer: @unchecked Sendable {
                                                decode: Cluster.decode, name: \.name)
             }
             guard let dynamicConfig else { return "CDS is not configured to come from ADS" }
-            return dynamicConfig.applyADSClusters(decoded) { try install($0) }
+            return dynamicConfig.applyADSClusters(decoded) { try install($0, listenerRevisions: $1) }
         case DiscoveryResources.routeConfiguration:
             let decoded = Result {
                 try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
                                                typeURL: typeURL, what: "RDS",
                                                httpFilters: filters, decode: RouteConfiguration.decode, name: \.name)
             }
-            return dynamicConfig?.applyADSRoutes(decoded) { try install($0) }
+            return dynamicConfig?.applyADSRoutes(decoded) { try install($0, listenerRevisions: $1) }
+        case DiscoveryResources.listener:
+            let decoded = Result {
+                try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
+                                               typeURL: typeURL, what: "LDS",
+                                               httpFilters: filters, decode: Listener.decode, name: \.name)
+            }
+            guard let dynamicConfig else { return "LDS is not configured to come from ADS" }
+            let refused = dynamicConfig.applyADSListeners(decoded) { try install($0, listenerRevisions: $1) }
+            // Listeners that arrived may name route configurations to ask for.
+            adsClient?.refreshNames()
+            return refused
         case DiscoveryResources.clusterLoadAssignment:
             let decoded = Result {
                 try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
@@ -461,8 +405,9 @@ public final class SidecarServer: @unchecked Sendable {
         // Decoding a large file leaves freed memory in the heap that glibc keeps; give it back once applied.
         defer { _ = glibcMallocTrim(0) }
         switch what {
-        case .clusters: return dynamicConfig.reloadClusters { try install($0) }
-        case .routes(let rds): return dynamicConfig.reloadRoutes(rds) { try install($0) }
+        case .clusters: return dynamicConfig.reloadClusters { try install($0, listenerRevisions: $1) }
+        case .listeners: return dynamicConfig.reloadListeners { try install($0, listenerRevisions: $1) }
+        case .routes(let rds): return dynamicConfig.reloadRoutes(rds) { try install($0, listenerRevisions: $1) }
         }
     }
 
@@ -523,26 +468,46 @@ public final class SidecarServer: @unchecked Sendable {
         task?.cancel()
     }
 
-    /// Installs the routes and clusters of `next` (what CDS and RDS updates do): every worker starts its new
-    /// streams on them, while streams already running finish on the snapshot they started with. Clusters `next`
-    /// keeps with the same config keep their hosts, health and pooled connections; clusters it drops, or whose
-    /// config changed, drain (idle connections close now, busy ones when their requests end) and stop their
-    /// health checks and DNS refreshes; clusters it adds, or changes, get new ones. New stats (a new cluster's,
-    /// a per-route filter config's) are registered first, and each worker makes room for them as it installs.
+    /// Installs `next` (what CDS, RDS and LDS updates do): every worker starts its new streams on its routes and
+    /// clusters, while streams already running finish on the snapshot they started with. Clusters `next` keeps
+    /// with the same config keep their hosts, health and pooled connections; clusters it drops, or whose config
+    /// changed, drain (idle connections close now, busy ones when their requests end) and stop their health
+    /// checks and DNS refreshes; clusters it adds, or changes, get new ones. New stats (a new cluster's, a new
+    /// listener's, a per-route filter config's) are registered first, and each worker makes room for them as it
+    /// installs.
     ///
-    /// Only the route tables and clusters are taken from `next`: the listeners must be the same as the running
-    /// ones, chain for chain, and their other settings (connection managers, filters, TLS) stay as they are
-    /// (changing them is LDS: a new listener, not a new snapshot). A new cluster's TLS files are read here; one
-    /// that names SDS secrets is refused, as the secret watcher only knows the secrets of the config it started
-    /// with. Returns once every worker has the snapshot; blocks, so never call it on an event loop.
-    public func install(_ next: Bootstrap) throws {
+    /// Listeners are matched by name: one whose revision (`listenerRevisions`, "static" when absent) is the one
+    /// running keeps running with the routes `next` gives it; a new or changed one gets a new generation (its TLS
+    /// files read and its socket bound first, so a listener that cannot start refuses the whole update), and a
+    /// changed or removed one drains for the drain time. A changed listener at the same address takes over its
+    /// socket. A new cluster or listener that names SDS secrets is refused, as the secret watcher only knows the
+    /// secrets of the config it started with. Returns once every worker has the snapshot; blocks, so never call
+    /// it on an event loop.
+    public func install(_ next: Bootstrap, listenerRevisions: [String: String] = [:]) throws {
         try installLock.withLock {
             guard !workers.isEmpty, !stopping.value else {
                 throw ServerError("install: the server is not running")
             }
             let current = snapshot
-            guard ConfigSnapshot.shape(of: next.listeners) == current.shape else {
-                throw ServerError("install: the listeners and their filter chains must stay as they are")
+            var set = listenerSet.withLockedValue { s -> ListenerSet in
+                let copy = s
+                s.drained = []
+                return copy
+            }
+            set.removeDrained()
+            let plan = try planListeners(next.listeners, revisions: listenerRevisions, in: &set)
+            for g in plan.created {
+                for provider in g.tlsProviders {
+                    guard provider.secretReferences.isEmpty else {
+                        throw ServerError("listener '\(g.config.name)': transport_socket names SDS secrets; a listener "
+                            + "added while the proxy runs can only use certificate files")
+                    }
+                    do {
+                        try provider.load()
+                    } catch {
+                        throw ServerError("listener '\(g.config.name)': \(error)")
+                    }
+                }
             }
             let before = Set(current.clusters.map(ObjectIdentifier.init))
             let infos = clusterManager.infos(for: next.clusters)
@@ -559,20 +524,27 @@ public final class SidecarServer: @unchecked Sendable {
                     throw ServerError("cluster '\(info.name)': \(error)")
                 }
             }
+            let active = plan.active.map(\.generation)
+            let served = Self.acceptors(active)
+            let tables = plan.active.map { ConfigSnapshot.ListenerTables(chains: $0.chains, tables: $0.generation.tables) }
+                + (set.draining + plan.retired).map(\.listenerTables)
             let snapshot = try ConfigSnapshot(
-                version: current.version + 1, bootstrap: next, clusters: infos, runtime: context.runtime)
+                version: current.version + 1, listeners: tables, clusters: infos, runtime: context.runtime,
+                acceptors: served.acceptors, handoff: served.handoff)
             for l in next.listeners {
-                for chain in ConfigSnapshot.networkChains(l) {
-                    guard case .httpConnectionManager(let hcm) = chain.network else { continue }
-                    let rc = hcm.routeConfig
-                    let maps = [rc.typedPerFilterConfig] + rc.virtualHosts.flatMap {
-                        [$0.typedPerFilterConfig] + $0.routes.map(\.typedPerFilterConfig)
-                    }
-                    for map in maps {
-                        for (_, entry) in map.sorted(by: { $0.key < $1.key }) {
-                            (entry.config as? StartupRegistering)?.registerStats(registry)
-                        }
-                    }
+                for case .httpConnectionManager(let hcm) in ConfigSnapshot.networkChains(l).map(\.network) {
+                    Self.registerRouteFilterStats(hcm.routeConfig, registry: registry)
+                }
+            }
+            // New sockets listen now and accept once the workers have the snapshot naming their listeners.
+            var bound: [Int: ListenSocket] = [:]
+            for g in plan.created {
+                guard let slot = g.socket, plan.toBind.contains(slot) else { continue }
+                do {
+                    bound[slot] = try bindSocket(slot, for: g.config, accepting: false)
+                } catch {
+                    for socket in bound.values { socket.channel.close(promise: nil) }
+                    throw ServerError("cannot bind listener '\(g.config.name)' to \(g.config.address): \(error)")
                 }
             }
             let after = Set(infos.map(ObjectIdentifier.init))
@@ -593,17 +565,56 @@ public final class SidecarServer: @unchecked Sendable {
             // Health checkers start once every worker has the cluster, so that no verdict is pushed to a worker
             // that would drop it.
             try EventLoopFuture.andAllSucceed(installs, on: group.next()).wait()
+            try commitListeners(plan, set: set, bound: bound)
             for (i, info) in infos.enumerated() where !before.contains(ObjectIdentifier(info)) {
                 try startClusterServices(info, slot: i, hosts: hosts[i])
             }
-            Log.info("config snapshot installed", [("version", "\(snapshot.version)"), ("clusters", "\(infos.count)")])
+            Log.info("config snapshot installed", [("version", "\(snapshot.version)"), ("clusters", "\(infos.count)"),
+                                                   ("listeners", "\(active.count)")])
+        }
+    }
+
+    /// The workers have the snapshot of `plan`: new sockets start accepting, sockets no generation took over
+    /// close, replaced and removed generations drain.
+    private func commitListeners(_ plan: ListenerPlan, set: ListenerSet, bound: [Int: ListenSocket]) throws {
+        var set = set
+        for (g, chains) in plan.active { g.chains = chains }
+        set.active = plan.active.map(\.generation)
+        set.draining += plan.retired
+        for (slot, socket) in bound { set.sockets[slot] = socket }
+        let used = Set(set.active.compactMap(\.socket))
+        var closing: [ListenSocket] = []
+        for slot in Array(set.sockets.keys) where !used.contains(slot) {
+            closing.append(set.sockets.removeValue(forKey: slot)!)
+        }
+        for g in plan.retired where g.socket.map({ !used.contains($0) }) ?? false { g.socket = nil }
+        let committed = set
+        listenerSet.withLockedValue { s in
+            let late = s.drained
+            s = committed
+            s.drained = late
+        }
+        for socket in bound.values { try socket.channel.setOption(ChannelOptions.autoRead, value: true).wait() }
+        for socket in closing { socket.channel.close(promise: nil) }
+        let removed = plan.retired.count - plan.modified
+        listenerCounters.added.wrappingIncrement(by: plan.added, ordering: .relaxed)
+        listenerCounters.modified.wrappingIncrement(by: plan.modified, ordering: .relaxed)
+        listenerCounters.removed.wrappingIncrement(by: removed, ordering: .relaxed)
+        listenerCounters.created.wrappingIncrement(by: plan.created.count * workers.count, ordering: .relaxed)
+        for g in plan.created {
+            Log.info("listener started", [("name", g.config.name), ("address", "\(g.config.address)"),
+                                          ("generation", "\(g.tag)")])
+        }
+        for g in plan.retired {
+            Log.info("listener draining", [("name", g.config.name), ("generation", "\(g.tag)")])
+            drain(g)
         }
     }
 
     /// What a loopback peer is appended to `x-forwarded-for` as (Envoy's local address), looked up once.
     static let localAddress = ConnectionManagerHeaders.hostLocalAddress()
 
-    private func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, limits: [ConnectionLimiter],
+    func chainRuntime(_ l: Listener, _ chain: FilterChain, _ hostname: String, generation: Int, limits: [ConnectionLimiter],
                               table: ConfigSnapshot.ChainTable,
                               tls: TransportTLS?, httpFilters factories: [any HTTPFilterFactory]) -> ChainRuntime
     {
@@ -621,7 +632,7 @@ public final class SidecarServer: @unchecked Sendable {
             if headers.useRemoteAddress { headers.localAddress = Self.localAddress }
             let router = hcm.httpFilters.last?.config as? RouterConfig
             return .http(ListenerRuntime(
-                config: l, hcm: hcm, routeTable: routeTable, stats: httpStats[hcm.statPrefix]!,
+                config: l, hcm: hcm, generation: generation, routeTable: routeTable, stats: httpStats[hcm.statPrefix]!,
                 maxHeaderBytes: hcm.maxRequestHeadersKB * 1024, hostname: hostname, tls: tls,
                 networkRBAC: networkRBAC, connectionLimits: limits, httpFilters: factories,
                 filtersReadConnection: hcm.httpFilters.contains { $0.config is RBACFilterConfig },
@@ -630,16 +641,10 @@ public final class SidecarServer: @unchecked Sendable {
         case .tcpProxy(let tcp):
             guard case .tcpProxy(let proxy) = table else { preconditionFailure("chain table mismatch") }
             var runtime = TCPListenerRuntime(
-                config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, tcpProxy: proxy, tls: tls)
+                config: l, proxy: tcp, stats: tcpStats[tcp.statPrefix]!, generation: generation, tcpProxy: proxy, tls: tls)
             runtime.networkRBAC = networkRBAC
             runtime.connectionLimits = limits
             return .tcp(runtime)
-        }
-    }
-
-    private func bindChainedListener(_ runtime: ChainedListenerRuntime) throws -> Channel {
-        try bind(runtime.config, halfClosure: false) { channel, worker in
-            try channel.pipeline.syncOperations.addHandler(FilterChainDispatcher(listener: runtime, worker: worker))
         }
     }
 
@@ -655,7 +660,7 @@ public final class SidecarServer: @unchecked Sendable {
         return n
     }()
 
-    private func serverBootstrap(_ listener: Listener) -> ServerBootstrap {
+    func serverBootstrap(_ listener: Listener) -> ServerBootstrap {
         let v6 = listener.address.address.contains(":")
         var b = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(listener.tcpBacklogSize ?? Self.somaxconn))
@@ -670,55 +675,6 @@ public final class SidecarServer: @unchecked Sendable {
             b = b.serverChannelOption(v6 ? .socket(SocketOptionLevel(IPPROTO_IPV6), 78) : .socket(SocketOptionLevel(IPPROTO_IP), 15), value: 1)
         }
         return b
-    }
-
-    private func bindTCPListener(_ runtime: TCPListenerRuntime) throws -> Channel {
-        // NIOSSL turns a peer's close_notify into inputClosed and our output close into close_notify when the
-        // channel allows half-closure, so TLS streams half-close like plaintext ones.
-        let accepted = listenerStats[runtime.config.address]?.cxTotal
-        return try bind(runtime.config, halfClosure: true) { channel, worker in
-            // A chained listener counts in its FilterChainDispatcher; a listener of one chain counts here.
-            if let accepted { worker.stats.inc(accepted) }
-            try ChainInstaller.install(.tcp(runtime), on: channel, worker: worker,
-                                       originalDestination: nil, serverName: nil)
-        }
-    }
-
-    private func bindListener(_ runtime: ListenerRuntime) throws -> Channel {
-        let accepted = listenerStats[runtime.config.address]?.cxTotal
-        return try bind(runtime.config, halfClosure: false) { channel, worker in
-            if let accepted { worker.stats.inc(accepted) }
-            try ChainInstaller.install(.http(runtime), on: channel, worker: worker,
-                                       originalDestination: nil, serverName: nil)
-        }
-    }
-
-    /// Binds a listener whose accepted connections are set up by `install` on their event loop's worker.
-    private func bind(
-        _ listener: Listener, halfClosure: Bool, install: @escaping @Sendable (Channel, Worker) throws -> Void
-    ) throws -> Channel {
-        let workers = self.workers
-        let limit = listener.perConnectionBufferLimitBytes
-        let globalLimit = listener.ignoreGlobalConnLimit ? nil : globalConnectionLimit
-        let overflowSlot = listenerStats[listener.address]?.globalCxOverflow
-        return try serverBootstrap(listener)
-            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: halfClosure)
-            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    guard let w = workers.first(where: { $0.loop === channel.eventLoop }) else {
-                        throw ServerError("no worker for event loop")
-                    }
-                    if let globalLimit, !globalLimit.admit(channel) {
-                        if let overflowSlot { w.worker.value.stats.inc(overflowSlot) }
-                        return
-                    }
-                    try install(channel, w.worker.value)
-                }
-            }
-            .bind(host: listener.address.address, port: listener.address.port)
-            .wait()
     }
 
     /// Re-resolves a DNS cluster every `dns_refresh_rate` and hands changed host lists to the workers.
@@ -792,7 +748,7 @@ public final class SidecarServer: @unchecked Sendable {
         guard stopping.setIfFalse() else { return }
         Log.info("draining", [("drain_time_s", "\(drainTime.nanoseconds / 1_000_000_000)")])
         let loop = group.next()
-        let closes = listenerChannels.map { $0.close() }
+        let closes = listenerSet.withLockedValue { $0.sockets.values.map { $0.channel.close() } }
         let drained = EventLoopFuture.andAllComplete(closes, on: loop).flatMap { [workers] in
             EventLoopFuture.andAllComplete(workers.map { w in w.loop.flatSubmit { w.worker.value.drain() } }, on: loop)
         }

@@ -22,6 +22,9 @@ final class Worker {
     private var connections: [ObjectIdentifier: any DrainableConnection] = [:]
     private(set) var draining = false
     private var idleWaiters: [EventLoopPromise<Void>] = []
+    /// Open connections per listener generation, and who waits for a draining generation to have none.
+    private var generationConnections: [Int: Int] = [:]
+    private var generationWaiters: [Int: [EventLoopPromise<Void>]] = [:]
     /// Access log lines of this worker's streams, waiting to be handed to the writer thread.
     var accessLogBuffers = AccessLogBuffers()
     /// Finished spans of this worker's streams, waiting to be handed to their exporters.
@@ -122,10 +125,21 @@ final class Worker {
         }
     }
 
-    func register(_ h: any DrainableConnection) { connections[ObjectIdentifier(h)] = h }
+    func register(_ h: any DrainableConnection) {
+        connections[ObjectIdentifier(h)] = h
+        generationConnections[h.listenerGeneration, default: 0] += 1
+    }
 
     func unregister(_ h: any DrainableConnection) {
-        connections.removeValue(forKey: ObjectIdentifier(h))
+        guard connections.removeValue(forKey: ObjectIdentifier(h)) != nil else { return }
+        let generation = h.listenerGeneration
+        let left = (generationConnections[generation] ?? 1) - 1
+        if left > 0 {
+            generationConnections[generation] = left
+        } else {
+            generationConnections.removeValue(forKey: generation)
+            generationWaiters.removeValue(forKey: generation)?.forEach { $0.succeed() }
+        }
         if connections.isEmpty && draining {
             let w = idleWaiters
             idleWaiters = []
@@ -143,6 +157,26 @@ final class Worker {
         let p = eventLoop.makePromise(of: Void.self)
         idleWaiters.append(p)
         return p.futureResult
+    }
+}
+
+extension Worker {
+    /// A listener generation was replaced or removed: its connections finish what is in flight and then close
+    /// (HTTP/1 after its next response, which says `Connection: close`; HTTP/2 after GOAWAY; tcp_proxy when
+    /// either side ends), new ones go to the listener that replaced it. The future completes when this worker has
+    /// none of its connections left.
+    func drainListener(_ generation: Int) -> EventLoopFuture<Void> {
+        for h in connections.values where h.listenerGeneration == generation { h.drainGently() }
+        guard generationConnections[generation] != nil else { return eventLoop.makeSucceededVoidFuture() }
+        let p = eventLoop.makePromise(of: Void.self)
+        generationWaiters[generation, default: []].append(p)
+        return p.futureResult
+    }
+
+    /// The drain time of a listener generation is over: what is left of its connections closes (an HTTP/1
+    /// request in flight still gets its response).
+    func closeListener(_ generation: Int) {
+        for h in connections.values where h.listenerGeneration == generation { h.drainDeadline() }
     }
 }
 
@@ -173,8 +207,20 @@ struct HostReport: Sendable {
 
 /// A downstream connection a worker waits for when draining.
 protocol DrainableConnection: AnyObject {
+    /// The listener generation that took the connection.
+    var listenerGeneration: Int { get }
     /// Finish what is in flight, then close (HTTP: after the current response; TCP: when either side ends).
     func drain()
+    /// Its listener drains: stop taking requests after the ones in flight, without closing an idle connection
+    /// under a client that may be sending on it (HTTP/1: the next response closes it).
+    func drainGently()
+    /// Its listener's drain time is over: close, letting a response in flight finish.
+    func drainDeadline()
+}
+
+extension DrainableConnection {
+    func drainGently() {}
+    func drainDeadline() { drain() }
 }
 
 extension HTTPProxyHandler: DrainableConnection {}

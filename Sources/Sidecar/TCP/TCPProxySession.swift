@@ -213,6 +213,9 @@ extension TCPProxySession: DrainableConnection {
     /// A byte stream has no request boundary to stop at: it runs until either side ends it or the drain
     /// time is up.
     func drain() {}
+    var listenerGeneration: Int { listener.generation }
+    /// Its listener's drain time is over (Envoy closes what is left then).
+    func drainDeadline() { run(.closeAll) }
 }
 
 @available(*, unavailable) extension TCPProxySession: Sendable {}

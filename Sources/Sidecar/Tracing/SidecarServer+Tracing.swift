@@ -4,14 +4,16 @@ import NIOPosix
 import SidecarCore
 import SidecarTracing
 
-/// The tracers of the bootstrap's connection managers: one span exporter per distinct tracer config, made (and
-/// its stats registered) before the workers size their stat arrays, running on one event loop of its own.
+/// The tracers of the listeners' connection managers: one span exporter per distinct tracer config, made (and
+/// its stats registered) with the listener that first names it, running on one event loop of its own.
 extension SidecarServer {
     /// The key connection managers with the same tracer config share an exporter by.
     static func exporterKey(_ provider: TracerConfig) -> String { "\(provider)" }
 
-    func makeSpanExporters() {
-        let providers = bootstrap.listeners.flatMap { ConfigSnapshot.networkChains($0) }.compactMap { chain -> TracerConfig? in
+    /// The exporters `listeners`' tracers need and the server does not have yet (at start, and for listeners
+    /// LDS adds).
+    func makeSpanExporters(for listeners: [Listener]) {
+        let providers = listeners.flatMap { ConfigSnapshot.networkChains($0) }.compactMap { chain -> TracerConfig? in
             guard case .httpConnectionManager(let hcm) = chain.network else { return nil }
             return hcm.tracing?.provider
         }

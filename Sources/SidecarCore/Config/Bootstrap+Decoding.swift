@@ -90,6 +90,7 @@ extension Bootstrap {
     private func validateADS(_ doc: ConfigValue) throws {
         var user: String?
         if dynamicResources?.clusters == .ads { user = "dynamic_resources.cds_config" }
+        if dynamicResources?.listeners == .ads { user = "dynamic_resources.lds_config" }
         for (i, l) in listeners.enumerated() where user == nil {
             for (c, chain) in l.filterChains.enumerated() {
                 if case .httpConnectionManager(let hcm) = chain.network, hcm.rds?.source == .ads {
@@ -149,6 +150,7 @@ extension Bootstrap {
         if (nodeID ?? "").isEmpty || (nodeCluster ?? "").isEmpty {
             var subscriber: (at: String, what: String)?
             if dynamicResources?.clusters != nil { subscriber = ("dynamic_resources.cds_config", "CDS") }
+            if dynamicResources?.listeners != nil { subscriber = ("dynamic_resources.lds_config", "LDS") }
             if dynamicResources?.ads != nil { subscriber = ("dynamic_resources.ads_config", "ADS") }
             for (i, l) in listeners.enumerated() where subscriber == nil {
                 for (c, chain) in l.filterChains.enumerated() {
@@ -188,7 +190,8 @@ extension Bootstrap {
             if !listenerNames.insert(l.name).inserted {
                 throw doc.error(at: "static_resources.listeners[\(i)].name", "duplicate listener name '\(l.name)'")
             }
-            if !addresses.insert(l.address).inserted && l.bindToPort {
+            // Port 0 asks the kernel for a free port: any number of listeners may.
+            if l.address.port != 0 && !addresses.insert(l.address).inserted && l.bindToPort {
                 throw doc.error(at: "static_resources.listeners[\(i)].address",
                                 "listener '\(l.name)' reuses address \(l.address)")
             }

@@ -40,18 +40,22 @@ public struct ADSConfig: Sendable, Hashable {
     }
 }
 
-/// The bootstrap's `dynamic_resources`: clusters (CDS) from a file or the ADS stream, and that stream.
+/// The bootstrap's `dynamic_resources`: clusters (CDS) and listeners (LDS) from a file or the ADS stream, and that
+/// stream.
 public struct DynamicResources: Sendable {
     /// `cds_config`.
     public var clusters: ConfigSource?
+    /// `lds_config`.
+    public var listeners: ConfigSource?
     public var ads: ADSConfig?
     /// The longest the first fetch of an ADS resource type holds readiness (`initial_fetch_timeout` of
     /// `cds_config`; Envoy's default 15 s). Zero: no limit.
     public var initialFetchTimeout: ProtoDuration
 
-    public init(clusters: ConfigSource? = nil, ads: ADSConfig? = nil,
+    public init(clusters: ConfigSource? = nil, listeners: ConfigSource? = nil, ads: ADSConfig? = nil,
                 initialFetchTimeout: ProtoDuration = ProtoDuration(nanoseconds: 15_000_000_000)) {
         self.clusters = clusters
+        self.listeners = listeners
         self.ads = ads
         self.initialFetchTimeout = initialFetchTimeout
     }
@@ -60,13 +64,14 @@ public struct DynamicResources: Sendable {
 extension DynamicResources {
     package static func decode(_ value: ConfigValue) throws -> DynamicResources {
         let obj = try value.object()
-        try obj.unsupported(["lds_config", "lds_resources_locator", "cds_resources_locator", "default_config_source"])
+        try obj.unsupported(["lds_resources_locator", "cds_resources_locator", "default_config_source"])
         var result = DynamicResources()
         if let v = obj.optional("ads_config") { result.ads = try ADSConfig.decode(v) }
         if let v = obj.optional("cds_config") {
             result.clusters = try ConfigSource.decode(v)
             if let t = try v.object().optional("initial_fetch_timeout") { result.initialFetchTimeout = try t.duration() }
         }
+        if let v = obj.optional("lds_config") { result.listeners = try ConfigSource.decode(v) }
         try obj.finish()
         return result
     }

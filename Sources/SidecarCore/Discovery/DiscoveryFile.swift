@@ -93,6 +93,13 @@ public enum DiscoveryResources {
     public static let cluster = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
     public static let routeConfiguration = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
     public static let clusterLoadAssignment = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+    public static let listener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+    /// An LDS file's listeners; their connection managers' filters are those of `httpFilters`.
+    package static func listeners(path: String, httpFilters: HTTPFilterCatalog) throws -> DiscoveryFile<Listener> {
+        try .load(path: path, what: "LDS", typeURL: listener, httpFilters: httpFilters, decode: Listener.decode,
+                  name: \.name)
+    }
 
     /// An EDS file's load assignments.
     public static func endpoints(path: String) throws -> DiscoveryFile<ClusterLoadAssignment> {

@@ -196,3 +196,8 @@ public struct Redirect: Sendable {
     public var status: Int
     public var stripQuery: Bool
 }
+
+extension RouteConfiguration {
+    /// No virtual host: every request is answered 404 (NR).
+    package static var empty: RouteConfiguration { RouteConfiguration(name: "", virtualHosts: [], headers: HeaderMutations()) }
+}

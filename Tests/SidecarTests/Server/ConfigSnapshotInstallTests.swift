@@ -225,7 +225,9 @@ struct ConfigSnapshotInstallTests {
         #expect(proxy.server.snapshot.version == 3)
     }
 
-    @Test func installRefusesListenerChangesAndKeepsServing() throws {
+    /// A snapshot with another listener starts it beside the running one (what LDS does); one with a listener
+    /// at an address another listener binds is refused and changes nothing.
+    @Test func installStartsANewListenerAndRefusesAnAddressClash() throws {
         let a = try TestBackend()
         defer { a.stop() }
         let clusters = [(name: "a", port: a.port)]
@@ -233,15 +235,27 @@ struct ConfigSnapshotInstallTests {
             of: "cluster: backend", with: "cluster: a"))
         defer { proxy.shutdown() }
 
-        // Another listener.
         let twoListeners = ProxyConfig.yaml(routes: [Self.route(to: "a")], clusters: clusters)
         let listener = twoListeners[twoListeners.range(of: "  - name: listener_0")!.lowerBound..<twoListeners.range(of: "  clusters:")!.lowerBound]
-        let extra = twoListeners.replacingOccurrences(of: "  clusters:", with: listener.replacingOccurrences(
-            of: "listener_0", with: "listener_1").replacingOccurrences(of: "port_value: 0", with: "port_value: 1") + "  clusters:")
+        func withSecond(port: Int) -> String {
+            twoListeners.replacingOccurrences(of: "  clusters:", with: listener.replacingOccurrences(
+                of: "listener_0", with: "listener_1").replacingOccurrences(of: "port_value: 0", with: "port_value: \(port)")
+                + "  clusters:")
+        }
+        let extra = withSecond(port: 0)
         #expect(try Bootstrap.load(text: extra).listeners.count == 2)
-        #expect(throws: (any Error).self) { try proxy.server.install(Bootstrap.load(text: extra)) }
+        try proxy.server.install(Bootstrap.load(text: extra))
+        #expect(proxy.server.snapshot.version == 2)
+        let ports = proxy.server.listenerAddresses.compactMap(\.port)
+        #expect(ports.count == 2 && ports[0] == proxy.port)
+        #expect(try RawClient.fetch(port: ports[1], "GET", "/").status == 200)
+        #expect(try proxy.fetch("GET", "/").status == 200)
 
-        #expect(proxy.server.snapshot.version == 1)
+        // listener_1 moves to listener_0's port.
+        let clash = try Bootstrap.load(text: withSecond(port: proxy.port))
+        #expect(throws: (any Error).self) { try proxy.server.install(clash) }
+        #expect(proxy.server.snapshot.version == 2)
+        #expect(proxy.server.listenerAddresses.compactMap(\.port) == ports)
         #expect(try proxy.fetch("GET", "/").status == 200)
     }
 

@@ -261,6 +261,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
 
 extension HTTP2DownstreamConnection: DrainableConnection {
     func drain() { goAway() }
+    var listenerGeneration: Int { listener.generation }
+    func drainGently() { goAway() }
 }
 
 @available(*, unavailable) extension HTTP2DownstreamConnection: Sendable {}

@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+@testable import Sidecar
+@testable import SidecarCore
+
+/// LDS from a file: listeners added, changed (the new generation takes the socket, the old one drains its
+/// connections), refused and removed while the proxy runs, on real loopback sockets.
+@Suite(.serialized)
+struct ListenerDiscoveryTests {
+    /// A listener answering every request with `body` (a direct response), at `address`.
+    static func listener(_ name: String, body: String, address: String = "127.0.0.1", port: Int = 0,
+                         extra: String = "") -> String {
+        """
+        - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+          name: \(name)
+          address: {socket_address: {address: \(address), port_value: \(port)}}\(extra)
+          filter_chains:
+          - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: \(name)
+                route_config:
+                  virtual_hosts:
+                  - name: all
+                    domains: ["*"]
+                    routes:
+                    - match: {prefix: "/"}
+                      direct_response: {status: 200, body: {inline_string: "\(body)"}}
+                http_filters:
+                - name: envoy.filters.http.router
+                  typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+
+        """
+    }
+
+    static func file(version: String, _ listeners: [String]) -> String {
+        "version_info: \"\(version)\"\n" + (listeners.isEmpty ? "resources: []\n" : "resources:\n" + listeners.joined())
+    }
+
+    static func proxyYAML(lds: String, watchedDirectory: String? = nil, staticPort: Int) -> String {
+        let watched = watchedDirectory.map { ", watched_directory: {path: \"\($0)\"}" } ?? ""
+        return "node: {id: test, cluster: test}\ndynamic_resources:\n  lds_config: {resource_api_version: V3, path_config_source: {path: \"\(lds)\"\(watched)}}\n"
+            + ProxyConfig.single(port: staticPort)
+    }
+
+    /// The LDS listener's bound port (the static listener is first).
+    static func dynamicPort(_ proxy: ProxyHarness, _ index: Int = 1) -> Int? {
+        let addresses = proxy.server.listenerAddresses
+        return addresses.count > index ? addresses[index].port : nil
+    }
+
+    @Test func bootstrapTakesLDSFromAFileOrADSAndNeedsANode() throws {
+        let yaml = Self.proxyYAML(lds: "/x/lds.yaml", staticPort: 1)
+        let b = try Bootstrap.load(text: yaml)
+        #expect(b.dynamicResources?.listeners == .file(FileConfigSource(path: "/x/lds.yaml")))
+        let ads = yaml.replacingOccurrences(of: "path_config_source: {path: \"/x/lds.yaml\"}", with: "ads: {}")
+        do {
+            _ = try Bootstrap.load(text: ads)
+            Issue.record("LDS over ADS without ads_config was accepted")
+        } catch let e as ConfigError {
+            #expect(e.path == "dynamic_resources.lds_config" && e.message.contains("ads_config"))
+        }
+        let anonymous = yaml.replacingOccurrences(of: "node: {id: test, cluster: test}\n", with: "")
+        do {
+            _ = try Bootstrap.load(text: anonymous)
+            Issue.record("LDS without a node was accepted")
+        } catch let e as ConfigError {
+            #expect(e.path == "dynamic_resources.lds_config" && e.message.contains("node 'id' and 'cluster'"))
+        }
+    }
+
+    @Test func listenersFromTheFileStartChangeDrainAndLeave() throws {
+        let fixed = try ScriptedBackend { _ in .init(body: Array("fixed".utf8)) }
+        defer { fixed.stop() }
+        let dir = try ClusterDiscoveryTests.Directory()
+        let lds = dir.path + "/lds.yaml"
+        try dir.replace("lds.yaml", with: Self.file(version: "1", [Self.listener("dyn", body: "v1")]))
+        let proxy = try ProxyHarness(yaml: Self.proxyYAML(lds: lds, staticPort: fixed.port), drainTime: .seconds(30))
+        defer { proxy.shutdown() }
+        let port = try #require(Self.dynamicPort(proxy))
+        #expect(try RawClient.fetch(port: port, "GET", "/").bodyString == "v1")
+        #expect(try proxy.fetch("GET", "/").bodyString == "fixed")
+        #expect(try proxy.stat("listener_manager.lds.update_success") == 1)
+        #expect(try proxy.stat("listener_manager.listener_added") == 2)
+        #expect(try proxy.stat("listener_manager.total_listeners_active") == 2)
+        #expect(try proxy.admin("GET", "/listeners").bodyString.contains("dyn::127.0.0.1:\(port)"))
+
+        // A keep-alive connection on version 1, then version 2 changes the listener: the new generation takes the
+        // same socket (same port); the old connection's next request is still answered by version 1, and closes.
+        let old = try RawClient(port: port)
+        defer { old.close() }
+        try old.send(RawClient.request("GET", "/"))
+        #expect(try old.readResponse().bodyString == "v1")
+        try dir.replace("lds.yaml", with: Self.file(version: "2", [Self.listener("dyn", body: "v2")]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.lds.update_success")) == 2 })
+        #expect(Self.dynamicPort(proxy) == port)
+        #expect(try RawClient.fetch(port: port, "GET", "/").bodyString == "v2")
+        #expect(try proxy.stat("listener_manager.listener_modified") == 1)
+        #expect(try proxy.stat("listener_manager.total_listeners_draining") == 1)
+        try old.send(RawClient.request("GET", "/"))
+        let last = try old.readResponse()
+        #expect(last.bodyString == "v1")
+        #expect(last.header("connection") == "close")
+        #expect(old.waitForClose())
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.total_listeners_draining")) == 0 })
+
+        // Version 3 has a field Pilotfish does not know: rejected, version 2 keeps serving, /config_dump says why.
+        try dir.replace("lds.yaml", with: Self.file(version: "3", [
+            Self.listener("dyn", body: "v3", extra: "\n  bogus_field: 1"),
+        ]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.lds.update_rejected")) == 1 })
+        #expect(try RawClient.fetch(port: port, "GET", "/").bodyString == "v2")
+        let dump = try proxy.admin("GET", "/config_dump").bodyString
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(dump.utf8)) as? [String: Any])
+        let configs = try #require(json["configs"] as? [[String: Any]])
+        let listeners = try #require(configs.first { ($0["@type"] as? String)?.hasSuffix("ListenersConfigDump") == true })
+        #expect(listeners["version_info"] as? String == "2")
+        #expect((listeners["static_listeners"] as? [Any])?.count == 1)
+        let dynamic = try #require(listeners["dynamic_listeners"] as? [[String: Any]])
+        #expect(dynamic.compactMap { $0["name"] as? String } == ["dyn"])
+        let active = try #require(dynamic.first?["active_state"] as? [String: Any])
+        #expect(active["version_info"] as? String == "2")
+        #expect(((active["listener"] as? [String: Any])?["name"] as? String) == "dyn")
+        let failure = try #require(dynamic.first?["error_state"] as? [String: Any])
+        #expect((failure["details"] as? String)?.contains("resources[0].bogus_field") == true)
+
+        // A static listener's name is refused; so is a second listener at an address another one binds.
+        let staticPort = try #require(proxy.server.listenerAddresses.first?.port)
+        try dir.replace("lds.yaml", with: Self.file(version: "4", [Self.listener("listener_0", body: "x")]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.lds.update_rejected")) == 2 })
+        try dir.replace("lds.yaml", with: Self.file(version: "5", [
+            Self.listener("dyn", body: "v2"), Self.listener("clash", body: "x", port: staticPort),
+        ]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.lds.update_rejected")) == 3 })
+        #expect(try RawClient.fetch(port: port, "GET", "/").bodyString == "v2")
+
+        // Version 6 adds a listener on another loopback address and removes dyn: its port stops answering.
+        try dir.replace("lds.yaml", with: Self.file(version: "6", [Self.listener("other", body: "other", address: "127.0.0.2")]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.lds.update_success")) == 3 })
+        #expect(try proxy.stat("listener_manager.listener_removed") == 1)
+        #expect(try proxy.stat("listener_manager.listener_added") == 3)
+        let otherPort = try #require(Self.dynamicPort(proxy))
+        let other = try RawClient(port: otherPort, host: "127.0.0.2")
+        defer { other.close() }
+        try other.send(RawClient.request("GET", "/"))
+        #expect(try other.readResponse().bodyString == "other")
+        #expect(throws: (any Error).self) { _ = try RawClient.fetch(port: port, "GET", "/") }
+        #expect(try proxy.fetch("GET", "/").bodyString == "fixed")
+    }
+
+    /// `watched_directory`: a Kubernetes ConfigMap volume swaps `..data` to a new directory in one rename.
+    @Test func aConfigMapStyleDirectorySwapReplacesTheListeners() throws {
+        let fixed = try ScriptedBackend { _ in .init(body: Array("fixed".utf8)) }
+        defer { fixed.stop() }
+        let dir = try ClusterDiscoveryTests.Directory()
+        let fm = FileManager.default
+        func publish(_ version: String, body: String) throws {
+            let data = dir.path + "/..v\(version)"
+            try fm.createDirectory(atPath: data, withIntermediateDirectories: true)
+            try Self.file(version: version, [Self.listener("dyn", body: body)])
+                .write(toFile: data + "/lds.yaml", atomically: false, encoding: .utf8)
+            try fm.createSymbolicLink(atPath: dir.path + "/..data_tmp", withDestinationPath: "..v\(version)")
+            guard rename(dir.path + "/..data_tmp", dir.path + "/..data") == 0 else { throw POSIXError(.EIO) }
+        }
+        try publish("1", body: "one")
+        try fm.createSymbolicLink(atPath: dir.path + "/lds.yaml", withDestinationPath: "..data/lds.yaml")
+        let proxy = try ProxyHarness(yaml: Self.proxyYAML(lds: dir.path + "/lds.yaml", watchedDirectory: dir.path,
+                                                          staticPort: fixed.port))
+        defer { proxy.shutdown() }
+        let port = try #require(Self.dynamicPort(proxy))
+        #expect(try RawClient.fetch(port: port, "GET", "/").bodyString == "one")
+        try publish("2", body: "two")
+        #expect(ClusterDiscoveryTests.waitUntil { (try? RawClient.fetch(port: port, "GET", "/").bodyString) == "two" })
+        #expect(try proxy.stat("listener_manager.lds.update_success") == 2)
+    }
+}
