@@ -31,6 +31,16 @@ Scenarios:
                   stream (svc); delta-removal: a cluster in removed_resources goes, svc keeps serving.
   plane-restart   the plane is stopped: the proxy keeps serving, control_plane.connected_state goes to 0; a new
                   plane on the same port gets requests with the versions the proxy has, pushes b, and b serves.
+  lds-initial     envoyproxy/examples' dynamic-config-cp on loopback: its bootstrap (no listener; CDS and LDS over
+                  ADS); nothing listens and /ready is 503 until the plane answers; then listener_0 (RDS local_route)
+                  serves a, CDS/LDS/RDS are ACKed, /config_dump shows it; the plane stops and comes back with
+                  version 2: b serves. delta-lds-initial: the same over DELTA_GRPC.
+  lds-replace-under-load
+                  4 keep-alive clients while the plane replaces the listener (new stat_prefix, new route
+                  configuration to_b that arrives after it: the new listener warms): no request fails, the old
+                  listener's connections drain within --drain-time-s 2, then only b answers.
+  lds-nack        a listener with two identical filter chains is NACKed (version stays 1); the listener keeps
+                  serving; /config_dump shows the error_state.
 
 Output: a PASS/FAIL line per scenario and `xds-ads: N passed, N failed, 0 skipped`; exit 1 if any failed. Only
 loopback is used; processes are stopped by PID, pass or fail.
@@ -40,6 +50,7 @@ import hashlib
 import json
 import os
 import queue
+import socket
 import threading
 import time
 from concurrent import futures
@@ -49,7 +60,9 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # before grpc loads: the TLS s
 import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401 (registers the type for Any)
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
@@ -72,13 +85,15 @@ from xds_file_suite import NameServer, backends, body, load
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 H2_OPTIONS = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
     "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "explicit_http_config": {"http2_protocol_options": {}}}}
-MESSAGES = {CDS: cluster_pb2.Cluster, EDS: endpoint_pb2.ClusterLoadAssignment, RDS: route_pb2.RouteConfiguration}
-NAME_FIELD = {CDS: "name", EDS: "cluster_name", RDS: "name"}
+MESSAGES = {CDS: cluster_pb2.Cluster, EDS: endpoint_pb2.ClusterLoadAssignment, RDS: route_pb2.RouteConfiguration,
+            LDS: listener_pb2.Listener}
+NAME_FIELD = {CDS: "name", EDS: "cluster_name", RDS: "name", LDS: "name"}
 
 
 class ControlPlane:
@@ -305,9 +320,26 @@ def assignment(ports, name="svc"):
         {"endpoint": {"address": sockaddr(p)}} for p in ports]}]}
 
 
-def routes(cluster_name):
-    return {"name": "dyn", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+def routes(cluster_name, name="dyn"):
+    return {"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
         {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]}
+
+
+def listener(port, route_name, stat_prefix="ingress", name="listener_0", extra=None):
+    """An HTTP listener on `port` whose routes come over ADS (envoyproxy/examples' dynamic-config-cp shape)."""
+    hcm = {"@type": HCM, "stat_prefix": stat_prefix, "codec_type": "AUTO",
+           "rds": {"route_config_name": route_name, "config_source": {"ads": {}, "resource_api_version": "V3"}},
+           "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}
+    chain = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+    doc = {"name": name, "address": sockaddr(port), "filter_chains": [chain]}
+    doc.update(extra or {})
+    return doc
+
+
+def static_cluster(name, port):
+    return {"name": name, "connect_timeout": "1s", "type": "STATIC",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": sockaddr(port)}}]}]}}
 
 
 def bootstrap(admin, port, plane_port, statics=(), plane_tls=None, delta=False):
@@ -335,6 +367,150 @@ def bootstrap(admin, port, plane_port, statics=(), plane_tls=None, delta=False):
                 "listeners": [{"name": "xds", "address": sockaddr(port), "filter_chains": [
                     {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
                 "clusters": clusters}}
+
+
+def lds_bootstrap(admin, plane_port, delta=False):
+    """The dynamic-config-cp bootstrap: no listener and no cluster but the plane's; CDS and LDS over ADS."""
+    doc = bootstrap(admin, 0, plane_port, delta=delta)
+    doc["dynamic_resources"]["lds_config"] = {"ads": {}, "resource_api_version": "V3"}
+    doc["static_resources"].pop("listeners")
+    doc["node"] = {"id": "test-id", "cluster": "test-cluster"}
+    return doc
+
+
+def start_lds(t, p, drain_time=None):
+    """A proxy on `lds_bootstrap`, once /ready says 200 (its listeners come from the plane). `drain_time`:
+    --drain-time-s for both proxies (Envoy's default is 600 s)."""
+    admin = free_ports(1)[0]
+    path = t.write_config(lds_bootstrap(admin, p.port, delta=is_delta(t)))
+    argv = t.suite.proxy_argv(path) + (["--drain-time-s", str(drain_time)] if drain_time else [])
+    proc = t.spawn(argv, "proxy")
+    check(wait_for(lambda: ready(admin)[0] == 200 or not proc.alive(), 15), "/ready: %s; %s"
+          % (ready(admin), proc.stderr_tail()))
+    check(proc.alive(), "the proxy exited: %s" % proc.stderr_tail())
+    return proc, admin
+
+
+def listeners_dump(admin):
+    """/config_dump's ListenersConfigDump."""
+    dump = json.loads(admin_get(admin, "/config_dump"))
+    return [c for c in dump["configs"] if c["@type"].endswith("ListenersConfigDump")][0]
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        return True
+
+
+def lds_initial(t):
+    """envoyproxy/examples' dynamic-config-cp on loopback: the bootstrap as written (node, ADS with CDS and LDS),
+    the plane's snapshot (listener_0 with RDS local_route, example_proxy_cluster), then a second snapshot."""
+    a, b = backends(t, "a", "b")
+    port = free_ports(1)[0]
+    p = plane(t, hold=True)
+    p.set(CDS, "1", [static_cluster("example_proxy_cluster", a.port)])
+    p.set(LDS, "1", [listener(port, "local_route", stat_prefix="http")])
+    p.set(RDS, "1", [routes("example_proxy_cluster", name="local_route")])
+    admin = free_ports(1)[0]
+    path = t.write_config(lds_bootstrap(admin, p.port, delta=is_delta(t)))
+    proc = t.spawn(t.suite.proxy_argv(path), "proxy")
+    check(wait_for(lambda: ready(admin)[0] == 503, 10), "/ready while the plane holds its answers: %s" % (ready(admin),))
+    check(refused(port), "port %d accepts connections before any listener arrived" % port)
+    p.release()
+    check(wait_for(lambda: ready(admin)[0] == 200, 10), "/ready after the plane answered: %s" % (ready(admin),))
+    check(wait_for(lambda: body(port) == "200 a", 10), "GET / on the listener from LDS: %s" % body(port))
+    for url in (CDS, LDS, RDS):
+        check(wait_for(lambda: any(v == "1" and n and e is None for v, n, e in p.acks(url)), 5),
+              "no ACK of version 1 for %s: %s" % (url, p.acks(url)))
+    check(stat(admin, "listener_manager.lds.update_success") == 1, "lds.update_success %d"
+          % stat(admin, "listener_manager.lds.update_success"))
+    check(stat(admin, "listener_manager.listener_added") == 1, "listener_added %d"
+          % stat(admin, "listener_manager.listener_added"))
+    check(stat(admin, "http.http.rds.local_route.update_success") == 1, "rds update_success %d"
+          % stat(admin, "http.http.rds.local_route.update_success"))
+    dynamic = {d["name"]: d for d in listeners_dump(admin).get("dynamic_listeners", [])}
+    active = dynamic.get("listener_0", {}).get("active_state", {})
+    check(active.get("listener", {}).get("name") == "listener_0", "config_dump's listener_0: %s" % dynamic)
+    # The example's second snapshot: the plane goes away, then comes back with version 2 (service2).
+    p.stop()
+    check(wait_for(lambda: stat(admin, "control_plane.connected_state") == 0, 10), "connected_state stayed 1")
+    check(body(port) == "200 a", "while the plane is away: %s" % body(port))
+    q = plane(t, port=p.port)
+    q.set(CDS, "2", [static_cluster("example_proxy_cluster", b.port)])
+    q.set(LDS, "2", [listener(port, "local_route", stat_prefix="http")])
+    q.set(RDS, "2", [routes("example_proxy_cluster", name="local_route")])
+    check(wait_for(lambda: body(port) == "200 b", 15), "after the plane's version 2: %s" % body(port))
+    check(stat(admin, "listener_manager.listener_modified") == 0, "an identical listener was modified")
+    return "no port before the plane; listener_0 from LDS serves a (CDS, LDS, RDS ACKed); version 2 serves b"
+
+
+def lds_replace_under_load(t):
+    """A listener replaced under 4 keep-alive clients: the new one routes to b by a new route configuration (it
+    warms until RDS brings it), the old one's connections drain (Connection: close) and no request fails."""
+    a, b = backends(t, "a", "b")
+    port = free_ports(1)[0]
+    p = plane(t)
+    p.set(CDS, "1", [static_cluster("a", a.port), static_cluster("b", b.port)])
+    p.set(LDS, "1", [listener(port, "to_a", stat_prefix="one")])
+    p.set(RDS, "1", [routes("a", name="to_a")])
+    proc, admin = start_lds(t, p, drain_time=2)
+    check(wait_for(lambda: body(port) == "200 a", 10), "GET /: %s" % body(port))
+    seen = {"after": []}
+
+    def changes():
+        time.sleep(1)
+        p.set(LDS, "2", [listener(port, "to_b", stat_prefix="two")])
+        time.sleep(0.5)
+        p.set(RDS, "2", [routes("a", name="to_a"), routes("b", name="to_b")])
+        check(wait_for(lambda: stat(admin, "listener_manager.listener_modified") == 1, 5), "listener_modified %d"
+              % stat(admin, "listener_manager.listener_modified"))
+        # Every old connection closes within the drain time: then only b answers.
+        time.sleep(3)
+        before = b.count
+        time.sleep(1)
+        seen["after"] = (a.count, b.count - before)
+        check(proc.alive(), "the proxy died: %s" % proc.stderr_tail())
+
+    a0 = a.count
+    ok, bad = load(port, 4, changes)
+    check(not bad, "%d failed requests of %d, first: %s" % (len(bad), ok + len(bad), bad[:3]))
+    check(a.count > a0 and b.count > 0, "backend a answered %d, b %d" % (a.count - a0, b.count))
+    a_end = a.count
+    check(body(port) == "200 b" and a.count == a_end, "after the drain: %s" % body(port))
+    check(wait_for(lambda: stat(admin, "listener_manager.total_listeners_draining") == 0, 5),
+          "total_listeners_draining %d" % stat(admin, "listener_manager.total_listeners_draining"))
+    check(stat(admin, "http.two.rds.to_b.update_success") >= 1, "rds to_b never taken")
+    return "%d requests, none failed (a %d, then b %d); the old listener drained" % (ok, a.count - a0, b.count)
+
+
+def lds_nack(t):
+    """A listener Envoy refuses (two filter chains with the same match) is NACKed; the running one keeps serving
+    and /config_dump shows the refusal on it."""
+    (a,) = backends(t, "a")
+    port = free_ports(1)[0]
+    p = plane(t)
+    p.set(CDS, "1", [static_cluster("a", a.port)])
+    p.set(LDS, "1", [listener(port, "to_a")])
+    p.set(RDS, "1", [routes("a", name="to_a")])
+    proc, admin = start_lds(t, p)
+    check(wait_for(lambda: body(port) == "200 a", 10), "GET /: %s" % body(port))
+    bad = listener(port, "to_a")
+    bad["filter_chains"] = bad["filter_chains"] * 2
+    p.set(LDS, "2", [bad])
+    check(wait_for(lambda: any(e for v, n, e in p.acks(LDS)), 5), "no NACK: %s" % p.acks(LDS))
+    version, _, error = [x for x in p.acks(LDS) if x[2]][0]
+    if not is_delta(t):
+        check(version == "1", "the NACK's version_info is %r, not the last accepted 1" % version)
+    check("filter" in error and "chain" in error, "the NACK does not name the filter chains: %s" % error)
+    check(stat(admin, "listener_manager.lds.update_rejected") == 1, "update_rejected %d"
+          % stat(admin, "listener_manager.lds.update_rejected"))
+    check(body(port) == "200 a", "after the NACK: %s" % body(port))
+    dump = listeners_dump(admin)
+    check("error_state" in json.dumps(dump), "config_dump does not show the refusal: %s" % short(json.dumps(dump)))
+    return "NACKed at version 1 (%s); listener_0 kept serving" % error[:100]
 
 
 def is_delta(t):
@@ -616,6 +792,10 @@ SCENARIOS = [
     ("delta-nack", nack),
     ("delta-plane-restart", plane_restart),
     ("delta-removal", delta_removal),
+    ("lds-initial", lds_initial),
+    ("lds-replace-under-load", lds_replace_under_load),
+    ("lds-nack", lds_nack),
+    ("delta-lds-initial", lds_initial),
 ]
 
 if __name__ == "__main__":
