@@ -32,8 +32,8 @@ Scenarios:
   plane-restart   the plane is stopped: the proxy keeps serving, control_plane.connected_state goes to 0; a new
                   plane on the same port gets requests with the versions the proxy has, pushes b, and b serves.
   lds-initial     envoyproxy/examples' dynamic-config-cp on loopback: its bootstrap (no listener; CDS and LDS over
-                  ADS); nothing listens and /ready is 503 until the plane answers; then listener_0 (RDS local_route)
-                  serves a, CDS/LDS/RDS are ACKed, /config_dump shows it; the plane stops and comes back with
+                  ADS); nothing listens and /ready is 503 until the plane answers; then listener_0 (RDS local_route
+                  by api_config_source: a RouteDiscoveryService stream of its own, as the example) serves a, CDS/LDS/RDS are ACKed, /config_dump shows it; the plane stops and comes back with
                   version 2: b serves. delta-lds-initial: the same over DELTA_GRPC.
   lds-replace-under-load
                   4 keep-alive clients while the plane replaces the listener (new stat_prefix, new route
@@ -66,6 +66,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401 (registers the type for Any)
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.route.v3 import rds_pb2_grpc
 from google.protobuf import json_format
 
 from suite_common import (
@@ -108,6 +109,7 @@ class ControlPlane:
         self.lock = threading.Lock()
         self.state = {}  # type_url -> (version, {name: message})
         self.requests = []  # every DiscoveryRequest, in order
+        self.route_streams = 0  # RouteDiscoveryService streams opened
         self.streams = []
         self.nonce = 0
         self.released = threading.Event()
@@ -115,6 +117,7 @@ class ControlPlane:
             self.released.set()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self._Servicer(self), self.server)
+        rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server(self._RouteServicer(self), self.server)
         if tls:
             cert, key, ca = (open(f, "rb").read() for f in tls)
             creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
@@ -131,6 +134,20 @@ class ControlPlane:
             return self.plane._stream(request_iterator, context)
 
         def DeltaAggregatedResources(self, request_iterator, context):
+            return self.plane._delta_stream(request_iterator, context)
+
+    class _RouteServicer(rds_pb2_grpc.RouteDiscoveryServiceServicer):
+        """RouteDiscoveryService: an `api_config_source` stream of route configurations only."""
+
+        def __init__(self, plane):
+            self.plane = plane
+
+        def StreamRoutes(self, request_iterator, context):
+            with self.plane.lock:
+                self.plane.route_streams += 1
+            return self.plane._stream(request_iterator, context)
+
+        def DeltaRoutes(self, request_iterator, context):
             return self.plane._delta_stream(request_iterator, context)
 
     class _Stream:
@@ -325,10 +342,18 @@ def routes(cluster_name, name="dyn"):
         {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]}
 
 
-def listener(port, route_name, stat_prefix="ingress", name="listener_0", extra=None):
-    """An HTTP listener on `port` whose routes come over ADS (envoyproxy/examples' dynamic-config-cp shape)."""
+# The RDS config source of envoyproxy/examples' dynamic-config-cp (resource.go): a RouteDiscoveryService stream of its
+# own to xds_cluster, not the ADS stream.
+ROUTE_STREAM = {"resource_api_version": "V3", "api_config_source": {
+    "api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": True,
+    "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]}}
+
+
+def listener(port, route_name, stat_prefix="ingress", name="listener_0", extra=None, source=None):
+    """An HTTP listener on `port` whose routes come over ADS, or from `source`."""
     hcm = {"@type": HCM, "stat_prefix": stat_prefix, "codec_type": "AUTO",
-           "rds": {"route_config_name": route_name, "config_source": {"ads": {}, "resource_api_version": "V3"}},
+           "rds": {"route_config_name": route_name,
+                   "config_source": source or {"ads": {}, "resource_api_version": "V3"}},
            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]}
     chain = {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
     doc = {"name": name, "address": sockaddr(port), "filter_chains": [chain]}
@@ -407,12 +432,13 @@ def refused(port):
 
 def lds_initial(t):
     """envoyproxy/examples' dynamic-config-cp on loopback: the bootstrap as written (node, ADS with CDS and LDS),
-    the plane's snapshot (listener_0 with RDS local_route, example_proxy_cluster), then a second snapshot."""
+    the plane's snapshot (listener_0 whose RDS local_route comes by a route stream of its own, as resource.go
+    has it; example_proxy_cluster), then a second snapshot."""
     a, b = backends(t, "a", "b")
     port = free_ports(1)[0]
     p = plane(t, hold=True)
     p.set(CDS, "1", [static_cluster("example_proxy_cluster", a.port)])
-    p.set(LDS, "1", [listener(port, "local_route", stat_prefix="http")])
+    p.set(LDS, "1", [listener(port, "local_route", stat_prefix="http", source=ROUTE_STREAM)])
     p.set(RDS, "1", [routes("example_proxy_cluster", name="local_route")])
     admin = free_ports(1)[0]
     path = t.write_config(lds_bootstrap(admin, p.port, delta=is_delta(t)))
@@ -425,6 +451,7 @@ def lds_initial(t):
     for url in (CDS, LDS, RDS):
         check(wait_for(lambda: any(v == "1" and n and e is None for v, n, e in p.acks(url)), 5),
               "no ACK of version 1 for %s: %s" % (url, p.acks(url)))
+    check(p.route_streams >= 1, "local_route did not come by a RouteDiscoveryService stream")
     check(stat(admin, "listener_manager.lds.update_success") == 1, "lds.update_success %d"
           % stat(admin, "listener_manager.lds.update_success"))
     check(stat(admin, "listener_manager.listener_added") == 1, "listener_added %d"
@@ -440,7 +467,7 @@ def lds_initial(t):
     check(body(port) == "200 a", "while the plane is away: %s" % body(port))
     q = plane(t, port=p.port)
     q.set(CDS, "2", [static_cluster("example_proxy_cluster", b.port)])
-    q.set(LDS, "2", [listener(port, "local_route", stat_prefix="http")])
+    q.set(LDS, "2", [listener(port, "local_route", stat_prefix="http", source=ROUTE_STREAM)])
     q.set(RDS, "2", [routes("example_proxy_cluster", name="local_route")])
     check(wait_for(lambda: body(port) == "200 b", 15), "after the plane's version 2: %s" % body(port))
     check(stat(admin, "listener_manager.listener_modified") == 0, "an identical listener was modified")

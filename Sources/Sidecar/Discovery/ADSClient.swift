@@ -20,12 +20,32 @@ final class ADSClient: Sendable {
     typealias Apply = @Sendable (_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String,
                                  _ resourceVersions: [String]?) -> String?
 
-    private static let method = MethodDescriptor(
-        fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
-        method: "StreamAggregatedResources")
-    private static let deltaMethod = MethodDescriptor(
-        fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
-        method: "DeltaAggregatedResources")
+    /// The gRPC service a stream speaks: the aggregated one (every type), or one type's own (RDS from an
+    /// `api_config_source`). Both carry the same DiscoveryRequest and DiscoveryResponse messages.
+    enum Service: Sendable {
+        case aggregated
+        case routes
+
+        var method: MethodDescriptor {
+            switch self {
+            case .aggregated: MethodDescriptor(fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
+                                               method: "StreamAggregatedResources")
+            case .routes: MethodDescriptor(fullyQualifiedService: "envoy.service.route.v3.RouteDiscoveryService",
+                                           method: "StreamRoutes")
+            }
+        }
+
+        var deltaMethod: MethodDescriptor {
+            switch self {
+            case .aggregated: MethodDescriptor(fullyQualifiedService: "envoy.service.discovery.v3.AggregatedDiscoveryService",
+                                               method: "DeltaAggregatedResources")
+            case .routes: MethodDescriptor(fullyQualifiedService: "envoy.service.route.v3.RouteDiscoveryService",
+                                           method: "DeltaRoutes")
+            }
+        }
+    }
+
+    private let service: Service
 
     private let client: GRPCClient<HTTP2ClientTransport.Posix>
     private let node: Envoy_Config_Core_V3_Node
@@ -50,9 +70,12 @@ final class ADSClient: Sendable {
     /// `types`: the resource types wanted, in Envoy's order, with whether each is a wildcard subscription.
     /// `host`: an IP address, or a name resolved by DNS at each connection (as a STRICT_DNS cluster's is).
     /// `tls`: the ADS cluster's UpstreamTlsContext (nil: plaintext).
+    /// `service`: `.aggregated` counts `control_plane.connected_state`; a route stream counts nothing of its own.
     init(host: String, port: Int, tls: TLSContextConfig?, config: ADSConfig, nodeID: String, nodeCluster: String,
+         service: Service = .aggregated,
          types: [(typeURL: String, wildcard: Bool)], initialFetchTimeout: TimeInterval, registry: StatsRegistry,
          names: @escaping @Sendable (String) -> Set<String>, apply: @escaping Apply) throws {
+        self.service = service
         let transport: HTTP2ClientTransport.Posix
         let security = ADSTransportSecurity.make(tls)
         var transportConfig = HTTP2ClientTransport.Posix.Config.defaults
@@ -81,7 +104,9 @@ final class ADSClient: Sendable {
         state = NIOLockedValueBox(Shared(protocolState: ADSState(
             types: types, nodeOnFirstMessageOnly: config.nodeOnFirstMessageOnly, delta: config.delta)))
         let connected = self.connected
-        registry.registerComputed("control_plane.connected_state", kind: .gauge) { connected.withLockedValue { $0 } ? 1 : 0 }
+        if service == .aggregated {
+            registry.registerComputed("control_plane.connected_state", kind: .gauge) { connected.withLockedValue { $0 } ? 1 : 0 }
+        }
     }
 
     /// Whether every wanted type had its first response (or the initial fetch timed out).
@@ -180,8 +205,8 @@ final class ADSClient: Sendable {
         let delta = state.withLockedValue { $0.protocolState.delta }
         while !Task.isCancelled, !state.withLockedValue({ $0.stopped }) {
             let received = delta
-                ? await stream(Self.deltaMethod, deltaMessage, handle: { [self] in await handleDelta($0) })
-                : await stream(Self.method, message, handle: { [self] in await handle($0) })
+                ? await stream(service.deltaMethod, deltaMessage, handle: { [self] in await handleDelta($0) })
+                : await stream(service.method, message, handle: { [self] in await handle($0) })
             if received { attempt = 0 }
             let wait = ADSState.backoff(attempt: attempt, draw: Double.random(in: 0..<1))
             attempt += 1

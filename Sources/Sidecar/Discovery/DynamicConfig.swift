@@ -244,14 +244,21 @@ final class DynamicConfig: @unchecked Sendable {
             for (c, chain) in ConfigSnapshot.networkChains(l).enumerated() {
                 let at = "resources[\(i)].filter_chains[\(c)]"
                 if case .httpConnectionManager(let hcm) = chain.network, let rds = hcm.rds {
-                    if rds.source != .ads {
-                        throw ConfigError(path: at + ".rds.config_source", line: nil, message:
-                            "a listener from LDS takes its routes from 'ads: {}' or inline (route_config); RDS files "
-                            + "are for static listeners in Pilotfish")
-                    }
-                    if bootstrap.dynamicResources?.ads == nil {
-                        throw ConfigError(path: at + ".rds.config_source", line: nil,
+                    let path = at + ".rds.config_source"
+                    switch rds.source {
+                    case .file:
+                        throw ConfigError(path: path, line: nil, message:
+                            "a listener from LDS takes its routes from 'ads: {}', api_config_source or inline "
+                            + "(route_config); RDS files are for static listeners in Pilotfish")
+                    case .ads where bootstrap.dynamicResources?.ads == nil:
+                        throw ConfigError(path: path, line: nil,
                                           message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
+                    case .grpc(let api):
+                        try Bootstrap.checkStreamCluster(api.clusterName, in: bootstrap.clusters) {
+                            ConfigError(path: path, line: nil, message: $0)
+                        }
+                    case .ads:
+                        break
                     }
                 }
                 if let tls = chain.tls, !TLSContextProvider(tls, listener: l, chain: chain).secretReferences.isEmpty {
@@ -302,17 +309,28 @@ final class DynamicConfig: @unchecked Sendable {
     }
 
     /// The route configuration names wanted from the ADS stream.
-    var adsRouteNames: Set<String> { Set(routes.keys.filter { $0.source == .ads }.map(\.routeConfigName)) }
+    var adsRouteNames: Set<String> { routeNames(from: .ads) }
+
+    /// The route configuration names wanted from `source` (the ADS stream, or a route stream of its own).
+    func routeNames(from source: ConfigSource) -> Set<String> {
+        Set(routes.keys.filter { $0.source == source }.map(\.routeConfigName))
+    }
+
+    /// The route streams (`api_config_source`) some route subscription wants.
+    var routeStreams: Set<ADSConfig> {
+        Set(routes.keys.compactMap { if case .grpc(let api) = $0.source { return api }; return nil })
+    }
 
     /// LDS from the ADS stream.
     var listenersFromADS: Bool { listeners?.source == .ads }
 
     /// An RDS response from the ADS stream: each route configuration in it goes to the connection managers that
     /// name it, in one install (a response carries only those that changed). Returns why it was refused.
-    func applyADSRoutes(_ decoded: Result<DiscoveryFile<RouteConfiguration>, Error>, _ install: Install) -> String? {
+    func applyADSRoutes(_ decoded: Result<DiscoveryFile<RouteConfiguration>, Error>, from source: ConfigSource = .ads,
+                        _ install: Install) -> String? {
         lock.withLock {
             let routes = self.routes
-            let subscriptions = routes.filter { $0.key.source == .ads }
+            let subscriptions = routes.filter { $0.key.source == source }
             let file: DiscoveryFile<RouteConfiguration>
             switch decoded {
             case .failure:

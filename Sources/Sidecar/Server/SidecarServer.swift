@@ -54,6 +54,8 @@ public final class SidecarServer: @unchecked Sendable {
     private var discoveryWatchers: [FileMoveWatcher] = []
     /// The aggregated discovery stream, when `ads_config` names a control plane (started with the workers).
     private var adsClient: ADSClient?
+    /// Route streams (`api_config_source`), by source (see `SidecarServer+RouteStreams.swift`).
+    let routeStreamClients = NIOLockedValueBox<[ADSConfig: ADSClient]>([:])
     /// Admin /ready answers 503 PRE_INITIALIZING while set: from the start until the ADS stream's first fetch
     /// is over, as Envoy's init manager holds the server.
     private let preInitializing = NIOLockedValueBoxBool()
@@ -309,6 +311,7 @@ public final class SidecarServer: @unchecked Sendable {
     private func startDiscoveryWatchers() throws {
         try endpointDiscovery.start { [weak self] name, hosts in self?.pushHosts(name, hosts) }
         try startADS()
+        startRouteStreams()
         guard let dynamicConfig else { return }
         discoveryWatchers = try dynamicConfig.watchers { [weak self] what in self?.reload(what) }
         for w in discoveryWatchers { w.start() }
@@ -384,6 +387,7 @@ public final class SidecarServer: @unchecked Sendable {
             let refused = dynamicConfig.applyADSListeners(decoded) { try install($0, listenerRevisions: $1) }
             // Listeners that arrived may name route configurations to ask for.
             adsClient?.refreshNames()
+            startRouteStreams()
             return refused
         case DiscoveryResources.clusterLoadAssignment:
             let decoded = Result {
@@ -406,7 +410,9 @@ public final class SidecarServer: @unchecked Sendable {
         defer { _ = glibcMallocTrim(0) }
         switch what {
         case .clusters: return dynamicConfig.reloadClusters { try install($0, listenerRevisions: $1) }
-        case .listeners: return dynamicConfig.reloadListeners { try install($0, listenerRevisions: $1) }
+        case .listeners:
+            defer { startRouteStreams() }
+            return dynamicConfig.reloadListeners { try install($0, listenerRevisions: $1) }
         case .routes(let rds): return dynamicConfig.reloadRoutes(rds) { try install($0, listenerRevisions: $1) }
         }
     }
@@ -775,6 +781,7 @@ public final class SidecarServer: @unchecked Sendable {
         secretWatcher?.stop()
         for w in discoveryWatchers { w.stop() }
         adsClient?.stop()
+        stopRouteStreams()
         endpointDiscovery.stop()
         statsFlushTask?.cancel()
         let loop = group.next()

@@ -87,6 +87,29 @@ extension Bootstrap {
 
     /// `ads: {}` needs `ads_config`, whose cluster must be a static one with a fixed address (the stream cannot
     /// depend on what it delivers), in plaintext so far.
+    /// A route configuration streamed by `api_config_source` comes from a static cluster with an address.
+    private func validateRouteStreams(_ doc: ConfigValue) throws {
+        for (i, l) in listeners.enumerated() {
+            for (c, chain) in (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).enumerated() {
+                guard case .httpConnectionManager(let hcm) = chain.network, case .grpc(let api)? = hcm.rds?.source
+                else { continue }
+                let at = "static_resources.listeners[\(i)].filter_chains[\(c)]"
+                try Self.checkStreamCluster(api.clusterName, in: clusters) { doc.error(at: at, $0) }
+            }
+        }
+    }
+
+    /// The cluster a discovery stream (`api_config_source`) goes to: a static cluster with an endpoint.
+    package static func checkStreamCluster(_ name: String, in clusters: [Cluster], _ error: (String) -> Error) throws {
+        guard let cluster = clusters.first(where: { $0.name == name }) else {
+            throw error("api_config_source names unknown static cluster '\(name)' (a discovery stream goes to a "
+                + "static cluster)")
+        }
+        guard cluster.eds == nil, cluster.endpoints.first != nil else {
+            throw error("the discovery cluster '\(name)' needs an endpoint in its load_assignment")
+        }
+    }
+
     private func validateADS(_ doc: ConfigValue) throws {
         var user: String?
         if dynamicResources?.clusters == .ads { user = "dynamic_resources.cds_config" }
@@ -170,6 +193,7 @@ extension Bootstrap {
             throw doc.error(at: "static_resources.clusters[\(i)].name", "duplicate cluster name '\(c.name)'")
         }
         try validateADS(doc)
+        try validateRouteStreams(doc)
         // A cluster left out after an error of its own (see `ConfigSession.decode`) still counts for references,
         // so that its error is not followed by one for every route to it; if it has no name to count, references
         // are not checked at all.

@@ -12,11 +12,14 @@ public struct FileConfigSource: Sendable, Hashable {
     }
 }
 
-/// Where a discovery service's resources come from (Envoy's `ConfigSource`): a file, or the bootstrap's
-/// aggregated discovery stream (`ads: {}`).
+/// Where a discovery service's resources come from (Envoy's `ConfigSource`): a file, the bootstrap's
+/// aggregated discovery stream (`ads: {}`), or a stream of its own to a control plane (`api_config_source`, for
+/// route configurations: RouteDiscoveryService).
 public enum ConfigSource: Sendable, Hashable {
     case file(FileConfigSource)
     case ads
+    /// `api_config_source` with `api_type` GRPC or DELTA_GRPC: the same fields as `ads_config`.
+    case grpc(ADSConfig)
 
     public var file: FileConfigSource? {
         if case .file(let f) = self { return f }
@@ -88,7 +91,7 @@ extension ADSConfig {
         switch try apiType.string() {
         case "GRPC": delta = false
         case "DELTA_GRPC": delta = true
-        case let other: throw apiType.error("ads_config api_type must be GRPC or DELTA_GRPC, not '\(other)'")
+        case let other: throw apiType.error("api_type must be GRPC or DELTA_GRPC (REST polling is not supported), not '\(other)'")
         }
         if let v = obj.optional("transport_api_version"), try v.string() != "V3" {
             throw v.error("transport_api_version must be V3 (Envoy removed V2)")
@@ -111,8 +114,23 @@ extension ADSConfig {
 }
 
 extension ConfigSource {
-    package static func decode(_ value: ConfigValue) throws -> ConfigSource {
+    /// `streams`: `api_config_source` is taken (RDS); elsewhere it is refused by name.
+    package static func decode(_ value: ConfigValue, streams: Bool = false) throws -> ConfigSource {
         let obj = try value.object()
+        if let api = obj.optional("api_config_source") {
+            guard streams else {
+                throw api.error("api_config_source is taken for rds only by Pilotfish yet; use 'ads: {}' with "
+                    + "dynamic_resources.ads_config, or path_config_source")
+            }
+            try obj.unsupported(["ads", "path_config_source", "path", "self", "authorities"])
+            if let v = obj.optional("resource_api_version"), try v.string() != "V3" {
+                throw v.error("resource_api_version must be V3 (Envoy removed V2)")
+            }
+            if let v = obj.optional("initial_fetch_timeout") { _ = try v.duration() }
+            let config = try ADSConfig.decode(api)
+            try obj.finish()
+            return .grpc(config)
+        }
         if obj.optional("ads") != nil {
             try obj.unsupported(["api_config_source", "self", "authorities"])
             if let v = obj.optional("resource_api_version"), try v.string() != "V3" {
@@ -141,7 +159,7 @@ public struct RDSConfig: Sendable, Hashable {
     package static func decode(_ value: ConfigValue) throws -> RDSConfig {
         let obj = try value.object()
         let name = try obj.required("route_config_name").nonEmptyString()
-        let source = try ConfigSource.decode(try obj.required("config_source"))
+        let source = try ConfigSource.decode(try obj.required("config_source"), streams: true)
         try obj.finish()
         return RDSConfig(routeConfigName: name, source: source)
     }

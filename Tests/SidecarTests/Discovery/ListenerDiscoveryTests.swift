@@ -70,6 +70,32 @@ struct ListenerDiscoveryTests {
         }
     }
 
+    /// `api_config_source` (a RouteDiscoveryService stream of its own) is taken for rds, to a static cluster with an
+    /// address; elsewhere, and to other clusters, it is refused by name.
+    @Test func routesMayComeFromAnAPIConfigSourceOnly() throws {
+        let source = "{resource_api_version: V3, api_config_source: {api_type: GRPC, transport_api_version: V3, "
+            + "set_node_on_first_message_only: true, grpc_services: [{envoy_grpc: {cluster_name: backend}}]}}"
+        let rds = try RDSConfig.decode(ConfigValue(node: try #require(try ConfigDocument.parse(
+            "{route_config_name: dyn, config_source: \(source)}")), path: "rds"))
+        guard case .grpc(let api) = rds.source else {
+            Issue.record("not a stream: \(rds.source)")
+            return
+        }
+        #expect(api.clusterName == "backend" && api.nodeOnFirstMessageOnly && !api.delta)
+        let cds = "node: {id: test, cluster: test}\ndynamic_resources:\n  cds_config: \(source)\n" + ProxyConfig.single(port: 1)
+        do {
+            _ = try Bootstrap.load(text: cds)
+            Issue.record("api_config_source for CDS was accepted")
+        } catch let e as ConfigError {
+            #expect(e.path.hasPrefix("dynamic_resources.cds_config.api_config_source") && e.message.contains("rds only"))
+        }
+        let rest = source.replacingOccurrences(of: "api_type: GRPC", with: "api_type: REST")
+        #expect(throws: ConfigError.self) {
+            _ = try RDSConfig.decode(ConfigValue(node: try #require(try ConfigDocument.parse(
+                "{route_config_name: dyn, config_source: \(rest)}")), path: "rds"))
+        }
+    }
+
     @Test func listenersFromTheFileStartChangeDrainAndLeave() throws {
         let fixed = try ScriptedBackend { _ in .init(body: Array("fixed".utf8)) }
         defer { fixed.stop() }
