@@ -39,6 +39,8 @@ Scenarios:
                   4 keep-alive clients while the plane replaces the listener (new stat_prefix, new route
                   configuration to_b that arrives after it: the new listener warms): no request fails, the old
                   listener's connections drain within --drain-time-s 2, then only b answers.
+  lds-removal     a second listener added, then left out (delta: removed_resources): its port stops accepting;
+                  listener_0 keeps serving; listener_removed 1. delta-lds-removal: the same over DELTA_GRPC.
   lds-nack        a listener with two identical filter chains is NACKed (version stays 1); the listener keeps
                   serving; /config_dump shows the error_state.
 
@@ -540,6 +542,28 @@ def lds_nack(t):
     return "NACKed at version 1 (%s); listener_0 kept serving" % error[:100]
 
 
+def lds_removal(t):
+    """A second listener added, then removed by the plane (state of the world: left out; delta: removed_resources):
+    its port stops accepting, listener_0 keeps serving."""
+    a, b = backends(t, "a", "b")
+    port, other = free_ports(2)
+    p = plane(t)
+    p.set(CDS, "1", [static_cluster("a", a.port), static_cluster("b", b.port)])
+    p.set(LDS, "1", [listener(port, "to_a")])
+    p.set(RDS, "1", [routes("a", name="to_a"), routes("b", name="to_b")])
+    proc, admin = start_lds(t, p)
+    check(wait_for(lambda: body(port) == "200 a", 10), "GET /: %s" % body(port))
+    p.set(LDS, "2", [listener(port, "to_a"), listener(other, "to_b", stat_prefix="other", name="listener_1")])
+    check(wait_for(lambda: not refused(other) and body(other) == "200 b", 10), "listener_1 never served")
+    p.set(LDS, "3", [listener(port, "to_a")])
+    check(wait_for(lambda: refused(other), 10), "listener_1's port still accepts after its removal")
+    check(body(port) == "200 a", "listener_0 after the removal: %s" % body(port))
+    check(stat(admin, "listener_manager.listener_removed") == 1, "listener_removed %d"
+          % stat(admin, "listener_manager.listener_removed"))
+    check(any(v == "3" and n and e is None for v, n, e in p.acks(LDS)), "removal not ACKed: %s" % p.acks(LDS))
+    return "listener_1 added (b serves) and removed (its port refuses); listener_0 kept serving"
+
+
 def is_delta(t):
     """The scenario runs over DeltaAggregatedResources (the delta-* names)."""
     return t.name.startswith("delta-")
@@ -822,7 +846,9 @@ SCENARIOS = [
     ("lds-initial", lds_initial),
     ("lds-replace-under-load", lds_replace_under_load),
     ("lds-nack", lds_nack),
+    ("lds-removal", lds_removal),
     ("delta-lds-initial", lds_initial),
+    ("delta-lds-removal", lds_removal),
 ]
 
 if __name__ == "__main__":

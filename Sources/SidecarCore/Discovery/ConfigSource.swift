@@ -91,7 +91,7 @@ extension ADSConfig {
         switch try apiType.string() {
         case "GRPC": delta = false
         case "DELTA_GRPC": delta = true
-        case let other: throw apiType.error("api_type must be GRPC or DELTA_GRPC (REST polling is not supported), not '\(other)'")
+        case let other: throw apiType.error("api_type must be GRPC or DELTA_GRPC, not '\(other)'")
         }
         if let v = obj.optional("transport_api_version"), try v.string() != "V3" {
             throw v.error("transport_api_version must be V3 (Envoy removed V2)")
