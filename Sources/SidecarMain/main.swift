@@ -70,6 +70,9 @@ struct SidecarCommand: ParsableCommand {
     @Option(name: .customLong("tracing-service-name"), help: "With --tracing otlp: the spans' service.name (default pilotfish; also PILOTFISH_TRACING_SERVICE_NAME).")
     var tracingServiceName: String?
 
+    @Option(name: .customLong("xds-address"), help: "With --pod-defaults: a control plane's HOST:PORT; clusters and listeners come from it over ADS, and its listeners replace the zero-config ones at their addresses (also PILOTFISH_XDS_ADDRESS). The node id is Istio's form from POD_IP, POD_NAME and POD_NAMESPACE, or PILOTFISH_NODE_ID; its cluster PILOTFISH_NODE_CLUSTER (default pilotfish).")
+    var xdsAddress: String?
+
     @Flag(name: .customLong("print-config"), help: "Print the config that would run (e.g. the generated pod config) and exit.")
     var printConfig = false
 
@@ -99,6 +102,9 @@ struct SidecarCommand: ParsableCommand {
         if (tracing != nil || tracingCollector != nil || tracingServiceName != nil) && !usePodDefaults {
             throw ValidationError("--tracing, --tracing-collector and --tracing-service-name only apply with --pod-defaults")
         }
+        if xdsAddress != nil && !usePodDefaults {
+            throw ValidationError("--xds-address only applies with --pod-defaults (a config file names its control plane itself)")
+        }
         if captureMode != nil && !usePodDefaults {
             throw ValidationError("--capture-mode only applies with --pod-defaults")
         }
@@ -119,6 +125,15 @@ struct SidecarCommand: ParsableCommand {
         return try PodDefaults.Tracing(
             provider: provider, collector: collector,
             serviceName: tracingServiceName ?? environment["PILOTFISH_TRACING_SERVICE_NAME"] ?? "pilotfish")
+    }
+
+    /// `--xds-address` with the node, from the flags or the environment; nil without a control plane.
+    func podXDS() throws -> PodDefaults.XDS? {
+        guard let address = xdsAddress ?? environment["PILOTFISH_XDS_ADDRESS"], !address.isEmpty else { return nil }
+        return try PodDefaults.XDS(
+            address: address,
+            nodeID: PodDefaults.XDS.nodeID(environment: environment, hostname: ProcessInfo.processInfo.hostName),
+            nodeCluster: environment["PILOTFISH_NODE_CLUSTER"].flatMap { $0.isEmpty ? nil : $0 } ?? "pilotfish")
     }
 
     func run() throws {
@@ -152,12 +167,14 @@ struct SidecarCommand: ParsableCommand {
                 // The app's probes, moved to the readiness port by `sidecar inject` (an empty value means none).
                 let probes = environment["PILOTFISH_APP_PROBES"].flatMap { $0.isEmpty ? nil : $0 }
                 source = PodDefaults.yaml(captureMode: resolvedCaptureMode!, mesh: mesh, tracing: try podTracing(),
-                                          appProbes: probes)
+                                          appProbes: probes, xds: try podXDS())
             } else {
                 Log.info("no -c given: running the built-in default config (see --print-default-config)")
                 source = DefaultConfig.yaml
             }
-            bootstrap = try Bootstrap.load(text: source)
+            var loaded = try Bootstrap.load(text: source)
+            if usePodDefaults { loaded.fallbackListeners = PodDefaults.fallbackListeners }
+            bootstrap = loaded
         } catch let e as ConfigError {
             let file = configPath ?? (configYAML != nil ? "--config-yaml" : usePodDefaults ? "<pod defaults>" : "<built-in default>")
             // Every problem found, one a line, sorted by line: a fix-and-retry loop per error is slow.

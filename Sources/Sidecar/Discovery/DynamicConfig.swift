@@ -148,7 +148,11 @@ final class DynamicConfig: @unchecked Sendable {
                 order.append(l.name)
             }
         }
-        out.listeners += order.map { lds[$0]!.listener }
+        let fromLDS = order.map { lds[$0]!.listener }
+        // A fallback listener (pod defaults with a control plane) gives way to an LDS listener at its address.
+        let taken = Set(fromLDS.filter(\.bindToPort).map(\.address))
+        out.listeners.removeAll { bootstrap.fallbackListeners.contains($0.name) && taken.contains($0.address) }
+        out.listeners += fromLDS
         func resolve(_ chain: inout FilterChain) {
             guard case .httpConnectionManager(var hcm) = chain.network, let rds = hcm.rds else { return }
             if let rc = routeConfig(rds) { hcm.routeConfig = rc }
@@ -235,7 +239,7 @@ final class DynamicConfig: @unchecked Sendable {
     /// What LDS may not do: replace a static listener, take routes from a file (file RDS is for static
     /// listeners), name ADS without a stream, or use SDS secrets (the secret watcher knows the static ones only).
     private func checkListeners(_ next: [Listener]) throws {
-        let statics = Set(bootstrap.listeners.map(\.name))
+        let statics = Set(bootstrap.listeners.map(\.name)).subtracting(bootstrap.fallbackListeners)
         for (i, l) in next.enumerated() {
             if statics.contains(l.name) {
                 throw ConfigError(path: "resources[\(i)].name", line: nil,

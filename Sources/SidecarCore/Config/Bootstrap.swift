@@ -4,6 +4,10 @@ import NIOCore
 public struct Bootstrap: Sendable {
     public var admin: Admin?
     public var listeners: [Listener]
+    /// Static listeners an LDS listener at the same address replaces (the zero-config capture listeners of
+    /// `--pod-defaults --xds-address`, until the control plane sends its own). Not from YAML: set by who builds
+    /// the bootstrap.
+    public var fallbackListeners: Set<String> = []
     public var clusters: [Cluster]
     /// `node.id` / `node.cluster`: who this proxy is (Envoy shows them in /server_info; SDS needs them set).
     public var nodeID: String? = nil

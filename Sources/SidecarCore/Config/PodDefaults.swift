@@ -61,6 +61,78 @@ public enum PodDefaults {
         package var validationSecretFile: String { "\(secretDirectory)/trust-sds.yaml" }
     }
 
+    /// A control plane for the pod (`--xds-address HOST:PORT`): clusters and listeners over ADS (state of the
+    /// world), beside the zero-config listeners, which listeners the plane sends at their addresses replace.
+    public struct XDS: Sendable {
+        public var host: String
+        public var port: Int
+        /// The node the plane knows the proxy by (Istio's form by default: `sidecar~IP~POD.NS~NS.svc.cluster.local`).
+        public var nodeID: String
+        public var nodeCluster: String
+
+        public init(address: String, nodeID: String, nodeCluster: String) throws {
+            (host, port) = try PodDefaults.hostPort(address, flag: "--xds-address")
+            self.nodeID = nodeID
+            self.nodeCluster = nodeCluster
+        }
+
+        /// Istio's node id from the pod's downward-API variables (`POD_IP`, `POD_NAME`, `POD_NAMESPACE`), with
+        /// `PILOTFISH_NODE_ID` first.
+        public static func nodeID(environment: [String: String], hostname: String) -> String {
+            if let id = environment["PILOTFISH_NODE_ID"], !id.isEmpty { return id }
+            let ns = environment["POD_NAMESPACE"].flatMap { $0.isEmpty ? nil : $0 } ?? "default"
+            let pod = environment["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? hostname
+            let ip = environment["POD_IP"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+            return "sidecar~\(ip)~\(pod).\(ns)~\(ns).svc.cluster.local"
+        }
+
+        var block: String {
+            """
+            node: {id: "\(nodeID)", cluster: "\(nodeCluster)"}
+            dynamic_resources:
+              ads_config:
+                api_type: GRPC
+                transport_api_version: V3
+                grpc_services: [{envoy_grpc: {cluster_name: xds_cluster}}]
+              cds_config: {ads: {}, resource_api_version: V3}
+              lds_config: {ads: {}, resource_api_version: V3}
+            """
+        }
+
+        var cluster: String {
+            let isIP = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+            return """
+              - name: xds_cluster
+                type: \(isIP ? "STATIC" : "STRICT_DNS")
+                connect_timeout: 1s
+                typed_extension_protocol_options:
+                  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                    explicit_http_config: {http2_protocol_options: {}}
+                load_assignment:
+                  cluster_name: xds_cluster
+                  endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "\(host)", port_value: \(port)}}}}]}]
+            """
+        }
+    }
+
+    /// The listeners the plane's listeners at the same address replace (`Bootstrap.fallbackListeners`).
+    public static let fallbackListeners: Set<String> = ["virtual_outbound", "virtual_inbound"]
+
+    /// `HOST:PORT` (an IPv6 address in brackets) as host and port; `flag` names it in the error.
+    static func hostPort(_ text: String, flag: String) throws -> (String, Int) {
+        var rest = Substring(text)
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+              (1...65535).contains(port)
+        else { throw ConfigError(path: flag, line: nil, message: "'\(text)' is not HOST:PORT") }
+        rest = rest[..<colon]
+        if rest.hasPrefix("[") && rest.hasSuffix("]") { rest = rest.dropFirst().dropLast() }
+        guard !rest.isEmpty, rest.allSatisfy({ $0.isLetter || $0.isNumber || ".-:".contains($0) }) else {
+            throw ConfigError(path: flag, line: nil, message: "'\(text)' has no valid host")
+        }
+        return (String(rest), port)
+    }
+
     /// Tracing for both capture listeners' connection managers (`--tracing zipkin|otlp --tracing-collector`):
     /// every request gets a span, exported to `collector` (an IP address and port, or a DNS name and port).
     public struct Tracing: Sendable {
@@ -73,18 +145,8 @@ public enum PodDefaults {
 
         /// `collector`: `HOST:PORT` (an IPv6 address in brackets).
         public init(provider: Provider, collector: String, serviceName: String) throws {
-            var text = Substring(collector)
-            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-                  (1...65535).contains(port)
-            else { throw ConfigError(path: "--tracing-collector", line: nil, message: "'\(collector)' is not HOST:PORT") }
-            text = text[..<colon]
-            if text.hasPrefix("[") && text.hasSuffix("]") { text = text.dropFirst().dropLast() }
-            guard !text.isEmpty, text.allSatisfy({ $0.isLetter || $0.isNumber || ".-:".contains($0) }) else {
-                throw ConfigError(path: "--tracing-collector", line: nil, message: "'\(collector)' has no valid host")
-            }
+            (host, port) = try PodDefaults.hostPort(collector, flag: "--tracing-collector")
             self.provider = provider
-            self.host = String(text)
-            self.port = port
             self.serviceName = serviceName
         }
 
@@ -122,14 +184,16 @@ public enum PodDefaults {
     /// each `/app-health/…` path to its probe): the readiness listener answers those paths by running the probe
     /// against the app (`pilotfish.filters.http.app_probes`).
     public static func yaml(captureMode: CaptureMode, mesh: MeshTLS? = nil, tracing: Tracing? = nil,
-                            appProbes: String? = nil) -> String {
+                            appProbes: String? = nil, xds: XDS? = nil) -> String {
         let probesFilter = appProbes.map {
             "{name: pilotfish.filters.http.app_probes, typed_config: {\"@type\": type.googleapis.com/pilotfish.filters.http.app_probes.v1.AppProbes, probes: \($0)}}, "
         } ?? ""
         let flags = "--capture-mode \(captureMode.rawValue)" + (mesh.map { " --mtls \($0.mode.rawValue)" } ?? "")
             + (tracing.map { " --tracing \($0.provider.rawValue) --tracing-collector \($0.host):\($0.port)" } ?? "")
+            + (xds.map { " --xds-address \($0.host):\($0.port)" } ?? "")
         return """
         # Generated by `sidecar --pod-defaults \(flags)`.
+        \(xds?.block ?? "")
         admin:
           address: {socket_address: {address: 127.0.0.1, port_value: \(adminPort)}}
         static_resources:
@@ -165,6 +229,7 @@ public enum PodDefaults {
         \(captureMode == .redirect ? "    upstream_bind_config: {source_address: {address: \(inboundPassthroughSource), port_value: 0}}" : "")
         \(mesh.map { meshClusters($0) } ?? "")
         \(tracing?.cluster ?? "")
+        \(xds?.cluster ?? "")
         """
     }
 

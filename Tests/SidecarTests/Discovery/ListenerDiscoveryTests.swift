@@ -201,3 +201,56 @@ struct ListenerDiscoveryTests {
         #expect(try proxy.stat("listener_manager.lds.update_success") == 2)
     }
 }
+
+/// `--pod-defaults --xds-address`: the pod config takes clusters and listeners from a control plane, and a listener
+/// the plane sends at a zero-config listener's address replaces it (and gives it back when removed).
+@Suite(.serialized)
+struct PodDefaultsControlPlaneTests {
+    @Test func thePodConfigNamesThePlaneAndTheNode() throws {
+        let xds = try PodDefaults.XDS(
+            address: "198.18.0.10:15010",
+            nodeID: PodDefaults.XDS.nodeID(environment: ["POD_IP": "198.18.0.5", "POD_NAME": "web-1", "POD_NAMESPACE": "shop"],
+                                           hostname: "h"),
+            nodeCluster: "pilotfish")
+        #expect(xds.nodeID == "sidecar~198.18.0.5~web-1.shop~shop.svc.cluster.local")
+        #expect(PodDefaults.XDS.nodeID(environment: ["PILOTFISH_NODE_ID": "n1"], hostname: "h") == "n1")
+        #expect(PodDefaults.XDS.nodeID(environment: [:], hostname: "h") == "sidecar~127.0.0.1~h.default~default.svc.cluster.local")
+        let b = try Bootstrap.load(text: PodDefaults.yaml(captureMode: .tproxy, xds: xds))
+        #expect(b.dynamicResources?.ads?.clusterName == "xds_cluster")
+        #expect(b.dynamicResources?.clusters == .ads && b.dynamicResources?.listeners == .ads)
+        #expect(b.nodeID == xds.nodeID && b.nodeCluster == "pilotfish")
+        let plane = try #require(b.clusters.first { $0.name == "xds_cluster" })
+        #expect(plane.endpoints.first?.address.address == "198.18.0.10" && plane.endpoints.first?.address.port == 15010)
+        #expect(plane.httpProtocolOptions.http2)
+        #expect(throws: ConfigError.self) { try PodDefaults.XDS(address: "istiod", nodeID: "n", nodeCluster: "c") }
+    }
+
+    @Test func anLDSListenerAtAFallbackListenersAddressReplacesItUntilRemoved() throws {
+        let fixed = try ScriptedBackend { _ in .init(body: Array("fixed".utf8)) }
+        defer { fixed.stop() }
+        let port = try closedLocalPort()
+        let dir = try ClusterDiscoveryTests.Directory()
+        try dir.replace("lds.yaml", with: ListenerDiscoveryTests.file(version: "1", []))
+        let yaml = ListenerDiscoveryTests.proxyYAML(lds: dir.path + "/lds.yaml", staticPort: fixed.port)
+            .replacingOccurrences(of: "name: listener_0\n    address: {socket_address: {address: 127.0.0.1, port_value: 0}}",
+                                  with: "name: virtual_outbound\n    address: {socket_address: {address: 127.0.0.1, port_value: \(port)}}")
+        var bootstrap = try Bootstrap.load(text: yaml)
+        #expect(bootstrap.listeners.map(\.name) == ["virtual_outbound"])
+        bootstrap.fallbackListeners = ["virtual_outbound"]
+        let server = SidecarServer(bootstrap: bootstrap, concurrency: 1, drainTime: .seconds(2), configSource: yaml)
+        try server.start()
+        defer { try? server.shutdown() }
+        #expect(try RawClient.fetch(port: port, "GET", "/").bodyString == "fixed")
+
+        // The plane's listener at the same address takes the socket; the fallback drains away.
+        try dir.replace("lds.yaml", with: ListenerDiscoveryTests.file(version: "2", [
+            ListenerDiscoveryTests.listener("virtualOutbound", body: "plane", port: port),
+        ]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? RawClient.fetch(port: port, "GET", "/").bodyString) == "plane" })
+        #expect(server.listenerTable.map(\.name) == ["virtualOutbound"])
+        // Removed by the plane: the fallback serves again.
+        try dir.replace("lds.yaml", with: ListenerDiscoveryTests.file(version: "3", []))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? RawClient.fetch(port: port, "GET", "/").bodyString) == "fixed" })
+        #expect(server.listenerTable.map(\.name) == ["virtual_outbound"])
+    }
+}
