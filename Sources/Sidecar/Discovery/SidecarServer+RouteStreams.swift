@@ -8,7 +8,8 @@ import XDSMessages
 extension SidecarServer {
     /// Opens a stream for each `api_config_source` some route subscription names and none is open for yet, and
     /// asks the open ones for the names wanted now. At start and after each LDS update (a new listener may name
-    /// a new source or another route configuration). Readiness does not wait for these streams.
+    /// a new source or another route configuration). Readiness waits for the listeners they warm, not for the
+    /// streams themselves.
     func startRouteStreams() {
         guard let dynamicConfig, !isDraining else { return }
         for api in dynamicConfig.routeStreams {

@@ -349,8 +349,22 @@ public final class SidecarServer: @unchecked Sendable {
         Log.info("ads: connecting", [("cluster", ads.clusterName), ("address", "\(address)"),
                                      ("tls", cluster.tls == nil ? "no" : "yes")])
         client.start { [weak self] in
-            self?.preInitializing.value = false
             Log.info("ads: initial fetch done", [])
+            self?.releaseWhenListenersWarm(deadline: .now() + max(timeout, 0.001))
+        }
+    }
+
+    /// Readiness waits, after the first fetch, for the listeners it brought to warm (their routes arrived), as
+    /// Envoy's init manager does, at most until `deadline` (the initial fetch timeout again).
+    private func releaseWhenListenersWarm(deadline: DispatchTime) {
+        let warming = dynamicConfig?.listenerStates().warming.count ?? 0
+        guard warming > 0, DispatchTime.now() < deadline, !stopping.value else {
+            if warming > 0 { Log.warning("ads: listeners still warming; ready without them", [("warming", "\(warming)")]) }
+            preInitializing.value = false
+            return
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.02) { [weak self] in
+            self?.releaseWhenListenersWarm(deadline: deadline)
         }
     }
 
