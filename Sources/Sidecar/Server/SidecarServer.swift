@@ -810,7 +810,12 @@ public final class SidecarServer: @unchecked Sendable {
     public func waitUntilStopped() throws {
         try stopPromise.futureResult.wait()
         // Every line of the streams that ended reaches its file before the process (or test) goes on.
-        for w in workers { try? w.loop.submit { w.worker.value.flushAccessLogs() }.wait() }
+        for w in workers {
+            try? w.loop.submit {
+                w.worker.value.flushAccessLogs()
+                w.worker.value.releaseWaiters()
+            }.wait()
+        }
         AccessLogWriter.shared.flush()
         drainSpanExporters()
         if !spanExporters.isEmpty { try? tracingGroup.syncShutdownGracefully() }

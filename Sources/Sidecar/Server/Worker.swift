@@ -173,6 +173,15 @@ extension Worker {
         return p.futureResult
     }
 
+    /// The server stops: whoever waits for connections to end stops waiting (a promise must not outlive its
+    /// loop unfulfilled).
+    func releaseWaiters() {
+        let waiters = idleWaiters + generationWaiters.values.flatMap { $0 }
+        idleWaiters = []
+        generationWaiters = [:]
+        for p in waiters { p.succeed() }
+    }
+
     /// The drain time of a listener generation is over: what is left of its connections closes (an HTTP/1
     /// request in flight still gets its response).
     func closeListener(_ generation: Int) {

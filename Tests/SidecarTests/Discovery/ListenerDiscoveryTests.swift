@@ -175,6 +175,29 @@ struct ListenerDiscoveryTests {
         #expect(try proxy.fetch("GET", "/").bodyString == "fixed")
     }
 
+    /// The proxy stops while a replaced listener still drains a connection: the stop does not wait for the
+    /// listener's drain time, and nothing is left waiting.
+    @Test func stoppingWhileAListenerDrainsEndsCleanly() throws {
+        let fixed = try ScriptedBackend { _ in .init(body: Array("fixed".utf8)) }
+        defer { fixed.stop() }
+        let dir = try ClusterDiscoveryTests.Directory()
+        try dir.replace("lds.yaml", with: Self.file(version: "1", [Self.listener("dyn", body: "v1")]))
+        let proxy = try ProxyHarness(yaml: Self.proxyYAML(lds: dir.path + "/lds.yaml", staticPort: fixed.port),
+                                     drainTime: .seconds(60))
+        let port = try #require(Self.dynamicPort(proxy))
+        let old = try RawClient(port: port)
+        defer { old.close() }
+        try old.send(RawClient.request("GET", "/"))
+        #expect(try old.readResponse().bodyString == "v1")
+        try dir.replace("lds.yaml", with: Self.file(version: "2", [Self.listener("dyn", body: "v2")]))
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.total_listeners_draining")) == 1 })
+        let started = Date()
+        proxy.server.drainAndStop()
+        try proxy.server.waitUntilStopped()
+        proxy.markStopped()
+        #expect(Date().timeIntervalSince(started) < 10, "the stop waited for the listener's 60 s drain")
+    }
+
     /// `watched_directory`: a Kubernetes ConfigMap volume swaps `..data` to a new directory in one rename.
     @Test func aConfigMapStyleDirectorySwapReplacesTheListeners() throws {
         let fixed = try ScriptedBackend { _ in .init(body: Array("fixed".utf8)) }
