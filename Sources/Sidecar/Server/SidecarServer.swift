@@ -211,16 +211,20 @@ public final class SidecarServer: @unchecked Sendable {
     static func checkTLSFiles(ofDynamic clusters: [Cluster]) throws {
         for c in clusters {
             guard let tls = c.tls else { continue }
-            let provider = TLSContextProvider(tls, cluster: c)
-            guard provider.secretReferences.isEmpty else {
-                throw ServerError("cluster '\(c.name)': transport_socket names SDS secrets; a cluster from CDS can "
-                    + "only use certificate files")
-            }
-            do {
-                try provider.load()
-            } catch {
-                throw ServerError("cluster '\(c.name)': \(error)")
-            }
+            try loadFiles(TLSContextProvider(tls, cluster: c), of: "cluster '\(c.name)'", from: "a cluster from CDS")
+        }
+    }
+
+    /// Reads a TLS context that arrived while the proxy runs (`owner`: what it belongs to; `from`: how it came),
+    /// refusing SDS secrets: the secret watcher only knows the secrets of the config it started with.
+    private static func loadFiles(_ provider: TLSContextProvider, of owner: String, from: String) throws {
+        guard provider.secretReferences.isEmpty else {
+            throw ServerError("\(owner): transport_socket names SDS secrets; \(from) can only use certificate files")
+        }
+        do {
+            try provider.load()
+        } catch {
+            throw ServerError("\(owner): \(error)")
         }
     }
 
@@ -518,15 +522,7 @@ public final class SidecarServer: @unchecked Sendable {
             let plan = try planListeners(next.listeners, revisions: listenerRevisions, in: &set)
             for g in plan.created {
                 for provider in g.tlsProviders {
-                    guard provider.secretReferences.isEmpty else {
-                        throw ServerError("listener '\(g.config.name)': transport_socket names SDS secrets; a listener "
-                            + "added while the proxy runs can only use certificate files")
-                    }
-                    do {
-                        try provider.load()
-                    } catch {
-                        throw ServerError("listener '\(g.config.name)': \(error)")
-                    }
+                    try Self.loadFiles(provider, of: "listener '\(g.config.name)'", from: "a listener added while the proxy runs")
                 }
             }
             let before = Set(current.clusters.map(ObjectIdentifier.init))
@@ -534,15 +530,7 @@ public final class SidecarServer: @unchecked Sendable {
             let added = infos.filter { !before.contains(ObjectIdentifier($0)) }
             for info in added {
                 guard let provider = info.tls?.provider else { continue }
-                guard provider.secretReferences.isEmpty else {
-                    throw ServerError("cluster '\(info.name)': transport_socket names SDS secrets; a cluster added "
-                        + "while the proxy runs can only use certificate files")
-                }
-                do {
-                    try provider.load()
-                } catch {
-                    throw ServerError("cluster '\(info.name)': \(error)")
-                }
+                try Self.loadFiles(provider, of: "cluster '\(info.name)'", from: "a cluster added while the proxy runs")
             }
             let active = plan.active.map(\.generation)
             let served = Self.acceptors(active)

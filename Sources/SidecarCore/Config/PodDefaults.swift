@@ -99,25 +99,31 @@ public enum PodDefaults {
             """
         }
 
-        var cluster: String {
-            let isIP = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
-            return """
-              - name: xds_cluster
-                type: \(isIP ? "STATIC" : "STRICT_DNS")
-                connect_timeout: 1s
-                typed_extension_protocol_options:
-                  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-                    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-                    explicit_http_config: {http2_protocol_options: {}}
-                load_assignment:
-                  cluster_name: xds_cluster
-                  endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "\(host)", port_value: \(port)}}}}]}]
-            """
-        }
+        var cluster: String { PodDefaults.cluster("xds_cluster", host: host, port: port, http2: true) }
     }
 
     /// The listeners the plane's listeners at the same address replace (`Bootstrap.fallbackListeners`).
     public static let fallbackListeners: Set<String> = ["virtual_outbound", "virtual_inbound"]
+
+    /// A cluster of one host (an IP address: STATIC; a name: STRICT_DNS), HTTP/2 when `http2` (gRPC).
+    static func cluster(_ name: String, host: String, port: Int, http2: Bool) -> String {
+        let isIP = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+        let h2 = http2 ? """
+
+            typed_extension_protocol_options:
+              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                explicit_http_config: {http2_protocol_options: {}}
+        """ : ""
+        return """
+          - name: \(name)
+            type: \(isIP ? "STATIC" : "STRICT_DNS")
+            connect_timeout: 1s
+            load_assignment:
+              cluster_name: \(name)
+              endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "\(host)", port_value: \(port)}}}}]}]\(h2)
+        """
+    }
 
     /// `HOST:PORT` (an IPv6 address in brackets) as host and port; `flag` names it in the error.
     static func hostPort(_ text: String, flag: String) throws -> (String, Int) {
@@ -160,24 +166,7 @@ public enum PodDefaults {
             }
         }
 
-        var cluster: String {
-            let isIP = host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
-            let h2 = provider == .otlp ? """
-
-                typed_extension_protocol_options:
-                  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-                    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-                    explicit_http_config: {http2_protocol_options: {}}
-            """ : ""
-            return """
-              - name: tracing_collector
-                type: \(isIP ? "STATIC" : "STRICT_DNS")
-                connect_timeout: 1s
-                load_assignment:
-                  cluster_name: tracing_collector
-                  endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: "\(host)", port_value: \(port)}}}}]}]\(h2)
-            """
-        }
+        var cluster: String { PodDefaults.cluster("tracing_collector", host: host, port: port, http2: provider == .otlp) }
     }
 
     /// `appProbes`: the app's probes as `sidecar inject` recorded them (`PILOTFISH_APP_PROBES`, a JSON object from
