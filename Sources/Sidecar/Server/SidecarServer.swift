@@ -513,11 +513,9 @@ public final class SidecarServer: @unchecked Sendable {
                 throw ServerError("install: the server is not running")
             }
             let current = snapshot
-            var set = listenerSet.withLockedValue { s -> ListenerSet in
-                let copy = s
-                s.drained = []
-                return copy
-            }
+            // Worked on as a copy: a refused update leaves the listeners as they were.
+            var set = listenerSet.withLockedValue { $0 }
+            let drained = set.drained
             set.removeDrained()
             let plan = try planListeners(next.listeners, revisions: listenerRevisions, in: &set)
             for g in plan.created {
@@ -544,7 +542,11 @@ public final class SidecarServer: @unchecked Sendable {
                     Self.registerRouteFilterStats(hcm.routeConfig, registry: registry)
                 }
             }
-            // New sockets listen now and accept once the workers have the snapshot naming their listeners.
+            let after = Set(infos.map(ObjectIdentifier.init))
+            // Only clusters the workers do not have yet need hosts.
+            try endpointDiscovery.sync(next.clusters)
+            // New sockets listen now and accept once the workers have the snapshot naming their listeners; nothing
+            // after them throws before the workers have it.
             var bound: [Int: ListenSocket] = [:]
             for g in plan.created {
                 guard let slot = g.socket, plan.toBind.contains(slot) else { continue }
@@ -555,9 +557,6 @@ public final class SidecarServer: @unchecked Sendable {
                     throw ServerError("cannot bind listener '\(g.config.name)' to \(g.config.address): \(error)")
                 }
             }
-            let after = Set(infos.map(ObjectIdentifier.init))
-            // Only clusters the workers do not have yet need hosts.
-            try endpointDiscovery.sync(next.clusters)
             let hosts = infos.map { before.contains(ObjectIdentifier($0)) ? [] : self.hosts(for: $0.config) }
             let installs = workers.map { w in
                 w.loop.submit { w.worker.value.install(snapshot, hosts: { hosts[$0.index] }) }
@@ -573,7 +572,7 @@ public final class SidecarServer: @unchecked Sendable {
             // Health checkers start once every worker has the cluster, so that no verdict is pushed to a worker
             // that would drop it.
             try EventLoopFuture.andAllSucceed(installs, on: group.next()).wait()
-            try commitListeners(plan, set: set, bound: bound)
+            try commitListeners(plan, set: set, bound: bound, processed: drained)
             for (i, info) in infos.enumerated() where !before.contains(ObjectIdentifier(info)) {
                 try startClusterServices(info, slot: i, hosts: hosts[i])
             }
@@ -584,7 +583,9 @@ public final class SidecarServer: @unchecked Sendable {
 
     /// The workers have the snapshot of `plan`: new sockets start accepting, sockets no generation took over
     /// close, replaced and removed generations drain.
-    private func commitListeners(_ plan: ListenerPlan, set: ListenerSet, bound: [Int: ListenSocket]) throws {
+    /// `processed`: the drained generations `set` no longer has (others may have drained meanwhile).
+    private func commitListeners(_ plan: ListenerPlan, set: ListenerSet, bound: [Int: ListenSocket],
+                                 processed: Set<Int>) throws {
         var set = set
         for (g, chains) in plan.active { g.chains = chains }
         set.active = plan.active.map(\.generation)
@@ -598,7 +599,7 @@ public final class SidecarServer: @unchecked Sendable {
         for g in plan.retired where g.socket.map({ !used.contains($0) }) ?? false { g.socket = nil }
         let committed = set
         listenerSet.withLockedValue { s in
-            let late = s.drained
+            let late = s.drained.subtracting(processed)
             s = committed
             s.drained = late
         }

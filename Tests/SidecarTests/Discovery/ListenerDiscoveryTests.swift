@@ -173,6 +173,12 @@ struct ListenerDiscoveryTests {
         #expect(try other.readResponse().bodyString == "other")
         #expect(throws: (any Error).self) { _ = try RawClient.fetch(port: port, "GET", "/") }
         #expect(try proxy.fetch("GET", "/").bodyString == "fixed")
+        // Every replaced or removed generation drained and left, the refused updates between them included.
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.total_listeners_draining")) == 0 })
+        // (The last one leaves at the next install; none before it is left over.)
+        #expect(proxy.server.listenerSet.withLockedValue { s in
+            s.draining.count <= 1 && s.draining.allSatisfy { s.drained.contains($0.tag) }
+        })
     }
 
     /// The proxy stops while a replaced listener still drains a connection: the stop does not wait for the
