@@ -28,7 +28,9 @@ Scenarios:
                   CN and a serves. A proxy trusting another CA gets no stream and stays PRE_INITIALIZING.
   delta-*         initial, under-load, nack and plane-restart over DeltaAggregatedResources (api_type DELTA_GRPC):
                   subscriptions, per-resource versions, ACK/NACK by nonce, initial_resource_versions on the new
-                  stream (svc); delta-removal: a cluster in removed_resources goes, svc keeps serving.
+                  stream (svc); delta-removal: a cluster in removed_resources goes, svc keeps serving;
+                  delta-eds-rds-removal: a removed route configuration and a removed assignment are kept (as
+                  Envoy: a serves on).
   plane-restart   the plane is stopped: the proxy keeps serving, control_plane.connected_state goes to 0; a new
                   plane on the same port gets requests with the versions the proxy has, pushes b, and b serves.
   lds-initial     envoyproxy/examples' dynamic-config-cp on loopback: its bootstrap (no listener; CDS and LDS over
@@ -831,6 +833,28 @@ def delta_removal(t):
     return "cluster extra removed by removed_resources (ACKed); svc kept serving"
 
 
+def delta_eds_rds_removal(t):
+    """Over delta: a route configuration or an assignment in removed_resources is kept (Envoy 1.40 logs it and
+    keeps serving the routes and endpoints it has)."""
+    a, b = backends(t, "a", "b")
+    p = plane(t)
+    seed(p, a.port)
+    proc, admin, port = start(t, p)
+    check(body(port) == "200 a", "GET /: %s" % body(port))
+    p.set(RDS, "2", [])
+    check(wait_for(lambda: any(v == "2" and n for v, n, e in p.acks(RDS)), 5), "the RDS removal got no answer: %s"
+          % p.acks(RDS))
+    time.sleep(0.3)
+    check(body(port) == "200 a", "after the route configuration's removal: %s" % body(port))
+    p.set(EDS, "3", [])
+    check(wait_for(lambda: any(v == "3" and n for v, n, e in p.acks(EDS)), 5), "the EDS removal got no answer: %s"
+          % p.acks(EDS))
+    time.sleep(0.3)
+    check(body(port) == "200 a", "after the assignment's removal: %s" % body(port))
+    check(proc.alive(), "the proxy died: %s" % proc.stderr_tail())
+    return "a removed route configuration and a removed assignment were kept; a serves on"
+
+
 SCENARIOS = [
     ("initial", initial),
     ("under-load", under_load),
@@ -844,6 +868,7 @@ SCENARIOS = [
     ("delta-nack", nack),
     ("delta-plane-restart", plane_restart),
     ("delta-removal", delta_removal),
+    ("delta-eds-rds-removal", delta_eds_rds_removal),
     ("lds-initial", lds_initial),
     ("lds-replace-under-load", lds_replace_under_load),
     ("lds-nack", lds_nack),

@@ -266,10 +266,10 @@ final class ADSClient: Sendable {
         respond(response.typeURL, version: response.versionInfo, nonce: response.nonce, error: error)
     }
 
-    /// A delta response: CDS (a wildcard type) is applied as the whole set the proxy then holds, so removed
-    /// clusters go; EDS and RDS responses carry only what they change, as state-of-the-world ones already do. A
-    /// removed assignment leaves its cluster without endpoints; a removed route configuration is kept, with an
-    /// error logged (Envoy's behaviour: RDS removals are not supported).
+    /// A delta response: CDS and LDS (wildcard types) are applied as the whole set the proxy then holds, so
+    /// removed clusters and listeners go; EDS and RDS responses carry only what they change, as state-of-the-world
+    /// ones already do. A removed assignment or route configuration is kept, with an error logged, as Envoy 1.40
+    /// does (its cluster keeps serving the endpoints it had; the ADS suite's delta-eds-rds-removal checks both).
     private func handleDelta(_ response: Envoy_Service_Discovery_V3_DeltaDiscoveryResponse) async {
         let url = response.typeURL
         let removed = response.removedResources
@@ -291,16 +291,7 @@ final class ADSClient: Sendable {
         } else {
             resources = response.resources.map(\.resource)
             versions = response.resources.map(\.version)
-            if url == DiscoveryResources.clusterLoadAssignment {
-                for name in removed {
-                    var empty = Envoy_Config_Endpoint_V3_ClusterLoadAssignment()
-                    empty.clusterName = name
-                    if let any = try? Google_Protobuf_Any(message: empty) {
-                        resources.append(any)
-                        versions.append("")
-                    }
-                }
-            } else if !removed.isEmpty {
+            if !removed.isEmpty {
                 Log.error("ads: the control plane removed resources of a type whose removal is not supported; kept",
                           [("type_url", url), ("names", removed.joined(separator: ","))])
             }

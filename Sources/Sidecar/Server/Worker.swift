@@ -126,7 +126,8 @@ final class Worker {
     }
 
     func register(_ h: any DrainableConnection) {
-        connections[ObjectIdentifier(h)] = h
+        // Counted once however often it registers, so that its one unregister ends its generation's count.
+        guard connections.updateValue(h, forKey: ObjectIdentifier(h)) == nil else { return }
         generationConnections[h.listenerGeneration, default: 0] += 1
     }
 
