@@ -235,8 +235,9 @@ def routes():
 
 def xds():
     """Serialized DiscoveryResponses: CDS (an EDS cluster with health checks, outlier detection and TLS; a static
-    one), EDS (priorities, localities, health status), RDS (routes with retries and a typed_per_filter_config), and
-    one with a field Pilotfish's subset lacks."""
+    one), EDS (priorities, localities, health status), RDS (routes with retries and a typed_per_filter_config), one
+    with a field Pilotfish's subset lacks, and LDS (filter chains by SNI, tcp_proxy, RDS by api_config_source and
+    ADS, a bind_to_port: false listener)."""
     from envoy.config.cluster.v3 import cluster_pb2
     from envoy.config.endpoint.v3 import endpoint_pb2
     from envoy.config.route.v3 import route_pb2
@@ -290,6 +291,35 @@ def xds():
     write("xds", response(rds, route_pb2.RouteConfiguration, routes), "rds")
     unknown = dict(clusters[1], track_cluster_stats={"timeout_budgets": True})
     write("xds", response(cds, cluster_pb2.Cluster, [unknown]), "cds-unknown-field")
+    from envoy.config.listener.v3 import listener_pb2
+    from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+    from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2  # noqa: F401
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
+    from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2  # noqa: F401
+    lds = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+           "stat_prefix": "http", "codec_type": "AUTO",
+           "rds": {"route_config_name": "dyn", "config_source": {"resource_api_version": "V3", "api_config_source": {
+               "api_type": "GRPC", "transport_api_version": "V3",
+               "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]}}},
+           "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
+    listeners = [
+        {"name": "listener_0", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 10000}},
+         "listener_filters": [{"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+             "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
+         "filter_chains": [
+             {"filter_chain_match": {"server_names": ["a.example"]}, "filters": [
+                 {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                     "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                     "stat_prefix": "tcp", "cluster": "static"}}]},
+             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]},
+        {"name": "virtual", "address": {"socket_address": {"address": "0.0.0.0", "port_value": 8080}},
+         "bind_to_port": False, "filter_chains": [
+             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": dict(
+                 hcm, rds={"route_config_name": "r8080", "config_source": {"ads": {}, "resource_api_version": "V3"}})}]}]},
+    ]
+    write("xds", response(lds, listener_pb2.Listener, listeners), "lds")
 
 
 if __name__ == "__main__":

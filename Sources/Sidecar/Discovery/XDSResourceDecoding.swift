@@ -20,7 +20,7 @@ package enum XDSResourceDecoding {
         return o
     }()
 
-    /// A serialized `DiscoveryResponse` as the ADS stream gets it, decoded as its `type_url` says (CDS, EDS or RDS),
+    /// A serialized `DiscoveryResponse` as the ADS stream gets it, decoded as its `type_url` says (CDS, EDS, LDS or RDS),
     /// as the proxy would before installing it; nil for bytes that are not one, a `ConfigError` naming what is wrong
     /// for one that cannot be taken. What the `xds` fuzz target runs.
     @discardableResult
@@ -38,6 +38,10 @@ package enum XDSResourceDecoding {
         case DiscoveryResources.routeConfiguration:
             return try decode(resources, versionInfo: version, typeURL: response.typeURL, what: "RDS",
                               httpFilters: HTTPFilterRegistry.catalog, decode: RouteConfiguration.decode,
+                              name: \.name).resources.count
+        case DiscoveryResources.listener:
+            return try decode(resources, versionInfo: version, typeURL: response.typeURL, what: "LDS",
+                              httpFilters: HTTPFilterRegistry.catalog, decode: Listener.decode,
                               name: \.name).resources.count
         default:
             return nil
