@@ -466,6 +466,10 @@ def lds_initial(t):
     dynamic = {d["name"]: d for d in listeners_dump(admin).get("dynamic_listeners", [])}
     active = dynamic.get("listener_0", {}).get("active_state", {})
     check(active.get("listener", {}).get("name") == "listener_0", "config_dump's listener_0: %s" % dynamic)
+    # State of the world: the response's version. Delta: the listener's own version, as Envoy shows it.
+    want = p.resource_version(LDS, "listener_0") if is_delta(t) else "1"
+    check(active.get("version_info") == want, "config_dump's listener_0 version %r, expected %r"
+          % (active.get("version_info"), want))
     # The example's second snapshot: the plane goes away, then comes back with version 2 (service2).
     p.stop()
     check(wait_for(lambda: stat(admin, "control_plane.connected_state") == 0, 10), "connected_state stayed 1")

@@ -116,7 +116,7 @@ final class DynamicConfig: @unchecked Sendable {
 
     /// The bootstrap with the resources accepted last, or these instead.
     private func compose(clusters next: [Cluster]? = nil,
-                         listeners nextListeners: (resources: [Listener], documents: [String], version: String)? = nil,
+                         listeners nextListeners: (resources: [Listener], documents: [String], versions: [String])? = nil,
                          routes nextRoutes: [RDSConfig: RouteConfiguration] = [:]) -> Composed
     {
         var out = bootstrap
@@ -131,15 +131,16 @@ final class DynamicConfig: @unchecked Sendable {
         if let subscription = listeners {
             let wanted = nextListeners ?? {
                 let state = subscription.current
-                return (state.resources, state.documents, state.versionInfo)
+                return (state.resources, state.documents,
+                        state.resourceVersions ?? Array(repeating: state.versionInfo, count: state.resources.count))
             }()
             let installed = installedListeners
-            for (l, revision) in zip(wanted.resources, wanted.documents) {
+            for (i, (l, revision)) in zip(wanted.resources, wanted.documents).enumerated() {
                 let warm = Self.connectionManagers(l).allSatisfy { $0.rds == nil || routeConfig($0.rds!) != nil }
                 if let before = installed[l.name], before.revision == revision {
                     lds[l.name] = before
                 } else if warm {
-                    lds[l.name] = LDSListener(listener: l, revision: revision, versionInfo: wanted.version, updated: Date())
+                    lds[l.name] = LDSListener(listener: l, revision: revision, versionInfo: wanted.versions[i], updated: Date())
                 } else if let before = installed[l.name] {
                     lds[l.name] = before
                 } else {
@@ -206,9 +207,9 @@ final class DynamicConfig: @unchecked Sendable {
         let before = routes
         subscribeRoutes(of: next)
         do {
-            // Delta xDS: each listener's own version.
-            let version = file.resourceVersions?.first ?? file.versionInfo
-            try self.install(compose(listeners: (next, file.documents, version)), install)
+            // Delta xDS: each listener's own version, as Envoy shows it.
+            let versions = file.resourceVersions ?? Array(repeating: file.versionInfo, count: next.count)
+            try self.install(compose(listeners: (next, file.documents, versions)), install)
         } catch {
             routesLock.withLock { ldsRoutes = ldsRoutes.filter { before[$0.key] != nil } }
             throw error
