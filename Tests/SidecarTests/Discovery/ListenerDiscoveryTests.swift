@@ -54,19 +54,21 @@ struct ListenerDiscoveryTests {
         let yaml = Self.proxyYAML(lds: "/x/lds.yaml", staticPort: 1)
         let b = try Bootstrap.load(text: yaml)
         #expect(b.dynamicResources?.listeners == .file(FileConfigSource(path: "/x/lds.yaml")))
-        let ads = yaml.replacingOccurrences(of: "path_config_source: {path: \"/x/lds.yaml\"}", with: "ads: {}")
+        let ads = try #require(Self.loadError(yaml.replacingOccurrences(
+            of: "path_config_source: {path: \"/x/lds.yaml\"}", with: "ads: {}")), "LDS over ADS without ads_config")
+        #expect(ads.path == "dynamic_resources.lds_config" && ads.message.contains("ads_config"))
+        let anonymous = try #require(Self.loadError(yaml.replacingOccurrences(
+            of: "node: {id: test, cluster: test}\n", with: "")), "LDS without a node")
+        #expect(anonymous.path == "dynamic_resources.lds_config" && anonymous.message.contains("node 'id' and 'cluster'"))
+    }
+
+    /// Why `text` is not a bootstrap; nil when it is one.
+    static func loadError(_ text: String) -> ConfigError? {
         do {
-            _ = try Bootstrap.load(text: ads)
-            Issue.record("LDS over ADS without ads_config was accepted")
-        } catch let e as ConfigError {
-            #expect(e.path == "dynamic_resources.lds_config" && e.message.contains("ads_config"))
-        }
-        let anonymous = yaml.replacingOccurrences(of: "node: {id: test, cluster: test}\n", with: "")
-        do {
-            _ = try Bootstrap.load(text: anonymous)
-            Issue.record("LDS without a node was accepted")
-        } catch let e as ConfigError {
-            #expect(e.path == "dynamic_resources.lds_config" && e.message.contains("node 'id' and 'cluster'"))
+            _ = try Bootstrap.load(text: text)
+            return nil
+        } catch {
+            return error as? ConfigError
         }
     }
 
@@ -82,12 +84,15 @@ struct ListenerDiscoveryTests {
             return
         }
         #expect(api.clusterName == "backend" && api.nodeOnFirstMessageOnly && !api.delta)
-        let cds = "node: {id: test, cluster: test}\ndynamic_resources:\n  cds_config: \(source)\n" + ProxyConfig.single(port: 1)
-        do {
-            _ = try Bootstrap.load(text: cds)
-            Issue.record("api_config_source for CDS was accepted")
-        } catch let e as ConfigError {
-            #expect(e.path.hasPrefix("dynamic_resources.cds_config.api_config_source") && e.message.contains("rds only"))
+        let cds = try #require(Self.loadError(
+            "node: {id: test, cluster: test}\ndynamic_resources:\n  cds_config: \(source)\n" + ProxyConfig.single(port: 1)),
+            "api_config_source for CDS")
+        #expect(cds.path.hasPrefix("dynamic_resources.cds_config.api_config_source") && cds.message.contains("rds only"))
+        // The stream's cluster: a static one, with an address.
+        let clusters = try Bootstrap.load(text: ProxyConfig.single(port: 1)).clusters
+        try Bootstrap.checkStreamCluster("backend", in: clusters) { ConfigError(path: "", line: nil, message: $0) }
+        #expect(throws: ConfigError.self) {
+            try Bootstrap.checkStreamCluster("nope", in: clusters) { ConfigError(path: "", line: nil, message: $0) }
         }
         let rest = source.replacingOccurrences(of: "api_type: GRPC", with: "api_type: REST")
         #expect(throws: ConfigError.self) {
