@@ -68,9 +68,11 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401 (registers the type for Any)
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2  # noqa: F401 (tls: DownstreamTlsContext)
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.route.v3 import rds_pb2_grpc
+from envoy.service.secret.v3 import sds_pb2_grpc
 from google.protobuf import json_format
 
 from suite_common import (
@@ -91,14 +93,15 @@ CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
+SDS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 H2_OPTIONS = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
     "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "explicit_http_config": {"http2_protocol_options": {}}}}
 MESSAGES = {CDS: cluster_pb2.Cluster, EDS: endpoint_pb2.ClusterLoadAssignment, RDS: route_pb2.RouteConfiguration,
-            LDS: listener_pb2.Listener}
-NAME_FIELD = {CDS: "name", EDS: "cluster_name", RDS: "name", LDS: "name"}
+            LDS: listener_pb2.Listener, SDS: secret_pb2.Secret}
+NAME_FIELD = {CDS: "name", EDS: "cluster_name", RDS: "name", LDS: "name", SDS: "name"}
 
 
 class ControlPlane:
@@ -114,6 +117,7 @@ class ControlPlane:
         self.state = {}  # type_url -> (version, {name: message})
         self.requests = []  # every DiscoveryRequest, in order
         self.route_streams = 0  # RouteDiscoveryService streams opened
+        self.secret_streams = 0  # SecretDiscoveryService streams opened
         self.streams = []
         self.nonce = 0
         self.released = threading.Event()
@@ -122,6 +126,7 @@ class ControlPlane:
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self._Servicer(self), self.server)
         rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server(self._RouteServicer(self), self.server)
+        sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(self._SecretServicer(self), self.server)
         if tls:
             cert, key, ca = (open(f, "rb").read() for f in tls)
             creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
@@ -152,6 +157,20 @@ class ControlPlane:
             return self.plane._stream(request_iterator, context)
 
         def DeltaRoutes(self, request_iterator, context):
+            return self.plane._delta_stream(request_iterator, context)
+
+    class _SecretServicer(sds_pb2_grpc.SecretDiscoveryServiceServicer):
+        """SecretDiscoveryService: an `api_config_source` stream of secrets only (as Istio's proxies have)."""
+
+        def __init__(self, plane):
+            self.plane = plane
+
+        def StreamSecrets(self, request_iterator, context):
+            with self.plane.lock:
+                self.plane.secret_streams += 1
+            return self.plane._stream(request_iterator, context)
+
+        def DeltaSecrets(self, request_iterator, context):
             return self.plane._delta_stream(request_iterator, context)
 
     class _Stream:
@@ -859,6 +878,175 @@ def delta_eds_rds_removal(t):
     return "a removed route configuration and a removed assignment were kept; a serves on"
 
 
+# ---- SDS: secrets from the plane ------------------------------------------------------------------------------------
+SDS_ADS = {"ads": {}, "resource_api_version": "V3"}
+# Istio's form: a SecretDiscoveryService stream of its own (there to a unix socket; here the plane's port).
+SECRET_STREAM = {"resource_api_version": "V3", "api_config_source": {
+    "api_type": "GRPC", "transport_api_version": "V3",
+    "grpc_services": [{"envoy_grpc": {"cluster_name": "xds_cluster"}}]}}
+
+
+def b64(path):
+    import base64
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def cert_secret(name, cred, key=None):
+    """A tls_certificate Secret with the PEM inline (inline_bytes, as control planes send it); `key`: another key."""
+    return {"name": name, "tls_certificate": {"certificate_chain": {"inline_bytes": b64(cred.cert)},
+                                              "private_key": {"inline_bytes": b64(key or cred.key)}}}
+
+
+def tls_listener(port, name="tls", stat_prefix="tls", secret="server_cert", source=None):
+    """An HTTPS listener (routes `dyn` over ADS) whose certificate is the SDS secret `secret` from `source`."""
+    doc = listener(port, "dyn", stat_prefix=stat_prefix, name=name)
+    doc["filter_chains"][0]["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "common_tls_context": {"tls_certificate_sds_secret_configs": [
+            {"name": secret, "sds_config": source or SDS_ADS}]}}}
+    return doc
+
+
+def https(pki, port):
+    """One HTTPS GET / (trusting the test CA): (status, body, fingerprint of the certificate served), or the error."""
+    from tls_kit import tls_request
+    o = tls_request(pki, port)
+    return (o.status, (o.body or "").strip(), o.peer_fp) if not o.error else ("error", o.error, None)
+
+
+def asked_for(p, type_url, name):
+    """Some request for `type_url` named `name` (state of the world: resource_names; delta: subscribe)."""
+    with p.lock:
+        requests = [r for r in p.requests if r.type_url == type_url]
+    return any(name in (r.resource_names_subscribe if hasattr(r, "resource_names_subscribe") else r.resource_names)
+               for r in requests)
+
+
+def secrets_dump(admin):
+    dump = json.loads(admin_get(admin, "/config_dump"))
+    found = [c for c in dump["configs"] if c["@type"].endswith("SecretsConfigDump")]
+    return found[0] if found else {}
+
+
+def sds_start(t, pki, p, source=None, hold_check=True):
+    """The standard bootstrap plus a static HTTPS listener whose certificate comes from the plane. Returns the
+    process, admin port and the HTTPS port, once /ready says 200 (after the plane was released)."""
+    admin, port, tport = free_ports(3)
+    doc = bootstrap(admin, port, p.port, delta=is_delta(t))
+    doc["static_resources"]["listeners"].append(tls_listener(tport, source=source))
+    path = t.write_config(doc)
+    proc = t.spawn(t.suite.proxy_argv(path), "proxy")
+    if hold_check:
+        check(wait_for(lambda: ready(admin)[0] == 503, 10), "/ready while the plane holds its answers: %s"
+              % (ready(admin),))
+        p.release()
+    check(wait_for(lambda: ready(admin)[0] == 200 or not proc.alive(), 15), "/ready: %s; %s"
+          % (ready(admin), proc.stderr_tail()))
+    return proc, admin, tport
+
+
+def sds_initial(t):
+    """A static listener's certificate from SDS over ADS: /ready waits for it; the plane's certificate is served
+    (ACKed, sds.server_cert.update_success, /config_dump's dynamic_active_secrets with the key redacted); version 2
+    of the secret (another certificate) is served on the next handshake."""
+    from tls_kit import Pki
+    pki = Pki(t.dir)
+    (a,) = backends(t, "a")
+    p = plane(t, hold=True)
+    seed(p, a.port)
+    p.set(SDS, "1", [cert_secret("server_cert", pki.server)])
+    proc, admin, tport = sds_start(t, pki, p)
+    got = https(pki, tport)
+    check(got == (200, "a", pki.server.fp), "HTTPS once ready: %s (the plane's certificate is %s)"
+          % (got, pki.server.fp[:12]))
+    check(wait_for(lambda: any(v == "1" and n and e is None for v, n, e in p.acks(SDS)), 5),
+          "no ACK of the secret: %s" % p.acks(SDS))
+    check(asked_for(p, SDS, "server_cert"), "server_cert was never asked for")
+    check(stat(admin, "sds.server_cert.update_success") >= 1, "sds.server_cert.update_success %d"
+          % stat(admin, "sds.server_cert.update_success"))
+    dump = secrets_dump(admin)
+    active = {d["name"]: d for d in dump.get("dynamic_active_secrets", [])}
+    check("server_cert" in active, "config_dump's secrets: %s" % short(json.dumps(dump)))
+    text = json.dumps(active["server_cert"])
+    check(b64(pki.server.key) not in text, "config_dump shows the private key")
+    p.set(SDS, "2", [cert_secret("server_cert", pki.server_v2)])
+    check(wait_for(lambda: https(pki, tport)[2] == pki.server_v2.fp, 5), "version 2's certificate never served: %s"
+          % (https(pki, tport),))
+    check(https(pki, tport)[:2] == (200, "a"), "HTTPS after the rotation: %s" % (https(pki, tport),))
+    return "the plane's certificate served once ready (ACKed, key redacted in /config_dump); version 2 rotated it"
+
+
+def sds_nack(t):
+    """A secret whose key does not match its certificate is NACKed (version stays 1, update_rejected); the
+    certificate of version 1 keeps being served."""
+    from tls_kit import Pki
+    pki = Pki(t.dir)
+    (a,) = backends(t, "a")
+    p = plane(t, hold=True)
+    seed(p, a.port)
+    p.set(SDS, "1", [cert_secret("server_cert", pki.server)])
+    proc, admin, tport = sds_start(t, pki, p)
+    check(https(pki, tport) == (200, "a", pki.server.fp), "HTTPS: %s" % (https(pki, tport),))
+    p.set(SDS, "2", [cert_secret("server_cert", pki.server_v2, key=pki.client.key)])
+    check(wait_for(lambda: any(e for v, n, e in p.acks(SDS)), 5), "no NACK: %s" % p.acks(SDS))
+    version, _, error = [x for x in p.acks(SDS) if x[2]][0]
+    if not is_delta(t):
+        check(version == "1", "the NACK's version_info is %r, not the last accepted 1" % version)
+    check(stat(admin, "sds.server_cert.update_rejected") >= 1, "sds.server_cert.update_rejected %d"
+          % stat(admin, "sds.server_cert.update_rejected"))
+    check(https(pki, tport) == (200, "a", pki.server.fp), "after the NACK: %s" % (https(pki, tport),))
+    check(proc.alive(), "the proxy died: %s" % proc.stderr_tail())
+    return "NACKed (%s); version 1's certificate still served" % short(error, 100)
+
+
+def sds_lds_warming(t):
+    """A listener from LDS whose certificate comes by SDS warms until the secret arrives: its port does not accept
+    before, and serves the plane's certificate after."""
+    from tls_kit import Pki
+    pki = Pki(t.dir)
+    (a,) = backends(t, "a")
+    port = free_ports(1)[0]
+    p = plane(t)
+    p.set(CDS, "1", [static_cluster("a", a.port)])
+    p.set(RDS, "1", [routes("a")])
+    doc = tls_listener(port, name="listener_0", stat_prefix="ingress")
+    p.set(LDS, "1", [doc])
+    admin = free_ports(1)[0]
+    path = t.write_config(lds_bootstrap(admin, p.port, delta=is_delta(t)))
+    proc = t.spawn(t.suite.proxy_argv(path), "proxy")
+    check(wait_for(lambda: any(v == "1" and n and e is None for v, n, e in p.acks(LDS)), 10),
+          "no ACK of the listener: %s" % p.acks(LDS))
+    check(wait_for(lambda: asked_for(p, SDS, "server_cert"), 5), "server_cert was never asked for")
+    time.sleep(0.5)
+    check(refused(port), "port %d accepts before the listener's secret arrived" % port)
+    warming = [d["name"] for d in listeners_dump(admin).get("dynamic_listeners", []) if "warming_state" in d]
+    check(warming == ["listener_0"], "listeners warming: %s" % warming)
+    p.set(SDS, "1", [cert_secret("server_cert", pki.server)])
+    check(wait_for(lambda: https(pki, port) == (200, "a", pki.server.fp), 10), "HTTPS once the secret arrived: %s"
+          % (https(pki, port),))
+    check(wait_for(lambda: ready(admin)[0] == 200, 5), "/ready: %s" % (ready(admin),))
+    return "listener_0 warmed until server_cert arrived (its port refused), then served it"
+
+
+def sds_stream(t):
+    """Istio's form: the secret from a SecretDiscoveryService stream of its own (sds_config.api_config_source to
+    xds_cluster): /ready waits for it, then it is served, and version 2 rotates it."""
+    from tls_kit import Pki
+    pki = Pki(t.dir)
+    (a,) = backends(t, "a")
+    p = plane(t, hold=True)
+    seed(p, a.port)
+    p.set(SDS, "1", [cert_secret("server_cert", pki.server)])
+    proc, admin, tport = sds_start(t, pki, p, source=SECRET_STREAM)
+    check(https(pki, tport) == (200, "a", pki.server.fp), "HTTPS once ready: %s" % (https(pki, tport),))
+    check(p.secret_streams >= 1, "the secret did not come by a SecretDiscoveryService stream")
+    p.set(SDS, "2", [cert_secret("server_cert", pki.server_v2)])
+    check(wait_for(lambda: https(pki, tport)[2] == pki.server_v2.fp, 5), "version 2's certificate never served: %s"
+          % (https(pki, tport),))
+    return "server_cert by its own SecretDiscoveryService stream; served once ready; version 2 rotated it"
+
+
 SCENARIOS = [
     ("initial", initial),
     ("under-load", under_load),
@@ -879,6 +1067,11 @@ SCENARIOS = [
     ("lds-removal", lds_removal),
     ("delta-lds-initial", lds_initial),
     ("delta-lds-removal", lds_removal),
+    ("sds-initial", sds_initial),
+    ("sds-nack", sds_nack),
+    ("sds-lds-warming", sds_lds_warming),
+    ("sds-stream", sds_stream),
+    ("delta-sds-initial", sds_initial),
 ]
 
 if __name__ == "__main__":

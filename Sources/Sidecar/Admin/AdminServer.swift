@@ -161,7 +161,8 @@ final class AdminHandler: ChannelInboundHandler {
             // Envoy leaves EDS out unless asked with include_eds.
             let endpoints = query.contains { $0.name == "include_eds" } ? server.endpointDiscovery.assignments : nil
             reply(.ok, ConfigDump.json(server.configSource, startTime: server.startTime,
-                                       dynamic: server.dynamicConfig, endpoints: endpoints), type: "application/json")
+                                       dynamic: server.dynamicConfig, endpoints: endpoints,
+                                       secrets: server.secretsForDump), type: "application/json")
         case "/listeners":
             var out = ""
             for (name, address) in server.listenerTable { out += "\(name)::\(address)\n" }

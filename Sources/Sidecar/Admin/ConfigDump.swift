@@ -7,9 +7,11 @@ import Yams
 enum ConfigDump {
     /// `startTime`: when the static resources were loaded; `dynamic`: the discovery files, when there are any.
     /// `endpoints`: the EDS files' assignments, for `?include_eds`.
+    /// `secrets`: the secrets from control planes, delivered and awaited, when some TLS context names one.
     static func json(_ source: String?, startTime: Date = Date(), dynamic: DynamicConfig? = nil,
                      endpoints: [(cluster: String, accepted: EndpointDiscovery.Accepted,
-                                  refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?)]? = nil)
+                                  refusal: DiscoverySubscription<ClusterLoadAssignment>.Refusal?)]? = nil,
+                     secrets: (active: [(name: String, entry: SecretDiscovery.Entry)], warming: [String])? = nil)
         -> String
     {
         guard let source, let node = try? Yams.compose(yaml: source) else { return "{\"configs\":[]}\n" }
@@ -19,6 +21,7 @@ enum ConfigDump {
         configs.append(listenersDump(root, startTime: startTime, dynamic))
         if let routes = dynamic?.routes, !routes.isEmpty { configs.append(routesDump(routes)) }
         if let endpoints { configs.append(endpointsDump(endpoints)) }
+        if let secrets { configs.append(secretsDump(secrets)) }
         let doc: [String: Any] = ["configs": configs]
         guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]) else {
             return "{\"configs\":[]}\n"
@@ -60,6 +63,22 @@ enum ConfigDump {
             return entry
         }
         return ["@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": dynamic]
+    }
+
+    /// Envoy's `SecretsConfigDump`: the secrets from control planes, those delivered (`dynamic_active_secrets`, as
+    /// delivered, the private key redacted) and those still awaited (`dynamic_warming_secrets`, by name).
+    private static func secretsDump(_ secrets: (active: [(name: String, entry: SecretDiscovery.Entry)], warming: [String]))
+        -> [String: Any]
+    {
+        let active = secrets.active.map { name, entry -> [String: Any] in
+            ["name": name, "version_info": entry.versionInfo, "last_updated": timestamp(entry.updated),
+             "secret": document(entry.document)]
+        }
+        let warming = secrets.warming.map { name -> [String: Any] in
+            ["name": name, "secret": ["@type": DiscoveryResources.secret, "name": name]]
+        }
+        return ["@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump", "dynamic_active_secrets": active,
+                "dynamic_warming_secrets": warming]
     }
 
     /// Envoy's `ListenersConfigDump`: the static listeners, and LDS's by name, each with the state it serves

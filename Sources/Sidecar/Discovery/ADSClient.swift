@@ -20,11 +20,12 @@ final class ADSClient: Sendable {
     typealias Apply = @Sendable (_ typeURL: String, _ resources: [Google_Protobuf_Any], _ versionInfo: String,
                                  _ resourceVersions: [String]?) -> String?
 
-    /// The gRPC service a stream speaks: the aggregated one (every type), or one type's own (RDS from an
-    /// `api_config_source`). Both carry the same DiscoveryRequest and DiscoveryResponse messages.
+    /// The gRPC service a stream speaks: the aggregated one (every type), or one type's own (RDS or SDS from an
+    /// `api_config_source`). All carry the same DiscoveryRequest and DiscoveryResponse messages.
     enum Service: Sendable {
         case aggregated
         case routes
+        case secrets
 
         var method: MethodDescriptor {
             switch self {
@@ -32,6 +33,8 @@ final class ADSClient: Sendable {
                                                method: "StreamAggregatedResources")
             case .routes: MethodDescriptor(fullyQualifiedService: "envoy.service.route.v3.RouteDiscoveryService",
                                            method: "StreamRoutes")
+            case .secrets: MethodDescriptor(fullyQualifiedService: "envoy.service.secret.v3.SecretDiscoveryService",
+                                            method: "StreamSecrets")
             }
         }
 
@@ -41,6 +44,8 @@ final class ADSClient: Sendable {
                                                method: "DeltaAggregatedResources")
             case .routes: MethodDescriptor(fullyQualifiedService: "envoy.service.route.v3.RouteDiscoveryService",
                                            method: "DeltaRoutes")
+            case .secrets: MethodDescriptor(fullyQualifiedService: "envoy.service.secret.v3.SecretDiscoveryService",
+                                            method: "DeltaSecrets")
             }
         }
     }
@@ -70,7 +75,7 @@ final class ADSClient: Sendable {
     /// `types`: the resource types wanted, in Envoy's order, with whether each is a wildcard subscription.
     /// `host`: an IP address, or a name resolved by DNS at each connection (as a STRICT_DNS cluster's is).
     /// `tls`: the ADS cluster's UpstreamTlsContext (nil: plaintext).
-    /// `service`: `.aggregated` counts `control_plane.connected_state`; a route stream counts nothing of its own.
+    /// `service`: `.aggregated` counts `control_plane.connected_state`; a route or secret stream counts nothing of its own.
     init(host: String, port: Int, tls: TLSContextConfig?, config: ADSConfig, nodeID: String, nodeCluster: String,
          service: Service = .aggregated,
          types: [(typeURL: String, wildcard: Bool)], initialFetchTimeout: TimeInterval, registry: StatsRegistry,

@@ -8,8 +8,9 @@ import SidecarUpstream
 /// configuration, from files or the ADS stream. Each accepted update gives a new bootstrap to install; updates are
 /// taken one at a time, so each one is built on the resources the others accepted last.
 ///
-/// A listener from LDS whose routes come by RDS warms (Envoy's word) until they arrive: it is left out of the
-/// bootstrap, or, when it replaces a listener of the same name, the one it replaces keeps serving meanwhile.
+/// A listener from LDS whose routes come by RDS, or whose TLS contexts name secrets from a control plane, warms
+/// (Envoy's word) until they arrive: it is left out of the bootstrap, or, when it replaces a listener of the same
+/// name, the one it replaces keeps serving meanwhile.
 final class DynamicConfig: @unchecked Sendable {
     let bootstrap: Bootstrap
     let clusters: DiscoverySubscription<Cluster>?
@@ -28,13 +29,16 @@ final class DynamicConfig: @unchecked Sendable {
         set { installedBox.withLockedValue { $0 = newValue } }
     }
     private let registry: StatsRegistry
+    /// The secrets control planes delivered: a listener from LDS naming one warms until it is there.
+    private let secrets: SecretDiscovery
     private let lock = NIOLock()
     /// Held while `ldsRoutes` is read or replaced (admin reads it without `lock`).
     private let routesLock = NIOLock()
 
-    init(bootstrap: Bootstrap, registry: StatsRegistry, httpFilters: HTTPFilterCatalog) {
+    init(bootstrap: Bootstrap, registry: StatsRegistry, httpFilters: HTTPFilterCatalog, secrets: SecretDiscovery) {
         self.bootstrap = bootstrap
         self.registry = registry
+        self.secrets = secrets
         clusters = bootstrap.dynamicResources?.clusters.map { source in
             DiscoverySubscription(source: source, what: "CDS", scopes: ["cluster_manager.cds"], registry: registry) {
                 try DiscoveryResources.clusters(path: $0)
@@ -137,6 +141,7 @@ final class DynamicConfig: @unchecked Sendable {
             let installed = installedListeners
             for (i, (l, revision)) in zip(wanted.resources, wanted.documents).enumerated() {
                 let warm = Self.connectionManagers(l).allSatisfy { $0.rds == nil || routeConfig($0.rds!) != nil }
+                    && Self.remoteSecrets(of: l).allSatisfy(secrets.has)
                 if let before = installed[l.name], before.revision == revision {
                     lds[l.name] = before
                 } else if warm {
@@ -220,6 +225,39 @@ final class DynamicConfig: @unchecked Sendable {
         routesLock.withLock { ldsRoutes = ldsRoutes.filter { named.contains($0.key) } }
     }
 
+    /// Secrets from a control plane arrived: the listeners that waited for them (and have their routes) are
+    /// installed. Returns why that was refused.
+    @discardableResult
+    func secretsArrived(_ install: Install) -> String? {
+        lock.withLock {
+            guard listeners != nil else { return nil }
+            let c = compose()
+            guard c.revisions != installedListeners.mapValues(\.revision) else { return nil }
+            do {
+                try self.install(c, install)
+                return nil
+            } catch {
+                Log.warning("sds: the listeners that waited for secrets were refused", [("error", "\(error)")])
+                return "\(error)"
+            }
+        }
+    }
+
+    /// The secrets from control planes that the TLS contexts of `listener`'s filter chains name.
+    static func remoteSecrets(of listener: Listener) -> [SDSSecretReference] {
+        ConfigSnapshot.networkChains(listener).flatMap { $0.tls?.remoteSecretReferences ?? [] }
+    }
+
+    /// The secrets from control planes that the resources from discovery name: every listener from LDS (warming
+    /// ones too) and every cluster from CDS.
+    var dynamicSecretReferences: Set<SDSSecretReference> {
+        var out = Set<SDSSecretReference>()
+        for l in listeners?.current.resources ?? [] { out.formUnion(Self.remoteSecrets(of: l)) }
+        for l in installedListeners.values { out.formUnion(Self.remoteSecrets(of: l.listener)) }
+        for c in clusters?.current.resources ?? [] { out.formUnion(c.tls?.remoteSecretReferences ?? []) }
+        return out
+    }
+
     /// A route subscription for each `rds` of `listeners` (from LDS) that has none.
     private func subscribeRoutes(of listeners: [Listener]) {
         let catalog = HTTPFilterRegistry.catalog
@@ -238,7 +276,8 @@ final class DynamicConfig: @unchecked Sendable {
     }
 
     /// What LDS may not do: replace a static listener, take routes from a file (file RDS is for static
-    /// listeners), name ADS without a stream, or use SDS secrets (the secret watcher knows the static ones only).
+    /// listeners), name ADS without a stream, or use SDS secrets from files (the secret watcher knows the static
+    /// ones only; secrets from a control plane are taken).
     private func checkListeners(_ next: [Listener]) throws {
         let statics = Set(bootstrap.listeners.map(\.name)).subtracting(bootstrap.fallbackListeners)
         for (i, l) in next.enumerated() {
@@ -266,9 +305,23 @@ final class DynamicConfig: @unchecked Sendable {
                         break
                     }
                 }
-                if let tls = chain.tls, !TLSContextProvider(tls, listener: l, chain: chain).secretReferences.isEmpty {
-                    throw ConfigError(path: at + ".transport_socket", line: nil, message:
-                        "listener '\(l.name)': a listener from LDS can only use certificate files, not SDS secrets")
+                for ref in chain.tls?.secretReferences ?? [] {
+                    let path = at + ".transport_socket"
+                    switch ref.source {
+                    case .file:
+                        throw ConfigError(path: path, line: nil, message:
+                            "listener '\(l.name)': a listener from LDS takes SDS secrets from a control plane "
+                            + "('ads: {}' or api_config_source) or certificate files, not SDS files")
+                    case .ads where bootstrap.dynamicResources?.ads == nil:
+                        throw ConfigError(path: path, line: nil,
+                                          message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
+                    case .grpc(let api):
+                        try Bootstrap.checkStreamCluster(api.clusterName, in: bootstrap.clusters) {
+                            ConfigError(path: path, line: nil, message: $0)
+                        }
+                    case .ads:
+                        break
+                    }
                 }
             }
         }
@@ -285,6 +338,20 @@ final class DynamicConfig: @unchecked Sendable {
             for (i, c) in next.enumerated() where c.eds?.source == .ads {
                 throw ConfigError(path: "resources[\(i)].eds_cluster_config.eds_config", line: nil,
                                   message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
+            }
+        }
+        for (i, c) in next.enumerated() {
+            for ref in c.tls?.remoteSecretReferences ?? [] {
+                let path = "resources[\(i)].transport_socket"
+                if ref.source == .ads && bootstrap.dynamicResources?.ads == nil {
+                    throw ConfigError(path: path, line: nil,
+                                      message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
+                }
+                if case .grpc(let api) = ref.source {
+                    try Bootstrap.checkStreamCluster(api.clusterName, in: bootstrap.clusters) {
+                        ConfigError(path: path, line: nil, message: $0)
+                    }
+                }
             }
         }
     }

@@ -19,7 +19,12 @@ enum ChainInstaller {
                             serverName: serverName, id: id, log: log)
             return
         }
-        let snapshot = tls.provider.snapshot
+        guard let snapshot = tls.provider.readySnapshot else {
+            // Its secrets have not come from the control plane: closed, as Envoy's not-ready TLS socket does.
+            tls.provider.secretsNotReady.increment()
+            channel.close(promise: nil)
+            return
+        }
         let gate = DownstreamTLSHandshake(
             snapshot: snapshot, requireClientCertificate: tls.provider.config.requireClientCertificate,
             stats: tls.stats, worker: worker, owner: tls.provider.owner, requestedServerName: serverName

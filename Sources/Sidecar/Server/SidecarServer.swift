@@ -24,7 +24,7 @@ public final class SidecarServer: @unchecked Sendable {
     /// Why the bootstrap's own snapshot could not be built (thrown by `start`).
     private var snapshotError: Error?
     /// Serialises `install` calls.
-    private let installLock = NIOLock()
+    let installLock = NIOLock()
     let group: MultiThreadedEventLoopGroup
     private(set) var workers: [(loop: EventLoop, worker: NIOLoopBound<Worker>)] = []
     private var adminChannel: Channel?
@@ -40,6 +40,8 @@ public final class SidecarServer: @unchecked Sendable {
     var listenerTLSStats: [SocketAddressConfig: TLSStats] = [:]
     var rbacStats: [RBACStats.Scope: RBACStats] = [:]
     private var secretWatcher: SecretWatcher?
+    /// Secrets from control planes (SDS over ADS or a secret stream of its own).
+    let secretDiscovery: SecretDiscovery
     /// The overload manager's global downstream connection count, when `overload_manager` configures it.
     let globalConnectionLimit: GlobalConnectionLimit?
     let startTime = Date()
@@ -54,8 +56,8 @@ public final class SidecarServer: @unchecked Sendable {
     private var discoveryWatchers: [FileMoveWatcher] = []
     /// The aggregated discovery stream, when `ads_config` names a control plane (started with the workers).
     private var adsClient: ADSClient?
-    /// Route streams (`api_config_source`), by source (see `SidecarServer+RouteStreams.swift`).
-    let routeStreamClients = NIOLockedValueBox<[ADSConfig: ADSClient]>([:])
+    /// Route and secret streams (`api_config_source`), by service and source (see `SidecarServer+SourceStreams.swift`).
+    let sourceStreamClients = NIOLockedValueBox<[SourceStream: ADSClient]>([:])
     /// Admin /ready answers 503 PRE_INITIALIZING while set: from the start until the ADS stream's first fetch
     /// is over, as Envoy's init manager holds the server.
     private let preInitializing = NIOLockedValueBoxBool()
@@ -103,8 +105,13 @@ public final class SidecarServer: @unchecked Sendable {
         // The CDS file's clusters join the static ones from the start, and RDS files give their connection
         // managers' routes; a file refused now leaves its resources out, and the next one moved into place is
         // tried again.
+        // Readiness waits for the first fetch, and for secrets from control planes the static resources name.
         preInitializing.value = bootstrap.dynamicResources?.ads != nil
-        let dynamic = DynamicConfig(bootstrap: bootstrap, registry: registry, httpFilters: HTTPFilterRegistry.catalog)
+            || bootstrap.tlsContexts.contains { !$0.config.remoteSecretReferences.isEmpty }
+        let secretDiscovery = SecretDiscovery(registry: registry)
+        self.secretDiscovery = secretDiscovery
+        let dynamic = DynamicConfig(bootstrap: bootstrap, registry: registry, httpFilters: HTTPFilterRegistry.catalog,
+                                    secrets: secretDiscovery)
         dynamicConfig = dynamic.isEmpty ? nil : dynamic
         let (effective, revisions) = dynamicConfig?.initial() ?? (bootstrap, [:])
         endpointDiscovery = EndpointDiscovery(registry: registry)
@@ -172,7 +179,7 @@ public final class SidecarServer: @unchecked Sendable {
                 providers.reduce(0) { $0 + $1.loads.value }
             }
         }
-        let watched = tlsProviders.filter { !$0.secretReferences.isEmpty }
+        let watched = tlsProviders.filter { $0.secretReferences.contains { $0.file != nil } }
         if !watched.isEmpty {
             secretWatcher = SecretWatcher(providers: watched, registry: registry, eventLoop: group.next())
         }
@@ -186,9 +193,9 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     /// Reads every certificate, key and CA file the config names, so a missing or mismatched file stops the
-    /// start with an error naming it.
+    /// start with an error naming it. A context whose secrets come from a control plane is built when they arrive.
     public func loadTLS() throws {
-        try Self.load(tlsProviders)
+        try Self.load(tlsProviders, secrets: secretDiscovery.secrets)
     }
 
     /// `--mode validate`: reads every certificate, key and CA file the config names, without starting anything.
@@ -216,24 +223,28 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     /// Reads a TLS context that arrived while the proxy runs (`owner`: what it belongs to; `from`: how it came),
-    /// refusing SDS secrets: the secret watcher only knows the secrets of the config it started with.
-    private static func loadFiles(_ provider: TLSContextProvider, of owner: String, from: String) throws {
-        guard provider.secretReferences.isEmpty else {
-            throw ServerError("\(owner): transport_socket names SDS secrets; \(from) can only use certificate files")
+    /// refusing SDS files (the secret watcher only knows the files of the config it started with). One whose
+    /// secrets from a control plane have not arrived is built when they do.
+    private static func loadFiles(_ provider: TLSContextProvider, of owner: String, from: String,
+                                  secrets: [SDSSecretReference: SecretFile.Secret] = [:]) throws {
+        guard provider.secretReferences.allSatisfy({ $0.file == nil }) else {
+            throw ServerError("\(owner): transport_socket names SDS files; \(from) can only use certificate files "
+                + "or secrets from a control plane")
         }
-        do {
-            try provider.load()
-        } catch {
-            throw ServerError("\(owner): \(error)")
-        }
+        try load([provider], secrets: secrets, owner: owner)
     }
 
-    private static func load(_ providers: [TLSContextProvider]) throws {
+    /// Builds each context; one waiting for secrets from a control plane is left for when they arrive. Errors name
+    /// `owner`, else the context's own owner.
+    private static func load(_ providers: [TLSContextProvider], secrets: [SDSSecretReference: SecretFile.Secret] = [:],
+                             owner: String? = nil) throws {
         for p in providers {
             do {
-                try p.load()
+                try p.load(secrets: secrets)
+            } catch is TLSMaterial.SecretNotReady {
+                continue
             } catch {
-                throw ServerError("\(p.owner): \(error)")
+                throw ServerError("\(owner ?? p.owner): \(error)")
             }
         }
     }
@@ -315,7 +326,11 @@ public final class SidecarServer: @unchecked Sendable {
     private func startDiscoveryWatchers() throws {
         try endpointDiscovery.start { [weak self] name, hosts in self?.pushHosts(name, hosts) }
         try startADS()
-        startRouteStreams()
+        startSourceStreams()
+        if bootstrap.dynamicResources?.ads == nil && preInitializing.value {
+            // Secrets by streams of their own only: readiness waits for them, at most Envoy's initial fetch timeout.
+            releaseWhenWarm(deadline: .now() + 15)
+        }
         guard let dynamicConfig else { return }
         discoveryWatchers = try dynamicConfig.watchers { [weak self] what in self?.reload(what) }
         for w in discoveryWatchers { w.start() }
@@ -334,16 +349,18 @@ public final class SidecarServer: @unchecked Sendable {
         types.append((DiscoveryResources.clusterLoadAssignment, false))
         if dynamicConfig?.listenersFromADS ?? false { types.append((DiscoveryResources.listener, true)) }
         types.append((DiscoveryResources.routeConfiguration, false))
+        types.append((DiscoveryResources.secret, false))
         let timeout = Double(bootstrap.dynamicResources?.initialFetchTimeout.nanoseconds ?? 15_000_000_000) / 1e9
         let endpointDiscovery = self.endpointDiscovery
         let dynamicConfig = self.dynamicConfig
         let client = try ADSClient(
             host: address.address, port: address.port, tls: cluster.tls, config: ads, nodeID: bootstrap.nodeID ?? "", nodeCluster: bootstrap.nodeCluster ?? "",
             types: types, initialFetchTimeout: timeout, registry: registry,
-            names: { url in
+            names: { [weak self] url in
                 switch url {
                 case DiscoveryResources.clusterLoadAssignment: return endpointDiscovery.adsServiceNames
                 case DiscoveryResources.routeConfiguration: return dynamicConfig?.adsRouteNames ?? []
+                case DiscoveryResources.secret: return Set(self?.wantedSecrets(from: .ads).map(\.name) ?? [])
                 default: return []
                 }
             },
@@ -354,21 +371,27 @@ public final class SidecarServer: @unchecked Sendable {
                                      ("tls", cluster.tls == nil ? "no" : "yes")])
         client.start { [weak self] in
             Log.info("ads: initial fetch done", [])
-            self?.releaseWhenListenersWarm(deadline: .now() + max(timeout, 0.001))
+            self?.releaseWhenWarm(deadline: .now() + max(timeout, 0.001))
         }
     }
 
-    /// Readiness waits, after the first fetch, for the listeners it brought to warm (their routes arrived), as
-    /// Envoy's init manager does, at most until `deadline` (the initial fetch timeout again).
-    private func releaseWhenListenersWarm(deadline: DispatchTime) {
+    /// Readiness waits, after the first fetch, for the listeners it brought to warm (their routes and secrets
+    /// arrived) and for the secrets from control planes that TLS contexts name, as Envoy's init manager does, at
+    /// most until `deadline` (the initial fetch timeout again).
+    private func releaseWhenWarm(deadline: DispatchTime) {
         let warming = dynamicConfig?.listenerStates().warming.count ?? 0
-        guard warming > 0, DispatchTime.now() < deadline, !stopping.value else {
+        let missing = missingSecrets
+        guard warming > 0 || !missing.isEmpty, DispatchTime.now() < deadline, !stopping.value else {
             if warming > 0 { Log.warning("ads: listeners still warming; ready without them", [("warming", "\(warming)")]) }
+            if !missing.isEmpty {
+                Log.warning("sds: secrets have not arrived; ready without them (their connections fail until they do)",
+                            [("secrets", missing.map(\.name).joined(separator: ","))])
+            }
             preInitializing.value = false
             return
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.02) { [weak self] in
-            self?.releaseWhenListenersWarm(deadline: deadline)
+            self?.releaseWhenWarm(deadline: deadline)
         }
     }
 
@@ -387,7 +410,11 @@ public final class SidecarServer: @unchecked Sendable {
                                                decode: Cluster.decode, name: \.name)
             }
             guard let dynamicConfig else { return "CDS is not configured to come from ADS" }
-            return dynamicConfig.applyADSClusters(decoded) { try install($0, listenerRevisions: $1) }
+            let refused = dynamicConfig.applyADSClusters(decoded) { try install($0, listenerRevisions: $1) }
+            // Clusters that arrived may name secrets to ask for.
+            adsClient?.refreshNames()
+            startSourceStreams()
+            return refused
         case DiscoveryResources.routeConfiguration:
             let decoded = Result {
                 try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
@@ -405,7 +432,7 @@ public final class SidecarServer: @unchecked Sendable {
             let refused = dynamicConfig.applyADSListeners(decoded) { try install($0, listenerRevisions: $1) }
             // Listeners that arrived may name route configurations to ask for.
             adsClient?.refreshNames()
-            startRouteStreams()
+            startSourceStreams()
             return refused
         case DiscoveryResources.clusterLoadAssignment:
             let decoded = Result {
@@ -414,6 +441,8 @@ public final class SidecarServer: @unchecked Sendable {
                                                decode: ClusterLoadAssignment.decode, name: \.clusterName)
             }
             return endpointDiscovery.applyADS(decoded)
+        case DiscoveryResources.secret:
+            return applySecrets(typeURL, resources, versionInfo, resourceVersions, from: .ads)
         default:
             return "Pilotfish does not take \(typeURL) resources"
         }
@@ -429,7 +458,7 @@ public final class SidecarServer: @unchecked Sendable {
         switch what {
         case .clusters: return dynamicConfig.reloadClusters { try install($0, listenerRevisions: $1) }
         case .listeners:
-            defer { startRouteStreams() }
+            defer { startSourceStreams() }
             return dynamicConfig.reloadListeners { try install($0, listenerRevisions: $1) }
         case .routes(let rds): return dynamicConfig.reloadRoutes(rds) { try install($0, listenerRevisions: $1) }
         }
@@ -518,9 +547,11 @@ public final class SidecarServer: @unchecked Sendable {
             let drained = set.drained
             set.removeDrained()
             let plan = try planListeners(next.listeners, revisions: listenerRevisions, in: &set)
+            let secrets = secretDiscovery.secrets
             for g in plan.created {
                 for provider in g.tlsProviders {
-                    try Self.loadFiles(provider, of: "listener '\(g.config.name)'", from: "a listener added while the proxy runs")
+                    try Self.loadFiles(provider, of: "listener '\(g.config.name)'", from: "a listener added while the proxy runs",
+                                       secrets: secrets)
                 }
             }
             let before = Set(current.clusters.map(ObjectIdentifier.init))
@@ -528,7 +559,8 @@ public final class SidecarServer: @unchecked Sendable {
             let added = infos.filter { !before.contains(ObjectIdentifier($0)) }
             for info in added {
                 guard let provider = info.tls?.provider else { continue }
-                try Self.loadFiles(provider, of: "cluster '\(info.name)'", from: "a cluster added while the proxy runs")
+                try Self.loadFiles(provider, of: "cluster '\(info.name)'", from: "a cluster added while the proxy runs",
+                                   secrets: secrets)
             }
             let active = plan.active.map(\.generation)
             let served = Self.acceptors(active)
@@ -784,7 +816,7 @@ public final class SidecarServer: @unchecked Sendable {
         secretWatcher?.stop()
         for w in discoveryWatchers { w.stop() }
         adsClient?.stop()
-        stopRouteStreams()
+        stopSourceStreams()
         endpointDiscovery.stop()
         statsFlushTask?.cancel()
         let loop = group.next()

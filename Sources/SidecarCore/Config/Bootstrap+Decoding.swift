@@ -97,6 +97,27 @@ extension Bootstrap {
                 try Self.checkStreamCluster(api.clusterName, in: clusters) { doc.error(at: at, $0) }
             }
         }
+        for (at, tls) in tlsContexts {
+            for ref in tls.secretReferences {
+                guard case .grpc(let api) = ref.source else { continue }
+                try Self.checkStreamCluster(api.clusterName, in: clusters) { doc.error(at: at, $0) }
+            }
+        }
+    }
+
+    /// Every TLS context of the static resources, with where it is (filter chains' transport sockets, then
+    /// clusters').
+    package var tlsContexts: [(at: String, config: TLSContextConfig)] {
+        var out: [(String, TLSContextConfig)] = []
+        for (i, l) in listeners.enumerated() {
+            for (c, chain) in (l.filterChains + [l.defaultFilterChain].compactMap { $0 }).enumerated() {
+                if let tls = chain.tls { out.append(("static_resources.listeners[\(i)].filter_chains[\(c)].transport_socket", tls)) }
+            }
+        }
+        for (i, c) in clusters.enumerated() {
+            if let tls = c.tls { out.append(("static_resources.clusters[\(i)].transport_socket", tls)) }
+        }
+        return out
     }
 
     /// The cluster a discovery stream (`api_config_source`) goes to: a static cluster with an endpoint.
@@ -123,6 +144,9 @@ extension Bootstrap {
         }
         for (i, c) in clusters.enumerated() where user == nil && c.eds?.source == .ads {
             user = "static_resources.clusters[\(i)].eds_cluster_config"
+        }
+        for (at, tls) in tlsContexts where user == nil && tls.secretReferences.contains(where: { $0.source == .ads }) {
+            user = at
         }
         guard let ads = dynamicResources?.ads else {
             if let user { throw doc.error(at: user, "'ads: {}' needs dynamic_resources.ads_config") }

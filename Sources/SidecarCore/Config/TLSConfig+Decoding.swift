@@ -1,3 +1,4 @@
+import Foundation
 extension TLSContextConfig {
     package static let transportSocketName = "envoy.transport_sockets.tls"
     package static let downstreamType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
@@ -130,12 +131,22 @@ extension TLSContextConfig {
 extension DataSourceConfig {
     package static func decode(_ value: ConfigValue) throws -> DataSourceConfig {
         let o = try value.object()
-        try o.unsupported(["inline_bytes", "environment_variable", "watched_directory"])
-        guard let (key, v) = try o.oneOf(["filename", "inline_string"]) else {
-            throw value.error("expected filename or inline_string")
+        try o.unsupported(["environment_variable", "watched_directory"])
+        guard let (key, v) = try o.oneOf(["filename", "inline_string", "inline_bytes"]) else {
+            throw value.error("expected filename, inline_string or inline_bytes")
         }
         try o.finish()
-        return key == "filename" ? .file(try v.nonEmptyString()) : .inline(try v.nonEmptyString())
+        switch key {
+        case "filename": return .file(try v.nonEmptyString())
+        case "inline_string": return .inline(try v.nonEmptyString())
+        default:
+            // Bytes in Envoy's JSON/YAML form are base64 (how control planes send certificates and keys).
+            guard let data = Data(base64Encoded: try v.nonEmptyString()), !data.isEmpty,
+                  let text = String(data: data, encoding: .utf8) else {
+                throw v.error("inline_bytes must be base64 of PEM text")
+            }
+            return .inline(text)
+        }
     }
 }
 
@@ -211,36 +222,14 @@ extension TLSParams {
 }
 
 extension SDSSecretReference {
-    /// `SdsSecretConfig` whose `sds_config` is a file: `path_config_source {path, watched_directory}` (or the
-    /// deprecated `path`). Secrets from a control plane over gRPC are not supported yet.
+    /// `SdsSecretConfig`: the secret's name and its `sds_config`: a file (`path_config_source {path,
+    /// watched_directory}` or the deprecated `path`), `ads: {}`, or `api_config_source` (a SecretDiscoveryService
+    /// stream to a static cluster).
     package static func decode(_ value: ConfigValue) throws -> SDSSecretReference {
         let o = try value.object()
         let name = try o.required("name").nonEmptyString()
-        let sourceValue = try o.required("sds_config")
-        let s = try sourceValue.object()
-        try s.unsupported(["api_config_source", "ads", "self", "authorities", "initial_fetch_timeout"])
-        if let v = s.optional("resource_api_version") {
-            guard try v.string() == "V3" else { throw v.error("only resource_api_version V3 is supported") }
-        }
-        var path: String
-        var watched: String?
-        if let pcs = s.optional("path_config_source") {
-            if s.has("path") { throw sourceValue.error("set path_config_source or path, not both") }
-            let p = try pcs.object()
-            path = try p.required("path").nonEmptyString()
-            if let w = p.optional("watched_directory") {
-                let wo = try w.object()
-                watched = try wo.required("path").nonEmptyString()
-                try wo.finish()
-            }
-            try p.finish()
-        } else if let p = s.optional("path") {
-            path = try p.nonEmptyString()
-        } else {
-            throw sourceValue.error("sds_config needs path_config_source (secrets from a file); other config sources are not supported by Pilotfish yet")
-        }
-        try s.finish()
+        let source = try ConfigSource.decode(try o.required("sds_config"), streams: true)
         try o.finish()
-        return SDSSecretReference(name: name, path: path, watchedDirectory: watched)
+        return SDSSecretReference(name: name, source: source)
     }
 }

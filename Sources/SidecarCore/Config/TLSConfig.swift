@@ -17,6 +17,19 @@ public struct TLSContextConfig: Sendable, Equatable {
     public var sni: String?
 }
 
+extension TLSContextConfig {
+    /// The SDS secrets this context reads (certificate first, then validation context).
+    public var secretReferences: [SDSSecretReference] {
+        var refs: [SDSSecretReference] = []
+        if case .sds(let r) = certificates { refs.append(r) }
+        if case .sds(let r, _) = validation { refs.append(r) }
+        return refs
+    }
+
+    /// The secrets a control plane delivers (not files).
+    public var remoteSecretReferences: [SDSSecretReference] { secretReferences.filter { $0.file == nil } }
+}
+
 /// Where a certificate/key pair comes from.
 public enum CertificateSource: Sendable, Equatable {
     case none
@@ -81,10 +94,18 @@ public struct TLSParams: Sendable, Equatable {
     public var ecdhCurves: [String] = []
 }
 
-/// A secret named in `tls_certificate_sds_secret_configs` / `validation_context_sds_secret_config`, served
-/// from a file (`sds_config.path_config_source`) that is re-read when it or the files it names change.
+/// A secret named in `tls_certificate_sds_secret_configs` / `validation_context_sds_secret_config`, and where it
+/// comes from: a file (`sds_config.path_config_source`, re-read when it or the files it names change), the ADS
+/// stream (`ads: {}`) or a SecretDiscoveryService stream of its own (`api_config_source`).
 public struct SDSSecretReference: Sendable, Equatable, Hashable {
     public var name: String
-    public var path: String
-    public var watchedDirectory: String?
+    public var source: ConfigSource
+
+    public init(name: String, source: ConfigSource) {
+        self.name = name
+        self.source = source
+    }
+
+    /// The SDS file, for a secret served from one.
+    public var file: FileConfigSource? { source.file }
 }

@@ -94,6 +94,7 @@ public enum DiscoveryResources {
     public static let routeConfiguration = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
     public static let clusterLoadAssignment = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
     public static let listener = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    public static let secret = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
     /// An LDS file's listeners; their connection managers' filters are those of `httpFilters`.
     package static func listeners(path: String, httpFilters: HTTPFilterCatalog) throws -> DiscoveryFile<Listener> {

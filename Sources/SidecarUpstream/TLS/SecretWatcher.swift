@@ -34,7 +34,7 @@ package final class SecretWatcher: Sendable {
         var byRef: [SDSSecretReference: [TLSContextProvider]] = [:]
         var order: [SDSSecretReference] = []
         for p in providers {
-            for r in p.secretReferences {
+            for r in p.secretReferences where r.file != nil {
                 if byRef[r] == nil { order.append(r) }
                 byRef[r, default: []].append(p)
             }
@@ -90,13 +90,13 @@ package final class SecretWatcher: Sendable {
                 state.withLockedValue { $0[w.reference] = (now, nil) }
                 w.success.increment()
                 Log.info("secret rotated", [
-                    ("secret", w.reference.name), ("file", w.reference.path), ("serial", serial ?? "-"),
+                    ("secret", w.reference.name), ("file", w.reference.file?.path ?? "-"), ("serial", serial ?? "-"),
                 ])
             } catch {
                 state.withLockedValue { $0[w.reference]!.refused = now }
                 w.rotationFailed.increment()
                 Log.warning("secret update refused; keeping the current one", [
-                    ("secret", w.reference.name), ("file", w.reference.path), ("reason", "\(error)"),
+                    ("secret", w.reference.name), ("file", w.reference.file?.path ?? "-"), ("reason", "\(error)"),
                 ])
             }
         }
@@ -111,7 +111,7 @@ package final class SecretWatcher: Sendable {
 
     /// The states of the SDS file and of every file its secret names.
     package func fileStates(_ ref: SDSSecretReference) -> [FileState] {
-        let sds = Self.fileState(ref.path)
+        let sds = Self.fileState(ref.file?.path ?? "")
         let files: [String]
         if let cached = named.withLockedValue({ $0[ref] }), cached.sds == sds {
             files = cached.files

@@ -59,31 +59,44 @@ package final class TLSContextProvider: Sendable {
         self.init(config: config, owner: "cluster '\(cluster.name)'", http1Alternative: options.needsHTTP1OnlyALPN)
     }
 
-    /// The context new connections use. The server loads every provider before it accepts a connection.
+    /// Connections refused because a secret from a control plane had not arrived: Envoy's
+    /// `downstream_context_secrets_not_ready` / `upstream_context_secrets_not_ready`.
+    package let secretsNotReady = ManagedCounter()
+
+    /// The context new connections use. The server loads every provider before it accepts a connection, except
+    /// those whose secrets come from a control plane: see `readySnapshot`.
     package var snapshot: Snapshot {
         guard let s = current.withLockedValue({ $0 }) else { preconditionFailure("\(owner): TLS context used before load()") }
         return s
     }
 
-    /// Reads the files and swaps in a new context (first load, or rotation). On failure the current one stays.
+    /// The context new connections use, nil while its secrets from a control plane have not arrived (a connection
+    /// then fails, as Envoy's not-ready TLS socket does).
+    package var readySnapshot: Snapshot? { current.withLockedValue { $0 } }
+
+    /// Reads the files (and the `secrets` control planes delivered) and swaps in a new context (first load, or
+    /// rotation). On failure the current one stays.
     @discardableResult
-    package func load() throws -> Snapshot {
-        let s = try Self.build(config, owner: owner, http1Alternative: http1Alternative)
+    package func load(secrets: [SDSSecretReference: SecretFile.Secret] = [:]) throws -> Snapshot {
+        let s = try Self.build(config, owner: owner, http1Alternative: http1Alternative, secrets: secrets)
         current.withLockedValue { $0 = s }
         loads.increment()
         return s
     }
 
-    /// SDS secrets this context reads: the files to watch for rotation.
-    package var secretReferences: [SDSSecretReference] {
-        var refs: [SDSSecretReference] = []
-        if case .sds(let r) = config.certificates { refs.append(r) }
-        if case .sds(let r, _) = config.validation { refs.append(r) }
-        return refs
+    /// Builds the context `secrets` would give, without swapping it in: checks a secret update.
+    package func check(secrets: [SDSSecretReference: SecretFile.Secret]) throws {
+        _ = try Self.build(config, owner: owner, http1Alternative: http1Alternative, secrets: secrets)
     }
 
-    package static func build(_ config: TLSContextConfig, owner: String, http1Alternative: Bool = false) throws -> Snapshot {
-        let m = try TLSMaterial.load(config)
+    /// SDS secrets this context reads: files to watch for rotation, or secrets a control plane delivers.
+    package var secretReferences: [SDSSecretReference] {
+        config.secretReferences
+    }
+
+    package static func build(_ config: TLSContextConfig, owner: String, http1Alternative: Bool = false,
+                              secrets: [SDSSecretReference: SecretFile.Secret] = [:]) throws -> Snapshot {
+        let m = try TLSMaterial.load(config, secrets: secrets)
         var tls: TLSConfiguration
         switch config.side {
         case .downstream:

@@ -25,8 +25,22 @@ package struct TLSMaterial {
         package var description: String
     }
 
-    /// Reads everything `config` names, resolving SDS secrets from their files.
-    package static func load(_ config: TLSContextConfig) throws -> TLSMaterial {
+    /// A secret from a control plane that has not arrived: the context cannot be built yet (Envoy's "secrets not
+    /// ready").
+    package struct SecretNotReady: Error, CustomStringConvertible {
+        package var reference: SDSSecretReference
+        package var description: String { "SDS secret '\(reference.name)' has not arrived from the control plane" }
+    }
+
+    /// Reads everything `config` names, resolving SDS secrets from their files, or from `secrets` (what control
+    /// planes delivered) for those that come over xDS.
+    package static func load(_ config: TLSContextConfig,
+                             secrets: [SDSSecretReference: SecretFile.Secret] = [:]) throws -> TLSMaterial {
+        func secret(_ ref: SDSSecretReference) throws -> SecretFile.Secret {
+            guard ref.file == nil else { return try SecretFile.load(ref) }
+            guard let s = secrets[ref] else { throw SecretNotReady(reference: ref) }
+            return s
+        }
         var m = TLSMaterial()
         switch config.certificates {
         case .none:
@@ -34,9 +48,8 @@ package struct TLSMaterial {
         case .inline(let certs):
             if let c = certs.first { m.identity = try loadIdentity(c) }
         case .sds(let ref):
-            let secret = try SecretFile.load(ref)
-            guard case .certificate(let c) = secret else {
-                throw LoadError(description: "SDS secret '\(ref.name)' in \(ref.path) is not a tls_certificate")
+            guard case .certificate(let c) = try secret(ref) else {
+                throw LoadError(description: "SDS secret '\(ref.name)' \(Self.origin(ref)) is not a tls_certificate")
             }
             m.identity = try loadIdentity(c)
         }
@@ -47,9 +60,8 @@ package struct TLSMaterial {
             try m.apply(v)
             try m.requireTrustedCA()
         case .sds(let ref, let defaults):
-            let secret = try SecretFile.load(ref)
-            guard case .validation(let v) = secret else {
-                throw LoadError(description: "SDS secret '\(ref.name)' in \(ref.path) is not a validation_context")
+            guard case .validation(let v) = try secret(ref) else {
+                throw LoadError(description: "SDS secret '\(ref.name)' \(Self.origin(ref)) is not a validation_context")
             }
             // combined_validation_context: the static part's SAN matchers, the secret's CA (and its matchers).
             try m.apply(defaults)
@@ -57,6 +69,15 @@ package struct TLSMaterial {
             try m.requireTrustedCA()
         }
         return m
+    }
+
+    /// Where a secret came from, for errors.
+    private static func origin(_ ref: SDSSecretReference) -> String {
+        switch ref.source {
+        case .file(let f): return "in \(f.path)"
+        case .ads: return "from the ADS stream"
+        case .grpc(let api): return "from the SDS stream to '\(api.clusterName)'"
+        }
     }
 
     private mutating func apply(_ v: CertificateValidationConfig) throws {

@@ -39,6 +39,14 @@ extension ConnectionPool {
     package func open(to address: SocketAddress, source: UpstreamSource, http1Only: Bool = false,
                       halfClosure: Bool = false) -> EventLoopFuture<OpenedUpstreamChannel> {
         let stats = self.stats, cs = clusterStats
+        if let tls = cluster.tls, tls.provider.readySnapshot == nil {
+            // Its secrets have not come from the control plane: a failed connection, as Envoy's not-ready TLS socket.
+            tls.provider.secretsNotReady.increment()
+            stats.inc(cs.cxTotal)
+            stats.inc(cs.cxDestroy)
+            stats.inc(cs.cxConnectFail)
+            return eventLoop.makeFailedFuture(UpstreamTLSHandshake.Failed(reason: "secrets not ready"))
+        }
         let handshake = UpstreamTLSHandshake(cluster: cluster, workerStats: stats, eventLoop: eventLoop, http1Only: http1Only)
         let connectStart = NIODeadline.now()
         stats.inc(cs.cxTotal)
