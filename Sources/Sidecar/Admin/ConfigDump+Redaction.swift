@@ -15,6 +15,7 @@ import SidecarCore
 /// redacted too, so the dump stays safe if one is accepted later.
 extension ConfigDump {
     static let redacted = "[redacted]"
+    static let redactedBytes = Data(redacted.utf8).base64EncodedString()
 
     static func redactSecrets(_ value: Any) -> Any {
         if let list = value as? [Any] { return list.map(redactSecrets) }
@@ -59,7 +60,12 @@ extension ConfigDump {
     private static func redactEverything(_ value: Any) -> Any {
         switch value {
         case let list as [Any]: return list.map(redactEverything)
-        case let map as [String: Any]: return map.mapValues(redactEverything)
+        case let map as [String: Any]:
+            // A bytes field holds base64: Envoy shows the base64 of "[redacted]".
+            return Dictionary(uniqueKeysWithValues: map.map { key, child in
+                (key, ConfigObject.snakeCase(key) == "inline_bytes" && child is String
+                    ? redactedBytes : redactEverything(child))
+            })
         case is NSNull: return value
         default: return redacted
         }

@@ -17,11 +17,12 @@ enum ConfigDump {
         guard let source, let node = try? Yams.compose(yaml: source) else { return "{\"configs\":[]}\n" }
         let root = redactSecrets(toJSON(node))
         let bootstrap = ["@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", "bootstrap": root] as [String: Any]
-        var configs: [Any] = [bootstrap, clustersDump(root, startTime: startTime, dynamic?.clusters?.current)]
+        var configs: [Any] = [bootstrap, clustersDump(root, startTime: startTime, dynamic?.clusters?.current,
+                                                      warming: dynamic?.warmingClusters ?? [])]
         configs.append(listenersDump(root, startTime: startTime, dynamic))
         if let routes = dynamic?.routes, !routes.isEmpty { configs.append(routesDump(routes)) }
         if let endpoints { configs.append(endpointsDump(endpoints)) }
-        if let secrets { configs.append(secretsDump(secrets)) }
+        if let secrets { configs.append(secretsDump(secrets, startTime: startTime)) }
         let doc: [String: Any] = ["configs": configs]
         guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys]) else {
             return "{\"configs\":[]}\n"
@@ -67,15 +68,17 @@ enum ConfigDump {
 
     /// Envoy's `SecretsConfigDump`: the secrets from control planes, those delivered (`dynamic_active_secrets`, as
     /// delivered, the private key redacted) and those still awaited (`dynamic_warming_secrets`, by name).
-    private static func secretsDump(_ secrets: (active: [(name: String, entry: SecretDiscovery.Entry)], warming: [String]))
-        -> [String: Any]
+    private static func secretsDump(_ secrets: (active: [(name: String, entry: SecretDiscovery.Entry)], warming: [String]),
+                                    startTime: Date) -> [String: Any]
     {
         let active = secrets.active.map { name, entry -> [String: Any] in
             ["name": name, "version_info": entry.versionInfo, "last_updated": timestamp(entry.updated),
              "secret": document(entry.document)]
         }
+        // As Envoy shows a secret it waits for.
         let warming = secrets.warming.map { name -> [String: Any] in
-            ["name": name, "secret": ["@type": DiscoveryResources.secret, "name": name]]
+            ["name": name, "version_info": "uninitialized", "last_updated": timestamp(startTime),
+             "secret": ["@type": DiscoveryResources.secret, "name": name]]
         }
         return ["@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump", "dynamic_active_secrets": active,
                 "dynamic_warming_secrets": warming]
@@ -134,9 +137,9 @@ enum ConfigDump {
 
     /// Envoy's `ClustersConfigDump`: the static clusters, and the CDS file's with its `version_info`. When the
     /// last file was refused, each dynamic cluster carries the refusal as `error_state`, and the clusters shown
-    /// are those still serving.
-    private static func clustersDump(_ bootstrap: Any, startTime: Date, _ state: DiscoverySubscription<Cluster>.State?)
-        -> [String: Any]
+    /// are those still serving. Clusters named in `warming` (waiting for secrets) are `dynamic_warming_clusters`.
+    private static func clustersDump(_ bootstrap: Any, startTime: Date, _ state: DiscoverySubscription<Cluster>.State?,
+                                     warming: Set<String>) -> [String: Any]
     {
         func typed(_ cluster: Any) -> Any { Self.typed(cluster, clusterType) }
         let statics = ((bootstrap as? [String: Any])?["static_resources"] as? [String: Any])?["clusters"] as? [Any] ?? []
@@ -146,14 +149,21 @@ enum ConfigDump {
         ]
         guard let state else { return dump }
         dump["version_info"] = state.versionInfo
-        dump["dynamic_active_clusters"] = state.documents.enumerated().map { i, text -> [String: Any] in
+        var active: [Any] = [], waiting: [Any] = []
+        for (i, text) in state.documents.enumerated() {
             // Delta xDS: the resource's own version, as Envoy shows it.
             let version = state.resourceVersions.map { $0[i] } ?? state.versionInfo
             var entry: [String: Any] = ["version_info": version, "cluster": typed(document(text))]
             if let updated = state.lastUpdated { entry["last_updated"] = timestamp(updated) }
             if let refusal = state.lastError { entry["error_state"] = errorState(refusal) }
-            return entry
+            if state.resources.indices.contains(i), warming.contains(state.resources[i].name) {
+                waiting.append(entry)
+            } else {
+                active.append(entry)
+            }
         }
+        dump["dynamic_active_clusters"] = active
+        if !waiting.isEmpty { dump["dynamic_warming_clusters"] = waiting }
         return dump
     }
 

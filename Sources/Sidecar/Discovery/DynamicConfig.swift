@@ -10,7 +10,8 @@ import SidecarUpstream
 ///
 /// A listener from LDS whose routes come by RDS, or whose TLS contexts name secrets from a control plane, warms
 /// (Envoy's word) until they arrive: it is left out of the bootstrap, or, when it replaces a listener of the same
-/// name, the one it replaces keeps serving meanwhile.
+/// name, the one it replaces keeps serving meanwhile. A cluster from CDS whose TLS context names secrets from a
+/// control plane warms the same way.
 final class DynamicConfig: @unchecked Sendable {
     let bootstrap: Bootstrap
     let clusters: DiscoverySubscription<Cluster>?
@@ -27,6 +28,18 @@ final class DynamicConfig: @unchecked Sendable {
     private var installedListeners: [String: LDSListener] {
         get { installedBox.withLockedValue { $0 } }
         set { installedBox.withLockedValue { $0 = newValue } }
+    }
+    /// The clusters from CDS of the bootstrap installed last, by name. Written under `lock`; admin reads it too.
+    private let installedClustersBox = NIOLockedValueBox<[String: Cluster]>([:])
+    private var installedClusters: [String: Cluster] {
+        get { installedClustersBox.withLockedValue { $0 } }
+        set { installedClustersBox.withLockedValue { $0 = newValue } }
+    }
+
+    /// The clusters from CDS not installed as CDS gave them: they wait for secrets from a control plane.
+    var warmingClusters: Set<String> {
+        let installed = installedClusters
+        return Set((clusters?.current.resources ?? []).filter { installed[$0.name] != $0 }.map(\.name))
     }
     private let registry: StatsRegistry
     /// The secrets control planes delivered: a listener from LDS naming one warms until it is there.
@@ -78,6 +91,7 @@ final class DynamicConfig: @unchecked Sendable {
         var bootstrap: Bootstrap
         var revisions: [String: String]
         fileprivate var lds: [String: LDSListener]
+        fileprivate var cds: [String: Cluster]
     }
 
     /// A listener from LDS as installed: the resource, its revision (the resource as delivered), and the version
@@ -108,6 +122,7 @@ final class DynamicConfig: @unchecked Sendable {
             }
             let c = compose()
             installedListeners = c.lds
+            installedClusters = c.cds
             return (c.bootstrap, c.revisions)
         }
     }
@@ -116,6 +131,7 @@ final class DynamicConfig: @unchecked Sendable {
     private func install(_ c: Composed, _ install: Install) throws {
         try install(c.bootstrap, c.revisions)
         installedListeners = c.lds
+        installedClusters = c.cds
     }
 
     /// The bootstrap with the resources accepted last, or these instead.
@@ -124,7 +140,16 @@ final class DynamicConfig: @unchecked Sendable {
                          routes nextRoutes: [RDSConfig: RouteConfiguration] = [:]) -> Composed
     {
         var out = bootstrap
-        out.clusters = bootstrap.clusters + (next ?? clusters?.current.resources ?? [])
+        // CDS clusters: those whose secrets arrived; the one installed before for the others (warming).
+        var cds: [String: Cluster] = [:]
+        var fromCDS: [Cluster] = []
+        for c in next ?? clusters?.current.resources ?? [] {
+            let chosen = (c.tls?.remoteSecretReferences ?? []).allSatisfy(secrets.has) ? c : installedClusters[c.name]
+            guard let chosen else { continue }
+            cds[c.name] = chosen
+            fromCDS.append(chosen)
+        }
+        out.clusters = bootstrap.clusters + fromCDS
         let routes = self.routes
         func routeConfig(_ rds: RDSConfig) -> RouteConfiguration? {
             nextRoutes[rds] ?? routes[rds]?.current.resources.first
@@ -168,7 +193,7 @@ final class DynamicConfig: @unchecked Sendable {
             for c in out.listeners[l].filterChains.indices { resolve(&out.listeners[l].filterChains[c]) }
             if out.listeners[l].defaultFilterChain != nil { resolve(&out.listeners[l].defaultFilterChain!) }
         }
-        return Composed(bootstrap: out, revisions: lds.mapValues(\.revision), lds: lds)
+        return Composed(bootstrap: out, revisions: lds.mapValues(\.revision), lds: lds, cds: cds)
     }
 
     /// Reads the CDS file again; `install` gets the bootstrap with its clusters. Returns why it was refused.
@@ -225,19 +250,19 @@ final class DynamicConfig: @unchecked Sendable {
         routesLock.withLock { ldsRoutes = ldsRoutes.filter { named.contains($0.key) } }
     }
 
-    /// Secrets from a control plane arrived: the listeners that waited for them (and have their routes) are
-    /// installed. Returns why that was refused.
+    /// Secrets from a control plane arrived: the listeners and clusters that waited for them (listeners: and have
+    /// their routes) are installed. Returns why that was refused.
     @discardableResult
     func secretsArrived(_ install: Install) -> String? {
         lock.withLock {
-            guard listeners != nil else { return nil }
+            guard listeners != nil || clusters != nil else { return nil }
             let c = compose()
-            guard c.revisions != installedListeners.mapValues(\.revision) else { return nil }
+            guard c.revisions != installedListeners.mapValues(\.revision) || c.cds != installedClusters else { return nil }
             do {
                 try self.install(c, install)
                 return nil
             } catch {
-                Log.warning("sds: the listeners that waited for secrets were refused", [("error", "\(error)")])
+                Log.warning("sds: the resources that waited for secrets were refused", [("error", "\(error)")])
                 return "\(error)"
             }
         }

@@ -105,7 +105,12 @@ final class SecretDiscovery: Sendable {
                 // Checked above: only a secret still missing gets here.
             }
         }
-        for ref in next.keys { counters(for: ref.name).success.wrappingIncrement(ordering: .relaxed) }
+        let now = Int(Date().timeIntervalSince1970 * 1000)
+        for ref in next.keys {
+            let c = counters(for: ref.name)
+            c.success.wrappingIncrement(ordering: .relaxed)
+            c.updateTime.store(now, ordering: .relaxed)
+        }
         return (nil, !changed.isEmpty)
     }
 }

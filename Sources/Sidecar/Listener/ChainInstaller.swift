@@ -21,7 +21,7 @@ enum ChainInstaller {
         }
         guard let snapshot = tls.provider.readySnapshot else {
             // Its secrets have not come from the control plane: closed, as Envoy's not-ready TLS socket does.
-            tls.provider.secretsNotReady.increment()
+            worker.stats.inc(tls.stats.secretsNotReady)
             channel.close(promise: nil)
             return
         }

@@ -53,7 +53,7 @@ public enum DataSourceConfig: Sendable, Equatable {
     package var description: String {
         switch self {
         case .file(let p): return p
-        case .inline: return "inline_string"
+        case .inline: return "<inline>"
         }
     }
 }

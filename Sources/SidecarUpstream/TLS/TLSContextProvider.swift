@@ -59,10 +59,6 @@ package final class TLSContextProvider: Sendable {
         self.init(config: config, owner: "cluster '\(cluster.name)'", http1Alternative: options.needsHTTP1OnlyALPN)
     }
 
-    /// Connections refused because a secret from a control plane had not arrived: Envoy's
-    /// `downstream_context_secrets_not_ready` / `upstream_context_secrets_not_ready`.
-    package let secretsNotReady = ManagedCounter()
-
     /// The context new connections use. The server loads every provider before it accepts a connection, except
     /// those whose secrets come from a control plane: see `readySnapshot`.
     package var snapshot: Snapshot {

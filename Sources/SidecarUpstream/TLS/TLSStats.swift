@@ -7,6 +7,11 @@ package struct TLSStats: Sendable {
     package let failVerifyNoCert, failVerifyError, failVerifySAN, failVerifyCertHash: Int
     /// `ssl.versions.<version>`, shown once non-zero (Envoy creates them on first use).
     package let versionTLS10, versionTLS11, versionTLS12, versionTLS13: Int
+    /// Connections refused because the context's secrets from a control plane had not arrived:
+    /// `listener.<address>.server_ssl_socket_factory.downstream_context_secrets_not_ready`,
+    /// `cluster.<name>.client_ssl_socket_factory.upstream_context_secrets_not_ready` (Envoy has them for every TLS
+    /// context).
+    package let secretsNotReady: Int
 
     /// `scope` is "listener.0.0.0.0_443" or "cluster.backend"; `family`/`label` as the scope's other stats.
     package init(scope: String, familyPrefix: String, label: (String, String), registry r: StatsRegistry) {
@@ -28,6 +33,10 @@ package struct TLSStats: Sendable {
         versionTLS11 = version("TLSv1.1")
         versionTLS12 = version("TLSv1.2")
         versionTLS13 = version("TLSv1.3")
+        let factory = familyPrefix == "listener"
+            ? "server_ssl_socket_factory.downstream_context_secrets_not_ready"
+            : "client_ssl_socket_factory.upstream_context_secrets_not_ready"
+        secretsNotReady = r.register("\(scope).\(factory)", .counter, family: "\(familyPrefix).\(factory)", labels: [label])
     }
 
     /// The counter of a negotiated version.

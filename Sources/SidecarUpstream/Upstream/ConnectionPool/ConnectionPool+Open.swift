@@ -41,7 +41,7 @@ extension ConnectionPool {
         let stats = self.stats, cs = clusterStats
         if let tls = cluster.tls, tls.provider.readySnapshot == nil {
             // Its secrets have not come from the control plane: a failed connection, as Envoy's not-ready TLS socket.
-            tls.provider.secretsNotReady.increment()
+            stats.inc(tls.stats.secretsNotReady)
             stats.inc(cs.cxTotal)
             stats.inc(cs.cxDestroy)
             stats.inc(cs.cxConnectFail)
