@@ -45,6 +45,17 @@ Scenarios:
                   listener_0 keeps serving; listener_removed 1. delta-lds-removal: the same over DELTA_GRPC.
   lds-nack        a listener with two identical filter chains is NACKed (version stays 1); the listener keeps
                   serving; /config_dump shows the error_state.
+  sds-initial     a static HTTPS listener whose certificate is the SDS secret server_cert over ADS (inline_bytes):
+                  /ready waits for it; then the plane's certificate is served, ACKed, counted, shown in
+                  /config_dump's SecretsConfigDump with the key redacted; version 2 (another certificate) is
+                  served on the next handshake. delta-sds-initial: the same over DELTA_GRPC.
+  sds-nack        a secret whose key does not match its certificate is NACKed; version 1's certificate serves on.
+  sds-lds-warming a listener from LDS naming the secret warms (its port refuses; dynamic_warming_secrets shows
+                  server_cert uninitialized) until the secret arrives, then serves it.
+  sds-stream      Istio's form: the secret over a SecretDiscoveryService stream of its own (api_config_source).
+  sds-cluster-warming
+                  a CDS cluster whose client certificate and CA come by SDS warms (dynamic_warming_clusters; no
+                  request reaches the backend) until both arrive, then reaches an mTLS backend as CN client.
 
 Output: a PASS/FAIL line per scenario and `xds-ads: N passed, N failed, 0 skipped`; exit 1 if any failed. Only
 loopback is used; processes are stopped by PID, pass or fail.

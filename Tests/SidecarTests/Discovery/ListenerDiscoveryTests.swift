@@ -281,10 +281,11 @@ struct PodDefaultsControlPlaneTests {
             ListenerDiscoveryTests.listener("virtualOutbound", body: "plane", port: port),
         ]))
         #expect(ClusterDiscoveryTests.waitUntil { (try? RawClient.fetch(port: port, "GET", "/").bodyString) == "plane" })
-        #expect(server.listenerTable.map(\.name) == ["virtualOutbound"])
+        #expect(ClusterDiscoveryTests.waitUntil { server.listenerTable.map(\.name) == ["virtualOutbound"] })
         // Removed by the plane: the fallback serves again.
         try dir.replace("lds.yaml", with: ListenerDiscoveryTests.file(version: "3", []))
         #expect(ClusterDiscoveryTests.waitUntil { (try? RawClient.fetch(port: port, "GET", "/").bodyString) == "fixed" })
-        #expect(server.listenerTable.map(\.name) == ["virtual_outbound"])
+        // The workers serve the new listener set a moment before the server's own table names it.
+        #expect(ClusterDiscoveryTests.waitUntil { server.listenerTable.map(\.name) == ["virtual_outbound"] })
     }
 }
