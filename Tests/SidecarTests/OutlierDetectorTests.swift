@@ -483,7 +483,7 @@ import Testing
         }
         let active = s.registry.names.firstIndex(of: "cluster.c.outlier_detection.ejections_active")
         #expect(active.map { s.registry.kinds[$0] } == .gauge)
-        #expect(active.map { s.registry.snapshot.prometheus[$0].family } == "cluster.outlier_detection.ejections_active")
+        #expect(active.map { s.registry.snapshot.family($0).family } == "cluster.outlier_detection.ejections_active")
     }
 
     @Test func statsCountDetectionsEnforcementsAndOverflows() {

@@ -296,7 +296,7 @@ import Testing
         _ = RBACStats(scope, registry: r)
         var out: [String: (String, [String])] = [:]
         for i in 0..<r.count {
-            out[r.names[i]] = (r.snapshot.prometheus[i].family, r.snapshot.prometheus[i].labels.map { "\($0.0)=\($0.1)" })
+            out[r.names[i]] = (r.snapshot.family(i).family, r.snapshot.family(i).labels.map { "\($0.0)=\($0.1)" })
         }
         return out
     }

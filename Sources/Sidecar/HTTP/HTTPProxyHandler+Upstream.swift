@@ -462,7 +462,7 @@ extension HTTPProxyHandler {
     func countUpstreamStatus(_ code: Int, _ cluster: ClusterInfo) {
         stats.inc(cluster.stats.rqCompleted)
         stats.inc(cluster.stats.responseClass(code))
-        if let slot = cluster.stats.code(code) { stats.inc(slot) }
+        cluster.stats.countCode(code, cluster: cluster.name, in: stats, dynamic: worker.registry.dynamic)
     }
 
     static func isConnectTimeout(_ error: Error) -> Bool {

@@ -130,7 +130,7 @@ final class ShadowRequest: UpstreamResponseReceiver {
             }
             worker.stats.inc(entry.stats.rqCompleted)
             worker.stats.inc(entry.stats.responseClass(code))
-            if let slot = entry.stats.code(code) { worker.stats.inc(slot) }
+            entry.stats.countCode(code, cluster: entry.name, in: worker.stats, dynamic: worker.registry.dynamic)
         case .body:
             break
         case .end:

@@ -9,7 +9,7 @@ final class Worker {
     let eventLoop: EventLoop
     let stats: WorkerStats
     /// Where `stats` finds room for stats registered while the proxy runs (clusters added by CDS).
-    private let registry: StatsRegistry
+    let registry: StatsRegistry
     /// The config new streams start on, with this worker's thread-local clusters for it. Replaced by `install`
     /// on this loop; read once per stream (one reference load, no lock or atomic).
     private(set) var current: WorkerSnapshot

@@ -74,62 +74,84 @@ public struct ClusterStats: Sendable {
     /// `upstream_rq_completed`: every upstream answer charged to the cluster, local overflow replies included.
     public let rqCompleted: Int
     public let rqXX: Int  // first of upstream_rq_1xx ... 5xx
-    public let rqCode: Int  // slot of upstream_rq_100; code c is at rqCode + c - 100
+    /// Slot of the first of `knownCodes`' `upstream_rq_<code>`; code c is at rqCode + codeIndex[c - 100].
+    public let rqCode: Int
     /// Histogram slots: `upstream_rq_time` (request sent upstream to response complete), `upstream_cx_connect_ms`
     /// (connect started to established, TLS handshake included) and `upstream_cx_length_ms` (connect started to
     /// closed, for connections that were established).
     public let rqTime, cxConnectMs, cxLengthMs: Int
 
+    /// The fixed stats of every cluster, registered as one group (see `StatsRegistry.registerGroup`), in slot order.
+    static let fixed: [(suffix: String, kind: StatsRegistry.Kind)] = [
+        ("upstream_cx_total", .counter), ("upstream_cx_active", .gauge), ("upstream_cx_connect_fail", .counter),
+        ("upstream_cx_connect_timeout", .counter), ("upstream_cx_destroy", .counter), ("upstream_rq_total", .counter),
+        ("upstream_rq_active", .gauge), ("upstream_rq_timeout", .counter), ("upstream_rq_pending_total", .counter),
+        ("upstream_rq_pending_active", .gauge), ("membership_total", .gauge), ("membership_healthy", .gauge),
+        ("upstream_cx_rx_bytes_total", .counter), ("upstream_cx_tx_bytes_total", .counter),
+        ("upstream_cx_none_healthy", .counter), ("upstream_cx_overflow", .counter),
+        ("upstream_rq_pending_overflow", .counter), ("upstream_rq_active_overflow", .counter),
+        ("upstream_rq_completed", .counter), ("upstream_rq_retry_overflow", .counter), ("upstream_rq_retry", .counter),
+        ("upstream_rq_retry_success", .counter), ("upstream_rq_retry_limit_exceeded", .counter),
+        ("upstream_rq_retry_backoff_exponential", .counter), ("upstream_rq_per_try_timeout", .counter),
+        ("upstream_rq_per_try_idle_timeout", .counter), ("upstream_rq_rx_reset", .counter),
+        ("upstream_rq_tx_reset", .counter), ("upstream_rq_max_duration_reached", .counter),
+        ("upstream_cx_max_duration_reached", .counter), ("upstream_cx_idle_timeout", .counter),
+        ("lb_healthy_panic", .counter), ("upstream_cx_http1_total", .counter), ("upstream_cx_http2_total", .counter),
+        ("upstream_cx_max_requests", .counter),
+    ]
+    static let fixedSuffixes = fixed.map(\.suffix)
+    static let fixedKinds = fixed.map(\.kind)
+
     package init(cluster: String, registry r: StatsRegistry) {
-        let label = ("envoy_cluster_name", cluster)
-        func reg(_ s: String, _ k: StatsRegistry.Kind) -> Int {
-            r.register("cluster.\(cluster).\(s)", k, family: "cluster.\(s)", labels: [label])
-        }
-        cxTotal = reg("upstream_cx_total", .counter)
-        cxActive = reg("upstream_cx_active", .gauge)
-        cxConnectFail = reg("upstream_cx_connect_fail", .counter)
-        cxConnectTimeout = reg("upstream_cx_connect_timeout", .counter)
-        cxDestroy = reg("upstream_cx_destroy", .counter)
-        rqTotal = reg("upstream_rq_total", .counter)
-        rqActive = reg("upstream_rq_active", .gauge)
-        rqTimeout = reg("upstream_rq_timeout", .counter)
-        rqPendingTotal = reg("upstream_rq_pending_total", .counter)
-        rqPendingActive = reg("upstream_rq_pending_active", .gauge)
-        membershipTotal = reg("membership_total", .gauge)
-        membershipHealthy = reg("membership_healthy", .gauge)
-        cxRxBytes = reg("upstream_cx_rx_bytes_total", .counter)
-        cxTxBytes = reg("upstream_cx_tx_bytes_total", .counter)
-        cxNoneHealthy = reg("upstream_cx_none_healthy", .counter)
-        cxOverflow = reg("upstream_cx_overflow", .counter)
-        rqPendingOverflow = reg("upstream_rq_pending_overflow", .counter)
-        rqActiveOverflow = reg("upstream_rq_active_overflow", .counter)
-        rqCompleted = reg("upstream_rq_completed", .counter)
-        rqRetryOverflow = reg("upstream_rq_retry_overflow", .counter)
-        rqRetry = reg("upstream_rq_retry", .counter)
-        rqRetrySuccess = reg("upstream_rq_retry_success", .counter)
-        rqRetryLimitExceeded = reg("upstream_rq_retry_limit_exceeded", .counter)
-        rqRetryBackoffExponential = reg("upstream_rq_retry_backoff_exponential", .counter)
-        rqPerTryTimeout = reg("upstream_rq_per_try_timeout", .counter)
-        rqPerTryIdleTimeout = reg("upstream_rq_per_try_idle_timeout", .counter)
-        rqRxReset = reg("upstream_rq_rx_reset", .counter)
-        rqTxReset = reg("upstream_rq_tx_reset", .counter)
-        rqMaxDurationReached = reg("upstream_rq_max_duration_reached", .counter)
-        cxMaxDurationReached = reg("upstream_cx_max_duration_reached", .counter)
-        cxIdleTimeout = reg("upstream_cx_idle_timeout", .counter)
-        lbHealthyPanic = reg("lb_healthy_panic", .counter)
-        cxHTTP1Total = reg("upstream_cx_http1_total", .counter)
-        cxHTTP2Total = reg("upstream_cx_http2_total", .counter)
-        cxMaxRequests = reg("upstream_cx_max_requests", .counter)
+        let label = [("envoy_cluster_name", cluster)]
+        let first = r.registerGroup("cluster.\(cluster).", suffixes: Self.fixedSuffixes, kinds: Self.fixedKinds,
+                                    familyPrefix: "cluster.", labels: label)
+        func slot(_ suffix: String) -> Int { first + Self.fixedSuffixes.firstIndex(of: suffix)! }
+        cxTotal = slot("upstream_cx_total")
+        cxActive = slot("upstream_cx_active")
+        cxConnectFail = slot("upstream_cx_connect_fail")
+        cxConnectTimeout = slot("upstream_cx_connect_timeout")
+        cxDestroy = slot("upstream_cx_destroy")
+        rqTotal = slot("upstream_rq_total")
+        rqActive = slot("upstream_rq_active")
+        rqTimeout = slot("upstream_rq_timeout")
+        rqPendingTotal = slot("upstream_rq_pending_total")
+        rqPendingActive = slot("upstream_rq_pending_active")
+        membershipTotal = slot("membership_total")
+        membershipHealthy = slot("membership_healthy")
+        cxRxBytes = slot("upstream_cx_rx_bytes_total")
+        cxTxBytes = slot("upstream_cx_tx_bytes_total")
+        cxNoneHealthy = slot("upstream_cx_none_healthy")
+        cxOverflow = slot("upstream_cx_overflow")
+        rqPendingOverflow = slot("upstream_rq_pending_overflow")
+        rqActiveOverflow = slot("upstream_rq_active_overflow")
+        rqCompleted = slot("upstream_rq_completed")
+        rqRetryOverflow = slot("upstream_rq_retry_overflow")
+        rqRetry = slot("upstream_rq_retry")
+        rqRetrySuccess = slot("upstream_rq_retry_success")
+        rqRetryLimitExceeded = slot("upstream_rq_retry_limit_exceeded")
+        rqRetryBackoffExponential = slot("upstream_rq_retry_backoff_exponential")
+        rqPerTryTimeout = slot("upstream_rq_per_try_timeout")
+        rqPerTryIdleTimeout = slot("upstream_rq_per_try_idle_timeout")
+        rqRxReset = slot("upstream_rq_rx_reset")
+        rqTxReset = slot("upstream_rq_tx_reset")
+        rqMaxDurationReached = slot("upstream_rq_max_duration_reached")
+        cxMaxDurationReached = slot("upstream_cx_max_duration_reached")
+        cxIdleTimeout = slot("upstream_cx_idle_timeout")
+        lbHealthyPanic = slot("lb_healthy_panic")
+        cxHTTP1Total = slot("upstream_cx_http1_total")
+        cxHTTP2Total = slot("upstream_cx_http2_total")
+        cxMaxRequests = slot("upstream_cx_max_requests")
         rqXX = r.register("cluster.\(cluster).upstream_rq_1xx", .counter, family: "cluster.upstream_rq_xx",
-                          labels: [("envoy_response_code_class", "1"), label], lazy: true)
+                          labels: [("envoy_response_code_class", "1")] + label, lazy: true)
         for c in 2...5 {
             r.register("cluster.\(cluster).upstream_rq_\(c)xx", .counter, family: "cluster.upstream_rq_xx",
-                       labels: [("envoy_response_code_class", "\(c)"), label], lazy: true)
+                       labels: [("envoy_response_code_class", "\(c)")] + label, lazy: true)
         }
-        rqCode = r.registerRange("cluster.\(cluster).upstream_rq_", 100...599, family: "cluster.upstream_rq",
-                                 labelName: "envoy_response_code", labels: [label])
+        rqCode = r.registerRange("cluster.\(cluster).upstream_rq_", Self.knownCodes, family: "cluster.upstream_rq",
+                                 labelName: "envoy_response_code", labels: label)
         func hist(_ s: String, lazy: Bool = false) -> Int {
-            r.registerHistogram("cluster.\(cluster).\(s)", family: "cluster.\(s)", labels: [label], lazy: lazy)
+            r.registerHistogram("cluster.\(cluster).\(s)", family: "cluster.\(s)", labels: label, lazy: lazy)
         }
         rqTime = hist("upstream_rq_time", lazy: true)
         cxConnectMs = hist("upstream_cx_connect_ms")
@@ -137,5 +159,35 @@ public struct ClusterStats: Sendable {
     }
 
     package func responseClass(_ status: Int) -> Int { rqXX + min(max(status / 100, 1), 5) - 1 }
-    package func code(_ status: Int) -> Int? { (100...599).contains(status) ? rqCode + status - 100 : nil }
+    /// The slot of `upstream_rq_<status>`; nil for a code outside `knownCodes` (see `countCode`).
+    package func code(_ status: Int) -> Int? {
+        guard (100...599).contains(status) else { return nil }
+        let i = Self.codeIndex[status - 100]
+        return i < 0 ? nil : rqCode + Int(i)
+    }
+
+    /// Counts `upstream_rq_<status>` for the cluster named `cluster`: in its slot, or, for a code without one (499,
+    /// 520…), by name as Envoy creates it on first use.
+    package func countCode(_ status: Int, cluster: @autoclosure () -> String, in stats: WorkerStats,
+                           dynamic: DynamicStats) {
+        if let slot = code(status) {
+            stats.inc(slot)
+        } else if (100...599).contains(status) {
+            let name = cluster()
+            dynamic.add("cluster.\(name).upstream_rq_\(status)", family: "cluster.upstream_rq",
+                        labels: [("envoy_response_code", "\(status)"), ("envoy_cluster_name", name)])
+        }
+    }
+
+    /// The codes with a slot of their own in every cluster: those registered with IANA (RFC 9110 and later). A
+    /// slot per possible code (500) was most of a cluster's stats memory.
+    package static let knownCodes: [Int] = Array(100...103) + Array(200...208) + [226] + Array(300...308)
+        + Array(400...418) + Array(421...426) + [428, 429, 431, 451] + Array(500...508) + [510, 511]
+
+    /// `knownCodes`' index by code - 100, -1 for the others.
+    static let codeIndex: [Int8] = {
+        var index = [Int8](repeating: -1, count: 500)
+        for (i, c) in knownCodes.enumerated() { index[c - 100] = Int8(i) }
+        return index
+    }()
 }

@@ -12,26 +12,36 @@ public final class StatsRegistry: @unchecked Sendable {
     public enum Kind: Sendable { case counter, gauge }
 
     /// Every table, read and grown under `lock`.
+    ///
+    /// Per slot only a kind, a lazy flag and an owner: names, Prometheus families and labels are kept per stat
+    /// registered alone (`named`) and per run of slots registered together (`ranges`: a cluster's fixed stats, its
+    /// `upstream_rq_<code>`), whose names are spelled out when shown. Per-slot strings were most of what a cluster
+    /// cost in memory.
     public struct Table: Sendable {
-        public var names: [String] = []
         public var kinds: [Kind] = []
-        /// For the Prometheus form: the stat family and its labels, e.g. ("cluster.upstream_rq_total",
-        /// [("envoy_cluster_name", "c1")]).
-        public var prometheus: [(family: String, labels: [(String, String)])] = []
         /// Slots whose value is shown only when non-zero (per-code counters Envoy creates lazily).
         public var lazy: [Bool] = []
         /// Gauges read when stats are shown instead of counted by workers, by slot: values that live in shared
         /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
         public var computed: [Int: @Sendable () -> Int] = [:]
+        /// Runs of computed slots read by one function of the slot's place in the run (a cluster's circuit
+        /// breakers, a subscription's counters): one closure for the run instead of one per slot.
+        public var computedRuns: [(first: Int, count: Int, read: @Sendable (Int) -> Int)] = []
         /// Histograms, by histogram slot (a numbering of their own; each worker keeps a block of
         /// `HistogramLayout.stride` counts per histogram it has recorded into).
         public var histograms: [Histogram] = []
+        /// Stats registered one by one, by slot: the name and, for the Prometheus form, the family and labels
+        /// (e.g. "http.ingress.downstream_rq_total", ("http.downstream_rq_total", [("envoy_http_conn_manager_prefix",
+        /// "ingress")])).
+        fileprivate var named: [Int: Named] = [:]
         fileprivate var slotsByName: [String: Int] = [:]
         fileprivate var histogramsByName: [String: Int] = [:]
-        /// Runs of slots named by number (`registerRange`), by first slot: their `names` and `prometheus`
-        /// entries are empty, and `name(_:)` / `family(_:)` spell them out when shown.
+        /// Runs of slots registered together (`registerRange`, `registerGroup`), in slot order.
         public var ranges: [SlotRange] = []
-        fileprivate var rangesByPrefix: [String: Int] = [:]
+        fileprivate var rangesByKey: [String: Int] = [:]
+        /// One instance of each family string and label list, shared by every stat that has it.
+        fileprivate var families: Set<String> = []
+        fileprivate var labelLists: [String: [(String, String)]] = [:]
         /// Who registered each slot and each histogram (`owned(by:)`), 0 for none: a cluster's stats, which
         /// admin leaves out while the cluster is not in the config (`setHidden`), as Envoy drops them.
         public var owners: [Int32] = []
@@ -40,6 +50,12 @@ public final class StatsRegistry: @unchecked Sendable {
         fileprivate var ownerIDs: [String: Int32] = [:]
         fileprivate var currentOwner: Int32 = 0
 
+        fileprivate struct Named: Sendable {
+            var name: String
+            var family: String
+            var labels: [(String, String)]
+        }
+
         /// Whether slot `i` is shown.
         public func shows(_ i: Int) -> Bool { hiddenOwners.isEmpty || !hiddenOwners.contains(owners[i]) }
         /// Whether histogram `h` is shown.
@@ -47,19 +63,36 @@ public final class StatsRegistry: @unchecked Sendable {
             hiddenOwners.isEmpty || !hiddenOwners.contains(histogramOwners[h])
         }
 
-        public var count: Int { names.count }
+        public var count: Int { kinds.count }
 
         /// Slot `i`'s name.
         public func name(_ i: Int) -> String {
-            if !names[i].isEmpty { return names[i] }
-            guard let r = range(of: i) else { return names[i] }
-            return r.prefix + String(r.start + i - r.first)
+            if let n = named[i] { return n.name }
+            guard let r = range(of: i) else { return "" }
+            return r.prefix + r.suffix(i - r.first)
         }
 
         /// Slot `i`'s Prometheus family and labels.
         public func family(_ i: Int) -> (family: String, labels: [(String, String)]) {
-            guard names[i].isEmpty, let r = range(of: i) else { return prometheus[i] }
-            return (r.family, [(r.labelName, String(r.start + i - r.first))] + r.labels)
+            if let n = named[i] { return (n.family, n.labels) }
+            guard let r = range(of: i) else { return ("", []) }
+            let k = i - r.first
+            if let suffixes = r.suffixes { return (r.family + suffixes[k], r.labels) }
+            return (r.family, [(r.labelName, String(r.numbers[k]))] + r.labels)
+        }
+
+        /// The slot named `name`, registered alone or in a run.
+        fileprivate func slot(named name: String) -> Int? {
+            if let slot = slotsByName[name] { return slot }
+            for r in ranges where name.hasPrefix(r.prefix) {
+                let rest = name.dropFirst(r.prefix.count)
+                if let suffixes = r.suffixes {
+                    if let k = suffixes.firstIndex(where: { $0 == rest }) { return r.first + k }
+                } else if let n = Int(rest), let k = r.numbers.firstIndex(of: n), String(n) == rest {
+                    return r.first + k
+                }
+            }
+            return nil
         }
 
         private func range(of slot: Int) -> SlotRange? {
@@ -71,20 +104,50 @@ public final class StatsRegistry: @unchecked Sendable {
             }
             return nil
         }
+
+        /// Slots for `n` stats of `owner`'s.
+        fileprivate mutating func append(_ n: Int, kind: Kind, lazy isLazy: Bool) -> Int {
+            let first = kinds.count
+            kinds.append(contentsOf: repeatElement(kind, count: n))
+            lazy.append(contentsOf: repeatElement(isLazy, count: n))
+            owners.append(contentsOf: repeatElement(currentOwner, count: n))
+            return first
+        }
+
+        /// The shared instance of `family`.
+        fileprivate mutating func intern(_ family: String) -> String {
+            if let i = families.firstIndex(of: family) { return families[i] }
+            families.insert(family)
+            return family
+        }
+
+        /// The shared instance of `labels`.
+        fileprivate mutating func intern(_ labels: [(String, String)]) -> [(String, String)] {
+            guard !labels.isEmpty else { return labels }
+            let key = labels.map { "\($0.0)\u{1}\($0.1)" }.joined(separator: "\u{2}")
+            if let shared = labelLists[key] { return shared }
+            labelLists[key] = labels
+            return labels
+        }
     }
 
-    /// Counters named `prefix` + a number from `start` on, one slot each, whose names are only spelled out when
-    /// shown: a cluster's `upstream_rq_<code>` are 500 of them, and as strings they were most of what a cluster
-    /// cost in memory.
+    /// Slots registered together, named `prefix` + a suffix each: a group's `suffixes` (a cluster's fixed stats,
+    /// family `family` + the suffix) or `numbers` (a cluster's `upstream_rq_<code>`, family `family` with the
+    /// number as label `labelName`), whose names are only spelled out when shown.
     public struct SlotRange: Sendable {
         public var first: Int
         public var count: Int
         public var prefix: String
-        public var start: Int
+        /// The numbers, in slot order (one array shared by every range registered with it); empty for a group.
+        public var numbers: [Int]
+        /// A group's suffixes, in slot order (one array shared by every group registered with it).
+        public var suffixes: [String]?
         public var family: String
         /// The label that carries the number, before `labels`.
         public var labelName: String
         public var labels: [(String, String)]
+
+        func suffix(_ k: Int) -> String { suffixes?[k] ?? String(numbers[k]) }
     }
 
     private let lock = NIOLock()
@@ -107,8 +170,12 @@ public final class StatsRegistry: @unchecked Sendable {
     /// Every table as it is now: what admin renders from, read once.
     public var snapshot: Table { lock.withLock { table } }
 
-    public var count: Int { lock.withLock { table.names.count } }
-    public var names: [String] { lock.withLock { table.names } }
+    public var count: Int { lock.withLock { table.count } }
+    /// Every slot's name, spelled out (tests and lookups; admin renders from `snapshot`).
+    public var names: [String] {
+        let t = snapshot
+        return (0..<t.count).map(t.name)
+    }
     public var kinds: [Kind] { lock.withLock { table.kinds } }
     public var lazy: [Bool] { lock.withLock { table.lazy } }
     public var histograms: [Histogram] { lock.withLock { table.histograms } }
@@ -118,14 +185,13 @@ public final class StatsRegistry: @unchecked Sendable {
     public func register(_ name: String, _ kind: Kind, family: String? = nil, labels: [(String, String)] = [],
                          lazy isLazy: Bool = false) -> Int {
         lock.withLock {
+            // Only stats registered alone: a run's stats are never registered one by one.
             if let slot = table.slotsByName[name] { return slot }
-            table.names.append(name)
-            table.owners.append(table.currentOwner)
-            table.kinds.append(kind)
-            table.prometheus.append((family ?? name, labels))
-            table.lazy.append(isLazy)
-            table.slotsByName[name] = table.names.count - 1
-            return table.names.count - 1
+            let slot = table.append(1, kind: kind, lazy: isLazy)
+            table.named[slot] = Table.Named(name: name, family: family.map { table.intern($0) } ?? name,
+                                            labels: table.intern(labels))
+            table.slotsByName[name] = slot
+            return slot
         }
     }
 
@@ -161,21 +227,48 @@ public final class StatsRegistry: @unchecked Sendable {
     /// Registers lazy counters `prefix` + n for n in `numbers` (see `SlotRange`); returns the first one's slot.
     /// The same prefix registered again keeps its slots.
     @discardableResult
-    public func registerRange(_ prefix: String, _ numbers: ClosedRange<Int>, family: String, labelName: String,
+    public func registerRange(_ prefix: String, _ numbers: [Int], family: String, labelName: String,
                               labels: [(String, String)] = []) -> Int {
         lock.withLock {
-            if let first = table.rangesByPrefix[prefix] { return first }
-            let first = table.names.count
-            let n = numbers.count
-            table.names.append(contentsOf: repeatElement("", count: n))
-            table.owners.append(contentsOf: repeatElement(table.currentOwner, count: n))
-            table.kinds.append(contentsOf: repeatElement(.counter, count: n))
-            table.prometheus.append(contentsOf: repeatElement((family: "", labels: [(String, String)]()), count: n))
-            table.lazy.append(contentsOf: repeatElement(true, count: n))
-            table.ranges.append(SlotRange(first: first, count: n, prefix: prefix, start: numbers.lowerBound,
-                                          family: family, labelName: labelName, labels: labels))
-            table.rangesByPrefix[prefix] = first
+            if let first = table.rangesByKey[prefix] { return first }
+            let first = table.append(numbers.count, kind: .counter, lazy: true)
+            table.ranges.append(SlotRange(first: first, count: numbers.count, prefix: prefix, numbers: numbers,
+                                          suffixes: nil, family: table.intern(family), labelName: labelName,
+                                          labels: table.intern(labels)))
+            table.rangesByKey[prefix] = first
             return first
+        }
+    }
+
+    /// A run of stats registered together: `prefix` + each of `suffixes` (of `kinds`, in order), each with the
+    /// Prometheus family `familyPrefix` + its suffix and `labels`; returns the first one's slot (stat k is at
+    /// first + k). The same prefix and suffixes registered again keep their slots. `suffixes` and `kinds` should
+    /// be one array shared by every group like it (a static), as the group keeps them.
+    @discardableResult
+    public func registerGroup(_ prefix: String, suffixes: [String], kinds groupKinds: [Kind], familyPrefix: String,
+                              labels: [(String, String)] = []) -> Int {
+        precondition(suffixes.count == groupKinds.count && !suffixes.isEmpty)
+        return lock.withLock {
+            let key = prefix + "\u{0}" + suffixes[0]
+            if let first = table.rangesByKey[key] { return first }
+            let first = table.count
+            table.kinds.append(contentsOf: groupKinds)
+            table.lazy.append(contentsOf: repeatElement(false, count: suffixes.count))
+            table.owners.append(contentsOf: repeatElement(table.currentOwner, count: suffixes.count))
+            table.ranges.append(SlotRange(first: first, count: suffixes.count, prefix: prefix, numbers: [],
+                                          suffixes: suffixes, family: table.intern(familyPrefix), labelName: "",
+                                          labels: table.intern(labels)))
+            table.rangesByKey[key] = first
+            return first
+        }
+    }
+
+    /// Makes the `count` slots from `first` (a group's) computed: `read(k)` supplies slot first + k's value when
+    /// stats are shown (see `registerComputed`). Set again (the group registered again), the new `read` is used.
+    public func setComputed(first: Int, count: Int, _ read: @escaping @Sendable (Int) -> Int) {
+        lock.withLock {
+            table.computedRuns.removeAll { $0.first == first }
+            table.computedRuns.append((first, count, read))
         }
     }
 
@@ -186,7 +279,8 @@ public final class StatsRegistry: @unchecked Sendable {
                                   lazy isLazy: Bool = false) -> Int {
         lock.withLock {
             if let slot = table.histogramsByName[name] { return slot }
-            table.histograms.append(Histogram(name: name, family: family ?? name, labels: labels, lazy: isLazy))
+            table.histograms.append(Histogram(name: name, family: family.map { table.intern($0) } ?? name,
+                                              labels: table.intern(labels), lazy: isLazy))
             table.histogramOwners.append(table.currentOwner)
             table.histogramsByName[name] = table.histograms.count - 1
             return table.histograms.count - 1
@@ -194,7 +288,7 @@ public final class StatsRegistry: @unchecked Sendable {
     }
 
     /// The slot registered under `name`, if any.
-    public func slot(named name: String) -> Int? { lock.withLock { table.slotsByName[name] } }
+    public func slot(named name: String) -> Int? { lock.withLock { table.slot(named: name) } }
 
     /// Registers a gauge whose value `read` supplies when stats are shown; admin renders it like any other
     /// gauge (text, JSON, Prometheus, `filter`, `usedonly`). Registered again under the same name (a cluster
@@ -209,10 +303,13 @@ public final class StatsRegistry: @unchecked Sendable {
 
     /// The workers' summed values with every computed gauge read now: the values admin shows.
     public func resolvingComputed(_ values: [Int]) -> [Int] {
-        let computed = lock.withLock { table.computed }
-        guard !computed.isEmpty else { return values }
+        let (computed, runs) = lock.withLock { (table.computed, table.computedRuns) }
+        guard !computed.isEmpty || !runs.isEmpty else { return values }
         var out = values
         for (slot, read) in computed where slot < out.count { out[slot] = read() }
+        for run in runs where run.first + run.count <= out.count {
+            for k in 0..<run.count { out[run.first + k] = run.read(k) }
+        }
         return out
     }
 }

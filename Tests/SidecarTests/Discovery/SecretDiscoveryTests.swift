@@ -103,7 +103,8 @@ import X509
     }
 
     func counter(_ registry: StatsRegistry, _ name: String) -> Int {
-        registry.names.firstIndex(of: name).flatMap { registry.snapshot.computed[$0] }?() ?? -1
+        guard let slot = registry.slot(named: name) else { return -1 }
+        return registry.resolvingComputed(Array(repeating: 0, count: registry.count))[slot]
     }
 
     @Test func anUpdateIsCheckedAgainstEveryContextNamingItThenSwappedIn() throws {

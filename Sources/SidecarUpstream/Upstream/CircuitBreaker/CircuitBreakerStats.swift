@@ -21,28 +21,40 @@ package struct CircuitBreakerStats: Sendable {
     /// Every slot registered, in registration order.
     package let slots: [Int]
 
+    /// The gauges of both priorities, one group per cluster read by one function.
+    static let suffixes: [String] = CircuitBreakerThresholds.Priority.allCases.flatMap { p in
+        ["cx_open", "cx_pool_open", "rq_pending_open", "rq_open", "rq_retry_open"].map { "circuit_breakers.\(p.statName).\($0)" }
+    }
+    static let kinds = [StatsRegistry.Kind](repeating: .gauge, count: suffixes.count)
+
     package init(cluster: String, resources: ClusterResources, registry r: StatsRegistry) {
-        let label = ("envoy_cluster_name", cluster)
-        var slots: [Int] = []
-        for p in CircuitBreakerThresholds.Priority.allCases {
+        let label = [("envoy_cluster_name", cluster)]
+        let first = r.registerGroup("cluster.\(cluster).", suffixes: Self.suffixes, kinds: Self.kinds,
+                                    familyPrefix: "cluster.", labels: label)
+        let priorities = CircuitBreakerThresholds.Priority.allCases
+        r.setComputed(first: first, count: Self.suffixes.count) { k in
+            let p = priorities[priorities.index(priorities.startIndex, offsetBy: k / 5)]
+            switch k % 5 {
+            case 0: return resources.isOpen(.connections, p) ? 1 : 0
+            case 1: return 0
+            case 2: return resources.isOpen(.pendingRequests, p) ? 1 : 0
+            case 3: return resources.isOpen(.requests, p) ? 1 : 0
+            default: return resources.isOpen(.retries, p) ? 1 : 0
+            }
+        }
+        var slots = Array(first..<first + Self.suffixes.count)
+        for p in priorities where resources.thresholds(p).trackRemaining {
             let prefix = "circuit_breakers.\(p.statName)."
             func reg(_ stat: String, _ read: @escaping @Sendable () -> Int) {
                 slots.append(
                     r.registerComputed(
-                        "cluster.\(cluster).\(prefix)\(stat)", family: "cluster.\(prefix)\(stat)", labels: [label],
+                        "cluster.\(cluster).\(prefix)\(stat)", family: "cluster.\(prefix)\(stat)", labels: label,
                         read))
             }
-            reg("cx_open") { resources.isOpen(.connections, p) ? 1 : 0 }
-            reg("cx_pool_open") { 0 }
-            reg("rq_pending_open") { resources.isOpen(.pendingRequests, p) ? 1 : 0 }
-            reg("rq_open") { resources.isOpen(.requests, p) ? 1 : 0 }
-            reg("rq_retry_open") { resources.isOpen(.retries, p) ? 1 : 0 }
-            if resources.thresholds(p).trackRemaining {
-                reg("remaining_cx") { resources.remaining(.connections, p) }
-                reg("remaining_pending") { resources.remaining(.pendingRequests, p) }
-                reg("remaining_rq") { resources.remaining(.requests, p) }
-                reg("remaining_retries") { resources.remaining(.retries, p) }
-            }
+            reg("remaining_cx") { resources.remaining(.connections, p) }
+            reg("remaining_pending") { resources.remaining(.pendingRequests, p) }
+            reg("remaining_rq") { resources.remaining(.requests, p) }
+            reg("remaining_retries") { resources.remaining(.retries, p) }
         }
         self.slots = slots
     }

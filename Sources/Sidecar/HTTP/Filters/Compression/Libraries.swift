@@ -299,7 +299,7 @@ enum DecompressorFactory: Sendable {
          family: String) {
         func reg(_ s: String) -> Int {
             // Shared with another filter naming the same library alike, as in Envoy's store.
-            if let slot = r.names.firstIndex(of: prefix + s) { return slot }
+            if let slot = r.slot(named: prefix + s) { return slot }
             return r.register(prefix + s, .counter, family: family + s, labels: [label], lazy: true)
         }
         switch library.kind {
