@@ -29,7 +29,8 @@ final class DynamicConfig: @unchecked Sendable {
         get { installedBox.withLockedValue { $0 } }
         set { installedBox.withLockedValue { $0 = newValue } }
     }
-    /// The clusters from CDS of the bootstrap installed last, by name. Written under `lock`; admin reads it too.
+    /// The clusters from CDS of the bootstrap installed last that name secrets from a control plane (the only ones
+    /// that warm), by name. Written under `lock`; admin reads it too.
     private let installedClustersBox = NIOLockedValueBox<[String: Cluster]>([:])
     private var installedClusters: [String: Cluster] {
         get { installedClustersBox.withLockedValue { $0 } }
@@ -39,7 +40,9 @@ final class DynamicConfig: @unchecked Sendable {
     /// The clusters from CDS not installed as CDS gave them: they wait for secrets from a control plane.
     var warmingClusters: Set<String> {
         let installed = installedClusters
-        return Set((clusters?.current.resources ?? []).filter { installed[$0.name] != $0 }.map(\.name))
+        return Set((clusters?.current.resources ?? []).filter {
+            !($0.tls?.remoteSecretReferences.isEmpty ?? true) && installed[$0.name] != $0
+        }.map(\.name))
     }
     private let registry: StatsRegistry
     /// The secrets control planes delivered: a listener from LDS naming one warms until it is there.
@@ -143,9 +146,14 @@ final class DynamicConfig: @unchecked Sendable {
         // CDS clusters: those whose secrets arrived; the one installed before for the others (warming).
         var cds: [String: Cluster] = [:]
         var fromCDS: [Cluster] = []
+        let installed = installedClusters
         for c in next ?? clusters?.current.resources ?? [] {
-            let chosen = (c.tls?.remoteSecretReferences ?? []).allSatisfy(secrets.has) ? c : installedClusters[c.name]
-            guard let chosen else { continue }
+            let remote = c.tls?.remoteSecretReferences ?? []
+            guard !remote.isEmpty else {
+                fromCDS.append(c)
+                continue
+            }
+            guard let chosen = remote.allSatisfy(secrets.has) ? c : installed[c.name] else { continue }
             cds[c.name] = chosen
             fromCDS.append(chosen)
         }

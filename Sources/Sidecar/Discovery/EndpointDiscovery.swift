@@ -109,6 +109,15 @@ final class EndpointDiscovery: @unchecked Sendable {
         if namesChanged { lock.withLock { adsNamesChanged }?() }
     }
 
+    /// A cluster's hosts from its endpoints (IP addresses only), without the growth slack of `compactMap`: kept on
+    /// every worker for the cluster's life.
+    static func hosts(_ endpoints: [Cluster.Endpoint]) -> [UpstreamHost] {
+        var out: [UpstreamHost] = []
+        out.reserveCapacity(endpoints.count)
+        for e in endpoints { if let h = ClusterManager.ipHost(e) { out.append(h) } }
+        return out
+    }
+
     private func counters(_ cluster: String) -> SubscriptionCounters {
         registry.owned(by: ClusterInfo.statsOwner(cluster)) {
             let c = SubscriptionCounters()
@@ -158,7 +167,7 @@ final class EndpointDiscovery: @unchecked Sendable {
                 ads[name]!.accepted = cached.accepted
                 guard cached.assignment.endpoints != ads[name]!.endpoints else { continue }
                 ads[name]!.endpoints = cached.assignment.endpoints
-                changed.append((name, cached.assignment.endpoints.compactMap(ClusterManager.ipHost)))
+                changed.append((name, Self.hosts(cached.assignment.endpoints)))
             }
             return (self.push, nil)
         }
@@ -249,7 +258,7 @@ final class EndpointDiscovery: @unchecked Sendable {
             guard let names = files[source]?.clusters.keys else { return nil }
             for name in names {
                 if let la = Self.take(state, into: &files[source]!.clusters[name]!) {
-                    changed.append((name, la.endpoints.compactMap(ClusterManager.ipHost)))
+                    changed.append((name, Self.hosts(la.endpoints)))
                 }
             }
             return self.push
@@ -265,7 +274,7 @@ final class EndpointDiscovery: @unchecked Sendable {
             guard let file = eds.source.file else { return ads[cluster.name]?.endpoints }
             return files[file]?.clusters[cluster.name]?.endpoints
         }
-        return endpoints?.compactMap(ClusterManager.ipHost) ?? []
+        return endpoints.map(Self.hosts) ?? []
     }
 
     /// Each EDS cluster's assignment as accepted last, and the last refusal of its file, for /config_dump.

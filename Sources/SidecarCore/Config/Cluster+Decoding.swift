@@ -183,7 +183,12 @@ extension Cluster {
             try g.finish()
         }
         try obj.finish()
-        return ClusterLoadAssignment(clusterName: clusterName, endpoints: out)
+        // Kept for the cluster's life (and per EDS update): without the growth slack.
+        return ClusterLoadAssignment(clusterName: clusterName, endpoints: Array(unsafeUninitializedCapacity: out.count) {
+            buffer, count in
+            for (i, e) in out.enumerated() { (buffer.baseAddress! + i).initialize(to: e) }
+            count = out.count
+        })
     }
 
     /// `envoy.config.core.v3.Locality`.

@@ -142,12 +142,8 @@ public struct ClusterStats: Sendable {
         cxHTTP1Total = slot("upstream_cx_http1_total")
         cxHTTP2Total = slot("upstream_cx_http2_total")
         cxMaxRequests = slot("upstream_cx_max_requests")
-        rqXX = r.register("cluster.\(cluster).upstream_rq_1xx", .counter, family: "cluster.upstream_rq_xx",
-                          labels: [("envoy_response_code_class", "1")] + label, lazy: true)
-        for c in 2...5 {
-            r.register("cluster.\(cluster).upstream_rq_\(c)xx", .counter, family: "cluster.upstream_rq_xx",
-                       labels: [("envoy_response_code_class", "\(c)")] + label, lazy: true)
-        }
+        rqXX = r.registerRange("cluster.\(cluster).upstream_rq_", Self.classes, nameSuffix: "xx",
+                               family: "cluster.upstream_rq_xx", labelName: "envoy_response_code_class", labels: label)
         rqCode = r.registerRange("cluster.\(cluster).upstream_rq_", Self.knownCodes, family: "cluster.upstream_rq",
                                  labelName: "envoy_response_code", labels: label)
         func hist(_ s: String, lazy: Bool = false) -> Int {
@@ -178,6 +174,8 @@ public struct ClusterStats: Sendable {
                         labels: [("envoy_response_code", "\(status)"), ("envoy_cluster_name", name)])
         }
     }
+
+    static let classes = Array(1...5)
 
     /// The codes with a slot of their own in every cluster: those registered with IANA (RFC 9110 and later). A
     /// slot per possible code (500) was most of a cluster's stats memory.

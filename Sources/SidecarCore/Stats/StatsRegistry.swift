@@ -39,9 +39,9 @@ public final class StatsRegistry: @unchecked Sendable {
         /// Runs of slots registered together (`registerRange`, `registerGroup`), in slot order.
         public var ranges: [SlotRange] = []
         fileprivate var rangesByKey: [String: Int] = [:]
-        /// One instance of each family string and label list, shared by every stat that has it.
+        /// One instance of each family string, shared by every stat that has it (label lists are shared by their
+        /// callers: a cluster passes one list to all its registrations).
         fileprivate var families: Set<String> = []
-        fileprivate var labelLists: [String: [(String, String)]] = [:]
         /// Who registered each slot and each histogram (`owned(by:)`), 0 for none: a cluster's stats, which
         /// admin leaves out while the cluster is not in the config (`setHidden`), as Envoy drops them.
         public var owners: [Int32] = []
@@ -88,7 +88,8 @@ public final class StatsRegistry: @unchecked Sendable {
                 let rest = name.dropFirst(r.prefix.count)
                 if let suffixes = r.suffixes {
                     if let k = suffixes.firstIndex(where: { $0 == rest }) { return r.first + k }
-                } else if let n = Int(rest), let k = r.numbers.firstIndex(of: n), String(n) == rest {
+                } else if rest.hasSuffix(r.nameSuffix), case let digits = rest.dropLast(r.nameSuffix.count),
+                          let n = Int(digits), String(n) == digits, let k = r.numbers.firstIndex(of: n) {
                     return r.first + k
                 }
             }
@@ -120,15 +121,6 @@ public final class StatsRegistry: @unchecked Sendable {
             families.insert(family)
             return family
         }
-
-        /// The shared instance of `labels`.
-        fileprivate mutating func intern(_ labels: [(String, String)]) -> [(String, String)] {
-            guard !labels.isEmpty else { return labels }
-            let key = labels.map { "\($0.0)\u{1}\($0.1)" }.joined(separator: "\u{2}")
-            if let shared = labelLists[key] { return shared }
-            labelLists[key] = labels
-            return labels
-        }
     }
 
     /// Slots registered together, named `prefix` + a suffix each: a group's `suffixes` (a cluster's fixed stats,
@@ -146,8 +138,10 @@ public final class StatsRegistry: @unchecked Sendable {
         /// The label that carries the number, before `labels`.
         public var labelName: String
         public var labels: [(String, String)]
+        /// After the number in a numbered slot's name ("xx" in `upstream_rq_2xx`).
+        public var nameSuffix = ""
 
-        func suffix(_ k: Int) -> String { suffixes?[k] ?? String(numbers[k]) }
+        func suffix(_ k: Int) -> String { suffixes?[k] ?? String(numbers[k]) + nameSuffix }
     }
 
     private let lock = NIOLock()
@@ -189,7 +183,7 @@ public final class StatsRegistry: @unchecked Sendable {
             if let slot = table.slotsByName[name] { return slot }
             let slot = table.append(1, kind: kind, lazy: isLazy)
             table.named[slot] = Table.Named(name: name, family: family.map { table.intern($0) } ?? name,
-                                            labels: table.intern(labels))
+                                            labels: labels)
             table.slotsByName[name] = slot
             return slot
         }
@@ -224,18 +218,20 @@ public final class StatsRegistry: @unchecked Sendable {
         }
     }
 
-    /// Registers lazy counters `prefix` + n for n in `numbers` (see `SlotRange`); returns the first one's slot.
-    /// The same prefix registered again keeps its slots.
+    /// Registers lazy counters `prefix` + n + `nameSuffix` for n in `numbers` (see `SlotRange`); returns the first
+    /// one's slot. The same prefix and suffix registered again keep their slots.
     @discardableResult
-    public func registerRange(_ prefix: String, _ numbers: [Int], family: String, labelName: String,
-                              labels: [(String, String)] = []) -> Int {
+    public func registerRange(_ prefix: String, _ numbers: [Int], nameSuffix: String = "", family: String,
+                              labelName: String, labels: [(String, String)] = []) -> Int {
         lock.withLock {
-            if let first = table.rangesByKey[prefix] { return first }
+            let key = prefix + nameSuffix
+            if let first = table.rangesByKey[key] { return first }
             let first = table.append(numbers.count, kind: .counter, lazy: true)
-            table.ranges.append(SlotRange(first: first, count: numbers.count, prefix: prefix, numbers: numbers,
-                                          suffixes: nil, family: table.intern(family), labelName: labelName,
-                                          labels: table.intern(labels)))
-            table.rangesByKey[prefix] = first
+            var range = SlotRange(first: first, count: numbers.count, prefix: prefix, numbers: numbers, suffixes: nil,
+                                  family: table.intern(family), labelName: labelName, labels: labels)
+            range.nameSuffix = nameSuffix
+            table.ranges.append(range)
+            table.rangesByKey[key] = first
             return first
         }
     }
@@ -257,7 +253,7 @@ public final class StatsRegistry: @unchecked Sendable {
             table.owners.append(contentsOf: repeatElement(table.currentOwner, count: suffixes.count))
             table.ranges.append(SlotRange(first: first, count: suffixes.count, prefix: prefix, numbers: [],
                                           suffixes: suffixes, family: table.intern(familyPrefix), labelName: "",
-                                          labels: table.intern(labels)))
+                                          labels: labels))
             table.rangesByKey[key] = first
             return first
         }
@@ -280,7 +276,7 @@ public final class StatsRegistry: @unchecked Sendable {
         lock.withLock {
             if let slot = table.histogramsByName[name] { return slot }
             table.histograms.append(Histogram(name: name, family: family.map { table.intern($0) } ?? name,
-                                              labels: table.intern(labels), lazy: isLazy))
+                                              labels: labels, lazy: isLazy))
             table.histogramOwners.append(table.currentOwner)
             table.histogramsByName[name] = table.histograms.count - 1
             return table.histograms.count - 1
