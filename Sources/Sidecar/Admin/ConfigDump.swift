@@ -39,7 +39,8 @@ enum ConfigDump {
     }
 
     private static func document(_ text: String) -> Any {
-        (try? Yams.compose(yaml: text)).flatMap { $0 }.map { redactSecrets(toJSON($0)) } ?? [String: Any]()
+        (try? Yams.compose(yaml: XDSResourceDecoding.expandedDocument(text))).flatMap { $0 }
+            .map { redactSecrets(toJSON($0)) } ?? [String: Any]()
     }
 
     /// `error_state`: why the last file was refused (what was wrong, where, and when).

@@ -34,10 +34,10 @@ struct StatsView {
         let table = registry.snapshot
         var rows: [Row] = []
         for i in 0..<min(table.count, values.count) {
-            if table.lazy[i] && values[i] == 0 { continue }
+            if values[i] == 0 && table.isLazy(i) { continue }
             if !table.shows(i) { continue }
             let (family, labels) = table.family(i)
-            rows.append(Row(name: table.name(i), value: values[i], isCounter: table.kinds[i] == .counter,
+            rows.append(Row(name: table.name(i), value: values[i], isCounter: table.kind(i) == .counter,
                             family: family, labels: labels))
         }
         for (name, c) in registry.dynamic.snapshot() {

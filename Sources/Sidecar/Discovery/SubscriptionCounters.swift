@@ -13,8 +13,7 @@ final class SubscriptionCounters: Sendable {
     /// group read by one function (an EDS cluster has a set; a thousand clusters, a thousand sets).
     func register(scope: String, in registry: StatsRegistry, empty: Bool, reload: Bool) {
         let layout = Self.layouts[(empty ? 1 : 0) + (reload ? 2 : 0)]
-        let first = registry.registerGroup("\(scope).", suffixes: layout.suffixes, kinds: layout.kinds,
-                                           familyPrefix: "\(scope).")
+        let first = registry.register(layout.slots, prefix: "\(scope).")
         let values: [ManagedAtomic<Int>?] = layout.fields.map { field -> ManagedAtomic<Int>? in
             switch field {
             case .none: return nil
@@ -33,8 +32,7 @@ final class SubscriptionCounters: Sendable {
     private enum Field: Sendable { case none, attempt, failure, rejected, success, time, empty, reload }
 
     private struct Layout: Sendable {
-        var suffixes: [String]
-        var kinds: [StatsRegistry.Kind]
+        var slots: SlotLayout
         var fields: [Field]
     }
 
@@ -47,6 +45,7 @@ final class SubscriptionCounters: Sendable {
         ]
         if variant & 1 != 0 { stats.append(("update_empty", .counter, .empty)) }
         if variant & 2 != 0 { stats += [("config_reload", .counter, .reload), ("config_reload_time_ms", .gauge, .time)] }
-        return Layout(suffixes: stats.map(\.0), kinds: stats.map(\.1), fields: stats.map(\.2))
+        // Each stat's Prometheus family is its full name, as for the other scopes' stats.
+        return Layout(slots: SlotLayout(stats: stats.map { ($0.0, $0.1) }, familyPrefix: nil), fields: stats.map(\.2))
     }
 }

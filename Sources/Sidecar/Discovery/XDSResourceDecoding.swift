@@ -50,9 +50,13 @@ package enum XDSResourceDecoding {
 
     /// `resources` as a discovery file of `typeURL` resources, at `versionInfo`.
     /// `resourceVersions`: delta xDS, each resource's own version (in order).
+    /// `compactDocuments`: keep each resource for /config_dump as its protobuf bytes (`compactDocument`) rather
+    /// than its JSON, for the types a plane sends by the thousand (clusters, assignments), whose documents serve
+    /// only the dump.
     static func decode<R>(_ resources: [Google_Protobuf_Any], versionInfo: String, resourceVersions: [String]? = nil,
                           typeURL: String, what: String,
-                          httpFilters: HTTPFilterCatalog = .none, decode: (ConfigValue) throws -> R,
+                          httpFilters: HTTPFilterCatalog = .none, compactDocuments: Bool = false,
+                          decode: (ConfigValue) throws -> R,
                           name: (R) -> String) throws -> DiscoveryFile<R> {
         _ = registered
         var items: [String] = []
@@ -77,13 +81,31 @@ package enum XDSResourceDecoding {
             var file = try DiscoveryFile.decode(root: root, what: what, typeURL: typeURL, httpFilters: httpFilters,
                                                 documents: false, decode: decode, name: name)
             // What /config_dump shows: the resources as the control plane sent them, in Envoy's JSON form.
-            file.documents = items
+            file.documents = compactDocuments ? resources.map(compactDocument) : items
             file.resourceVersions = resourceVersions
             return file
         } catch let error as ConfigError {
             // The JSON is ours, so its lines mean nothing to the control plane: the path names the field.
             throw error.withoutLines
         }
+    }
+
+    /// Marks a compact document: the rest is the resource's `Any`, serialized, in base64.
+    private static let compactMark = "\u{1}"
+
+    /// A resource as /config_dump keeps it, compactly: a quarter of its JSON's size.
+    static func compactDocument(_ any: Google_Protobuf_Any) -> String {
+        compactMark + ((try? any.serializedBytes() as [UInt8]).map { Data($0).base64EncodedString() } ?? "")
+    }
+
+    /// The JSON of a document `compactDocument` made; any other document as it is.
+    static func expandedDocument(_ document: String) -> String {
+        guard document.hasPrefix(compactMark) else { return document }
+        _ = registered
+        guard let data = Data(base64Encoded: String(document.dropFirst(compactMark.count))),
+              let any = try? Google_Protobuf_Any(serializedBytes: data),
+              let json = try? any.jsonString(options: jsonOptions) else { return "{}" }
+        return json
     }
 
     private static func jsonQuoted(_ s: String) -> String {

@@ -406,7 +406,7 @@ public final class SidecarServer: @unchecked Sendable {
         case DiscoveryResources.cluster:
             let decoded = Result {
                 try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
-                                               typeURL: typeURL, what: "CDS",
+                                               typeURL: typeURL, what: "CDS", compactDocuments: true,
                                                decode: Cluster.decode, name: \.name)
             }
             guard let dynamicConfig else { return "CDS is not configured to come from ADS" }
@@ -437,7 +437,7 @@ public final class SidecarServer: @unchecked Sendable {
         case DiscoveryResources.clusterLoadAssignment:
             let decoded = Result {
                 try XDSResourceDecoding.decode(resources, versionInfo: versionInfo, resourceVersions: resourceVersions,
-                                               typeURL: typeURL, what: "EDS",
+                                               typeURL: typeURL, what: "EDS", compactDocuments: true,
                                                decode: ClusterLoadAssignment.decode, name: \.clusterName)
             }
             return endpointDiscovery.applyADS(decoded)

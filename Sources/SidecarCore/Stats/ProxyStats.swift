@@ -81,7 +81,7 @@ public struct ClusterStats: Sendable {
     /// closed, for connections that were established).
     public let rqTime, cxConnectMs, cxLengthMs: Int
 
-    /// The fixed stats of every cluster, registered as one group (see `StatsRegistry.registerGroup`), in slot order.
+    /// The fixed stats of every cluster, registered as one run (see `SlotLayout`), in slot order.
     static let fixed: [(suffix: String, kind: StatsRegistry.Kind)] = [
         ("upstream_cx_total", .counter), ("upstream_cx_active", .gauge), ("upstream_cx_connect_fail", .counter),
         ("upstream_cx_connect_timeout", .counter), ("upstream_cx_destroy", .counter), ("upstream_rq_total", .counter),
@@ -99,14 +99,17 @@ public struct ClusterStats: Sendable {
         ("lb_healthy_panic", .counter), ("upstream_cx_http1_total", .counter), ("upstream_cx_http2_total", .counter),
         ("upstream_cx_max_requests", .counter),
     ]
-    static let fixedSuffixes = fixed.map(\.suffix)
-    static let fixedKinds = fixed.map(\.kind)
+    static let fixedLayout = SlotLayout(stats: fixed, familyPrefix: "cluster.")
+    static let classLayout = SlotLayout(numbers: Array(1...5), namePrefix: "upstream_rq_", nameSuffix: "xx",
+                                       family: "cluster.upstream_rq_xx", labelName: "envoy_response_code_class")
+    static let codeLayout = SlotLayout(numbers: knownCodes, namePrefix: "upstream_rq_", family: "cluster.upstream_rq",
+                                      labelName: "envoy_response_code")
 
     package init(cluster: String, registry r: StatsRegistry) {
         let label = [("envoy_cluster_name", cluster)]
-        let first = r.registerGroup("cluster.\(cluster).", suffixes: Self.fixedSuffixes, kinds: Self.fixedKinds,
-                                    familyPrefix: "cluster.", labels: label)
-        func slot(_ suffix: String) -> Int { first + Self.fixedSuffixes.firstIndex(of: suffix)! }
+        let prefix = "cluster.\(cluster)."
+        let first = r.register(Self.fixedLayout, prefix: prefix, labels: label)
+        func slot(_ suffix: String) -> Int { first + Self.fixed.firstIndex { $0.suffix == suffix }! }
         cxTotal = slot("upstream_cx_total")
         cxActive = slot("upstream_cx_active")
         cxConnectFail = slot("upstream_cx_connect_fail")
@@ -142,10 +145,8 @@ public struct ClusterStats: Sendable {
         cxHTTP1Total = slot("upstream_cx_http1_total")
         cxHTTP2Total = slot("upstream_cx_http2_total")
         cxMaxRequests = slot("upstream_cx_max_requests")
-        rqXX = r.registerRange("cluster.\(cluster).upstream_rq_", Self.classes, nameSuffix: "xx",
-                               family: "cluster.upstream_rq_xx", labelName: "envoy_response_code_class", labels: label)
-        rqCode = r.registerRange("cluster.\(cluster).upstream_rq_", Self.knownCodes, family: "cluster.upstream_rq",
-                                 labelName: "envoy_response_code", labels: label)
+        rqXX = r.register(Self.classLayout, prefix: prefix, labels: label)
+        rqCode = r.register(Self.codeLayout, prefix: prefix, labels: label)
         func hist(_ s: String, lazy: Bool = false) -> Int {
             r.registerHistogram("cluster.\(cluster).\(s)", family: "cluster.\(s)", labels: label, lazy: lazy)
         }
@@ -174,8 +175,6 @@ public struct ClusterStats: Sendable {
                         labels: [("envoy_response_code", "\(status)"), ("envoy_cluster_name", name)])
         }
     }
-
-    static let classes = Array(1...5)
 
     /// The codes with a slot of their own in every cluster: those registered with IANA (RFC 9110 and later). A
     /// slot per possible code (500) was most of a cluster's stats memory.

@@ -13,16 +13,15 @@ public final class StatsRegistry: @unchecked Sendable {
 
     /// Every table, read and grown under `lock`.
     ///
-    /// Per slot only a kind, a lazy flag and an owner: names, Prometheus families and labels are kept per stat
-    /// registered alone (`named`) and per run of slots registered together (`ranges`: a cluster's fixed stats, its
-    /// `upstream_rq_<code>`), whose names are spelled out when shown. Per-slot strings were most of what a cluster
-    /// cost in memory.
+    /// Nothing is kept per slot: names, kinds, Prometheus families and labels are kept per stat registered alone
+    /// (`named`) and per run of slots registered together (`ranges`: a cluster's fixed stats, its circuit breakers,
+    /// its `upstream_rq_<code>`), whose names are spelled out when shown from a layout every cluster shares.
+    /// Per-slot strings and arrays were most of what a cluster cost in memory.
     public struct Table: Sendable {
-        public var kinds: [Kind] = []
-        /// Slots whose value is shown only when non-zero (per-code counters Envoy creates lazily).
-        public var lazy: [Bool] = []
+        /// Slots registered so far.
+        public private(set) var count = 0
         /// Gauges read when stats are shown instead of counted by workers, by slot: values that live in shared
-        /// state of their own (circuit-breaker atomics). Their worker slots stay 0.
+        /// state of their own. Their worker slots stay 0.
         public var computed: [Int: @Sendable () -> Int] = [:]
         /// Runs of computed slots read by one function of the slot's place in the run (a cluster's circuit
         /// breakers, a subscription's counters): one closure for the run instead of one per slot.
@@ -30,68 +29,86 @@ public final class StatsRegistry: @unchecked Sendable {
         /// Histograms, by histogram slot (a numbering of their own; each worker keeps a block of
         /// `HistogramLayout.stride` counts per histogram it has recorded into).
         public var histograms: [Histogram] = []
-        /// Stats registered one by one, by slot: the name and, for the Prometheus form, the family and labels
-        /// (e.g. "http.ingress.downstream_rq_total", ("http.downstream_rq_total", [("envoy_http_conn_manager_prefix",
-        /// "ingress")])).
+        /// Stats registered one by one, by slot.
         fileprivate var named: [Int: Named] = [:]
         fileprivate var slotsByName: [String: Int] = [:]
         fileprivate var histogramsByName: [String: Int] = [:]
-        /// Runs of slots registered together (`registerRange`, `registerGroup`), in slot order.
-        public var ranges: [SlotRange] = []
-        fileprivate var rangesByKey: [String: Int] = [:]
+        /// Runs of slots registered together, in slot order.
+        public private(set) var ranges: [SlotRange] = []
+        fileprivate var rangesByKey: [RangeKey: Int] = [:]
         /// One instance of each family string, shared by every stat that has it (label lists are shared by their
         /// callers: a cluster passes one list to all its registrations).
         fileprivate var families: Set<String> = []
-        /// Who registered each slot and each histogram (`owned(by:)`), 0 for none: a cluster's stats, which
-        /// admin leaves out while the cluster is not in the config (`setHidden`), as Envoy drops them.
-        public var owners: [Int32] = []
+        /// Who registered each histogram (`owned(by:)`), 0 for none; a slot's owner is its entry's.
         public var histogramOwners: [Int32] = []
         public var hiddenOwners: Set<Int32> = []
         fileprivate var ownerIDs: [String: Int32] = [:]
         fileprivate var currentOwner: Int32 = 0
 
+        /// A stat registered alone: its name, kind and, for the Prometheus form, family and labels (e.g.
+        /// "http.ingress.downstream_rq_total", ("http.downstream_rq_total", [("envoy_http_conn_manager_prefix",
+        /// "ingress")])).
         fileprivate struct Named: Sendable {
             var name: String
             var family: String
             var labels: [(String, String)]
+            var kind: Kind
+            var lazy: Bool
+            var owner: Int32
+        }
+
+        fileprivate struct RangeKey: Hashable {
+            var prefix: String
+            var layout: ObjectIdentifier
         }
 
         /// Whether slot `i` is shown.
-        public func shows(_ i: Int) -> Bool { hiddenOwners.isEmpty || !hiddenOwners.contains(owners[i]) }
+        public func shows(_ i: Int) -> Bool { hiddenOwners.isEmpty || !hiddenOwners.contains(owner(i)) }
         /// Whether histogram `h` is shown.
         public func showsHistogram(_ h: Int) -> Bool {
             hiddenOwners.isEmpty || !hiddenOwners.contains(histogramOwners[h])
         }
 
-        public var count: Int { kinds.count }
-
         /// Slot `i`'s name.
         public func name(_ i: Int) -> String {
             if let n = named[i] { return n.name }
             guard let r = range(of: i) else { return "" }
-            return r.prefix + r.suffix(i - r.first)
+            return r.prefix + r.layout.suffix(i - r.first)
         }
+
+        /// Slot `i`'s kind.
+        public func kind(_ i: Int) -> Kind {
+            if let n = named[i] { return n.kind }
+            return range(of: i).map { $0.layout.kind($0.first.distance(to: i)) } ?? .counter
+        }
+
+        /// Whether slot `i` is shown only when non-zero (per-code counters Envoy creates lazily).
+        public func isLazy(_ i: Int) -> Bool {
+            if let n = named[i] { return n.lazy }
+            return range(of: i)?.layout.lazy ?? false
+        }
+
+        /// Who registered slot `i` (`owned(by:)`), 0 for none.
+        public func owner(_ i: Int) -> Int32 {
+            if let n = named[i] { return n.owner }
+            return range(of: i)?.owner ?? 0
+        }
+
+        /// Every slot's kind, in slot order.
+        public var kinds: [Kind] { (0..<count).map(kind) }
 
         /// Slot `i`'s Prometheus family and labels.
         public func family(_ i: Int) -> (family: String, labels: [(String, String)]) {
             if let n = named[i] { return (n.family, n.labels) }
             guard let r = range(of: i) else { return ("", []) }
-            let k = i - r.first
-            if let suffixes = r.suffixes { return (r.family + suffixes[k], r.labels) }
-            return (r.family, [(r.labelName, String(r.numbers[k]))] + r.labels)
+            return r.layout.family(i - r.first, prefix: r.prefix, labels: r.labels)
         }
 
         /// The slot named `name`, registered alone or in a run.
         fileprivate func slot(named name: String) -> Int? {
             if let slot = slotsByName[name] { return slot }
             for r in ranges where name.hasPrefix(r.prefix) {
-                let rest = name.dropFirst(r.prefix.count)
-                if let suffixes = r.suffixes {
-                    if let k = suffixes.firstIndex(where: { $0 == rest }) { return r.first + k }
-                } else if rest.hasSuffix(r.nameSuffix), case let digits = rest.dropLast(r.nameSuffix.count),
-                          let n = Int(digits), String(n) == digits, let k = r.numbers.firstIndex(of: n) {
-                    return r.first + k
-                }
+                if let k = r.layout.index(of: name.dropFirst(r.prefix.count)) { return r.first + k }
             }
             return nil
         }
@@ -101,18 +118,9 @@ public final class StatsRegistry: @unchecked Sendable {
             while lo <= hi {
                 let mid = (lo + hi) / 2
                 let r = ranges[mid]
-                if slot < r.first { hi = mid - 1 } else if slot >= r.first + r.count { lo = mid + 1 } else { return r }
+                if slot < r.first { hi = mid - 1 } else if slot >= r.first + r.layout.count { lo = mid + 1 } else { return r }
             }
             return nil
-        }
-
-        /// Slots for `n` stats of `owner`'s.
-        fileprivate mutating func append(_ n: Int, kind: Kind, lazy isLazy: Bool) -> Int {
-            let first = kinds.count
-            kinds.append(contentsOf: repeatElement(kind, count: n))
-            lazy.append(contentsOf: repeatElement(isLazy, count: n))
-            owners.append(contentsOf: repeatElement(currentOwner, count: n))
-            return first
         }
 
         /// The shared instance of `family`.
@@ -121,27 +129,32 @@ public final class StatsRegistry: @unchecked Sendable {
             families.insert(family)
             return family
         }
+
+        fileprivate mutating func add(_ named: Named) -> Int {
+            let slot = count
+            self.named[slot] = named
+            count += 1
+            return slot
+        }
+
+        fileprivate mutating func add(_ layout: SlotLayout, prefix: String, labels: [(String, String)]) -> Int {
+            let key = RangeKey(prefix: prefix, layout: ObjectIdentifier(layout))
+            if let first = rangesByKey[key] { return first }
+            let first = count
+            ranges.append(SlotRange(first: first, prefix: prefix, layout: layout, labels: labels, owner: currentOwner))
+            rangesByKey[key] = first
+            count += layout.count
+            return first
+        }
     }
 
-    /// Slots registered together, named `prefix` + a suffix each: a group's `suffixes` (a cluster's fixed stats,
-    /// family `family` + the suffix) or `numbers` (a cluster's `upstream_rq_<code>`, family `family` with the
-    /// number as label `labelName`), whose names are only spelled out when shown.
+    /// Slots registered together: `prefix` (the owner's, e.g. "cluster.c1.") and a layout's names.
     public struct SlotRange: Sendable {
         public var first: Int
-        public var count: Int
         public var prefix: String
-        /// The numbers, in slot order (one array shared by every range registered with it); empty for a group.
-        public var numbers: [Int]
-        /// A group's suffixes, in slot order (one array shared by every group registered with it).
-        public var suffixes: [String]?
-        public var family: String
-        /// The label that carries the number, before `labels`.
-        public var labelName: String
+        public var layout: SlotLayout
         public var labels: [(String, String)]
-        /// After the number in a numbered slot's name ("xx" in `upstream_rq_2xx`).
-        public var nameSuffix = ""
-
-        func suffix(_ k: Int) -> String { suffixes?[k] ?? String(numbers[k]) + nameSuffix }
+        public var owner: Int32
     }
 
     private let lock = NIOLock()
@@ -170,8 +183,8 @@ public final class StatsRegistry: @unchecked Sendable {
         let t = snapshot
         return (0..<t.count).map(t.name)
     }
-    public var kinds: [Kind] { lock.withLock { table.kinds } }
-    public var lazy: [Bool] { lock.withLock { table.lazy } }
+    /// Every slot's kind (`/reset_counters`).
+    public var kinds: [Kind] { snapshot.kinds }
     public var histograms: [Histogram] { lock.withLock { table.histograms } }
 
     /// The stat's slot; a name already registered keeps its slot (the same stat).
@@ -181,9 +194,8 @@ public final class StatsRegistry: @unchecked Sendable {
         lock.withLock {
             // Only stats registered alone: a run's stats are never registered one by one.
             if let slot = table.slotsByName[name] { return slot }
-            let slot = table.append(1, kind: kind, lazy: isLazy)
-            table.named[slot] = Table.Named(name: name, family: family.map { table.intern($0) } ?? name,
-                                            labels: labels)
+            let slot = table.add(Table.Named(name: name, family: family.map { table.intern($0) } ?? name,
+                                             labels: labels, kind: kind, lazy: isLazy, owner: table.currentOwner))
             table.slotsByName[name] = slot
             return slot
         }
@@ -218,45 +230,12 @@ public final class StatsRegistry: @unchecked Sendable {
         }
     }
 
-    /// Registers lazy counters `prefix` + n + `nameSuffix` for n in `numbers` (see `SlotRange`); returns the first
-    /// one's slot. The same prefix and suffix registered again keep their slots.
+    /// Registers `layout`'s stats under `prefix` (the owner's scope with its dot, e.g. "cluster.c1."), each with
+    /// `labels` after the layout's own; returns the first one's slot (stat k is at first + k). The same prefix and
+    /// layout registered again keep their slots.
     @discardableResult
-    public func registerRange(_ prefix: String, _ numbers: [Int], nameSuffix: String = "", family: String,
-                              labelName: String, labels: [(String, String)] = []) -> Int {
-        lock.withLock {
-            let key = prefix + nameSuffix
-            if let first = table.rangesByKey[key] { return first }
-            let first = table.append(numbers.count, kind: .counter, lazy: true)
-            var range = SlotRange(first: first, count: numbers.count, prefix: prefix, numbers: numbers, suffixes: nil,
-                                  family: table.intern(family), labelName: labelName, labels: labels)
-            range.nameSuffix = nameSuffix
-            table.ranges.append(range)
-            table.rangesByKey[key] = first
-            return first
-        }
-    }
-
-    /// A run of stats registered together: `prefix` + each of `suffixes` (of `kinds`, in order), each with the
-    /// Prometheus family `familyPrefix` + its suffix and `labels`; returns the first one's slot (stat k is at
-    /// first + k). The same prefix and suffixes registered again keep their slots. `suffixes` and `kinds` should
-    /// be one array shared by every group like it (a static), as the group keeps them.
-    @discardableResult
-    public func registerGroup(_ prefix: String, suffixes: [String], kinds groupKinds: [Kind], familyPrefix: String,
-                              labels: [(String, String)] = []) -> Int {
-        precondition(suffixes.count == groupKinds.count && !suffixes.isEmpty)
-        return lock.withLock {
-            let key = prefix + "\u{0}" + suffixes[0]
-            if let first = table.rangesByKey[key] { return first }
-            let first = table.count
-            table.kinds.append(contentsOf: groupKinds)
-            table.lazy.append(contentsOf: repeatElement(false, count: suffixes.count))
-            table.owners.append(contentsOf: repeatElement(table.currentOwner, count: suffixes.count))
-            table.ranges.append(SlotRange(first: first, count: suffixes.count, prefix: prefix, numbers: [],
-                                          suffixes: suffixes, family: table.intern(familyPrefix), labelName: "",
-                                          labels: labels))
-            table.rangesByKey[key] = first
-            return first
-        }
+    public func register(_ layout: SlotLayout, prefix: String, labels: [(String, String)] = []) -> Int {
+        lock.withLock { table.add(layout, prefix: prefix, labels: labels) }
     }
 
     /// Makes the `count` slots from `first` (a group's) computed: `read(k)` supplies slot first + k's value when

@@ -21,18 +21,19 @@ package struct CircuitBreakerStats: Sendable {
     /// Every slot registered, in registration order.
     package let slots: [Int]
 
-    /// The gauges of both priorities, one group per cluster read by one function.
-    static let suffixes: [String] = CircuitBreakerThresholds.Priority.allCases.flatMap { p in
-        ["cx_open", "cx_pool_open", "rq_pending_open", "rq_open", "rq_retry_open"].map { "circuit_breakers.\(p.statName).\($0)" }
-    }
-    static let kinds = [StatsRegistry.Kind](repeating: .gauge, count: suffixes.count)
+    /// The gauges of both priorities, one run per cluster read by one function.
+    static let layout = SlotLayout(
+        stats: CircuitBreakerThresholds.Priority.allCases.flatMap { p in
+            ["cx_open", "cx_pool_open", "rq_pending_open", "rq_open", "rq_retry_open"].map {
+                (suffix: "circuit_breakers.\(p.statName).\($0)", kind: StatsRegistry.Kind.gauge)
+            }
+        }, familyPrefix: "cluster.")
 
     package init(cluster: String, resources: ClusterResources, registry r: StatsRegistry) {
         let label = [("envoy_cluster_name", cluster)]
-        let first = r.registerGroup("cluster.\(cluster).", suffixes: Self.suffixes, kinds: Self.kinds,
-                                    familyPrefix: "cluster.", labels: label)
+        let first = r.register(Self.layout, prefix: "cluster.\(cluster).", labels: label)
         let priorities = CircuitBreakerThresholds.Priority.allCases
-        r.setComputed(first: first, count: Self.suffixes.count) { k in
+        r.setComputed(first: first, count: Self.layout.count) { k in
             let p = priorities[priorities.index(priorities.startIndex, offsetBy: k / 5)]
             switch k % 5 {
             case 0: return resources.isOpen(.connections, p) ? 1 : 0
@@ -42,7 +43,7 @@ package struct CircuitBreakerStats: Sendable {
             default: return resources.isOpen(.retries, p) ? 1 : 0
             }
         }
-        var slots = Array(first..<first + Self.suffixes.count)
+        var slots = Array(first..<first + Self.layout.count)
         for p in priorities where resources.thresholds(p).trackRemaining {
             let prefix = "circuit_breakers.\(p.statName)."
             func reg(_ stat: String, _ read: @escaping @Sendable () -> Int) {

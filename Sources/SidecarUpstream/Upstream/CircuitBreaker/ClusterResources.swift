@@ -29,16 +29,34 @@ package final class ClusterResources: Sendable {
 
     /// Indexed by `priorityIndex`.
     private let thresholds: [CircuitBreakerThresholds]
-    /// Indexed by `slot(_:_:)`.
-    private let counts: [ManagedAtomic<Int>]
+    /// The counts, indexed by `slot(_:_:)`: one allocation for all of them (a cluster has this set whether or not
+    /// it sees traffic; a thousand clusters, a thousand sets). Never reassigned; every access is atomic.
+    nonisolated(unsafe) private let storage: UnsafeMutablePointer<UnsafeAtomic<Int>.Storage>
+    private var counts: UnsafeAtomicCounts { UnsafeAtomicCounts(base: storage) }
+
+    private static let slotCount = Priority.allCases.count * Resource.allCases.count
+    /// Envoy's defaults for every priority, shared by the clusters that set none.
+    private static let defaults = Priority.allCases.map { CircuitBreakerThresholds(priority: $0) }
 
     /// One entry per priority, DEFAULT first (`Cluster.circuitBreakers`). A missing priority gets Envoy's
     /// defaults; when a priority appears twice the first entry wins, as in Envoy.
     package init(thresholds: [CircuitBreakerThresholds]) {
-        self.thresholds = Priority.allCases.map { p in
+        self.thresholds = thresholds.isEmpty ? Self.defaults : Priority.allCases.map { p in
             thresholds.first { $0.priority == p } ?? CircuitBreakerThresholds(priority: p)
         }
-        counts = (0..<Priority.allCases.count * Resource.allCases.count).map { _ in ManagedAtomic(0) }
+        storage = .allocate(capacity: Self.slotCount)
+        storage.initialize(repeating: UnsafeAtomic<Int>.Storage(0), count: Self.slotCount)
+    }
+
+    deinit {
+        storage.deinitialize(count: Self.slotCount)
+        storage.deallocate()
+    }
+
+    /// A view of the counts as atomics.
+    private struct UnsafeAtomicCounts {
+        let base: UnsafeMutablePointer<UnsafeAtomic<Int>.Storage>
+        subscript(_ i: Int) -> UnsafeAtomic<Int> { UnsafeAtomic(at: base + i) }
     }
 
     /// The limits configured for one priority.
