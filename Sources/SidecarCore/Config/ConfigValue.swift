@@ -234,7 +234,14 @@ package struct ConfigValue {
 package final class ConfigObject {
     package let value: ConfigValue
     private var fields: [(key: String, node: Node, keyLine: Int?)] = []
-    private var used: Set<String> = []
+    /// Which of `fields` a decoder took, by index (a bit each for the first 64; a mapping rarely has more).
+    private var usedMask: UInt64 = 0
+    private var usedBeyond: Set<Int> = []
+    /// Every key a decoder asked for, present or not, in order: what tells, on an error, which message this
+    /// mapping is (`knownFields`). Kept as a list: hashing each key on the way was a tenth of decoding time.
+    private var queried: [String] = []
+    /// The keys asked for, as a set (error paths only).
+    private var used: Set<String> { Set(queried) }
     /// Fields asked about with `has`, which does not consume them.
     private var mentioned: Set<String> = []
     /// Set once `finish()` has found nothing left over.
@@ -258,6 +265,13 @@ package final class ConfigObject {
 
     /// Envoy's JSON accepts both `lb_policy` and `lbPolicy`.
     package static func snakeCase(_ name: String) -> String {
+        // Most keys are ASCII snake_case already: a byte scan, not a walk over Characters.
+        var ascii = true, upper = false
+        for b in name.utf8 {
+            if b >= 0x80 { ascii = false; break }
+            if b >= 0x41 && b <= 0x5A { upper = true; break }
+        }
+        if ascii && !upper { return name }
         guard name.contains(where: \.isUppercase) else { return name }
         var out = ""
         for ch in name {
@@ -278,8 +292,10 @@ package final class ConfigObject {
     }
 
     package func optional(_ key: String) -> ConfigValue? {
-        used.insert(key)
-        guard let f = fields.first(where: { $0.key == key }) else { return nil }
+        queried.append(key)
+        guard let i = fields.firstIndex(where: { $0.key == key }) else { return nil }
+        if i < 64 { usedMask |= 1 << UInt64(i) } else { usedBeyond.insert(i) }
+        let f = fields[i]
         let v = value.descendant(f.node, path: childPath(key))
         return v.isNull ? nil : v
     }
@@ -324,7 +340,8 @@ package final class ConfigObject {
         if let session = value.session, session.recordsFieldGaps, knownFields == nil {
             session.fieldGaps.append("\(path.isEmpty ? "<root>" : path): \(used.union(mentioned).sorted())")
         }
-        let leftOver = fields.filter { !used.contains($0.key) }
+        let leftOver = fields.indices.filter { i in i < 64 ? usedMask & (1 << UInt64(i)) == 0 : !usedBeyond.contains(i) }
+            .map { fields[$0] }
         guard !leftOver.isEmpty else {
             isFinished = true
             return
