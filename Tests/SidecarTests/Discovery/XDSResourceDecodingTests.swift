@@ -77,6 +77,35 @@ struct XDSResourceDecodingTests {
         #expect(zero.path == "resources[0].connect_timeout" && zero.line == nil)
     }
 
+    /// A response large enough to be decoded in parts (one per core): the same resources in the same order, and
+    /// errors that name each resource by its place in the whole response, as a decode in one piece would.
+    @Test func aLargeResponseDecodesInPartsAsInOnePiece() throws {
+        let count = XDSResourceDecoding.parallelThreshold * 2 + 3
+        let clusters = try (0..<count).map { try Google_Protobuf_Any(message: edsCluster("c\($0)")) }
+        let file = try decode(clusters)
+        #expect(file.resources.map(\.name) == (0..<count).map { "c\($0)" })
+        #expect(file.documents.count == count)
+
+        var bad = clusters
+        for i in [5, count - 2] {
+            var c = edsCluster("c\(i)")
+            c.connectTimeout = Google_Protobuf_Duration(seconds: 0)
+            bad[i] = try Google_Protobuf_Any(message: c)
+        }
+        let error = try #require(throws: ConfigError.self) { try decode(bad) }
+        #expect(error.all.map(\.path) == ["resources[5].connect_timeout", "resources[\(count - 2)].connect_timeout"])
+
+        var twice = clusters
+        twice[count - 1] = try Google_Protobuf_Any(message: edsCluster("c1"))
+        let duplicate = try #require(throws: ConfigError.self) { try decode(twice) }
+        #expect(duplicate.path == "resources[\(count - 1)].name" && duplicate.message.contains("duplicate name 'c1'"))
+
+        var other = clusters
+        other[count - 1] = try Google_Protobuf_Any(message: Envoy_Config_Route_V3_RouteConfiguration.with { $0.name = "r" })
+        let wrong = try #require(throws: ConfigError.self) { try decode(other) }
+        #expect(wrong.path == "resources[\(count - 1)]")
+    }
+
     /// The xds fuzz target's seeds (written by scripts/lib/fuzz_seeds.py with Envoy's own messages) decode as the
     /// proxy would take them: so the target explores the decoder, not the protobuf parser's refusals.
     @Test func theFuzzSeedsAreResponsesTheDecoderTakes() throws {
