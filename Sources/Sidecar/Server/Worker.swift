@@ -74,10 +74,11 @@ final class Worker {
 
     private func startPeriodicWork(_ local: ThreadLocalCluster) {
         let config = local.info.config
-        if config.type == .ORIGINAL_DST {
-            scheduleSweep(local, every: config.cleanupInterval.timeAmount, unusedFor: true)
-        } else {
-            scheduleSweep(local, every: local.pool.idleSweepInterval, unusedFor: false)
+        // The pool sweep starts with the pool's first connection (the closure keeps two values, not the config).
+        let cleanup = config.type == .ORIGINAL_DST ? config.cleanupInterval.timeAmount : nil
+        local.pool.onFirstConnection = { [weak self, weak local] in
+            guard let self, let local else { return }
+            self.scheduleSweep(local, every: cleanup ?? local.pool.idleSweepInterval, unusedFor: cleanup != nil)
         }
         if let od = config.outlierDetection {
             scheduleOutlierInterval(local, every: od.interval.timeAmount)

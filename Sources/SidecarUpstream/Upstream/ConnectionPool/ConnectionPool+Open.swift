@@ -39,6 +39,10 @@ extension ConnectionPool {
     package func open(to address: SocketAddress, source: UpstreamSource, http1Only: Bool = false,
                       halfClosure: Bool = false) -> EventLoopFuture<OpenedUpstreamChannel> {
         let stats = self.stats, cs = clusterStats
+        if let first = onFirstConnection {
+            onFirstConnection = nil
+            first()
+        }
         if let tls = cluster.tls, tls.provider.readySnapshot == nil {
             // Its secrets have not come from the control plane: a failed connection, as Envoy's not-ready TLS socket.
             stats.inc(tls.stats.secretsNotReady)

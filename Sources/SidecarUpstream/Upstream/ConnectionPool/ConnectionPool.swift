@@ -66,6 +66,10 @@ package final class ConnectionPool {
     /// `auto_config`: the hosts whose last connection settled on HTTP/2 by ALPN. Their requests get streams
     /// (`MultiplexedPool`); the others open connections as HTTP/1.1 does, each speaking what its handshake chose.
     private var speaksHTTP2: Set<Key> = []
+    /// Called once, on the pool's loop, when it opens its first connection: the owner starts the periodic sweep
+    /// then (a pool with no connection has nothing to sweep, and a timer per cluster per worker, for a thousand
+    /// clusters that never see a request, was memory for nothing).
+    package var onFirstConnection: (() -> Void)?
     /// The cluster left the config: connections close as their requests end instead of going back idle.
     package var draining: Bool { machine.isDraining }
 
