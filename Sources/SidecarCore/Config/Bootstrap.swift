@@ -298,9 +298,8 @@ public struct Cluster: Sendable, Equatable {
     /// nil: no outlier detection (Envoy's default).
     public var outlierDetection: OutlierDetectionConfig?
     /// Always one entry per priority, DEFAULT first, defaults filled in.
-    public var circuitBreakers: [CircuitBreakerThresholds] = CircuitBreakerThresholds.Priority.allCases.map {
-        CircuitBreakerThresholds(priority: $0)
-    }
+    /// Envoy's defaults unless set: one array shared by every cluster that sets none.
+    public var circuitBreakers: [CircuitBreakerThresholds] = CircuitBreakerThresholds.defaults
     public var httpProtocolOptions = UpstreamHTTPProtocolOptions()
     public var endpoints: [Endpoint]
     /// `eds_cluster_config` of an EDS cluster: where its endpoints come from.

@@ -104,6 +104,9 @@ public struct OutlierDetectionConfig: Sendable, Equatable {
 
 /// `circuit_breakers.thresholds[]`: one priority's limits.
 public struct CircuitBreakerThresholds: Sendable, Equatable {
+    /// Envoy's defaults for every priority, DEFAULT first.
+    public static let defaults = Priority.allCases.map { CircuitBreakerThresholds(priority: $0) }
+
     public enum Priority: String, Sendable, CaseIterable {
         case DEFAULT, HIGH
         public var statName: String { self == .DEFAULT ? "default" : "high" }

@@ -59,20 +59,44 @@ public struct HTTPStats: Sendable {
 
 /// `cluster.<name>.*` slots of one cluster.
 public struct ClusterStats: Sendable {
-    public let cxTotal, cxActive, cxConnectFail, cxConnectTimeout, cxDestroy: Int
-    public let rqTotal, rqActive, rqTimeout, rqPendingTotal, rqPendingActive: Int
-    public let membershipTotal, membershipHealthy: Int
-    public let cxRxBytes, cxTxBytes, cxNoneHealthy: Int
-    /// Circuit-breaker overflows; which breaker feeds which counter is noted on `ClusterResources`.
-    public let cxOverflow, rqPendingOverflow, rqActiveOverflow, rqRetryOverflow: Int
-    /// `RetryState` decisions: see its doc comment for when each is counted.
-    public let rqRetry, rqRetrySuccess, rqRetryLimitExceeded, rqRetryBackoffExponential: Int
-    public let rqPerTryTimeout, rqPerTryIdleTimeout, rqRxReset, rqTxReset, rqMaxDurationReached: Int
-    public let cxMaxDurationReached, cxIdleTimeout, lbHealthyPanic: Int
-    /// `upstream_cx_http1_total`, `upstream_cx_http2_total`, `upstream_cx_max_requests`.
-    public let cxHTTP1Total, cxHTTP2Total, cxMaxRequests: Int
-    /// `upstream_rq_completed`: every upstream answer charged to the cluster, local overflow replies included.
-    public let rqCompleted: Int
+    /// The slot of the first of the cluster's fixed stats (`fixed`, in order): each is at a constant offset from
+    /// it, so the struct is a few integers (every cluster has one, and every worker's pool a copy).
+    public let first: Int
+    @inlinable public var cxTotal: Int { first &+ 0 }  // upstream_cx_total
+    @inlinable public var cxActive: Int { first &+ 1 }  // upstream_cx_active
+    @inlinable public var cxConnectFail: Int { first &+ 2 }  // upstream_cx_connect_fail
+    @inlinable public var cxConnectTimeout: Int { first &+ 3 }  // upstream_cx_connect_timeout
+    @inlinable public var cxDestroy: Int { first &+ 4 }  // upstream_cx_destroy
+    @inlinable public var rqTotal: Int { first &+ 5 }  // upstream_rq_total
+    @inlinable public var rqActive: Int { first &+ 6 }  // upstream_rq_active
+    @inlinable public var rqTimeout: Int { first &+ 7 }  // upstream_rq_timeout
+    @inlinable public var rqPendingTotal: Int { first &+ 8 }  // upstream_rq_pending_total
+    @inlinable public var rqPendingActive: Int { first &+ 9 }  // upstream_rq_pending_active
+    @inlinable public var membershipTotal: Int { first &+ 10 }  // membership_total
+    @inlinable public var membershipHealthy: Int { first &+ 11 }  // membership_healthy
+    @inlinable public var cxRxBytes: Int { first &+ 12 }  // upstream_cx_rx_bytes_total
+    @inlinable public var cxTxBytes: Int { first &+ 13 }  // upstream_cx_tx_bytes_total
+    @inlinable public var cxNoneHealthy: Int { first &+ 14 }  // upstream_cx_none_healthy
+    @inlinable public var cxOverflow: Int { first &+ 15 }  // upstream_cx_overflow
+    @inlinable public var rqPendingOverflow: Int { first &+ 16 }  // upstream_rq_pending_overflow
+    @inlinable public var rqActiveOverflow: Int { first &+ 17 }  // upstream_rq_active_overflow
+    @inlinable public var rqCompleted: Int { first &+ 18 }  // upstream_rq_completed
+    @inlinable public var rqRetryOverflow: Int { first &+ 19 }  // upstream_rq_retry_overflow
+    @inlinable public var rqRetry: Int { first &+ 20 }  // upstream_rq_retry
+    @inlinable public var rqRetrySuccess: Int { first &+ 21 }  // upstream_rq_retry_success
+    @inlinable public var rqRetryLimitExceeded: Int { first &+ 22 }  // upstream_rq_retry_limit_exceeded
+    @inlinable public var rqRetryBackoffExponential: Int { first &+ 23 }  // upstream_rq_retry_backoff_exponential
+    @inlinable public var rqPerTryTimeout: Int { first &+ 24 }  // upstream_rq_per_try_timeout
+    @inlinable public var rqPerTryIdleTimeout: Int { first &+ 25 }  // upstream_rq_per_try_idle_timeout
+    @inlinable public var rqRxReset: Int { first &+ 26 }  // upstream_rq_rx_reset
+    @inlinable public var rqTxReset: Int { first &+ 27 }  // upstream_rq_tx_reset
+    @inlinable public var rqMaxDurationReached: Int { first &+ 28 }  // upstream_rq_max_duration_reached
+    @inlinable public var cxMaxDurationReached: Int { first &+ 29 }  // upstream_cx_max_duration_reached
+    @inlinable public var cxIdleTimeout: Int { first &+ 30 }  // upstream_cx_idle_timeout
+    @inlinable public var lbHealthyPanic: Int { first &+ 31 }  // lb_healthy_panic
+    @inlinable public var cxHTTP1Total: Int { first &+ 32 }  // upstream_cx_http1_total
+    @inlinable public var cxHTTP2Total: Int { first &+ 33 }  // upstream_cx_http2_total
+    @inlinable public var cxMaxRequests: Int { first &+ 34 }  // upstream_cx_max_requests
     public let rqXX: Int  // first of upstream_rq_1xx ... 5xx
     /// Slot of the first of `knownCodes`' `upstream_rq_<code>`; code c is at rqCode + codeIndex[c - 100].
     public let rqCode: Int
@@ -109,42 +133,7 @@ public struct ClusterStats: Sendable {
         let label = [("envoy_cluster_name", cluster)]
         let prefix = "cluster.\(cluster)."
         let first = r.register(Self.fixedLayout, prefix: prefix, labels: label)
-        func slot(_ suffix: String) -> Int { first + Self.fixed.firstIndex { $0.suffix == suffix }! }
-        cxTotal = slot("upstream_cx_total")
-        cxActive = slot("upstream_cx_active")
-        cxConnectFail = slot("upstream_cx_connect_fail")
-        cxConnectTimeout = slot("upstream_cx_connect_timeout")
-        cxDestroy = slot("upstream_cx_destroy")
-        rqTotal = slot("upstream_rq_total")
-        rqActive = slot("upstream_rq_active")
-        rqTimeout = slot("upstream_rq_timeout")
-        rqPendingTotal = slot("upstream_rq_pending_total")
-        rqPendingActive = slot("upstream_rq_pending_active")
-        membershipTotal = slot("membership_total")
-        membershipHealthy = slot("membership_healthy")
-        cxRxBytes = slot("upstream_cx_rx_bytes_total")
-        cxTxBytes = slot("upstream_cx_tx_bytes_total")
-        cxNoneHealthy = slot("upstream_cx_none_healthy")
-        cxOverflow = slot("upstream_cx_overflow")
-        rqPendingOverflow = slot("upstream_rq_pending_overflow")
-        rqActiveOverflow = slot("upstream_rq_active_overflow")
-        rqCompleted = slot("upstream_rq_completed")
-        rqRetryOverflow = slot("upstream_rq_retry_overflow")
-        rqRetry = slot("upstream_rq_retry")
-        rqRetrySuccess = slot("upstream_rq_retry_success")
-        rqRetryLimitExceeded = slot("upstream_rq_retry_limit_exceeded")
-        rqRetryBackoffExponential = slot("upstream_rq_retry_backoff_exponential")
-        rqPerTryTimeout = slot("upstream_rq_per_try_timeout")
-        rqPerTryIdleTimeout = slot("upstream_rq_per_try_idle_timeout")
-        rqRxReset = slot("upstream_rq_rx_reset")
-        rqTxReset = slot("upstream_rq_tx_reset")
-        rqMaxDurationReached = slot("upstream_rq_max_duration_reached")
-        cxMaxDurationReached = slot("upstream_cx_max_duration_reached")
-        cxIdleTimeout = slot("upstream_cx_idle_timeout")
-        lbHealthyPanic = slot("lb_healthy_panic")
-        cxHTTP1Total = slot("upstream_cx_http1_total")
-        cxHTTP2Total = slot("upstream_cx_http2_total")
-        cxMaxRequests = slot("upstream_cx_max_requests")
+        self.first = first
         rqXX = r.register(Self.classLayout, prefix: prefix, labels: label)
         rqCode = r.register(Self.codeLayout, prefix: prefix, labels: label)
         func hist(_ s: String, lazy: Bool = false) -> Int {

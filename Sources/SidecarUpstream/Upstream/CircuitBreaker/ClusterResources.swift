@@ -35,15 +35,15 @@ package final class ClusterResources: Sendable {
     private var counts: UnsafeAtomicCounts { UnsafeAtomicCounts(base: storage) }
 
     private static let slotCount = Priority.allCases.count * Resource.allCases.count
-    /// Envoy's defaults for every priority, shared by the clusters that set none.
-    private static let defaults = Priority.allCases.map { CircuitBreakerThresholds(priority: $0) }
 
     /// One entry per priority, DEFAULT first (`Cluster.circuitBreakers`). A missing priority gets Envoy's
     /// defaults; when a priority appears twice the first entry wins, as in Envoy.
     package init(thresholds: [CircuitBreakerThresholds]) {
-        self.thresholds = thresholds.isEmpty ? Self.defaults : Priority.allCases.map { p in
+        let resolved = Priority.allCases.map { p in
             thresholds.first { $0.priority == p } ?? CircuitBreakerThresholds(priority: p)
         }
+        // Envoy's defaults: the array every such cluster shares.
+        self.thresholds = resolved == CircuitBreakerThresholds.defaults ? CircuitBreakerThresholds.defaults : resolved
         storage = .allocate(capacity: Self.slotCount)
         storage.initialize(repeating: UnsafeAtomic<Int>.Storage(0), count: Self.slotCount)
     }
