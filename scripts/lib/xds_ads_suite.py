@@ -156,6 +156,12 @@ class ControlPlane:
         def DeltaAggregatedResources(self, request_iterator, context):
             return self.plane._delta_stream(request_iterator, context)
 
+    def _own_stream(self, counter, requests, context):
+        """A stream of one type's own service (an `api_config_source`), counted in attribute `counter`."""
+        with self.lock:
+            setattr(self, counter, getattr(self, counter) + 1)
+        return self._stream(requests, context)
+
     class _RouteServicer(rds_pb2_grpc.RouteDiscoveryServiceServicer):
         """RouteDiscoveryService: an `api_config_source` stream of route configurations only."""
 
@@ -163,9 +169,7 @@ class ControlPlane:
             self.plane = plane
 
         def StreamRoutes(self, request_iterator, context):
-            with self.plane.lock:
-                self.plane.route_streams += 1
-            return self.plane._stream(request_iterator, context)
+            return self.plane._own_stream("route_streams", request_iterator, context)
 
         def DeltaRoutes(self, request_iterator, context):
             return self.plane._delta_stream(request_iterator, context)
@@ -177,9 +181,7 @@ class ControlPlane:
             self.plane = plane
 
         def StreamSecrets(self, request_iterator, context):
-            with self.plane.lock:
-                self.plane.secret_streams += 1
-            return self.plane._stream(request_iterator, context)
+            return self.plane._own_stream("secret_streams", request_iterator, context)
 
         def DeltaSecrets(self, request_iterator, context):
             return self.plane._delta_stream(request_iterator, context)

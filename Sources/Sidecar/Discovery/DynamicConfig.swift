@@ -321,42 +321,33 @@ final class DynamicConfig: @unchecked Sendable {
             for (c, chain) in ConfigSnapshot.networkChains(l).enumerated() {
                 let at = "resources[\(i)].filter_chains[\(c)]"
                 if case .httpConnectionManager(let hcm) = chain.network, let rds = hcm.rds {
-                    let path = at + ".rds.config_source"
-                    switch rds.source {
-                    case .file:
-                        throw ConfigError(path: path, line: nil, message:
-                            "a listener from LDS takes its routes from 'ads: {}', api_config_source or inline "
-                            + "(route_config); RDS files are for static listeners in Pilotfish")
-                    case .ads where bootstrap.dynamicResources?.ads == nil:
-                        throw ConfigError(path: path, line: nil,
-                                          message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
-                    case .grpc(let api):
-                        try Bootstrap.checkStreamCluster(api.clusterName, in: bootstrap.clusters) {
-                            ConfigError(path: path, line: nil, message: $0)
-                        }
-                    case .ads:
-                        break
-                    }
+                    try checkSource(rds.source, at: at + ".rds.config_source", file:
+                        "a listener from LDS takes its routes from 'ads: {}', api_config_source or inline "
+                        + "(route_config); RDS files are for static listeners in Pilotfish")
                 }
                 for ref in chain.tls?.secretReferences ?? [] {
-                    let path = at + ".transport_socket"
-                    switch ref.source {
-                    case .file:
-                        throw ConfigError(path: path, line: nil, message:
-                            "listener '\(l.name)': a listener from LDS takes SDS secrets from a control plane "
-                            + "('ads: {}' or api_config_source) or certificate files, not SDS files")
-                    case .ads where bootstrap.dynamicResources?.ads == nil:
-                        throw ConfigError(path: path, line: nil,
-                                          message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
-                    case .grpc(let api):
-                        try Bootstrap.checkStreamCluster(api.clusterName, in: bootstrap.clusters) {
-                            ConfigError(path: path, line: nil, message: $0)
-                        }
-                    case .ads:
-                        break
-                    }
+                    try checkSource(ref.source, at: at + ".transport_socket", file:
+                        "listener '\(l.name)': a listener from LDS takes SDS secrets from a control plane "
+                        + "('ads: {}' or api_config_source) or certificate files, not SDS files")
                 }
             }
+        }
+    }
+
+    /// A config source a resource from discovery names: `file` is why a file is refused (nil: files are taken);
+    /// `ads: {}` needs the bootstrap's ADS stream, `api_config_source` a static cluster with an address.
+    private func checkSource(_ source: ConfigSource, at path: String, file: String?) throws {
+        switch source {
+        case .file:
+            if let file { throw ConfigError(path: path, line: nil, message: file) }
+        case .ads where bootstrap.dynamicResources?.ads == nil:
+            throw ConfigError(path: path, line: nil, message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
+        case .grpc(let api):
+            try Bootstrap.checkStreamCluster(api.clusterName, in: bootstrap.clusters) {
+                ConfigError(path: path, line: nil, message: $0)
+            }
+        case .ads:
+            break
         }
     }
 
@@ -375,16 +366,7 @@ final class DynamicConfig: @unchecked Sendable {
         }
         for (i, c) in next.enumerated() {
             for ref in c.tls?.remoteSecretReferences ?? [] {
-                let path = "resources[\(i)].transport_socket"
-                if ref.source == .ads && bootstrap.dynamicResources?.ads == nil {
-                    throw ConfigError(path: path, line: nil,
-                                      message: "'ads: {}' needs dynamic_resources.ads_config in the bootstrap")
-                }
-                if case .grpc(let api) = ref.source {
-                    try Bootstrap.checkStreamCluster(api.clusterName, in: bootstrap.clusters) {
-                        ConfigError(path: path, line: nil, message: $0)
-                    }
-                }
+                try checkSource(ref.source, at: "resources[\(i)].transport_socket", file: nil)
             }
         }
     }
