@@ -236,8 +236,8 @@ def routes():
 def xds():
     """Serialized DiscoveryResponses: CDS (an EDS cluster with health checks, outlier detection and TLS; a static
     one), EDS (priorities, localities, health status), RDS (routes with retries and a typed_per_filter_config), one
-    with a field Pilotfish's subset lacks, and LDS (filter chains by SNI, tcp_proxy, RDS by api_config_source and
-    ADS, a bind_to_port: false listener)."""
+    with a field Pilotfish's subset lacks, LDS (filter chains by SNI, tcp_proxy, RDS by api_config_source and
+    ADS, a bind_to_port: false listener) and SDS (a certificate and a validation context, inline_bytes)."""
     from envoy.config.cluster.v3 import cluster_pb2
     from envoy.config.endpoint.v3 import endpoint_pb2
     from envoy.config.route.v3 import route_pb2
@@ -320,6 +320,21 @@ def xds():
                  hcm, rds={"route_config_name": "r8080", "config_source": {"ads": {}, "resource_api_version": "V3"}})}]}]},
     ]
     write("xds", response(lds, listener_pb2.Listener, listeners), "lds")
+
+    # SDS: a certificate and a validation context, inline_bytes as control planes send them (a throwaway
+    # self-signed EC pair: the decoder reads the PEM text, it does not build a TLS context).
+    from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+    import base64
+    pem = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+    key = base64.b64encode(b"-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n").decode()
+    secrets = [
+        {"name": "server_cert", "tls_certificate": {"certificate_chain": {"inline_bytes": pem},
+                                                    "private_key": {"inline_bytes": key}}},
+        {"name": "mesh_ca", "validation_context": {"trusted_ca": {"inline_bytes": pem}, "match_typed_subject_alt_names": [
+            {"san_type": "URI", "matcher": {"prefix": "spiffe://cluster.local/"}}]}},
+    ]
+    write("xds", response("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", secret_pb2.Secret,
+                          secrets), "sds")
 
 
 if __name__ == "__main__":

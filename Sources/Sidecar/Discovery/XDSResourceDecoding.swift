@@ -20,7 +20,8 @@ package enum XDSResourceDecoding {
         return o
     }()
 
-    /// A serialized `DiscoveryResponse` as the ADS stream gets it, decoded as its `type_url` says (CDS, EDS, LDS or RDS),
+    /// A serialized `DiscoveryResponse` as the ADS stream gets it, decoded as its `type_url` says (CDS, EDS, LDS, RDS
+    /// or SDS),
     /// as the proxy would before installing it; nil for bytes that are not one, a `ConfigError` naming what is wrong
     /// for one that cannot be taken. What the `xds` fuzz target runs.
     @discardableResult
@@ -43,6 +44,9 @@ package enum XDSResourceDecoding {
             return try decode(resources, versionInfo: version, typeURL: response.typeURL, what: "LDS",
                               httpFilters: HTTPFilterRegistry.catalog, decode: Listener.decode,
                               name: \.name).resources.count
+        case DiscoveryResources.secret:
+            return try decode(resources, versionInfo: version, typeURL: response.typeURL, what: "SDS",
+                              decode: SecretResource.decode, name: \.name).resources.count
         default:
             return nil
         }

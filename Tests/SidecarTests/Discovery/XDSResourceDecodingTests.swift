@@ -117,6 +117,7 @@ struct XDSResourceDecodingTests {
         #expect(try XDSResourceDecoding.decodeResponse(read("eds")) == 1)
         #expect(try XDSResourceDecoding.decodeResponse(read("rds")) == 1)
         #expect(try XDSResourceDecoding.decodeResponse(read("lds")) == 2)
+        #expect(try XDSResourceDecoding.decodeResponse(read("sds")) == 2)
         let unknown = try #require(throws: ConfigError.self) { try XDSResourceDecoding.decodeResponse(read("cds-unknown-field")) }
         #expect(unknown.message.contains("field number 49"))
         #expect(try XDSResourceDecoding.decodeResponse(Array("not protobuf at all".utf8)) == nil)
