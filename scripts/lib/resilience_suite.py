@@ -699,7 +699,12 @@ def scenario_circuit_breaker(t):
     check(
         p.stat("upstream_cx_total", s) <= 10, "upstream_cx_total %d > max_connections" % p.stat("upstream_cx_total", s)
     )
-    check(p.stat("upstream_cx_overflow", s) > 0, "upstream_cx_overflow 0 though connections were capped")
+    # A request counts upstream_cx_overflow when it waits because max_connections is reached, which happens only
+    # if some connection came up before the queue filled: timing (a loaded CI machine made it 0 once). Each such
+    # request is served later, beyond the 10 served first; circuit_breaker_kinds checks the counter exactly.
+    cx_overflow = p.stat("upstream_cx_overflow", s)
+    check(0 <= cx_overflow <= max(len(ok) - 10, 0),
+          "upstream_cx_overflow %d, but only %d requests were served beyond the first 10" % (cx_overflow, len(ok) - 10))
     seen = b.stats()["backends"]["b0"]
     check(seen["requests"] == len(ok), "backend saw %d requests, client got %d 200s" % (seen["requests"], len(ok)))
     check(seen["connections"] <= 10, "backend saw %d connections" % seen["connections"])
