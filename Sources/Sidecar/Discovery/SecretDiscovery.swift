@@ -101,8 +101,11 @@ final class SecretDiscovery: Sendable {
             do {
                 let s = try p.load(secrets: trial)
                 Log.info("sds: TLS context updated", [("context", p.owner), ("serial", s.certificateSerial ?? "-")])
+            } catch is TLSMaterial.SecretNotReady {
+                // It waits for another secret too (checked above).
             } catch {
-                // Checked above: only a secret still missing gets here.
+                // Built a moment ago with the same secrets; a file it also names may have changed since.
+                Log.warning("sds: TLS context not rebuilt; it keeps the one it had", [("context", p.owner), ("error", "\(error)")])
             }
         }
         let now = Int(Date().timeIntervalSince1970 * 1000)
