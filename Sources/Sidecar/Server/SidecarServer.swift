@@ -456,9 +456,14 @@ public final class SidecarServer: @unchecked Sendable {
         // Decoding a large file leaves freed memory in the heap that glibc keeps; give it back once applied.
         defer { _ = glibcMallocTrim(0) }
         switch what {
-        case .clusters: return dynamicConfig.reloadClusters { try install($0, listenerRevisions: $1) }
-        case .listeners:
-            defer { startSourceStreams() }
+        case .clusters, .listeners:
+            // What arrived may name route configurations or secrets to ask for, on the ADS stream or streams of
+            // their own.
+            defer {
+                adsClient?.refreshNames()
+                startSourceStreams()
+            }
+            if case .clusters = what { return dynamicConfig.reloadClusters { try install($0, listenerRevisions: $1) } }
             return dynamicConfig.reloadListeners { try install($0, listenerRevisions: $1) }
         case .routes(let rds): return dynamicConfig.reloadRoutes(rds) { try install($0, listenerRevisions: $1) }
         }
