@@ -232,7 +232,8 @@ struct ListenerDiscoveryTests {
         #expect(try RawClient.fetch(port: port, "GET", "/").bodyString == "one")
         try publish("2", body: "two")
         #expect(ClusterDiscoveryTests.waitUntil { (try? RawClient.fetch(port: port, "GET", "/").bodyString) == "two" })
-        #expect(try proxy.stat("listener_manager.lds.update_success") == 2)
+        // Counted once the install returns, a moment after the workers serve it.
+        #expect(ClusterDiscoveryTests.waitUntil { (try? proxy.stat("listener_manager.lds.update_success")) == 2 })
     }
 }
 
