@@ -246,6 +246,7 @@ class ControlPlane:
             self.out = queue.Queue()
             self.subs = {}  # type_url -> set of names, or None for a wildcard subscription
             self.sent = {}  # type_url -> {name: resource version the proxy has}
+            self.answered = set()  # type_urls this stream got a response for
             self.delta = True
 
     def _delta_stream(self, requests, context):
@@ -270,8 +271,11 @@ class ControlPlane:
                 self._send_delta(s, t, force=first)
 
         def on_release():
+            # Types a request was already answered for (the plane was released before the stream's first
+            # requests were read) get nothing more: a second, empty response would count as another update.
             for t in list(s.subs):
-                self._send_delta(s, t, force=True)
+                if t not in s.answered:
+                    self._send_delta(s, t, force=True)
 
         return self._serve(s, requests, context, on_request, on_release)
 
@@ -309,6 +313,7 @@ class ControlPlane:
             del sent[n]
         resp.removed_resources.extend(removed)
         self.nonce_versions[resp.nonce] = version
+        s.answered.add(type_url)
         s.out.put(resp)
 
     def _send(self, s, type_url, force=False):
