@@ -578,7 +578,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         // An HTTP/1.1 upgrade (WebSocket and the like); `Upgrade: h2c` is not one the proxy takes (Envoy drops it).
-        // On an HTTP/2 stream, a CONNECT or an extended CONNECT arrives translated into these (HTTP2ConnectTranslation:
+        // On an HTTP/2 stream, a CONNECT or an extended CONNECT arrives translated into these (HTTP2StreamCodec:
         // HTTP/2 forbids the upgrade headers, so only the translation puts them there) and ends only its stream.
         if multiplexed {
             if head.method == .CONNECT {
@@ -824,7 +824,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Resets this HTTP/2 stream with `code` (counted in `downstream_rq_tx_reset`).
     func resetMultiplexedStream(_ code: HTTP2ErrorCode) {
         stats.inc(listener.stats.rqTxReset)
-        if let frames = try? context.pipeline.syncOperations.handler(type: HeadersEndStreamCoalescer.self) {
+        if let frames = try? context.pipeline.syncOperations.handler(type: HTTP2StreamCodec.self) {
             frames.reset(code)
         } else {
             context.close(promise: nil)

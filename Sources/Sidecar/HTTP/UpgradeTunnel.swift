@@ -45,14 +45,14 @@ final class UpgradeTunnel: ChannelDuplexHandler {
         // encoders first: a decoder hands its left-over bytes on as it leaves, and they are written to the other
         // side at once.
         var requestDecoder: ByteToMessageHandler<HTTPRequestDecoder>?
-        var connectStream: HTTP2ConnectTranslation?
-        if let translation = try? downstream.handler(type: HTTP2ConnectTranslation.self) {
-            // A stream of an HTTP/2 connection: its frames become the bytes in front of the part translation, which
-            // stays (it cannot be removed) but sees nothing more: the tunnel passes neither reads nor writes past it.
+        var connectStream: HTTP2StreamCodec?
+        if let codec = try? downstream.handler(type: HTTP2StreamCodec.self) {
+            // A stream of an HTTP/2 connection: its frames become bytes right behind the stream's codec, which passes
+            // them untouched from now on (`releaseHeld`).
             let bytes = HTTP2StreamBytes(ending: upstreamHasCodec ? .reset(.connectError) : .endStream)
-            try downstream.addHandler(bytes, position: .after(translation))
+            try downstream.addHandler(bytes, position: .after(codec))
             try downstream.addHandler(down, position: .after(bytes))
-            connectStream = translation
+            connectStream = codec
         } else {
             let decoder = try downstream.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try downstream.addHandler(down, position: .after(decoder))

@@ -6,8 +6,8 @@ import SidecarCore
 /// One downstream HTTP/2 connection: what belongs to the connection rather than to its streams. It sits behind
 /// `NIOHTTP2Handler` on the connection's pipeline and sees the connection's events and its root-stream frames.
 ///
-/// Each stream is a child channel of the multiplexer with the HTTP/1 part translation and its own
-/// `HTTPProxyHandler` in stream mode (see `install`): the same stream model, filters and router as an HTTP/1
+/// Each stream is a child channel of the multiplexer with the HTTP/1 part translation (`HTTP2StreamCodec`) and its
+/// own `HTTPProxyHandler` in stream mode (see `install`): the same stream model, filters and router as an HTTP/1
 /// request, with per-stream flow control (a stream whose upstream cannot take more stops reading, which stops
 /// its window updates, and the other streams go on).
 ///
@@ -38,6 +38,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
     private(set) var streamsOpened = 0
     private var lastStreamID = HTTP2StreamID(0)
     private var draining = false
+    private var closing = false
     private var counted = false
     /// `downstream_cx_total` / `_active` were counted before the codec was chosen (`HTTPCodecSelector`).
     var connectionCounted = false
@@ -96,9 +97,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
                 let connection = boxed.value
                 connection.streamOpened(channel)
                 let ops = channel.pipeline.syncOperations
-                try ops.addHandler(HeadersEndStreamCoalescer())
-                try ops.addHandler(HTTP2ConnectTranslation())
-                try ops.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try ops.addHandler(HTTP2StreamCodec())
                 try ops.addHandler(connection.makeStreamHandler())
             }
         }
@@ -187,7 +186,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
         }
         channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
             openStreams -= 1
-            if draining && openStreams == 0 { context?.close(promise: nil) }
+            if draining && openStreams == 0 { closeAfterPendingWrites() }
         }
         // max_requests_per_connection: the connection takes this stream and then goes away (GOAWAY names it).
         if let max = listener.hcm.commonProtocolOptions.maxRequestsPerConnection, streamsOpened >= max { goAway() }
@@ -218,7 +217,27 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
         let frame = HTTP2Frame(streamID: .rootStream,
                                payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))
         context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-        if openStreams == 0 { context.close(promise: nil) }
+        if openStreams == 0 { closeAfterPendingWrites() }
+    }
+
+    /// Closes the drained connection once what its last streams wrote is on the wire. A stream closes as the codec
+    /// takes its last frame, before the connection flushed it, and a channel's close drops what it has not written:
+    /// so the close waits for the current event to end, then for an empty write queued below the codec behind
+    /// everything the codec wrote (as Envoy closes a drained connection with FlushWrite).
+    private func closeAfterPendingWrites() {
+        guard let context, !closing else { return }
+        closing = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            guard let context = self.context else { return }
+            guard let codec = try? context.pipeline.syncOperations.context(handlerType: NIOHTTP2Handler.self) else {
+                context.close(promise: nil)
+                return
+            }
+            context.flush()
+            let written = context.eventLoop.makePromise(of: Void.self)
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            codec.writeAndFlush(NIOAny(ByteBuffer()), promise: written)
+        }
     }
 
     /// The connection idle timeout: no open stream for `idle_timeout` (`downstream_cx_idle_timeout`), or idle and

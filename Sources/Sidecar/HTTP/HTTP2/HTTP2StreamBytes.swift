@@ -1,8 +1,8 @@
 import NIOCore
 import NIOHTTP2
 
-/// An HTTP/2 stream carrying a tunnel (a CONNECT or an upgrade over extended CONNECT) as a byte stream, in place
-/// of the HTTP/1 part translation once the tunnel started (see `UpgradeTunnel.join`).
+/// An HTTP/2 stream carrying a tunnel (a CONNECT or an upgrade over extended CONNECT) as a byte stream, behind the
+/// stream's codec once the tunnel started (see `UpgradeTunnel.join`).
 ///
 /// DATA becomes bytes and bytes become DATA. The client's END_STREAM is the tunnel's half-close: it goes on as
 /// `ChannelEvent.inputClosed`, and the tunnel shuts the upstream's write side. When the tunnel closes the stream
