@@ -824,14 +824,16 @@ class H2Client:
             self.flush()
 
     def open_stream(self, headers, end_stream=False):
-        """Sends a request's HEADERS as given (pseudo-headers included, not validated by h2); returns its stream
-        id."""
+        """Sends a request's HEADERS as given (pseudo-headers included, neither validated nor normalized by h2);
+        returns its stream id."""
         sid = self.conn.get_next_available_stream_id()
         self.conn.config.validate_outbound_headers = False
+        self.conn.config.normalize_outbound_headers = False
         try:
             self.conn.send_headers(sid, list(headers), end_stream=end_stream)
         finally:
             self.conn.config.validate_outbound_headers = True
+            self.conn.config.normalize_outbound_headers = True
         self.results[sid] = H2Result()
         self.flush()
         return sid
@@ -1534,6 +1536,65 @@ def oversized_headers(t):
         diffs.append("%s where Envoy sends %s" % (outcome, ref["outcome"]))
     return with_diffs("%d bytes of headers: %s, not forwarded, the connection still carries a GET 200; %s"
                       % (total, outcome, still_alive(t)), diffs)
+
+# Header blocks RFC 9113 calls malformed (8.1.1, 8.2, 8.3), each of which an HTTP/2-to-HTTP/1 proxy that let it
+# through would turn into a smuggled or altered HTTP/1 request; and a body longer than its content-length.
+MALFORMED = [
+    ("a CR LF in a value", [("x-a", "1\r\nx-injected: 1")]),
+    ("transfer-encoding", [("transfer-encoding", "chunked")]),
+    ("connection", [("connection", "close")]),
+    ("te other than trailers", [("te", "gzip")]),
+    ("an upper-case name", [("X-Upper", "1")]),
+    ("a colon inside a name", [("x:a", "1")]),
+    ("a space in :path", None),
+    ("a pseudo-header after a field", None),
+    ("an unknown pseudo-header", [(":foo", "1")]),
+    ("a body longer than its content-length", None),
+]
+
+
+def malformed_blocks(t):
+    """Each malformed request on a connection of its own: it must not reach the backend nor be answered 200; the
+    proxy resets the stream (or ends the connection) and stays up. Envoy 1.40 ends the connection for the malformed
+    blocks (its default stream_error_on_invalid_http_message: false) and resets the stream for the long body; the
+    sidecar resets the stream (PROTOCOL_ERROR) for each, as it did when NIOHTTP2 checked the blocks."""
+    mark = t.suite.backend.mark()
+    outcomes = []
+    problems = []
+    for i, (why, extra) in enumerate(MALFORMED):
+        path = "/malformed-%d" % i
+        base = [(":method", "GET"), (":scheme", "http"), (":authority", "127.0.0.1:%d" % t.suite.plain)]
+        c = H2Client(t.suite.plain)
+        t.on_close("h2 connection", c.close)
+        c.settle()
+        body = None
+        if why == "a space in :path":
+            block = base + [(":path", path + " x")]
+        elif why == "a pseudo-header after a field":
+            block = [(":method", "GET"), ("x-a", "1"), (":scheme", "http"), (":path", path),
+                     (":authority", "127.0.0.1:%d" % t.suite.plain)]
+        elif why == "a body longer than its content-length":
+            block = [(":method", "POST")] + base[1:] + [(":path", path), ("content-length", "3")]
+            body = b"0123456789"
+        else:
+            block = base + [(":path", path)] + extra
+        sid = c.open_stream(block, end_stream=body is None)
+        if body is not None:
+            c.conn.send_data(sid, body, end_stream=True)
+            c.flush()
+        c.wait([sid])
+        r = c.results[sid]
+        outcomes.append("%s: %s" % (why, r.outcome()))
+        if r.status == 200:
+            problems.append("%s answered 200" % why)
+        c.close()
+    reached = [p for _, p, _ in t.suite.backend.since(mark) if p.startswith("/malformed")]
+    t.note("; ".join(outcomes))
+    check(not reached, "reached the backend: %s" % ", ".join(reached))
+    check(not problems, "; ".join(problems))
+    resets = sum(1 for o in outcomes if "reset PROTOCOL_ERROR" in o)
+    return "%d malformed requests, none forwarded nor answered (%d reset PROTOCOL_ERROR); %s" % (
+        len(MALFORMED), resets, still_alive(t))
 
 
 # ---- scenario: stats ---------------------------------------------------------------------------------------------
@@ -2409,6 +2470,7 @@ CASES = [
     ("rst_flood", rst_flood),
     ("rst_mixed", rst_mixed),
     ("oversized_headers", oversized_headers),
+    ("malformed_blocks", malformed_blocks),
     ("stats", stats),
     ("ws_echo", ws_echo),
     ("ws_server_first", ws_server_first),

@@ -10,8 +10,8 @@ import Testing
 /// A downstream HTTP/2 stream's codec, frame by frame: requests, CONNECT, responses and what is held (the same
 /// through the proxy on real sockets: HTTP2ProxyTests and scripts/e2e-http2, against Envoy too).
 struct HTTP2StreamCodecTests {
-    private func channel() throws -> (EmbeddedChannel, HTTP2StreamCodec) {
-        let codec = HTTP2StreamCodec()
+    private func channel(extendedConnect: Bool = true) throws -> (EmbeddedChannel, HTTP2StreamCodec) {
+        let codec = HTTP2StreamCodec(extendedConnect: extendedConnect)
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(codec)
         return (channel, codec)
@@ -96,19 +96,73 @@ struct HTTP2StreamCodecTests {
         _ = try second.finish()
     }
 
-    @Test func malformedPseudoHeadersAreTheStreamsError() throws {
-        let blocks: [[(String, String)]] = [
-            [(":method", "GET"), (":scheme", "http"), (":path", "/")],  // no :authority
-            [(":method", "GET"), (":scheme", "http"), (":path", "/a b"), (":authority", "a")],  // a space
-            [(":method", "GET"), (":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")],
-            [(":scheme", "http"), (":path", "/"), (":authority", "a")],  // no :method
+    @Test func aBlockThatBreaksRFC9113sRulesResetsTheStreamWithProtocolError() throws {
+        let get: [(String, String)] = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a")]
+        let blocks: [(why: String, block: [(String, String)], extendedConnect: Bool)] = [
+            ("a space in :path", [(":method", "GET"), (":scheme", "http"), (":path", "/a b"), (":authority", "a")], true),
+            ("a control in :authority", [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a\u{1}")], true),
+            ("two :method", [(":method", "GET")] + get, true),
+            ("no :method", Array(get.dropFirst()), true),
+            ("no :scheme", [(":method", "GET"), (":path", "/"), (":authority", "a")], true),
+            ("an empty :path", [(":method", "GET"), (":scheme", "http"), (":path", ""), (":authority", "a")], true),
+            ("an unknown pseudo-header", get + [(":foo", "x")], true),
+            ("a pseudo-header after a field", [(":method", "GET"), ("x-a", "1"), (":scheme", "http"), (":path", "/"),
+                                               (":authority", "a")], true),
+            (":status in a request", get + [(":status", "200")], true),
+            ("an upper-case name", get + [("X-Upper", "1")], true),
+            ("a space in a name", get + [("x a", "1")], true),
+            ("an empty name", get + [("", "1")], true),
+            ("connection", get + [("connection", "close")], true),
+            ("transfer-encoding", get + [("transfer-encoding", "chunked")], true),
+            ("upgrade", get + [("upgrade", "websocket")], true),
+            ("keep-alive", get + [("keep-alive", "5")], true),
+            ("proxy-connection", get + [("proxy-connection", "x")], true),
+            ("te other than trailers", get + [("te", "gzip")], true),
+            ("a CR in a value", get + [("x-a", "1\r\nx-b: 2")], true),
+            ("a NUL in a value", get + [("x-a", "1\u{0}")], true),
+            ("CONNECT with :path", [(":method", "CONNECT"), (":path", "/"), (":authority", "a:1")], true),
+            ("CONNECT without :authority", [(":method", "CONNECT")], true),
+            (":protocol on a GET", get + [(":protocol", "websocket")], true),
+            (":protocol not advertised", [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"),
+                                          (":path", "/"), (":authority", "a")], false),
         ]
-        for block in blocks {
-            let (channel, _) = try channel()
-            #expect(throws: (any Error).self, "\(block)") { try channel.writeInbound(headers(block)) }
-            #expect(try readPart(channel) == nil, "\(block)")
+        for (why, block, extendedConnect) in blocks {
+            let (channel, _) = try channel(extendedConnect: extendedConnect)
+            try channel.writeInbound(headers(block))
+            #expect(try readPart(channel) == nil, "\(why)")
+            guard case .rstStream(let code)? = try readFrame(channel) else {
+                Issue.record("\(why): no RST_STREAM")
+                continue
+            }
+            #expect(code == .protocolError, "\(why)")
             _ = try? channel.finish()
         }
+        // What the rules allow passes: te: trailers, obs-text and tabs in values, a CONNECT with only its two.
+        let (ok, _) = try channel()
+        try ok.writeInbound(headers(get + [("te", "trailers"), ("x-a", "caf\u{e9}\tb")]))
+        guard case .head(let head)? = try readPart(ok) else {
+            Issue.record("a valid request was refused")
+            return
+        }
+        #expect(head.headers["te"] == ["trailers"])
+        _ = try ok.finish()
+        // A request within the rules but without :authority is the translation's error (as NIOHTTP2's was).
+        let (noAuthority, _) = try channel()
+        #expect(throws: (any Error).self) {
+            try noAuthority.writeInbound(headers([(":method", "GET"), (":scheme", "http"), (":path", "/")]))
+        }
+        _ = try? noAuthority.finish()
+        // Trailers carry regular fields only.
+        let (trailers, _) = try channel()
+        try trailers.writeInbound(headers([(":method", "POST"), (":scheme", "http"), (":path", "/"), (":authority", "a")]))
+        _ = try readPart(trailers)
+        try trailers.writeInbound(headers([(":status", "200")], endStream: true))
+        guard case .rstStream(.protocolError)? = try readFrame(trailers) else {
+            Issue.record("a pseudo-header in trailers did not reset the stream")
+            return
+        }
+        #expect(try readPart(trailers) == nil)
+        _ = try? trailers.finish()
     }
 
     @Test func anExtendedConnectBecomesAnUpgradeAndItsAcceptanceA200() throws {

@@ -5,19 +5,16 @@ import NIOHTTP2
 /// What a downstream HTTP/2 stream's header blocks are as the HTTP/1 messages the connection manager handles, and
 /// back: the pure part of `HTTP2StreamCodec`.
 ///
-/// A request block becomes an `HTTPRequestHead` as NIOHTTP2's own translation makes it (the same head, the same
-/// errors): `:method`, `:path`, `:scheme` and `:authority` once each and free of controls and spaces, `host` from
-/// `:authority` first unless the block has one, and for a method that may carry a body and no `content-length`,
+/// A request block is checked against RFC 9113's rules (`HTTP2FieldRules`, in place of NIOHTTP2's validation) and
+/// becomes an `HTTPRequestHead` as NIOHTTP2's own translation makes it: `host` from `:authority` first unless the
+/// block has one, and for a method that may carry a body and no `content-length`,
 /// `content-length: 0` (ended with its headers) or `transfer-encoding: chunked`. CONNECT is what Envoy's HTTP/2
 /// codec makes of it: a CONNECT for the authority, and an extended CONNECT (RFC 8441, `:protocol`) a `GET` upgrade.
 ///
 /// A response head becomes a header block with `:status` first, names in lower case, and without the headers
 /// HTTP/2 forbids (`connection` and those it names, `keep-alive`, `proxy-connection`, `transfer-encoding`,
-/// `upgrade`). Each field is marked for HPACK's dynamic table as nghttp2 (Envoy's codec) marks it: values that
-/// change from one message to the next (`content-length`, `etag`, `last-modified`, `location`, `set-cookie`,
-/// `age`, ...) and fields larger than three quarters of the table are not indexed, `authorization` and short
-/// cookies never. Besides what it saves on the wire, this keeps the table small: NIOHPACK searches it entry by entry
-/// for every field it encodes.
+/// `upgrade`, and `te`). Each field is marked for HPACK's dynamic table about as nghttp2 (Envoy's codec) marks it
+/// (see `indexing`).
 enum HTTP2MessageTranslation {
     /// A request whose HEADERS said CONNECT.
     enum Connect: Equatable {
@@ -31,54 +28,65 @@ enum HTTP2MessageTranslation {
     struct UnexpectedHeaderBlock: Error {}
 
     /// The request head of a stream's first header block, and what CONNECT it was (nil: none). A CONNECT's head is
-    /// the whole request (its stream's DATA belongs to the tunnel).
-    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws -> (head: HTTPRequestHead, connect: Connect?) {
+    /// the whole request (its stream's DATA belongs to the tunnel). A block that breaks RFC 9113's rules throws
+    /// `HTTP2FieldRules.Violation` (the stream's PROTOCOL_ERROR): pseudo-headers first, known, once each, the ones its
+    /// method needs and no others (`:protocol` only on a CONNECT, and only when `extendedConnect` was advertised), and
+    /// every regular field as `HTTP2FieldRules.checkRegular` wants it. One that keeps the rules but has no
+    /// `:authority` throws NIOHTTP2's `missingPseudoHeader`, as its translation did.
+    static func requestHead(_ block: HPACKHeaders, endStream: Bool,
+                            extendedConnect: Bool) throws -> (head: HTTPRequestHead, connect: Connect?) {
         var method: String?
         var path: String?
         var scheme: String?
         var authority: String?
         var upgrade: String?
+        var regularSeen = false
         var hasHost = false
         var hasContentLength = false
         for (name, value, _) in block {
             guard name.utf8.first == UInt8(ascii: ":") else {
+                regularSeen = true
+                try HTTP2FieldRules.checkRegular(name, value)
                 if !hasHost && name == "host" { hasHost = true }
                 if !hasContentLength && name == "content-length" { hasContentLength = true }
                 continue
+            }
+            guard !regularSeen else { throw HTTP2FieldRules.Violation(description: "\(name) after a regular field") }
+            guard HTTP2FieldRules.isValidPseudoValue(value) else {
+                throw HTTP2FieldRules.Violation(description: "invalid value of \(name)")
             }
             switch name {
             case ":method": try take(name, value, into: &method)
             case ":path": try take(name, value, into: &path)
             case ":scheme": try take(name, value, into: &scheme)
             case ":authority": try take(name, value, into: &authority)
-            case ":protocol": try take(name, value, into: &upgrade)
-            default: break
+            case ":protocol" where extendedConnect: try take(name, value, into: &upgrade)
+            default: throw HTTP2FieldRules.Violation(description: "pseudo-header \(name) not allowed")
             }
         }
-        guard let method else { throw NIOHTTP2Errors.missingPseudoHeader(":method") }
-        var connect: Connect?
-        let uri: String
+        guard let method else { throw HTTP2FieldRules.Violation(description: "no :method") }
+        let connect: Connect?
         if method == "CONNECT" {
-            guard let authority else { throw NIOHTTP2Errors.missingPseudoHeader(":authority") }
-            if upgrade != nil {
-                guard let path else { throw NIOHTTP2Errors.missingPseudoHeader(":path") }
-                guard scheme != nil else { throw NIOHTTP2Errors.missingPseudoHeader(":scheme") }
-                connect = .extended
-                uri = path
-            } else {
-                connect = .plain
-                uri = authority
-            }
+            connect = upgrade == nil ? .plain : .extended
         } else {
-            guard let path else { throw NIOHTTP2Errors.missingPseudoHeader(":path") }
-            guard scheme != nil else { throw NIOHTTP2Errors.missingPseudoHeader(":scheme") }
-            guard authority != nil else { throw NIOHTTP2Errors.missingPseudoHeader(":authority") }
-            uri = path
+            guard upgrade == nil else { throw HTTP2FieldRules.Violation(description: ":protocol on \(method)") }
+            connect = nil
         }
+        if connect == .plain {
+            guard path == nil && scheme == nil else {
+                throw HTTP2FieldRules.Violation(description: "CONNECT with :path or :scheme")
+            }
+            guard authority != nil else { throw HTTP2FieldRules.Violation(description: "CONNECT without :authority") }
+        } else {
+            guard let path, scheme != nil else { throw HTTP2FieldRules.Violation(description: "no :path or :scheme") }
+            guard !path.isEmpty else { throw HTTP2FieldRules.Violation(description: "empty :path") }
+        }
+        guard let authority else { throw NIOHTTP2Errors.missingPseudoHeader(":authority") }
+        let uri = connect == .plain ? authority : path ?? ""
         let httpMethod: HTTPMethod = connect == .extended ? .GET : HTTPMethod(rawValue: method)
         var fields: [(String, String)] = []
         fields.reserveCapacity(block.count + 1)
-        if !hasHost, let authority { fields.append(("host", authority)) }
+        if !hasHost { fields.append(("host", authority)) }
         if connect == nil && !hasContentLength && Self.mayHaveBody(httpMethod) {
             fields.append(endStream ? ("content-length", "0") : ("transfer-encoding", "chunked"))
         }
@@ -90,11 +98,12 @@ enum HTTP2MessageTranslation {
         return (HTTPRequestHead(version: .http2, method: httpMethod, uri: uri, headers: HTTPHeaders(fields)), connect)
     }
 
-    /// The regular fields of a trailer block.
-    static func trailers(_ block: HPACKHeaders) -> HTTPHeaders {
+    /// A trailer block's fields, once checked (`HTTP2FieldRules.checkTrailers`).
+    static func trailers(_ block: HPACKHeaders) throws -> HTTPHeaders {
+        try HTTP2FieldRules.checkTrailers(block)
         var fields: [(String, String)] = []
         fields.reserveCapacity(block.count)
-        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") { fields.append((name, value)) }
+        for (name, value, _) in block { fields.append((name, value)) }
         return HTTPHeaders(fields)
     }
 
@@ -118,11 +127,7 @@ enum HTTP2MessageTranslation {
     }
 
     private static func take(_ name: String, _ value: String, into slot: inout String?) throws {
-        guard slot == nil else { throw NIOHTTP2Errors.duplicatePseudoHeader(name) }
-        // No control, space or DEL: the value becomes part of an HTTP/1 request line or Host.
-        guard !value.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else {
-            throw NIOHTTP2Errors.invalidPseudoHeaderValue(name: name, value: value)
-        }
+        guard slot == nil else { throw HTTP2FieldRules.Violation(description: "\(name) twice") }
         slot = value
     }
 
@@ -146,29 +151,36 @@ enum HTTP2MessageTranslation {
     }
 
     private static func appendRegular(_ headers: HTTPHeaders, to block: inout HPACKHeaders) {
-        // The fields a `connection` header names are this hop's (rare: looked up only when there is one).
-        var nominated: [Substring] = []
-        for (name, value) in headers where name.utf8.count == 10 && name.lowercased() == "connection" {
-            for token in value.split(separator: ",") {
-                nominated.append(token.drop(while: { $0 == " " || $0 == "\t" }))
-            }
-        }
+        var connection: [String] = []
         for (name, value) in headers {
             let lower = Self.lowercased(name)
-            if Self.isConnectionSpecific(lower) { continue }
-            if !nominated.isEmpty, nominated.contains(where: { $0.lowercased() == lower }) { continue }
+            if Self.isConnectionSpecific(lower) {
+                if lower.utf8.count == 10 && lower == "connection" { connection.append(value) }
+                continue
+            }
             block.add(name: lower, value: value, indexing: Self.indexing(lower, value))
+        }
+        // The fields a `connection` header names are this hop's too (rare: looked for only when there is one).
+        for value in connection {
+            for token in value.split(separator: ",") {
+                let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+                let name = String(token.drop(while: blank).reversed().drop(while: blank).reversed()).lowercased()
+                if !name.isEmpty && name.utf8.first != UInt8(ascii: ":") { block.remove(name: name) }
+            }
         }
     }
 
     /// `name` in lower case, the same string when it already is (the common case: no allocation).
     static func lowercased(_ name: String) -> String {
-        name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) ? name.lowercased() : name
+        var name = name
+        let upper = name.withUTF8 { bytes in bytes.contains(where: { $0 &- UInt8(ascii: "A") < 26 }) }
+        return upper ? name.lowercased() : name
     }
 
-    /// Fields HTTP/2 forbids (RFC 9113 section 8.2.2), by lower-case name.
+    /// Fields HTTP/2 forbids (RFC 9113 section 8.2.2), by lower-case name; `te` too, which only a request may carry.
     static func isConnectionSpecific(_ name: String) -> Bool {
         switch name.utf8.count {
+        case 2: return name == "te"
         case 7: return name == "upgrade"
         case 10: return name == "connection" || name == "keep-alive"
         case 16: return name == "proxy-connection"
@@ -177,18 +189,26 @@ enum HTTP2MessageTranslation {
         }
     }
 
-    /// nghttp2's choice for a field of a header block it sends, by lower-case name.
+    /// How a field of a block the proxy sends is marked for HPACK's dynamic table, by lower-case name, as nghttp2
+    /// (Envoy's codec) marks it: per-message values stay out of the table (`:path`, `age`, `content-length`, `etag`,
+    /// `if-modified-since`, `if-none-match`, `location`, `set-cookie`, and any field over three quarters of the
+    /// 4 KiB table), `authorization` and a cookie under 20 bytes are never indexed. Besides the bytes, this keeps
+    /// the table short, which NIOHPACK searches entry by entry for every field it encodes. (Keeping `date` and
+    /// `x-envoy-upstream-service-time` out as well was measured: their values then had to be Huffman-coded on every
+    /// response, 4 % more instructions per stream than searching past them.)
     static func indexing(_ name: String, _ value: String) -> HPACKIndexing {
-        switch name {
-        case "authorization": return .neverIndexed
-        case "cookie" where value.utf8.count < 20: return .neverIndexed
-        case ":path", "age", "content-length", "etag", "if-modified-since", "if-none-match", "location",
-             "set-cookie":
-            return .nonIndexable
-        default:
-            // An entry costs its name, value and 32 bytes; one over three quarters of the 4 KiB table would push out
-            // most of what is there.
-            return name.utf8.count + value.utf8.count + 32 > 3072 ? .nonIndexable : .indexable
+        let indexable: HPACKIndexing = name.utf8.count + value.utf8.count + 32 > 3072 ? .nonIndexable : .indexable
+        switch name.utf8.count {
+        case 3: return name == "age" ? .nonIndexable : indexable
+        case 4: return name == "etag" ? .nonIndexable : indexable
+        case 5: return name == ":path" ? .nonIndexable : indexable
+        case 6: return name == "cookie" && value.utf8.count < 20 ? .neverIndexed : indexable
+        case 8: return name == "location" ? .nonIndexable : indexable
+        case 10: return name == "set-cookie" ? .nonIndexable : indexable
+        case 13: return name == "authorization" ? .neverIndexed : (name == "if-none-match" ? .nonIndexable : indexable)
+        case 14: return name == "content-length" ? .nonIndexable : indexable
+        case 17: return name == "if-modified-since" ? .nonIndexable : indexable
+        default: return indexable
         }
     }
 }

@@ -6,7 +6,9 @@ import NIOHTTP2
 /// A downstream HTTP/2 stream's frames as the HTTP/1 parts its `HTTPProxyHandler` reads and writes: the one handler
 /// between the stream's channel and the connection manager (the translation itself is `HTTP2MessageTranslation`).
 ///
-/// Inbound, the first HEADERS is the request head (ended when it ends the stream), DATA is body, and a second
+/// Inbound, header blocks are checked against RFC 9113's rules here (NIOHTTP2's own checks are off on downstream
+/// connections: see `HTTP2FieldRules`); a block that breaks one resets the stream with PROTOCOL_ERROR. The first
+/// HEADERS is the request head (ended when it ends the stream), DATA is body, and a second
 /// HEADERS the trailers. A CONNECT or extended CONNECT reaches the handler as HTTP/1.1 knows it (a CONNECT, an
 /// upgrade) and ended: the stream's DATA belongs to the tunnel, and is held here, with the stream not read further,
 /// until the tunnel starts (`releaseHeld`: from then on frames pass untouched, to `HTTP2StreamBytes`) or the answer
@@ -39,6 +41,8 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     }
 
     private(set) var state = State.head
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL was advertised: a request may carry `:protocol`.
+    private let extendedConnect: Bool
     /// Inbound frames of a CONNECT's stream, until its tunnel starts.
     private var heldInbound: [HTTP2Frame.FramePayload] = []
     private var readPending = false
@@ -46,6 +50,8 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     private var heldOutbound: HTTP2Frame.FramePayload?
     private var heldPromise: EventLoopPromise<Void>?
     private var context: ChannelHandlerContext?
+
+    init(extendedConnect: Bool) { self.extendedConnect = extendedConnect }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -78,7 +84,11 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
                     return
                 }
                 state = .request(trailersSeen: true)
-                context.fireChannelRead(wrapInboundOut(.end(HTTP2MessageTranslation.trailers(block.headers))))
+                guard let trailers = try? HTTP2MessageTranslation.trailers(block.headers) else {
+                    reset(.protocolError)
+                    return
+                }
+                context.fireChannelRead(wrapInboundOut(.end(trailers)))
             default:
                 break
             }
@@ -89,7 +99,12 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         guard case .headers(let block) = payload else { return }
         let request: (head: HTTPRequestHead, connect: HTTP2MessageTranslation.Connect?)
         do {
-            request = try HTTP2MessageTranslation.requestHead(block.headers, endStream: block.endStream)
+            request = try HTTP2MessageTranslation.requestHead(block.headers, endStream: block.endStream,
+                                                              extendedConnect: extendedConnect)
+        } catch is HTTP2FieldRules.Violation {
+            // A malformed request (RFC 9113 8.1.1): the stream's PROTOCOL_ERROR, as NIOHTTP2's validation answered it.
+            reset(.protocolError)
+            return
         } catch {
             context.fireErrorCaught(error)
             return
