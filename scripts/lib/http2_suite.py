@@ -1574,8 +1574,9 @@ def malformed_blocks(t):
             block = [(":method", "GET"), ("x-a", "1"), (":scheme", "http"), (":path", path),
                      (":authority", "127.0.0.1:%d" % t.suite.plain)]
         elif why == "a body longer than its content-length":
+            # The bytes past the declared length are a second HTTP/1.1 request, for a proxy that would pass them on.
             block = [(":method", "POST")] + base[1:] + [(":path", path), ("content-length", "3")]
-            body = b"0123456789"
+            body = b"abcGET /malformed-smuggled HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"
         else:
             block = base + [(":path", path)] + extra
         sid = c.open_stream(block, end_stream=body is None)
@@ -1588,7 +1589,10 @@ def malformed_blocks(t):
         if r.status == 200:
             problems.append("%s answered 200" % why)
         c.close()
-    reached = [p for _, p, _ in t.suite.backend.since(mark) if p.startswith("/malformed")]
+    # The long body's head may go upstream before its DATA shows the lie (so it does in Envoy); what must never
+    # arrive is a request made of the bytes past its length.
+    long_body = "/malformed-%d" % (len(MALFORMED) - 1)
+    reached = [p for _, p, _ in t.suite.backend.since(mark) if p.startswith("/malformed") and p != long_body]
     t.note("; ".join(outcomes))
     check(not reached, "reached the backend: %s" % ", ".join(reached))
     check(not problems, "; ".join(problems))

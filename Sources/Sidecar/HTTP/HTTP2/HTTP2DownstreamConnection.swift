@@ -93,6 +93,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
             requestedServerName: serverName, connectionID: id, connectionLog: log)
         handler.connectionCounted = counted
         let boxed = NIOLoopBound(handler, eventLoop: ops.eventLoop)
+        // Below the codec: one socket write per event-loop turn, not one per stream that answered in it.
+        try ops.addHandler(LoopFlushCoalescer())
         _ = try ops.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream
         ) { channel in
