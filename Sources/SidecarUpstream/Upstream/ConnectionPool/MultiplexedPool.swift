@@ -261,6 +261,8 @@ package final class MultiplexedPool {
         streamConfig.targetWindowSize = options.initialStreamWindowSize
         let ops = opened.channel.pipeline.syncOperations
         do {
+            // One socket write per event-loop turn for all the streams that sent in it.
+            try ops.addHandler(LoopFlushCoalescer())
             // The server does not open streams (push is off): refuse any it tries.
             connection.multiplexer = try ops.configureHTTP2Pipeline(
                 mode: .client, connectionConfiguration: connectionConfig, streamConfiguration: streamConfig

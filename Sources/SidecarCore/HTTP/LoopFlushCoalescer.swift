@@ -1,20 +1,23 @@
 import NIOCore
 
-/// Below an HTTP/2 connection's codec: the flushes of one event-loop turn become one, at the turn's end.
+/// Below an HTTP/2 connection's codec (downstream and upstream): the flushes of one event-loop turn become one, at
+/// the turn's end.
 ///
-/// Each stream flushes its connection when its response moves on, and the responses of a connection's streams arrive
-/// on as many upstream connections: one turn of the event loop often reads a dozen of them, and each flush was a
-/// `write` of its own (one system call per response, measured with strace under h2load). Here a flush asks the event
+/// Each stream flushes its connection when its message moves on, and a downstream connection's responses arrive on as
+/// many upstream connections (an upstream connection's requests from as many downstream ones): one turn of the event
+/// loop often reads a dozen of them, and each flush was a `write` of its own (one system call per response, measured
+/// with strace under h2load). Here a flush asks the event
 /// loop to flush once its ready I/O has been handled (NIO runs tasks after each batch of I/O events), so the frames
 /// of every stream answered in that turn leave in one write, as Envoy writes a connection once per dispatcher turn.
 /// Nothing waits longer than the turn. A close first flushes what is pending: what was written before a close (a
 /// GOAWAY) still goes out.
-final class LoopFlushCoalescer: ChannelOutboundHandler {
-    typealias OutboundIn = NIOAny
+package final class LoopFlushCoalescer: ChannelOutboundHandler {
+    package typealias OutboundIn = NIOAny
 
+    package init() {}
     private var flushPending = false
 
-    func flush(context: ChannelHandlerContext) {
+    package func flush(context: ChannelHandlerContext) {
         guard !flushPending else { return }
         flushPending = true
         context.eventLoop.assumeIsolated().execute { [self] in
@@ -24,7 +27,7 @@ final class LoopFlushCoalescer: ChannelOutboundHandler {
         }
     }
 
-    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+    package func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         if flushPending {
             flushPending = false
             context.flush()
