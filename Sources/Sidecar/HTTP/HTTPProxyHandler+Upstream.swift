@@ -479,10 +479,8 @@ extension HTTPProxyHandler {
     }
 
     private func armRouteTimer(at time: NIODeadline) {
-        guard let callback = try? context.eventLoop.assumeIsolated().scheduleCallback(
-            at: time, handler: HTTPProxyTimerCallback(handler: self, timer: .route))
-        else { return }  // the event loop is shutting down
-        routeTimer.armed(callback, at: time)
+        guard let timer = scheduleTimer(at: time, .route) else { return }  // the event loop is shutting down
+        routeTimer.armed(timer, at: time)
     }
 
     func routeTimerFired() {

@@ -85,8 +85,10 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// clock source has no vDSO, so idleness is judged by this counter at quarter-timeout ticks instead.
     var streamActivity: UInt32 = 0
     /// One timer per connection ticking every quarter of the idle timeout while a request is active.
-    var idleTimer: NIOScheduledCallback?
+    var idleTimer: ArmedTimer?
     var idleTick = TimeAmount.zero
+    /// The HTTP/2 connection's timers, for a stream's handler (see `StreamTimerHub`).
+    var timerHub: StreamTimerHub?
     var idleQuietTicks = 0
     var idleActivitySeen: UInt32 = 0
 
@@ -727,8 +729,17 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     private func armIdleTimer() {
-        idleTimer = try? context.eventLoop.assumeIsolated().scheduleCallback(
-            in: idleTick, handler: HTTPProxyTimerCallback(handler: self, timer: .streamIdle))
+        idleTimer = scheduleTimer(at: .now() + idleTick, .streamIdle)
+    }
+
+    /// Arms one of the stream's timers: on its HTTP/2 connection's hub when it has one, else on the event loop. Nil
+    /// when the event loop is shutting down.
+    func scheduleTimer(at deadline: NIODeadline, _ timer: HTTPProxyTimerCallback.Timer) -> ArmedTimer? {
+        let callback = HTTPProxyTimerCallback(handler: self, timer: timer)
+        if let timerHub {
+            return timerHub.schedule(at: deadline, callback).map { .hub(timerHub, $0) }
+        }
+        return (try? context.eventLoop.assumeIsolated().scheduleCallback(at: deadline, handler: callback)).map { .loop($0) }
     }
 
     func idleTimerFired() {

@@ -16,7 +16,7 @@ import NIOCore
 struct LazyDeadlineTimer {
     /// The deadline in force; nil: none.
     private(set) var deadline: NIODeadline?
-    private var task: NIOScheduledCallback?
+    private var task: ArmedTimer?
     private var taskFiresAt = NIODeadline.distantFuture
 
     enum Fired: Equatable {
@@ -42,7 +42,7 @@ struct LazyDeadlineTimer {
     }
 
     /// Records the callback scheduled for the time `set` or `fired` asked for.
-    mutating func armed(_ scheduled: NIOScheduledCallback, at time: NIODeadline) {
+    mutating func armed(_ scheduled: ArmedTimer, at time: NIODeadline) {
         task = scheduled
         taskFiresAt = time
     }

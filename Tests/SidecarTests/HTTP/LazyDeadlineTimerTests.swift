@@ -29,7 +29,7 @@ struct LazyDeadlineTimerTests {
     @Test func laterDeadlinesReuseTheArmedTaskAndItRearmsWhenItFiresEarly() {
         let loop = EmbeddedEventLoop()
         var t = LazyDeadlineTimer()
-        t.armed(Self.schedule(loop, 15), at: Self.at(15))
+        t.armed(.loop(Self.schedule(loop, 15)), at: Self.at(15))
         _ = t.set(Self.at(15))
         t.clear()
         // The next request's deadline is later than the armed task: nothing is scheduled.
@@ -41,7 +41,7 @@ struct LazyDeadlineTimerTests {
         let loop = EmbeddedEventLoop()
         var t = LazyDeadlineTimer()
         let fired = Fired()
-        t.armed(Self.schedule(loop, 15, fired), at: Self.at(15))
+        t.armed(.loop(Self.schedule(loop, 15, fired)), at: Self.at(15))
         #expect(t.set(Self.at(5)) == Self.at(5))
         loop.advanceTime(to: Self.at(16))
         #expect(fired.count == 0, "the callback armed for the later deadline was cancelled")
@@ -67,7 +67,7 @@ struct LazyDeadlineTimerTests {
         var t = LazyDeadlineTimer()
         let fired = Fired()
         _ = t.set(Self.at(15))
-        t.armed(Self.schedule(loop, 15, fired), at: Self.at(15))
+        t.armed(.loop(Self.schedule(loop, 15, fired)), at: Self.at(15))
         t.stop()
         loop.advanceTime(to: Self.at(16))
         #expect(fired.count == 0 && !t.isSet)

@@ -115,6 +115,37 @@ import Testing
         #expect(eventually(timeout: 3) { client.isClosed })
     }
 
+    /// The streams' route timeouts and stream-idle ticks run on their connection's timer hub: each stream's own,
+    /// with the streams around it unaffected.
+    @Test func routeAndStreamIdleTimeoutsOfConcurrentStreams() throws {
+        let backend = try TestBackend()
+        defer { backend.stop() }
+        let routes = [
+            #"{match: {prefix: "/", headers: [{name: x-case, string_match: {exact: route}}]}, route: {cluster: backend, timeout: 0.3s}}"#,
+            #"{match: {prefix: "/", headers: [{name: x-case, string_match: {exact: idle}}]}, route: {cluster: backend, timeout: 0s, idle_timeout: 0.4s}}"#,
+            ProxyConfig.catchAll,
+        ]
+        let proxy = try ProxyHarness(yaml: ProxyConfig.single(port: backend.port, routes: routes))
+        defer { proxy.shutdown() }
+        let client = try H2TestClient(port: proxy.port)
+        defer { client.close() }
+        let timedOut = client.request("GET", "/slow?ms=3000", headers: [("x-case", "route")])
+        let idle = client.request("GET", "/slow?ms=3000", headers: [("x-case", "idle")])
+        let quick = (0..<5).map { _ in client.request("GET", "/slow?ms=100") }
+        let served = client.request("GET", "/slow?ms=900")
+        for q in quick { #expect(try q.wait().status == 200) }
+        let t = try timedOut.wait()
+        #expect(t.status == 504)
+        #expect(t.header("x-envoy-upstream-service-time") == nil)
+        let i = try idle.wait()
+        #expect(i.status == 504)
+        #expect(String(decoding: i.data, as: UTF8.self) == "stream timeout")
+        // A stream longer than the others' timeouts, on the same connection, is not cut by them.
+        #expect(try served.wait().status == 200)
+        #expect(try proxy.stat("http.\(ProxyConfig.statPrefix).downstream_rq_timeout") == 1)
+        #expect(try proxy.stat("http.\(ProxyConfig.statPrefix).downstream_rq_idle_timeout") == 1)
+    }
+
     @Test func anHTTP2ConnectionWithNoStreamForIdleTimeoutGoesAway() throws {
         let backend = try TestBackend()
         defer { backend.stop() }

@@ -32,6 +32,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
     private(set) var rbacDestination: SocketAddress?
 
     private var context: ChannelHandlerContext?
+    /// The streams' route and idle timers (made with the connection's context).
+    private var timerHub: StreamTimerHub?
     private var connectedAt = NIODeadline.uptimeNanoseconds(0)
     private var openStreams = 0
     /// Streams the connection has carried, and the highest stream id the peer opened (named by GOAWAY).
@@ -118,6 +120,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
         h.connectionID = connectionID
         h.connectionLog = connectionLog
         h.rbacDestination = rbacDestination
+        h.timerHub = timerHub
         return h
     }
 
@@ -127,6 +130,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
     /// channelActive that follows, so the connection starts here.
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        timerHub = StreamTimerHub(eventLoop: context.eventLoop)
         if context.channel.isActive { start(context: context) }
     }
 
@@ -170,6 +174,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         idleTimer = nil
+        timerHub?.stop()
         if counted {
             counted = false
             stats.dec(listener.stats.cxActive)
