@@ -74,4 +74,27 @@ struct StreamTimerHubTests {
         loop.advanceTime(by: .milliseconds(1))
         #expect(log.fired == ["first", "second"])
     }
+
+    @Test func anEntryCancelledByAnEarlierOneOfTheSameBatchDoesNotRun() throws {
+        let loop = EmbeddedEventLoop()
+        let hub = StreamTimerHub(eventLoop: loop)
+        let log = Log()
+        final class Slot { var token: StreamTimerHub.Token? }
+        let second = Slot()
+        struct CancelOther: NIOScheduledCallbackHandler {
+            let hub: StreamTimerHub
+            let log: Log
+            let other: Slot
+            func handleScheduledCallback(eventLoop: some EventLoop) {
+                log.fired.append("first")
+                if let token = other.token { hub.cancel(token) }
+            }
+        }
+        _ = hub.schedule(at: loop.now + .milliseconds(10), CancelOther(hub: hub, log: log, other: second))
+        second.token = hub.schedule(at: loop.now + .milliseconds(11), Mark(log: log, name: "second"))
+        // Both are due when the hub's timer runs: the first cancels the second, which must not run.
+        loop.advanceTime(by: .milliseconds(20))
+        #expect(log.fired == ["first"])
+        #expect(hub.count == 0)
+    }
 }

@@ -47,7 +47,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     private var heldInbound: [HTTP2Frame.FramePayload] = []
     private var readPending = false
     /// A response's HEADERS, until the next part shows whether it ends the stream.
-    private var heldOutbound: HTTP2Frame.FramePayload?
+    private var heldHeaders: HTTP2Frame.FramePayload.Headers?
     private var heldPromise: EventLoopPromise<Void>?
     private var context: ChannelHandlerContext?
 
@@ -57,7 +57,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         // The stream's channel closed with a frame held: it will never be written.
-        heldOutbound = nil
+        heldHeaders = nil
         heldPromise?.fail(ChannelError.ioOnClosedChannel)
         heldPromise = nil
     }
@@ -157,8 +157,8 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         case .head(let head):
             writeHeld(context: context)
             let accepted = state == .connect(.extended)
-            hold(.headers(.init(headers: HTTP2MessageTranslation.responseBlock(head, acceptedUpgrade: accepted))),
-                 promise: promise)
+            heldHeaders = .init(headers: HTTP2MessageTranslation.responseBlock(head, acceptedUpgrade: accepted))
+            heldPromise = promise
         case .body(let body):
             writeHeld(context: context)
             context.write(wrapOutboundOut(.data(.init(data: body))), promise: promise)
@@ -167,47 +167,29 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
             let block = HTTP2MessageTranslation.trailerBlock(trailers)
             context.write(wrapOutboundOut(.headers(.init(headers: block, endStream: true))), promise: promise)
         case .end(nil):
-            guard let held = heldOutbound else {
+            guard var held = heldHeaders else {
                 context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))),
                               promise: promise)
                 return
             }
             let heldPromise = self.heldPromise
-            heldOutbound = nil
+            heldHeaders = nil
             self.heldPromise = nil
             if let promise { heldPromise?.futureResult.cascade(to: promise) }
-            context.write(wrapOutboundOut(Self.ending(held)), promise: heldPromise ?? promise)
-        }
-    }
-
-    /// `frame` with END_STREAM.
-    private static func ending(_ frame: HTTP2Frame.FramePayload) -> HTTP2Frame.FramePayload {
-        switch frame {
-        case .headers(var headers):
             // The upstream's HTTP/2-to-HTTP/1 translation adds `content-length: 0` to a response that ended with its
             // headers; Envoy forwards such a response without it.
-            if headers.headers.first(name: "content-length") == "0" { headers.headers.remove(name: "content-length") }
-            headers.endStream = true
-            return .headers(headers)
-        case .data(var data):
-            data.endStream = true
-            return .data(data)
-        default:
-            return frame
+            if held.headers.first(name: "content-length") == "0" { held.headers.remove(name: "content-length") }
+            held.endStream = true
+            context.write(wrapOutboundOut(.headers(held)), promise: heldPromise ?? promise)
         }
-    }
-
-    private func hold(_ frame: HTTP2Frame.FramePayload, promise: EventLoopPromise<Void>?) {
-        heldOutbound = frame
-        heldPromise = promise
     }
 
     private func writeHeld(context: ChannelHandlerContext) {
-        guard let held = heldOutbound else { return }
+        guard let held = heldHeaders else { return }
         let promise = heldPromise
-        heldOutbound = nil
+        heldHeaders = nil
         heldPromise = nil
-        context.write(wrapOutboundOut(held), promise: promise)
+        context.write(wrapOutboundOut(.headers(held)), promise: promise)
     }
 
     func flush(context: ChannelHandlerContext) {
@@ -220,7 +202,7 @@ final class HTTP2StreamCodec: ChannelDuplexHandler {
         // What is held will never be written: its promise fails rather than leaking.
         heldPromise?.fail(ChannelError.ioOnClosedChannel)
         heldPromise = nil
-        heldOutbound = nil
+        heldHeaders = nil
         context?.writeAndFlush(wrapOutboundOut(.rstStream(code)), promise: nil)
     }
 }

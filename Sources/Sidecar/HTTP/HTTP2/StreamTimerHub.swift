@@ -24,6 +24,8 @@ final class StreamTimerHub {
     private var armed: NIOScheduledCallback?
     private var armedAt = NIODeadline.distantFuture
     private var firing = false
+    /// Due entries cancelled while the batch they are in runs (one stream's route timeout ending it, say).
+    private var cancelledWhileFiring: [Token] = []
     private var stopped = false
 
     init(eventLoop: EventLoop) { self.eventLoop = eventLoop }
@@ -43,7 +45,10 @@ final class StreamTimerHub {
 
     /// The entry will not run (nothing happens for one that ran already).
     func cancel(_ token: Token) {
-        guard let i = entries.firstIndex(where: { $0.token == token }) else { return }
+        guard let i = entries.firstIndex(where: { $0.token == token }) else {
+            if firing { cancelledWhileFiring.append(token) }
+            return
+        }
         entries.swapAt(i, entries.count - 1)
         entries.removeLast()
     }
@@ -75,8 +80,11 @@ final class StreamTimerHub {
         }
         due.sort { $0.deadline < $1.deadline }
         firing = true
-        for entry in due where !stopped { entry.callback.handleScheduledCallback(eventLoop: eventLoop) }
+        for entry in due where !stopped && !cancelledWhileFiring.contains(entry.token) {
+            entry.callback.handleScheduledCallback(eventLoop: eventLoop)
+        }
         firing = false
+        cancelledWhileFiring.removeAll()
         if !stopped, let earliest = entries.min(by: { $0.deadline < $1.deadline }) { arm(at: earliest.deadline) }
     }
 
