@@ -48,6 +48,14 @@ enum HopByHop {
     /// `content-length`, `transfer-encoding`) and the hop-by-hop names removed anyway. Tokens are compared in
     /// place: the usual `keep-alive` or `close` allocates nothing.
     private static func nominate(_ value: String, into list: inout [String]) {
+        forEachToken(value) { token in
+            if !isKept(token) { list.append(String(decoding: token, as: UTF8.self).lowercased()) }
+        }
+    }
+
+    /// Each comma-separated token of a `connection` value, blanks around it trimmed, empty ones skipped, as bytes
+    /// in place.
+    static func forEachToken(_ value: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         var value = value
         value.withUTF8 { buf in
             var start = 0
@@ -59,9 +67,7 @@ enum HopByHop {
                 while hi > lo && (buf[hi - 1] == 32 || buf[hi - 1] == 9) { hi -= 1 }
                 start = end + 1
                 guard lo < hi else { continue }
-                let token = UnsafeBufferPointer(rebasing: buf[lo..<hi])
-                if isKept(token) { continue }
-                list.append(String(decoding: token, as: UTF8.self).lowercased())
+                body(UnsafeBufferPointer(rebasing: buf[lo..<hi]))
             }
         }
     }

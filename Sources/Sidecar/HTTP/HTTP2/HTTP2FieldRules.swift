@@ -43,14 +43,10 @@ enum HTTP2FieldRules {
     /// `te` other than `trailers`.
     static func checkRegular(_ name: String, _ value: String) throws {
         guard isValidName(name) else { throw Violation(description: "invalid field name '\(name)'") }
-        switch name.utf8.count {
-        case 2 where name == "te":
+        if name.utf8.count == 2 && name == "te" {
             guard value == "trailers" else { throw Violation(description: "te: \(value)") }
-        case 7 where name == "upgrade", 10 where name == "connection" || name == "keep-alive",
-             16 where name == "proxy-connection", 17 where name == "transfer-encoding":
+        } else if HTTP2MessageTranslation.isConnectionSpecific(name) {
             throw Violation(description: "connection-specific field '\(name)'")
-        default:
-            break
         }
         guard isValidValue(value) else { throw Violation(description: "invalid value of '\(name)'") }
     }

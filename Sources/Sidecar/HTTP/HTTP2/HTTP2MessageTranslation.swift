@@ -162,10 +162,9 @@ enum HTTP2MessageTranslation {
         }
         // The fields a `connection` header names are this hop's too (rare: looked for only when there is one).
         for value in connection {
-            for token in value.split(separator: ",") {
-                let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-                let name = String(token.drop(while: blank).reversed().drop(while: blank).reversed()).lowercased()
-                if !name.isEmpty && name.utf8.first != UInt8(ascii: ":") { block.remove(name: name) }
+            HopByHop.forEachToken(value) { token in
+                let name = String(decoding: token, as: UTF8.self).lowercased()
+                if name.utf8.first != UInt8(ascii: ":") { block.remove(name: name) }
             }
         }
     }
@@ -177,16 +176,10 @@ enum HTTP2MessageTranslation {
         return upper ? name.lowercased() : name
     }
 
-    /// Fields HTTP/2 forbids (RFC 9113 section 8.2.2), by lower-case name; `te` too, which only a request may carry.
+    /// Fields HTTP/2 forbids (RFC 9113 section 8.2.2), by lower-case name: the hop-by-hop ones (`te` too, which only
+    /// a request may carry, as `trailers`) and `transfer-encoding`.
     static func isConnectionSpecific(_ name: String) -> Bool {
-        switch name.utf8.count {
-        case 2: return name == "te"
-        case 7: return name == "upgrade"
-        case 10: return name == "connection" || name == "keep-alive"
-        case 16: return name == "proxy-connection"
-        case 17: return name == "transfer-encoding"
-        default: return false
-        }
+        HopByHop.hopByHopIndex(name) != nil || (name.utf8.count == 17 && name == "transfer-encoding")
     }
 
     /// How a field of a block the proxy sends is marked for HPACK's dynamic table, by lower-case name, as nghttp2
